@@ -1,0 +1,80 @@
+//! Why the core dropped input without answering: one variant per reason,
+//! surfaced by the driver as a metric label (STYLE.md "errors by fault").
+
+use crate::wire::{BodyError, HeaderError};
+
+macro_rules! drop_reasons {
+    ($($variant:ident => $label:literal, $doc:literal;)*) => {
+        /// Why bytes from a client were dropped silently.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum DropReason {
+            $(#[doc = $doc] $variant,)*
+        }
+
+        impl DropReason {
+            pub const ALL: &'static [DropReason] = &[$(DropReason::$variant,)*];
+            pub const COUNT: usize = Self::ALL.len();
+
+            /// A stable snake_case label for metrics and logs.
+            pub fn label(self) -> &'static str {
+                match self {
+                    $(DropReason::$variant => $label,)*
+                }
+            }
+        }
+    };
+}
+
+drop_reasons! {
+    TooShort => "too_short", "Shorter than a STUN header.";
+    NotStun => "not_stun", "The first two bits say this is neither STUN nor ChannelData.";
+    BadMagicCookie => "bad_magic_cookie", "No magic cookie (RFC 3489 and non-STUN traffic).";
+    BadLength => "bad_length", "The header length is not a multiple of 4 or does not match the datagram.";
+    BadFingerprint => "bad_fingerprint", "FINGERPRINT present but wrong.";
+    MalformedNonRequest => "malformed_non_request", "A malformed indication or response: nothing may be sent back.";
+    UnexpectedClass => "unexpected_class", "A response, or an indication the server does not take.";
+    UnknownIndication => "unknown_indication", "An indication with an unknown comprehension-required attribute (RFC 8489 §6.3.2).";
+    ChannelData => "channel_data", "ChannelData from a client without a matching channel.";
+    ReplyTooLarge => "reply_too_large", "The answer did not fit in the output buffer.";
+    StreamFraming => "stream_framing", "A TCP/TLS stream carried bytes that are neither STUN nor ChannelData; the connection is closed.";
+}
+
+impl From<HeaderError> for DropReason {
+    fn from(e: HeaderError) -> Self {
+        match e {
+            HeaderError::TooShort => DropReason::TooShort,
+            HeaderError::NotStun => DropReason::NotStun,
+            HeaderError::BadMagicCookie => DropReason::BadMagicCookie,
+            HeaderError::LengthNotMultipleOf4 | HeaderError::LengthMismatch => DropReason::BadLength,
+        }
+    }
+}
+
+impl From<BodyError> for DropReason {
+    fn from(_: BodyError) -> Self {
+        DropReason::MalformedNonRequest
+    }
+}
+
+/// Counts of dropped input, one counter per [`DropReason`].
+#[derive(Debug, Clone, Default)]
+pub struct DropCounters([u64; DropReason::COUNT]);
+
+impl DropCounters {
+    pub fn add(&mut self, reason: DropReason) {
+        self.0[reason as usize] += 1;
+    }
+
+    pub fn get(&self, reason: DropReason) -> u64 {
+        self.0[reason as usize]
+    }
+
+    pub fn total(&self) -> u64 {
+        self.0.iter().sum()
+    }
+
+    /// Every reason with its count, zeros included (for a stable metric set).
+    pub fn iter(&self) -> impl Iterator<Item = (DropReason, u64)> + '_ {
+        DropReason::ALL.iter().map(|r| (*r, self.0[*r as usize]))
+    }
+}

@@ -1,0 +1,27 @@
+//! ternd's protocol core: STUN (RFC 8489) and, later, TURN (RFC 8656), with no
+//! sockets, no clock and no runtime.
+//!
+//! # The drive loop
+//! A driver owns one [`Server`] per shard and, for every datagram or framed
+//! stream message from a client:
+//! 1. reads the bytes and notes `now` (a monotonic [`std::time::Instant`]);
+//! 2. calls [`Server::handle_client`] with the client's [`FiveTuple`], the
+//!    bytes and an output buffer;
+//! 3. acts on the returned [`Output`]: send `out[..n]` back on the same
+//!    socket or connection, or count the drop.
+//!
+//! The core never blocks, never allocates on the request path and never reads
+//! the time itself, so every behaviour is testable by feeding inputs and
+//! advancing a fake clock. TCP/TLS drivers cut the byte stream into messages
+//! with [`framing::next_frame`].
+
+pub mod addr;
+mod binding;
+pub mod drop_reason;
+pub mod framing;
+pub mod server;
+pub mod wire;
+
+pub use addr::{canonical, ClientAddr, FiveTuple, ServerAddr, Transport};
+pub use drop_reason::{DropCounters, DropReason};
+pub use server::{Output, Server, ServerConfig, Stats};
