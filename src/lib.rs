@@ -1,0 +1,9 @@
+//! ternd: a STUN/TURN server. This crate is the driver around the sans-IO
+//! core in `crates/proto`: configuration, command line, logging, sockets and
+//! shards.
+
+pub mod banner;
+pub mod cli;
+pub mod config;
+pub mod logging;
+pub mod server;

@@ -69,6 +69,13 @@ impl DropCounters {
         self.0[reason as usize]
     }
 
+    /// Adds another shard's counts to these.
+    pub fn merge(&mut self, other: &DropCounters) {
+        for (a, b) in self.0.iter_mut().zip(other.0.iter()) {
+            *a += b;
+        }
+    }
+
     pub fn total(&self) -> u64 {
         self.0.iter().sum()
     }

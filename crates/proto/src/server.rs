@@ -38,6 +38,15 @@ pub struct Stats {
     pub error_responses: u64,
 }
 
+impl Stats {
+    /// Adds another shard's counters to these.
+    pub fn merge(&mut self, other: &Stats) {
+        self.drops.merge(&other.drops);
+        self.binding_success += other.binding_success;
+        self.error_responses += other.error_responses;
+    }
+}
+
 /// The sans-IO STUN/TURN server state of one shard.
 #[derive(Debug)]
 pub struct Server {
@@ -139,6 +148,11 @@ impl Server {
             }
             Class::Success | Class::Error => self.drop(DropReason::UnexpectedClass),
         }
+    }
+
+    /// Counts a drop the driver decided on (e.g. a stream that lost framing).
+    pub fn count_drop(&mut self, reason: DropReason) {
+        self.stats.drops.add(reason);
     }
 
     fn drop(&mut self, reason: DropReason) -> Output {

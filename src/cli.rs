@@ -1,0 +1,173 @@
+//! The command line (clap): `ternd [serve]`, `ternd check-config FILE`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{parse_override, Config, Sources};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ternd",
+    version,
+    about = "ternd: a STUN/TURN server for WebRTC NAT traversal",
+    long_about = "ternd: a STUN/TURN server for WebRTC NAT traversal.\n\n\
+        Run `ternd` with no arguments to serve STUN on UDP and TCP port 3478 with the built-in \
+        defaults (see config/ternd.toml, which documents every key). Settings come from, lowest \
+        to highest priority: built-in defaults, --config FILE, TERND__SECTION__KEY environment \
+        variables, and the options below.",
+    after_help = "Examples:\n  \
+        ternd                                   serve with the built-in defaults\n  \
+        ternd --config /etc/ternd/ternd.toml    serve with a config file\n  \
+        ternd --set listen.udp=127.0.0.1:3478   override one key\n  \
+        TERND__LOG__LEVEL=debug ternd           override through the environment\n  \
+        ternd check-config /etc/ternd/ternd.toml"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the STUN/TURN server (the default when no command is given).
+    Serve(ServeArgs),
+    /// Check a config file and exit 0 if it is valid, 1 if not (for systemd ExecStartPre).
+    CheckConfig {
+        /// The config file to check.
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServeArgs {
+    /// Config file (TOML). Without it, the built-in defaults apply.
+    #[arg(short, long, value_name = "FILE", env = "TERND_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    /// Override a config key, e.g. --set log.level=debug or --set listen.udp=127.0.0.1:3478,[::1]:3478
+    #[arg(long = "set", value_name = "KEY=VALUE", global = true)]
+    pub set: Vec<String>,
+    /// Log level or filter (same as --set log.level=...).
+    #[arg(long, value_name = "LEVEL", global = true)]
+    pub log_level: Option<String>,
+    /// Log format: human or json (same as --set log.format=...).
+    #[arg(long, value_name = "FORMAT", global = true)]
+    pub log_format: Option<String>,
+    /// Number of shards; 0 = one per core (same as --set server.shards=...).
+    #[arg(long, value_name = "N", global = true)]
+    pub shards: Option<usize>,
+}
+
+impl ServeArgs {
+    /// The config sources these arguments describe, with the process environment.
+    pub fn sources(&self) -> anyhow::Result<Sources> {
+        let mut overrides = self
+            .set
+            .iter()
+            .map(|s| parse_override(s))
+            .collect::<Result<Vec<_>, _>>()?;
+        if let Some(v) = &self.log_level {
+            overrides.push(("log.level".into(), v.clone()));
+        }
+        if let Some(v) = &self.log_format {
+            overrides.push(("log.format".into(), v.clone()));
+        }
+        if let Some(v) = self.shards {
+            overrides.push(("server.shards".into(), v.to_string()));
+        }
+        Ok(Sources::from_process_env(self.config.clone(), overrides))
+    }
+}
+
+/// Entry point for `main`.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::CheckConfig { file }) => check_config(&file),
+        Some(Command::Serve(args)) => report(serve(&merge(cli.serve, args))),
+        None => report(serve(&cli.serve)),
+    }
+}
+
+/// Global options may come before or after `serve`; later ones win.
+fn merge(mut global: ServeArgs, local: ServeArgs) -> ServeArgs {
+    global.config = local.config.or(global.config);
+    global.set.extend(local.set);
+    global.log_level = local.log_level.or(global.log_level);
+    global.log_format = local.log_format.or(global.log_format);
+    global.shards = local.shards.or(global.shards);
+    global
+}
+
+fn report(r: anyhow::Result<()>) -> ExitCode {
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ternd: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check_config(file: &std::path::Path) -> ExitCode {
+    match Config::load_file(file) {
+        Ok(c) => {
+            println!(
+                "{}: OK ({} UDP, {} TCP, {} TLS listener(s), {} shard(s))",
+                file.display(),
+                c.listen.udp.len(),
+                c.listen.tcp.len(),
+                c.listen.tls.len(),
+                c.shard_count()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{}: invalid: {e}", file.display());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(args: &ServeArgs) -> anyhow::Result<()> {
+    let config = Config::load(&args.sources()?)?;
+    crate::logging::init(&config.log)?;
+    let running = crate::server::start(&config)?;
+    print!("{}", crate::banner::render(running.bound(), config.shard_count()));
+    tracing::info!(bound = ?running.bound(), "ternd started");
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the signal runtime")?;
+    let signal = rt.block_on(wait_for_stop_signal())?;
+    tracing::info!("{signal} received, shutting down");
+    let stats = running.shutdown()?;
+    let drops: Vec<String> = stats
+        .drops
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(r, n)| format!("{}={n}", r.label()))
+        .collect();
+    tracing::info!(
+        binding_success = stats.binding_success,
+        error_responses = stats.error_responses,
+        drops = %drops.join(","),
+        "ternd stopped"
+    );
+    Ok(())
+}
+
+async fn wait_for_stop_signal() -> anyhow::Result<&'static str> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+    Ok(tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    })
+}

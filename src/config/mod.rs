@@ -1,0 +1,250 @@
+//! ternd's configuration: typed sections with `deny_unknown_fields`, loaded in
+//! layers (built-in defaults < file < environment < command line) with the
+//! `config` crate, then checked once so the rest of the program only sees
+//! valid values.
+
+mod duration;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+pub use duration::{parse_duration, ConfigDuration};
+
+/// The reference config file, which is also the built-in default.
+pub const DEFAULT_TOML: &str = include_str!("../../config/ternd.toml");
+
+/// Environment variables with this prefix (and `__` between parts) override
+/// config keys: `TERND__LOG__LEVEL=debug`.
+pub const ENV_PREFIX: &str = "TERND";
+
+/// Keys whose values are lists: from the environment and `--set` they are
+/// written comma-separated.
+pub const LIST_KEYS: &[&str] = &["listen.udp", "listen.tcp", "listen.tls"];
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerSection,
+    pub listen: ListenSection,
+    pub tls: TlsSection,
+    pub stream: StreamSection,
+    pub udp: UdpSection,
+    pub log: LogSection,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    pub shards: usize,
+    pub software: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenSection {
+    pub udp: Vec<SocketAddr>,
+    pub tcp: Vec<SocketAddr>,
+    pub tls: Vec<SocketAddr>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    pub handshake_timeout: ConfigDuration,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamSection {
+    pub idle_timeout: ConfigDuration,
+    pub max_connections: usize,
+    pub max_message_bytes: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UdpSection {
+    pub recv_buffer_bytes: usize,
+    pub send_buffer_bytes: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSection {
+    pub level: String,
+    pub format: LogFormat,
+}
+
+/// A config that could not be loaded; the message names the key or file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0}")]
+    Load(String),
+    #[error("config key `{key}`: {message}")]
+    Invalid { key: &'static str, message: String },
+    #[error("--set expects KEY=VALUE, got `{0}`")]
+    BadOverride(String),
+}
+
+/// Where config comes from, beyond the built-in defaults.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    pub file: Option<PathBuf>,
+    /// Environment variables (only `TERND__*` ones are used). Passed in
+    /// rather than read here so tests do not race on the process environment.
+    pub env: HashMap<String, String>,
+    /// `key=value` overrides from the command line, applied last.
+    pub overrides: Vec<(String, String)>,
+}
+
+impl Sources {
+    /// Sources with the real process environment.
+    pub fn from_process_env(file: Option<PathBuf>, overrides: Vec<(String, String)>) -> Self {
+        Sources {
+            file,
+            env: std::env::vars().collect(),
+            overrides,
+        }
+    }
+}
+
+/// Splits a `--set` argument into key and value.
+pub fn parse_override(s: &str) -> Result<(String, String), ConfigError> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_ascii_lowercase(), v.to_string())),
+        _ => Err(ConfigError::BadOverride(s.to_string())),
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        // The embedded file is checked by the test suite; failing here would
+        // mean the binary was built from a broken reference config.
+        Config::load(&Sources::default()).expect("the embedded default config is valid")
+    }
+}
+
+impl Config {
+    /// Loads and validates config from `sources` on top of the built-in defaults.
+    pub fn load(sources: &Sources) -> Result<Config, ConfigError> {
+        use config::{Environment, File, FileFormat};
+
+        let mut b = config::Config::builder().add_source(File::from_str(DEFAULT_TOML, FileFormat::Toml));
+        if let Some(path) = &sources.file {
+            if !path.exists() {
+                return Err(ConfigError::Load(format!("config file {} does not exist", path.display())));
+            }
+            b = b.add_source(File::from(path.as_path()).format(FileFormat::Toml).required(true));
+        }
+        let env: config::Map<String, String> = sources
+            .env
+            .iter()
+            .filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}__")))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let mut env_source = Environment::with_prefix(ENV_PREFIX)
+            .prefix_separator("__")
+            .separator("__")
+            .try_parsing(true)
+            .list_separator(",")
+            .source(Some(env));
+        for key in LIST_KEYS {
+            env_source = env_source.with_list_parse_key(key);
+        }
+        b = b.add_source(env_source);
+        for (key, value) in &sources.overrides {
+            b = if LIST_KEYS.contains(&key.as_str()) {
+                let items: Vec<String> = value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+                    .collect();
+                b.set_override(key.as_str(), items)
+            } else {
+                b.set_override(key.as_str(), value.as_str())
+            }
+            .map_err(|e| ConfigError::Load(format!("--set {key}: {e}")))?;
+        }
+        let merged = b.build().map_err(|e| ConfigError::Load(e.to_string()))?;
+        let cfg: Config = merged.try_deserialize().map_err(|e| ConfigError::Load(e.to_string()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Loads a single file on top of the defaults (for `check-config`).
+    pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
+        Config::load(&Sources {
+            file: Some(path.to_path_buf()),
+            ..Sources::default()
+        })
+    }
+
+    /// Checks what serde cannot: relations between keys and value ranges.
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, message: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                message: message.to_string(),
+            })
+        };
+        if self.listen.udp.is_empty() && self.listen.tcp.is_empty() && self.listen.tls.is_empty() {
+            return invalid("listen", "no listener configured (listen.udp, listen.tcp and listen.tls are all empty)");
+        }
+        if !self.listen.tls.is_empty() {
+            if self.tls.cert_file.as_os_str().is_empty() {
+                return invalid("tls.cert_file", "required when listen.tls is not empty");
+            }
+            if self.tls.key_file.as_os_str().is_empty() {
+                return invalid("tls.key_file", "required when listen.tls is not empty");
+            }
+        }
+        if self.server.shards > 1024 {
+            return invalid("server.shards", "at most 1024");
+        }
+        if self.software().is_some_and(|s| s.len() > 763) {
+            return invalid("server.software", "at most 763 bytes (RFC 8489 §14.14)");
+        }
+        if !(548..=65555).contains(&self.stream.max_message_bytes) {
+            return invalid("stream.max_message_bytes", "must be between 548 and 65555");
+        }
+        if self.stream.max_connections == 0 {
+            return invalid("stream.max_connections", "must be at least 1");
+        }
+        if self.stream.idle_timeout.0 < Duration::from_secs(1) {
+            return invalid("stream.idle_timeout", "must be at least 1s");
+        }
+        if self.tls.handshake_timeout.0 < Duration::from_millis(100) {
+            return invalid("tls.handshake_timeout", "must be at least 100ms");
+        }
+        if let Err(e) = self.log.level.parse::<tracing_subscriber::filter::Targets>() {
+            return invalid("log.level", &format!("`{}`: {e}", self.log.level));
+        }
+        Ok(())
+    }
+
+    /// The number of shards to run: `server.shards`, or one per core.
+    pub fn shard_count(&self) -> usize {
+        match self.server.shards {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
+
+    pub fn software(&self) -> Option<&str> {
+        Some(self.server.software.as_str()).filter(|s| !s.is_empty())
+    }
+}

@@ -1,0 +1,136 @@
+//! The IO driver: binds every listener for every shard, runs the shards on
+//! their own threads, and stops them on request.
+
+mod shard;
+mod sockets;
+mod stream;
+mod tls;
+mod udp;
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use anyhow::Context;
+use tokio::sync::watch;
+
+use crate::config::Config;
+
+pub use stream::StreamLimits;
+
+/// The addresses the server actually listens on (ports resolved when the
+/// config asked for port 0).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BoundAddrs {
+    pub udp: Vec<SocketAddr>,
+    pub tcp: Vec<SocketAddr>,
+    pub tls: Vec<SocketAddr>,
+}
+
+/// A running server. Dropping it without [`RunningServer::shutdown`] leaves
+/// the shards running until the process exits.
+pub struct RunningServer {
+    bound: BoundAddrs,
+    shards: Vec<JoinHandle<std::io::Result<proto::Stats>>>,
+    stop: watch::Sender<bool>,
+}
+
+impl RunningServer {
+    pub fn bound(&self) -> &BoundAddrs {
+        &self.bound
+    }
+
+    /// Stops every shard and returns their counters summed.
+    pub fn shutdown(self) -> anyhow::Result<proto::Stats> {
+        let _ = self.stop.send(true);
+        let mut totals = proto::Stats::default();
+        for (i, h) in self.shards.into_iter().enumerate() {
+            let stats = h
+                .join()
+                .map_err(|_| anyhow::anyhow!("shard {i} panicked"))?
+                .with_context(|| format!("shard {i}"))?;
+            totals.merge(&stats);
+        }
+        Ok(totals)
+    }
+}
+
+/// Binds every listener for every shard and starts the shards.
+///
+/// All sockets are bound before any shard starts, so a bad address or a port
+/// in use fails here with the address in the message. With port 0, the first
+/// shard's socket picks the port and the other shards join it.
+pub fn start(config: &Config) -> anyhow::Result<RunningServer> {
+    let n = config.shard_count();
+    let tls = if config.listen.tls.is_empty() {
+        None
+    } else {
+        Some(tokio_rustls::TlsAcceptor::from(tls::server_config(
+            &config.tls.cert_file,
+            &config.tls.key_file,
+        )?))
+    };
+
+    let mut per_shard: Vec<shard::ShardSockets> = (0..n)
+        .map(|_| shard::ShardSockets {
+            udp: vec![],
+            tcp: vec![],
+            tls: vec![],
+        })
+        .collect();
+    let mut bound = BoundAddrs::default();
+    for &addr in &config.listen.udp {
+        sockets::ensure_free(addr, socket2::Type::DGRAM).with_context(|| format!("listen.udp {addr}"))?;
+        let mut actual = addr;
+        for s in per_shard.iter_mut() {
+            let sock = sockets::udp(actual, config.udp.recv_buffer_bytes, config.udp.send_buffer_bytes)
+                .with_context(|| format!("listen.udp: cannot bind {actual}"))?;
+            actual = sock.local_addr()?;
+            s.udp.push(sock);
+        }
+        bound.udp.push(actual);
+    }
+    for (addrs, is_tls) in [(&config.listen.tcp, false), (&config.listen.tls, true)] {
+        let key = if is_tls { "listen.tls" } else { "listen.tcp" };
+        for &addr in addrs {
+            sockets::ensure_free(addr, socket2::Type::STREAM).with_context(|| format!("{key} {addr}"))?;
+            let mut actual = addr;
+            for s in per_shard.iter_mut() {
+                let l = sockets::tcp(actual).with_context(|| format!("{key}: cannot bind {actual}"))?;
+                actual = l.local_addr()?;
+                if is_tls { s.tls.push(l) } else { s.tcp.push(l) }
+            }
+            if is_tls { bound.tls.push(actual) } else { bound.tcp.push(actual) }
+        }
+    }
+
+    let limits = StreamLimits {
+        idle_timeout: config.stream.idle_timeout.0,
+        handshake_timeout: config.tls.handshake_timeout.0,
+        max_message: config.stream.max_message_bytes,
+        max_connections: config.stream.max_connections,
+        open: Arc::new(AtomicUsize::new(0)),
+    };
+    let core_config = proto::ServerConfig {
+        software: config.software().map(String::from),
+    };
+    let (stop, stop_rx) = watch::channel(false);
+    let mut shards = Vec::with_capacity(n);
+    for (index, sockets) in per_shard.into_iter().enumerate() {
+        let setup = shard::ShardSetup {
+            index,
+            sockets,
+            core_config: core_config.clone(),
+            tls: tls.clone(),
+            limits: limits.clone(),
+            shutdown: stop_rx.clone(),
+        };
+        let h = std::thread::Builder::new()
+            .name(format!("ternd-shard-{index}"))
+            .spawn(move || shard::run(setup))
+            .context("cannot start a shard thread")?;
+        shards.push(h);
+    }
+    Ok(RunningServer { bound, shards, stop })
+}

@@ -1,0 +1,65 @@
+//! Listener sockets: SO_REUSEPORT so every shard binds its own socket on the
+//! same address and the kernel spreads clients over them; IPv6 wildcards are
+//! bound IPv6-only so "0.0.0.0:P" and "[::]:P" coexist.
+
+use std::io;
+use std::net::SocketAddr;
+
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+
+/// Fails with a clear error if `addr` is already taken by another process.
+/// SO_REUSEPORT would otherwise let a second server (same user) silently share
+/// the port with a first one. A socket bound without SO_REUSEPORT conflicts
+/// with any existing binding, so binding one and closing it is the probe.
+pub fn ensure_free(addr: SocketAddr, ty: Type) -> io::Result<()> {
+    if addr.port() == 0 {
+        return Ok(());
+    }
+    let s = Socket::new(Domain::for_address(addr), ty, None)?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    if ty == Type::STREAM {
+        // Let the real listener take the port right after this probe closes.
+        s.set_reuse_address(true)?;
+    }
+    s.bind(&SockAddr::from(addr)).map_err(|e| {
+        if e.kind() == io::ErrorKind::AddrInUse {
+            io::Error::new(e.kind(), format!("{addr} is already in use by another process"))
+        } else {
+            e
+        }
+    })
+}
+
+fn base_socket(addr: SocketAddr, ty: Type, proto: Protocol) -> io::Result<Socket> {
+    let s = Socket::new(Domain::for_address(addr), ty, Some(proto))?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    s.set_reuse_port(true)?;
+    s.set_nonblocking(true)?;
+    Ok(s)
+}
+
+/// A non-blocking UDP socket bound to `addr` with SO_REUSEPORT.
+pub fn udp(addr: SocketAddr, recv_buffer: usize, send_buffer: usize) -> io::Result<std::net::UdpSocket> {
+    let s = base_socket(addr, Type::DGRAM, Protocol::UDP)?;
+    if recv_buffer > 0 {
+        s.set_recv_buffer_size(recv_buffer)?;
+    }
+    if send_buffer > 0 {
+        s.set_send_buffer_size(send_buffer)?;
+    }
+    s.bind(&SockAddr::from(addr))?;
+    Ok(s.into())
+}
+
+/// A non-blocking TCP listener bound to `addr` with SO_REUSEPORT.
+pub fn tcp(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    let s = base_socket(addr, Type::STREAM, Protocol::TCP)?;
+    s.set_reuse_address(true)?;
+    s.bind(&SockAddr::from(addr))?;
+    s.listen(1024)?;
+    Ok(s.into())
+}

@@ -1,0 +1,193 @@
+//! TCP and TLS client connections: accept, frame (RFC 8489 §6.2.2), hand each
+//! message to the shard's core, write the reply. Each connection is its own
+//! task, so one client's garbage or slowness only ever costs that client.
+
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use proto::framing::{next_frame, Frame};
+use proto::{canonical, ClientAddr, DropReason, FiveTuple, Output, ServerAddr, Transport};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+
+/// Limits shared by every stream connection of the process.
+#[derive(Debug, Clone)]
+pub struct StreamLimits {
+    pub idle_timeout: Duration,
+    pub handshake_timeout: Duration,
+    pub max_message: usize,
+    pub max_connections: usize,
+    /// Open TCP+TLS connections across all shards.
+    pub open: Arc<AtomicUsize>,
+}
+
+/// Decrements the open-connection count when a connection ends.
+struct ConnectionSlot(Arc<AtomicUsize>);
+
+impl ConnectionSlot {
+    fn take(limits: &StreamLimits) -> Option<Self> {
+        let prev = limits.open.fetch_add(1, Ordering::Relaxed);
+        let slot = ConnectionSlot(limits.open.clone());
+        (prev < limits.max_connections).then_some(slot)
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Accepts connections on `listener` for as long as the shard runs.
+pub async fn accept_loop(
+    listener: TcpListener,
+    local: ServerAddr,
+    tls: Option<TlsAcceptor>,
+    core: Rc<RefCell<proto::Server>>,
+    limits: Rc<StreamLimits>,
+) {
+    loop {
+        let (tcp, peer) = match listener.accept().await {
+            Ok(v) => v,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(%local, "accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Some(slot) = ConnectionSlot::take(&limits) else {
+            tracing::debug!(%local, client = %peer, "connection limit reached, closing");
+            continue;
+        };
+        let _ = tcp.set_nodelay(true);
+        let (core, limits, tls) = (core.clone(), limits.clone(), tls.clone());
+        tokio::task::spawn_local(async move {
+            let _slot = slot;
+            serve_accepted(tcp, peer, local, tls, core, &limits).await;
+        });
+    }
+}
+
+async fn serve_accepted(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    local: ServerAddr,
+    tls: Option<TlsAcceptor>,
+    core: Rc<RefCell<proto::Server>>,
+    limits: &StreamLimits,
+) {
+    let client = ClientAddr(canonical(peer));
+    match tls {
+        None => {
+            let tuple = FiveTuple {
+                client,
+                server: local,
+                transport: Transport::Tcp,
+            };
+            serve_connection(tcp, tuple, core, limits).await;
+        }
+        Some(acceptor) => match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
+            Ok(Ok(stream)) => {
+                let tuple = FiveTuple {
+                    client,
+                    server: local,
+                    transport: Transport::Tls,
+                };
+                serve_connection(stream, tuple, core, limits).await;
+            }
+            Ok(Err(e)) => tracing::debug!(%local, %client, "tls handshake failed: {e}"),
+            Err(_) => tracing::debug!(%local, %client, "tls handshake timed out"),
+        },
+    }
+}
+
+/// Why a connection ended.
+enum Close {
+    PeerClosed,
+    Idle,
+    Framing(proto::framing::FramingError),
+    Io(std::io::Error),
+}
+
+/// Serves one framed connection until the client leaves, misbehaves or idles.
+pub async fn serve_connection<S>(io: S, tuple: FiveTuple, core: Rc<RefCell<proto::Server>>, limits: &StreamLimits)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let (client, transport) = (tuple.client, tuple.transport.name());
+    match run_connection(io, tuple, &core, limits).await {
+        Close::Framing(e) => {
+            core.borrow_mut().count_drop(DropReason::StreamFraming);
+            tracing::debug!(%client, transport, "closing connection: {e}");
+        }
+        Close::Io(e) => tracing::debug!(%client, transport, "connection error: {e}"),
+        Close::Idle => tracing::debug!(%client, transport, "closing idle connection"),
+        Close::PeerClosed => tracing::trace!(%client, transport, "connection closed by client"),
+    }
+}
+
+async fn run_connection<S>(mut io: S, tuple: FiveTuple, core: &RefCell<proto::Server>, limits: &StreamLimits) -> Close
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    // Starts small and grows to the largest frame seen (at most max_message),
+    // so idle connections cost little memory.
+    let mut buf = vec![0u8; 2048];
+    let mut filled = 0;
+    let mut out = vec![0u8; 2048];
+    let mut deadline = tokio::time::Instant::now() + limits.idle_timeout;
+    loop {
+        // Handle every complete frame already buffered.
+        let mut start = 0;
+        loop {
+            match next_frame(&buf[start..filled], limits.max_message) {
+                Err(e) => return Close::Framing(e),
+                Ok(None) => break,
+                Ok(Some(frame)) => {
+                    let msg = &buf[start..start + frame.len()];
+                    start += frame.len();
+                    deadline = tokio::time::Instant::now() + limits.idle_timeout;
+                    let output = match frame {
+                        Frame::Stun(_) => core.borrow_mut().handle_client(Instant::now(), tuple, msg, &mut out),
+                        // No channels exist until TURN allocations do.
+                        Frame::ChannelData { .. } => {
+                            core.borrow_mut().count_drop(DropReason::ChannelData);
+                            Output::Drop(DropReason::ChannelData)
+                        }
+                    };
+                    if let Output::Reply(n) = output {
+                        match tokio::time::timeout_at(deadline, io.write_all(&out[..n])).await {
+                            Ok(Ok(())) => {}
+                            Ok(Err(e)) => return Close::Io(e),
+                            Err(_) => return Close::Idle,
+                        }
+                    }
+                }
+            }
+        }
+        // Keep the partial frame, grow the buffer if that frame needs it.
+        buf.copy_within(start..filled, 0);
+        filled -= start;
+        if filled == buf.len() {
+            let want = (buf.len() * 2).min(limits.max_message.max(2048));
+            if want <= buf.len() {
+                // next_frame refuses frames over max_message, so a full
+                // buffer of max_message bytes always holds a whole frame.
+                return Close::Framing(proto::framing::FramingError::TooLong(filled));
+            }
+            buf.resize(want, 0);
+        }
+        match tokio::time::timeout_at(deadline, io.read(&mut buf[filled..])).await {
+            Ok(Ok(0)) => return Close::PeerClosed,
+            Ok(Ok(n)) => filled += n,
+            Ok(Err(e)) => return Close::Io(e),
+            Err(_) => return Close::Idle,
+        }
+    }
+}
