@@ -121,6 +121,24 @@ impl Sources {
     }
 }
 
+/// Rewrites serde's "unknown field `x`, expected ... for key `section`" into a
+/// message that names the full key (`section.x`), as users write it.
+fn explain(msg: &str) -> String {
+    let Some(rest) = msg.strip_prefix("unknown field `") else {
+        return msg.to_string();
+    };
+    let Some((field, tail)) = rest.split_once('`') else {
+        return msg.to_string();
+    };
+    match tail.rsplit_once(" for key `") {
+        Some((expected, section)) => {
+            let section = section.trim_end_matches(|c| c != '`').trim_end_matches('`');
+            format!("unknown config key `{section}.{field}`{expected}")
+        }
+        None => format!("unknown config section `{field}`{tail}"),
+    }
+}
+
 /// Splits a `--set` argument into key and value.
 pub fn parse_override(s: &str) -> Result<(String, String), ConfigError> {
     match s.split_once('=') {
@@ -180,7 +198,9 @@ impl Config {
             .map_err(|e| ConfigError::Load(format!("--set {key}: {e}")))?;
         }
         let merged = b.build().map_err(|e| ConfigError::Load(e.to_string()))?;
-        let cfg: Config = merged.try_deserialize().map_err(|e| ConfigError::Load(e.to_string()))?;
+        let cfg: Config = merged
+            .try_deserialize()
+            .map_err(|e| ConfigError::Load(explain(&e.to_string())))?;
         cfg.validate()?;
         Ok(cfg)
     }
