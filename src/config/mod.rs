@@ -139,6 +139,19 @@ fn explain(msg: &str) -> String {
     }
 }
 
+/// Accepts "LEVEL" or comma-separated "target=LEVEL" directives. Stricter
+/// than tracing's own parser, which would read a misspelt level as a target.
+fn check_log_filter(filter: &str) -> Result<(), String> {
+    const LEVELS: &[&str] = &["trace", "debug", "info", "warn", "error", "off"];
+    for directive in filter.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        let level = directive.rsplit_once('=').map_or(directive, |(_, l)| l);
+        if !LEVELS.contains(&level.to_ascii_lowercase().as_str()) {
+            return Err(format!("`{directive}`: the level must be one of {}", LEVELS.join(", ")));
+        }
+    }
+    Ok(())
+}
+
 /// Splits a `--set` argument into key and value.
 pub fn parse_override(s: &str) -> Result<(String, String), ConfigError> {
     match s.split_once('=') {
@@ -250,8 +263,8 @@ impl Config {
         if self.tls.handshake_timeout.0 < Duration::from_millis(100) {
             return invalid("tls.handshake_timeout", "must be at least 100ms");
         }
-        if let Err(e) = self.log.level.parse::<tracing_subscriber::filter::Targets>() {
-            return invalid("log.level", &format!("`{}`: {e}", self.log.level));
+        if let Err(e) = check_log_filter(&self.log.level) {
+            return invalid("log.level", &e);
         }
         Ok(())
     }

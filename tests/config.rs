@@ -1,0 +1,150 @@
+//! Config: every shipped file parses, unknown keys are rejected by name,
+//! environment and command-line overrides apply in the documented order, and
+//! `ternd check-config` exits 0/1.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use ternd::config::{Config, LogFormat, Sources};
+
+fn temp_file(name: &str, contents: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ternd-config-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join(name);
+    std::fs::write(&p, contents).unwrap();
+    p
+}
+
+fn load_err(sources: Sources) -> String {
+    Config::load(&sources).expect_err("must be rejected").to_string()
+}
+
+#[test]
+fn every_file_under_config_parses() {
+    let mut n = 0;
+    for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/config")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            Config::load_file(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            n += 1;
+        }
+    }
+    assert!(n >= 1, "config/ holds at least the reference file");
+}
+
+#[test]
+fn the_reference_file_states_the_defaults() {
+    let reference = Config::load_file(&PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/config/ternd.toml"))).unwrap();
+    assert_eq!(reference, Config::default());
+    let d = Config::default();
+    assert_eq!(d.listen.udp, vec!["0.0.0.0:3478".parse().unwrap(), "[::]:3478".parse().unwrap()]);
+    assert_eq!(d.listen.tcp, d.listen.udp);
+    assert!(d.listen.tls.is_empty());
+    assert_eq!(d.stream.idle_timeout.0, Duration::from_secs(300));
+}
+
+#[test]
+fn unknown_keys_are_rejected_by_name() {
+    let f = temp_file("unknown-key.toml", "[listen]\nudpp = [\"127.0.0.1:3478\"]\n");
+    let e = load_err(Sources { file: Some(f), ..Default::default() });
+    assert!(e.contains("`listen.udpp`"), "{e}");
+
+    let f = temp_file("unknown-section.toml", "[relay]\nports = 1\n");
+    let e = load_err(Sources { file: Some(f), ..Default::default() });
+    assert!(e.contains("`relay`"), "{e}");
+
+    let env = HashMap::from([("TERND__STREAM__IDLE".to_string(), "5s".to_string())]);
+    let e = load_err(Sources { env, ..Default::default() });
+    assert!(e.contains("`stream.idle`"), "{e}");
+
+    let e = load_err(Sources { overrides: vec![("log.colour".into(), "red".into())], ..Default::default() });
+    assert!(e.contains("`log.colour`"), "{e}");
+}
+
+#[test]
+fn bad_values_name_the_key() {
+    for (key, value) in [
+        ("stream.max_connections", "lots"),
+        ("stream.idle_timeout", "5 fortnights"),
+        ("log.format", "xml"),
+        ("log.level", "loud"),
+        ("listen.udp", "not-an-address"),
+        ("stream.max_message_bytes", "100"),
+    ] {
+        let e = load_err(Sources { overrides: vec![(key.into(), value.into())], ..Default::default() });
+        assert!(e.contains(key), "{key}={value}: {e}");
+    }
+    let e = load_err(Sources { overrides: vec![("listen.tls".into(), "127.0.0.1:5349".into())], ..Default::default() });
+    assert!(e.contains("tls.cert_file"), "{e}");
+}
+
+#[test]
+fn layers_apply_in_order_defaults_file_env_cli() {
+    let f = temp_file(
+        "layers.toml",
+        "[log]\nlevel = \"debug\"\nformat = \"json\"\n[stream]\nmax_connections = 10\nidle_timeout = \"30s\"\n",
+    );
+    // File over defaults.
+    let c = Config::load(&Sources { file: Some(f.clone()), ..Default::default() }).unwrap();
+    assert_eq!((c.log.level.as_str(), c.log.format, c.stream.max_connections), ("debug", LogFormat::Json, 10));
+    // Environment over file, lists comma-separated.
+    let env = HashMap::from([
+        ("TERND__STREAM__MAX_CONNECTIONS".to_string(), "20".to_string()),
+        ("TERND__LISTEN__UDP".to_string(), "127.0.0.1:4000,[::1]:4001".to_string()),
+        ("UNRELATED".to_string(), "ignored".to_string()),
+    ]);
+    let c = Config::load(&Sources { file: Some(f.clone()), env: env.clone(), ..Default::default() }).unwrap();
+    assert_eq!(c.stream.max_connections, 20);
+    assert_eq!(c.listen.udp, vec!["127.0.0.1:4000".parse().unwrap(), "[::1]:4001".parse().unwrap()]);
+    assert_eq!(c.stream.idle_timeout.0, Duration::from_secs(30), "file value kept where env is silent");
+    // Command line over environment.
+    let c = Config::load(&Sources {
+        file: Some(f),
+        env,
+        overrides: vec![
+            ("stream.max_connections".into(), "30".into()),
+            ("listen.udp".into(), "127.0.0.1:5000".into()),
+        ],
+    })
+    .unwrap();
+    assert_eq!(c.stream.max_connections, 30);
+    assert_eq!(c.listen.udp, vec!["127.0.0.1:5000".parse().unwrap()]);
+}
+
+fn ternd() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_ternd"))
+}
+
+#[test]
+fn check_config_exits_zero_or_one() {
+    let ok = ternd()
+        .args(["check-config", concat!(env!("CARGO_MANIFEST_DIR"), "/config/ternd.toml")])
+        .output()
+        .unwrap();
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let bad = temp_file("bad-for-cli.toml", "[server]\nshardz = 2\n");
+    let out = ternd().arg("check-config").arg(&bad).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("`server.shardz`"));
+}
+
+#[test]
+fn serve_refuses_bad_cli_overrides_with_the_key_named() {
+    let out = ternd().args(["--set", "server.shards=many"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("server.shards"));
+    let out = ternd().args(["--set", "nonsense"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("KEY=VALUE"));
+}
+
+#[test]
+fn help_and_version_work() {
+    let out = ternd().arg("--version").output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("ternd "));
+    let out = ternd().arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("check-config") && help.contains("--config"), "{help}");
+}
