@@ -10,7 +10,12 @@ use crate::server::BoundAddrs;
 /// clients are.
 pub fn render(bound: &BoundAddrs, shards: usize) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "ternd {} is running ({shards} shard{})", env!("CARGO_PKG_VERSION"), if shards == 1 { "" } else { "s" });
+    let _ = writeln!(
+        s,
+        "ternd {} is running ({shards} shard{})",
+        env!("CARGO_PKG_VERSION"),
+        if shards == 1 { "" } else { "s" }
+    );
     let mut any_wildcard = false;
     let mut url = |scheme: &str, a: &SocketAddr, transport: Option<&str>| {
         any_wildcard |= a.ip().is_unspecified();

@@ -28,7 +28,11 @@ fn bad_datagrams() -> Vec<(&'static str, Vec<u8>, bool)> {
         ("truncated header", header(0x0001, 0, COOKIE)[..13].to_vec(), false),
         ("wrong magic cookie", header(0x0001, 0, 0xDEAD_BEEF), false),
         ("top bits set", header(0xC001, 0, COOKIE), false),
-        ("length not a multiple of 4", [header(0x0001, 2, COOKIE), vec![0, 0]].concat(), false),
+        (
+            "length not a multiple of 4",
+            [header(0x0001, 2, COOKIE), vec![0, 0]].concat(),
+            false,
+        ),
         ("length beyond datagram", header(0x0001, 8, COOKIE), false),
     ];
     // An attribute whose length overruns the message: recognisably STUN -> 400.
@@ -133,7 +137,8 @@ fn tcp_garbage_closes_only_that_connection() {
 
     // Non-STUN bytes: the stream cannot be resynchronised, so it is closed.
     let mut bad = connect(addr);
-    bad.write_all(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03 hello, this is not STUN").unwrap();
+    bad.write_all(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03 hello, this is not STUN")
+        .unwrap();
     assert!(closed_by_server(&mut bad), "garbage closes the connection");
 
     // An oversize frame (length over stream.max_message_bytes) is refused at
@@ -186,7 +191,10 @@ fn half_sent_frames_time_out_without_blocking_others() {
 
 #[test]
 fn connection_limit_is_enforced() {
-    let server = start(&test_config(None, &[("stream.max_connections", "3"), ("server.shards", "1")]));
+    let server = start(&test_config(
+        None,
+        &[("stream.max_connections", "3"), ("server.shards", "1")],
+    ));
     let addr = server.bound().tcp[0];
     let held: Vec<TcpStream> = (0..3).map(|_| connect(addr)).collect();
     // Make sure the three are accepted before the fourth arrives.

@@ -36,10 +36,17 @@ fn every_file_under_config_parses() {
 
 #[test]
 fn the_reference_file_states_the_defaults() {
-    let reference = Config::load_file(&PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/config/ternd.toml"))).unwrap();
+    let reference = Config::load_file(&PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/ternd.toml"
+    )))
+    .unwrap();
     assert_eq!(reference, Config::default());
     let d = Config::default();
-    assert_eq!(d.listen.udp, vec!["0.0.0.0:3478".parse().unwrap(), "[::]:3478".parse().unwrap()]);
+    assert_eq!(
+        d.listen.udp,
+        vec!["0.0.0.0:3478".parse().unwrap(), "[::]:3478".parse().unwrap()]
+    );
     assert_eq!(d.listen.tcp, d.listen.udp);
     assert!(d.listen.tls.is_empty());
     assert_eq!(d.stream.idle_timeout.0, Duration::from_secs(300));
@@ -48,18 +55,30 @@ fn the_reference_file_states_the_defaults() {
 #[test]
 fn unknown_keys_are_rejected_by_name() {
     let f = temp_file("unknown-key.toml", "[listen]\nudpp = [\"127.0.0.1:3478\"]\n");
-    let e = load_err(Sources { file: Some(f), ..Default::default() });
+    let e = load_err(Sources {
+        file: Some(f),
+        ..Default::default()
+    });
     assert!(e.contains("`listen.udpp`"), "{e}");
 
     let f = temp_file("unknown-section.toml", "[relay]\nports = 1\n");
-    let e = load_err(Sources { file: Some(f), ..Default::default() });
+    let e = load_err(Sources {
+        file: Some(f),
+        ..Default::default()
+    });
     assert!(e.contains("`relay`"), "{e}");
 
     let env = HashMap::from([("TERND__STREAM__IDLE".to_string(), "5s".to_string())]);
-    let e = load_err(Sources { env, ..Default::default() });
+    let e = load_err(Sources {
+        env,
+        ..Default::default()
+    });
     assert!(e.contains("`stream.idle`"), "{e}");
 
-    let e = load_err(Sources { overrides: vec![("log.colour".into(), "red".into())], ..Default::default() });
+    let e = load_err(Sources {
+        overrides: vec![("log.colour".into(), "red".into())],
+        ..Default::default()
+    });
     assert!(e.contains("`log.colour`"), "{e}");
 }
 
@@ -73,10 +92,16 @@ fn bad_values_name_the_key() {
         ("listen.udp", "not-an-address"),
         ("stream.max_message_bytes", "100"),
     ] {
-        let e = load_err(Sources { overrides: vec![(key.into(), value.into())], ..Default::default() });
+        let e = load_err(Sources {
+            overrides: vec![(key.into(), value.into())],
+            ..Default::default()
+        });
         assert!(e.contains(key), "{key}={value}: {e}");
     }
-    let e = load_err(Sources { overrides: vec![("listen.tls".into(), "127.0.0.1:5349".into())], ..Default::default() });
+    let e = load_err(Sources {
+        overrides: vec![("listen.tls".into(), "127.0.0.1:5349".into())],
+        ..Default::default()
+    });
     assert!(e.contains("tls.cert_file"), "{e}");
 }
 
@@ -87,18 +112,40 @@ fn layers_apply_in_order_defaults_file_env_cli() {
         "[log]\nlevel = \"debug\"\nformat = \"json\"\n[stream]\nmax_connections = 10\nidle_timeout = \"30s\"\n",
     );
     // File over defaults.
-    let c = Config::load(&Sources { file: Some(f.clone()), ..Default::default() }).unwrap();
-    assert_eq!((c.log.level.as_str(), c.log.format, c.stream.max_connections), ("debug", LogFormat::Json, 10));
+    let c = Config::load(&Sources {
+        file: Some(f.clone()),
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(
+        (c.log.level.as_str(), c.log.format, c.stream.max_connections),
+        ("debug", LogFormat::Json, 10)
+    );
     // Environment over file, lists comma-separated.
     let env = HashMap::from([
         ("TERND__STREAM__MAX_CONNECTIONS".to_string(), "20".to_string()),
-        ("TERND__LISTEN__UDP".to_string(), "127.0.0.1:4000,[::1]:4001".to_string()),
+        (
+            "TERND__LISTEN__UDP".to_string(),
+            "127.0.0.1:4000,[::1]:4001".to_string(),
+        ),
         ("UNRELATED".to_string(), "ignored".to_string()),
     ]);
-    let c = Config::load(&Sources { file: Some(f.clone()), env: env.clone(), ..Default::default() }).unwrap();
+    let c = Config::load(&Sources {
+        file: Some(f.clone()),
+        env: env.clone(),
+        ..Default::default()
+    })
+    .unwrap();
     assert_eq!(c.stream.max_connections, 20);
-    assert_eq!(c.listen.udp, vec!["127.0.0.1:4000".parse().unwrap(), "[::1]:4001".parse().unwrap()]);
-    assert_eq!(c.stream.idle_timeout.0, Duration::from_secs(30), "file value kept where env is silent");
+    assert_eq!(
+        c.listen.udp,
+        vec!["127.0.0.1:4000".parse().unwrap(), "[::1]:4001".parse().unwrap()]
+    );
+    assert_eq!(
+        c.stream.idle_timeout.0,
+        Duration::from_secs(30),
+        "file value kept where env is silent"
+    );
     // Command line over environment.
     let c = Config::load(&Sources {
         file: Some(f),
@@ -120,7 +167,10 @@ fn ternd() -> Command {
 #[test]
 fn check_config_exits_zero_or_one() {
     let ok = ternd()
-        .args(["check-config", concat!(env!("CARGO_MANIFEST_DIR"), "/config/ternd.toml")])
+        .args([
+            "check-config",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/config/ternd.toml"),
+        ])
         .output()
         .unwrap();
     assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));

@@ -16,23 +16,27 @@ fn tool(name: &str) -> Option<String> {
         return Some(path);
     }
     if std::env::var_os("CI").is_some() {
-        panic!("{name} is missing (install the Debian package `coturn`; scripts/test.sh does)");
+        panic!("{name} is missing (install the Debian package `coturn`; tests/run.sh does)");
     }
-    eprintln!("SKIPPED: {name} not installed; run scripts/test.sh to install it");
+    eprintln!("SKIPPED: {name} not installed; run tests/run.sh to install it");
     None
 }
 
 /// Parses "UDP reflexive addr: 127.0.0.1:58014" (IPv6 unbracketed:
 /// "::1:43200") from the tool's output.
 fn reflexive(stdout: &str) -> Option<SocketAddr> {
-    let addr = stdout.lines().find_map(|l| l.split_once("UDP reflexive addr: ").map(|(_, a)| a.trim()))?;
+    let addr = stdout
+        .lines()
+        .find_map(|l| l.split_once("UDP reflexive addr: ").map(|(_, a)| a.trim()))?;
     let (ip, port) = addr.rsplit_once(':')?;
     Some(SocketAddr::new(ip.parse().ok()?, port.parse().ok()?))
 }
 
 #[test]
 fn turnutils_stunclient_gets_its_reflexive_address() {
-    let Some(bin) = tool("turnutils_stunclient") else { return };
+    let Some(bin) = tool("turnutils_stunclient") else {
+        return;
+    };
     let server = start(&test_config(None, &[]));
     for &addr in &server.bound().udp {
         // -L pins the client's local address, so the expected answer is known.

@@ -176,7 +176,10 @@ impl Config {
         let mut b = config::Config::builder().add_source(File::from_str(DEFAULT_TOML, FileFormat::Toml));
         if let Some(path) = &sources.file {
             if !path.exists() {
-                return Err(ConfigError::Load(format!("config file {} does not exist", path.display())));
+                return Err(ConfigError::Load(format!(
+                    "config file {} does not exist",
+                    path.display()
+                )));
             }
             b = b.add_source(File::from(path.as_path()).format(FileFormat::Toml).required(true));
         }
@@ -235,7 +238,10 @@ impl Config {
             })
         };
         if self.listen.udp.is_empty() && self.listen.tcp.is_empty() && self.listen.tls.is_empty() {
-            return invalid("listen", "no listener configured (listen.udp, listen.tcp and listen.tls are all empty)");
+            return invalid(
+                "listen",
+                "no listener configured (listen.udp, listen.tcp and listen.tls are all empty)",
+            );
         }
         if !self.listen.tls.is_empty() {
             if self.tls.cert_file.as_os_str().is_empty() {

@@ -99,9 +99,17 @@ pub fn start(config: &Config) -> anyhow::Result<RunningServer> {
             for s in per_shard.iter_mut() {
                 let l = sockets::tcp(actual).with_context(|| format!("{key}: cannot bind {actual}"))?;
                 actual = l.local_addr()?;
-                if is_tls { s.tls.push(l) } else { s.tcp.push(l) }
+                if is_tls {
+                    s.tls.push(l)
+                } else {
+                    s.tcp.push(l)
+                }
             }
-            if is_tls { bound.tls.push(actual) } else { bound.tcp.push(actual) }
+            if is_tls {
+                bound.tls.push(actual)
+            } else {
+                bound.tcp.push(actual)
+            }
         }
     }
 

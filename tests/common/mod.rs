@@ -51,7 +51,9 @@ impl TestCert {
     /// A TLS client config that trusts only this certificate.
     pub fn client_config(&self) -> Arc<rustls::ClientConfig> {
         let mut roots = rustls::RootCertStore::empty();
-        roots.add(rustls::pki_types::CertificateDer::from(self.cert_der.clone())).unwrap();
+        roots
+            .add(rustls::pki_types::CertificateDer::from(self.cert_der.clone()))
+            .unwrap();
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         Arc::new(
             rustls::ClientConfig::builder_with_provider(provider)
@@ -126,7 +128,9 @@ pub fn mapped_address(request: &Message, response: &[u8]) -> SocketAddr {
 /// Sends one Binding request over UDP from a fresh socket and returns
 /// (local address, XOR-MAPPED-ADDRESS).
 pub fn udp_binding(server: SocketAddr) -> (SocketAddr, SocketAddr) {
-    let bind: SocketAddr = if server.is_ipv4() { "127.0.0.1:0" } else { "[::1]:0" }.parse().unwrap();
+    let bind: SocketAddr = if server.is_ipv4() { "127.0.0.1:0" } else { "[::1]:0" }
+        .parse()
+        .unwrap();
     let sock = std::net::UdpSocket::bind(bind).unwrap();
     sock.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
     let req = binding_request();

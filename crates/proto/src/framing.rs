@@ -87,7 +87,10 @@ mod tests {
         full[..8].copy_from_slice(&stun);
         assert_eq!(next_frame(&full, 1500), Ok(Some(Frame::Stun(28))));
         let cd = [0x40u8, 0x00, 0x00, 0x05, 1, 2, 3, 4, 5, 0, 0, 0, 0xFF];
-        assert_eq!(next_frame(&cd, 1500), Ok(Some(Frame::ChannelData { len: 12, payload: 5 })));
+        assert_eq!(
+            next_frame(&cd, 1500),
+            Ok(Some(Frame::ChannelData { len: 12, payload: 5 }))
+        );
         assert_eq!(next_frame(&cd[..11], 1500), Ok(None));
     }
 
@@ -95,9 +98,15 @@ mod tests {
     fn rejects_garbage_and_oversize() {
         assert_eq!(next_frame(&[0x80], 1500), Err(FramingError::NotStunOrChannelData));
         // A TLS ClientHello sent to the plain TCP port: no magic cookie.
-        assert_eq!(next_frame(&[0x16, 3, 1, 2, 0, 1, 0, 1, 3], 1500), Err(FramingError::NotStunOrChannelData));
+        assert_eq!(
+            next_frame(&[0x16, 3, 1, 2, 0, 1, 0, 1, 3], 1500),
+            Err(FramingError::NotStunOrChannelData)
+        );
         // A reserved channel number (RFC 8656 §12).
-        assert_eq!(next_frame(&[0x50, 0, 0, 4], 1500), Err(FramingError::NotStunOrChannelData));
+        assert_eq!(
+            next_frame(&[0x50, 0, 0, 4], 1500),
+            Err(FramingError::NotStunOrChannelData)
+        );
         assert_eq!(
             next_frame(&[0, 1, 0xFF, 0xFC, 0x21, 0x12, 0xa4, 0x42], 1500),
             Err(FramingError::TooLong(20 + 0xFFFC))

@@ -84,7 +84,15 @@ impl Server {
                 if message_type.class != Class::Request {
                     return self.drop(DropReason::MalformedNonRequest);
                 }
-                return self.error(message_type, &transaction_id, ErrorCode::BAD_REQUEST, &[], false, data.len(), out);
+                return self.error(
+                    message_type,
+                    &transaction_id,
+                    ErrorCode::BAD_REQUEST,
+                    &[],
+                    false,
+                    data.len(),
+                    out,
+                );
             }
         };
         // §6.3: "If the FINGERPRINT extension is being used, the agent checks
@@ -115,7 +123,8 @@ impl Server {
                     );
                 }
                 match message_type.method {
-                    Method::BINDING => match binding::respond(&msg, tuple.client, self.config.software.as_deref(), out) {
+                    Method::BINDING => match binding::respond(&msg, tuple.client, self.config.software.as_deref(), out)
+                    {
                         Ok(n) => {
                             self.stats.binding_success += 1;
                             Output::Reply(n)
@@ -174,9 +183,20 @@ impl Server {
         request_len: usize,
         out: &mut [u8],
     ) -> Output {
-        let bare = 20 + 8 + if unknown.is_empty() { 0 } else { 4 + crate::wire::pad4(2 * unknown.len()) } + if fingerprint { 8 } else { 0 };
+        let bare = 20
+            + 8
+            + if unknown.is_empty() {
+                0
+            } else {
+                4 + crate::wire::pad4(2 * unknown.len())
+            }
+            + if fingerprint { 8 } else { 0 };
         let reason = code.reason();
-        let reason = if bare + crate::wire::pad4(reason.len()) <= request_len { reason } else { "" };
+        let reason = if bare + crate::wire::pad4(reason.len()) <= request_len {
+            reason
+        } else {
+            ""
+        };
         let built = (|| {
             let mut b = MessageBuilder::new(out, request.response(false), tid)?;
             b.add_error_code(code, reason)?;

@@ -6,7 +6,9 @@ use std::net::SocketAddr;
 use proto::wire::{attr, long_term_key, Class, Message, MessageBuilder, Method};
 
 fn hex(s: &str) -> Vec<u8> {
-    s.split_whitespace().map(|b| u8::from_str_radix(b, 16).unwrap()).collect()
+    s.split_whitespace()
+        .map(|b| u8::from_str_radix(b, 16).unwrap())
+        .collect()
 }
 
 const SHORT_TERM_PASSWORD: &[u8] = b"VOkJxbRl1RmTxUk/WvJxBt";
@@ -123,7 +125,9 @@ fn sample_ipv6_response() {
     let addr = attr::decode_address(m.get(attr::XOR_MAPPED_ADDRESS).unwrap(), Some(&TID)).unwrap();
     assert_eq!(
         addr,
-        "[2001:db8:1234:5678:11:2233:4455:6677]:32853".parse::<SocketAddr>().unwrap()
+        "[2001:db8:1234:5678:11:2233:4455:6677]:32853"
+            .parse::<SocketAddr>()
+            .unwrap()
     );
     check_reencoded_response(&bytes, addr);
 }

@@ -183,7 +183,13 @@ mod tests {
     #[test]
     fn rejects_bad_values() {
         assert_eq!(decode_address(&[0, 1, 0], None), Err(AttrError::BadLength));
-        assert_eq!(decode_address(&[0, 3, 0, 0, 1, 2, 3, 4], None), Err(AttrError::BadFamily));
-        assert_eq!(decode_address(&[0, 2, 0, 0, 1, 2, 3, 4], None), Err(AttrError::BadLength));
+        assert_eq!(
+            decode_address(&[0, 3, 0, 0, 1, 2, 3, 4], None),
+            Err(AttrError::BadFamily)
+        );
+        assert_eq!(
+            decode_address(&[0, 2, 0, 0, 1, 2, 3, 4], None),
+            Err(AttrError::BadLength)
+        );
     }
 }

@@ -106,7 +106,12 @@ impl<'b> MessageBuilder<'b> {
 
     /// MESSAGE-INTEGRITY-SHA256 (full 32 bytes) over everything written so far.
     pub fn add_message_integrity_sha256(&mut self, key: &[u8]) -> Result<(), BufferTooSmall> {
-        self.add_integrity(attr::MESSAGE_INTEGRITY_SHA256, integrity::SHA256_LEN, key, Algorithm::Sha256)
+        self.add_integrity(
+            attr::MESSAGE_INTEGRITY_SHA256,
+            integrity::SHA256_LEN,
+            key,
+            Algorithm::Sha256,
+        )
     }
 
     fn add_integrity(&mut self, typ: u16, n: usize, key: &[u8], alg: Algorithm) -> Result<(), BufferTooSmall> {

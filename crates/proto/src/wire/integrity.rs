@@ -29,14 +29,7 @@ pub fn long_term_key(username: &str, realm: &str, password: &str) -> [u8; 16] {
 
 /// HMAC over the message up to the integrity attribute at `attr_off`, with
 /// the header length rewritten to end just after that attribute (§14.5).
-pub(super) fn compute(
-    buf: &[u8],
-    attr_off: usize,
-    value_len: usize,
-    key: &[u8],
-    alg: Algorithm,
-    out: &mut [u8],
-) {
+pub(super) fn compute(buf: &[u8], attr_off: usize, value_len: usize, key: &[u8], alg: Algorithm, out: &mut [u8]) {
     let algorithm = match alg {
         Algorithm::Sha1 => hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY,
         Algorithm::Sha256 => hmac::HMAC_SHA256,

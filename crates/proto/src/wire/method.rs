@@ -76,11 +76,7 @@ impl MessageType {
             Class::Success => 2,
             Class::Error => 3,
         };
-        (m & 0x000F)
-            | ((m & 0x0070) << 1)
-            | ((m & 0x0F80) << 2)
-            | ((c & 1) << 4)
-            | ((c & 2) << 7)
+        (m & 0x000F) | ((m & 0x0070) << 1) | ((m & 0x0F80) << 2) | ((c & 1) << 4) | ((c & 2) << 7)
     }
 
     /// The success or error response type matching this request.

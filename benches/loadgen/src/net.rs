@@ -1,0 +1,170 @@
+//! Thin libc wrappers: batched UDP I/O with recvmmsg/sendmmsg, poll, socket options, CPU time.
+
+use std::io;
+use std::mem;
+use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::os::fd::RawFd;
+use std::time::Duration;
+
+/// A fixed set of `n` message slots of `cap` bytes each, usable for both
+/// recvmmsg and sendmmsg. Buffers and headers are allocated once; the
+/// pointers inside the headers stay valid because the Vecs are never resized.
+pub struct Batch {
+    bufs: Vec<u8>,
+    cap: usize,
+    // Referenced by raw pointers from `hdrs`; must never be resized.
+    _iov: Vec<libc::iovec>,
+    addrs: Vec<libc::sockaddr_in>,
+    hdrs: Vec<libc::mmsghdr>,
+    with_addr: bool,
+}
+
+impl Batch {
+    /// `with_addr`: carry a peer address per message (unconnected sockets).
+    pub fn new(n: usize, cap: usize, with_addr: bool) -> Batch {
+        let mut bufs = vec![0u8; n * cap];
+        let mut iov: Vec<libc::iovec> = (0..n)
+            .map(|i| libc::iovec {
+                iov_base: unsafe { bufs.as_mut_ptr().add(i * cap) } as *mut libc::c_void,
+                iov_len: cap,
+            })
+            .collect();
+        let mut addrs: Vec<libc::sockaddr_in> = vec![unsafe { mem::zeroed() }; n];
+        let hdrs = (0..n)
+            .map(|i| {
+                let mut h: libc::mmsghdr = unsafe { mem::zeroed() };
+                h.msg_hdr.msg_iov = &mut iov[i];
+                h.msg_hdr.msg_iovlen = 1;
+                if with_addr {
+                    h.msg_hdr.msg_name = &mut addrs[i] as *mut _ as *mut libc::c_void;
+                    h.msg_hdr.msg_namelen = mem::size_of::<libc::sockaddr_in>() as u32;
+                }
+                h
+            })
+            .collect();
+        Batch { bufs, cap, _iov: iov, addrs, hdrs, with_addr }
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.hdrs.len()
+    }
+
+    /// Receive up to `n` datagrams without blocking. Returns 0 on EAGAIN.
+    pub fn recv(&mut self, fd: RawFd, n: usize) -> io::Result<usize> {
+        let n = n.min(self.hdrs.len());
+        for i in 0..n {
+            let h = &mut self.hdrs[i];
+            unsafe { (*h.msg_hdr.msg_iov).iov_len = self.cap };
+            h.msg_len = 0;
+            h.msg_hdr.msg_flags = 0;
+            if self.with_addr {
+                h.msg_hdr.msg_namelen = mem::size_of::<libc::sockaddr_in>() as u32;
+            }
+        }
+        let r = unsafe {
+            libc::recvmmsg(fd, self.hdrs.as_mut_ptr(), n as _, libc::MSG_DONTWAIT as _, std::ptr::null_mut())
+        };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            return match e.raw_os_error() {
+                Some(libc::EAGAIN) | Some(libc::EINTR) => Ok(0),
+                // ICMP port unreachable surfaces here on connected sockets; treat as "nothing".
+                Some(libc::ECONNREFUSED) => Ok(0),
+                _ => Err(e),
+            };
+        }
+        Ok(r as usize)
+    }
+
+    /// Received datagram `i` (after `recv`), or None if it was truncated.
+    pub fn msg(&self, i: usize) -> Option<&[u8]> {
+        let h = &self.hdrs[i];
+        if h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
+            return None;
+        }
+        let len = (h.msg_len as usize).min(self.cap);
+        Some(&self.bufs[i * self.cap..i * self.cap + len])
+    }
+
+    pub fn msg_len(&self, i: usize) -> usize {
+        self.hdrs[i].msg_len as usize
+    }
+
+    /// Peer address of received datagram `i` (only with `with_addr`).
+    pub fn addr(&self, i: usize) -> &libc::sockaddr_in {
+        &self.addrs[i]
+    }
+
+    /// Whole buffer of slot `i`, for building an outgoing datagram.
+    pub fn buf_mut(&mut self, i: usize) -> &mut [u8] {
+        &mut self.bufs[i * self.cap..(i + 1) * self.cap]
+    }
+
+    /// Set the length of outgoing datagram `i`.
+    pub fn set_len(&mut self, i: usize, len: usize) {
+        unsafe { (*self.hdrs[i].msg_hdr.msg_iov).iov_len = len.min(self.cap) };
+    }
+
+    /// Send slots `from..from+n` (one sendmmsg call). Returns how many were
+    /// sent; 0 on EAGAIN/ENOBUFS.
+    pub fn send(&mut self, fd: RawFd, from: usize, n: usize) -> io::Result<usize> {
+        let n = n.min(self.hdrs.len() - from);
+        if n == 0 {
+            return Ok(0);
+        }
+        let r = unsafe { libc::sendmmsg(fd, self.hdrs.as_mut_ptr().add(from), n as _, libc::MSG_DONTWAIT as _) };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            return match e.raw_os_error() {
+                Some(libc::EAGAIN) | Some(libc::EINTR) | Some(libc::ENOBUFS) | Some(libc::ECONNREFUSED) => Ok(0),
+                _ => Err(e),
+            };
+        }
+        Ok(r as usize)
+    }
+}
+
+/// Non-blocking UDP socket bound to 127.0.0.1:0 and connected to `server`,
+/// with enlarged kernel buffers.
+pub fn connected_socket(server: SocketAddrV4, bufsize: i32) -> io::Result<UdpSocket> {
+    let s = UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0))?;
+    s.connect(server)?;
+    s.set_nonblocking(true)?;
+    set_bufs(std::os::fd::AsRawFd::as_raw_fd(&s), bufsize);
+    Ok(s)
+}
+
+pub fn set_bufs(fd: RawFd, bytes: i32) {
+    for opt in [libc::SO_RCVBUF, libc::SO_SNDBUF] {
+        unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                opt,
+                &bytes as *const i32 as *const libc::c_void,
+                mem::size_of::<i32>() as u32,
+            );
+        }
+    }
+}
+
+/// Wait until one of `fds` is readable or `timeout` passes.
+pub fn poll_in(fds: &mut [libc::pollfd], timeout: Duration) {
+    for p in fds.iter_mut() {
+        p.revents = 0;
+    }
+    let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+    unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as _, ms) };
+}
+
+pub fn pollfd(fd: RawFd) -> libc::pollfd {
+    libc::pollfd { fd, events: libc::POLLIN, revents: 0 }
+}
+
+/// User + system CPU time of this process.
+pub fn cpu_time() -> Duration {
+    let mut ru: libc::rusage = unsafe { mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Runs ternd's whole test suite. On a fresh Debian machine it first installs
+# the system packages the tests use (coturn's client tools), so this one
+# command is all a newcomer or CI needs. Under CI=true a package that cannot
+# be installed fails the run instead of letting tests skip.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# package -> a file it provides
+declare -A want=(
+  [coturn]=/usr/bin/turnutils_stunclient
+)
+missing=()
+for pkg in "${!want[@]}"; do
+  [ -e "${want[$pkg]}" ] || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  echo "tests/run.sh: installing ${missing[*]}"
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    echo "tests/run.sh: cannot install ${missing[*]} (needs root and apt-get)" >&2
+    if [ "${CI:-}" = true ]; then exit 1; fi
+  fi
+fi
+
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --no-fail-fast "$@"
+else
+  cargo test --workspace --no-fail-fast "$@"
+fi
