@@ -19,6 +19,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let mut server = Server::new(ServerConfig {
         software: Some("ternd".into()),
+        ..ServerConfig::default()
     });
     let mut out = [0u8; 1500];
     // A full buffer, then one too small for most replies.
@@ -34,10 +35,13 @@ fuzz_target!(|data: &[u8]| {
                 assert_eq!(m.message_type().class, Class::Indication);
             }
             Output::Drop(reason) => {
-                if let Err(ParseError::Header(e)) = Message::parse(data) {
+                // 0b01 first bits are ChannelData, which has reasons of its own.
+                let channel_data = data.first().is_some_and(|b| b & 0xC0 == 0x40);
+                if let (false, Err(ParseError::Header(e))) = (channel_data, Message::parse(data)) {
                     assert_eq!(reason, DropReason::from(e));
                 }
             }
+            Output::ToPeer { .. } => panic!("no allocation exists, so nothing may be relayed"),
         }
     }
 });
@@ -60,7 +64,17 @@ fn check_reply(tuple: FiveTuple, request: &[u8], reply: &[u8]) {
         Class::Error => {
             assert_eq!(m.message_type(), request_type.response(false));
             let (code, reason) = ErrorCode::decode(m.get(attr::ERROR_CODE).expect("ERROR-CODE")).unwrap();
-            assert!(code == ErrorCode::BAD_REQUEST || code == ErrorCode::UNKNOWN_ATTRIBUTE);
+            // TURN requests without valid credentials are challenged (RFC 8489
+            // §9.2.4): 401 or 438 with REALM and NONCE, as the RFC requires.
+            if code == ErrorCode::UNAUTHENTICATED || code == ErrorCode::STALE_NONCE {
+                assert_ne!(request_type.method, proto::wire::Method::BINDING);
+                assert!(m.get(attr::REALM).is_some() && m.get(attr::NONCE).is_some());
+                return;
+            }
+            assert!(
+                code == ErrorCode::BAD_REQUEST || code == ErrorCode::UNKNOWN_ATTRIBUTE,
+                "{code:?}"
+            );
             if !reason.is_empty() {
                 assert!(reply.len() <= request.len());
             }

@@ -122,6 +122,7 @@ pub fn start(config: &Config) -> anyhow::Result<RunningServer> {
     };
     let core_config = proto::ServerConfig {
         software: config.software().map(String::from),
+        ..proto::ServerConfig::default()
     };
     let (stop, stop_rx) = watch::channel(false);
     let mut shards = Vec::with_capacity(n);

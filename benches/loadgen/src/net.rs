@@ -45,10 +45,6 @@ impl Batch {
         Batch { bufs, cap, _iov: iov, addrs, hdrs, with_addr }
     }
 
-    pub fn capacity(&self) -> usize {
-        self.hdrs.len()
-    }
-
     /// Receive up to `n` datagrams without blocking. Returns 0 on EAGAIN.
     pub fn recv(&mut self, fd: RawFd, n: usize) -> io::Result<usize> {
         let n = n.min(self.hdrs.len());
@@ -167,4 +163,40 @@ pub fn cpu_time() -> Duration {
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
     let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
     tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// Per-CPU (busy, total) jiffies from /proc/stat, index = CPU number.
+/// Busy is everything but idle and iowait. Empty if unreadable.
+pub fn cpu_jiffies() -> Vec<(u64, u64)> {
+    let Ok(s) = std::fs::read_to_string("/proc/stat") else { return Vec::new() };
+    let mut out = Vec::new();
+    for line in s.lines() {
+        let mut f = line.split_ascii_whitespace();
+        let Some(name) = f.next() else { continue };
+        let Some(idx) = name.strip_prefix("cpu").and_then(|n| n.parse::<usize>().ok()) else { continue };
+        let v: Vec<u64> = f.map(|x| x.parse().unwrap_or(0)).collect();
+        if v.len() < 5 {
+            continue;
+        }
+        let total: u64 = v.iter().take(8).sum();
+        let idle = v[3] + v[4];
+        if out.len() <= idx {
+            out.resize(idx + 1, (0, 0));
+        }
+        out[idx] = (total - idle, total);
+    }
+    out
+}
+
+/// System-wide UDP RcvbufErrors (datagrams dropped because a socket's
+/// receive buffer was full), from /proc/net/snmp.
+pub fn udp_rcvbuf_errors() -> u64 {
+    let Ok(s) = std::fs::read_to_string("/proc/net/snmp") else { return 0 };
+    let mut udp = s.lines().filter(|l| l.starts_with("Udp: "));
+    let (Some(h), Some(v)) = (udp.next(), udp.next()) else { return 0 };
+    h.split_ascii_whitespace()
+        .zip(v.split_ascii_whitespace())
+        .find(|(k, _)| *k == "RcvbufErrors")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0)
 }

@@ -34,8 +34,13 @@ drop_reasons! {
     MalformedNonRequest => "malformed_non_request", "A malformed indication or response: nothing may be sent back.";
     UnexpectedClass => "unexpected_class", "A response, or an indication the server does not take.";
     UnknownIndication => "unknown_indication", "An indication with an unknown comprehension-required attribute (RFC 8489 §6.3.2).";
-    ChannelData => "channel_data", "ChannelData from a client without a matching channel.";
+    ChannelData => "channel_data", "ChannelData that is malformed or names no bound channel.";
     ReplyTooLarge => "reply_too_large", "The answer did not fit in the output buffer.";
+    NoAllocation => "no_allocation", "A Send indication or ChannelData from a client without an allocation.";
+    NoPermission => "no_permission", "Data to or from a peer with no permission installed (RFC 8656 §9).";
+    BadIndication => "bad_indication", "A Send indication without a valid XOR-PEER-ADDRESS or DATA.";
+    UnknownRelay => "unknown_relay", "A peer datagram on a relay that no longer serves an allocation.";
+    RateLimited => "rate_limited", "Over the per-allocation bandwidth cap or the per-source unauthenticated budget.";
     StreamFraming => "stream_framing", "A TCP/TLS stream carried bytes that are neither STUN nor ChannelData; the connection is closed.";
 }
 

@@ -16,12 +16,25 @@
 //! with [`framing::next_frame`].
 
 pub mod addr;
+pub mod allocation;
+pub mod auth;
 mod binding;
+pub mod clock;
 pub mod drop_reason;
 pub mod framing;
+pub mod nonce;
+pub mod policy;
+mod ports;
+pub mod quota;
+mod rng;
 pub mod server;
+mod timers;
+mod turn;
 pub mod wire;
 
 pub use addr::{canonical, ClientAddr, FiveTuple, ServerAddr, Transport};
+pub use allocation::RelayId;
 pub use drop_reason::{DropCounters, DropReason};
-pub use server::{Output, Server, ServerConfig, Stats};
+pub use server::{
+    BindError, CloseReason, Command, Event, Output, PeerOutput, Server, ServerConfig, Stats, PEER_HEADROOM, PEER_TAILROOM,
+};

@@ -1,33 +1,179 @@
-//! The server core: one per shard. It takes bytes from clients with the time
-//! they arrived and says what to send back; it never touches a socket.
+//! The server core: one per shard. It takes bytes from clients and peers
+//! with the time they arrived and says what to send where; it never touches
+//! a socket or a clock.
 
-use std::time::Instant;
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::addr::FiveTuple;
+use crate::allocation::{Allocation, Relay, RelayId, Traffic};
+use crate::auth::Credentials;
 use crate::binding;
+use crate::clock::Clock;
 use crate::drop_reason::{DropCounters, DropReason};
-use crate::wire::{attr, Class, ErrorCode, Message, MessageBuilder, MessageType, Method, ParseError, TransactionId};
+use crate::nonce::NonceKey;
+use crate::policy::PeerPolicy;
+use crate::ports::Ports;
+use crate::quota::Quotas;
+use crate::rng::Rng;
+use crate::timers::{Deadlines, Timer};
+use crate::turn::{PendingAllocate, Reservation, SourceBudget};
+use crate::wire::{
+    attr, BufferTooSmall, Class, ErrorCode, Message, MessageBuilder, MessageType, Method, ParseError, TransactionId,
+};
 
 /// At most this many types are listed in UNKNOWN-ATTRIBUTES; a request naming
 /// more still gets 420, with the first ones listed.
 const MAX_UNKNOWN_LISTED: usize = 16;
 
+/// Bytes the driver must leave free in front of a peer datagram handed to
+/// [`Server::handle_peer`], for the Data indication or ChannelData header.
+pub const PEER_HEADROOM: usize = 48;
+/// Bytes the driver must leave free after a peer datagram (padding).
+pub const PEER_TAILROOM: usize = 4;
+
 /// Settings of the protocol core (the driver maps its config onto this).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// SOFTWARE attribute for responses; `None` sends none (smaller replies).
     pub software: Option<String>,
+    pub credentials: Credentials,
+    pub nonce_key: NonceKey,
+    pub nonce_lifetime: Duration,
+    /// Where wall time comes from (REST expiry, nonces).
+    pub clock: Clock,
+    pub default_lifetime: Duration,
+    pub max_lifetime: Duration,
+    /// Relay addresses per family; `None` disables that family.
+    pub relay_ipv4: Option<IpAddr>,
+    pub relay_ipv6: Option<IpAddr>,
+    /// 1:1 NAT mappings: (relay address bound here, address peers see).
+    pub external_ips: Vec<(IpAddr, IpAddr)>,
+    pub port_min: u16,
+    pub port_max: u16,
+    /// This shard's index and the number of shards: each takes its own block of ports.
+    pub shard_index: usize,
+    pub shard_count: usize,
+    pub policy: PeerPolicy,
+    pub quotas: Arc<Quotas>,
+    /// Per-allocation relay bandwidth cap, bytes per second each way; 0 = none.
+    pub bandwidth_limit: u64,
+    /// Requests per second one source IP may make without authenticating; 0 = no limit.
+    pub unauthenticated_rate: u32,
+    pub rng_seed: u64,
 }
 
-/// What to do with one input.
+impl Default for ServerConfig {
+    /// A STUN-only setup for tests: no relay addresses, a fixed nonce key,
+    /// and wall time stuck at `anchor_unix`.
+    fn default() -> Self {
+        ServerConfig {
+            software: None,
+            credentials: Credentials::default(),
+            nonce_key: NonceKey::new(&[0; 32]),
+            nonce_lifetime: Duration::from_secs(3600),
+            clock: Clock {
+                anchor: None,
+                anchor_unix: 1_700_000_000,
+            },
+            default_lifetime: Duration::from_secs(600),
+            max_lifetime: Duration::from_secs(3600),
+            relay_ipv4: None,
+            relay_ipv6: None,
+            external_ips: vec![],
+            port_min: 49152,
+            port_max: 65535,
+            shard_index: 0,
+            shard_count: 1,
+            policy: PeerPolicy::default(),
+            quotas: Arc::new(Quotas::new(usize::MAX, usize::MAX)),
+            bandwidth_limit: 0,
+            unauthenticated_rate: 0,
+            rng_seed: 0,
+        }
+    }
+}
+
+/// What to do with one input from a client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Output {
     /// Send the first `n` bytes of the output buffer back to the client.
     Reply(usize),
-    /// Valid input that needs no answer (e.g. a Binding indication keepalive).
+    /// Valid input that needs no answer now (a keepalive, or an Allocate
+    /// whose answer follows once its relay socket is bound: see [`Command`]).
     Nothing,
     /// Invalid input, dropped silently and counted.
     Drop(DropReason),
+    /// Send `input[start..start + len]` from relay socket `relay` to `peer`.
+    ToPeer {
+        relay: RelayId,
+        peer: SocketAddr,
+        start: usize,
+        len: usize,
+    },
+}
+
+/// What to do with one datagram from a peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerOutput {
+    /// Send `buf[start..start + len]` to the client on `tuple`.
+    ToClient { tuple: FiveTuple, start: usize, len: usize },
+    Drop(DropReason),
+}
+
+/// Why the driver could not bind a relay socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BindError {
+    AddrInUse,
+    Other,
+}
+
+/// Work for the driver, off the hot path; drain with [`Server::poll_command`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Bind a UDP socket to `addr` for relay `relay`, then report with [`Server::relay_bound`].
+    BindRelay {
+        relay: RelayId,
+        addr: SocketAddr,
+        dont_fragment: bool,
+    },
+    /// Close the socket of relay `relay`.
+    ReleaseRelay { relay: RelayId },
+    /// Send these bytes to the client on `tuple` (deferred responses).
+    SendToClient { tuple: FiveTuple, data: Vec<u8> },
+    /// Something worth logging happened.
+    Event(Event),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    AllocationCreated {
+        tuple: FiveTuple,
+        username: String,
+        relays: Vec<SocketAddr>,
+        lifetime: Duration,
+    },
+    AllocationClosed {
+        tuple: FiveTuple,
+        username: String,
+        age: Duration,
+        reason: CloseReason,
+        to_peer_bytes: u64,
+        to_peer_packets: u64,
+        to_client_bytes: u64,
+        to_client_packets: u64,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// Refresh with LIFETIME 0.
+    Deleted,
+    Expired,
+    /// The client's TCP/TLS connection closed.
+    ConnectionClosed,
 }
 
 /// Counters a shard keeps about its own traffic; the driver sums shards.
@@ -36,6 +182,9 @@ pub struct Stats {
     pub drops: DropCounters,
     pub binding_success: u64,
     pub error_responses: u64,
+    pub allocations_created: u64,
+    pub allocations_closed: u64,
+    pub traffic: Traffic,
 }
 
 impl Stats {
@@ -44,21 +193,68 @@ impl Stats {
         self.drops.merge(&other.drops);
         self.binding_success += other.binding_success;
         self.error_responses += other.error_responses;
+        self.allocations_created += other.allocations_created;
+        self.allocations_closed += other.allocations_closed;
+        self.traffic.to_peer_bytes += other.traffic.to_peer_bytes;
+        self.traffic.to_peer_packets += other.traffic.to_peer_packets;
+        self.traffic.to_client_bytes += other.traffic.to_client_bytes;
+        self.traffic.to_client_packets += other.traffic.to_client_packets;
     }
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Slot {
+    pub gen: u32,
+    pub alloc: Option<Allocation>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum RelayState {
+    /// Bind requested, allocation not created yet.
+    Pending,
+    /// Serving allocation `slot`.
+    Active { slot: u32 },
 }
 
 /// The sans-IO STUN/TURN server state of one shard.
 #[derive(Debug)]
 pub struct Server {
-    config: ServerConfig,
-    stats: Stats,
+    pub(crate) config: ServerConfig,
+    pub(crate) stats: Stats,
+    pub(crate) slots: Vec<Slot>,
+    pub(crate) free_slots: Vec<u32>,
+    pub(crate) by_tuple: HashMap<FiveTuple, u32>,
+    pub(crate) relays: Vec<Option<RelayState>>,
+    pub(crate) free_relays: Vec<u32>,
+    pub(crate) pending: HashMap<RelayId, PendingAllocate>,
+    pub(crate) reservations: HashMap<[u8; 8], Reservation>,
+    pub(crate) ports: Ports,
+    pub(crate) timers: Deadlines,
+    pub(crate) commands: VecDeque<Command>,
+    pub(crate) rng: Rng,
+    pub(crate) budget: SourceBudget,
 }
 
 impl Server {
     pub fn new(config: ServerConfig) -> Self {
+        let ports = Ports::new(config.port_min, config.port_max, config.shard_index, config.shard_count);
+        let rng = Rng::new(config.rng_seed);
+        let budget = SourceBudget::new(config.unauthenticated_rate);
         Server {
             config,
             stats: Stats::default(),
+            slots: Vec::new(),
+            free_slots: Vec::new(),
+            by_tuple: HashMap::new(),
+            relays: Vec::new(),
+            free_relays: Vec::new(),
+            pending: HashMap::new(),
+            reservations: HashMap::new(),
+            ports,
+            timers: Deadlines::default(),
+            commands: VecDeque::new(),
+            rng,
+            budget,
         }
     }
 
@@ -66,11 +262,47 @@ impl Server {
         &self.stats
     }
 
-    /// Handles one STUN message (a UDP datagram or one framed stream message)
-    /// from a client. A reply is written to the start of `out`.
+    pub fn config(&self) -> &ServerConfig {
+        &self.config
+    }
+
+    /// Live allocations on this shard.
+    pub fn allocation_count(&self) -> usize {
+        self.by_tuple.len()
+    }
+
+    /// The next command for the driver, if any.
+    pub fn poll_command(&mut self) -> Option<Command> {
+        self.commands.pop_front()
+    }
+
+    /// When [`Server::handle_timeout`] should next be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.next()
+    }
+
+    /// Counts a drop the driver decided on (e.g. a stream that lost framing).
+    pub fn count_drop(&mut self, reason: DropReason) {
+        self.stats.drops.add(reason);
+    }
+
+    pub(crate) fn drop(&mut self, reason: DropReason) -> Output {
+        self.stats.drops.add(reason);
+        Output::Drop(reason)
+    }
+
+    /// Handles one STUN message or ChannelData message (a UDP datagram or
+    /// one framed stream message) from a client. A reply is written to the
+    /// start of `out`.
     ///
-    /// RFC 8489 §6.3 "Receiving a STUN Message".
-    pub fn handle_client(&mut self, _now: Instant, tuple: FiveTuple, data: &[u8], out: &mut [u8]) -> Output {
+    /// RFC 8489 §6.3 "Receiving a STUN Message"; RFC 8656 §12 for ChannelData.
+    pub fn handle_client(&mut self, now: Instant, tuple: FiveTuple, data: &[u8], out: &mut [u8]) -> Output {
+        // RFC 8656 §12: the first two bits 0b01 mean ChannelData (0x4000-0x4FFF).
+        if let Some(&b) = data.first() {
+            if b & 0xC0 == 0x40 {
+                return self.channel_data(now, tuple, data);
+            }
+        }
         let msg = match Message::parse(data) {
             Ok(m) => m,
             Err(ParseError::Header(e)) => return self.drop(e.into()),
@@ -84,15 +316,7 @@ impl Server {
                 if message_type.class != Class::Request {
                     return self.drop(DropReason::MalformedNonRequest);
                 }
-                return self.error(
-                    message_type,
-                    &transaction_id,
-                    ErrorCode::BAD_REQUEST,
-                    &[],
-                    false,
-                    data.len(),
-                    out,
-                );
+                return self.error(message_type, &transaction_id, ErrorCode::BAD_REQUEST, &[], false, data.len(), out);
             }
         };
         // §6.3: "If the FINGERPRINT extension is being used, the agent checks
@@ -123,14 +347,17 @@ impl Server {
                     );
                 }
                 match message_type.method {
-                    Method::BINDING => match binding::respond(&msg, tuple.client, self.config.software.as_deref(), out)
-                    {
+                    Method::BINDING => match binding::respond(&msg, tuple.client, self.config.software.as_deref(), out) {
                         Ok(n) => {
                             self.stats.binding_success += 1;
                             Output::Reply(n)
                         }
                         Err(_) => self.drop(DropReason::ReplyTooLarge),
                     },
+                    Method::ALLOCATE => self.allocate(now, tuple, &msg, out),
+                    Method::REFRESH | Method::CREATE_PERMISSION | Method::CHANNEL_BIND => {
+                        self.allocation_request(now, tuple, &msg, out)
+                    }
                     // A method this server does not implement.
                     _ => self.error(
                         message_type,
@@ -152,6 +379,7 @@ impl Server {
                 match message_type.method {
                     // A Binding indication is a keepalive (§3): no answer.
                     Method::BINDING => Output::Nothing,
+                    Method::SEND => self.send_indication(now, tuple, &msg, data),
                     _ => self.drop(DropReason::UnexpectedClass),
                 }
             }
@@ -159,21 +387,67 @@ impl Server {
         }
     }
 
-    /// Counts a drop the driver decided on (e.g. a stream that lost framing).
-    pub fn count_drop(&mut self, reason: DropReason) {
-        self.stats.drops.add(reason);
+    /// Writes a response to `request`: `attrs` adds the attributes, then
+    /// MESSAGE-INTEGRITY with `key` if given, then FINGERPRINT if the request
+    /// had one.
+    pub(crate) fn respond(
+        &mut self,
+        request: &Message<'_>,
+        ok: bool,
+        key: Option<&[u8]>,
+        out: &mut [u8],
+        attrs: impl FnOnce(&mut MessageBuilder<'_>) -> Result<(), BufferTooSmall>,
+    ) -> Result<usize, BufferTooSmall> {
+        let tid = request.transaction_id();
+        let mut b = MessageBuilder::new(out, request.message_type().response(ok), &tid)?;
+        attrs(&mut b)?;
+        if let Some(s) = &self.config.software {
+            b.add_bytes(attr::SOFTWARE, s.as_bytes())?;
+        }
+        if let Some(k) = key {
+            b.add_message_integrity(k)?;
+        }
+        if request.has_fingerprint() {
+            b.add_fingerprint()?;
+        }
+        if !ok {
+            self.stats.error_responses += 1;
+        }
+        Ok(b.finish())
     }
 
-    fn drop(&mut self, reason: DropReason) -> Output {
-        self.stats.drops.add(reason);
-        Output::Drop(reason)
+    /// `respond` mapped to an [`Output`].
+    pub(crate) fn reply(
+        &mut self,
+        request: &Message<'_>,
+        ok: bool,
+        key: Option<&[u8]>,
+        out: &mut [u8],
+        attrs: impl FnOnce(&mut MessageBuilder<'_>) -> Result<(), BufferTooSmall>,
+    ) -> Output {
+        match self.respond(request, ok, key, out, attrs) {
+            Ok(n) => Output::Reply(n),
+            Err(_) => self.drop(DropReason::ReplyTooLarge),
+        }
     }
 
-    /// An error response that is not larger than the request it answers: the
-    /// reason phrase is optional, so it is left out when it would make the
-    /// reply larger (no amplification before authentication).
+    /// An error response with MESSAGE-INTEGRITY (for authenticated requests).
+    pub(crate) fn error_with_key(
+        &mut self,
+        request: &Message<'_>,
+        code: ErrorCode,
+        key: &[u8],
+        out: &mut [u8],
+    ) -> Output {
+        self.reply(request, false, Some(key), out, |b| b.add_error_code(code, code.reason()))
+    }
+
+    /// An error response kept as small as the RFC allows: the reason phrase is
+    /// optional, so it is left out when it would make the reply larger than
+    /// the request. A bare error reply is 28 bytes, so requests shorter than
+    /// that still get a slightly larger answer, as every Binding does.
     #[allow(clippy::too_many_arguments)]
-    fn error(
+    pub(crate) fn error(
         &mut self,
         request: MessageType,
         tid: &TransactionId,
@@ -206,7 +480,7 @@ impl Server {
             if fingerprint {
                 b.add_fingerprint()?;
             }
-            Ok::<_, crate::wire::BufferTooSmall>(b.finish())
+            Ok::<_, BufferTooSmall>(b.finish())
         })();
         match built {
             Ok(n) => {
@@ -215,6 +489,148 @@ impl Server {
             }
             Err(_) => self.drop(DropReason::ReplyTooLarge),
         }
+    }
+
+    /// Runs every timer due at `now`: expired allocations are deleted and
+    /// their relay sockets released; stale permissions and channels pruned.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some((at, t)) = self.timers.pop_due(now) {
+            match t {
+                Timer::Allocation { slot, gen } => {
+                    let Some(s) = self.slots.get_mut(slot as usize) else { continue };
+                    if s.gen != gen {
+                        continue;
+                    }
+                    let Some(a) = s.alloc.as_mut() else { continue };
+                    // An entry superseded by an earlier one: that one is live.
+                    if a.armed != Some(at) {
+                        continue;
+                    }
+                    a.armed = None;
+                    if a.is_expired(now) {
+                        self.delete_allocation(slot, now, CloseReason::Expired);
+                    } else {
+                        a.prune(now);
+                        self.arm(slot, now);
+                    }
+                }
+                Timer::Reservation { token } => {
+                    if let Some(r) = self.reservations.get(&token) {
+                        if r.expires <= now {
+                            let r = self.reservations.remove(&token).expect("present");
+                            self.ports.release(r.addr.ip(), r.addr.port());
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Queues allocation `slot`'s timer for its next deadline unless an entry
+    /// at or before it is already queued. Deadlines only move earlier when a
+    /// permission or channel is added, so the queue holds O(allocations)
+    /// entries however often clients refresh.
+    pub(crate) fn arm(&mut self, slot: u32, now: Instant) {
+        let s = &mut self.slots[slot as usize];
+        let Some(a) = s.alloc.as_mut() else { return };
+        let next = a.next_deadline().max(now + Duration::from_millis(1));
+        if a.armed.is_none_or(|t| next < t) {
+            a.armed = Some(next);
+            self.timers.push(next, Timer::Allocation { slot, gen: s.gen });
+        }
+    }
+
+    /// Timer entries queued (for tests: it must stay bounded).
+    pub fn timer_entries(&self) -> usize {
+        self.timers.len()
+    }
+
+    /// The client's TCP/TLS connection closed: its allocation dies with it
+    /// (RFC 8656 §3.1).
+    pub fn connection_closed(&mut self, now: Instant, tuple: FiveTuple) {
+        if let Some(&slot) = self.by_tuple.get(&tuple) {
+            self.delete_allocation(slot, now, CloseReason::ConnectionClosed);
+        }
+    }
+
+    /// Deletes allocation `slot`: releases its relays, ports and quota.
+    pub(crate) fn delete_allocation(&mut self, slot: u32, now: Instant, reason: CloseReason) {
+        let s = &mut self.slots[slot as usize];
+        let Some(a) = s.alloc.take() else { return };
+        s.gen = s.gen.wrapping_add(1);
+        self.free_slots.push(slot);
+        self.by_tuple.remove(&a.tuple);
+        for r in &a.relays {
+            self.release_relay(r.id, Some(r.local));
+        }
+        self.config.quotas.release(&a.username);
+        self.stats.allocations_closed += 1;
+        self.commands.push_back(Command::Event(Event::AllocationClosed {
+            tuple: a.tuple,
+            username: a.username,
+            age: now.saturating_duration_since(a.created),
+            reason,
+            to_peer_bytes: a.traffic.to_peer_bytes,
+            to_peer_packets: a.traffic.to_peer_packets,
+            to_client_bytes: a.traffic.to_client_bytes,
+            to_client_packets: a.traffic.to_client_packets,
+        }));
+    }
+
+    pub(crate) fn new_relay_id(&mut self) -> RelayId {
+        match self.free_relays.pop() {
+            Some(i) => {
+                self.relays[i as usize] = Some(RelayState::Pending);
+                RelayId(i)
+            }
+            None => {
+                self.relays.push(Some(RelayState::Pending));
+                RelayId(self.relays.len() as u32 - 1)
+            }
+        }
+    }
+
+    /// Frees a relay id; if it was bound, asks the driver to close the socket.
+    pub(crate) fn release_relay(&mut self, id: RelayId, bound: Option<SocketAddr>) {
+        if let Some(slot) = self.relays.get_mut(id.0 as usize) {
+            *slot = None;
+            self.free_relays.push(id.0);
+        }
+        if let Some(addr) = bound {
+            self.ports.release(addr.ip(), addr.port());
+            self.commands.push_back(Command::ReleaseRelay { relay: id });
+        }
+    }
+
+    /// The allocation a relay serves, if any.
+    pub(crate) fn allocation_of_relay(&self, relay: RelayId) -> Option<u32> {
+        match self.relays.get(relay.0 as usize) {
+            Some(Some(RelayState::Active { slot })) => Some(*slot),
+            _ => None,
+        }
+    }
+
+    /// The public address peers see for a relay bound to `local`.
+    pub(crate) fn public_addr(&self, local: SocketAddr) -> SocketAddr {
+        let ip = self
+            .config
+            .external_ips
+            .iter()
+            .find(|(internal, _)| *internal == local.ip())
+            .map_or(local.ip(), |(_, public)| *public);
+        SocketAddr::new(ip, local.port())
+    }
+
+    pub(crate) fn unix(&self, now: Instant) -> u64 {
+        self.config.clock.unix(now)
+    }
+
+    /// Every relay of every allocation, for tests and the admin view.
+    pub fn relays(&self) -> impl Iterator<Item = (&FiveTuple, &Relay)> {
+        self.slots
+            .iter()
+            .filter_map(|s| s.alloc.as_ref())
+            .flat_map(|a| a.relays.iter().map(move |r| (&a.tuple, r)))
     }
 }
 

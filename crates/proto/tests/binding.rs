@@ -236,6 +236,7 @@ fn transaction_id_is_echoed() {
 fn software_only_when_configured() {
     let config = ServerConfig {
         software: Some("ternd test".into()),
+        ..ServerConfig::default()
     };
     let mut h = Harness::new(config, "198.51.100.7:40000");
     let reply = h.reply(&binding_request(true));
@@ -370,18 +371,19 @@ fn wrong_magic_cookie_is_dropped() {
 #[test]
 fn top_bits_set_is_not_stun() {
     let mut h = Harness::v4();
-    for top in [0x40u8, 0x80, 0xC0] {
+    for top in [0x80u8, 0xC0] {
         let mut request = binding_request(false);
         request[0] |= top;
         h.expect_drop(&request, DropReason::NotStun);
     }
-    // ChannelData (0x4000..) is not STUN either; no channels exist yet.
-    h.expect_drop(&[0x40, 0x00, 0x00, 0x04, 1, 2, 3, 4], DropReason::TooShort);
-    h.expect_drop(
-        &[0x40, 0x00, 0x00, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
-        DropReason::NotStun,
-    );
-    assert_eq!(h.server.stats().drops.get(DropReason::NotStun), 4);
+    // 0b01 is ChannelData (RFC 8656 §12): with no allocation it is dropped as
+    // such, and a length past the datagram is malformed ChannelData.
+    let mut request = binding_request(false);
+    request[0] |= 0x40;
+    h.expect_drop(&request, DropReason::NoAllocation);
+    h.expect_drop(&[0x40, 0x00, 0x00, 0x04, 1, 2, 3, 4], DropReason::NoAllocation);
+    h.expect_drop(&[0x40, 0x00, 0x00, 0x10, 0, 0, 0, 0], DropReason::ChannelData);
+    assert_eq!(h.server.stats().drops.get(DropReason::NotStun), 2);
     h.assert_binding_works();
 }
 
@@ -438,7 +440,15 @@ fn random_bytes_are_dropped() {
             *b = rng.next() as u8;
         }
         let input = &data[..n];
-        let expected = if n < 20 {
+        let expected = if n > 0 && input[0] & 0xC0 == 0x40 {
+            // ChannelData framing: complete frames name no allocation.
+            let len = if n >= 4 { u16::from_be_bytes([input[2], input[3]]) as usize } else { usize::MAX };
+            if n >= 4 && 4 + len <= n {
+                DropReason::NoAllocation
+            } else {
+                DropReason::ChannelData
+            }
+        } else if n < 20 {
             DropReason::TooShort
         } else if input[0] & 0xC0 != 0 {
             DropReason::NotStun
@@ -465,8 +475,9 @@ fn malformed_response_or_indication_is_dropped() {
     h.assert_binding_works();
 }
 
-// Recognisably STUN but malformed requests get 400 (RFC 8489 §6.3.1), never
-// larger than the request once the reason phrase is left out.
+// Recognisably STUN but malformed requests get 400 (RFC 8489 §6.3.1). The
+// reason phrase is left out when it would make the reply larger than the
+// request; the bare 28-byte reply can still exceed a request shorter than that.
 
 /// Asserts a 400 answering a Binding request, returns its reason phrase,
 /// and checks that the server still answers a valid request afterwards.
@@ -588,8 +599,12 @@ fn binding_indication_is_a_silent_keepalive() {
         &message(BINDING_INDICATION, &[(0x7777, b"")], false),
         DropReason::UnknownIndication,
     );
+    // A Data indication only ever goes from server to client.
+    let data_indication = MessageType::new(Method::DATA, Class::Indication);
+    h.expect_drop(&message(data_indication, &[], false), DropReason::UnexpectedClass);
+    // A Send indication with no allocation behind it.
     let send_indication = MessageType::new(Method::SEND, Class::Indication);
-    h.expect_drop(&message(send_indication, &[], false), DropReason::UnexpectedClass);
+    h.expect_drop(&message(send_indication, &[], false), DropReason::NoAllocation);
 }
 
 #[test]

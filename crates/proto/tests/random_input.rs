@@ -31,6 +31,7 @@ fn random_input_keeps_invariants() {
     ];
     let mut server = Server::new(ServerConfig {
         software: Some("ternd".into()),
+        ..ServerConfig::default()
     });
     let pool: Vec<Vec<u8>> = (0..POOL)
         .map(|_| {
@@ -292,7 +293,9 @@ fn check_server(server: &mut Server, now: Instant, tuple: FiveTuple, data: &[u8]
     match output {
         Output::Drop(reason) => {
             assert_eq!(server.stats().drops.total(), drops_before + 1);
-            if let Err(ParseError::Header(e)) = Message::parse(data) {
+            // 0b01 first bits are ChannelData, which has reasons of its own.
+            let channel_data = data.first().is_some_and(|b| b & 0xC0 == 0x40);
+            if let (false, Err(ParseError::Header(e))) = (channel_data, Message::parse(data)) {
                 assert_eq!(reason, DropReason::from(e));
             }
         }
@@ -304,6 +307,7 @@ fn check_server(server: &mut Server, now: Instant, tuple: FiveTuple, data: &[u8]
             assert!(n <= out.len());
             check_reply(tuple, data, &out[..n]);
         }
+        Output::ToPeer { .. } => panic!("no allocation exists, so nothing may be relayed"),
     }
     output
 }
@@ -328,6 +332,13 @@ fn check_reply(tuple: FiveTuple, request: &[u8], reply: &[u8]) {
         Class::Error => {
             assert_eq!(m.message_type(), request_type.response(false));
             let (code, reason) = ErrorCode::decode(m.get(attr::ERROR_CODE).expect("ERROR-CODE")).unwrap();
+            // TURN requests without valid credentials are challenged (RFC 8489
+            // §9.2.4): 401 or 438 with REALM and NONCE, as the RFC requires.
+            if code == ErrorCode::UNAUTHENTICATED || code == ErrorCode::STALE_NONCE {
+                assert_ne!(request_type.method, proto::wire::Method::BINDING);
+                assert!(m.get(attr::REALM).is_some() && m.get(attr::NONCE).is_some());
+                return;
+            }
             assert!(
                 code == ErrorCode::BAD_REQUEST || code == ErrorCode::UNKNOWN_ATTRIBUTE,
                 "{code:?}"

@@ -56,6 +56,23 @@ impl<'b> MessageBuilder<'b> {
         Ok(&mut self.buf[off + 4..off + 4 + value_len])
     }
 
+    /// Writes an attribute header for a value of `value_len` bytes that is
+    /// already in place in the buffer (zero-copy relaying), and zeroes its padding.
+    pub fn add_in_place(&mut self, typ: u16, value_len: usize) -> Result<(), BufferTooSmall> {
+        let total = ATTR_HEADER_LEN + pad4(value_len);
+        let body = self.len + total - HEADER_LEN;
+        if value_len > u16::MAX as usize || body > u16::MAX as usize || self.len + total > self.buf.len() {
+            return Err(BufferTooSmall);
+        }
+        let off = self.len;
+        self.buf[off..off + 2].copy_from_slice(&typ.to_be_bytes());
+        self.buf[off + 2..off + 4].copy_from_slice(&(value_len as u16).to_be_bytes());
+        self.buf[off + 4 + value_len..off + total].fill(0);
+        self.len += total;
+        self.buf[2..4].copy_from_slice(&(body as u16).to_be_bytes());
+        Ok(())
+    }
+
     pub fn add_bytes(&mut self, typ: u16, value: &[u8]) -> Result<(), BufferTooSmall> {
         self.reserve(typ, value.len())?.copy_from_slice(value);
         Ok(())

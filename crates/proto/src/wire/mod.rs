@@ -13,7 +13,7 @@ mod method;
 pub use builder::{BufferTooSmall, MessageBuilder};
 pub use error_code::ErrorCode;
 pub use integrity::{ct_eq, long_term_key};
-pub use message::{BodyError, HeaderError, Message, ParseError, RawAttr};
+pub use message::{BodyError, HeaderError, Message, ParseError, RawAttr, MAX_ATTRIBUTES};
 pub use method::{Class, MessageType, Method};
 
 /// RFC 8489 §5: the fixed value in bytes 4..8 of every STUN message.

@@ -1,0 +1,163 @@
+//! ternd-loadgen: load generator for benches/run.sh.
+//!
+//! Subcommands (every loop is bounded in time):
+//!   binding   --server ADDR [--duration SECS] [--warmup SECS] [--sockets N] [--window W]
+//!             [--batch B] [--timeout-ms MS]
+//!             STUN Binding requests over UDP; prints one line
+//!             `answered_per_sec=.. sent=.. received=.. ...`
+//!   probe     --server ADDR [--timeout SECS]
+//!             exit 0 as soon as ADDR answers a Binding request, 1 after SECS
+//!   reflect   --listen ADDR [--duration SECS]
+//!             trivial batched Binding responder (the "bare ceiling" server)
+//!   free-port print a UDP port on 127.0.0.1 that is currently free (UDP and TCP)
+
+mod binding;
+mod net;
+mod reflect;
+mod stun;
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, UdpSocket};
+use std::process::exit;
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+const USAGE: &str = "usage: ternd-loadgen <binding|probe|reflect|free-port> [--key value ...]
+  binding   --server ADDR [--duration 5] [--warmup 1] [--sockets 8] [--window 64] [--batch 32] [--timeout-ms 200]
+  probe     --server ADDR [--timeout 5]
+  reflect   --listen ADDR [--duration 3600]
+  free-port";
+
+/// `--key value` options of one subcommand.
+struct Opts {
+    map: HashMap<String, String>,
+}
+
+impl Opts {
+    fn parse(args: &[String], allowed: &[&str]) -> Opts {
+        let mut map = HashMap::new();
+        let mut it = args.iter();
+        while let Some(k) = it.next() {
+            let key = k.strip_prefix("--").unwrap_or_else(|| die(&format!("unexpected argument {k:?}")));
+            let (key, val) = match key.split_once('=') {
+                Some((k, v)) => (k.to_string(), v.to_string()),
+                None => {
+                    let v = it.next().unwrap_or_else(|| die(&format!("--{key} needs a value")));
+                    (key.to_string(), v.clone())
+                }
+            };
+            if !allowed.contains(&key.as_str()) {
+                die(&format!("unknown option --{key}"));
+            }
+            map.insert(key, val);
+        }
+        Opts { map }
+    }
+
+    fn get<T: FromStr>(&self, key: &str, default: Option<T>) -> T {
+        match self.map.get(key) {
+            Some(v) => v.parse().unwrap_or_else(|_| die(&format!("bad value for --{key}: {v:?}"))),
+            None => default.unwrap_or_else(|| die(&format!("--{key} is required"))),
+        }
+    }
+
+    fn secs(&self, key: &str, default: f64) -> Duration {
+        let s: f64 = self.get(key, Some(default));
+        if !(s >= 0.0 && s < 1e6) {
+            die(&format!("bad value for --{key}"));
+        }
+        Duration::from_secs_f64(s)
+    }
+}
+
+fn die(msg: &str) -> ! {
+    eprintln!("ternd-loadgen: {msg}\n{USAGE}");
+    exit(2)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(cmd) = args.first() else { die("missing subcommand") };
+    let rest = &args[1..];
+    match cmd.as_str() {
+        "binding" => {
+            let o = Opts::parse(rest, &["server", "duration", "warmup", "sockets", "window", "batch", "timeout-ms"]);
+            let cfg = binding::Config {
+                server: o.get("server", None),
+                duration: o.secs("duration", 5.0),
+                warmup: o.secs("warmup", 1.0),
+                sockets: o.get("sockets", Some(8usize)).max(1),
+                window: o.get("window", Some(64usize)).clamp(1, 1 << 20),
+                batch: o.get("batch", Some(32usize)).clamp(1, 1024),
+                timeout: Duration::from_millis(o.get("timeout-ms", Some(200u64)).max(1)),
+            };
+            match binding::run(&cfg) {
+                Ok(r) => println!("{r}"),
+                Err(e) => {
+                    eprintln!("ternd-loadgen binding: {e}");
+                    exit(1)
+                }
+            }
+        }
+        "probe" => {
+            let o = Opts::parse(rest, &["server", "timeout"]);
+            let server: SocketAddrV4 = o.get("server", None);
+            let ok = probe(server, o.secs("timeout", 5.0)).unwrap_or(false);
+            exit(if ok { 0 } else { 1 })
+        }
+        "reflect" => {
+            let o = Opts::parse(rest, &["listen", "duration"]);
+            if let Err(e) = reflect::run(o.get("listen", None), o.secs("duration", 3600.0)) {
+                eprintln!("ternd-loadgen reflect: {e}");
+                exit(1)
+            }
+        }
+        "free-port" => {
+            Opts::parse(rest, &[]);
+            for _ in 0..100 {
+                let Ok(u) = UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)) else { continue };
+                let Ok(port) = u.local_addr().map(|a| a.port()) else { continue };
+                if TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port)).is_ok() {
+                    println!("{port}");
+                    return;
+                }
+            }
+            eprintln!("ternd-loadgen: no free port found");
+            exit(1)
+        }
+        "-h" | "--help" | "help" => println!("{USAGE}"),
+        other => die(&format!("unknown subcommand {other:?}")),
+    }
+}
+
+/// Send a Binding request every 100 ms until a success response arrives or
+/// `timeout` passes.
+fn probe(server: SocketAddrV4, timeout: Duration) -> std::io::Result<bool> {
+    let s = UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0))?;
+    s.connect(server)?;
+    s.set_read_timeout(Some(Duration::from_millis(100)))?;
+    let deadline = Instant::now() + timeout;
+    let mut buf = [0u8; 1500];
+    let mut n = 0u64;
+    while Instant::now() < deadline {
+        n += 1;
+        let len = stun::write_binding_request(&mut buf, 0x7072_6f62, n);
+        let _ = s.send(&buf[..len]);
+        let until = Instant::now() + Duration::from_millis(100);
+        while Instant::now() < until {
+            match s.recv(&mut buf) {
+                Ok(len) => {
+                    if stun::parse_header(&buf[..len], stun::BINDING_SUCCESS).is_some() {
+                        return Ok(true);
+                    }
+                }
+                Err(_) => {
+                    // Timeout, or ICMP unreachable (server not up yet): back off a little.
+                    std::thread::sleep(Duration::from_millis(20));
+                    break;
+                }
+            }
+        }
+    }
+    Ok(false)
+}

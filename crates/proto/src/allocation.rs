@@ -1,0 +1,194 @@
+//! One TURN allocation and the permissions and channels it holds
+//! (RFC 8656 §2.2, §9, §12). Plain data with time passed in.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use crate::addr::FiveTuple;
+use crate::wire::TransactionId;
+
+/// RFC 8656 §9: permissions last 300 s.
+pub const PERMISSION_LIFETIME: Duration = Duration::from_secs(300);
+/// RFC 8656 §12: channel bindings last 600 s.
+pub const CHANNEL_LIFETIME: Duration = Duration::from_secs(600);
+/// RFC 8656 §12: after a binding expires, neither its number nor its peer may
+/// be bound to anything else for another 5 minutes.
+pub const CHANNEL_COOLDOWN: Duration = Duration::from_secs(300);
+
+/// Index of a relay socket, shared by the core and the driver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RelayId(pub u32);
+
+#[derive(Debug, Clone, Copy)]
+pub struct Relay {
+    pub id: RelayId,
+    /// The address the socket is bound to.
+    pub local: SocketAddr,
+    /// The address peers see (external_ip applied): what XOR-RELAYED-ADDRESS says.
+    pub public: SocketAddr,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Permission {
+    pub ip: IpAddr,
+    pub expires: Instant,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Channel {
+    pub number: u16,
+    pub peer: SocketAddr,
+    /// Bound until then; in cooldown for CHANNEL_COOLDOWN after.
+    pub expires: Instant,
+}
+
+/// Bytes and packets relayed, each way.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Traffic {
+    pub to_peer_bytes: u64,
+    pub to_peer_packets: u64,
+    pub to_client_bytes: u64,
+    pub to_client_packets: u64,
+}
+
+/// A token bucket in bytes (per-allocation bandwidth cap).
+#[derive(Debug, Clone, Copy)]
+pub struct Bucket {
+    rate: u64,
+    tokens: u64,
+    last: Instant,
+}
+
+impl Bucket {
+    pub fn new(rate_bytes_per_sec: u64, now: Instant) -> Self {
+        Bucket {
+            rate: rate_bytes_per_sec,
+            tokens: rate_bytes_per_sec,
+            last: now,
+        }
+    }
+
+    /// Takes `n` bytes if available. A rate of 0 means unlimited.
+    pub fn take(&mut self, n: usize, now: Instant) -> bool {
+        if self.rate == 0 {
+            return true;
+        }
+        let elapsed = now.saturating_duration_since(self.last);
+        if elapsed >= Duration::from_millis(1) {
+            let add = (self.rate as u128 * elapsed.as_micros() / 1_000_000) as u64;
+            // One second's worth is the burst size.
+            self.tokens = (self.tokens + add).min(self.rate);
+            self.last = now;
+        }
+        if self.tokens >= n as u64 {
+            self.tokens -= n as u64;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// A cached response to a retransmittable request.
+#[derive(Debug, Clone)]
+pub struct CachedResponse {
+    pub tid: TransactionId,
+    pub bytes: Vec<u8>,
+}
+
+#[derive(Debug)]
+pub struct Allocation {
+    pub tuple: FiveTuple,
+    pub username: String,
+    pub key: [u8; 16],
+    pub relays: Vec<Relay>,
+    pub created: Instant,
+    pub expires: Instant,
+    pub permissions: Vec<Permission>,
+    pub channels: Vec<Channel>,
+    pub dont_fragment: bool,
+    /// The success response to the Allocate that created this allocation,
+    /// for retransmissions of that Allocate (RFC 8656 §7.2).
+    pub allocate_response: CachedResponse,
+    /// The last response to any other request (RFC 8489 §6.3.1: a
+    /// retransmitted request gets the same answer).
+    pub last_response: Option<CachedResponse>,
+    pub traffic: Traffic,
+    pub bucket: Bucket,
+    /// The deadline this allocation's live timer entry is queued for.
+    pub armed: Option<Instant>,
+}
+
+impl Allocation {
+    pub fn is_expired(&self, now: Instant) -> bool {
+        now >= self.expires
+    }
+
+    pub fn relay_for(&self, peer: &SocketAddr) -> Option<&Relay> {
+        self.relays.iter().find(|r| r.local.is_ipv4() == peer.is_ipv4())
+    }
+
+    pub fn has_family(&self, ipv4: bool) -> bool {
+        self.relays.iter().any(|r| r.local.is_ipv4() == ipv4)
+    }
+
+    /// RFC 8656 §9: permissions match on IP address only.
+    pub fn permits(&self, ip: IpAddr, now: Instant) -> bool {
+        self.permissions.iter().any(|p| p.ip == ip && now < p.expires)
+    }
+
+    /// Installs or refreshes the permission for `ip`.
+    pub fn permit(&mut self, ip: IpAddr, now: Instant) {
+        let expires = now + PERMISSION_LIFETIME;
+        match self.permissions.iter_mut().find(|p| p.ip == ip) {
+            Some(p) => p.expires = expires,
+            None => self.permissions.push(Permission { ip, expires }),
+        }
+    }
+
+    /// The bound (unexpired) channel with this number.
+    pub fn channel_by_number(&self, number: u16, now: Instant) -> Option<&Channel> {
+        self.channels.iter().find(|c| c.number == number && now < c.expires)
+    }
+
+    /// The bound (unexpired) channel to this peer.
+    pub fn channel_by_peer(&self, peer: &SocketAddr, now: Instant) -> Option<&Channel> {
+        self.channels.iter().find(|c| c.peer == *peer && now < c.expires)
+    }
+
+    /// RFC 8656 §11.2 checks for binding `number` to `peer`: a number bound
+    /// (or cooling down) to another peer, or a peer bound (or cooling down)
+    /// to another number, is refused.
+    pub fn channel_conflict(&self, number: u16, peer: &SocketAddr, now: Instant) -> bool {
+        self.channels.iter().any(|c| {
+            let held = now < c.expires + CHANNEL_COOLDOWN;
+            held && ((c.number == number) != (c.peer == *peer))
+        })
+    }
+
+    /// Binds or refreshes `number` to `peer` (after `channel_conflict` said no).
+    pub fn bind_channel(&mut self, number: u16, peer: SocketAddr, now: Instant) {
+        let expires = now + CHANNEL_LIFETIME;
+        match self.channels.iter_mut().find(|c| c.number == number && c.peer == peer) {
+            Some(c) => c.expires = expires,
+            None => self.channels.push(Channel { number, peer, expires }),
+        }
+    }
+
+    /// Forgets expired permissions and channels past their cooldown.
+    pub fn prune(&mut self, now: Instant) {
+        self.permissions.retain(|p| now < p.expires);
+        self.channels.retain(|c| now < c.expires + CHANNEL_COOLDOWN);
+    }
+
+    /// When something about this allocation next changes by itself.
+    pub fn next_deadline(&self) -> Instant {
+        let perms = self.permissions.iter().map(|p| p.expires);
+        let chans = self
+            .channels
+            .iter()
+            .map(|c| c.expires)
+            .chain(self.channels.iter().map(|c| c.expires + CHANNEL_COOLDOWN));
+        perms.chain(chans).fold(self.expires, |a, b| a.min(b))
+    }
+}

@@ -1,0 +1,138 @@
+//! Long-term credentials (RFC 8489 §9.2): users from the TURN REST
+//! shared-secret scheme and from a static table, and the keys they imply.
+
+use std::collections::HashMap;
+
+use ring::hmac;
+
+use crate::wire::long_term_key;
+
+/// Where long-term keys come from. Secrets are kept here only to derive
+/// keys; nothing in the core ever formats them.
+#[derive(Clone, Default)]
+pub struct Credentials {
+    pub realm: String,
+    /// REST shared secrets, all accepted (rotation: add the new one, later drop the old).
+    pub rest_secrets: Vec<Vec<u8>>,
+    /// Static users: username -> long-term key MD5(username:realm:password).
+    pub static_keys: HashMap<String, [u8; 16]>,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("realm", &self.realm)
+            .field("rest_secrets", &self.rest_secrets.len())
+            .field("static_users", &self.static_keys.len())
+            .finish()
+    }
+}
+
+/// Why a username has no key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserError {
+    Unknown,
+    /// A REST username whose expiry timestamp has passed.
+    Expired,
+}
+
+impl Credentials {
+    /// Adds a static user (the password is not kept, only the key).
+    pub fn add_static_user(&mut self, username: &str, password: &str) {
+        let key = long_term_key(username, &self.realm, password);
+        self.static_keys.insert(username.to_string(), key);
+    }
+
+    /// The candidate keys for `username` at `unix_now`, written to `out`
+    /// (one per REST secret, or the static user's key). Returns how many.
+    pub fn keys(&self, username: &str, unix_now: u64, out: &mut [[u8; 16]; 4]) -> Result<usize, UserError> {
+        if let Some(k) = self.static_keys.get(username) {
+            out[0] = *k;
+            return Ok(1);
+        }
+        // REST scheme: "expiry:user" (or just "expiry"), expiry in Unix seconds.
+        let expiry = username.split(':').next().and_then(|e| e.parse::<u64>().ok());
+        let Some(expiry) = expiry else {
+            return Err(UserError::Unknown);
+        };
+        if self.rest_secrets.is_empty() {
+            return Err(UserError::Unknown);
+        }
+        if expiry <= unix_now {
+            return Err(UserError::Expired);
+        }
+        let mut n = 0;
+        for secret in self.rest_secrets.iter().take(out.len()) {
+            out[n] = long_term_key(username, &self.realm, &rest_password(secret, username));
+            n += 1;
+        }
+        Ok(n)
+    }
+}
+
+/// The REST password for `username`: base64(HMAC-SHA1(secret, username)).
+pub fn rest_password(secret: &[u8], username: &str) -> String {
+    let key = hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, secret);
+    base64(hmac::sign(&key, username.as_bytes()).as_ref())
+}
+
+/// Standard base64 with padding.
+pub fn base64(data: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut s = String::with_capacity(data.len().div_ceil(3) * 4);
+    for c in data.chunks(3) {
+        let b = [c[0], *c.get(1).unwrap_or(&0), *c.get(2).unwrap_or(&0)];
+        let v = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
+        for i in 0..4 {
+            if i <= c.len() {
+                s.push(T[(v >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                s.push('=');
+            }
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_vectors() {
+        // RFC 4648 §10.
+        for (i, o) in [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foobar", "Zm9vYmFy")] {
+            assert_eq!(base64(i.as_bytes()), o);
+        }
+    }
+
+    #[test]
+    fn rest_password_matches_the_published_scheme() {
+        // HMAC-SHA1("key", "The quick brown fox jumps over the lazy dog") =
+        // de7c9b85b8b78aa6bc8a7a36f70a90701c9db4d9 (RFC 2104 example used widely).
+        assert_eq!(
+            rest_password(b"key", "The quick brown fox jumps over the lazy dog"),
+            base64(&[
+                0xde, 0x7c, 0x9b, 0x85, 0xb8, 0xb7, 0x8a, 0xa6, 0xbc, 0x8a, 0x7a, 0x36, 0xf7, 0x0a, 0x90, 0x70, 0x1c,
+                0x9d, 0xb4, 0xd9
+            ])
+        );
+    }
+
+    #[test]
+    fn rest_users_expire_and_rotate() {
+        let mut c = Credentials {
+            realm: "r".into(),
+            rest_secrets: vec![b"new".to_vec(), b"old".to_vec()],
+            ..Default::default()
+        };
+        c.add_static_user("alice", "pw");
+        let mut keys = [[0u8; 16]; 4];
+        assert_eq!(c.keys("alice", 0, &mut keys), Ok(1));
+        assert_eq!(keys[0], long_term_key("alice", "r", "pw"));
+        assert_eq!(c.keys("1000:bob", 999, &mut keys), Ok(2));
+        assert_eq!(keys[1], long_term_key("1000:bob", "r", &rest_password(b"old", "1000:bob")));
+        assert_eq!(c.keys("1000:bob", 1000, &mut keys), Err(UserError::Expired));
+        assert_eq!(c.keys("bob", 0, &mut keys), Err(UserError::Unknown));
+    }
+}

@@ -1,0 +1,202 @@
+//! Which peer addresses a client may relay to (DESIGN.md §5). Default deny
+//! for special-purpose ranges; an explicit allow list overrides; the server's
+//! own relay addresses are always allowed so two clients can talk.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::str::FromStr;
+
+/// An IP network in CIDR form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct IpNet {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl IpNet {
+    pub fn new(addr: IpAddr, prefix: u8) -> Option<IpNet> {
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        (prefix <= max).then_some(IpNet { addr, prefix })
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                let mask = if self.prefix == 0 { 0 } else { u32::MAX << (32 - self.prefix) };
+                u32::from(n) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                let mask = if self.prefix == 0 { 0 } else { u128::MAX << (128 - self.prefix) };
+                u128::from(n) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl FromStr for IpNet {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (ip, prefix) = match s.split_once('/') {
+            Some((ip, p)) => (ip, Some(p)),
+            None => (s, None),
+        };
+        let addr: IpAddr = ip.trim().parse().map_err(|_| format!("`{s}` is not an IP network"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            Some(p) => p.trim().parse::<u8>().map_err(|_| format!("`{s}`: bad prefix length"))?,
+            None => max,
+        };
+        IpNet::new(addr, prefix).ok_or_else(|| format!("`{s}`: prefix longer than {max}"))
+    }
+}
+
+impl std::fmt::Display for IpNet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+/// Special-purpose ranges refused as peers unless allowed explicitly.
+pub const DEFAULT_DENY: &[&str] = &[
+    "0.0.0.0/8",
+    "10.0.0.0/8",
+    "100.64.0.0/10",
+    "127.0.0.0/8",
+    "169.254.0.0/16",
+    "172.16.0.0/12",
+    "192.0.0.0/24",
+    "192.0.2.0/24",
+    "192.168.0.0/16",
+    "198.18.0.0/15",
+    "198.51.100.0/24",
+    "203.0.113.0/24",
+    "224.0.0.0/4",
+    "240.0.0.0/4",
+    "::/128",
+    "::1/128",
+    "::ffff:0:0/96",
+    "64:ff9b::/96",
+    "2001::/32",
+    "2002::/16",
+    "2001:db8::/32",
+    "fc00::/7",
+    "fe80::/10",
+    "ff00::/8",
+];
+
+#[derive(Debug, Clone)]
+pub struct PeerPolicy {
+    pub deny: Vec<IpNet>,
+    pub allow: Vec<IpNet>,
+    /// The server's own relay addresses (internal and external): always allowed.
+    pub own: Vec<IpAddr>,
+}
+
+impl Default for PeerPolicy {
+    fn default() -> Self {
+        PeerPolicy {
+            deny: DEFAULT_DENY.iter().map(|s| s.parse().expect("valid built-in range")).collect(),
+            allow: vec![],
+            own: vec![],
+        }
+    }
+}
+
+/// Reduces IPv4-mapped (::ffff:a.b.c.d) and NAT64 (64:ff9b::a.b.c.d)
+/// addresses to the IPv4 address they reach, so the IPv4 rules apply.
+pub fn unmap(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return IpAddr::V4(v4);
+            }
+            let s = v6.segments();
+            if s[0] == 0x64 && s[1] == 0xff9b && s[2..6] == [0, 0, 0, 0] {
+                let o = v6.octets();
+                return IpAddr::V4(Ipv4Addr::new(o[12], o[13], o[14], o[15]));
+            }
+            IpAddr::V6(v6)
+        }
+        v4 => v4,
+    }
+}
+
+impl PeerPolicy {
+    /// True if a client may relay to `ip`.
+    pub fn allows(&self, ip: IpAddr) -> bool {
+        if self.own.contains(&ip) {
+            return true;
+        }
+        let plain = unmap(ip);
+        let listed = |nets: &[IpNet]| nets.iter().any(|n| n.contains(ip) || n.contains(plain));
+        if listed(&self.allow) {
+            return true;
+        }
+        if self.own.contains(&plain) {
+            return true;
+        }
+        !(listed(&self.deny) || plain.is_unspecified() || plain == IpAddr::V6(Ipv6Addr::LOCALHOST))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn default_denies_special_ranges() {
+        let p = PeerPolicy::default();
+        for bad in [
+            "127.0.0.1",
+            "0.0.0.0",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "224.0.0.1",
+            "255.255.255.255",
+            "::1",
+            "::",
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
+            "64:ff9b::7f00:1",
+            "64:ff9b::a00:1",
+            "fe80::1",
+            "fd00::1",
+            "ff02::1",
+            "2001:db8::1",
+        ] {
+            assert!(!p.allows(ip(bad)), "{bad} must be denied");
+        }
+        // Mapped and NAT64 forms are refused outright (DESIGN.md §5 lists their
+        // prefixes), and their embedded IPv4 address is checked as well.
+        assert!(!p.allows(ip("::ffff:8.8.8.8")));
+        for good in ["8.8.8.8", "1.1.1.1", "2606:4700::1111"] {
+            assert!(p.allows(ip(good)), "{good} must be allowed");
+        }
+    }
+
+    #[test]
+    fn allow_list_and_own_addresses_override() {
+        let mut p = PeerPolicy::default();
+        p.allow.push("198.51.100.0/24".parse().unwrap());
+        p.own.push(ip("10.0.0.5"));
+        assert!(p.allows(ip("198.51.100.7")));
+        assert!(p.allows(ip("::ffff:198.51.100.7")));
+        assert!(p.allows(ip("10.0.0.5")));
+        assert!(!p.allows(ip("10.0.0.6")));
+    }
+
+    #[test]
+    fn parses_networks() {
+        assert_eq!("10.0.0.0/8".parse::<IpNet>().unwrap().to_string(), "10.0.0.0/8");
+        assert!("10.0.0.0/33".parse::<IpNet>().is_err());
+        assert!("nope".parse::<IpNet>().is_err());
+        assert!("0.0.0.0/0".parse::<IpNet>().unwrap().contains(ip("1.2.3.4")));
+    }
+}

@@ -1,0 +1,373 @@
+//! Allocate (RFC 8656 §7.2, RFC 6156 dual-stack). The relay socket is asked
+//! of the driver ([`Command::BindRelay`]); the success response goes out once
+//! every relay is bound ([`Server::relay_bound`]).
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use super::{PendingAllocate, Reservation, RESERVATION_LIFETIME};
+use crate::addr::FiveTuple;
+use crate::allocation::{Allocation, Bucket, CachedResponse, Relay, RelayId, Traffic};
+use crate::quota::QuotaError;
+use crate::server::{BindError, Command, Event, Output, RelayState, Server, Slot};
+use crate::timers::Timer;
+use crate::wire::{attr, ErrorCode, Message, MessageBuilder, MessageType, Method};
+
+/// REQUESTED-TRANSPORT protocol number for UDP (RFC 8656 §18.6).
+const UDP: u8 = 17;
+const FAMILY_IPV4: u8 = 0x01;
+const FAMILY_IPV6: u8 = 0x02;
+/// Ports tried per relay before answering 508.
+const BIND_TRIES: u32 = 8;
+
+impl Server {
+    /// RFC 8656 §7.2 "Receiving an Allocate Request".
+    pub(crate) fn allocate(&mut self, now: Instant, tuple: FiveTuple, msg: &Message<'_>, out: &mut [u8]) -> Output {
+        let tid = msg.transaction_id();
+        // 2. "The server checks if the 5-tuple is currently in use by an
+        // existing allocation. If yes, the server rejects the request with a
+        // 437 (Allocation Mismatch) error." A retransmission of the Allocate
+        // that created it gets the original success response again.
+        if let Some(&slot) = self.by_tuple.get(&tuple) {
+            let a = self.slots[slot as usize].alloc.as_ref().expect("indexed allocation exists");
+            if a.allocate_response.tid == tid && a.allocate_response.bytes.len() <= out.len() {
+                let n = a.allocate_response.bytes.len();
+                out[..n].copy_from_slice(&a.allocate_response.bytes);
+                return Output::Reply(n);
+            }
+        }
+        // 1. "The server MUST require that the request be authenticated."
+        let (username, key) = match self.authenticate(now, tuple, msg, out) {
+            Ok(v) => v,
+            Err(o) => return o,
+        };
+        if self.by_tuple.contains_key(&tuple) {
+            return self.error_with_key(msg, ErrorCode::ALLOCATION_MISMATCH, &key, out);
+        }
+        // 3. "The server checks if the request contains a REQUESTED-TRANSPORT
+        // attribute. If the REQUESTED-TRANSPORT attribute is not included or
+        // is malformed, the server rejects the request with 400. If the
+        // attribute is included but specifies a protocol that is not
+        // supported by the server, the server rejects the request with 442."
+        match msg.get(attr::REQUESTED_TRANSPORT) {
+            Some(v) if v.len() == 4 && v[0] == UDP => {}
+            Some(v) if v.len() == 4 => return self.error_with_key(msg, ErrorCode::UNSUPPORTED_TRANSPORT, &key, out),
+            _ => return self.error_with_key(msg, ErrorCode::BAD_REQUEST, &key, out),
+        }
+        // 4. DONT-FRAGMENT: supported (the relay socket sets DF).
+        let dont_fragment = msg.get(attr::DONT_FRAGMENT).is_some();
+        let token = msg.get(attr::RESERVATION_TOKEN);
+        let even = msg.get(attr::EVEN_PORT);
+        let raf = msg.get(attr::REQUESTED_ADDRESS_FAMILY);
+        let aaf = msg.get(attr::ADDITIONAL_ADDRESS_FAMILY);
+        // 5. "The server checks if the request contains a RESERVATION-TOKEN
+        // attribute. If yes, and the request also contains an EVEN-PORT or
+        // REQUESTED-ADDRESS-FAMILY or ADDITIONAL-ADDRESS-FAMILY attribute,
+        // the server rejects the request with a 400 (Bad Request) error.
+        // Otherwise, it checks to see if the token is valid ... If the token
+        // is not valid for some reason, the server rejects the request with a
+        // 508 (Insufficient Capacity) error."
+        let mut reserved = None;
+        if let Some(t) = token {
+            if even.is_some() || raf.is_some() || aaf.is_some() || t.len() != 8 {
+                return self.error_with_key(msg, ErrorCode::BAD_REQUEST, &key, out);
+            }
+            let mut tk = [0u8; 8];
+            tk.copy_from_slice(t);
+            match self.reservations.remove(&tk) {
+                Some(r) if now < r.expires => {
+                    // The port stays marked in use; the bind below takes it over.
+                    self.ports.release(r.addr.ip(), r.addr.port());
+                    reserved = Some(r.addr);
+                }
+                Some(r) => {
+                    self.ports.release(r.addr.ip(), r.addr.port());
+                    return self.error_with_key(msg, ErrorCode::INSUFFICIENT_CAPACITY, &key, out);
+                }
+                None => return self.error_with_key(msg, ErrorCode::INSUFFICIENT_CAPACITY, &key, out),
+            }
+        }
+        // 6. EVEN-PORT: one byte, R bit = reserve the next port too.
+        let (even_port, reserve_next) = match even {
+            None => (false, false),
+            Some(v) if v.len() == 1 => (true, v[0] & 0x80 != 0),
+            Some(_) => return self.error_with_key(msg, ErrorCode::BAD_REQUEST, &key, out),
+        };
+        // 7-8. Address families (RFC 8656 §7.2 and RFC 6156): IPv4 unless
+        // REQUESTED-ADDRESS-FAMILY says otherwise; ADDITIONAL-ADDRESS-FAMILY
+        // (IPv6 only) asks for a second, IPv6 relay. Both at once: 400.
+        let mut families = match (raf, aaf) {
+            (Some(_), Some(_)) => return self.error_with_key(msg, ErrorCode::BAD_REQUEST, &key, out),
+            (Some(v), None) => match v.first() {
+                Some(&FAMILY_IPV4) if v.len() == 4 => vec![true],
+                Some(&FAMILY_IPV6) if v.len() == 4 => vec![false],
+                _ => return self.error_with_key(msg, ErrorCode::ADDRESS_FAMILY_NOT_SUPPORTED, &key, out),
+            },
+            (None, Some(v)) => match v.first() {
+                Some(&FAMILY_IPV6) if v.len() == 4 => vec![true, false],
+                _ => return self.error_with_key(msg, ErrorCode::BAD_REQUEST, &key, out),
+            },
+            (None, None) => vec![reserved.is_none_or(|r| r.is_ipv4())],
+        };
+        if let Some(r) = reserved {
+            families = vec![r.is_ipv4()];
+        }
+        let have = |v4: bool| if v4 { self.config.relay_ipv4.is_some() } else { self.config.relay_ipv6.is_some() };
+        if !have(families[0]) {
+            // "If the server does not support the address family requested by
+            // the client ... 440 (Address Family not Supported)".
+            return self.error_with_key(msg, ErrorCode::ADDRESS_FAMILY_NOT_SUPPORTED, &key, out);
+        }
+        let mut additional_error = None;
+        if families.len() == 2 && !have(false) {
+            families.truncate(1);
+            additional_error = Some(ErrorCode::ADDRESS_FAMILY_NOT_SUPPORTED);
+        }
+        // 9. Quotas: "486 (Allocation Quota Reached)" per user, 508 overall.
+        match self.config.quotas.try_acquire(&username) {
+            Ok(()) => {}
+            Err(QuotaError::User) => return self.error_with_key(msg, ErrorCode::ALLOCATION_QUOTA_REACHED, &key, out),
+            Err(QuotaError::Total) => return self.error_with_key(msg, ErrorCode::INSUFFICIENT_CAPACITY, &key, out),
+        }
+        let lifetime = self.desired_lifetime(msg.get(attr::LIFETIME));
+        let pending = PendingAllocate {
+            tuple,
+            tid,
+            fingerprint: msg.has_fingerprint(),
+            username,
+            key,
+            lifetime,
+            families,
+            bound: Vec::new(),
+            binding: None,
+            even_port,
+            reserve_next,
+            reserved,
+            dont_fragment,
+            tries: 0,
+            additional_error,
+            token: None,
+        };
+        self.bind_next(now, pending);
+        Output::Nothing
+    }
+
+    /// RFC 8656 §7.2 step "computes how long it is willing to allow the
+    /// allocation to last" (the same rule as Refresh, §7.3): the requested
+    /// value capped at the maximum, but never below the default.
+    pub(crate) fn desired_lifetime(&self, requested: Option<&[u8]>) -> Duration {
+        let default = self.config.default_lifetime;
+        match requested {
+            Some(v) if v.len() == 4 => {
+                let req = Duration::from_secs(u32::from_be_bytes([v[0], v[1], v[2], v[3]]) as u64);
+                req.min(self.config.max_lifetime).max(default)
+            }
+            _ => default,
+        }
+    }
+
+    /// Asks the driver for the next relay socket of `p`, or finishes.
+    fn bind_next(&mut self, now: Instant, mut p: PendingAllocate) {
+        let Some(&v4) = p.families.first() else {
+            self.finish_allocate(now, p);
+            return;
+        };
+        let ip = if v4 { self.config.relay_ipv4 } else { self.config.relay_ipv6 };
+        let Some(ip) = ip else {
+            self.fail_allocate(now, p, ErrorCode::ADDRESS_FAMILY_NOT_SUPPORTED);
+            return;
+        };
+        let port = match p.reserved {
+            Some(r) => Some(r.port()),
+            // With R set, the next port must be free too.
+            None => (0..16).find_map(|_| {
+                let port = self.ports.pick(ip, p.even_port, &mut self.rng)?;
+                let next_free = !p.reserve_next
+                    || (port < u16::MAX && self.ports.pick_specific(ip, port + 1));
+                next_free.then_some(port)
+            }),
+        };
+        let Some(port) = port else {
+            self.fail_allocate(now, p, ErrorCode::INSUFFICIENT_CAPACITY);
+            return;
+        };
+        let addr = SocketAddr::new(ip, port);
+        let relay = self.new_relay_id();
+        p.binding = Some(addr);
+        self.commands.push_back(Command::BindRelay {
+            relay,
+            addr,
+            dont_fragment: p.dont_fragment,
+        });
+        self.pending.insert(relay, p);
+    }
+
+    /// The driver's answer to [`Command::BindRelay`].
+    pub fn relay_bound(&mut self, now: Instant, relay: RelayId, result: Result<SocketAddr, BindError>) {
+        let Some(mut p) = self.pending.remove(&relay) else {
+            // Not asked for (or already given up): make sure it is closed.
+            if result.is_ok() {
+                self.commands.push_back(Command::ReleaseRelay { relay });
+            }
+            return;
+        };
+        let v4 = p.families[0];
+        match result {
+            Ok(local) => {
+                self.ports.mark(local.ip(), local.port());
+                p.bound.push((relay, local));
+                p.families.remove(0);
+                p.tries = 0;
+                if p.reserve_next && p.token.is_none() && local.port() < u16::MAX {
+                    let next = SocketAddr::new(local.ip(), local.port() + 1);
+                    self.ports.mark(next.ip(), next.port());
+                    let token = self.rng.next_u64().to_be_bytes();
+                    let expires = now + RESERVATION_LIFETIME;
+                    self.reservations.insert(token, Reservation { addr: next, expires });
+                    self.timers.push(expires, Timer::Reservation { token });
+                    p.token = Some(token);
+                }
+                self.bind_next(now, p);
+            }
+            Err(_) => {
+                self.release_relay(relay, None);
+                p.tries += 1;
+                if p.reserved.is_none() && p.tries < BIND_TRIES {
+                    self.bind_next(now, p);
+                } else if !v4 && !p.bound.is_empty() {
+                    // Dual-stack: the IPv4 relay stands; report the IPv6 failure.
+                    p.families.clear();
+                    p.additional_error = Some(ErrorCode::INSUFFICIENT_CAPACITY);
+                    self.finish_allocate(now, p);
+                } else {
+                    self.fail_allocate(now, p, ErrorCode::INSUFFICIENT_CAPACITY);
+                }
+            }
+        }
+    }
+
+    /// Gives up on `p`: releases what it holds and answers with `code`.
+    fn fail_allocate(&mut self, _now: Instant, p: PendingAllocate, code: ErrorCode) {
+        for (id, local) in &p.bound {
+            self.release_relay(*id, Some(*local));
+        }
+        if let Some(t) = p.token {
+            if let Some(r) = self.reservations.remove(&t) {
+                self.ports.release(r.addr.ip(), r.addr.port());
+            }
+        }
+        self.config.quotas.release(&p.username);
+        let mut buf = [0u8; 256];
+        let built = (|| {
+            let t = MessageType::new(Method::ALLOCATE, crate::wire::Class::Error);
+            let mut b = MessageBuilder::new(&mut buf, t, &p.tid)?;
+            b.add_error_code(code, code.reason())?;
+            b.add_message_integrity(&p.key)?;
+            if p.fingerprint {
+                b.add_fingerprint()?;
+            }
+            Ok::<_, crate::wire::BufferTooSmall>(b.finish())
+        })();
+        if let Ok(n) = built {
+            self.stats.error_responses += 1;
+            self.commands.push_back(Command::SendToClient {
+                tuple: p.tuple,
+                data: buf[..n].to_vec(),
+            });
+        }
+    }
+
+    /// Every relay is bound: create the allocation and answer.
+    fn finish_allocate(&mut self, now: Instant, p: PendingAllocate) {
+        let relays: Vec<Relay> = p
+            .bound
+            .iter()
+            .map(|&(id, local)| Relay {
+                id,
+                local,
+                public: self.public_addr(local),
+            })
+            .collect();
+        // RFC 8656 §7.2 success response: XOR-RELAYED-ADDRESS (one per
+        // family), LIFETIME, RESERVATION-TOKEN if one was made,
+        // XOR-MAPPED-ADDRESS, ADDRESS-ERROR-CODE for a failed second family.
+        let mut buf = [0u8; 512];
+        let built = (|| {
+            let t = MessageType::new(Method::ALLOCATE, crate::wire::Class::Success);
+            let mut b = MessageBuilder::new(&mut buf, t, &p.tid)?;
+            for r in &relays {
+                b.add_xor_address(attr::XOR_RELAYED_ADDRESS, r.public)?;
+            }
+            b.add_u32(attr::LIFETIME, p.lifetime.as_secs() as u32)?;
+            if let Some(t) = p.token {
+                b.add_bytes(attr::RESERVATION_TOKEN, &t)?;
+            }
+            b.add_xor_address(attr::XOR_MAPPED_ADDRESS, p.tuple.client.0)?;
+            if let Some(code) = p.additional_error {
+                let reason = code.reason();
+                let v = b.reserve(attr::ADDRESS_ERROR_CODE, 4 + reason.len())?;
+                v[0] = FAMILY_IPV6;
+                v[2] = (code.0 / 100) as u8;
+                v[3] = (code.0 % 100) as u8;
+                v[4..].copy_from_slice(reason.as_bytes());
+            }
+            if let Some(s) = &self.config.software {
+                b.add_bytes(attr::SOFTWARE, s.as_bytes())?;
+            }
+            b.add_message_integrity(&p.key)?;
+            if p.fingerprint {
+                b.add_fingerprint()?;
+            }
+            Ok::<_, crate::wire::BufferTooSmall>(b.finish())
+        })();
+        let Ok(n) = built else {
+            self.fail_allocate(now, p, ErrorCode::SERVER_ERROR);
+            return;
+        };
+        let response = buf[..n].to_vec();
+        let slot = match self.free_slots.pop() {
+            Some(s) => s,
+            None => {
+                self.slots.push(Slot::default());
+                self.slots.len() as u32 - 1
+            }
+        };
+        for r in &relays {
+            self.relays[r.id.0 as usize] = Some(RelayState::Active { slot });
+        }
+        let alloc = Allocation {
+            tuple: p.tuple,
+            username: p.username.clone(),
+            key: p.key,
+            relays: relays.clone(),
+            created: now,
+            expires: now + p.lifetime,
+            permissions: Vec::new(),
+            channels: Vec::new(),
+            dont_fragment: p.dont_fragment,
+            allocate_response: CachedResponse {
+                tid: p.tid,
+                bytes: response.clone(),
+            },
+            last_response: None,
+            traffic: Traffic::default(),
+            bucket: Bucket::new(self.config.bandwidth_limit, now),
+            armed: None,
+        };
+        self.slots[slot as usize].alloc = Some(alloc);
+        self.arm(slot, now);
+        self.by_tuple.insert(p.tuple, slot);
+        self.stats.allocations_created += 1;
+        self.commands.push_back(Command::SendToClient {
+            tuple: p.tuple,
+            data: response,
+        });
+        self.commands.push_back(Command::Event(Event::AllocationCreated {
+            tuple: p.tuple,
+            username: p.username,
+            relays: relays.iter().map(|r| r.public).collect(),
+            lifetime: p.lifetime,
+        }));
+    }
+}
+

@@ -1,0 +1,180 @@
+//! The data path (RFC 8656 §10, §12): Send indications and ChannelData from
+//! clients to peers, and peer datagrams back as ChannelData or Data
+//! indications. Nothing here allocates: outputs are ranges of the caller's
+//! buffer, with headers written in place in front of the payload.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use crate::addr::FiveTuple;
+use crate::allocation::RelayId;
+use crate::server::{Output, PeerOutput, Server, PEER_HEADROOM};
+use crate::wire::{attr, pad4, Class, Message, MessageBuilder, MessageType, Method};
+use crate::DropReason;
+
+impl Server {
+    /// RFC 8656 §10.2 "Receiving a Send Indication".
+    pub(crate) fn send_indication(&mut self, now: Instant, tuple: FiveTuple, msg: &Message<'_>, data: &[u8]) -> Output {
+        let Some(&slot) = self.by_tuple.get(&tuple) else {
+            return self.drop(DropReason::NoAllocation);
+        };
+        // "If the indication does not contain both an XOR-PEER-ADDRESS
+        // attribute and a DATA attribute, then the indication is discarded."
+        let tid = msg.transaction_id();
+        let (Some(peer), Some(value)) = (
+            msg.get(attr::XOR_PEER_ADDRESS).and_then(|v| super::peer_address(v, &tid)),
+            msg.get(attr::DATA),
+        ) else {
+            return self.drop(DropReason::BadIndication);
+        };
+        let start = value.as_ptr() as usize - data.as_ptr() as usize;
+        self.to_peer(now, slot, peer, start, value.len())
+    }
+
+    /// RFC 8656 §12.4 "Receiving a ChannelData Message" (from a client).
+    pub(crate) fn channel_data(&mut self, now: Instant, tuple: FiveTuple, data: &[u8]) -> Output {
+        if data.len() < 4 {
+            return self.drop(DropReason::ChannelData);
+        }
+        let number = u16::from_be_bytes([data[0], data[1]]);
+        let len = u16::from_be_bytes([data[2], data[3]]) as usize;
+        // Over UDP the datagram may carry padding; it may not be shorter.
+        if 4 + len > data.len() {
+            return self.drop(DropReason::ChannelData);
+        }
+        let Some(&slot) = self.by_tuple.get(&tuple) else {
+            return self.drop(DropReason::NoAllocation);
+        };
+        let a = self.slots[slot as usize].alloc.as_ref().expect("indexed allocation exists");
+        // "If the channel number is not bound to a peer, the message is discarded."
+        let Some(peer) = a.channel_by_number(number, now).map(|c| c.peer) else {
+            return self.drop(DropReason::ChannelData);
+        };
+        self.to_peer(now, slot, peer, 4, len)
+    }
+
+    /// Common tail of client->peer relaying: permission, bandwidth, counters.
+    fn to_peer(&mut self, now: Instant, slot: u32, peer: SocketAddr, start: usize, len: usize) -> Output {
+        let a = self.slots[slot as usize].alloc.as_mut().expect("live");
+        if a.is_expired(now) {
+            return self.drop(DropReason::NoAllocation);
+        }
+        // §10.2: "If there is no permission ... the indication is silently discarded."
+        if !a.permits(peer.ip(), now) {
+            return self.drop(DropReason::NoPermission);
+        }
+        let Some(relay) = a.relay_for(&peer).map(|r| r.id) else {
+            return self.drop(DropReason::NoPermission);
+        };
+        if !a.bucket.take(len, now) {
+            return self.drop(DropReason::RateLimited);
+        }
+        a.traffic.to_peer_bytes += len as u64;
+        a.traffic.to_peer_packets += 1;
+        self.stats.traffic.to_peer_bytes += len as u64;
+        self.stats.traffic.to_peer_packets += 1;
+        Output::ToPeer {
+            relay,
+            peer,
+            start,
+            len,
+        }
+    }
+
+    /// A datagram from `peer` arrived on relay `relay`, in
+    /// `buf[start..start + len]`, with at least [`PEER_HEADROOM`] bytes free
+    /// before it and [`crate::server::PEER_TAILROOM`] after.
+    ///
+    /// RFC 8656 §11.3 / §12.5: with a channel bound to the peer it goes to the
+    /// client as ChannelData (padded on streams), else as a Data indication;
+    /// without a permission for the peer's IP it is dropped.
+    pub fn handle_peer(
+        &mut self,
+        now: Instant,
+        relay: RelayId,
+        peer: SocketAddr,
+        buf: &mut [u8],
+        start: usize,
+        len: usize,
+    ) -> PeerOutput {
+        let peer = crate::addr::canonical(peer);
+        let Some(slot) = self.allocation_of_relay(relay) else {
+            self.stats.drops.add(DropReason::UnknownRelay);
+            return PeerOutput::Drop(DropReason::UnknownRelay);
+        };
+        let a = self.slots[slot as usize].alloc.as_mut().expect("active relay has an allocation");
+        let reason = if a.is_expired(now) {
+            Some(DropReason::UnknownRelay)
+        } else if !a.permits(peer.ip(), now) {
+            Some(DropReason::NoPermission)
+        } else if !a.bucket.take(len, now) {
+            Some(DropReason::RateLimited)
+        } else {
+            None
+        };
+        if let Some(r) = reason {
+            self.stats.drops.add(r);
+            return PeerOutput::Drop(r);
+        }
+        a.traffic.to_client_bytes += len as u64;
+        a.traffic.to_client_packets += 1;
+        self.stats.traffic.to_client_bytes += len as u64;
+        self.stats.traffic.to_client_packets += 1;
+        let tuple = a.tuple;
+        let channel = a.channel_by_peer(&peer, now).map(|c| c.number);
+        if start < PEER_HEADROOM.min(start.max(4)) || start + pad4(len) > buf.len() {
+            self.stats.drops.add(DropReason::ReplyTooLarge);
+            return PeerOutput::Drop(DropReason::ReplyTooLarge);
+        }
+        if let Some(number) = channel {
+            // RFC 8656 §12.5: over TCP/TLS, ChannelData is padded to 4 bytes.
+            let total = if tuple.transport.is_stream() {
+                buf[start + len..start + pad4(len)].fill(0);
+                4 + pad4(len)
+            } else {
+                4 + len
+            };
+            buf[start - 4..start - 2].copy_from_slice(&number.to_be_bytes());
+            buf[start - 2..start].copy_from_slice(&(len as u16).to_be_bytes());
+            return PeerOutput::ToClient {
+                tuple,
+                start: start - 4,
+                len: total,
+            };
+        }
+        // RFC 8656 §11.3: a Data indication with XOR-PEER-ADDRESS and DATA.
+        let header = 20 + 4 + attr::address_len(&peer) + 4;
+        if start < header {
+            self.stats.drops.add(DropReason::ReplyTooLarge);
+            return PeerOutput::Drop(DropReason::ReplyTooLarge);
+        }
+        let msg_start = start - header;
+        let tid: [u8; 12] = {
+            let r = self.rng.next_u64().to_be_bytes();
+            let s = self.rng.next_u64().to_be_bytes();
+            [r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], s[0], s[1], s[2], s[3]]
+        };
+        let end = start + pad4(len);
+        let built = (|| {
+            let mut b = MessageBuilder::new(
+                &mut buf[msg_start..end],
+                MessageType::new(Method::DATA, Class::Indication),
+                &tid,
+            )?;
+            b.add_xor_address(attr::XOR_PEER_ADDRESS, peer)?;
+            b.add_in_place(attr::DATA, len)?;
+            Ok::<_, crate::wire::BufferTooSmall>(b.finish())
+        })();
+        match built {
+            Ok(n) => PeerOutput::ToClient {
+                tuple,
+                start: msg_start,
+                len: n,
+            },
+            Err(_) => {
+                self.stats.drops.add(DropReason::ReplyTooLarge);
+                PeerOutput::Drop(DropReason::ReplyTooLarge)
+            }
+        }
+    }
+}

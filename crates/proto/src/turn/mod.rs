@@ -1,0 +1,173 @@
+//! TURN (RFC 8656, RFC 6156): the request handlers, grouped by RFC section,
+//! and the long-term authentication they share (RFC 8489 §9.2).
+
+mod allocate;
+mod data;
+mod requests;
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use crate::addr::FiveTuple;
+use crate::auth::UserError;
+use crate::nonce::NonceCheck;
+use crate::server::{Output, Server};
+use crate::wire::{attr, ErrorCode, Message, TransactionId};
+use crate::DropReason;
+
+/// An Allocate waiting for the driver to bind its relay socket(s).
+#[derive(Debug, Clone)]
+pub struct PendingAllocate {
+    pub tuple: FiveTuple,
+    pub tid: TransactionId,
+    pub fingerprint: bool,
+    pub username: String,
+    pub key: [u8; 16],
+    pub lifetime: Duration,
+    /// Families still to bind, in order (true = IPv4).
+    pub families: Vec<bool>,
+    /// Relays bound so far: (id, bound address).
+    pub bound: Vec<(crate::allocation::RelayId, SocketAddr)>,
+    /// The address being bound now.
+    pub binding: Option<SocketAddr>,
+    pub even_port: bool,
+    pub reserve_next: bool,
+    /// A port held by a RESERVATION-TOKEN, to be used for this allocation.
+    pub reserved: Option<SocketAddr>,
+    pub dont_fragment: bool,
+    pub tries: u32,
+    /// For dual-stack: why the IPv6 relay could not be had (ADDRESS-ERROR-CODE).
+    pub additional_error: Option<ErrorCode>,
+    pub token: Option<[u8; 8]>,
+}
+
+/// A port held for a later Allocate by RESERVATION-TOKEN (RFC 8656 §7.2, §14.9).
+#[derive(Debug, Clone, Copy)]
+pub struct Reservation {
+    pub addr: SocketAddr,
+    pub expires: Instant,
+}
+
+/// RFC 8656 §14.9: a reservation lasts about 30 s.
+pub const RESERVATION_LIFETIME: Duration = Duration::from_secs(30);
+
+/// Per-source budget for requests that do not authenticate. Fixed memory
+/// (hashed buckets, reset every second), so spoofed floods cannot grow it.
+#[derive(Debug)]
+pub struct SourceBudget {
+    limit: u32,
+    window: Option<Instant>,
+    counts: Vec<u32>,
+}
+
+const BUDGET_BUCKETS: usize = 4096;
+
+impl SourceBudget {
+    pub fn new(limit: u32) -> Self {
+        SourceBudget {
+            limit,
+            window: None,
+            counts: if limit == 0 { vec![] } else { vec![0; BUDGET_BUCKETS] },
+        }
+    }
+
+    /// Counts one unauthenticated request from `ip`; false when over budget.
+    pub fn charge(&mut self, ip: IpAddr, now: Instant) -> bool {
+        if self.limit == 0 {
+            return true;
+        }
+        match self.window {
+            Some(w) if now.saturating_duration_since(w) < Duration::from_secs(1) => {}
+            _ => {
+                self.window = Some(now);
+                self.counts.fill(0);
+            }
+        }
+        let h = match ip {
+            IpAddr::V4(v4) => u32::from(v4) as u64,
+            IpAddr::V6(v6) => (u128::from(v6) >> 64) as u64 ^ u128::from(v6) as u64,
+        };
+        let i = (h.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 52) as usize % BUDGET_BUCKETS;
+        self.counts[i] += 1;
+        self.counts[i] <= self.limit
+    }
+}
+
+impl Server {
+    /// RFC 8489 §9.2.4 "Receiving a Request" with long-term credentials.
+    /// Returns the username and key, or the answer to send instead.
+    pub(crate) fn authenticate(
+        &mut self,
+        now: Instant,
+        tuple: FiveTuple,
+        msg: &Message<'_>,
+        out: &mut [u8],
+    ) -> Result<(String, [u8; 16]), Output> {
+        // "If the message does not contain a MESSAGE-INTEGRITY or a
+        // MESSAGE-INTEGRITY-SHA256 attribute, the server MUST generate an
+        // error response with an error code of 401 (Unauthenticated)" with
+        // REALM and NONCE.
+        if !msg.has_integrity() {
+            return Err(self.challenge(now, tuple, msg, ErrorCode::UNAUTHENTICATED, out));
+        }
+        // "If the message contains a MESSAGE-INTEGRITY ... but is missing
+        // either the USERNAME or USERHASH, REALM, or NONCE attribute, the
+        // server MUST generate an error response with an error code of 400".
+        let (Some(user), Some(_realm), Some(nonce)) =
+            (msg.get(attr::USERNAME), msg.get(attr::REALM), msg.get(attr::NONCE))
+        else {
+            if !self.budget.charge(tuple.client.0.ip(), now) {
+                return Err(self.drop(DropReason::RateLimited));
+            }
+            let (t, tid, fp, len) = (msg.message_type(), msg.transaction_id(), msg.has_fingerprint(), msg.as_bytes().len());
+            return Err(self.error(t, &tid, ErrorCode::BAD_REQUEST, &[], fp, len, out));
+        };
+        // "If the NONCE is no longer valid, the server MUST generate an error
+        // response with an error code of 438 (Stale Nonce)".
+        let unix = self.unix(now);
+        if self.config.nonce_key.check(nonce, tuple.client.0.ip(), unix) != NonceCheck::Valid {
+            return Err(self.challenge(now, tuple, msg, ErrorCode::STALE_NONCE, out));
+        }
+        // "If the value of the USERNAME ... attribute is not valid, the server
+        // MUST generate an error response with an error code of 401".
+        let Ok(username) = std::str::from_utf8(user) else {
+            return Err(self.challenge(now, tuple, msg, ErrorCode::UNAUTHENTICATED, out));
+        };
+        let mut keys = [[0u8; 16]; 4];
+        let n = match self.config.credentials.keys(username, unix, &mut keys) {
+            Ok(n) => n,
+            Err(UserError::Unknown | UserError::Expired) => {
+                return Err(self.challenge(now, tuple, msg, ErrorCode::UNAUTHENTICATED, out));
+            }
+        };
+        // "Using the password associated with the username in the request,
+        // the server MUST compute the value for the message integrity ...
+        // If the resulting value does not match ... 401".
+        match keys[..n].iter().find(|k| msg.verify_integrity(&k[..])) {
+            Some(k) => Ok((username.to_string(), *k)),
+            None => Err(self.challenge(now, tuple, msg, ErrorCode::UNAUTHENTICATED, out)),
+        }
+    }
+
+    /// A 401 or 438 carrying REALM and a fresh NONCE (no MESSAGE-INTEGRITY:
+    /// the client has not proven a key). Counted against the source's budget.
+    fn challenge(&mut self, now: Instant, tuple: FiveTuple, msg: &Message<'_>, code: ErrorCode, out: &mut [u8]) -> Output {
+        let ip = tuple.client.0.ip();
+        if !self.budget.charge(ip, now) {
+            return self.drop(DropReason::RateLimited);
+        }
+        let expiry = self.unix(now) + self.config.nonce_lifetime.as_secs();
+        let nonce = self.config.nonce_key.issue(expiry, ip);
+        let realm = self.config.credentials.realm.clone();
+        self.reply(msg, false, None, out, |b| {
+            b.add_error_code(code, code.reason())?;
+            b.add_bytes(attr::REALM, realm.as_bytes())?;
+            b.add_bytes(attr::NONCE, &nonce)
+        })
+    }
+}
+
+/// Reads an XOR-PEER-ADDRESS value.
+pub(crate) fn peer_address(value: &[u8], tid: &TransactionId) -> Option<SocketAddr> {
+    attr::decode_address(value, Some(tid)).ok()
+}

@@ -1,0 +1,192 @@
+//! Requests on an existing allocation: Refresh (RFC 8656 §7.3),
+//! CreatePermission (§9.2) and ChannelBind (§11.2).
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use super::peer_address;
+use crate::addr::FiveTuple;
+use crate::allocation::CachedResponse;
+use crate::server::{CloseReason, Output, Server};
+use crate::wire::{attr, ErrorCode, Message, Method};
+
+/// RFC 8656 §12: valid channel numbers.
+const CHANNELS: std::ops::RangeInclusive<u16> = 0x4000..=0x4FFF;
+
+impl Server {
+    /// Authenticates a request on an existing allocation, runs it, and caches
+    /// the answer for retransmissions (RFC 8489 §6.3.1: a retransmitted
+    /// request gets the same response).
+    pub(crate) fn allocation_request(
+        &mut self,
+        now: Instant,
+        tuple: FiveTuple,
+        msg: &Message<'_>,
+        out: &mut [u8],
+    ) -> Output {
+        let tid = msg.transaction_id();
+        if let Some(&slot) = self.by_tuple.get(&tuple) {
+            let a = self.slots[slot as usize].alloc.as_ref().expect("indexed allocation exists");
+            if let Some(c) = a.last_response.as_ref().filter(|c| c.tid == tid && c.bytes.len() <= out.len()) {
+                out[..c.bytes.len()].copy_from_slice(&c.bytes);
+                return Output::Reply(c.bytes.len());
+            }
+        }
+        let (username, key) = match self.authenticate(now, tuple, msg, out) {
+            Ok(v) => v,
+            Err(o) => return o,
+        };
+        // "If the 5-tuple does not match an existing allocation, ... 437".
+        let slot = match self.by_tuple.get(&tuple) {
+            Some(&slot) => slot,
+            None => return self.error_with_key(msg, ErrorCode::ALLOCATION_MISMATCH, &key, out),
+        };
+        let a = self.slots[slot as usize].alloc.as_ref().expect("indexed allocation exists");
+        if a.is_expired(now) {
+            self.delete_allocation(slot, now, CloseReason::Expired);
+            return self.error_with_key(msg, ErrorCode::ALLOCATION_MISMATCH, &key, out);
+        }
+        // RFC 8656 §5: requests on an allocation must use the credentials
+        // that created it, else 441 (Wrong Credentials).
+        if a.username != username {
+            return self.error_with_key(msg, ErrorCode::WRONG_CREDENTIALS, &key, out);
+        }
+        let output = match msg.message_type().method {
+            Method::REFRESH => self.refresh(now, slot, msg, &key, out),
+            Method::CREATE_PERMISSION => self.create_permission(now, slot, msg, &key, out),
+            _ => self.channel_bind(now, slot, msg, &key, out),
+        };
+        if let Output::Reply(n) = output {
+            if let Some(a) = self.slots[slot as usize].alloc.as_mut() {
+                a.last_response = Some(CachedResponse {
+                    tid,
+                    bytes: out[..n].to_vec(),
+                });
+            }
+        }
+        output
+    }
+
+    /// RFC 8656 §7.3 "Receiving a Refresh Request".
+    fn refresh(&mut self, now: Instant, slot: u32, msg: &Message<'_>, key: &[u8; 16], out: &mut [u8]) -> Output {
+        // RFC 8656 §7.3: "If the server receives a Refresh Request with a
+        // REQUESTED-ADDRESS-FAMILY attribute and the attribute value does not
+        // match the address family of the allocation, the server MUST reply
+        // with a 443 (Peer Address Family Mismatch) error response."
+        if let Some(v) = msg.get(attr::REQUESTED_ADDRESS_FAMILY) {
+            let a = self.slots[slot as usize].alloc.as_ref().expect("live");
+            let ok = match v.first() {
+                Some(1) => a.has_family(true),
+                Some(2) => a.has_family(false),
+                _ => false,
+            };
+            if !ok {
+                return self.error_with_key(msg, ErrorCode::PEER_ADDRESS_FAMILY_MISMATCH, key, out);
+            }
+        }
+        // "If the request contains a LIFETIME attribute and the attribute
+        // value is zero, then the 'desired lifetime' is zero" -> delete.
+        let zero = msg.get(attr::LIFETIME).is_some_and(|v| v == [0, 0, 0, 0]);
+        let lifetime = if zero {
+            Duration::ZERO
+        } else {
+            self.desired_lifetime(msg.get(attr::LIFETIME))
+        };
+        if zero {
+            self.delete_allocation(slot, now, CloseReason::Deleted);
+        } else {
+            let a = self.slots[slot as usize].alloc.as_mut().expect("live");
+            a.expires = now + lifetime;
+            self.arm(slot, now);
+        }
+        let secs = lifetime.as_secs() as u32;
+        self.reply(msg, true, Some(key), out, |b| b.add_u32(attr::LIFETIME, secs))
+    }
+
+    /// Reads every XOR-PEER-ADDRESS and applies the checks CreatePermission
+    /// and ChannelBind share: 400 if none or malformed, 443 if the family has
+    /// no relay in this allocation, 403 if policy forbids the peer.
+    fn checked_peers(&self, slot: u32, msg: &Message<'_>, out: &mut [SocketAddr; 8]) -> Result<usize, ErrorCode> {
+        let tid = msg.transaction_id();
+        let a = self.slots[slot as usize].alloc.as_ref().expect("live");
+        let mut n = 0;
+        for v in msg.attributes().filter(|x| x.typ == attr::XOR_PEER_ADDRESS) {
+            let peer = peer_address(v.value, &tid).ok_or(ErrorCode::BAD_REQUEST)?;
+            if n == out.len() {
+                return Err(ErrorCode::BAD_REQUEST);
+            }
+            out[n] = peer;
+            n += 1;
+        }
+        if n == 0 {
+            return Err(ErrorCode::BAD_REQUEST);
+        }
+        for peer in &out[..n] {
+            if !a.has_family(peer.is_ipv4()) {
+                return Err(ErrorCode::PEER_ADDRESS_FAMILY_MISMATCH);
+            }
+            if !self.config.policy.allows(peer.ip()) {
+                return Err(ErrorCode::FORBIDDEN);
+            }
+        }
+        Ok(n)
+    }
+
+    /// RFC 8656 §9.2 "Receiving a CreatePermission Request": all peers are
+    /// checked first, then all permissions installed (all or nothing).
+    fn create_permission(
+        &mut self,
+        now: Instant,
+        slot: u32,
+        msg: &Message<'_>,
+        key: &[u8; 16],
+        out: &mut [u8],
+    ) -> Output {
+        let mut peers = [SocketAddr::from(([0, 0, 0, 0], 0)); 8];
+        let n = match self.checked_peers(slot, msg, &mut peers) {
+            Ok(n) => n,
+            Err(code) => return self.error_with_key(msg, code, key, out),
+        };
+        let a = self.slots[slot as usize].alloc.as_mut().expect("live");
+        for p in &peers[..n] {
+            a.permit(p.ip(), now);
+        }
+        self.arm(slot, now);
+        self.reply(msg, true, Some(key), out, |_| Ok(()))
+    }
+
+    /// RFC 8656 §11.2 "Receiving a ChannelBind Request".
+    fn channel_bind(&mut self, now: Instant, slot: u32, msg: &Message<'_>, key: &[u8; 16], out: &mut [u8]) -> Output {
+        // "The request contains both a CHANNEL-NUMBER and an XOR-PEER-ADDRESS
+        // attribute" and "the channel number is in the range 0x4000 through
+        // 0x4FFF (inclusive)" -- else 400.
+        let number = match msg.get(attr::CHANNEL_NUMBER) {
+            Some(v) if v.len() == 4 => u16::from_be_bytes([v[0], v[1]]),
+            _ => return self.error_with_key(msg, ErrorCode::BAD_REQUEST, key, out),
+        };
+        if !CHANNELS.contains(&number) {
+            return self.error_with_key(msg, ErrorCode::BAD_REQUEST, key, out);
+        }
+        let mut peers = [SocketAddr::from(([0, 0, 0, 0], 0)); 8];
+        let peer = match self.checked_peers(slot, msg, &mut peers) {
+            Ok(1) => peers[0],
+            Ok(_) => return self.error_with_key(msg, ErrorCode::BAD_REQUEST, key, out),
+            Err(code) => return self.error_with_key(msg, code, key, out),
+        };
+        // "The channel number is not currently bound to a different transport
+        // address (same transport address is OK)" and "the transport address
+        // is not currently bound to a different channel number" -- including
+        // the 5 minutes after a binding expires (§12).
+        let a = self.slots[slot as usize].alloc.as_mut().expect("live");
+        if a.channel_conflict(number, &peer, now) {
+            return self.error_with_key(msg, ErrorCode::BAD_REQUEST, key, out);
+        }
+        // "If the request is valid ... the server ... creates or refreshes the
+        // channel binding ... also installs or refreshes a permission for the
+        // IP address".
+        a.bind_channel(number, peer, now);
+        a.permit(peer.ip(), now);
+        self.arm(slot, now);
+        self.reply(msg, true, Some(key), out, |_| Ok(()))
+    }
+}
