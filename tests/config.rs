@@ -61,12 +61,12 @@ fn unknown_keys_are_rejected_by_name() {
     });
     assert!(e.contains("`listen.udpp`"), "{e}");
 
-    let f = temp_file("unknown-section.toml", "[relay]\nports = 1\n");
+    let f = temp_file("unknown-section.toml", "[relays]\nports = 1\n");
     let e = load_err(Sources {
         file: Some(f),
         ..Default::default()
     });
-    assert!(e.contains("`relay`"), "{e}");
+    assert!(e.contains("`relays`"), "{e}");
 
     let env = HashMap::from([("TERND__STREAM__IDLE".to_string(), "5s".to_string())]);
     let e = load_err(Sources {

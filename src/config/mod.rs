@@ -23,7 +23,15 @@ pub const ENV_PREFIX: &str = "TERND";
 
 /// Keys whose values are lists: from the environment and `--set` they are
 /// written comma-separated.
-pub const LIST_KEYS: &[&str] = &["listen.udp", "listen.tcp", "listen.tls"];
+pub const LIST_KEYS: &[&str] = &[
+    "listen.udp",
+    "listen.tcp",
+    "listen.tls",
+    "turn.secrets",
+    "relay.external_ip",
+    "peers.allow",
+    "peers.deny",
+];
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -33,7 +41,60 @@ pub struct Config {
     pub tls: TlsSection,
     pub stream: StreamSection,
     pub udp: UdpSection,
+    pub turn: TurnSection,
+    pub relay: RelaySection,
+    pub peers: PeersSection,
     pub log: LogSection,
+}
+
+#[derive(Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TurnSection {
+    pub realm: String,
+    pub secrets: Vec<String>,
+    pub nonce_lifetime: ConfigDuration,
+    pub default_lifetime: ConfigDuration,
+    pub max_lifetime: ConfigDuration,
+    pub max_allocations: usize,
+    pub max_allocations_per_user: usize,
+    pub bandwidth_limit: u64,
+    pub unauthenticated_rate: u32,
+    pub users: std::collections::BTreeMap<String, String>,
+}
+
+/// Secrets and passwords never reach a log line, even through `{:?}`.
+impl std::fmt::Debug for TurnSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TurnSection")
+            .field("realm", &self.realm)
+            .field("secrets", &format_args!("[{} hidden]", self.secrets.len()))
+            .field("nonce_lifetime", &self.nonce_lifetime)
+            .field("default_lifetime", &self.default_lifetime)
+            .field("max_lifetime", &self.max_lifetime)
+            .field("max_allocations", &self.max_allocations)
+            .field("max_allocations_per_user", &self.max_allocations_per_user)
+            .field("bandwidth_limit", &self.bandwidth_limit)
+            .field("unauthenticated_rate", &self.unauthenticated_rate)
+            .field("users", &self.users.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RelaySection {
+    pub ipv4: String,
+    pub ipv6: String,
+    pub external_ip: Vec<String>,
+    pub port_min: u16,
+    pub port_max: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeersSection {
+    pub allow: Vec<String>,
+    pub deny: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -272,7 +333,67 @@ impl Config {
         if let Err(e) = check_log_filter(&self.log.level) {
             return invalid("log.level", &e);
         }
+        if self.turn.realm.is_empty() || self.turn.realm.len() > 763 {
+            return invalid("turn.realm", "must be 1 to 763 bytes (RFC 8489 §14.9)");
+        }
+        if self.turn.secrets.iter().any(|s| s.len() < 16) {
+            return invalid("turn.secrets", "each secret must be at least 16 characters");
+        }
+        if self.turn.default_lifetime.0 < Duration::from_secs(60) {
+            return invalid("turn.default_lifetime", "must be at least 1m");
+        }
+        if self.turn.max_lifetime.0 < self.turn.default_lifetime.0 {
+            return invalid("turn.max_lifetime", "must not be shorter than turn.default_lifetime");
+        }
+        if self.turn.nonce_lifetime.0 < Duration::from_secs(10) {
+            return invalid("turn.nonce_lifetime", "must be at least 10s");
+        }
+        if self.turn.max_allocations == 0 {
+            return invalid("turn.max_allocations", "must be at least 1");
+        }
+        if self.relay.port_min == 0 || self.relay.port_min > self.relay.port_max {
+            return invalid("relay.port_min", "must be at least 1 and not above relay.port_max");
+        }
+        for (key, value, v4) in [("relay.ipv4", &self.relay.ipv4, true), ("relay.ipv6", &self.relay.ipv6, false)] {
+            if value.is_empty() || value == "auto" {
+                continue;
+            }
+            match value.parse::<std::net::IpAddr>() {
+                Ok(ip) if ip.is_ipv4() == v4 && !ip.is_unspecified() => {}
+                _ => return invalid(key, &format!("`{value}` is not \"auto\", \"\" or a specific address of that family")),
+            }
+        }
+        if let Err(e) = self.external_ips_raw() {
+            return invalid("relay.external_ip", &e);
+        }
+        for (key, list) in [("peers.allow", &self.peers.allow), ("peers.deny", &self.peers.deny)] {
+            for net in list {
+                if let Err(e) = net.parse::<proto::policy::IpNet>() {
+                    return invalid(key, &e);
+                }
+            }
+        }
         Ok(())
+    }
+
+    /// `relay.external_ip` as (public, optional private) pairs.
+    pub fn external_ips_raw(&self) -> Result<Vec<(std::net::IpAddr, Option<std::net::IpAddr>)>, String> {
+        self.relay
+            .external_ip
+            .iter()
+            .map(|e| {
+                let (public, private) = match e.split_once('/') {
+                    Some((p, q)) => (p, Some(q)),
+                    None => (e.as_str(), None),
+                };
+                let public = public.trim().parse().map_err(|_| format!("`{e}`: bad public address"))?;
+                let private = match private {
+                    Some(q) => Some(q.trim().parse().map_err(|_| format!("`{e}`: bad private address"))?),
+                    None => None,
+                };
+                Ok((public, private))
+            })
+            .collect()
     }
 
     /// The number of shards to run: `server.shards`, or one per core.

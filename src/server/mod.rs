@@ -1,6 +1,9 @@
 //! The IO driver: binds every listener for every shard, runs the shards on
 //! their own threads, and stops them on request.
 
+mod interfaces;
+mod relay;
+pub mod setup;
 mod shard;
 mod sockets;
 mod stream;
@@ -32,6 +35,7 @@ pub struct BoundAddrs {
 /// the shards running until the process exits.
 pub struct RunningServer {
     bound: BoundAddrs,
+    shared: setup::Shared,
     shards: Vec<JoinHandle<std::io::Result<proto::Stats>>>,
     stop: watch::Sender<bool>,
 }
@@ -39,6 +43,11 @@ pub struct RunningServer {
 impl RunningServer {
     pub fn bound(&self) -> &BoundAddrs {
         &self.bound
+    }
+
+    /// What the shards share: credentials (to mint test users), relay addresses.
+    pub fn shared(&self) -> &setup::Shared {
+        &self.shared
     }
 
     /// Stops every shard and returns their counters summed.
@@ -120,19 +129,17 @@ pub fn start(config: &Config) -> anyhow::Result<RunningServer> {
         max_connections: config.stream.max_connections,
         open: Arc::new(AtomicUsize::new(0)),
     };
-    let core_config = proto::ServerConfig {
-        software: config.software().map(String::from),
-        ..proto::ServerConfig::default()
-    };
+    let shared = setup::Shared::new(config)?;
     let (stop, stop_rx) = watch::channel(false);
     let mut shards = Vec::with_capacity(n);
     for (index, sockets) in per_shard.into_iter().enumerate() {
         let setup = shard::ShardSetup {
             index,
             sockets,
-            core_config: core_config.clone(),
+            core_config: shared.core_config(config, index, n)?,
             tls: tls.clone(),
             limits: limits.clone(),
+            relay_buffers: (config.udp.recv_buffer_bytes, config.udp.send_buffer_bytes),
             shutdown: stop_rx.clone(),
         };
         let h = std::thread::Builder::new()
@@ -141,5 +148,10 @@ pub fn start(config: &Config) -> anyhow::Result<RunningServer> {
             .context("cannot start a shard thread")?;
         shards.push(h);
     }
-    Ok(RunningServer { bound, shards, stop })
+    Ok(RunningServer {
+        bound,
+        shared,
+        shards,
+        stop,
+    })
 }

@@ -1,16 +1,22 @@
 //! One shard: a thread with a single-threaded tokio runtime that owns one
-//! protocol core and its own listener sockets. Nothing here is shared with
-//! other shards, so the packet path takes no lock.
+//! protocol core, its own listener sockets and the relay sockets of the
+//! allocations it created. Nothing here is shared with other shards, so the
+//! packet path takes no lock.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
-use proto::ServerAddr;
+use proto::{BindError, Command, DropReason, Event, FiveTuple, RelayId, ServerAddr, Transport};
+use tokio::net::UdpSocket;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
-use super::stream::{self, StreamLimits};
-use super::udp;
+use super::stream::{self, ConnOut, StreamLimits};
+use super::{relay, sockets, udp};
 
 /// The sockets a shard serves, already bound (so errors surface at startup).
 pub struct ShardSockets {
@@ -25,21 +31,178 @@ pub struct ShardSetup {
     pub core_config: proto::ServerConfig,
     pub tls: Option<TlsAcceptor>,
     pub limits: StreamLimits,
+    pub relay_buffers: (usize, usize),
     pub shutdown: watch::Receiver<bool>,
+}
+
+pub struct RelaySocket {
+    pub socket: Rc<UdpSocket>,
+    task: JoinHandle<()>,
+}
+
+/// Everything one shard's tasks share (single-threaded: RefCell, no locks).
+pub struct Shard {
+    pub core: RefCell<proto::Server>,
+    /// UDP listeners by local address, to answer clients from the address they used.
+    pub udp: Vec<(SocketAddr, Rc<UdpSocket>)>,
+    pub relays: RefCell<Vec<Option<RelaySocket>>>,
+    /// Open TCP/TLS client connections.
+    pub conns: RefCell<HashMap<FiveTuple, Rc<ConnOut>>>,
+    /// One receive buffer for every relay socket of the shard: with
+    /// PEER_HEADROOM in front so headers are written in place.
+    pub peer_buf: RefCell<Vec<u8>>,
+    pub relay_buffers: (usize, usize),
+}
+
+impl Shard {
+    /// Sends bytes to a client: on UDP from the listener it wrote to, on a
+    /// stream through that connection's write buffer.
+    pub fn to_client(&self, tuple: &FiveTuple, data: &[u8]) {
+        let sent = match tuple.transport {
+            Transport::Udp => self
+                .udp
+                .iter()
+                .find(|(a, _)| *a == tuple.server.0)
+                .is_some_and(|(_, s)| s.try_send_to(data, tuple.client.0).is_ok()),
+            Transport::Tcp | Transport::Tls => self.conns.borrow().get(tuple).is_some_and(|c| c.push(data)),
+        };
+        if !sent {
+            self.core.borrow_mut().count_drop(DropReason::ClientSendFailed);
+        }
+    }
+
+    /// Sends relayed bytes to a peer. Failures (unreachable networks, EPERM
+    /// from a firewall, a full buffer) drop the datagram and are counted; the
+    /// allocation is not affected.
+    pub fn to_peer(&self, relay: RelayId, peer: SocketAddr, data: &[u8]) {
+        let ok = match self.relays.borrow().get(relay.0 as usize) {
+            Some(Some(r)) => match r.socket.try_send_to(data, peer) {
+                Ok(_) => true,
+                Err(e) => {
+                    tracing::trace!(%peer, "relay send failed: {e}");
+                    false
+                }
+            },
+            _ => false,
+        };
+        if !ok {
+            self.core.borrow_mut().count_drop(DropReason::RelaySendFailed);
+        }
+    }
+
+    /// Carries out every queued command of the core.
+    pub fn pump(self: &Rc<Self>) {
+        loop {
+            let cmd = self.core.borrow_mut().poll_command();
+            let Some(cmd) = cmd else { return };
+            match cmd {
+                Command::BindRelay {
+                    relay,
+                    addr,
+                    dont_fragment,
+                } => {
+                    let result = self.bind_relay(relay, addr, dont_fragment);
+                    self.core.borrow_mut().relay_bound(Instant::now(), relay, result);
+                }
+                Command::ReleaseRelay { relay } => {
+                    if let Some(slot) = self.relays.borrow_mut().get_mut(relay.0 as usize) {
+                        if let Some(r) = slot.take() {
+                            r.task.abort();
+                        }
+                    }
+                }
+                Command::SendToClient { tuple, data } => self.to_client(&tuple, &data),
+                Command::Event(e) => log_event(&e),
+            }
+        }
+    }
+
+    fn bind_relay(self: &Rc<Self>, relay: RelayId, addr: SocketAddr, df: bool) -> Result<SocketAddr, BindError> {
+        let (rcv, snd) = self.relay_buffers;
+        let std_sock = sockets::relay(addr, df, rcv, snd).map_err(|e| {
+            tracing::debug!(%addr, "relay bind failed: {e}");
+            if e.kind() == std::io::ErrorKind::AddrInUse {
+                BindError::AddrInUse
+            } else {
+                BindError::Other
+            }
+        })?;
+        let local = std_sock.local_addr().map_err(|_| BindError::Other)?;
+        let socket = Rc::new(UdpSocket::from_std(std_sock).map_err(|_| BindError::Other)?);
+        let task = tokio::task::spawn_local(relay::read_peers(self.clone(), relay, socket.clone()));
+        let mut relays = self.relays.borrow_mut();
+        let i = relay.0 as usize;
+        if relays.len() <= i {
+            relays.resize_with(i + 1, || None);
+        }
+        if let Some(old) = relays[i].replace(RelaySocket { socket, task }) {
+            old.task.abort();
+        }
+        Ok(local)
+    }
+}
+
+fn log_event(e: &Event) {
+    match e {
+        Event::AllocationCreated {
+            tuple,
+            username,
+            relays,
+            lifetime,
+        } => tracing::info!(
+            client = %tuple.client,
+            transport = tuple.transport.name(),
+            user = %username,
+            relays = ?relays,
+            lifetime_s = lifetime.as_secs(),
+            "allocation created"
+        ),
+        Event::AllocationClosed {
+            tuple,
+            username,
+            age,
+            reason,
+            to_peer_bytes,
+            to_peer_packets,
+            to_client_bytes,
+            to_client_packets,
+        } => tracing::info!(
+            client = %tuple.client,
+            transport = tuple.transport.name(),
+            user = %username,
+            reason = ?reason,
+            age_s = age.as_secs(),
+            to_peer_bytes,
+            to_peer_packets,
+            to_client_bytes,
+            to_client_packets,
+            "allocation closed"
+        ),
+    }
 }
 
 /// Runs a shard to completion on the current thread; returns its counters.
 pub fn run(setup: ShardSetup) -> std::io::Result<proto::Stats> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let local = tokio::task::LocalSet::new();
-    let core = Rc::new(RefCell::new(proto::Server::new(setup.core_config)));
-    let limits = Rc::new(setup.limits);
     let mut shutdown = setup.shutdown;
-    local.block_on(&rt, async {
+    let limits = Rc::new(setup.limits);
+    let stats = local.block_on(&rt, async {
+        let mut udp = Vec::new();
         for sock in setup.sockets.udp {
-            let sock = tokio::net::UdpSocket::from_std(sock)?;
-            let addr = ServerAddr(sock.local_addr()?);
-            tokio::task::spawn_local(udp::serve(sock, addr, core.clone()));
+            let sock = Rc::new(UdpSocket::from_std(sock)?);
+            udp.push((sock.local_addr()?, sock));
+        }
+        let shard = Rc::new(Shard {
+            core: RefCell::new(proto::Server::new(setup.core_config)),
+            udp: udp.clone(),
+            relays: RefCell::new(Vec::new()),
+            conns: RefCell::new(HashMap::new()),
+            peer_buf: RefCell::new(vec![0u8; proto::PEER_HEADROOM + 65536 + proto::PEER_TAILROOM]),
+            relay_buffers: setup.relay_buffers,
+        });
+        for (addr, sock) in udp {
+            tokio::task::spawn_local(udp::serve(sock, ServerAddr(addr), shard.clone()));
         }
         let streams = setup
             .sockets
@@ -50,16 +213,33 @@ pub fn run(setup: ShardSetup) -> std::io::Result<proto::Stats> {
         for (listener, tls) in streams {
             let listener = tokio::net::TcpListener::from_std(listener)?;
             let addr = ServerAddr(listener.local_addr()?);
-            tokio::task::spawn_local(stream::accept_loop(listener, addr, tls, core.clone(), limits.clone()));
+            tokio::task::spawn_local(stream::accept_loop(listener, addr, tls, shard.clone(), limits.clone()));
         }
+        tokio::task::spawn_local(run_timers(shard.clone()));
         tracing::debug!(shard = setup.index, "shard running");
         // Ends when the sender flips to true or is dropped.
         let _ = shutdown.wait_for(|stop| *stop).await;
-        Ok::<_, std::io::Error>(())
+        let stats = shard.core.borrow().stats().clone();
+        Ok::<_, std::io::Error>(stats)
     })?;
     // Dropping the LocalSet and runtime cancels every task and closes sockets.
     drop(local);
     drop(rt);
-    let stats = core.borrow().stats().clone();
     Ok(stats)
+}
+
+/// Drives the core's deadline queue. A 250 ms tick bounds how late an
+/// expiry is noticed; the core itself checks expiry exactly on every use.
+async fn run_timers(shard: Rc<Shard>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let now = Instant::now();
+        let due = shard.core.borrow().poll_timeout().is_some_and(|t| t <= now);
+        if due {
+            shard.core.borrow_mut().handle_timeout(now);
+            shard.pump();
+        }
+    }
 }

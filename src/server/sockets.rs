@@ -63,3 +63,49 @@ pub fn tcp(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     s.listen(1024)?;
     Ok(s.into())
 }
+
+/// A non-blocking UDP relay socket bound to exactly `addr` (no
+/// SO_REUSEPORT: a relay port belongs to one allocation). With
+/// `dont_fragment`, datagrams leave with DF set (RFC 8656 DONT-FRAGMENT).
+pub fn relay(addr: SocketAddr, dont_fragment: bool, recv_buffer: usize, send_buffer: usize) -> io::Result<std::net::UdpSocket> {
+    let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    s.set_nonblocking(true)?;
+    if recv_buffer > 0 {
+        s.set_recv_buffer_size(recv_buffer)?;
+    }
+    if send_buffer > 0 {
+        s.set_send_buffer_size(send_buffer)?;
+    }
+    if dont_fragment {
+        set_dont_fragment(&s, addr.is_ipv6())?;
+    }
+    s.bind(&SockAddr::from(addr))?;
+    Ok(s.into())
+}
+
+fn set_dont_fragment(s: &Socket, v6: bool) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let (level, name, value) = if v6 {
+        (libc::IPPROTO_IPV6, libc::IPV6_DONTFRAG, 1)
+    } else {
+        (libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, libc::IP_PMTUDISC_DO)
+    };
+    // SAFETY: a plain setsockopt on a socket we own, with an int value.
+    let rc = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            level,
+            name,
+            &value as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}

@@ -1,7 +1,6 @@
 //! The UDP listener loop of one shard: drain the socket on each readiness
-//! event, hand every datagram to the shard's protocol core, send the reply.
+//! event, hand every datagram to the shard's protocol core, act on the answer.
 
-use std::cell::RefCell;
 use std::io;
 use std::rc::Rc;
 use std::time::Instant;
@@ -9,12 +8,14 @@ use std::time::Instant;
 use proto::{canonical, ClientAddr, FiveTuple, Output, ServerAddr, Transport};
 use tokio::net::UdpSocket;
 
+use super::shard::Shard;
+
 /// Datagrams handled per readiness event before yielding to other tasks.
 const BATCH: usize = 64;
 /// Replies are STUN responses; 2 KiB holds any of them.
 const OUT_LEN: usize = 2048;
 
-pub async fn serve(socket: UdpSocket, local: ServerAddr, core: Rc<RefCell<proto::Server>>) {
+pub async fn serve(socket: Rc<UdpSocket>, local: ServerAddr, shard: Rc<Shard>) {
     let mut buf = vec![0u8; 65536];
     let mut out = vec![0u8; OUT_LEN];
     loop {
@@ -39,14 +40,21 @@ pub async fn serve(socket: UdpSocket, local: ServerAddr, core: Rc<RefCell<proto:
                 server: local,
                 transport: Transport::Udp,
             };
-            let output = core.borrow_mut().handle_client(now, tuple, &buf[..n], &mut out);
+            let output = shard.core.borrow_mut().handle_client(now, tuple, &buf[..n], &mut out);
             match output {
+                Output::ToPeer {
+                    relay,
+                    peer,
+                    start,
+                    len,
+                } => shard.to_peer(relay, peer, &buf[start..start + len]),
                 Output::Reply(len) => {
                     if let Err(e) = socket.try_send_to(&out[..len], from) {
                         tracing::trace!(%local, client = %from, "udp reply not sent: {e}");
                     }
+                    shard.pump();
                 }
-                Output::Nothing => {}
+                Output::Nothing => shard.pump(),
                 Output::Drop(reason) => tracing::trace!(%local, client = %from, reason = reason.label(), "dropped"),
             }
         }

@@ -271,6 +271,11 @@ impl Server {
         self.by_tuple.len()
     }
 
+    /// True if the client on `tuple` holds an allocation.
+    pub fn has_allocation(&self, tuple: &FiveTuple) -> bool {
+        self.by_tuple.contains_key(tuple)
+    }
+
     /// The next command for the driver, if any.
     pub fn poll_command(&mut self) -> Option<Command> {
         self.commands.pop_front()

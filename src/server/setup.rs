@@ -1,0 +1,141 @@
+//! From config to the protocol core's settings: relay addresses resolved,
+//! secrets and the nonce key in place, quotas shared by every shard.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context};
+use proto::auth::Credentials;
+use proto::clock::Clock;
+use proto::nonce::NonceKey;
+use proto::policy::{IpNet, PeerPolicy};
+use proto::quota::Quotas;
+use ring::rand::{SecureRandom, SystemRandom};
+
+use super::interfaces;
+use crate::config::Config;
+
+/// What every shard shares; built once at start.
+#[derive(Debug, Clone)]
+pub struct Shared {
+    pub credentials: Credentials,
+    pub nonce_key: NonceKey,
+    pub clock: Clock,
+    pub quotas: Arc<Quotas>,
+    pub relay_ipv4: Option<IpAddr>,
+    pub relay_ipv6: Option<IpAddr>,
+    pub external_ips: Vec<(IpAddr, IpAddr)>,
+    pub policy: PeerPolicy,
+    /// True when no secret was configured and one was generated.
+    pub generated_secret: bool,
+}
+
+pub fn random_bytes<const N: usize>() -> anyhow::Result<[u8; N]> {
+    let mut b = [0u8; N];
+    SystemRandom::new()
+        .fill(&mut b)
+        .map_err(|_| anyhow::anyhow!("the system random generator failed"))?;
+    Ok(b)
+}
+
+fn resolve_relay(key: &str, value: &str, v4: bool) -> anyhow::Result<Option<IpAddr>> {
+    Ok(match value {
+        "" => None,
+        "auto" => interfaces::first_usable(v4).or(if v4 { Some(IpAddr::V4(Ipv4Addr::LOCALHOST)) } else { None }),
+        s => Some(s.parse().with_context(|| format!("{key}: `{s}` is not an address"))?),
+    })
+}
+
+impl Shared {
+    pub fn new(config: &Config) -> anyhow::Result<Shared> {
+        let mut credentials = Credentials {
+            realm: config.turn.realm.clone(),
+            ..Credentials::default()
+        };
+        let generated_secret = config.turn.secrets.is_empty();
+        if generated_secret {
+            let s: [u8; 24] = random_bytes()?;
+            credentials.rest_secrets.push(s.iter().map(|b| format!("{b:02x}")).collect::<String>().into_bytes());
+        } else {
+            credentials.rest_secrets = config.turn.secrets.iter().map(|s| s.as_bytes().to_vec()).collect();
+        }
+        for (user, password) in &config.turn.users {
+            credentials.add_static_user(user, password);
+        }
+        let relay_ipv4 = resolve_relay("relay.ipv4", &config.relay.ipv4, true)?;
+        let relay_ipv6 = resolve_relay("relay.ipv6", &config.relay.ipv6, false)?;
+        let mut external_ips = Vec::new();
+        for (public, private) in config.external_ips_raw().map_err(|e| anyhow::anyhow!("relay.external_ip: {e}"))? {
+            let private = match private {
+                Some(p) => p,
+                None => match if public.is_ipv4() { relay_ipv4 } else { relay_ipv6 } {
+                    Some(p) => p,
+                    None => bail!("relay.external_ip: {public} has no relay address of its family to map"),
+                },
+            };
+            external_ips.push((private, public));
+        }
+        let mut policy = PeerPolicy::default();
+        for n in &config.peers.deny {
+            policy.deny.push(n.parse::<IpNet>().map_err(|e| anyhow::anyhow!("peers.deny: {e}"))?);
+        }
+        for n in &config.peers.allow {
+            policy.allow.push(n.parse::<IpNet>().map_err(|e| anyhow::anyhow!("peers.allow: {e}"))?);
+        }
+        policy.own = relay_ipv4
+            .into_iter()
+            .chain(relay_ipv6)
+            .chain(external_ips.iter().map(|(_, public)| *public))
+            .collect();
+        let unix = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        Ok(Shared {
+            credentials,
+            nonce_key: NonceKey::new(&random_bytes::<32>()?),
+            clock: Clock {
+                anchor: Some(Instant::now()),
+                anchor_unix: unix,
+            },
+            quotas: Arc::new(Quotas::new(config.turn.max_allocations, config.turn.max_allocations_per_user)),
+            relay_ipv4,
+            relay_ipv6,
+            external_ips,
+            policy,
+            generated_secret,
+        })
+    }
+
+    /// The core settings for shard `index` of `count`.
+    pub fn core_config(&self, config: &Config, index: usize, count: usize) -> anyhow::Result<proto::ServerConfig> {
+        Ok(proto::ServerConfig {
+            software: config.software().map(String::from),
+            credentials: self.credentials.clone(),
+            nonce_key: self.nonce_key.clone(),
+            nonce_lifetime: config.turn.nonce_lifetime.0,
+            clock: self.clock,
+            default_lifetime: config.turn.default_lifetime.0,
+            max_lifetime: config.turn.max_lifetime.0,
+            relay_ipv4: self.relay_ipv4,
+            relay_ipv6: self.relay_ipv6,
+            external_ips: self.external_ips.clone(),
+            port_min: config.relay.port_min,
+            port_max: config.relay.port_max,
+            shard_index: index,
+            shard_count: count,
+            policy: self.policy.clone(),
+            quotas: self.quotas.clone(),
+            bandwidth_limit: config.turn.bandwidth_limit,
+            unauthenticated_rate: config.turn.unauthenticated_rate,
+            rng_seed: u64::from_le_bytes(random_bytes()?),
+        })
+    }
+
+    /// A REST credential (username, password) for `user`, valid for `ttl`.
+    pub fn mint(&self, user: &str, ttl: std::time::Duration) -> Option<(String, String)> {
+        let secret = self.credentials.rest_secrets.first()?;
+        let expiry = self.clock.unix(Instant::now()) + ttl.as_secs();
+        let username = format!("{expiry}:{user}");
+        let password = proto::auth::rest_password(secret, &username);
+        Some((username, password))
+    }
+}
