@@ -148,10 +148,10 @@ for r in $(seq "$ROUNDS"); do
 done
 
 # ---- report ---------------------------------------------------------------
-med() { echo "${RESULTS[$1]:-}" | tr ' ' '\n' | grep -v '^$' | median; }
+med() { echo "${RESULTS[$1]:-}" | tr ' ' '\n' | awk 'NF' | median; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a+0 > 0 && b+0 > 0) printf "%.2f", a/b; else print "?" }'; }
-t=$(med ternd 2>/dev/null || echo "?")
-c=$(med coturn 2>/dev/null || echo "?")
+t=$(med ternd)
+c=$(med coturn)
 echo
 echo "ternd vs coturn, UDP on 127.0.0.1, server on CPU $SERVER_CPUS, load on CPU $LOAD_CPUS, $ROUNDS rounds x ${DURATION}s"
 printf '%-36s %16s %17s %7s\n' "figure" "ternd (median)" "coturn (median)" "ratio"

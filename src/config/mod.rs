@@ -354,13 +354,21 @@ impl Config {
         if self.relay.port_min == 0 || self.relay.port_min > self.relay.port_max {
             return invalid("relay.port_min", "must be at least 1 and not above relay.port_max");
         }
-        for (key, value, v4) in [("relay.ipv4", &self.relay.ipv4, true), ("relay.ipv6", &self.relay.ipv6, false)] {
+        for (key, value, v4) in [
+            ("relay.ipv4", &self.relay.ipv4, true),
+            ("relay.ipv6", &self.relay.ipv6, false),
+        ] {
             if value.is_empty() || value == "auto" {
                 continue;
             }
             match value.parse::<std::net::IpAddr>() {
                 Ok(ip) if ip.is_ipv4() == v4 && !ip.is_unspecified() => {}
-                _ => return invalid(key, &format!("`{value}` is not \"auto\", \"\" or a specific address of that family")),
+                _ => {
+                    return invalid(
+                        key,
+                        &format!("`{value}` is not \"auto\", \"\" or a specific address of that family"),
+                    )
+                }
             }
         }
         if let Err(e) = self.external_ips_raw() {
@@ -386,7 +394,10 @@ impl Config {
                     Some((p, q)) => (p, Some(q)),
                     None => (e.as_str(), None),
                 };
-                let public = public.trim().parse().map_err(|_| format!("`{e}`: bad public address"))?;
+                let public = public
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("`{e}`: bad public address"))?;
                 let private = match private {
                     Some(q) => Some(q.trim().parse().map_err(|_| format!("`{e}`: bad private address"))?),
                     None => None,

@@ -49,5 +49,7 @@ pub fn is_usable(ip: &IpAddr) -> bool {
 
 /// The first usable address of the family.
 pub fn first_usable(v4: bool) -> Option<IpAddr> {
-    host_addresses().into_iter().find(|ip| ip.is_ipv4() == v4 && is_usable(ip))
+    host_addresses()
+        .into_iter()
+        .find(|ip| ip.is_ipv4() == v4 && is_usable(ip))
 }

@@ -91,7 +91,8 @@ pub fn start(config: &Config) -> anyhow::Result<RunningServer> {
     let mut bound = BoundAddrs::default();
     for &addr in &config.listen.udp {
         sockets::ensure_free(addr, socket2::Type::DGRAM).with_context(|| format!("listen.udp {addr}"))?;
-        let mut actual = addr;
+        let mut actual =
+            sockets::resolve_port(addr, socket2::Type::DGRAM).with_context(|| format!("listen.udp {addr}"))?;
         for s in per_shard.iter_mut() {
             let sock = sockets::udp(actual, config.udp.recv_buffer_bytes, config.udp.send_buffer_bytes)
                 .with_context(|| format!("listen.udp: cannot bind {actual}"))?;
@@ -104,7 +105,8 @@ pub fn start(config: &Config) -> anyhow::Result<RunningServer> {
         let key = if is_tls { "listen.tls" } else { "listen.tcp" };
         for &addr in addrs {
             sockets::ensure_free(addr, socket2::Type::STREAM).with_context(|| format!("{key} {addr}"))?;
-            let mut actual = addr;
+            let mut actual =
+                sockets::resolve_port(addr, socket2::Type::STREAM).with_context(|| format!("{key} {addr}"))?;
             for s in per_shard.iter_mut() {
                 let l = sockets::tcp(actual).with_context(|| format!("{key}: cannot bind {actual}"))?;
                 actual = l.local_addr()?;

@@ -28,7 +28,10 @@ pub async fn read_peers(shard: Rc<Shard>, relay: RelayId, socket: Rc<UdpSocket>)
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(_) => continue,
             };
-            let out = shard.core.borrow_mut().handle_peer(now, relay, peer, &mut buf, PEER_HEADROOM, n);
+            let out = shard
+                .core
+                .borrow_mut()
+                .handle_peer(now, relay, peer, &mut buf, PEER_HEADROOM, n);
             if let PeerOutput::ToClient { tuple, start, len } = out {
                 shard.to_client(&tuple, &buf[start..start + len]);
             }

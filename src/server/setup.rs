@@ -42,7 +42,11 @@ pub fn random_bytes<const N: usize>() -> anyhow::Result<[u8; N]> {
 fn resolve_relay(key: &str, value: &str, v4: bool) -> anyhow::Result<Option<IpAddr>> {
     Ok(match value {
         "" => None,
-        "auto" => interfaces::first_usable(v4).or(if v4 { Some(IpAddr::V4(Ipv4Addr::LOCALHOST)) } else { None }),
+        "auto" => interfaces::first_usable(v4).or(if v4 {
+            Some(IpAddr::V4(Ipv4Addr::LOCALHOST))
+        } else {
+            None
+        }),
         s => Some(s.parse().with_context(|| format!("{key}: `{s}` is not an address"))?),
     })
 }
@@ -56,7 +60,9 @@ impl Shared {
         let generated_secret = config.turn.secrets.is_empty();
         if generated_secret {
             let s: [u8; 24] = random_bytes()?;
-            credentials.rest_secrets.push(s.iter().map(|b| format!("{b:02x}")).collect::<String>().into_bytes());
+            credentials
+                .rest_secrets
+                .push(s.iter().map(|b| format!("{b:02x}")).collect::<String>().into_bytes());
         } else {
             credentials.rest_secrets = config.turn.secrets.iter().map(|s| s.as_bytes().to_vec()).collect();
         }
@@ -66,7 +72,10 @@ impl Shared {
         let relay_ipv4 = resolve_relay("relay.ipv4", &config.relay.ipv4, true)?;
         let relay_ipv6 = resolve_relay("relay.ipv6", &config.relay.ipv6, false)?;
         let mut external_ips = Vec::new();
-        for (public, private) in config.external_ips_raw().map_err(|e| anyhow::anyhow!("relay.external_ip: {e}"))? {
+        for (public, private) in config
+            .external_ips_raw()
+            .map_err(|e| anyhow::anyhow!("relay.external_ip: {e}"))?
+        {
             let private = match private {
                 Some(p) => p,
                 None => match if public.is_ipv4() { relay_ipv4 } else { relay_ipv6 } {
@@ -78,17 +87,25 @@ impl Shared {
         }
         let mut policy = PeerPolicy::default();
         for n in &config.peers.deny {
-            policy.deny.push(n.parse::<IpNet>().map_err(|e| anyhow::anyhow!("peers.deny: {e}"))?);
+            policy
+                .deny
+                .push(n.parse::<IpNet>().map_err(|e| anyhow::anyhow!("peers.deny: {e}"))?);
         }
         for n in &config.peers.allow {
-            policy.allow.push(n.parse::<IpNet>().map_err(|e| anyhow::anyhow!("peers.allow: {e}"))?);
+            policy
+                .allow
+                .push(n.parse::<IpNet>().map_err(|e| anyhow::anyhow!("peers.allow: {e}"))?);
         }
         policy.own = relay_ipv4
             .into_iter()
             .chain(relay_ipv6)
             .chain(external_ips.iter().map(|(_, public)| *public))
             .collect();
-        let unix = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        policy.own_ports = config.relay.port_min..=config.relay.port_max;
+        let unix = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
         Ok(Shared {
             credentials,
             nonce_key: NonceKey::new(&random_bytes::<32>()?),
@@ -96,7 +113,10 @@ impl Shared {
                 anchor: Some(Instant::now()),
                 anchor_unix: unix,
             },
-            quotas: Arc::new(Quotas::new(config.turn.max_allocations, config.turn.max_allocations_per_user)),
+            quotas: Arc::new(Quotas::new(
+                config.turn.max_allocations,
+                config.turn.max_allocations_per_user,
+            )),
             relay_ipv4,
             relay_ipv6,
             external_ips,

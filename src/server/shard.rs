@@ -63,7 +63,7 @@ impl Shard {
                 .udp
                 .iter()
                 .find(|(a, _)| *a == tuple.server.0)
-                .is_some_and(|(_, s)| s.try_send_to(data, tuple.client.0).is_ok()),
+                .is_some_and(|(_, s)| sockets::send_now(s, data, tuple.client.0).is_ok()),
             Transport::Tcp | Transport::Tls => self.conns.borrow().get(tuple).is_some_and(|c| c.push(data)),
         };
         if !sent {
@@ -76,7 +76,7 @@ impl Shard {
     /// allocation is not affected.
     pub fn to_peer(&self, relay: RelayId, peer: SocketAddr, data: &[u8]) {
         let ok = match self.relays.borrow().get(relay.0 as usize) {
-            Some(Some(r)) => match r.socket.try_send_to(data, peer) {
+            Some(Some(r)) => match sockets::send_now(&r.socket, data, peer) {
                 Ok(_) => true,
                 Err(e) => {
                     tracing::trace!(%peer, "relay send failed: {e}");

@@ -7,6 +7,24 @@ use std::net::SocketAddr;
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
+/// Resolves port 0 to a concrete free port. Binding port 0 with SO_REUSEPORT
+/// may hand out a port that another SO_REUSEPORT socket of the same user
+/// already holds (two servers would then share it), so the port is picked by
+/// a plain bind first and the shards' sockets then bind to it.
+pub fn resolve_port(addr: SocketAddr, ty: Type) -> io::Result<SocketAddr> {
+    if addr.port() != 0 {
+        return Ok(addr);
+    }
+    let s = Socket::new(Domain::for_address(addr), ty, None)?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    s.bind(&SockAddr::from(addr))?;
+    s.local_addr()?
+        .as_socket()
+        .ok_or_else(|| io::Error::other("bound address is not an IP address"))
+}
+
 /// Fails with a clear error if `addr` is already taken by another process.
 /// SO_REUSEPORT would otherwise let a second server (same user) silently share
 /// the port with a first one. A socket bound without SO_REUSEPORT conflicts
@@ -67,7 +85,12 @@ pub fn tcp(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
 /// A non-blocking UDP relay socket bound to exactly `addr` (no
 /// SO_REUSEPORT: a relay port belongs to one allocation). With
 /// `dont_fragment`, datagrams leave with DF set (RFC 8656 DONT-FRAGMENT).
-pub fn relay(addr: SocketAddr, dont_fragment: bool, recv_buffer: usize, send_buffer: usize) -> io::Result<std::net::UdpSocket> {
+pub fn relay(
+    addr: SocketAddr,
+    dont_fragment: bool,
+    recv_buffer: usize,
+    send_buffer: usize,
+) -> io::Result<std::net::UdpSocket> {
     let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     if addr.is_ipv6() {
         s.set_only_v6(true)?;
@@ -108,4 +131,11 @@ fn set_dont_fragment(s: &Socket, v6: bool) -> io::Result<()> {
     } else {
         Err(io::Error::last_os_error())
     }
+}
+
+/// Sends one datagram straight away. tokio's `try_send_to` waits for the
+/// reactor to have seen the socket writable, which a fresh relay socket has
+/// not; a UDP send never needs that, so this calls sendto(2) directly.
+pub fn send_now(socket: &tokio::net::UdpSocket, data: &[u8], to: SocketAddr) -> io::Result<usize> {
+    socket2::SockRef::from(socket).send_to(data, &SockAddr::from(to))
 }

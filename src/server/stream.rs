@@ -197,7 +197,13 @@ enum Close {
     Io(std::io::Error),
 }
 
-async fn run_connection<R>(mut io: R, tuple: FiveTuple, shard: &Rc<Shard>, conn: &ConnOut, limits: &StreamLimits) -> Close
+async fn run_connection<R>(
+    mut io: R,
+    tuple: FiveTuple,
+    shard: &Rc<Shard>,
+    conn: &ConnOut,
+    limits: &StreamLimits,
+) -> Close
 where
     R: AsyncRead + Unpin,
 {
@@ -219,7 +225,10 @@ where
                     let base = start;
                     start += frame.len();
                     deadline = tokio::time::Instant::now() + limits.idle_timeout;
-                    let output = shard.core.borrow_mut().handle_client(Instant::now(), tuple, msg, &mut out);
+                    let output = shard
+                        .core
+                        .borrow_mut()
+                        .handle_client(Instant::now(), tuple, msg, &mut out);
                     match output {
                         Output::ToPeer {
                             relay,

@@ -49,7 +49,7 @@ pub async fn serve(socket: Rc<UdpSocket>, local: ServerAddr, shard: Rc<Shard>) {
                     len,
                 } => shard.to_peer(relay, peer, &buf[start..start + len]),
                 Output::Reply(len) => {
-                    if let Err(e) = socket.try_send_to(&out[..len], from) {
+                    if let Err(e) = super::sockets::send_now(&socket, &out[..len], from) {
                         tracing::trace!(%local, client = %from, "udp reply not sent: {e}");
                     }
                     shard.pump();

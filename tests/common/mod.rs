@@ -151,3 +151,79 @@ pub fn read_stun<R: std::io::Read>(r: &mut R) -> Vec<u8> {
     r.read_exact(&mut msg[20..]).expect("the STUN body");
     msg
 }
+
+pub mod turn;
+
+/// A UDP peer on loopback that echoes every datagram back to its sender, on
+/// its own thread, until the returned guard is dropped.
+pub struct EchoPeer {
+    pub addr: SocketAddr,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl EchoPeer {
+    pub fn start(v6: bool) -> EchoPeer {
+        let sock = std::net::UdpSocket::bind(if v6 { "[::1]:0" } else { "127.0.0.1:0" }).unwrap();
+        sock.set_read_timeout(Some(std::time::Duration::from_millis(50)))
+            .unwrap();
+        let addr = sock.local_addr().unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let s2 = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut buf = [0u8; 65536];
+            while !s2.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok((n, from)) = sock.recv_from(&mut buf) {
+                    let _ = sock.send_to(&buf[..n], from);
+                }
+            }
+        });
+        EchoPeer {
+            addr,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for EchoPeer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A TURN test config: relays on loopback (v4 and v6) and loopback peers
+/// allowed (the default policy would refuse them), a static user and a
+/// known REST secret.
+pub const TEST_SECRET: &str = "test-secret-0123456789abcdef";
+
+pub fn turn_config(cert: Option<&TestCert>, extra: &[(&str, &str)]) -> Config {
+    let mut all: Vec<(&str, &str)> = vec![
+        ("relay.ipv4", "127.0.0.1"),
+        ("relay.ipv6", "::1"),
+        // Outside the kernel's ephemeral range (32768-60999), so relay ports
+        // never collide with test sockets and the own-address rule is exact.
+        ("relay.port_min", "61000"),
+        ("relay.port_max", "65535"),
+        ("peers.allow", "127.0.0.0/8,::1/128"),
+        ("turn.secrets", TEST_SECRET),
+        ("turn.users.alice", "alice-password"),
+    ];
+    all.extend_from_slice(extra);
+    test_config(cert, &all)
+}
+
+/// REST credentials for `user` valid for an hour, from TEST_SECRET.
+pub fn rest_credentials(user: &str) -> (String, String) {
+    let expiry = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600;
+    let username = format!("{expiry}:{user}");
+    let password = proto::auth::rest_password(TEST_SECRET.as_bytes(), &username);
+    (username, password)
+}

@@ -24,6 +24,8 @@ pub struct Config {
     pub window: usize,
     pub batch: usize,
     pub timeout: Duration,
+    /// Print answered/s for every second of the run on stderr.
+    pub progress: bool,
 }
 
 #[derive(Clone, Copy, Default)]
@@ -169,6 +171,7 @@ pub fn run(cfg: &Config) -> io::Result<Report> {
     let mut c = Counters::default();
     let mut base: Option<Snapshot> = None;
     let mut last_scan = start;
+    let (mut tick, mut tick_answered) = (start, 0u64);
 
     loop {
         let now = Instant::now();
@@ -225,6 +228,16 @@ pub fn run(cfg: &Config) -> io::Result<Report> {
                     break; // socket buffer full: retry next pass
                 }
             }
+        }
+        if cfg.progress && now.duration_since(tick) >= Duration::from_secs(1) {
+            let secs = now.duration_since(tick).as_secs_f64();
+            eprintln!(
+                "t={:.1}s answered_per_sec={:.0} timeouts={}",
+                now.duration_since(start).as_secs_f64(),
+                (c.answered - tick_answered) as f64 / secs,
+                c.timeouts
+            );
+            (tick, tick_answered) = (now, c.answered);
         }
         if now.duration_since(last_scan) >= SCAN_EVERY {
             last_scan = now;

@@ -101,7 +101,13 @@ mod tests {
     #[test]
     fn base64_vectors() {
         // RFC 4648 §10.
-        for (i, o) in [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foobar", "Zm9vYmFy")] {
+        for (i, o) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foobar", "Zm9vYmFy"),
+        ] {
             assert_eq!(base64(i.as_bytes()), o);
         }
     }
@@ -131,7 +137,10 @@ mod tests {
         assert_eq!(c.keys("alice", 0, &mut keys), Ok(1));
         assert_eq!(keys[0], long_term_key("alice", "r", "pw"));
         assert_eq!(c.keys("1000:bob", 999, &mut keys), Ok(2));
-        assert_eq!(keys[1], long_term_key("1000:bob", "r", &rest_password(b"old", "1000:bob")));
+        assert_eq!(
+            keys[1],
+            long_term_key("1000:bob", "r", &rest_password(b"old", "1000:bob"))
+        );
         assert_eq!(c.keys("1000:bob", 1000, &mut keys), Err(UserError::Expired));
         assert_eq!(c.keys("bob", 0, &mut keys), Err(UserError::Unknown));
     }

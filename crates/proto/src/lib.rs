@@ -36,5 +36,6 @@ pub use addr::{canonical, ClientAddr, FiveTuple, ServerAddr, Transport};
 pub use allocation::RelayId;
 pub use drop_reason::{DropCounters, DropReason};
 pub use server::{
-    BindError, CloseReason, Command, Event, Output, PeerOutput, Server, ServerConfig, Stats, PEER_HEADROOM, PEER_TAILROOM,
+    BindError, CloseReason, Command, Event, Output, PeerOutput, Server, ServerConfig, Stats, PEER_HEADROOM,
+    PEER_TAILROOM,
 };

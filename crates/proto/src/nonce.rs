@@ -94,8 +94,16 @@ mod tests {
         let n = k.issue(1000, ip);
         assert_eq!(k.check(&n, ip, 999), NonceCheck::Valid);
         assert_eq!(k.check(&n, ip, 1000), NonceCheck::Stale, "expired");
-        assert_eq!(k.check(&n, "192.0.2.2".parse().unwrap(), 999), NonceCheck::Stale, "other client");
-        assert_eq!(NonceKey::new(b"other").check(&n, ip, 999), NonceCheck::Stale, "other key");
+        assert_eq!(
+            k.check(&n, "192.0.2.2".parse().unwrap(), 999),
+            NonceCheck::Stale,
+            "other client"
+        );
+        assert_eq!(
+            NonceKey::new(b"other").check(&n, ip, 999),
+            NonceCheck::Stale,
+            "other key"
+        );
         let mut forged = n;
         forged[3] = b'f';
         assert_eq!(k.check(&forged, ip, 999), NonceCheck::Stale, "expiry tampered");

@@ -2,7 +2,7 @@
 //! for special-purpose ranges; an explicit allow list overrides; the server's
 //! own relay addresses are always allowed so two clients can talk.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::str::FromStr;
 
 /// An IP network in CIDR form.
@@ -21,11 +21,19 @@ impl IpNet {
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.addr, ip) {
             (IpAddr::V4(n), IpAddr::V4(a)) => {
-                let mask = if self.prefix == 0 { 0 } else { u32::MAX << (32 - self.prefix) };
+                let mask = if self.prefix == 0 {
+                    0
+                } else {
+                    u32::MAX << (32 - self.prefix)
+                };
                 u32::from(n) & mask == u32::from(a) & mask
             }
             (IpAddr::V6(n), IpAddr::V6(a)) => {
-                let mask = if self.prefix == 0 { 0 } else { u128::MAX << (128 - self.prefix) };
+                let mask = if self.prefix == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - self.prefix)
+                };
                 u128::from(n) & mask == u128::from(a) & mask
             }
             _ => false,
@@ -43,7 +51,10 @@ impl FromStr for IpNet {
         let addr: IpAddr = ip.trim().parse().map_err(|_| format!("`{s}` is not an IP network"))?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let prefix = match prefix {
-            Some(p) => p.trim().parse::<u8>().map_err(|_| format!("`{s}`: bad prefix length"))?,
+            Some(p) => p
+                .trim()
+                .parse::<u8>()
+                .map_err(|_| format!("`{s}`: bad prefix length"))?,
             None => max,
         };
         IpNet::new(addr, prefix).ok_or_else(|| format!("`{s}`: prefix longer than {max}"))
@@ -88,16 +99,23 @@ pub const DEFAULT_DENY: &[&str] = &[
 pub struct PeerPolicy {
     pub deny: Vec<IpNet>,
     pub allow: Vec<IpNet>,
-    /// The server's own relay addresses (internal and external): always allowed.
+    /// The server's own relay addresses (internal and external): allowed as
+    /// peers on relay ports only, so two clients of this server can talk but
+    /// nothing else listening on the host is reachable through it.
     pub own: Vec<IpAddr>,
+    pub own_ports: std::ops::RangeInclusive<u16>,
 }
 
 impl Default for PeerPolicy {
     fn default() -> Self {
         PeerPolicy {
-            deny: DEFAULT_DENY.iter().map(|s| s.parse().expect("valid built-in range")).collect(),
+            deny: DEFAULT_DENY
+                .iter()
+                .map(|s| s.parse().expect("valid built-in range"))
+                .collect(),
             allow: vec![],
             own: vec![],
+            own_ports: 49152..=65535,
         }
     }
 }
@@ -122,20 +140,26 @@ pub fn unmap(ip: IpAddr) -> IpAddr {
 }
 
 impl PeerPolicy {
-    /// True if a client may relay to `ip`.
-    pub fn allows(&self, ip: IpAddr) -> bool {
-        if self.own.contains(&ip) {
-            return true;
-        }
+    /// True if a client may relay to `peer`: an explicitly allowed network,
+    /// one of the server's own relay addresses on a relay port, or anything
+    /// outside the denied ranges.
+    pub fn allows(&self, peer: SocketAddr) -> bool {
+        let ip = peer.ip();
         let plain = unmap(ip);
         let listed = |nets: &[IpNet]| nets.iter().any(|n| n.contains(ip) || n.contains(plain));
         if listed(&self.allow) {
             return true;
         }
-        if self.own.contains(&plain) {
-            return true;
+        if self.own.contains(&ip) || self.own.contains(&plain) {
+            return self.own_ports.contains(&peer.port());
         }
         !(listed(&self.deny) || plain.is_unspecified() || plain == IpAddr::V6(Ipv6Addr::LOCALHOST))
+    }
+
+    /// The per-packet check: only the server's own addresses can pass the
+    /// permission (an IP) and still be refused (a port outside the relay range).
+    pub fn is_own(&self, ip: IpAddr) -> bool {
+        !self.own.is_empty() && self.own.contains(&ip)
     }
 }
 
@@ -143,8 +167,8 @@ impl PeerPolicy {
 mod tests {
     use super::*;
 
-    fn ip(s: &str) -> IpAddr {
-        s.parse().unwrap()
+    fn ip(s: &str) -> SocketAddr {
+        SocketAddr::new(s.parse().unwrap(), 3478)
     }
 
     #[test]
@@ -185,10 +209,14 @@ mod tests {
     fn allow_list_and_own_addresses_override() {
         let mut p = PeerPolicy::default();
         p.allow.push("198.51.100.0/24".parse().unwrap());
-        p.own.push(ip("10.0.0.5"));
+        p.own.push("10.0.0.5".parse().unwrap());
         assert!(p.allows(ip("198.51.100.7")));
         assert!(p.allows(ip("::ffff:198.51.100.7")));
-        assert!(p.allows(ip("10.0.0.5")));
+        assert!(
+            p.allows("10.0.0.5:50000".parse().unwrap()),
+            "own relay address on a relay port"
+        );
+        assert!(!p.allows(ip("10.0.0.5")), "own address outside the relay range");
         assert!(!p.allows(ip("10.0.0.6")));
     }
 
@@ -197,6 +225,9 @@ mod tests {
         assert_eq!("10.0.0.0/8".parse::<IpNet>().unwrap().to_string(), "10.0.0.0/8");
         assert!("10.0.0.0/33".parse::<IpNet>().is_err());
         assert!("nope".parse::<IpNet>().is_err());
-        assert!("0.0.0.0/0".parse::<IpNet>().unwrap().contains(ip("1.2.3.4")));
+        assert!("0.0.0.0/0"
+            .parse::<IpNet>()
+            .unwrap()
+            .contains("1.2.3.4".parse().unwrap()));
     }
 }

@@ -21,7 +21,11 @@ impl Ports {
         let count = count.max(1);
         let block = (span / count).max(1);
         let lo = min as usize + (index.min(count - 1) * block).min(span - 1);
-        let hi = if index + 1 >= count { max as usize } else { (lo + block - 1).min(max as usize) };
+        let hi = if index + 1 >= count {
+            max as usize
+        } else {
+            (lo + block - 1).min(max as usize)
+        };
         Ports {
             lo: lo as u16,
             hi: hi as u16,

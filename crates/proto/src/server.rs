@@ -119,7 +119,11 @@ pub enum Output {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PeerOutput {
     /// Send `buf[start..start + len]` to the client on `tuple`.
-    ToClient { tuple: FiveTuple, start: usize, len: usize },
+    ToClient {
+        tuple: FiveTuple,
+        start: usize,
+        len: usize,
+    },
     Drop(DropReason),
 }
 
@@ -227,6 +231,9 @@ pub struct Server {
     pub(crate) relays: Vec<Option<RelayState>>,
     pub(crate) free_relays: Vec<u32>,
     pub(crate) pending: HashMap<RelayId, PendingAllocate>,
+    /// The transaction of the Allocate pending on each 5-tuple, so that a
+    /// retransmission does not start a second one (RFC 8656 §7.2 step 2).
+    pub(crate) pending_tuples: HashMap<FiveTuple, TransactionId>,
     pub(crate) reservations: HashMap<[u8; 8], Reservation>,
     pub(crate) ports: Ports,
     pub(crate) timers: Deadlines,
@@ -249,6 +256,7 @@ impl Server {
             relays: Vec::new(),
             free_relays: Vec::new(),
             pending: HashMap::new(),
+            pending_tuples: HashMap::new(),
             reservations: HashMap::new(),
             ports,
             timers: Deadlines::default(),
@@ -321,7 +329,15 @@ impl Server {
                 if message_type.class != Class::Request {
                     return self.drop(DropReason::MalformedNonRequest);
                 }
-                return self.error(message_type, &transaction_id, ErrorCode::BAD_REQUEST, &[], false, data.len(), out);
+                return self.error(
+                    message_type,
+                    &transaction_id,
+                    ErrorCode::BAD_REQUEST,
+                    &[],
+                    false,
+                    data.len(),
+                    out,
+                );
             }
         };
         // §6.3: "If the FINGERPRINT extension is being used, the agent checks
@@ -352,7 +368,8 @@ impl Server {
                     );
                 }
                 match message_type.method {
-                    Method::BINDING => match binding::respond(&msg, tuple.client, self.config.software.as_deref(), out) {
+                    Method::BINDING => match binding::respond(&msg, tuple.client, self.config.software.as_deref(), out)
+                    {
                         Ok(n) => {
                             self.stats.binding_success += 1;
                             Output::Reply(n)
@@ -444,7 +461,9 @@ impl Server {
         key: &[u8],
         out: &mut [u8],
     ) -> Output {
-        self.reply(request, false, Some(key), out, |b| b.add_error_code(code, code.reason()))
+        self.reply(request, false, Some(key), out, |b| {
+            b.add_error_code(code, code.reason())
+        })
     }
 
     /// An error response kept as small as the RFC allows: the reason phrase is
@@ -502,7 +521,9 @@ impl Server {
         while let Some((at, t)) = self.timers.pop_due(now) {
             match t {
                 Timer::Allocation { slot, gen } => {
-                    let Some(s) = self.slots.get_mut(slot as usize) else { continue };
+                    let Some(s) = self.slots.get_mut(slot as usize) else {
+                        continue;
+                    };
                     if s.gen != gen {
                         continue;
                     }
@@ -542,7 +563,27 @@ impl Server {
         if a.armed.is_none_or(|t| next < t) {
             a.armed = Some(next);
             self.timers.push(next, Timer::Allocation { slot, gen: s.gen });
+            self.compact_timers();
         }
+    }
+
+    /// Drops the entries that can no longer do anything (deleted
+    /// allocations, superseded deadlines, used reservations) once they
+    /// outnumber the live ones four to one, so the queue stays
+    /// O(allocations + reservations) however fast allocations come and go.
+    /// Each allocation keeps at most two entries, so this is amortised O(1).
+    pub(crate) fn compact_timers(&mut self) {
+        let live = self.by_tuple.len() + self.reservations.len();
+        if self.timers.len() <= 4 * (live + 1) {
+            return;
+        }
+        let (slots, reservations) = (&self.slots, &self.reservations);
+        self.timers.retain(|at, t| match *t {
+            Timer::Allocation { slot, gen } => slots
+                .get(slot as usize)
+                .is_some_and(|s| s.gen == gen && s.alloc.as_ref().is_some_and(|a| a.armed == Some(at))),
+            Timer::Reservation { token } => reservations.contains_key(&token),
+        });
     }
 
     /// Timer entries queued (for tests: it must stay bounded).
@@ -553,6 +594,8 @@ impl Server {
     /// The client's TCP/TLS connection closed: its allocation dies with it
     /// (RFC 8656 §3.1).
     pub fn connection_closed(&mut self, now: Instant, tuple: FiveTuple) {
+        // An Allocate still waiting for its relay is abandoned when the bind is answered.
+        self.pending_tuples.remove(&tuple);
         if let Some(&slot) = self.by_tuple.get(&tuple) {
             self.delete_allocation(slot, now, CloseReason::ConnectionClosed);
         }
@@ -580,6 +623,7 @@ impl Server {
             to_client_bytes: a.traffic.to_client_bytes,
             to_client_packets: a.traffic.to_client_packets,
         }));
+        self.compact_timers();
     }
 
     pub(crate) fn new_relay_id(&mut self) -> RelayId {

@@ -34,6 +34,11 @@ impl Deadlines {
         }
     }
 
+    /// Keeps only the entries for which `live(at, timer)` is true.
+    pub fn retain(&mut self, mut live: impl FnMut(Instant, &Timer) -> bool) {
+        self.0.retain(|Reverse((at, t))| live(*at, t));
+    }
+
     /// Entries queued (stale ones included): bounded, see `Server::arm`.
     pub fn len(&self) -> usize {
         self.0.len()

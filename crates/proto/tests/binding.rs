@@ -442,7 +442,11 @@ fn random_bytes_are_dropped() {
         let input = &data[..n];
         let expected = if n > 0 && input[0] & 0xC0 == 0x40 {
             // ChannelData framing: complete frames name no allocation.
-            let len = if n >= 4 { u16::from_be_bytes([input[2], input[3]]) as usize } else { usize::MAX };
+            let len = if n >= 4 {
+                u16::from_be_bytes([input[2], input[3]]) as usize
+            } else {
+                usize::MAX
+            };
             if n >= 4 && 4 + len <= n {
                 DropReason::NoAllocation
             } else {

@@ -29,19 +29,27 @@ impl Server {
         // 437 (Allocation Mismatch) error." A retransmission of the Allocate
         // that created it gets the original success response again.
         if let Some(&slot) = self.by_tuple.get(&tuple) {
-            let a = self.slots[slot as usize].alloc.as_ref().expect("indexed allocation exists");
+            let a = self.slots[slot as usize]
+                .alloc
+                .as_ref()
+                .expect("indexed allocation exists");
             if a.allocate_response.tid == tid && a.allocate_response.bytes.len() <= out.len() {
                 let n = a.allocate_response.bytes.len();
                 out[..n].copy_from_slice(&a.allocate_response.bytes);
                 return Output::Reply(n);
             }
         }
+        // A retransmission of an Allocate whose relay is still being bound:
+        // its answer follows once the driver reports the bind.
+        if self.pending_tuples.get(&tuple) == Some(&tid) {
+            return Output::Nothing;
+        }
         // 1. "The server MUST require that the request be authenticated."
         let (username, key) = match self.authenticate(now, tuple, msg, out) {
             Ok(v) => v,
             Err(o) => return o,
         };
-        if self.by_tuple.contains_key(&tuple) {
+        if self.by_tuple.contains_key(&tuple) || self.pending_tuples.contains_key(&tuple) {
             return self.error_with_key(msg, ErrorCode::ALLOCATION_MISMATCH, &key, out);
         }
         // 3. "The server checks if the request contains a REQUESTED-TRANSPORT
@@ -86,6 +94,7 @@ impl Server {
                 }
                 None => return self.error_with_key(msg, ErrorCode::INSUFFICIENT_CAPACITY, &key, out),
             }
+            self.compact_timers();
         }
         // 6. EVEN-PORT: one byte, R bit = reserve the next port too.
         let (even_port, reserve_next) = match even {
@@ -112,7 +121,13 @@ impl Server {
         if let Some(r) = reserved {
             families = vec![r.is_ipv4()];
         }
-        let have = |v4: bool| if v4 { self.config.relay_ipv4.is_some() } else { self.config.relay_ipv6.is_some() };
+        let have = |v4: bool| {
+            if v4 {
+                self.config.relay_ipv4.is_some()
+            } else {
+                self.config.relay_ipv6.is_some()
+            }
+        };
         if !have(families[0]) {
             // "If the server does not support the address family requested by
             // the client ... 440 (Address Family not Supported)".
@@ -148,6 +163,7 @@ impl Server {
             additional_error,
             token: None,
         };
+        self.pending_tuples.insert(tuple, tid);
         self.bind_next(now, pending);
         Output::Nothing
     }
@@ -172,7 +188,11 @@ impl Server {
             self.finish_allocate(now, p);
             return;
         };
-        let ip = if v4 { self.config.relay_ipv4 } else { self.config.relay_ipv6 };
+        let ip = if v4 {
+            self.config.relay_ipv4
+        } else {
+            self.config.relay_ipv6
+        };
         let Some(ip) = ip else {
             self.fail_allocate(now, p, ErrorCode::ADDRESS_FAMILY_NOT_SUPPORTED);
             return;
@@ -182,8 +202,7 @@ impl Server {
             // With R set, the next port must be free too.
             None => (0..16).find_map(|_| {
                 let port = self.ports.pick(ip, p.even_port, &mut self.rng)?;
-                let next_free = !p.reserve_next
-                    || (port < u16::MAX && self.ports.pick_specific(ip, port + 1));
+                let next_free = !p.reserve_next || (port < u16::MAX && self.ports.pick_specific(ip, port + 1));
                 next_free.then_some(port)
             }),
         };
@@ -211,6 +230,12 @@ impl Server {
             }
             return;
         };
+        // The client's connection closed meanwhile: nobody to answer.
+        if self.pending_tuples.get(&p.tuple) != Some(&p.tid) {
+            self.release_relay(relay, result.ok());
+            self.abandon_allocate(&p);
+            return;
+        }
         let v4 = p.families[0];
         match result {
             Ok(local) => {
@@ -246,8 +271,8 @@ impl Server {
         }
     }
 
-    /// Gives up on `p`: releases what it holds and answers with `code`.
-    fn fail_allocate(&mut self, _now: Instant, p: PendingAllocate, code: ErrorCode) {
+    /// Releases what `p` holds: its bound relays, its reservation, its quota.
+    fn abandon_allocate(&mut self, p: &PendingAllocate) {
         for (id, local) in &p.bound {
             self.release_relay(*id, Some(*local));
         }
@@ -257,6 +282,12 @@ impl Server {
             }
         }
         self.config.quotas.release(&p.username);
+    }
+
+    /// Gives up on `p`: releases what it holds and answers with `code`.
+    fn fail_allocate(&mut self, _now: Instant, p: PendingAllocate, code: ErrorCode) {
+        self.pending_tuples.remove(&p.tuple);
+        self.abandon_allocate(&p);
         let mut buf = [0u8; 256];
         let built = (|| {
             let t = MessageType::new(Method::ALLOCATE, crate::wire::Class::Error);
@@ -324,6 +355,7 @@ impl Server {
             self.fail_allocate(now, p, ErrorCode::SERVER_ERROR);
             return;
         };
+        self.pending_tuples.remove(&p.tuple);
         let response = buf[..n].to_vec();
         let slot = match self.free_slots.pop() {
             Some(s) => s,
@@ -370,4 +402,3 @@ impl Server {
         }));
     }
 }
-

@@ -22,7 +22,8 @@ impl Server {
         // attribute and a DATA attribute, then the indication is discarded."
         let tid = msg.transaction_id();
         let (Some(peer), Some(value)) = (
-            msg.get(attr::XOR_PEER_ADDRESS).and_then(|v| super::peer_address(v, &tid)),
+            msg.get(attr::XOR_PEER_ADDRESS)
+                .and_then(|v| super::peer_address(v, &tid)),
             msg.get(attr::DATA),
         ) else {
             return self.drop(DropReason::BadIndication);
@@ -45,7 +46,10 @@ impl Server {
         let Some(&slot) = self.by_tuple.get(&tuple) else {
             return self.drop(DropReason::NoAllocation);
         };
-        let a = self.slots[slot as usize].alloc.as_ref().expect("indexed allocation exists");
+        let a = self.slots[slot as usize]
+            .alloc
+            .as_ref()
+            .expect("indexed allocation exists");
         // "If the channel number is not bound to a peer, the message is discarded."
         let Some(peer) = a.channel_by_number(number, now).map(|c| c.peer) else {
             return self.drop(DropReason::ChannelData);
@@ -55,6 +59,8 @@ impl Server {
 
     /// Common tail of client->peer relaying: permission, bandwidth, counters.
     fn to_peer(&mut self, now: Instant, slot: u32, peer: SocketAddr, start: usize, len: usize) -> Output {
+        // Only our own addresses pay for the full policy check per packet.
+        let own_blocked = self.config.policy.is_own(peer.ip()) && !self.config.policy.allows(peer);
         let a = self.slots[slot as usize].alloc.as_mut().expect("live");
         if a.is_expired(now) {
             return self.drop(DropReason::NoAllocation);
@@ -66,6 +72,10 @@ impl Server {
         let Some(relay) = a.relay_for(&peer).map(|r| r.id) else {
             return self.drop(DropReason::NoPermission);
         };
+        // A permission for one of our own addresses covers relay ports only.
+        if own_blocked {
+            return self.drop(DropReason::NoPermission);
+        }
         if !a.bucket.take(len, now) {
             return self.drop(DropReason::RateLimited);
         }
@@ -102,7 +112,10 @@ impl Server {
             self.stats.drops.add(DropReason::UnknownRelay);
             return PeerOutput::Drop(DropReason::UnknownRelay);
         };
-        let a = self.slots[slot as usize].alloc.as_mut().expect("active relay has an allocation");
+        let a = self.slots[slot as usize]
+            .alloc
+            .as_mut()
+            .expect("active relay has an allocation");
         let reason = if a.is_expired(now) {
             Some(DropReason::UnknownRelay)
         } else if !a.permits(peer.ip(), now) {

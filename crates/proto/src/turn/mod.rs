@@ -119,7 +119,12 @@ impl Server {
             if !self.budget.charge(tuple.client.0.ip(), now) {
                 return Err(self.drop(DropReason::RateLimited));
             }
-            let (t, tid, fp, len) = (msg.message_type(), msg.transaction_id(), msg.has_fingerprint(), msg.as_bytes().len());
+            let (t, tid, fp, len) = (
+                msg.message_type(),
+                msg.transaction_id(),
+                msg.has_fingerprint(),
+                msg.as_bytes().len(),
+            );
             return Err(self.error(t, &tid, ErrorCode::BAD_REQUEST, &[], fp, len, out));
         };
         // "If the NONCE is no longer valid, the server MUST generate an error
@@ -151,7 +156,14 @@ impl Server {
 
     /// A 401 or 438 carrying REALM and a fresh NONCE (no MESSAGE-INTEGRITY:
     /// the client has not proven a key). Counted against the source's budget.
-    fn challenge(&mut self, now: Instant, tuple: FiveTuple, msg: &Message<'_>, code: ErrorCode, out: &mut [u8]) -> Output {
+    fn challenge(
+        &mut self,
+        now: Instant,
+        tuple: FiveTuple,
+        msg: &Message<'_>,
+        code: ErrorCode,
+        out: &mut [u8],
+    ) -> Output {
         let ip = tuple.client.0.ip();
         if !self.budget.charge(ip, now) {
             return self.drop(DropReason::RateLimited);

@@ -26,8 +26,15 @@ impl Server {
     ) -> Output {
         let tid = msg.transaction_id();
         if let Some(&slot) = self.by_tuple.get(&tuple) {
-            let a = self.slots[slot as usize].alloc.as_ref().expect("indexed allocation exists");
-            if let Some(c) = a.last_response.as_ref().filter(|c| c.tid == tid && c.bytes.len() <= out.len()) {
+            let a = self.slots[slot as usize]
+                .alloc
+                .as_ref()
+                .expect("indexed allocation exists");
+            if let Some(c) = a
+                .last_response
+                .as_ref()
+                .filter(|c| c.tid == tid && c.bytes.len() <= out.len())
+            {
                 out[..c.bytes.len()].copy_from_slice(&c.bytes);
                 return Output::Reply(c.bytes.len());
             }
@@ -41,7 +48,10 @@ impl Server {
             Some(&slot) => slot,
             None => return self.error_with_key(msg, ErrorCode::ALLOCATION_MISMATCH, &key, out),
         };
-        let a = self.slots[slot as usize].alloc.as_ref().expect("indexed allocation exists");
+        let a = self.slots[slot as usize]
+            .alloc
+            .as_ref()
+            .expect("indexed allocation exists");
         if a.is_expired(now) {
             self.delete_allocation(slot, now, CloseReason::Expired);
             return self.error_with_key(msg, ErrorCode::ALLOCATION_MISMATCH, &key, out);
@@ -125,7 +135,7 @@ impl Server {
             if !a.has_family(peer.is_ipv4()) {
                 return Err(ErrorCode::PEER_ADDRESS_FAMILY_MISMATCH);
             }
-            if !self.config.policy.allows(peer.ip()) {
+            if !self.config.policy.allows(*peer) {
                 return Err(ErrorCode::FORBIDDEN);
             }
         }

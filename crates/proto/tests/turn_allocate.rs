@@ -1,0 +1,427 @@
+//! RFC 8656 §7.1–§7.2 (Allocate) and RFC 6156 / RFC 8656 §7.2 dual-stack,
+//! on the pure core with a fake driver.
+
+mod common;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use common::*;
+use proto::quota::Quotas;
+use proto::wire::{attr, Class, MessageType, Method};
+use proto::{Event, Transport};
+
+const EVEN_PORT: u16 = attr::EVEN_PORT;
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn relayed(r: &Resp) -> Vec<SocketAddr> {
+    r.xor_addrs(attr::XOR_RELAYED_ADDRESS)
+}
+
+/// A signed Allocate with `attrs` (plus REQUESTED-TRANSPORT unless `bare`), as bytes.
+fn allocate_bytes(d: &mut Driver, c: &mut Client, attrs: &[A]) -> Vec<u8> {
+    if c.nonce.is_none() {
+        d.fetch_nonce(c);
+    }
+    let tid = c.tid();
+    build(
+        MessageType::new(Method::ALLOCATE, Class::Request),
+        &tid,
+        attrs,
+        Some(&c.auth()),
+    )
+}
+
+#[test]
+fn success_carries_relayed_mapped_address_and_lifetime() {
+    let mut d = Driver::default_setup();
+    let mut c = Client::udp("198.51.100.1:40000");
+    let r = d.allocate(&mut c);
+    // The driver was asked to bind the internal address ...
+    assert_eq!(d.binds.len(), 1);
+    let (relay, local, df) = d.binds[0];
+    assert_eq!(local.ip(), ip(RELAY_V4));
+    assert!(!df);
+    // ... and the client is told the address peers see (external_ips applied).
+    assert_eq!(relayed(&r), vec![SocketAddr::new(ip(RELAY_V4_PUBLIC), local.port())]);
+    assert_eq!(r.xor_addr(attr::XOR_MAPPED_ADDRESS), Some(c.tuple.client.0));
+    assert_eq!(r.lifetime(), Some(600));
+    assert_eq!(r.get(attr::RESERVATION_TOKEN), None);
+    assert_eq!(d.server.allocation_count(), 1);
+    assert_eq!(d.relay_of(&c.tuple), relay);
+    assert_eq!(
+        d.events,
+        vec![Event::AllocationCreated {
+            tuple: c.tuple,
+            username: ALICE.0.into(),
+            relays: vec![SocketAddr::new(ip(RELAY_V4_PUBLIC), local.port())],
+            lifetime: std::time::Duration::from_secs(600),
+        }]
+    );
+}
+
+#[test]
+fn lifetime_is_clamped_between_default_and_maximum() {
+    let mut d = Driver::default_setup();
+    for (i, (asked, got)) in [(1200, 1200), (99_999, 3600), (10, 600), (600, 600), (3600, 3600)]
+        .into_iter()
+        .enumerate()
+    {
+        let mut c = Client::udp(&format!("198.51.100.1:{}", 41000 + i));
+        let r = d.allocate_with(&mut c, &[lifetime(asked)]);
+        r.assert_ok(Method::ALLOCATE, &c.key);
+        assert_eq!(r.lifetime(), Some(got), "asked for {asked}");
+    }
+}
+
+#[test]
+fn step3_missing_requested_transport_is_400() {
+    let mut d = Driver::default_setup();
+    let mut c = Client::udp("198.51.100.1:40000");
+    let r = d.request(&mut c, Method::ALLOCATE, &[]).resp();
+    r.assert_error(Method::ALLOCATE, 400);
+    assert!(r.verifies(&c.key), "errors to authenticated requests are signed");
+    // Malformed (wrong length) is 400 too.
+    let r = d
+        .request(
+            &mut c,
+            Method::ALLOCATE,
+            &[A::Bytes(attr::REQUESTED_TRANSPORT, vec![17])],
+        )
+        .resp();
+    r.assert_error(Method::ALLOCATE, 400);
+    assert!(d.binds.is_empty());
+    assert_eq!(d.server.allocation_count(), 0);
+}
+
+#[test]
+fn step3_tcp_transport_is_442() {
+    let mut d = Driver::default_setup();
+    let mut c = Client::udp("198.51.100.1:40000");
+    let r = d
+        .request(
+            &mut c,
+            Method::ALLOCATE,
+            &[A::Bytes(attr::REQUESTED_TRANSPORT, vec![6, 0, 0, 0])],
+        )
+        .resp();
+    r.assert_error(Method::ALLOCATE, 442);
+    assert!(d.binds.is_empty());
+}
+
+#[test]
+fn step2_retransmission_gets_identical_bytes_without_a_second_bind() {
+    let mut d = Driver::default_setup();
+    let mut c = Client::udp("198.51.100.1:40000");
+    let req = allocate_bytes(&mut d, &mut c, &[transport_udp()]);
+    let first = d.input(c.tuple, &req).resp();
+    first.assert_ok(Method::ALLOCATE, &c.key);
+    d.advance(2);
+    let again = d.input(c.tuple, &req).resp();
+    assert_eq!(again, first);
+    assert_eq!(d.binds.len(), 1);
+    assert_eq!(d.created_events(), 1);
+    assert_eq!(d.server.allocation_count(), 1);
+}
+
+#[test]
+fn step2_other_transaction_on_the_same_tuple_is_437() {
+    let mut d = Driver::default_setup();
+    let mut c = Client::udp("198.51.100.1:40000");
+    d.allocate(&mut c);
+    let r = d.allocate_with(&mut c, &[]);
+    r.assert_error(Method::ALLOCATE, 437);
+    assert!(r.verifies(&c.key));
+    assert_eq!(d.binds.len(), 1);
+}
+
+#[test]
+fn step2_retransmission_while_the_bind_is_pending_is_absorbed() {
+    let mut d = Driver::default_setup();
+    d.auto_bind = false;
+    let mut c = Client::udp("198.51.100.1:40000");
+    let req = allocate_bytes(&mut d, &mut c, &[transport_udp()]);
+    assert_eq!(d.input(c.tuple, &req), Out::Nothing);
+    // The client retransmits before the relay socket is bound: the answer is
+    // already on its way, so nothing new happens.
+    assert_eq!(d.input(c.tuple, &req), Out::Nothing);
+    assert_eq!(d.binds.len(), 1);
+    // A different Allocate on the same 5-tuple meanwhile is refused.
+    let other = allocate_bytes(&mut d, &mut c, &[transport_udp()]);
+    d.input(c.tuple, &other).resp().assert_error(Method::ALLOCATE, 437);
+    assert_eq!(d.binds.len(), 1);
+    d.release_held_binds();
+    let answers: Vec<_> = d.sent.iter().filter(|(t, _)| *t == c.tuple).cloned().collect();
+    assert_eq!(answers.len(), 1);
+    Resp(answers[0].1.clone()).assert_ok(Method::ALLOCATE, &c.key);
+    assert_eq!(d.server.allocation_count(), 1);
+    assert_eq!(d.created_events(), 1);
+    // And once it exists, the retransmission gets the same bytes again.
+    assert_eq!(d.input(c.tuple, &req).resp().0, answers[0].1);
+}
+
+#[test]
+fn connection_closed_while_the_bind_is_pending_creates_nothing() {
+    let quotas = Arc::new(Quotas::new(10, 10));
+    let q = quotas.clone();
+    let mut d = Driver::with(|c| c.quotas = q);
+    d.auto_bind = false;
+    let mut c = Client::new("198.51.100.1:40000", Transport::Tcp, ALICE);
+    assert_eq!(d.request(&mut c, Method::ALLOCATE, &[transport_udp()]), Out::Nothing);
+    assert_eq!(quotas.total(), 1);
+    d.server.connection_closed(d.now, c.tuple);
+    d.release_held_binds();
+    assert_eq!(d.server.allocation_count(), 0);
+    assert_eq!(d.created_events(), 0);
+    assert!(
+        d.sent.iter().all(|(t, _)| *t != c.tuple),
+        "no answer to a closed connection"
+    );
+    assert!(d.bound.is_empty(), "the relay bound for it is released");
+    assert_eq!(quotas.total(), 0);
+}
+
+#[test]
+fn requested_address_family_ipv6_gets_an_ipv6_relay() {
+    let mut d = Driver::default_setup();
+    let mut c = Client::udp("198.51.100.1:40000");
+    let r = d.allocate_with(&mut c, &[family(2)]);
+    r.assert_ok(Method::ALLOCATE, &c.key);
+    let relays = relayed(&r);
+    assert_eq!(relays.len(), 1);
+    assert_eq!(relays[0].ip(), ip(RELAY_V6));
+    assert_eq!(d.binds[0].1, relays[0]);
+    // Explicit IPv4 works as well.
+    let mut c4 = Client::udp("198.51.100.1:40001");
+    let r = d.allocate_with(&mut c4, &[family(1)]);
+    assert_eq!(relayed(&r)[0].ip(), ip(RELAY_V4_PUBLIC));
+}
+
+#[test]
+fn unknown_family_value_is_440() {
+    let mut d = Driver::default_setup();
+    let mut c = Client::udp("198.51.100.1:40000");
+    d.allocate_with(&mut c, &[family(3)])
+        .assert_error(Method::ALLOCATE, 440);
+    assert!(d.binds.is_empty());
+}
+
+#[test]
+fn family_without_a_relay_address_is_440() {
+    let mut d = Driver::with(|c| c.relay_ipv6 = None);
+    let mut c = Client::udp("198.51.100.1:40000");
+    d.allocate_with(&mut c, &[family(2)])
+        .assert_error(Method::ALLOCATE, 440);
+    let mut d = Driver::with(|c| c.relay_ipv4 = None);
+    let mut c = Client::udp("198.51.100.1:40000");
+    // The default family is IPv4.
+    d.allocate_with(&mut c, &[]).assert_error(Method::ALLOCATE, 440);
+    assert!(d.binds.is_empty());
+}
+
+fn additional(f: u8) -> A {
+    A::Bytes(attr::ADDITIONAL_ADDRESS_FAMILY, vec![f, 0, 0, 0])
+}
+
+#[test]
+fn additional_address_family_gets_two_relays() {
+    let mut d = Driver::default_setup();
+    let mut c = Client::udp("198.51.100.1:40000");
+    let r = d.allocate_with(&mut c, &[additional(2)]);
+    r.assert_ok(Method::ALLOCATE, &c.key);
+    let relays = relayed(&r);
+    assert_eq!(relays.len(), 2);
+    assert_eq!(relays[0].ip(), ip(RELAY_V4_PUBLIC));
+    assert_eq!(relays[1].ip(), ip(RELAY_V6));
+    assert_eq!(r.get(attr::ADDRESS_ERROR_CODE), None);
+    assert_eq!(d.binds.len(), 2);
+    assert_eq!(d.relays_of(&c.tuple).len(), 2);
+}
+
+#[test]
+fn additional_with_requested_family_is_400() {
+    let mut d = Driver::default_setup();
+    let mut c = Client::udp("198.51.100.1:40000");
+    d.allocate_with(&mut c, &[family(1), additional(2)])
+        .assert_error(Method::ALLOCATE, 400);
+}
+
+#[test]
+fn additional_family_ipv4_is_400() {
+    let mut d = Driver::default_setup();
+    let mut c = Client::udp("198.51.100.1:40000");
+    d.allocate_with(&mut c, &[additional(1)])
+        .assert_error(Method::ALLOCATE, 400);
+}
+
+#[test]
+fn dual_stack_without_an_ipv6_relay_reports_address_error_code_440() {
+    let mut d = Driver::with(|c| c.relay_ipv6 = None);
+    let mut c = Client::udp("198.51.100.1:40000");
+    let r = d.allocate_with(&mut c, &[additional(2)]);
+    r.assert_ok(Method::ALLOCATE, &c.key);
+    let relays = relayed(&r);
+    assert_eq!(relays.len(), 1);
+    assert!(relays[0].is_ipv4());
+    // RFC 8656 §18.12: family, reserved, class, number, reason.
+    let aec = r.get(attr::ADDRESS_ERROR_CODE).expect("ADDRESS-ERROR-CODE");
+    assert_eq!(aec[0], 0x02, "about the IPv6 family");
+    assert_eq!((aec[2] & 7) as u16 * 100 + aec[3] as u16, 440);
+}
+
+#[test]
+fn dual_stack_ipv6_bind_failures_keep_the_ipv4_relay_and_report_508() {
+    let mut d = Driver::default_setup();
+    let mut c = Client::udp("198.51.100.1:40000");
+    d.fetch_nonce(&mut c);
+    // The first bind (IPv4) succeeds, the next eight (IPv6) fail.
+    d.auto_bind = false;
+    let req = allocate_bytes(&mut d, &mut c, &[transport_udp(), additional(2)]);
+    assert_eq!(d.input(c.tuple, &req), Out::Nothing);
+    d.auto_bind = true;
+    d.fail_binds = 8;
+    d.release_held_binds();
+    let r = Resp(d.sent.last().unwrap().1.clone());
+    r.assert_ok(Method::ALLOCATE, &c.key);
+    assert_eq!(relayed(&r).len(), 1);
+    let aec = r.get(attr::ADDRESS_ERROR_CODE).expect("ADDRESS-ERROR-CODE");
+    assert_eq!((aec[0], (aec[2] & 7) as u16 * 100 + aec[3] as u16), (0x02, 508));
+    assert_eq!(d.binds.len(), 9);
+}
+
+#[test]
+fn even_port_gets_an_even_port() {
+    let mut d = Driver::default_setup();
+    for i in 0..20 {
+        let mut c = Client::udp(&format!("198.51.100.1:{}", 40000 + i));
+        let r = d.allocate_with(&mut c, &[A::Bytes(EVEN_PORT, vec![0x00])]);
+        r.assert_ok(Method::ALLOCATE, &c.key);
+        assert_eq!(relayed(&r)[0].port() % 2, 0);
+        assert_eq!(r.get(attr::RESERVATION_TOKEN), None, "no R bit, no token");
+    }
+}
+
+#[test]
+fn even_port_with_r_bit_reserves_the_next_port_for_a_token() {
+    let mut d = Driver::default_setup();
+    let mut a = Client::udp("198.51.100.1:40000");
+    let r = d.allocate_with(&mut a, &[A::Bytes(EVEN_PORT, vec![0x80])]);
+    r.assert_ok(Method::ALLOCATE, &a.key);
+    let port = relayed(&r)[0].port();
+    assert_eq!(port % 2, 0);
+    let token = r.get(attr::RESERVATION_TOKEN).expect("RESERVATION-TOKEN");
+    assert_eq!(token.len(), 8);
+    // The reserved port is not handed to anyone else meanwhile.
+    for i in 0..50 {
+        let mut o = Client::udp(&format!("198.51.100.3:{}", 40000 + i));
+        let r = d.allocate(&mut o);
+        assert_ne!(relayed(&r)[0].port(), port + 1);
+    }
+    // Another client (another 5-tuple, another user) redeems the token.
+    let mut b = Client::new("198.51.100.2:50000", Transport::Udp, BOB);
+    let r = d.allocate_with(&mut b, &[A::Bytes(attr::RESERVATION_TOKEN, token.clone())]);
+    r.assert_ok(Method::ALLOCATE, &b.key);
+    assert_eq!(relayed(&r), vec![SocketAddr::new(ip(RELAY_V4_PUBLIC), port + 1)]);
+    assert_eq!(d.binds.last().unwrap().1, SocketAddr::new(ip(RELAY_V4), port + 1));
+    // A token works once.
+    let mut e = Client::udp("198.51.100.2:50001");
+    d.allocate_with(&mut e, &[A::Bytes(attr::RESERVATION_TOKEN, token)])
+        .assert_error(Method::ALLOCATE, 508);
+}
+
+#[test]
+fn token_with_even_port_is_400() {
+    let mut d = Driver::default_setup();
+    let mut a = Client::udp("198.51.100.1:40000");
+    let r = d.allocate_with(&mut a, &[A::Bytes(EVEN_PORT, vec![0x80])]);
+    let token = r.get(attr::RESERVATION_TOKEN).unwrap();
+    let mut b = Client::udp("198.51.100.2:50000");
+    d.allocate_with(
+        &mut b,
+        &[
+            A::Bytes(attr::RESERVATION_TOKEN, token.clone()),
+            A::Bytes(EVEN_PORT, vec![0]),
+        ],
+    )
+    .assert_error(Method::ALLOCATE, 400);
+    d.allocate_with(&mut b, &[A::Bytes(attr::RESERVATION_TOKEN, token), family(1)])
+        .assert_error(Method::ALLOCATE, 400);
+}
+
+#[test]
+fn unknown_token_is_508() {
+    let mut d = Driver::default_setup();
+    let mut c = Client::udp("198.51.100.1:40000");
+    d.allocate_with(&mut c, &[A::Bytes(attr::RESERVATION_TOKEN, vec![1; 8])])
+        .assert_error(Method::ALLOCATE, 508);
+    assert!(d.binds.is_empty());
+}
+
+#[test]
+fn expired_token_is_508() {
+    let mut d = Driver::default_setup();
+    let mut a = Client::udp("198.51.100.1:40000");
+    let r = d.allocate_with(&mut a, &[A::Bytes(EVEN_PORT, vec![0x80])]);
+    let token = r.get(attr::RESERVATION_TOKEN).unwrap();
+    d.advance(31);
+    let mut b = Client::udp("198.51.100.2:50000");
+    d.allocate_with(&mut b, &[A::Bytes(attr::RESERVATION_TOKEN, token)])
+        .assert_error(Method::ALLOCATE, 508);
+    assert_eq!(d.binds.len(), 1);
+}
+
+#[test]
+fn eight_bind_failures_are_508_and_release_the_quota() {
+    let quotas = Arc::new(Quotas::new(10, 1));
+    let q = quotas.clone();
+    let mut d = Driver::with(|c| c.quotas = q);
+    let mut c = Client::udp("198.51.100.1:40000");
+    d.fail_binds = 8;
+    let r = d.allocate_with(&mut c, &[]);
+    r.assert_error(Method::ALLOCATE, 508);
+    assert!(r.verifies(&c.key));
+    assert_eq!(d.binds.len(), 8, "eight ports tried");
+    assert_eq!(quotas.total(), 0);
+    assert_eq!(d.server.allocation_count(), 0);
+    assert_eq!(d.created_events(), 0);
+    // Seven failures, then success on the eighth port.
+    d.fail_binds = 7;
+    d.allocate(&mut c);
+    assert_eq!(d.binds.len(), 16);
+    assert_eq!(quotas.total(), 1);
+}
+
+#[test]
+fn quota_per_user_is_486_and_total_is_508() {
+    let mut d = Driver::with(|c| c.quotas = Arc::new(Quotas::new(10, 1)));
+    let mut a1 = Client::udp("198.51.100.1:40000");
+    let mut a2 = Client::udp("198.51.100.1:40001");
+    let mut b = Client::new("198.51.100.2:40000", Transport::Udp, BOB);
+    d.allocate(&mut a1);
+    d.allocate_with(&mut a2, &[]).assert_error(Method::ALLOCATE, 486);
+    d.allocate(&mut b);
+    // Deleting frees the user's quota.
+    d.refresh(&mut a1, Some(0)).assert_ok(Method::REFRESH, &a1.key);
+    d.allocate(&mut a2);
+
+    let mut d = Driver::with(|c| c.quotas = Arc::new(Quotas::new(2, 10)));
+    let mut c1 = Client::udp("198.51.100.1:40000");
+    let mut c2 = Client::udp("198.51.100.1:40001");
+    let mut c3 = Client::new("198.51.100.2:40000", Transport::Udp, BOB);
+    d.allocate(&mut c1);
+    d.allocate(&mut c2);
+    d.allocate_with(&mut c3, &[]).assert_error(Method::ALLOCATE, 508);
+    assert_eq!(d.binds.len(), 2);
+}
+
+#[test]
+fn dont_fragment_is_accepted_and_passed_to_the_bind() {
+    let mut d = Driver::default_setup();
+    let mut c = Client::udp("198.51.100.1:40000");
+    let r = d.allocate_with(&mut c, &[A::Bytes(attr::DONT_FRAGMENT, vec![])]);
+    r.assert_ok(Method::ALLOCATE, &c.key);
+    assert!(d.binds[0].2);
+}

@@ -1,0 +1,257 @@
+//! TURN end to end: the in-process server on port 0, real sockets, a client
+//! whose messages are built and read by the webrtc-rs `stun` crate, over UDP,
+//! TCP and TLS, IPv4 and IPv6, relaying to a real UDP echo peer.
+
+mod common;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::time::Duration;
+
+use common::turn::{Io, Relayed, TurnClient};
+use common::*;
+
+fn exercise_relay(mut c: TurnClient, peer: SocketAddr, label: &str) {
+    let relayed = c
+        .allocate()
+        .unwrap_or_else(|e| panic!("{label}: allocate failed with {e}"));
+    assert_eq!(
+        relayed.ip(),
+        if peer.is_ipv4() { "127.0.0.1" } else { "::1" }
+            .parse::<std::net::IpAddr>()
+            .unwrap()
+    );
+    assert!(relayed.port() >= 61000, "{label}: relay port from the configured range");
+    assert_eq!(c.mapped, Some(c.io.local_addr()), "{label}: XOR-MAPPED-ADDRESS");
+
+    // Send indication -> peer -> echo -> Data indication.
+    c.create_permission(&[peer]).unwrap();
+    for i in 0..5u8 {
+        let payload = vec![i; 100 + i as usize];
+        c.send_indication(peer, &payload);
+        assert_eq!(
+            c.recv_relayed(),
+            Some(Relayed::Indication(peer, payload)),
+            "{label}: Data indication {i}"
+        );
+    }
+    // ChannelData both ways, odd sizes to exercise stream padding.
+    c.channel_bind(0x4001, peer).unwrap();
+    for (i, len) in [1usize, 2, 3, 4, 5, 1199, 1200].into_iter().enumerate() {
+        let payload: Vec<u8> = (0..len)
+            .map(|b| (b as u8).wrapping_mul(7).wrapping_add(i as u8))
+            .collect();
+        c.send_channel(0x4001, &payload);
+        assert_eq!(
+            c.recv_relayed(),
+            Some(Relayed::Channel(0x4001, payload)),
+            "{label}: ChannelData {len}"
+        );
+    }
+    assert_eq!(c.refresh(1200), Ok(1200), "{label}: refresh");
+    assert_eq!(c.refresh(0), Ok(0), "{label}: delete");
+}
+
+#[test]
+fn relays_both_ways_over_udp_tcp_and_tls_ipv4_and_ipv6() {
+    let cert = TestCert::new();
+    let server = start(&turn_config(Some(&cert), &[]));
+    let b = server.bound().clone();
+    for v6 in [false, true] {
+        let peer = EchoPeer::start(v6);
+        let pick = |addrs: &[SocketAddr]| *addrs.iter().find(|a| a.is_ipv6() == v6).unwrap();
+        let family = |m: &mut stun::message::Message| {
+            if v6 {
+                m.add(stun::attributes::ATTR_REQUESTED_ADDRESS_FAMILY, &[2, 0, 0, 0]);
+            }
+        };
+        for (label, io) in [
+            ("udp", Io::udp(pick(&b.udp))),
+            ("tcp", Io::tcp(pick(&b.tcp))),
+            ("tls", Io::tls(pick(&b.tls), cert.client_config())),
+        ] {
+            let label = format!("{label} v6={v6}");
+            let mut c = TurnClient::new(io, "alice", "alice-password");
+            if v6 {
+                // IPv6 relays are asked for with REQUESTED-ADDRESS-FAMILY.
+                let relayed = c.allocate_with(&family).unwrap();
+                assert!(relayed.is_ipv6(), "{label}");
+                c.refresh(0).unwrap();
+                let mut c2 = TurnClient::new(
+                    match label.split(' ').next().unwrap() {
+                        "udp" => Io::udp(pick(&b.udp)),
+                        "tcp" => Io::tcp(pick(&b.tcp)),
+                        _ => Io::tls(pick(&b.tls), cert.client_config()),
+                    },
+                    "alice",
+                    "alice-password",
+                );
+                let relayed = c2.allocate_with(&family).unwrap();
+                c2.create_permission(&[peer.addr]).unwrap();
+                c2.send_indication(peer.addr, b"v6 hello");
+                assert_eq!(
+                    c2.recv_relayed(),
+                    Some(Relayed::Indication(peer.addr, b"v6 hello".to_vec())),
+                    "{label} {relayed}"
+                );
+                c2.channel_bind(0x4002, peer.addr).unwrap();
+                c2.send_channel(0x4002, b"abc");
+                assert_eq!(
+                    c2.recv_relayed(),
+                    Some(Relayed::Channel(0x4002, b"abc".to_vec())),
+                    "{label}"
+                );
+            } else {
+                exercise_relay(c, peer.addr, &label);
+            }
+        }
+    }
+    let stats = server.shutdown().unwrap();
+    assert!(stats.traffic.to_peer_packets >= 3 * 12);
+    assert_eq!(stats.traffic.to_peer_packets, stats.traffic.to_client_packets);
+}
+
+#[test]
+fn two_clients_of_one_server_relay_to_each_other() {
+    // No allow list: the server's own relay address is allowed by itself.
+    let server = start(&turn_config(None, &[("peers.allow", "")]));
+    let udp = server.bound().udp[0];
+    let mut a = TurnClient::new(Io::udp(udp), "alice", "alice-password");
+    let (user, pass) = rest_credentials("bob");
+    let mut b = TurnClient::new(Io::tcp(server.bound().tcp[0]), &user, &pass);
+    let ra = a.allocate().unwrap();
+    let rb = b.allocate().unwrap();
+    a.create_permission(&[rb]).unwrap();
+    b.create_permission(&[ra]).unwrap();
+    a.send_indication(rb, b"hello bob");
+    assert_eq!(b.recv_relayed(), Some(Relayed::Indication(ra, b"hello bob".to_vec())));
+    b.channel_bind(0x4abc, ra).unwrap();
+    b.send_channel(0x4abc, b"hello alice");
+    assert_eq!(a.recv_relayed(), Some(Relayed::Indication(rb, b"hello alice".to_vec())));
+    server.shutdown().unwrap();
+}
+
+#[test]
+fn authentication_is_required_and_checked() {
+    let server = start(&turn_config(None, &[]));
+    let udp = server.bound().udp[0];
+    // Wrong password: 401, and no allocation.
+    let mut c = TurnClient::new(Io::udp(udp), "alice", "wrong");
+    assert_eq!(c.allocate(), Err(401));
+    // Unknown user and expired REST username: 401.
+    let mut c = TurnClient::new(Io::udp(udp), "mallory", "x");
+    assert_eq!(c.allocate(), Err(401));
+    let expired = "1000000000:bob";
+    let pass = proto::auth::rest_password(TEST_SECRET.as_bytes(), expired);
+    let mut c = TurnClient::new(Io::udp(udp), expired, &pass);
+    assert_eq!(c.allocate(), Err(401));
+    // A request on someone else's allocation with other credentials: 441.
+    let mut c = TurnClient::new(Io::udp(udp), "alice", "alice-password");
+    c.allocate().unwrap();
+    let (user, pass) = rest_credentials("eve");
+    c.username = user;
+    c.password = pass;
+    assert_eq!(c.refresh(600), Err(441));
+    let stats = server.shutdown().unwrap();
+    assert_eq!(stats.allocations_created, 1);
+}
+
+#[test]
+fn forbidden_peers_get_403_and_no_packet_leaves() {
+    // The default policy: loopback and every special range refused.
+    let server = start(&turn_config(None, &[("peers.allow", "")]));
+    let watcher = UdpSocket::bind("127.0.0.1:0").unwrap();
+    watcher.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    let port = watcher.local_addr().unwrap().port();
+    let mut c = TurnClient::new(Io::udp(server.bound().udp[0]), "alice", "alice-password");
+    c.allocate().unwrap();
+    for peer in [
+        "127.0.0.1",
+        "0.0.0.0",
+        "10.0.0.1",
+        "169.254.169.254",
+        "192.168.1.1",
+        "224.0.0.1",
+    ] {
+        let p: SocketAddr = format!("{peer}:{port}").parse().unwrap();
+        assert_eq!(c.create_permission(&[p]), Err(403), "{peer}");
+        assert_eq!(c.channel_bind(0x4000, p), Err(403), "{peer}");
+        c.send_indication(p, b"must not leave");
+    }
+    let mut c6 = TurnClient::new(Io::udp(server.bound().udp[1]), "alice", "alice-password");
+    c6.allocate_with(&|m| m.add(stun::attributes::ATTR_REQUESTED_ADDRESS_FAMILY, &[2, 0, 0, 0]))
+        .unwrap();
+    for peer in ["::1", "::ffff:127.0.0.1", "::", "fe80::1", "fd00::1", "64:ff9b::7f00:1"] {
+        let p = SocketAddr::new(peer.parse().unwrap(), port);
+        assert_eq!(c6.create_permission(&[p]), Err(403), "{peer}");
+        c6.send_indication(p, b"must not leave");
+    }
+    let mut buf = [0u8; 64];
+    assert!(
+        watcher.recv_from(&mut buf).is_err(),
+        "nothing reached the loopback watcher"
+    );
+    server.shutdown().unwrap();
+}
+
+#[test]
+fn a_failed_relay_send_is_counted_and_the_allocation_keeps_working() {
+    let server = start(&turn_config(None, &[("server.shards", "1")]));
+    let peer = EchoPeer::start(false);
+    let mut c = TurnClient::new(Io::udp(server.bound().udp[0]), "alice", "alice-password");
+    c.allocate().unwrap();
+    c.create_permission(&[peer.addr]).unwrap();
+    // Port 0 is a permitted IP but the kernel refuses to send there (EINVAL),
+    // as it would for an unroutable host candidate.
+    let bad: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    for _ in 0..3 {
+        c.send_indication(bad, b"lost");
+    }
+    c.channel_bind(0x4000, peer.addr).unwrap();
+    c.send_channel(0x4000, b"still here");
+    let got = c.recv_relayed();
+    let stats = server.shutdown().unwrap();
+    assert_eq!(got, Some(Relayed::Channel(0x4000, b"still here".to_vec())));
+    assert_eq!(stats.drops.get(proto::DropReason::RelaySendFailed), 3);
+}
+
+#[test]
+fn a_tcp_allocation_dies_with_its_connection() {
+    let server = start(&turn_config(None, &[("server.shards", "1")]));
+    let mut c = TurnClient::new(Io::tcp(server.bound().tcp[0]), "alice", "alice-password");
+    let relayed = c.allocate().unwrap();
+    assert!(UdpSocket::bind(relayed).is_err(), "the relay port is held");
+    drop(c);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while UdpSocket::bind(relayed).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "relay port released after the connection closed"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let stats = server.shutdown().unwrap();
+    assert_eq!((stats.allocations_created, stats.allocations_closed), (1, 1));
+}
+
+#[test]
+fn quotas_give_486_and_508() {
+    let server = start(&turn_config(
+        None,
+        &[("turn.max_allocations_per_user", "1"), ("turn.max_allocations", "2")],
+    ));
+    let udp = server.bound().udp[0];
+    let mut a1 = TurnClient::new(Io::udp(udp), "alice", "alice-password");
+    a1.allocate().unwrap();
+    let mut a2 = TurnClient::new(Io::udp(udp), "alice", "alice-password");
+    assert_eq!(a2.allocate(), Err(486));
+    let (u, p) = rest_credentials("bob");
+    let mut b = TurnClient::new(Io::udp(udp), &u, &p);
+    b.allocate().unwrap();
+    let (u, p) = rest_credentials("carol");
+    let mut c = TurnClient::new(Io::udp(udp), &u, &p);
+    assert_eq!(c.allocate(), Err(508));
+    // Freed capacity is usable again.
+    a1.refresh(0).unwrap();
+    assert!(c.allocate().is_ok());
+    server.shutdown().unwrap();
+}
