@@ -16,8 +16,8 @@ ROUNDS=${ROUNDS:-5}             # rounds per server (the median is reported)
 DURATION=${DURATION:-5}         # measured seconds per run (after WARMUP)
 WARMUP=${WARMUP:-1}             # unmeasured seconds of load before each run
 SHARDS=${SHARDS:-1}             # ternd server.shards; coturn gets --relay-threads=SHARDS
-SOCKETS=${SOCKETS:-2}           # load generator: client UDP sockets
-WINDOW=${WINDOW:-64}            # load generator: requests in flight per socket
+SOCKETS=${SOCKETS:-16}          # load generator: client UDP sockets
+WINDOW=${WINDOW:-32}            # load generator: requests in flight per socket
 BATCH=${BATCH:-32}              # load generator: datagrams per sendmmsg/recvmmsg
 SERVER_CPUS=${SERVER_CPUS:-0}   # taskset CPU list for the server under test
 LOAD_CPUS=${LOAD_CPUS:-1}       # taskset CPU list for the load generator
@@ -140,8 +140,9 @@ for r in $(seq "$ROUNDS"); do
         RESULTS[$kind]+="$rate "
         srv=$(field "cpu${SERVER_CPUS%%[,-]*}_busy_pct" "$line")
         gen=$(field "cpu${LOAD_CPUS%%[,-]*}_busy_pct" "$line")
-        raw+=("$(printf 'round %d  %-8s %9s req/s  server-core busy %5s%%  load-core busy %5s%%  timeouts %s  rcvbuf-drops %s' \
-            "$r" "$kind" "$rate" "$srv" "$gen" "$(field timeouts "$line")" "$(field udp_rcvbuf_errors "$line")")")
+        raw+=("$(printf 'round %d  %-8s %9s req/s  server-core busy %5s%%  load-core busy %5s%% (loadgen %5s%%)  timeouts %s  rcvbuf-drops %s' \
+            "$r" "$kind" "$rate" "$srv" "$gen" "$(field gen_cpu_pct "$line")" "$(field timeouts "$line")" \
+            "$(field udp_rcvbuf_errors "$line")")")
         log "${raw[-1]}"
         echo "$line" >>"$WORK/raw.txt"
     done

@@ -58,6 +58,7 @@ pub struct TurnSection {
     pub max_allocations: usize,
     pub max_allocations_per_user: usize,
     pub bandwidth_limit: u64,
+    pub legacy_channel_numbers: bool,
     pub unauthenticated_rate: u32,
     pub users: std::collections::BTreeMap<String, String>,
 }
@@ -74,6 +75,7 @@ impl std::fmt::Debug for TurnSection {
             .field("max_allocations", &self.max_allocations)
             .field("max_allocations_per_user", &self.max_allocations_per_user)
             .field("bandwidth_limit", &self.bandwidth_limit)
+            .field("legacy_channel_numbers", &self.legacy_channel_numbers)
             .field("unauthenticated_rate", &self.unauthenticated_rate)
             .field("users", &self.users.keys().collect::<Vec<_>>())
             .finish()

@@ -114,7 +114,10 @@ pub struct Allocation {
     /// retransmitted request gets the same answer).
     pub last_response: Option<CachedResponse>,
     pub traffic: Traffic,
+    /// The bandwidth cap applies each way: this bucket for client to peer ...
     pub bucket: Bucket,
+    /// ... and this one for peer to client.
+    pub bucket_to_client: Bucket,
     /// The deadline this allocation's live timer entry is queued for.
     pub armed: Option<Instant>,
 }
@@ -181,14 +184,13 @@ impl Allocation {
         self.channels.retain(|c| now < c.expires + CHANNEL_COOLDOWN);
     }
 
-    /// When something about this allocation next changes by itself.
-    pub fn next_deadline(&self) -> Instant {
+    /// When something about this allocation next changes by itself, after
+    /// `now`: a permission or binding expires, a cooldown ends, or the
+    /// allocation expires. Deadlines already past are skipped, so a channel
+    /// in its cooldown does not make the timer fire again at once.
+    pub fn next_deadline(&self, now: Instant) -> Instant {
         let perms = self.permissions.iter().map(|p| p.expires);
-        let chans = self
-            .channels
-            .iter()
-            .map(|c| c.expires)
-            .chain(self.channels.iter().map(|c| c.expires + CHANNEL_COOLDOWN));
+        let chans = self.channels.iter().map(|c| c.expires);
         perms.chain(chans).fold(self.expires, |a, b| a.min(b))
     }
 }

@@ -61,9 +61,10 @@ pub fn next_frame(buf: &[u8], max: usize) -> Result<Option<Frame>, FramingError>
             }
             Frame::Stun(HEADER_LEN + len16)
         }
-        // RFC 8656 §12: channel numbers are 0x4000-0x4FFF; 0x5000-0x7FFF are
-        // reserved, so a stream starting with one is out of sync.
-        0x40 if buf[0] < 0x50 => Frame::ChannelData {
+        // ChannelData: RFC 8656 allows channels 0x4000-0x4FFF, RFC 5766 up to
+        // 0x7FFE; the whole 0b01 space is framed alike and the core drops
+        // numbers that are not bound.
+        0x40 => Frame::ChannelData {
             len: 4 + crate::wire::pad4(len16),
             payload: len16,
         },

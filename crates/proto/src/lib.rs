@@ -26,6 +26,7 @@ pub mod nonce;
 pub mod policy;
 mod ports;
 pub mod quota;
+pub mod reservation;
 mod rng;
 pub mod server;
 mod timers;

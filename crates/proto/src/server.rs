@@ -58,8 +58,13 @@ pub struct ServerConfig {
     pub shard_count: usize,
     pub policy: PeerPolicy,
     pub quotas: Arc<Quotas>,
+    /// RESERVATION-TOKENs, shared by every shard.
+    pub reservations: Arc<crate::reservation::SharedReservations>,
     /// Per-allocation relay bandwidth cap, bytes per second each way; 0 = none.
     pub bandwidth_limit: u64,
+    /// Accept channel numbers up to 0x7FFF as RFC 5766 did (RFC 8656 allows
+    /// 0x4000-0x4FFF only); for older clients such as coturn's own tools.
+    pub legacy_channel_numbers: bool,
     /// Requests per second one source IP may make without authenticating; 0 = no limit.
     pub unauthenticated_rate: u32,
     pub rng_seed: u64,
@@ -89,7 +94,9 @@ impl Default for ServerConfig {
             shard_count: 1,
             policy: PeerPolicy::default(),
             quotas: Arc::new(Quotas::new(usize::MAX, usize::MAX)),
+            reservations: Arc::default(),
             bandwidth_limit: 0,
+            legacy_channel_numbers: false,
             unauthenticated_rate: 0,
             rng_seed: 0,
         }
@@ -545,6 +552,7 @@ impl Server {
                         if r.expires <= now {
                             let r = self.reservations.remove(&token).expect("present");
                             self.ports.release(r.addr.ip(), r.addr.port());
+                            self.config.reservations.remove(&token);
                         }
                     }
                 }
@@ -559,7 +567,7 @@ impl Server {
     pub(crate) fn arm(&mut self, slot: u32, now: Instant) {
         let s = &mut self.slots[slot as usize];
         let Some(a) = s.alloc.as_mut() else { return };
-        let next = a.next_deadline().max(now + Duration::from_millis(1));
+        let next = a.next_deadline(now).max(now + Duration::from_millis(1));
         if a.armed.is_none_or(|t| next < t) {
             a.armed = Some(next);
             self.timers.push(next, Timer::Allocation { slot, gen: s.gen });

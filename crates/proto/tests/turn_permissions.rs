@@ -250,7 +250,7 @@ fn peer_datagrams_arrive_as_data_indications() {
     for (peer, relay) in [(a, relays[0].0), (v6, relays[1].0)] {
         for payload in [&b"odd"[..], b"", b"1234", &[7u8; 1000]] {
             match d.peer_datagram(relay, peer, payload) {
-                PeerOut::ToClient { tuple, bytes } => {
+                PeerOut::ToClient { tuple, bytes, .. } => {
                     assert_eq!(tuple, c.tuple);
                     assert_eq!(data_indication(&bytes), (peer, payload.to_vec()));
                 }

@@ -82,6 +82,9 @@ impl Server {
             }
             let mut tk = [0u8; 8];
             tk.copy_from_slice(t);
+            // The shard that made the reservation keeps the port marked until
+            // its timer fires; the registry says whether the token is good.
+            let shared = self.config.reservations.take(&tk, now);
             match self.reservations.remove(&tk) {
                 Some(r) if now < r.expires => {
                     // The port stays marked in use; the bind below takes it over.
@@ -92,7 +95,11 @@ impl Server {
                     self.ports.release(r.addr.ip(), r.addr.port());
                     return self.error_with_key(msg, ErrorCode::INSUFFICIENT_CAPACITY, &key, out);
                 }
-                None => return self.error_with_key(msg, ErrorCode::INSUFFICIENT_CAPACITY, &key, out),
+                // Made on another shard.
+                None => match shared {
+                    Some(addr) => reserved = Some(addr),
+                    None => return self.error_with_key(msg, ErrorCode::INSUFFICIENT_CAPACITY, &key, out),
+                },
             }
             self.compact_timers();
         }
@@ -249,6 +256,7 @@ impl Server {
                     let token = self.rng.next_u64().to_be_bytes();
                     let expires = now + RESERVATION_LIFETIME;
                     self.reservations.insert(token, Reservation { addr: next, expires });
+                    self.config.reservations.insert(token, next, expires);
                     self.timers.push(expires, Timer::Reservation { token });
                     p.token = Some(token);
                 }
@@ -280,6 +288,7 @@ impl Server {
             if let Some(r) = self.reservations.remove(&t) {
                 self.ports.release(r.addr.ip(), r.addr.port());
             }
+            self.config.reservations.remove(&t);
         }
         self.config.quotas.release(&p.username);
     }
@@ -384,6 +393,7 @@ impl Server {
             last_response: None,
             traffic: Traffic::default(),
             bucket: Bucket::new(self.config.bandwidth_limit, now),
+            bucket_to_client: Bucket::new(self.config.bandwidth_limit, now),
             armed: None,
         };
         self.slots[slot as usize].alloc = Some(alloc);

@@ -120,7 +120,7 @@ impl Server {
             Some(DropReason::UnknownRelay)
         } else if !a.permits(peer.ip(), now) {
             Some(DropReason::NoPermission)
-        } else if !a.bucket.take(len, now) {
+        } else if !a.bucket_to_client.take(len, now) {
             Some(DropReason::RateLimited)
         } else {
             None

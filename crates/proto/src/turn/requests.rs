@@ -12,6 +12,8 @@ use crate::wire::{attr, ErrorCode, Message, Method};
 
 /// RFC 8656 §12: valid channel numbers.
 const CHANNELS: std::ops::RangeInclusive<u16> = 0x4000..=0x4FFF;
+/// RFC 5766 §11: the older, wider range (0x7FFF is reserved there too).
+const LEGACY_CHANNELS: std::ops::RangeInclusive<u16> = 0x4000..=0x7FFE;
 
 impl Server {
     /// Authenticates a request on an existing allocation, runs it, and caches
@@ -174,7 +176,12 @@ impl Server {
             Some(v) if v.len() == 4 => u16::from_be_bytes([v[0], v[1]]),
             _ => return self.error_with_key(msg, ErrorCode::BAD_REQUEST, key, out),
         };
-        if !CHANNELS.contains(&number) {
+        let valid = if self.config.legacy_channel_numbers {
+            LEGACY_CHANNELS
+        } else {
+            CHANNELS
+        };
+        if !valid.contains(&number) {
             return self.error_with_key(msg, ErrorCode::BAD_REQUEST, key, out);
         }
         let mut peers = [SocketAddr::from(([0, 0, 0, 0], 0)); 8];

@@ -258,7 +258,13 @@ impl Out {
 /// What a peer datagram led to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PeerOut {
-    ToClient { tuple: FiveTuple, bytes: Vec<u8> },
+    /// `start` is where the message begins in the receive buffer, whose
+    /// payload sat at [`PEER_HEADROOM`].
+    ToClient {
+        tuple: FiveTuple,
+        start: usize,
+        bytes: Vec<u8>,
+    },
     Drop(DropReason),
 }
 
@@ -331,6 +337,9 @@ pub struct Driver {
     pub events: Vec<Event>,
     /// Commands seen in total (of any kind).
     pub commands: usize,
+    /// Binds answered AddrInUse because a live relay held the address.
+    pub conflicts: usize,
+    releasing_held: bool,
 }
 
 impl Driver {
@@ -348,6 +357,8 @@ impl Driver {
             sent: Vec::new(),
             events: Vec::new(),
             commands: 0,
+            conflicts: 0,
+            releasing_held: false,
         }
     }
 
@@ -403,11 +414,19 @@ impl Driver {
         }
     }
 
+    /// Binds like an OS would: an address a live relay holds is AddrInUse.
+    /// While no bind is held back the core knows every bound port, so asking
+    /// for a taken one is a bug in its bookkeeping.
     fn bind(&mut self, relay: RelayId, addr: SocketAddr) {
-        assert!(
-            !self.bound.values().any(|a| *a == addr),
-            "core asked to bind {addr}, which a live relay holds"
-        );
+        if self.bound.values().any(|a| *a == addr) {
+            assert!(
+                self.releasing_held || !self.held_binds.is_empty(),
+                "core asked to bind {addr}, which a live relay holds"
+            );
+            self.conflicts += 1;
+            self.server.relay_bound(self.now, relay, Err(BindError::AddrInUse));
+            return;
+        }
         assert!(
             self.bound.insert(relay, addr).is_none(),
             "relay id {relay:?} reused while bound"
@@ -417,10 +436,12 @@ impl Driver {
 
     /// Answers the held binds (successfully) in order.
     pub fn release_held_binds(&mut self) {
+        self.releasing_held = true;
         for (relay, addr) in std::mem::take(&mut self.held_binds) {
             self.bind(relay, addr);
             self.pump();
         }
+        self.releasing_held = false;
     }
 
     /// Feeds `data` from `tuple` and carries out the commands it led to.
@@ -549,6 +570,7 @@ impl Driver {
         {
             PeerOutput::ToClient { tuple, start, len } => PeerOut::ToClient {
                 tuple,
+                start,
                 bytes: buf[start..start + len].to_vec(),
             },
             PeerOutput::Drop(r) => PeerOut::Drop(r),

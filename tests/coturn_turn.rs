@@ -1,0 +1,177 @@
+//! coturn's `turnutils_uclient` (an independent TURN client) runs its echo
+//! test through ternd to `turnutils_peer`, over UDP and TCP, with static
+//! users and REST credentials: every message must come back.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+/// A child process killed (by PID) and reaped when dropped.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn tool(name: &str) -> Option<String> {
+    let path = format!("/usr/bin/{name}");
+    if std::path::Path::new(&path).exists() {
+        return Some(path);
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("{name} is missing (install the Debian package `coturn`; tests/run.sh does)");
+    }
+    eprintln!("SKIPPED: {name} not installed; run tests/run.sh to install it");
+    None
+}
+
+/// Runs uclient with `args` and returns (sent, received, lost) from its summary.
+fn uclient(args: &[String]) -> (u64, u64, u64, String) {
+    let bin = tool("turnutils_uclient").expect("checked by the caller");
+    let mut child = Command::new(bin)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run turnutils_uclient");
+    // Bounded: uclient ends by itself after its messages; kill it if not.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let num_after = |key: &str| -> Option<u64> {
+        let line = text.lines().rev().find(|l| l.contains(key))?;
+        let rest = &line[line.find(key)? + key.len()..];
+        rest.trim_start_matches(|c: char| c == '=' || c == ' ')
+            .split(|c: char| !c.is_ascii_digit())
+            .next()?
+            .parse()
+            .ok()
+    };
+    let sent = num_after("tot_send_msgs=").unwrap_or(0);
+    let recv = num_after("tot_recv_msgs=").unwrap_or(0);
+    let lost = num_after("Total lost packets").unwrap_or(u64::MAX);
+    (sent, recv, lost, text)
+}
+
+#[test]
+fn uclient_echo_through_ternd_over_udp_and_tcp() {
+    let Some(peer_bin) = tool("turnutils_peer") else { return };
+    if tool("turnutils_uclient").is_none() {
+        return;
+    }
+    // coturn's tools pick channel numbers from RFC 5766's range (0x5B80...).
+    let server = start(&turn_config(
+        None,
+        &[
+            ("turn.legacy_channel_numbers", "true"),
+            ("listen.udp", "127.0.0.1:0"),
+            ("listen.tcp", "127.0.0.1:0"),
+        ],
+    ));
+    let peer_port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _peer = Proc(
+        Command::new(peer_bin)
+            .args(["-L", "127.0.0.1", "-p", &peer_port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let udp = server.bound().udp[0].port().to_string();
+    let tcp = server.bound().tcp[0].port().to_string();
+    let common = |port: &str| -> Vec<String> {
+        [
+            "-e",
+            "127.0.0.1",
+            "-r",
+            &peer_port.to_string(),
+            "-n",
+            "40",
+            "-m",
+            "3",
+            "-l",
+            "300",
+            "-p",
+            port,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let cases: Vec<(&str, Vec<String>)> = vec![
+        (
+            "udp, static user, channels",
+            [
+                vec!["-u".into(), "alice".into(), "-w".into(), "alice-password".into()],
+                common(&udp),
+            ]
+            .concat(),
+        ),
+        (
+            "udp, REST secret, Send/Data indications",
+            [
+                vec!["-s".into(), "-W".into(), TEST_SECRET.into(), "-u".into(), "bob".into()],
+                common(&udp),
+            ]
+            .concat(),
+        ),
+        (
+            "tcp, REST secret, channels",
+            [
+                vec![
+                    "-t".into(),
+                    "-W".into(),
+                    TEST_SECRET.into(),
+                    "-u".into(),
+                    "carol".into(),
+                ],
+                common(&tcp),
+            ]
+            .concat(),
+        ),
+        (
+            "tcp, static user, Send/Data indications",
+            [
+                vec![
+                    "-t".into(),
+                    "-s".into(),
+                    "-u".into(),
+                    "alice".into(),
+                    "-w".into(),
+                    "alice-password".into(),
+                ],
+                common(&tcp),
+            ]
+            .concat(),
+        ),
+    ];
+    for (label, mut args) in cases {
+        args.push("127.0.0.1".into());
+        let (sent, recv, lost, text) = uclient(&args);
+        // 3 clients x 40 messages, on both their RTP and RTCP allocations.
+        assert!(sent >= 120, "{label}: sent {sent}\n{text}");
+        assert_eq!(recv, sent, "{label}: every message echoed\n{text}");
+        assert_eq!(lost, 0, "{label}: no loss\n{text}");
+    }
+    let stats = server.shutdown().unwrap();
+    assert!(stats.allocations_created >= 4 * 6, "{}", stats.allocations_created);
+    assert!(stats.traffic.to_peer_packets >= 4 * 120);
+}
