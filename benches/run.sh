@@ -107,7 +107,7 @@ measure() {
     start_server "$kind" "$port"
     taskset -c "$LOAD_CPUS" "$LOADGEN" binding --server "127.0.0.1:$port" \
         --duration "$DURATION" --warmup "$WARMUP" --sockets "$SOCKETS" --window "$WINDOW" \
-        --batch "$BATCH" >"$WORK/line" || die "load generator failed against $kind"
+        --batch "$BATCH" --server-pid "$SERVER_PID" >"$WORK/line" || die "load generator failed against $kind"
     kill -0 "$SERVER_PID" 2>/dev/null || { tail -n 20 "$WORK/$kind.log" >&2; die "$kind exited during the run"; }
     stop_server
     LINE=$(<"$WORK/line")
@@ -140,9 +140,13 @@ for r in $(seq "$ROUNDS"); do
         RESULTS[$kind]+="$rate "
         srv=$(field "cpu${SERVER_CPUS%%[,-]*}_busy_pct" "$line")
         gen=$(field "cpu${LOAD_CPUS%%[,-]*}_busy_pct" "$line")
-        raw+=("$(printf 'round %d  %-8s %9s req/s  server-core busy %5s%%  load-core busy %5s%% (loadgen %5s%%)  timeouts %s  rcvbuf-drops %s' \
-            "$r" "$kind" "$rate" "$srv" "$gen" "$(field gen_cpu_pct "$line")" "$(field timeouts "$line")" \
-            "$(field udp_rcvbuf_errors "$line")")")
+        # CPU on the two cores not charged to the server or the load generator
+        # (softirq work, and other processes: a disturbed round).
+        other=$(awk -v a="$srv" -v b="$gen" -v c="$(field server_cpu_pct "$line")" -v d="$(field gen_cpu_pct "$line")" \
+            'BEGIN { printf "%.0f", a + b - c - d }')
+        raw+=("$(printf 'round %d  %-8s %9s req/s  cores busy %3.0f%%/%3.0f%%  server %3.0f%%  loadgen %3.0f%%  other %3s%%  timeouts %s  rcvbuf-drops %s' \
+            "$r" "$kind" "$rate" "$srv" "$gen" "$(field server_cpu_pct "$line")" "$(field gen_cpu_pct "$line")" "$other" \
+            "$(field timeouts "$line")" "$(field udp_rcvbuf_errors "$line")")")
         log "${raw[-1]}"
         echo "$line" >>"$WORK/raw.txt"
     done

@@ -1,52 +1,157 @@
-//! The startup banner: what a newcomer needs to point a client at ternd.
+//! The startup banner: what a newcomer needs to point a client at ternd,
+//! and the iceServers JSON that `ternd credentials --json` prints.
 
 use std::fmt::Write;
 use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
+use crate::config::Config;
+use crate::server::setup::Shared;
 use crate::server::BoundAddrs;
+
+fn host_of(a: &SocketAddr) -> String {
+    match a.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => "127.0.0.1".to_string(),
+        IpAddr::V6(ip) if ip.is_unspecified() => "[::1]".to_string(),
+        IpAddr::V4(ip) => ip.to_string(),
+        IpAddr::V6(ip) => format!("[{ip}]"),
+    }
+}
 
 /// Renders the banner for the bound listeners. Wildcard addresses are shown
 /// as loopback plus a hint, since the right public address depends on where
-/// clients are.
-pub fn render(bound: &BoundAddrs, shards: usize) -> String {
+/// clients are. Secrets are never printed; a sample credential derived from
+/// them is.
+pub fn render(bound: &BoundAddrs, shards: usize, shared: &Shared) -> String {
     let mut s = String::new();
+    let plural = if shards == 1 { "" } else { "s" };
     let _ = writeln!(
         s,
-        "ternd {} is running ({shards} shard{})",
-        env!("CARGO_PKG_VERSION"),
-        if shards == 1 { "" } else { "s" }
+        "ternd {} is running ({shards} shard{plural})",
+        env!("CARGO_PKG_VERSION")
     );
-    let mut any_wildcard = false;
-    let mut url = |scheme: &str, a: &SocketAddr, transport: Option<&str>| {
-        any_wildcard |= a.ip().is_unspecified();
-        let host = match a.ip() {
-            IpAddr::V4(ip) if ip.is_unspecified() => "127.0.0.1".to_string(),
-            IpAddr::V6(ip) if ip.is_unspecified() => "[::1]".to_string(),
-            IpAddr::V4(ip) => ip.to_string(),
-            IpAddr::V6(ip) => format!("[{ip}]"),
-        };
-        let t = transport.map(|t| format!("?transport={t}")).unwrap_or_default();
-        format!("{scheme}:{host}:{}{t}", a.port())
-    };
+    let any_wildcard = bound
+        .udp
+        .iter()
+        .chain(&bound.tcp)
+        .chain(&bound.tls)
+        .any(|a| a.ip().is_unspecified());
     let mut lines = Vec::new();
     for a in &bound.udp {
-        lines.push((url("stun", a, None), "STUN over UDP"));
+        lines.push((format!("stun:{}:{}", host_of(a), a.port()), "STUN over UDP"));
+        lines.push((
+            format!("turn:{}:{}?transport=udp", host_of(a), a.port()),
+            "TURN over UDP",
+        ));
     }
     for a in &bound.tcp {
-        lines.push((url("stun", a, Some("tcp")), "STUN over TCP"));
+        lines.push((
+            format!("turn:{}:{}?transport=tcp", host_of(a), a.port()),
+            "TURN over TCP",
+        ));
     }
     for a in &bound.tls {
-        lines.push((url("stuns", a, None), "STUN over TLS"));
+        lines.push((
+            format!("turns:{}:{}?transport=tcp", host_of(a), a.port()),
+            "TURN over TLS",
+        ));
     }
     for (u, what) in lines {
-        let _ = writeln!(s, "  {u:<40} {what}");
+        let _ = writeln!(s, "  {u:<44} {what}");
     }
     if any_wildcard {
         let _ = writeln!(
             s,
-            "  (listening on all addresses: replace 127.0.0.1 / [::1] with this host's public address for remote clients)"
+            "  (listening on all addresses: use this host's public address instead of 127.0.0.1 / [::1] for remote clients)"
         );
     }
-    let _ = writeln!(s, "Try it: turnutils_stunclient 127.0.0.1   (Ctrl-C stops the server)");
+    let relays: Vec<String> = shared
+        .relay_ipv4
+        .iter()
+        .chain(&shared.relay_ipv6)
+        .map(|ip| ip.to_string())
+        .collect();
+    let _ = writeln!(
+        s,
+        "Relay addresses: {}",
+        if relays.is_empty() {
+            "none (TURN disabled)".into()
+        } else {
+            relays.join(", ")
+        }
+    );
+    if let Some((user, pass)) = shared.mint("demo", Duration::from_secs(24 * 3600)) {
+        let origin = if shared.generated_secret {
+            "random secret made at start"
+        } else {
+            "turn.secrets"
+        };
+        let _ = writeln!(s, "Sample TURN credential (24 h, from the {origin}):");
+        let _ = writeln!(s, "  username: {user}");
+        let _ = writeln!(s, "  password: {pass}");
+        if let Some(a) = bound.udp.first() {
+            let _ = writeln!(
+                s,
+                "Try it: turnutils_uclient -u '{user}' -w '{pass}' -p {} {}",
+                a.port(),
+                host_of(a).trim_matches(|c| c == '[' || c == ']')
+            );
+        }
+    }
+    let _ = writeln!(s, "Ctrl-C stops the server.");
     s
+}
+
+fn json_str(s: &str) -> String {
+    let mut o = String::with_capacity(s.len() + 2);
+    o.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => o.push_str("\\\""),
+            '\\' => o.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(o, "\\u{:04x}", c as u32);
+            }
+            c => o.push(c),
+        }
+    }
+    o.push('"');
+    o
+}
+
+/// `{"iceServers":[...],"ttl":N}` for the configured listeners, ready to
+/// paste into `new RTCPeerConnection(...)`.
+pub fn ice_servers_json(config: &Config, host: &str, username: &str, password: &str, ttl: u64) -> String {
+    let host = if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    };
+    let port = |v: &Vec<SocketAddr>| v.first().map(|a| a.port());
+    let mut stun = Vec::new();
+    let mut turn = Vec::new();
+    if let Some(p) = port(&config.listen.udp) {
+        stun.push(format!("stun:{host}:{p}"));
+        turn.push(format!("turn:{host}:{p}?transport=udp"));
+    }
+    if let Some(p) = port(&config.listen.tcp) {
+        turn.push(format!("turn:{host}:{p}?transport=tcp"));
+    }
+    if let Some(p) = port(&config.listen.tls) {
+        turn.push(format!("turns:{host}:{p}?transport=tcp"));
+    }
+    let list = |v: &[String]| v.iter().map(|u| json_str(u)).collect::<Vec<_>>().join(",");
+    let mut servers = Vec::new();
+    if !stun.is_empty() {
+        servers.push(format!("{{\"urls\":[{}]}}", list(&stun)));
+    }
+    if !turn.is_empty() {
+        servers.push(format!(
+            "{{\"urls\":[{}],\"username\":{},\"credential\":{}}}",
+            list(&turn),
+            json_str(username),
+            json_str(password)
+        ));
+    }
+    format!("{{\"iceServers\":[{}],\"ttl\":{ttl}}}", servers.join(","))
 }

@@ -41,6 +41,30 @@ pub enum Command {
         /// The config file to check.
         file: PathBuf,
     },
+    /// Mint short-lived TURN REST credentials from the configured secret (turn.secrets).
+    Credentials(CredentialArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CredentialArgs {
+    /// The user the credentials are for (appears in logs as EXPIRY:USER).
+    #[arg(long, default_value = "user")]
+    pub user: String,
+    /// How long they stay valid, e.g. 10m, 1h, 1d.
+    #[arg(long, default_value = "1h", value_parser = parse_ttl)]
+    pub ttl: std::time::Duration,
+    /// Print an RTCPeerConnection iceServers JSON object instead.
+    #[arg(long)]
+    pub json: bool,
+    /// Host name or address clients use to reach this server (for --json).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    #[command(flatten)]
+    pub config: ServeArgs,
+}
+
+fn parse_ttl(s: &str) -> Result<std::time::Duration, String> {
+    crate::config::parse_duration(s)
 }
 
 #[derive(Debug, Clone, Default, Args)]
@@ -88,6 +112,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::CheckConfig { file }) => check_config(&file),
+        Some(Command::Credentials(args)) => report(credentials(&args)),
         Some(Command::Serve(args)) => report(serve(&merge(cli.serve, args))),
         None => report(serve(&cli.serve)),
     }
@@ -133,18 +158,53 @@ fn check_config(file: &std::path::Path) -> ExitCode {
     }
 }
 
+fn credentials(args: &CredentialArgs) -> anyhow::Result<()> {
+    let config = Config::load(&args.config.sources()?)?;
+    let Some(secret) = config.turn.secrets.first() else {
+        anyhow::bail!(
+            "turn.secrets is empty: set a shared secret in the config (or TERND__TURN__SECRETS) to mint credentials"
+        );
+    };
+    let expiry = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs()
+        + args.ttl.as_secs();
+    let username = format!("{expiry}:{}", args.user);
+    let password = proto::auth::rest_password(secret.as_bytes(), &username);
+    if args.json {
+        println!(
+            "{}",
+            crate::banner::ice_servers_json(&config, &args.host, &username, &password, args.ttl.as_secs())
+        );
+    } else {
+        println!("username: {username}\npassword: {password}");
+    }
+    Ok(())
+}
+
 fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     let config = Config::load(&args.sources()?)?;
     crate::logging::init(&config.log)?;
-    let running = crate::server::start(&config)?;
-    print!("{}", crate::banner::render(running.bound(), config.shard_count()));
-    tracing::info!(bound = ?running.bound(), "ternd started");
-
+    // Signal handlers first, so a signal that arrives while starting up is
+    // already a clean shutdown rather than the default "terminate now".
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the signal runtime")?;
-    let signal = rt.block_on(wait_for_stop_signal())?;
+    let mut signals = {
+        let _guard = rt.enter();
+        StopSignals::new()?
+    };
+    let running = crate::server::start(&config)?;
+    print!(
+        "{}",
+        crate::banner::render(running.bound(), config.shard_count(), running.shared())
+    );
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+    tracing::info!(bound = ?running.bound(), "ternd started");
+
+    let signal = rt.block_on(signals.wait());
     tracing::info!("{signal} received, shutting down");
     let stats = running.shutdown()?;
     let drops: Vec<String> = stats
@@ -156,18 +216,31 @@ fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     tracing::info!(
         binding_success = stats.binding_success,
         error_responses = stats.error_responses,
+        allocations = stats.allocations_created,
         drops = %drops.join(","),
         "ternd stopped"
     );
     Ok(())
 }
 
-async fn wait_for_stop_signal() -> anyhow::Result<&'static str> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
-    let mut int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
-    Ok(tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    })
+struct StopSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn new() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(StopSignals {
+            term: signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?,
+            int: signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?,
+        })
+    }
+
+    async fn wait(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
 }

@@ -54,7 +54,7 @@ fn uclient(args: &[String]) -> (u64, u64, u64, String) {
     let num_after = |key: &str| -> Option<u64> {
         let line = text.lines().rev().find(|l| l.contains(key))?;
         let rest = &line[line.find(key)? + key.len()..];
-        rest.trim_start_matches(|c: char| c == '=' || c == ' ')
+        rest.trim_start_matches(['=', ' '])
             .split(|c: char| !c.is_ascii_digit())
             .next()?
             .parse()

@@ -7,8 +7,8 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
 use ::turn::client::{Client, ClientConfig};
+use common::*;
 use webrtc_util::Conn;
 
 async fn relay_round_trip(server: std::net::SocketAddr, user: &str, pass: &str, peer: std::net::SocketAddr) {
@@ -68,7 +68,9 @@ async fn webrtc_rs_turn_client_relays_through_ternd() {
     relay_round_trip(udp, "alice", "alice-password", peer.addr).await;
     let (user, pass) = rest_credentials("webrtc-rs");
     relay_round_trip(udp, &user, &pass, peer.addr).await;
-    let stats = tokio::task::spawn_blocking(move || server.shutdown().unwrap()).await.unwrap();
+    let stats = tokio::task::spawn_blocking(move || server.shutdown().unwrap())
+        .await
+        .unwrap();
     assert_eq!(stats.allocations_created, 2);
     assert!(stats.traffic.to_client_packets >= 40);
 }

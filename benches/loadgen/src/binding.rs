@@ -26,6 +26,8 @@ pub struct Config {
     pub timeout: Duration,
     /// Print answered/s for every second of the run on stderr.
     pub progress: bool,
+    /// Also report the CPU use of this process (the server under test).
+    pub server_pid: Option<u32>,
 }
 
 #[derive(Clone, Copy, Default)]
@@ -59,6 +61,7 @@ pub struct Report {
     /// Per-CPU busy share over the measured interval (all processes).
     cpus: Vec<f64>,
     rcvbuf_errors: u64,
+    server_cpu: Option<Duration>,
 }
 
 struct Snapshot {
@@ -67,11 +70,13 @@ struct Snapshot {
     cpu: Duration,
     jiffies: Vec<(u64, u64)>,
     rcvbuf_errors: u64,
+    server_cpu: Option<Duration>,
 }
 
 impl Snapshot {
-    fn take(c: Counters) -> Snapshot {
+    fn take(c: Counters, server_pid: Option<u32>) -> Snapshot {
         Snapshot {
+            server_cpu: server_pid.and_then(net::process_cpu_time),
             c,
             at: Instant::now(),
             cpu: net::cpu_time(),
@@ -102,6 +107,9 @@ impl fmt::Display for Report {
             self.cfg.1,
             self.cfg.2,
         )?;
+        if let Some(sc) = self.server_cpu {
+            write!(f, " server_cpu_pct={:.1}", 100.0 * sc.as_secs_f64() / secs)?;
+        }
         for (i, b) in self.cpus.iter().enumerate() {
             write!(f, " cpu{i}_busy_pct={b:.1}")?;
         }
@@ -176,7 +184,7 @@ pub fn run(cfg: &Config) -> io::Result<Report> {
     loop {
         let now = Instant::now();
         if base.is_none() && now >= warm_end {
-            base = Some(Snapshot::take(c));
+            base = Some(Snapshot::take(c, cfg.server_pid));
         }
         if now >= end {
             break;
@@ -255,8 +263,8 @@ pub fn run(cfg: &Config) -> io::Result<Report> {
             net::poll_in(&mut pfds, IDLE_POLL);
         }
     }
-    let b = base.unwrap_or_else(|| Snapshot::take(c));
-    let e = Snapshot::take(c);
+    let b = base.unwrap_or_else(|| Snapshot::take(c, cfg.server_pid));
+    let e = Snapshot::take(c, cfg.server_pid);
     let cpus = e
         .jiffies
         .iter()
@@ -270,5 +278,9 @@ pub fn run(cfg: &Config) -> io::Result<Report> {
         cfg: (cfg.sockets, cfg.window, cfg.batch),
         cpus,
         rcvbuf_errors: e.rcvbuf_errors.saturating_sub(b.rcvbuf_errors),
+        server_cpu: match (b.server_cpu, e.server_cpu) {
+            (Some(x), Some(y)) => Some(y.saturating_sub(x)),
+            _ => None,
+        },
     })
 }

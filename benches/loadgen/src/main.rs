@@ -2,7 +2,7 @@
 //!
 //! Subcommands (every loop is bounded in time):
 //!   binding   --server ADDR [--duration SECS] [--warmup SECS] [--sockets N] [--window W]
-//!             [--batch B] [--timeout-ms MS] [--progress true]
+//!             [--batch B] [--timeout-ms MS] [--progress true] [--server-pid PID]
 //!             STUN Binding requests over UDP; prints one line
 //!             `answered_per_sec=.. sent=.. received=.. ...`
 //!   probe     --server ADDR [--timeout SECS]
@@ -23,7 +23,7 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 const USAGE: &str = "usage: ternd-loadgen <binding|probe|reflect|free-port> [--key value ...]
-  binding   --server ADDR [--duration 5] [--warmup 1] [--sockets 8] [--window 64] [--batch 32] [--timeout-ms 200] [--progress true]
+  binding   --server ADDR [--duration 5] [--warmup 1] [--sockets 8] [--window 64] [--batch 32] [--timeout-ms 200] [--progress true] [--server-pid PID]
   probe     --server ADDR [--timeout 5]
   reflect   --listen ADDR [--duration 3600]
   free-port";
@@ -81,7 +81,7 @@ fn main() {
     let rest = &args[1..];
     match cmd.as_str() {
         "binding" => {
-            let o = Opts::parse(rest, &["server", "duration", "warmup", "sockets", "window", "batch", "timeout-ms", "progress"]);
+            let o = Opts::parse(rest, &["server", "duration", "warmup", "sockets", "window", "batch", "timeout-ms", "progress", "server-pid"]);
             let cfg = binding::Config {
                 server: o.get("server", None),
                 duration: o.secs("duration", 5.0),
@@ -91,6 +91,7 @@ fn main() {
                 batch: o.get("batch", Some(32usize)).clamp(1, 1024),
                 timeout: Duration::from_millis(o.get("timeout-ms", Some(200u64)).max(1)),
                 progress: o.get("progress", Some(false)),
+                server_pid: o.map.contains_key("server-pid").then(|| o.get("server-pid", None)),
             };
             match binding::run(&cfg) {
                 Ok(r) => println!("{r}"),

@@ -190,10 +190,16 @@ impl Allocation {
     /// in its cooldown does not make the timer fire again at once.
     pub fn next_deadline(&self, now: Instant) -> Instant {
         let perms = self.permissions.iter().map(|p| p.expires);
-        let chans = self
-            .channels
-            .iter()
-            .map(|c| if now < c.expires { c.expires } else { c.expires + CHANNEL_COOLDOWN });
-        perms.chain(chans).filter(|&t| now < t).fold(self.expires, |a, b| a.min(b))
+        let chans = self.channels.iter().map(|c| {
+            if now < c.expires {
+                c.expires
+            } else {
+                c.expires + CHANNEL_COOLDOWN
+            }
+        });
+        perms
+            .chain(chans)
+            .filter(|&t| now < t)
+            .fold(self.expires, |a, b| a.min(b))
     }
 }

@@ -333,6 +333,19 @@ fn even_port_with_r_bit_reserves_the_next_port_for_a_token() {
 }
 
 #[test]
+fn even_port_r_bit_with_additional_family_is_400() {
+    let mut d = Driver::default_setup();
+    let mut c = Client::udp("198.51.100.1:40000");
+    d.allocate_with(&mut c, &[A::Bytes(EVEN_PORT, vec![0x80]), additional(2)])
+        .assert_error(Method::ALLOCATE, 400);
+    assert!(d.binds.is_empty());
+    // Without the R bit, both relays are even.
+    let r = d.allocate_with(&mut c, &[A::Bytes(EVEN_PORT, vec![0x00]), additional(2)]);
+    r.assert_ok(Method::ALLOCATE, &c.key);
+    assert!(relayed(&r).iter().all(|a| a.port() % 2 == 0));
+}
+
+#[test]
 fn token_with_even_port_is_400() {
     let mut d = Driver::default_setup();
     let mut a = Client::udp("198.51.100.1:40000");

@@ -109,6 +109,13 @@ impl Server {
             Some(v) if v.len() == 1 => (true, v[0] & 0x80 != 0),
             Some(_) => return self.error_with_key(msg, ErrorCode::BAD_REQUEST, &key, out),
         };
+        // 8. "The server checks if the request contains an EVEN-PORT attribute
+        // with the R bit set to 1. If yes, and the request also contains an
+        // ADDITIONAL-ADDRESS-FAMILY attribute, the server rejects the request
+        // with a 400 (Bad Request) error."
+        if reserve_next && aaf.is_some() {
+            return self.error_with_key(msg, ErrorCode::BAD_REQUEST, &key, out);
+        }
         // 7-8. Address families (RFC 8656 §7.2 and RFC 6156): IPv4 unless
         // REQUESTED-ADDRESS-FAMILY says otherwise; ADDITIONAL-ADDRESS-FAMILY
         // (IPv6 only) asks for a second, IPv6 relay. Both at once: 400.

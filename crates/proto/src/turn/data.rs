@@ -29,7 +29,7 @@ impl Server {
             return self.drop(DropReason::BadIndication);
         };
         let start = value.as_ptr() as usize - data.as_ptr() as usize;
-        self.to_peer(now, slot, peer, start, value.len())
+        self.relay_to_peer(now, slot, peer, start, value.len())
     }
 
     /// RFC 8656 §12.4 "Receiving a ChannelData Message" (from a client).
@@ -54,11 +54,11 @@ impl Server {
         let Some(peer) = a.channel_by_number(number, now).map(|c| c.peer) else {
             return self.drop(DropReason::ChannelData);
         };
-        self.to_peer(now, slot, peer, 4, len)
+        self.relay_to_peer(now, slot, peer, 4, len)
     }
 
     /// Common tail of client->peer relaying: permission, bandwidth, counters.
-    fn to_peer(&mut self, now: Instant, slot: u32, peer: SocketAddr, start: usize, len: usize) -> Output {
+    fn relay_to_peer(&mut self, now: Instant, slot: u32, peer: SocketAddr, start: usize, len: usize) -> Output {
         // Only our own addresses pay for the full policy check per packet.
         let own_blocked = self.config.policy.is_own(peer.ip()) && !self.config.policy.allows(peer);
         let a = self.slots[slot as usize].alloc.as_mut().expect("live");

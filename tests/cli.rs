@@ -1,0 +1,119 @@
+//! The real binary: the startup banner, clean shutdown on SIGTERM/SIGINT,
+//! and `ternd credentials` output that actually authenticates.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::turn::{Io, TurnClient};
+use common::*;
+
+fn ternd() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_ternd"))
+}
+
+#[test]
+fn serve_prints_a_banner_and_stops_cleanly_on_signals() {
+    for signal in [libc::SIGTERM, libc::SIGINT] {
+        let mut child = ternd()
+            .args([
+                "--set",
+                "listen.udp=127.0.0.1:0",
+                "--set",
+                "listen.tcp=127.0.0.1:0",
+                "--set",
+                "relay.ipv4=127.0.0.1",
+                "--shards",
+                "1",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut banner = String::new();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            banner.push_str(&line);
+            banner.push('\n');
+            if line.contains("Ctrl-C") || Instant::now() > deadline {
+                break;
+            }
+        }
+        assert!(banner.contains("stun:127.0.0.1:"), "{banner}");
+        assert!(
+            banner.contains("turn:127.0.0.1:") && banner.contains("?transport=tcp"),
+            "{banner}"
+        );
+        assert!(
+            banner.contains("username: ") && banner.contains("password: "),
+            "{banner}"
+        );
+        // SAFETY: sending a signal to the child we spawned, by its PID.
+        unsafe { libc::kill(child.id() as i32, signal) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(Instant::now() < deadline, "exits within 10 s of the signal");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert!(status.success(), "exit status {status:?} after signal {signal}");
+    }
+}
+
+#[test]
+fn credentials_command_mints_working_rest_credentials() {
+    let out = ternd()
+        .args([
+            "credentials",
+            "--user",
+            "cli-user",
+            "--ttl",
+            "10m",
+            "--set",
+            &format!("turn.secrets={TEST_SECRET}"),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let field = |k: &str| text.lines().find_map(|l| l.strip_prefix(k)).unwrap().trim().to_string();
+    let (user, pass) = (field("username:"), field("password:"));
+    assert!(user.ends_with(":cli-user"), "{user}");
+    let server = start(&turn_config(None, &[]));
+    let mut c = TurnClient::new(Io::udp(server.bound().udp[0]), &user, &pass);
+    assert!(c.allocate().is_ok(), "minted credentials authenticate");
+    server.shutdown().unwrap();
+
+    // --json is an RTCConfiguration-shaped object.
+    let out = ternd()
+        .args([
+            "credentials",
+            "--json",
+            "--host",
+            "turn.example.org",
+            "--set",
+            &format!("turn.secrets={TEST_SECRET}"),
+        ])
+        .output()
+        .unwrap();
+    let json = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        json.starts_with("{\"iceServers\":[{\"urls\":[\"stun:turn.example.org:3478\"]}"),
+        "{json}"
+    );
+    assert!(
+        json.contains("\"credential\":") && json.contains("turn:turn.example.org:3478?transport=tcp"),
+        "{json}"
+    );
+
+    // Without a configured secret there is nothing to mint from.
+    let out = ternd().args(["credentials"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("turn.secrets"));
+}
