@@ -26,6 +26,8 @@ SERVERS=${SERVERS:-"ternd coturn"}
 TERND_ARGS=${TERND_ARGS:-}      # extra ternd arguments, e.g. "--set udp.recv_buffer_bytes=4194304"
 COTURN_ARGS=${COTURN_ARGS:-}    # extra turnserver arguments
 SKIP_BUILD=${SKIP_BUILD:-0}     # 1: use already built binaries
+OTHER_MAX=${OTHER_MAX:-10}      # % of a core used by other processes above which a run is disturbed
+RETRIES=${RETRIES:-2}           # re-runs of a disturbed run
 
 TARGET=${CARGO_TARGET_DIR:-target}
 case $TARGET in /*) ;; *) TARGET=$ROOT/$TARGET ;; esac
@@ -124,37 +126,62 @@ median() { # median of numbers on stdin
 }
 
 # ---- rounds ---------------------------------------------------------------
+# A run is "disturbed" when the server core and the load core were busy with
+# something other than the server and the load generator (another process on
+# a shared machine) for more than OTHER_MAX percent of one core in total. A
+# disturbed run is retried up to RETRIES times; medians use undisturbed runs
+# when a server has any.
+single_cpu() { [[ $1 =~ ^[0-9]+$ ]]; }
 kinds=$SERVERS
 [[ $CEILING == 1 ]] && kinds="$kinds ceiling"
 log "rounds=$ROUNDS duration=${DURATION}s warmup=${WARMUP}s shards=$SHARDS sockets=$SOCKETS window=$WINDOW batch=$BATCH server_cpus=$SERVER_CPUS load_cpus=$LOAD_CPUS"
-declare -A RESULTS
+declare -A CLEAN ALL
 raw=()
 for r in $(seq "$ROUNDS"); do
     # Alternate the order each round so slow drift does not favour one server.
     order=$kinds
     (( r % 2 == 0 )) && order=$(echo "$kinds" | tr ' ' '\n' | tac | tr '\n' ' ')
     for kind in $order; do
-        measure "$kind"
-        line=$LINE
-        rate=$(field answered_per_sec "$line")
-        RESULTS[$kind]+="$rate "
-        srv=$(field "cpu${SERVER_CPUS%%[,-]*}_busy_pct" "$line")
-        gen=$(field "cpu${LOAD_CPUS%%[,-]*}_busy_pct" "$line")
-        # CPU on the two cores not charged to the server or the load generator
-        # (softirq work, and other processes: a disturbed round).
-        other=$(awk -v a="$srv" -v b="$gen" -v c="$(field server_cpu_pct "$line")" -v d="$(field gen_cpu_pct "$line")" \
-            'BEGIN { printf "%.0f", a + b - c - d }')
-        raw+=("$(printf 'round %d  %-8s %9s req/s  cores busy %3.0f%%/%3.0f%%  server %3.0f%%  loadgen %3.0f%%  other %3s%%  timeouts %s  rcvbuf-drops %s' \
-            "$r" "$kind" "$rate" "$srv" "$gen" "$(field server_cpu_pct "$line")" "$(field gen_cpu_pct "$line")" "$other" \
-            "$(field timeouts "$line")" "$(field udp_rcvbuf_errors "$line")")")
-        log "${raw[-1]}"
-        echo "$line" >>"$WORK/raw.txt"
+        for attempt in $(seq 0 "$RETRIES"); do
+            measure "$kind"
+            line=$LINE
+            echo "$line" >>"$WORK/raw.txt"
+            rate=$(field answered_per_sec "$line")
+            sp=$(field server_cpu_pct "$line") gp=$(field gen_cpu_pct "$line")
+            srv=? gen=? other=? disturbed=0
+            if single_cpu "$SERVER_CPUS" && single_cpu "$LOAD_CPUS" && [[ $SERVER_CPUS != "$LOAD_CPUS" ]]; then
+                srv=$(field "cpu${SERVER_CPUS}_busy_pct" "$line")
+                gen=$(field "cpu${LOAD_CPUS}_busy_pct" "$line")
+                # Busy time on the two cores not charged to either process.
+                other=$(awk -v a="$srv" -v b="$gen" -v c="$sp" -v d="$gp" 'BEGIN { v = a + b - c - d; printf "%.0f", (v < 0 ? 0 : v) }')
+                (( other > OTHER_MAX )) && disturbed=1
+            fi
+            note=
+            (( disturbed )) && note="  DISTURBED"
+            raw+=("$(printf 'round %d  %-8s %9s req/s  cores busy %5s%% / %5s%%  server %5s%%  loadgen %5s%%  other %3s%%  timeouts %s  rcvbuf-drops %s%s' \
+                "$r" "$kind" "$rate" "$srv" "$gen" "$sp" "$gp" "$other" \
+                "$(field timeouts "$line")" "$(field udp_rcvbuf_errors "$line")" "$note")")
+            log "${raw[-1]}"
+            (( disturbed )) && (( attempt < RETRIES )) && { log "other load on the cores: retrying"; continue; }
+            ALL[$kind]+="$rate "
+            (( disturbed )) || CLEAN[$kind]+="$rate "
+            break
+        done
     done
 done
 
 # ---- report ---------------------------------------------------------------
-med() { echo "${RESULTS[$1]:-}" | tr ' ' '\n' | awk 'NF' | median; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a+0 > 0 && b+0 > 0) printf "%.2f", a/b; else print "?" }'; }
+# med KIND: median over undisturbed runs, or over all runs marked with '*'.
+med() {
+    if [[ -n ${CLEAN[$1]:-} ]]; then
+        echo "${CLEAN[$1]}" | tr ' ' '\n' | awk 'NF' | median
+    elif [[ -n ${ALL[$1]:-} ]]; then
+        echo "$(echo "${ALL[$1]}" | tr ' ' '\n' | awk 'NF' | median)*"
+    else
+        echo "?"
+    fi
+}
+ratio() { awk -v a="${1%\*}" -v b="${2%\*}" 'BEGIN { if (a+0 > 0 && b+0 > 0) printf "%.2f", a/b; else print "?" }'; }
 t=$(med ternd)
 c=$(med coturn)
 echo
@@ -165,7 +192,8 @@ if [[ $CEILING == 1 ]]; then
     printf '%-36s %16s   (trivial batched responder: the most this load generator and kernel can show)\n' \
         "bare ceiling requests/s" "$(med ceiling)"
 fi
+[[ "$t$c" == *"*"* ]] && echo "* every run of this server was disturbed by other load on the machine: rerun when it is idle"
 echo
-echo "raw rounds:"
+echo "raw rounds (cores busy = server core / load core, all processes; other = busy time charged to neither; other > $OTHER_MAX% = DISTURBED):"
 printf '  %s\n' "${raw[@]}"
 echo "load: $SOCKETS sockets x $WINDOW in flight, batch $BATCH, 200 ms loss timeout; figures are answered Binding requests per second"

@@ -15,6 +15,13 @@ pub const CHANNEL_LIFETIME: Duration = Duration::from_secs(600);
 /// be bound to anything else for another 5 minutes.
 pub const CHANNEL_COOLDOWN: Duration = Duration::from_secs(300);
 
+/// Permissions and channels one allocation may hold. Lookups on the packet
+/// path scan these lists, so they are capped: past the cap a request gets
+/// 508 (Insufficient Capacity), which RFC 8656 §9.2 and §11.2 allow. ICE uses
+/// a few dozen at most.
+pub const MAX_PERMISSIONS: usize = 128;
+pub const MAX_CHANNELS: usize = 128;
+
 /// Index of a relay socket, shared by the core and the driver.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RelayId(pub u32);
@@ -138,6 +145,11 @@ impl Allocation {
     /// RFC 8656 §9: permissions match on IP address only.
     pub fn permits(&self, ip: IpAddr, now: Instant) -> bool {
         self.permissions.iter().any(|p| p.ip == ip && now < p.expires)
+    }
+
+    /// How many of `ips` would be new permissions.
+    pub fn new_permissions(&self, ips: impl Iterator<Item = IpAddr>) -> usize {
+        ips.filter(|ip| !self.permissions.iter().any(|p| p.ip == *ip)).count()
     }
 
     /// Installs or refreshes the permission for `ip`.

@@ -103,10 +103,11 @@ mod tests {
             next_frame(&[0x16, 3, 1, 2, 0, 1, 0, 1, 3], 1500),
             Err(FramingError::NotStunOrChannelData)
         );
-        // A reserved channel number (RFC 8656 §12).
+        // RFC 5766 channel numbers (0x5000-0x7FFF) are framed like any
+        // ChannelData; the core drops the ones not bound.
         assert_eq!(
-            next_frame(&[0x50, 0, 0, 4], 1500),
-            Err(FramingError::NotStunOrChannelData)
+            next_frame(&[0x50, 0, 0, 4, 1, 2, 3, 4], 1500),
+            Ok(Some(Frame::ChannelData { len: 8, payload: 4 }))
         );
         assert_eq!(
             next_frame(&[0, 1, 0xFF, 0xFC, 0x21, 0x12, 0xa4, 0x42], 1500),

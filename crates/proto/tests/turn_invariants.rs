@@ -16,7 +16,7 @@ use proto::quota::Quotas;
 use proto::wire::{attr, Class, Method};
 use proto::{canonical, Event, FiveTuple, RelayId, Transport};
 
-const SEEDS: [u64; 3] = [1, 0xDEAD_BEEF, 0x5EED_0F_7E57];
+const SEEDS: [u64; 5] = [1, 2, 0xDEAD_BEEF, 0x005E_ED0F_7E57, 0x0123_4567_89AB_CDEF];
 const STEPS: usize = 4000;
 
 /// xorshift64*: tiny, deterministic, no dependencies.
@@ -123,11 +123,8 @@ impl Fuzz {
 
     /// Mostly the well-behaved peers, so that data flows; sometimes any.
     fn random_peer(&mut self) -> SocketAddr {
-        if self.rng.chance(4) {
-            addr(*self.rng.pick(PEERS))
-        } else {
-            addr(*self.rng.pick(&PEERS[..3]))
-        }
+        let n = if self.rng.chance(4) { PEERS.len() } else { 3 };
+        addr(PEERS[self.rng.below(n as u64) as usize])
     }
 
     fn step(&mut self) {
@@ -337,11 +334,23 @@ impl Fuzz {
     }
 }
 
+/// Names the seed and step of a failure, wherever in the step it panics.
+struct Where(u64, usize);
+
+impl Drop for Where {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("failed at seed {:#x}, step {}", self.0, self.1);
+        }
+    }
+}
+
 #[test]
 fn random_operations_keep_the_invariants() {
     for seed in SEEDS {
         let mut f = Fuzz::new(seed);
         for step in 0..STEPS {
+            let _at = Where(seed, step);
             f.step();
             f.check(seed, step);
         }
@@ -357,7 +366,10 @@ fn random_operations_keep_the_invariants() {
         assert_eq!(f.d.server.timer_entries(), 0);
         // The run exercised what it claims to: data went both ways.
         let t = f.d.server.stats().traffic;
-        assert!(t.to_peer_packets > 20 && t.to_client_packets > 20, "seed {seed:#x}: {t:?}");
+        assert!(
+            t.to_peer_packets > 20 && t.to_client_packets > 20,
+            "seed {seed:#x}: {t:?}"
+        );
         assert!(
             f.model.created > 10,
             "seed {seed:#x} made only {} allocations",

@@ -270,3 +270,30 @@ fn peer_datagrams_arrive_as_data_indications() {
     );
     assert_eq!(d.server.stats().traffic.to_client_packets, 9);
 }
+
+#[test]
+fn permissions_and_channels_per_allocation_are_capped_with_508() {
+    use proto::allocation::{MAX_CHANNELS, MAX_PERMISSIONS};
+    let mut d = Driver::default_setup();
+    let mut c = v4(&mut d);
+    let peer_n = |i: usize| addr(&format!("93.184.{}.{}:5000", i / 200, 1 + i % 200));
+    for i in 0..MAX_PERMISSIONS {
+        d.create_permission(&mut c, &[peer_n(i)])
+            .assert_ok(Method::CREATE_PERMISSION, &c.key);
+    }
+    // Refreshing an existing one is fine; a new one is over the cap.
+    d.create_permission(&mut c, &[peer_n(0)])
+        .assert_ok(Method::CREATE_PERMISSION, &c.key);
+    d.create_permission(&mut c, &[peer_n(MAX_PERMISSIONS)])
+        .assert_error(Method::CREATE_PERMISSION, 508);
+    // Channels to already-permitted peers, up to their own cap.
+    for i in 0..MAX_CHANNELS {
+        d.channel_bind(&mut c, 0x4000 + i as u16, peer_n(i))
+            .assert_ok(Method::CHANNEL_BIND, &c.key);
+    }
+    let extra = peer_n(0);
+    d.create_permission(&mut c, &[extra])
+        .assert_ok(Method::CREATE_PERMISSION, &c.key);
+    d.channel_bind(&mut c, 0x4000 + MAX_CHANNELS as u16, addr("93.184.0.1:6000"))
+        .assert_error(Method::CHANNEL_BIND, 508);
+}

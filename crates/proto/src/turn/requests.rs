@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::peer_address;
 use crate::addr::FiveTuple;
-use crate::allocation::CachedResponse;
+use crate::allocation::{CachedResponse, MAX_CHANNELS, MAX_PERMISSIONS};
 use crate::server::{CloseReason, Output, Server};
 use crate::wire::{attr, ErrorCode, Message, Method};
 
@@ -160,6 +160,11 @@ impl Server {
             Err(code) => return self.error_with_key(msg, code, key, out),
         };
         let a = self.slots[slot as usize].alloc.as_mut().expect("live");
+        a.prune(now);
+        if a.permissions.len() + a.new_permissions(peers[..n].iter().map(|p| p.ip())) > MAX_PERMISSIONS {
+            return self.error_with_key(msg, ErrorCode::INSUFFICIENT_CAPACITY, key, out);
+        }
+        let a = self.slots[slot as usize].alloc.as_mut().expect("live");
         for p in &peers[..n] {
             a.permit(p.ip(), now);
         }
@@ -198,6 +203,15 @@ impl Server {
         if a.channel_conflict(number, &peer, now) {
             return self.error_with_key(msg, ErrorCode::BAD_REQUEST, key, out);
         }
+        a.prune(now);
+        let is_new_channel = !a.channels.iter().any(|c| c.number == number);
+        let is_new_permission = a.new_permissions(std::iter::once(peer.ip())) == 1;
+        if (is_new_channel && a.channels.len() >= MAX_CHANNELS)
+            || (is_new_permission && a.permissions.len() >= MAX_PERMISSIONS)
+        {
+            return self.error_with_key(msg, ErrorCode::INSUFFICIENT_CAPACITY, key, out);
+        }
+        let a = self.slots[slot as usize].alloc.as_mut().expect("live");
         // "If the request is valid ... the server ... creates or refreshes the
         // channel binding ... also installs or refreshes a permission for the
         // IP address".

@@ -53,12 +53,14 @@ pub fn config(t0: Instant) -> ServerConfig {
     };
     credentials.add_static_user(ALICE.0, ALICE.1);
     credentials.add_static_user(BOB.0, BOB.1);
-    let mut policy = proto::policy::PeerPolicy::default();
-    policy.own = vec![
-        RELAY_V4.parse().unwrap(),
-        RELAY_V4_PUBLIC.parse().unwrap(),
-        RELAY_V6.parse().unwrap(),
-    ];
+    let policy = proto::policy::PeerPolicy {
+        own: vec![
+            RELAY_V4.parse().unwrap(),
+            RELAY_V4_PUBLIC.parse().unwrap(),
+            RELAY_V6.parse().unwrap(),
+        ],
+        ..Default::default()
+    };
     ServerConfig {
         credentials,
         clock: Clock {
