@@ -8,20 +8,6 @@ use std::process::Command;
 
 use common::*;
 
-/// The tool, or None when it is missing outside CI (under CI=true a missing
-/// tool fails the test: the test command installs it).
-fn tool(name: &str) -> Option<String> {
-    let path = format!("/usr/bin/{name}");
-    if std::path::Path::new(&path).exists() {
-        return Some(path);
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!("{name} is missing (install the Debian package `coturn`; tests/run.sh does)");
-    }
-    eprintln!("SKIPPED: {name} not installed; run tests/run.sh to install it");
-    None
-}
-
 /// Parses "UDP reflexive addr: 127.0.0.1:58014" (IPv6 unbracketed:
 /// "::1:43200") from the tool's output.
 fn reflexive(stdout: &str) -> Option<SocketAddr> {

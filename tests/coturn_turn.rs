@@ -19,18 +19,6 @@ impl Drop for Proc {
     }
 }
 
-fn tool(name: &str) -> Option<String> {
-    let path = format!("/usr/bin/{name}");
-    if std::path::Path::new(&path).exists() {
-        return Some(path);
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!("{name} is missing (install the Debian package `coturn`; tests/run.sh does)");
-    }
-    eprintln!("SKIPPED: {name} not installed; run tests/run.sh to install it");
-    None
-}
-
 /// Runs uclient with `args` and returns (sent, received, lost) from its summary.
 fn uclient(args: &[String]) -> (u64, u64, u64, String) {
     let bin = tool("turnutils_uclient").expect("checked by the caller");

@@ -227,3 +227,17 @@ pub fn rest_credentials(user: &str) -> (String, String) {
     let password = proto::auth::rest_password(TEST_SECRET.as_bytes(), &username);
     (username, password)
 }
+
+/// The path of a coturn tool, or None when it is missing outside CI (under
+/// CI=true a missing tool fails the test: tests/run.sh installs it).
+pub fn tool(name: &str) -> Option<String> {
+    let path = format!("/usr/bin/{name}");
+    if std::path::Path::new(&path).exists() {
+        return Some(path);
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("{name} is missing (install the Debian package `coturn`; tests/run.sh does)");
+    }
+    eprintln!("SKIPPED: {name} not installed; run tests/run.sh to install it");
+    None
+}

@@ -103,6 +103,17 @@ pub struct CachedResponse {
     pub bytes: Vec<u8>,
 }
 
+impl CachedResponse {
+    /// Copies the response into `out` if it answers transaction `tid`.
+    pub fn replay(&self, tid: &TransactionId, out: &mut [u8]) -> Option<usize> {
+        let n = self.bytes.len();
+        (self.tid == *tid && n <= out.len()).then(|| {
+            out[..n].copy_from_slice(&self.bytes);
+            n
+        })
+    }
+}
+
 #[derive(Debug)]
 pub struct Allocation {
     pub tuple: FiveTuple,

@@ -33,9 +33,7 @@ impl Server {
                 .alloc
                 .as_ref()
                 .expect("indexed allocation exists");
-            if a.allocate_response.tid == tid && a.allocate_response.bytes.len() <= out.len() {
-                let n = a.allocate_response.bytes.len();
-                out[..n].copy_from_slice(&a.allocate_response.bytes);
+            if let Some(n) = a.allocate_response.replay(&tid, out) {
                 return Output::Reply(n);
             }
         }

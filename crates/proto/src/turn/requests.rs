@@ -32,13 +32,8 @@ impl Server {
                 .alloc
                 .as_ref()
                 .expect("indexed allocation exists");
-            if let Some(c) = a
-                .last_response
-                .as_ref()
-                .filter(|c| c.tid == tid && c.bytes.len() <= out.len())
-            {
-                out[..c.bytes.len()].copy_from_slice(&c.bytes);
-                return Output::Reply(c.bytes.len());
+            if let Some(n) = a.last_response.as_ref().and_then(|c| c.replay(&tid, out)) {
+                return Output::Reply(n);
             }
         }
         let (username, key) = match self.authenticate(now, tuple, msg, out) {

@@ -40,20 +40,13 @@ impl<'b> MessageBuilder<'b> {
     }
 
     /// Reserves an attribute of `value_len` bytes (zero padding included) and
-    /// returns its value slice for the caller to fill.
+    /// returns its value slice, zeroed, for the caller to fill.
     pub fn reserve(&mut self, typ: u16, value_len: usize) -> Result<&mut [u8], BufferTooSmall> {
-        let total = ATTR_HEADER_LEN + pad4(value_len);
-        let body = self.len + total - HEADER_LEN;
-        if value_len > u16::MAX as usize || body > u16::MAX as usize || self.len + total > self.buf.len() {
-            return Err(BufferTooSmall);
-        }
         let off = self.len;
-        self.buf[off..off + 2].copy_from_slice(&typ.to_be_bytes());
-        self.buf[off + 2..off + 4].copy_from_slice(&(value_len as u16).to_be_bytes());
-        self.buf[off + 4..off + total].fill(0);
-        self.len += total;
-        self.buf[2..4].copy_from_slice(&(body as u16).to_be_bytes());
-        Ok(&mut self.buf[off + 4..off + 4 + value_len])
+        self.add_in_place(typ, value_len)?;
+        let value = &mut self.buf[off + ATTR_HEADER_LEN..off + ATTR_HEADER_LEN + value_len];
+        value.fill(0);
+        Ok(value)
     }
 
     /// Writes an attribute header for a value of `value_len` bytes that is
