@@ -141,7 +141,8 @@ pub fn start(config: &Config) -> anyhow::Result<RunningServer> {
             core_config: shared.core_config(config, index, n)?,
             tls: tls.clone(),
             limits: limits.clone(),
-            relay_buffers: (config.udp.recv_buffer_bytes, config.udp.send_buffer_bytes),
+            // Relay sockets are many: they keep the kernel's default buffers.
+            relay_buffers: (0, 0),
             shutdown: stop_rx.clone(),
         };
         let h = std::thread::Builder::new()
