@@ -98,6 +98,11 @@ pub fn render(bound: &BoundAddrs, shards: usize, shared: &Shared) -> String {
             );
         }
     }
+    for a in &bound.http {
+        let base = format!("http://{}:{}", host_of(a), a.port());
+        let _ = writeln!(s, "Sample peers (open in a browser): {base}/");
+        let _ = writeln!(s, "iceServers for RTCPeerConnection: {base}/api/ice-servers");
+    }
     let _ = writeln!(s, "Ctrl-C stops the server.");
     s
 }

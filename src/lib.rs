@@ -5,5 +5,7 @@
 pub mod banner;
 pub mod cli;
 pub mod config;
+pub mod http;
 pub mod logging;
 pub mod server;
+pub mod signaling;

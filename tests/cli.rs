@@ -25,6 +25,8 @@ fn serve_prints_a_banner_and_stops_cleanly_on_signals() {
                 "listen.tcp=127.0.0.1:0",
                 "--set",
                 "relay.ipv4=127.0.0.1",
+                "--set",
+                "http.listen=127.0.0.1:0",
                 "--shards",
                 "1",
             ])

@@ -31,6 +31,9 @@ pub const LIST_KEYS: &[&str] = &[
     "relay.external_ip",
     "peers.allow",
     "peers.deny",
+    "http.listen",
+    "http.api_keys",
+    "http.allowed_origins",
 ];
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -44,7 +47,46 @@ pub struct Config {
     pub turn: TurnSection,
     pub relay: RelaySection,
     pub peers: PeersSection,
+    pub http: HttpSection,
+    pub signaling: SignalingSection,
     pub log: LogSection,
+}
+
+#[derive(Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSection {
+    pub listen: Vec<SocketAddr>,
+    pub tls: bool,
+    pub public_host: String,
+    pub api_keys: Vec<String>,
+    pub allowed_origins: Vec<String>,
+    pub default_ttl: ConfigDuration,
+    pub max_ttl: ConfigDuration,
+}
+
+/// API keys never reach a log line.
+impl std::fmt::Debug for HttpSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpSection")
+            .field("listen", &self.listen)
+            .field("tls", &self.tls)
+            .field("public_host", &self.public_host)
+            .field("api_keys", &format_args!("[{} hidden]", self.api_keys.len()))
+            .field("allowed_origins", &self.allowed_origins)
+            .field("default_ttl", &self.default_ttl)
+            .field("max_ttl", &self.max_ttl)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignalingSection {
+    pub max_message_bytes: usize,
+    pub max_room_size: usize,
+    pub max_messages_per_sec: u32,
+    pub resume_grace: ConfigDuration,
+    pub ping_interval: ConfigDuration,
 }
 
 #[derive(Clone, PartialEq, Deserialize)]
@@ -375,6 +417,45 @@ impl Config {
         }
         if let Err(e) = self.external_ips_raw() {
             return invalid("relay.external_ip", &e);
+        }
+        if self.http.tls && self.http.listen.iter().any(|_| true) {
+            if self.tls.cert_file.as_os_str().is_empty() || self.tls.key_file.as_os_str().is_empty() {
+                return invalid("http.tls", "needs tls.cert_file and tls.key_file");
+            }
+        }
+        if self.http.default_ttl.0 < Duration::from_secs(60) || self.http.default_ttl.0 > self.http.max_ttl.0 {
+            return invalid("http.default_ttl", "must be at least 1m and not above http.max_ttl");
+        }
+        if !self.http.api_keys.is_empty() && self.http.api_keys.iter().any(|k| k.len() < 16) {
+            return invalid("http.api_keys", "each key must be at least 16 characters");
+        }
+        if !self.http.listen.is_empty()
+            && self.http.api_keys.is_empty()
+            && self.http.allowed_origins.is_empty()
+            && !self.http.listen.iter().all(|a| a.ip().is_loopback())
+        {
+            return invalid(
+                "http.api_keys",
+                "an HTTP listener on a non-loopback address needs http.api_keys or http.allowed_origins \
+                 (the iceServers API would hand TURN credentials to anyone)",
+            );
+        }
+        for o in &self.http.allowed_origins {
+            if o != "*" && !(o.starts_with("http://") || o.starts_with("https://")) {
+                return invalid(
+                    "http.allowed_origins",
+                    &format!("`{o}` is not an origin like https://app.example.org"),
+                );
+            }
+        }
+        if self.signaling.max_room_size < 2 {
+            return invalid("signaling.max_room_size", "must be at least 2");
+        }
+        if self.signaling.max_message_bytes < 1024 {
+            return invalid("signaling.max_message_bytes", "must be at least 1024");
+        }
+        if self.signaling.max_messages_per_sec == 0 {
+            return invalid("signaling.max_messages_per_sec", "must be at least 1");
         }
         for (key, list) in [("peers.allow", &self.peers.allow), ("peers.deny", &self.peers.deny)] {
             for net in list {

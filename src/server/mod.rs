@@ -29,6 +29,7 @@ pub struct BoundAddrs {
     pub udp: Vec<SocketAddr>,
     pub tcp: Vec<SocketAddr>,
     pub tls: Vec<SocketAddr>,
+    pub http: Vec<SocketAddr>,
 }
 
 /// A running server. Dropping it without [`RunningServer::shutdown`] leaves
@@ -38,6 +39,7 @@ pub struct RunningServer {
     shared: setup::Shared,
     shards: Vec<JoinHandle<std::io::Result<proto::Stats>>>,
     stop: watch::Sender<bool>,
+    http: Option<crate::http::HttpServer>,
 }
 
 impl RunningServer {
@@ -52,6 +54,9 @@ impl RunningServer {
 
     /// Stops every shard and returns their counters summed.
     pub fn shutdown(self) -> anyhow::Result<proto::Stats> {
+        if let Some(h) = self.http {
+            h.shutdown();
+        }
         let _ = self.stop.send(true);
         let mut totals = proto::Stats::default();
         for (i, h) in self.shards.into_iter().enumerate() {
@@ -132,6 +137,10 @@ pub fn start(config: &Config) -> anyhow::Result<RunningServer> {
         open: Arc::new(AtomicUsize::new(0)),
     };
     let shared = setup::Shared::new(config)?;
+    let http = crate::http::start(config, &shared)?;
+    if let Some(h) = &http {
+        bound.http = h.bound.clone();
+    }
     let (stop, stop_rx) = watch::channel(false);
     let mut shards = Vec::with_capacity(n);
     for (index, sockets) in per_shard.into_iter().enumerate() {
@@ -156,5 +165,6 @@ pub fn start(config: &Config) -> anyhow::Result<RunningServer> {
         shared,
         shards,
         stop,
+        http,
     })
 }

@@ -79,6 +79,8 @@ pub fn test_config(cert: Option<&TestCert>, extra: &[(&str, &str)]) -> Config {
         ("listen.tcp".into(), "127.0.0.1:0,[::1]:0".into()),
         ("server.shards".into(), "2".into()),
         ("log.level".into(), "warn".into()),
+        // HTTP only where a test asks for it (on port 0).
+        ("http.listen".into(), "".into()),
     ];
     if let Some(c) = cert {
         overrides.push(("listen.tls".into(), "127.0.0.1:0,[::1]:0".into()));

@@ -132,16 +132,16 @@ struct Sock {
 }
 
 /// xorshift64*: transaction-id nonces only, not for anything secret.
-struct Rng(u64);
+pub struct Rng(u64);
 impl Rng {
-    fn seeded() -> Rng {
+    pub fn seeded() -> Rng {
         let t = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(1);
         Rng((t ^ ((std::process::id() as u64) << 32)) | 1)
     }
-    fn next(&mut self) -> u64 {
+    pub fn next(&mut self) -> u64 {
         let mut x = self.0;
         x ^= x >> 12;
         x ^= x << 25;

@@ -212,3 +212,108 @@ pub fn process_cpu_time(pid: u32) -> Option<Duration> {
     let hz = if hz > 0 { hz as u64 } else { 100 };
     Some(Duration::from_nanos(ticks * 1_000_000_000 / hz))
 }
+
+/// A level-triggered epoll set; each fd carries a caller-chosen u64.
+pub struct Epoll {
+    fd: RawFd,
+    events: Vec<libc::epoll_event>,
+}
+
+impl Epoll {
+    pub fn new(max_events: usize) -> io::Result<Epoll> {
+        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Epoll { fd, events: vec![libc::epoll_event { events: 0, u64: 0 }; max_events.max(1)] })
+    }
+
+    pub fn add(&self, fd: RawFd, data: u64) -> io::Result<()> {
+        let mut ev = libc::epoll_event { events: libc::EPOLLIN as u32, u64: data };
+        if unsafe { libc::epoll_ctl(self.fd, libc::EPOLL_CTL_ADD, fd, &mut ev) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Wait up to `timeout` (zero: do not block); returns the data of the ready fds.
+    pub fn wait(&mut self, timeout: Duration, out: &mut Vec<u64>) -> io::Result<()> {
+        out.clear();
+        let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+        let n = unsafe { libc::epoll_wait(self.fd, self.events.as_mut_ptr(), self.events.len() as i32, ms) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            return if e.raw_os_error() == Some(libc::EINTR) { Ok(()) } else { Err(e) };
+        }
+        out.extend(self.events[..n as usize].iter().map(|e| e.u64));
+        Ok(())
+    }
+}
+
+impl Drop for Epoll {
+    fn drop(&mut self) {
+        unsafe { libc::close(self.fd) };
+    }
+}
+
+/// Non-blocking UDP socket bound to 127.0.0.1:0 (not connected).
+pub fn bound_socket(bufsize: i32) -> io::Result<UdpSocket> {
+    let s = UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0))?;
+    s.set_nonblocking(true)?;
+    set_bufs(std::os::fd::AsRawFd::as_raw_fd(&s), bufsize);
+    Ok(s)
+}
+
+/// Per-CPU busy share between two `cpu_jiffies` readings.
+pub fn busy_pcts(before: &[(u64, u64)], after: &[(u64, u64)]) -> Vec<f64> {
+    after
+        .iter()
+        .zip(before.iter())
+        .map(|(&(b1, t1), &(b0, t0))| 100.0 * b1.saturating_sub(b0) as f64 / (t1.saturating_sub(t0).max(1)) as f64)
+        .collect()
+}
+
+/// CPU accounting over a measured interval: this process, the server
+/// process (if a PID is given), every CPU, and UDP receive-buffer drops.
+pub struct Usage {
+    at: std::time::Instant,
+    cpu: Duration,
+    jiffies: Vec<(u64, u64)>,
+    rcvbuf_errors: u64,
+    server_cpu: Option<Duration>,
+}
+
+impl Usage {
+    pub fn take(server_pid: Option<u32>) -> Usage {
+        Usage {
+            server_cpu: server_pid.and_then(process_cpu_time),
+            at: std::time::Instant::now(),
+            cpu: cpu_time(),
+            jiffies: cpu_jiffies(),
+            rcvbuf_errors: udp_rcvbuf_errors(),
+        }
+    }
+
+    /// The usual trailing fields: elapsed, gen_cpu_pct, udp_rcvbuf_errors,
+    /// server_cpu_pct (if known) and cpuN_busy_pct, as `key=value` pairs.
+    pub fn fields(&self, end: &Usage) -> String {
+        let secs = end.at.duration_since(self.at).as_secs_f64().max(1e-9);
+        let mut s = format!(
+            "elapsed={:.3} gen_cpu_pct={:.1} udp_rcvbuf_errors={}",
+            secs,
+            100.0 * end.cpu.saturating_sub(self.cpu).as_secs_f64() / secs,
+            end.rcvbuf_errors.saturating_sub(self.rcvbuf_errors)
+        );
+        if let (Some(a), Some(b)) = (self.server_cpu, end.server_cpu) {
+            s += &format!(" server_cpu_pct={:.1}", 100.0 * b.saturating_sub(a).as_secs_f64() / secs);
+        }
+        for (i, b) in busy_pcts(&self.jiffies, &end.jiffies).iter().enumerate() {
+            s += &format!(" cpu{i}_busy_pct={b:.1}");
+        }
+        s
+    }
+
+    pub fn secs_until(&self, end: &Usage) -> f64 {
+        end.at.duration_since(self.at).as_secs_f64().max(1e-9)
+    }
+}

@@ -1,0 +1,90 @@
+//! Who may use the HTTP API and the signaling socket: bearer API keys
+//! (compared in constant time), an allow list of web origins (CORS), and the
+//! open laptop default (no keys, no origins, loopback-only listeners).
+
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+
+use super::ApiError;
+
+#[derive(Debug, Clone)]
+pub struct AccessPolicy {
+    pub api_keys: Vec<String>,
+    pub allowed_origins: Vec<String>,
+    /// No keys, no origins, every listener on loopback: anyone local may call.
+    pub open: bool,
+}
+
+impl AccessPolicy {
+    fn origin_listed(&self, origin: &str) -> bool {
+        self.allowed_origins
+            .iter()
+            .any(|o| o == "*" || o.eq_ignore_ascii_case(origin))
+    }
+
+    /// The Origin header, if any.
+    pub fn origin(headers: &HeaderMap) -> Option<&str> {
+        headers.get(header::ORIGIN).and_then(|v| v.to_str().ok())
+    }
+
+    /// May this request mint credentials?
+    pub fn check_api(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        if let Some(auth) = headers.get(header::AUTHORIZATION) {
+            let key = auth
+                .to_str()
+                .ok()
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .ok_or(ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "the Authorization header must be `Bearer KEY`",
+                ))?;
+            return if self
+                .api_keys
+                .iter()
+                .any(|k| proto::wire::ct_eq(k.as_bytes(), key.trim().as_bytes()))
+            {
+                Ok(())
+            } else {
+                Err(ApiError::new(StatusCode::FORBIDDEN, "wrong API key"))
+            };
+        }
+        if Self::origin(headers).is_some_and(|o| self.origin_listed(o)) || self.open {
+            return Ok(());
+        }
+        if self.api_keys.is_empty() {
+            Err(ApiError::new(StatusCode::FORBIDDEN, "this origin is not allowed"))
+        } else {
+            Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "missing API key (Authorization: Bearer KEY)",
+            ))
+        }
+    }
+
+    /// May this browser page open the signaling socket? Non-browser clients
+    /// send no Origin; a page may if it is same-origin or listed.
+    pub fn check_ws_origin(&self, headers: &HeaderMap) -> bool {
+        let Some(origin) = Self::origin(headers) else {
+            return true;
+        };
+        if self.origin_listed(origin) {
+            return true;
+        }
+        let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let same = origin
+            .strip_prefix("http://")
+            .or_else(|| origin.strip_prefix("https://"));
+        same.is_some_and(|o| !host.is_empty() && o.eq_ignore_ascii_case(host))
+    }
+
+    /// CORS headers for a response to `headers`' Origin, if it is allowed.
+    pub fn cors(&self, headers: &HeaderMap, out: &mut HeaderMap) {
+        let Some(origin) = Self::origin(headers) else { return };
+        if !(self.origin_listed(origin) || self.open) {
+            return;
+        }
+        if let Ok(v) = HeaderValue::from_str(origin) {
+            out.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
+            out.insert(header::VARY, HeaderValue::from_static("Origin"));
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! The HTTP listener: the iceServers API, the signaling WebSocket, the sample
+//! page and health, on one axum router served from its own thread.
+
+mod access;
+mod ice;
+mod page;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use tokio::sync::watch;
+
+pub use access::AccessPolicy;
+
+use crate::config::Config;
+use crate::server::setup::Shared;
+use crate::signaling::{Hub, SignalingLimits};
+
+/// What every HTTP handler can see.
+pub struct AppState {
+    pub config: Config,
+    pub shared: Shared,
+    pub access: AccessPolicy,
+    pub public_host: String,
+    pub default_ttl: Duration,
+    pub max_ttl: Duration,
+    pub hub: Arc<Hub>,
+}
+
+/// A refusal, as `{"error":{"code":N,"message":"..."}}`.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: &'static str,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: &'static str) -> Self {
+        ApiError { status, message }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({"error": {"code": self.status.as_u16(), "message": self.message}});
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/", get(page::index))
+        .route("/app.js", get(page::script))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/api/ice-servers", get(ice::ice_servers).options(ice::preflight))
+        .route("/ws", get(ws))
+        .with_state(state)
+}
+
+/// `GET /ws`: the Origin is checked before the upgrade (403), then the
+/// socket belongs to the signaling hub.
+async fn ws(State(app): State<Arc<AppState>>, headers: HeaderMap, upgrade: WebSocketUpgrade) -> Response {
+    if !app.access.check_ws_origin(&headers) {
+        return ApiError::new(StatusCode::FORBIDDEN, "this origin may not open the signaling socket").into_response();
+    }
+    let hub = app.hub.clone();
+    upgrade
+        .max_message_size(hub.limits().max_message_bytes)
+        .on_upgrade(move |socket| crate::signaling::serve_socket(hub, socket))
+}
+
+/// The HTTP listeners, bound; serving on their own thread until stopped.
+pub struct HttpServer {
+    pub bound: Vec<SocketAddr>,
+    stop: watch::Sender<bool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl HttpServer {
+    pub fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Binds `http.listen` and serves the router. None when HTTP is disabled.
+pub fn start(config: &Config, shared: &Shared) -> anyhow::Result<Option<HttpServer>> {
+    if config.http.listen.is_empty() {
+        return Ok(None);
+    }
+    let access = AccessPolicy {
+        api_keys: config.http.api_keys.clone(),
+        allowed_origins: config.http.allowed_origins.clone(),
+        open: config.http.api_keys.is_empty()
+            && config.http.allowed_origins.is_empty()
+            && config.http.listen.iter().all(|a| a.ip().is_loopback()),
+    };
+    let s = &config.signaling;
+    let hub = Hub::new(SignalingLimits {
+        max_message_bytes: s.max_message_bytes,
+        max_room_size: s.max_room_size,
+        max_messages_per_sec: s.max_messages_per_sec,
+        resume_grace: s.resume_grace.0,
+        ping_interval: s.ping_interval.0,
+    });
+    let state = Arc::new(AppState {
+        config: config.clone(),
+        shared: shared.clone(),
+        access,
+        public_host: config.http.public_host.clone(),
+        default_ttl: config.http.default_ttl.0,
+        max_ttl: config.http.max_ttl.0,
+        hub,
+    });
+    let mut listeners = Vec::new();
+    for addr in &config.http.listen {
+        let l = std::net::TcpListener::bind(addr).with_context(|| format!("http.listen: cannot bind {addr}"))?;
+        l.set_nonblocking(true)?;
+        listeners.push(l);
+    }
+    let bound = listeners
+        .iter()
+        .map(|l| l.local_addr())
+        .collect::<Result<Vec<_>, _>>()?;
+    let (stop, stop_rx) = watch::channel(false);
+    let app = router(state);
+    let thread = std::thread::Builder::new()
+        .name("ternd-http".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::error!("cannot start the HTTP runtime: {e}");
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                let mut tasks = Vec::new();
+                for l in listeners {
+                    let Ok(l) = tokio::net::TcpListener::from_std(l) else {
+                        continue;
+                    };
+                    let mut stop = stop_rx.clone();
+                    let app = app.clone();
+                    tasks.push(tokio::spawn(async move {
+                        let shutdown = async move {
+                            let _ = stop.wait_for(|s| *s).await;
+                        };
+                        if let Err(e) = axum::serve(l, app).with_graceful_shutdown(shutdown).await {
+                            tracing::error!("http listener failed: {e}");
+                        }
+                    }));
+                }
+                let mut stop = stop_rx;
+                let _ = stop.wait_for(|s| *s).await;
+                // Open WebSockets would hold graceful shutdown: give them a moment.
+                let _ = tokio::time::timeout(Duration::from_secs(2), async {
+                    for t in tasks {
+                        let _ = t.await;
+                    }
+                })
+                .await;
+            });
+        })
+        .context("cannot start the HTTP thread")?;
+    Ok(Some(HttpServer {
+        bound,
+        stop,
+        thread: Some(thread),
+    }))
+}

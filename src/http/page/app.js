@@ -1,0 +1,1 @@
+// ternd sample peers
