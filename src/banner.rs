@@ -124,25 +124,53 @@ fn json_str(s: &str) -> String {
     o
 }
 
-/// `{"iceServers":[...],"ttl":N}` for the configured listeners, ready to
-/// paste into `new RTCPeerConnection(...)`.
-pub fn ice_servers_json(config: &Config, host: &str, username: &str, password: &str, ttl: u64) -> String {
+/// The ports clients reach each transport on.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct IcePorts {
+    pub udp: Option<u16>,
+    pub tcp: Option<u16>,
+    pub tls: Option<u16>,
+}
+
+impl IcePorts {
+    pub fn from_config(config: &Config) -> Self {
+        let port = |v: &Vec<SocketAddr>| v.first().map(|a| a.port());
+        IcePorts {
+            udp: port(&config.listen.udp),
+            tcp: port(&config.listen.tcp),
+            tls: port(&config.listen.tls),
+        }
+    }
+
+    /// The ports actually bound (port 0 resolved).
+    pub fn from_bound(bound: &BoundAddrs) -> Self {
+        let port = |v: &Vec<SocketAddr>| v.first().map(|a| a.port());
+        IcePorts {
+            udp: port(&bound.udp),
+            tcp: port(&bound.tcp),
+            tls: port(&bound.tls),
+        }
+    }
+}
+
+/// `{"iceServers":[...],"ttl":N}` for these ports, ready to paste into
+/// `new RTCPeerConnection(...)`.
+pub fn ice_servers_json(ports: IcePorts, host: &str, username: &str, password: &str, ttl: u64) -> String {
     let host = if host.contains(':') && !host.starts_with('[') {
         format!("[{host}]")
     } else {
         host.to_string()
     };
-    let port = |v: &Vec<SocketAddr>| v.first().map(|a| a.port());
     let mut stun = Vec::new();
     let mut turn = Vec::new();
-    if let Some(p) = port(&config.listen.udp) {
+    if let Some(p) = ports.udp {
         stun.push(format!("stun:{host}:{p}"));
         turn.push(format!("turn:{host}:{p}?transport=udp"));
     }
-    if let Some(p) = port(&config.listen.tcp) {
+    if let Some(p) = ports.tcp {
         turn.push(format!("turn:{host}:{p}?transport=tcp"));
     }
-    if let Some(p) = port(&config.listen.tls) {
+    if let Some(p) = ports.tls {
         turn.push(format!("turns:{host}:{p}?transport=tcp"));
     }
     let list = |v: &[String]| v.iter().map(|u| json_str(u)).collect::<Vec<_>>().join(",");

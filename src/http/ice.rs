@@ -71,7 +71,7 @@ fn mint(app: &AppState, headers: &HeaderMap, q: &HashMap<String, String>) -> Res
         app.public_host.clone()
     };
     Ok(crate::banner::ice_servers_json(
-        &app.config,
+        app.ports,
         &host,
         &username,
         &password,

@@ -27,7 +27,8 @@ use crate::signaling::{Hub, SignalingLimits};
 
 /// What every HTTP handler can see.
 pub struct AppState {
-    pub config: Config,
+    /// The ports clients reach STUN/TURN on (for the iceServers URLs).
+    pub ports: crate::banner::IcePorts,
     pub shared: Shared,
     pub access: AccessPolicy,
     pub public_host: String,
@@ -95,7 +96,7 @@ impl HttpServer {
 }
 
 /// Binds `http.listen` and serves the router. None when HTTP is disabled.
-pub fn start(config: &Config, shared: &Shared) -> anyhow::Result<Option<HttpServer>> {
+pub fn start(config: &Config, shared: &Shared, bound: &crate::server::BoundAddrs) -> anyhow::Result<Option<HttpServer>> {
     if config.http.listen.is_empty() {
         return Ok(None);
     }
@@ -115,7 +116,7 @@ pub fn start(config: &Config, shared: &Shared) -> anyhow::Result<Option<HttpServ
         ping_interval: s.ping_interval.0,
     });
     let state = Arc::new(AppState {
-        config: config.clone(),
+        ports: crate::banner::IcePorts::from_bound(bound),
         shared: shared.clone(),
         access,
         public_host: config.http.public_host.clone(),

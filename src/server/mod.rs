@@ -137,7 +137,7 @@ pub fn start(config: &Config) -> anyhow::Result<RunningServer> {
         open: Arc::new(AtomicUsize::new(0)),
     };
     let shared = setup::Shared::new(config)?;
-    let http = crate::http::start(config, &shared)?;
+    let http = crate::http::start(config, &shared, &bound)?;
     if let Some(h) = &http {
         bound.http = h.bound.clone();
     }

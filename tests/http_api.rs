@@ -1,0 +1,196 @@
+//! The iceServers API over real HTTP: the JSON shape, credentials that
+//! actually authenticate an Allocate on ternd, the TTL cap, API keys,
+//! origins and the CORS preflight.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use common::turn::{Io, TurnClient};
+use common::*;
+
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+}
+
+/// One HTTP/1.1 request with `Connection: close`.
+fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let mut lines = head.lines();
+    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    Reply {
+        status,
+        headers,
+        body: body.to_string(),
+    }
+}
+
+const KEY: &str = "api-key-0123456789abcdef";
+
+fn secured(extra: &[(&str, &str)]) -> ternd::config::Config {
+    let mut all = vec![
+        ("http.listen", "127.0.0.1:0"),
+        ("http.api_keys", KEY),
+        ("http.allowed_origins", "https://app.example.org"),
+        ("http.max_ttl", "2h"),
+    ];
+    all.extend_from_slice(extra);
+    turn_config(None, &all)
+}
+
+#[test]
+fn ice_servers_json_has_the_rtcconfiguration_shape_and_working_credentials() {
+    let server = start(&secured(&[]));
+    let http_addr = server.bound().http[0];
+    let auth = format!("Bearer {KEY}");
+    let r = http(http_addr, "GET", "/api/ice-servers?user=alice-web&ttl=600", &[("Authorization", &auth)]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    let j = r.json();
+    assert_eq!(j["ttl"], 600);
+    let servers = j["iceServers"].as_array().unwrap();
+    assert_eq!(servers.len(), 2);
+    let stun: Vec<&str> = servers[0]["urls"].as_array().unwrap().iter().map(|u| u.as_str().unwrap()).collect();
+    assert!(stun.iter().all(|u| u.starts_with("stun:127.0.0.1:")), "{stun:?}");
+    let turn = &servers[1];
+    let urls: Vec<&str> = turn["urls"].as_array().unwrap().iter().map(|u| u.as_str().unwrap()).collect();
+    assert!(urls.iter().any(|u| u.ends_with("?transport=udp")), "{urls:?}");
+    assert!(urls.iter().any(|u| u.ends_with("?transport=tcp")), "{urls:?}");
+    let username = turn["username"].as_str().unwrap();
+    let credential = turn["credential"].as_str().unwrap();
+    assert!(username.ends_with(":alice-web"), "{username}");
+
+    // The URL's port is the UDP listener's, and the credential works there.
+    let udp = server.bound().udp[0];
+    assert!(urls.contains(&format!("turn:127.0.0.1:{}?transport=udp", udp.port()).as_str()), "{urls:?}");
+    let mut c = TurnClient::new(Io::udp(udp), username, credential);
+    assert!(c.allocate().is_ok(), "minted credentials authenticate an Allocate");
+    server.shutdown().unwrap();
+}
+
+#[test]
+fn ttl_is_capped_and_validated() {
+    let server = start(&secured(&[]));
+    let a = server.bound().http[0];
+    let auth = format!("Bearer {KEY}");
+    let r = http(a, "GET", "/api/ice-servers?ttl=999999", &[("Authorization", &auth)]);
+    assert_eq!(r.json()["ttl"], 7200, "capped at http.max_ttl");
+    let r = http(a, "GET", "/api/ice-servers", &[("Authorization", &auth)]);
+    assert_eq!(r.json()["ttl"], 3600, "http.default_ttl");
+    for bad in ["0", "-5", "abc", "1.5"] {
+        let r = http(a, "GET", &format!("/api/ice-servers?ttl={bad}"), &[("Authorization", &auth)]);
+        assert_eq!(r.status, 400, "ttl={bad}");
+        assert_eq!(r.json()["error"]["code"], 400);
+        assert!(r.json()["error"]["message"].as_str().unwrap().contains("ttl"));
+    }
+    let r = http(a, "GET", "/api/ice-servers?user=a:b", &[("Authorization", &auth)]);
+    assert_eq!(r.status, 400);
+    server.shutdown().unwrap();
+}
+
+#[test]
+fn keys_and_origins_are_checked() {
+    let server = start(&secured(&[]));
+    let a = server.bound().http[0];
+    let r = http(a, "GET", "/api/ice-servers", &[]);
+    assert_eq!(r.status, 401, "no key");
+    assert_eq!(r.json()["error"]["code"], 401);
+    let r = http(a, "GET", "/api/ice-servers", &[("Authorization", "Bearer wrong-key-0000000000")]);
+    assert_eq!(r.status, 403, "wrong key");
+    let r = http(a, "GET", "/api/ice-servers", &[("Authorization", "Basic abc")]);
+    assert_eq!(r.status, 401, "not a bearer key");
+    let r = http(a, "GET", "/api/ice-servers", &[("Origin", "https://evil.example")]);
+    assert_eq!(r.status, 401, "an unlisted origin needs a key");
+    assert_eq!(r.header("access-control-allow-origin"), None);
+    // A listed origin may call without a key, and gets CORS headers.
+    let r = http(a, "GET", "/api/ice-servers", &[("Origin", "https://app.example.org")]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.header("access-control-allow-origin"), Some("https://app.example.org"));
+    assert_eq!(r.header("vary"), Some("Origin"));
+    server.shutdown().unwrap();
+
+    // The laptop default: no keys, no origins, loopback only -> open.
+    let server = start(&turn_config(None, &[("http.listen", "127.0.0.1:0")]));
+    let r = http(server.bound().http[0], "GET", "/api/ice-servers", &[]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    server.shutdown().unwrap();
+}
+
+#[test]
+fn cors_preflight() {
+    let server = start(&secured(&[]));
+    let a = server.bound().http[0];
+    let r = http(
+        a,
+        "OPTIONS",
+        "/api/ice-servers",
+        &[
+            ("Origin", "https://app.example.org"),
+            ("Access-Control-Request-Method", "GET"),
+            ("Access-Control-Request-Headers", "authorization"),
+        ],
+    );
+    assert_eq!(r.status, 204);
+    assert_eq!(r.header("access-control-allow-origin"), Some("https://app.example.org"));
+    assert!(r.header("access-control-allow-headers").unwrap().contains("Authorization"));
+    assert!(r.header("access-control-allow-methods").unwrap().contains("GET"));
+    let r = http(a, "OPTIONS", "/api/ice-servers", &[("Origin", "https://evil.example")]);
+    assert_eq!(r.status, 403);
+    server.shutdown().unwrap();
+}
+
+#[test]
+fn a_public_listener_without_keys_or_origins_is_refused() {
+    let e = ternd::config::Config::load(&ternd::config::Sources {
+        overrides: vec![("http.listen".into(), "0.0.0.0:8080".into())],
+        ..Default::default()
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("http.api_keys"), "{e}");
+}
+
+#[test]
+fn health_and_sample_page_are_served() {
+    let server = start(&turn_config(None, &[("http.listen", "127.0.0.1:0")]));
+    let a = server.bound().http[0];
+    let r = http(a, "GET", "/healthz", &[]);
+    assert_eq!((r.status, r.body.trim()), (200, "ok"));
+    let r = http(a, "GET", "/", &[]);
+    assert_eq!(r.status, 200);
+    assert!(r.header("content-type").unwrap().starts_with("text/html"));
+    assert!(r.body.contains("app.js"));
+    server.shutdown().unwrap();
+}
