@@ -1,6 +1,20 @@
 //! The STUN wire format (RFC 8489 §5, §14): a zero-copy view over received
 //! bytes ([`Message`]) and a builder that writes into a caller-owned buffer
 //! ([`MessageBuilder`]). Nothing here allocates.
+//!
+//! Why our own codec rather than `stun-types` (DESIGN.md §4 allowed either):
+//! - the server must tell "not STUN at all" (drop, counted by reason) from
+//!   "recognisably STUN but malformed" (400) from "unknown
+//!   comprehension-required attribute" (420); stun-types' parse errors do not
+//!   map onto that split;
+//! - responses and Data indications are written into the caller's buffer,
+//!   headers in place in front of relayed payloads (zero-copy), which needs
+//!   a builder over a borrowed `&mut [u8]`;
+//! - stun-types' default `std` feature pulls `rand`'s thread RNG into what
+//!   must be a clock- and entropy-free core.
+//! The cost is this module (~600 lines); RFC 5769 vectors, property tests and
+//! two fuzz targets cover it, and tests talk to it only through independent
+//! codecs (webrtc-rs `stun`/`turn`, coturn's tools).
 
 pub mod attr;
 mod builder;
