@@ -174,7 +174,13 @@ fn credentials(args: &CredentialArgs) -> anyhow::Result<()> {
     if args.json {
         println!(
             "{}",
-            crate::banner::ice_servers_json(crate::banner::IcePorts::from_config(&config), &args.host, &username, &password, args.ttl.as_secs())
+            crate::banner::ice_servers_json(
+                crate::banner::IcePorts::from_config(&config),
+                &args.host,
+                &username,
+                &password,
+                args.ttl.as_secs()
+            )
         );
     } else {
         println!("username: {username}\npassword: {password}");

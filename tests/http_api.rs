@@ -74,7 +74,12 @@ fn ice_servers_json_has_the_rtcconfiguration_shape_and_working_credentials() {
     let server = start(&secured(&[]));
     let http_addr = server.bound().http[0];
     let auth = format!("Bearer {KEY}");
-    let r = http(http_addr, "GET", "/api/ice-servers?user=alice-web&ttl=600", &[("Authorization", &auth)]);
+    let r = http(
+        http_addr,
+        "GET",
+        "/api/ice-servers?user=alice-web&ttl=600",
+        &[("Authorization", &auth)],
+    );
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.header("content-type"), Some("application/json"));
     assert_eq!(r.header("cache-control"), Some("no-store"));
@@ -82,10 +87,20 @@ fn ice_servers_json_has_the_rtcconfiguration_shape_and_working_credentials() {
     assert_eq!(j["ttl"], 600);
     let servers = j["iceServers"].as_array().unwrap();
     assert_eq!(servers.len(), 2);
-    let stun: Vec<&str> = servers[0]["urls"].as_array().unwrap().iter().map(|u| u.as_str().unwrap()).collect();
+    let stun: Vec<&str> = servers[0]["urls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u.as_str().unwrap())
+        .collect();
     assert!(stun.iter().all(|u| u.starts_with("stun:127.0.0.1:")), "{stun:?}");
     let turn = &servers[1];
-    let urls: Vec<&str> = turn["urls"].as_array().unwrap().iter().map(|u| u.as_str().unwrap()).collect();
+    let urls: Vec<&str> = turn["urls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u.as_str().unwrap())
+        .collect();
     assert!(urls.iter().any(|u| u.ends_with("?transport=udp")), "{urls:?}");
     assert!(urls.iter().any(|u| u.ends_with("?transport=tcp")), "{urls:?}");
     let username = turn["username"].as_str().unwrap();
@@ -94,7 +109,10 @@ fn ice_servers_json_has_the_rtcconfiguration_shape_and_working_credentials() {
 
     // The URL's port is the UDP listener's, and the credential works there.
     let udp = server.bound().udp[0];
-    assert!(urls.contains(&format!("turn:127.0.0.1:{}?transport=udp", udp.port()).as_str()), "{urls:?}");
+    assert!(
+        urls.contains(&format!("turn:127.0.0.1:{}?transport=udp", udp.port()).as_str()),
+        "{urls:?}"
+    );
     let mut c = TurnClient::new(Io::udp(udp), username, credential);
     assert!(c.allocate().is_ok(), "minted credentials authenticate an Allocate");
     server.shutdown().unwrap();
@@ -110,7 +128,12 @@ fn ttl_is_capped_and_validated() {
     let r = http(a, "GET", "/api/ice-servers", &[("Authorization", &auth)]);
     assert_eq!(r.json()["ttl"], 3600, "http.default_ttl");
     for bad in ["0", "-5", "abc", "1.5"] {
-        let r = http(a, "GET", &format!("/api/ice-servers?ttl={bad}"), &[("Authorization", &auth)]);
+        let r = http(
+            a,
+            "GET",
+            &format!("/api/ice-servers?ttl={bad}"),
+            &[("Authorization", &auth)],
+        );
         assert_eq!(r.status, 400, "ttl={bad}");
         assert_eq!(r.json()["error"]["code"], 400);
         assert!(r.json()["error"]["message"].as_str().unwrap().contains("ttl"));
@@ -127,7 +150,12 @@ fn keys_and_origins_are_checked() {
     let r = http(a, "GET", "/api/ice-servers", &[]);
     assert_eq!(r.status, 401, "no key");
     assert_eq!(r.json()["error"]["code"], 401);
-    let r = http(a, "GET", "/api/ice-servers", &[("Authorization", "Bearer wrong-key-0000000000")]);
+    let r = http(
+        a,
+        "GET",
+        "/api/ice-servers",
+        &[("Authorization", "Bearer wrong-key-0000000000")],
+    );
     assert_eq!(r.status, 403, "wrong key");
     let r = http(a, "GET", "/api/ice-servers", &[("Authorization", "Basic abc")]);
     assert_eq!(r.status, 401, "not a bearer key");
@@ -164,7 +192,10 @@ fn cors_preflight() {
     );
     assert_eq!(r.status, 204);
     assert_eq!(r.header("access-control-allow-origin"), Some("https://app.example.org"));
-    assert!(r.header("access-control-allow-headers").unwrap().contains("Authorization"));
+    assert!(r
+        .header("access-control-allow-headers")
+        .unwrap()
+        .contains("Authorization"));
     assert!(r.header("access-control-allow-methods").unwrap().contains("GET"));
     let r = http(a, "OPTIONS", "/api/ice-servers", &[("Origin", "https://evil.example")]);
     assert_eq!(r.status, 403);
@@ -193,4 +224,39 @@ fn health_and_sample_page_are_served() {
     assert!(r.header("content-type").unwrap().starts_with("text/html"));
     assert!(r.body.contains("app.js"));
     server.shutdown().unwrap();
+}
+
+#[test]
+fn https_serves_the_same_api_with_the_tls_certificate() {
+    let cert = TestCert::new();
+    let cfg = turn_config(Some(&cert), &[("http.listen", "127.0.0.1:0"), ("http.tls", "true")]);
+    let server = start(&cfg);
+    let addr = server.bound().http[0];
+    let tcp = TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+    let conn = rustls::ClientConnection::new(cert.client_config(), name).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    write!(
+        tls,
+        "GET /api/ice-servers HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    let _ = tls.read_to_string(&mut raw);
+    assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
+    assert!(raw.contains("\"iceServers\""), "{raw}");
+    // Plain HTTP on the HTTPS port is not answered as HTTP.
+    let plain = http_raw(addr);
+    assert!(!plain.starts_with("HTTP/1.1 200"), "{plain}");
+    server.shutdown().unwrap();
+}
+
+fn http_raw(addr: SocketAddr) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let _ = s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).to_string()
 }

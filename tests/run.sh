@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Runs ternd's whole test suite. On a fresh Debian machine it first installs
-# the system packages the tests use (coturn's client tools), so this one
-# command is all a newcomer or CI needs. Under CI=true a package that cannot
-# be installed fails the run instead of letting tests skip.
+# what the tests use (coturn's client tools, Chromium, and playwright-core
+# from npm for tests/browser.rs), so this one command is all a newcomer or CI
+# needs. Under CI=true anything that cannot be installed fails the run instead
+# of letting tests skip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # package -> a file it provides
 declare -A want=(
   [coturn]=/usr/bin/turnutils_stunclient
+  [chromium]=/usr/bin/chromium
 )
 missing=()
 for pkg in "${!want[@]}"; do
@@ -21,6 +23,15 @@ if ((${#missing[@]})); then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   else
     echo "tests/run.sh: cannot install ${missing[*]} (needs root and apt-get)" >&2
+    if [ "${CI:-}" = true ]; then exit 1; fi
+  fi
+fi
+
+# playwright-core (pinned in tests/browser/package-lock.json) drives Chromium.
+if [ ! -d tests/browser/node_modules/playwright-core ]; then
+  echo "tests/run.sh: npm ci --prefix tests/browser"
+  if ! { command -v npm >/dev/null && npm ci --prefix tests/browser --no-audit --no-fund >/dev/null; }; then
+    echo "tests/run.sh: cannot install tests/browser/node_modules (needs node and npm)" >&2
     if [ "${CI:-}" = true ]; then exit 1; fi
   fi
 fi

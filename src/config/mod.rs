@@ -418,10 +418,8 @@ impl Config {
         if let Err(e) = self.external_ips_raw() {
             return invalid("relay.external_ip", &e);
         }
-        if self.http.tls && self.http.listen.iter().any(|_| true) {
-            if self.tls.cert_file.as_os_str().is_empty() || self.tls.key_file.as_os_str().is_empty() {
-                return invalid("http.tls", "needs tls.cert_file and tls.key_file");
-            }
+        if self.http.tls && (self.tls.cert_file.as_os_str().is_empty() || self.tls.key_file.as_os_str().is_empty()) {
+            return invalid("http.tls", "needs tls.cert_file and tls.key_file");
         }
         if self.http.default_ttl.0 < Duration::from_secs(60) || self.http.default_ttl.0 > self.http.max_ttl.0 {
             return invalid("http.default_ttl", "must be at least 1m and not above http.max_ttl");

@@ -61,6 +61,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/", get(page::index))
         .route("/app.js", get(page::script))
+        .route("/style.css", get(page::style))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/api/ice-servers", get(ice::ice_servers).options(ice::preflight))
         .route("/ws", get(ws))
@@ -96,7 +97,11 @@ impl HttpServer {
 }
 
 /// Binds `http.listen` and serves the router. None when HTTP is disabled.
-pub fn start(config: &Config, shared: &Shared, bound: &crate::server::BoundAddrs) -> anyhow::Result<Option<HttpServer>> {
+pub fn start(
+    config: &Config,
+    shared: &Shared,
+    bound: &crate::server::BoundAddrs,
+) -> anyhow::Result<Option<HttpServer>> {
     if config.http.listen.is_empty() {
         return Ok(None);
     }
@@ -134,6 +139,14 @@ pub fn start(config: &Config, shared: &Shared, bound: &crate::server::BoundAddrs
         .iter()
         .map(|l| l.local_addr())
         .collect::<Result<Vec<_>, _>>()?;
+    let tls = if config.http.tls {
+        Some(tokio_rustls::TlsAcceptor::from(crate::server::tls::server_config(
+            &config.tls.cert_file,
+            &config.tls.key_file,
+        )?))
+    } else {
+        None
+    };
     let (stop, stop_rx) = watch::channel(false);
     let app = router(state);
     let thread = std::thread::Builder::new()
@@ -154,12 +167,23 @@ pub fn start(config: &Config, shared: &Shared, bound: &crate::server::BoundAddrs
                     };
                     let mut stop = stop_rx.clone();
                     let app = app.clone();
+                    let tls = tls.clone();
                     tasks.push(tokio::spawn(async move {
                         let shutdown = async move {
                             let _ = stop.wait_for(|s| *s).await;
                         };
-                        if let Err(e) = axum::serve(l, app).with_graceful_shutdown(shutdown).await {
-                            tracing::error!("http listener failed: {e}");
+                        match tls {
+                            None => {
+                                if let Err(e) = axum::serve(l, app).with_graceful_shutdown(shutdown).await {
+                                    tracing::error!("http listener failed: {e}");
+                                }
+                            }
+                            Some(acceptor) => {
+                                tokio::select! {
+                                    _ = serve_tls(l, acceptor, app) => {}
+                                    _ = shutdown => {}
+                                }
+                            }
                         }
                     }));
                 }
@@ -180,4 +204,36 @@ pub fn start(config: &Config, shared: &Shared, bound: &crate::server::BoundAddrs
         stop,
         thread: Some(thread),
     }))
+}
+
+/// HTTPS: accept, TLS handshake (bounded), then one HTTP/1.1 connection with
+/// upgrades (for the WebSocket) per client.
+async fn serve_tls(listener: tokio::net::TcpListener, acceptor: tokio_rustls::TlsAcceptor, app: Router) {
+    loop {
+        let (tcp, peer) = match listener.accept().await {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!("https accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let (acceptor, app) = (acceptor.clone(), app.clone());
+        tokio::spawn(async move {
+            let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                Ok(Ok(s)) => s,
+                _ => {
+                    tracing::debug!(%peer, "https handshake failed");
+                    return;
+                }
+            };
+            let service = hyper_util::service::TowerToHyperService::new(app);
+            let conn = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                .with_upgrades();
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, "https connection: {e}");
+            }
+        });
+    }
 }

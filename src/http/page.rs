@@ -16,3 +16,10 @@ pub async fn script() -> impl IntoResponse {
         include_str!("page/app.js"),
     )
 }
+
+pub async fn style() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        include_str!("page/style.css"),
+    )
+}

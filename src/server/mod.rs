@@ -7,7 +7,7 @@ pub mod setup;
 mod shard;
 mod sockets;
 mod stream;
-mod tls;
+pub(crate) mod tls;
 mod udp;
 
 use std::net::SocketAddr;

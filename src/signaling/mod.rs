@@ -1,10 +1,73 @@
-//! WebSocket signaling (DESIGN.md §6): rooms relaying offer/answer/candidate.
-//! Placeholder interface; the room logic and socket layer live in this folder.
+//! WebSocket signaling (DESIGN.md §6): peers meet in named rooms and relay
+//! `offer`/`answer`/`candidate` to each other through `GET /ws`.
+//!
+//! # Protocol
+//! One JSON object per text frame, with a `type`. Unknown extra fields are
+//! ignored.
+//!
+//! Client → server:
+//! - `{"type":"join","room":"NAME"}`: NAME is 1-64 of `[A-Za-z0-9_-]`. Add
+//!   `"resume":"TOKEN"` to take back the id a dropped socket had (below).
+//! - `{"type":"offer"|"answer"|"candidate","to":"PEER_ID",...}`: relayed to
+//!   that peer of your room; every other field (`sdp`, `candidate`, ...) is
+//!   passed through untouched.
+//! - `{"type":"leave"}`: leave the room (no reply); the socket stays open and
+//!   may join again, with a new id.
+//! - `{"type":"ping"}` → `{"type":"pong"}`, also before joining.
+//!
+//! Server → client:
+//! - `{"type":"welcome","id":"PEER_ID","peers":["ID",...],"resume":"TOKEN"}`:
+//!   your id, the others in the room (including ones inside their resume
+//!   grace), and a single-use token for resuming.
+//! - `{"type":"peer-joined","id":"ID"}`, `{"type":"peer-left","id":"ID"}`.
+//! - Relayed messages: the sender's message with `"from":"SENDER_ID"` added
+//!   and `to` removed (a client-supplied `from` is discarded).
+//! - `{"type":"error","code":"CODE","message":"human text"}`, codes:
+//!   `bad-json` (not a JSON object, or a binary frame), `unknown-type`,
+//!   `bad-message` (a relay without a string `to`), `not-joined`,
+//!   `already-joined`, `bad-room`, `room-full`, `unknown-peer` (no such
+//!   other peer in your room), `too-large`, `rate-limited`, `bad-resume`
+//!   (unknown, used, expired or other-room token).
+//!
+//! # Limits
+//! - A message over `max_message_bytes`: `too-large`, then the server closes.
+//! - `max_messages_per_sec` per connection, bursts up to twice that (token
+//!   bucket; every frame counts): one `rate-limited`, then the server closes.
+//! - Ten protocol violations (bad-json, unknown-type, bad-message, bad-room,
+//!   not-joined, already-joined) close the connection. room-full,
+//!   unknown-peer and bad-resume do not count: a correct client hits them by
+//!   racing other peers. After room-full the socket may join another room.
+//! - The server sends a WebSocket ping every `ping_interval` and drops a
+//!   socket from which nothing (pong or any frame) arrived for three.
+//! - A reader whose send queue (256 messages) is full is dropped.
+//!
+//! # Resume
+//! When a socket drops without `leave` (including every close by the
+//! server), its id stays reserved in the room for `resume_grace`: the others
+//! hear nothing until the grace ends, then `peer-left`. A new socket that
+//! joins the same room with the token gets a `welcome` with the same id and
+//! a fresh token; the others are told nothing (they never saw it leave). Up
+//! to 32 messages relayed to the peer during its grace are kept and follow
+//! that welcome; later ones are dropped. Resuming an id whose old socket is
+//! still open (the server has not noticed it die) closes the old socket.
+//! A reserved id counts toward `max_room_size`.
+//!
+//! # Layout
+//! `message` (wire format), `rooms` (the pure core: inputs with `now`,
+//! outputs drained), `rate` and `ids` (its helpers), `hub` (the core behind
+//! a mutex, delivering to per-socket queues), `socket` (the per-socket task).
 
-use std::sync::Arc;
+mod hub;
+mod ids;
+pub mod message;
+mod rate;
+pub mod rooms;
+mod socket;
+
 use std::time::Duration;
 
-use axum::extract::ws::WebSocket;
+pub use hub::Hub;
+pub use socket::serve_socket;
 
 /// Limits from `[signaling]`.
 #[derive(Debug, Clone)]
@@ -15,21 +78,3 @@ pub struct SignalingLimits {
     pub resume_grace: Duration,
     pub ping_interval: Duration,
 }
-
-/// Every room and peer of the process.
-pub struct Hub {
-    limits: SignalingLimits,
-}
-
-impl Hub {
-    pub fn new(limits: SignalingLimits) -> Arc<Hub> {
-        Arc::new(Hub { limits })
-    }
-
-    pub fn limits(&self) -> &SignalingLimits {
-        &self.limits
-    }
-}
-
-/// Serves one upgraded WebSocket until it closes.
-pub async fn serve_socket(_hub: Arc<Hub>, _socket: WebSocket) {}

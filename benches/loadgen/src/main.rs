@@ -9,12 +9,23 @@
 //!             exit 0 as soon as ADDR answers a Binding request, 1 after SECS
 //!   reflect   --listen ADDR [--duration SECS]
 //!             trivial batched Binding responder (the "bare ceiling" server)
+//!   relay     --server ADDR|none [--allocations 1] [--payload 100] [--inflight 256] [--rate 0] ...
+//!             TURN relay throughput: ChannelData echoed through the server by a
+//!             UDP echo peer of this process; prints `echoed_per_sec=.. mbit_per_sec=.. ...`
+//!             (`--server none`: clients talk to the echo peer directly, the bare ceiling)
+//!   alloc     --server ADDR [--clients 16] [--pool 0 (0: new socket per cycle)] [--duration 5] [--warmup 1]
+//!             Allocate + Refresh(LIFETIME=0) cycles per second; prints `allocs_per_sec=.. ...`
+//!   hold      --server ADDR [--allocations 10000] [--hold 60]
+//!             create idle allocations, print `ready allocations=N ...`, keep them for SECS
 //!   free-port print a UDP port on 127.0.0.1 that is currently free (UDP and TCP)
 
+mod alloc;
 mod binding;
 mod net;
 mod reflect;
+mod relay;
 mod stun;
+mod turn;
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, UdpSocket};
@@ -22,8 +33,13 @@ use std::process::exit;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
-const USAGE: &str = "usage: ternd-loadgen <binding|probe|reflect|free-port> [--key value ...]
+const USAGE: &str = "usage: ternd-loadgen <binding|relay|alloc|hold|probe|reflect|free-port> [--key value ...]
   binding   --server ADDR [--duration 5] [--warmup 1] [--sockets 8] [--window 64] [--batch 32] [--timeout-ms 200] [--progress true] [--server-pid PID]
+  relay     --server ADDR|none [--allocations 1] [--payload 100] [--inflight 256] [--rate 0 (msgs/s, 0 = window only)]
+            [--duration 5] [--warmup 1] [--batch 32] [--timeout-ms 200] [--peers 4] [--parallel 64] [--setup-timeout 60]
+            [--user bench] [--password benchpass] [--progress true] [--server-pid PID]
+  alloc     --server ADDR [--clients 16] [--pool 0 (0: new socket per cycle)] [--duration 5] [--warmup 1] [--rto-ms 500] [--user bench] [--password benchpass] [--server-pid PID]
+  hold      --server ADDR [--allocations 10000] [--parallel 64] [--setup-timeout 120] [--hold 60] [--user bench] [--password benchpass]
   probe     --server ADDR [--timeout 5]
   reflect   --listen ADDR [--duration 3600]
   free-port";
@@ -99,6 +115,86 @@ fn main() {
                     eprintln!("ternd-loadgen binding: {e}");
                     exit(1)
                 }
+            }
+        }
+        "relay" => {
+            let o = Opts::parse(
+                rest,
+                &[
+                    "server", "allocations", "payload", "inflight", "rate", "duration", "warmup", "batch", "timeout-ms", "peers",
+                    "parallel", "setup-timeout", "user", "password", "progress", "server-pid",
+                ],
+            );
+            let server: String = o.get("server", None);
+            let payload: usize = o.get("payload", Some(100usize));
+            if !(relay::MIN_PAYLOAD..=1400).contains(&payload) {
+                die("--payload must be 12..=1400");
+            }
+            let cfg = relay::Config {
+                server: if server == "none" {
+                    None
+                } else {
+                    Some(server.parse().unwrap_or_else(|_| die("bad value for --server")))
+                },
+                allocations: o.get("allocations", Some(1usize)).clamp(1, 100_000),
+                payload,
+                inflight: o.get("inflight", Some(256usize)).clamp(1, 1 << 20),
+                rate: o.get("rate", Some(0.0f64)).max(0.0),
+                batch: o.get("batch", Some(32usize)).clamp(1, 1024),
+                duration: o.secs("duration", 5.0),
+                warmup: o.secs("warmup", 1.0),
+                timeout: Duration::from_millis(o.get("timeout-ms", Some(200u64)).max(1)),
+                peers: o.get("peers", Some(4usize)).clamp(1, 64),
+                user: o.get("user", Some("bench".to_string())),
+                password: o.get("password", Some("benchpass".to_string())),
+                parallel: o.get("parallel", Some(64usize)).max(1),
+                setup_timeout: o.secs("setup-timeout", 60.0),
+                server_pid: o.map.contains_key("server-pid").then(|| o.get("server-pid", None)),
+                progress: o.get("progress", Some(false)),
+            };
+            match relay::run(&cfg) {
+                Ok(r) => println!("{r}"),
+                Err(e) => {
+                    eprintln!("ternd-loadgen relay: {e}");
+                    exit(1)
+                }
+            }
+        }
+        "alloc" => {
+            let o = Opts::parse(rest, &["server", "clients", "pool", "duration", "warmup", "rto-ms", "user", "password", "server-pid"]);
+            let cfg = alloc::Config {
+                server: o.get("server", None),
+                clients: o.get("clients", Some(16usize)).clamp(1, 10_000),
+                pool: o.get("pool", Some(0usize)).min(4096),
+                duration: o.secs("duration", 5.0),
+                warmup: o.secs("warmup", 1.0),
+                rto: Duration::from_millis(o.get("rto-ms", Some(500u64)).max(1)),
+                user: o.get("user", Some("bench".to_string())),
+                password: o.get("password", Some("benchpass".to_string())),
+                server_pid: o.map.contains_key("server-pid").then(|| o.get("server-pid", None)),
+            };
+            match alloc::run(&cfg) {
+                Ok(r) => println!("{r}"),
+                Err(e) => {
+                    eprintln!("ternd-loadgen alloc: {e}");
+                    exit(1)
+                }
+            }
+        }
+        "hold" => {
+            let o = Opts::parse(rest, &["server", "allocations", "parallel", "setup-timeout", "hold", "user", "password"]);
+            let cfg = alloc::HoldConfig {
+                server: o.get("server", None),
+                allocations: o.get("allocations", Some(10_000usize)).clamp(1, 100_000),
+                parallel: o.get("parallel", Some(64usize)).max(1),
+                setup_timeout: o.secs("setup-timeout", 120.0),
+                hold: o.secs("hold", 60.0),
+                user: o.get("user", Some("bench".to_string())),
+                password: o.get("password", Some("benchpass".to_string())),
+            };
+            if let Err(e) = alloc::hold(&cfg) {
+                eprintln!("ternd-loadgen hold: {e}");
+                exit(1)
             }
         }
         "probe" => {

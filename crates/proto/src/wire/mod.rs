@@ -12,6 +12,7 @@
 //!   a builder over a borrowed `&mut [u8]`;
 //! - stun-types' default `std` feature pulls `rand`'s thread RNG into what
 //!   must be a clock- and entropy-free core.
+//!
 //! The cost is this module (~600 lines); RFC 5769 vectors, property tests and
 //! two fuzz targets cover it, and tests talk to it only through independent
 //! codecs (webrtc-rs `stun`/`turn`, coturn's tools).

@@ -1,0 +1,829 @@
+//! The signaling core: connections, rooms and peers, with no sockets and no
+//! clock. Feed one input (`connect`, `handle`, `handle_disconnect`,
+//! `handle_timeout`) with `now`, then drain every [`Output`] with
+//! [`Rooms::poll_output`] and call `handle_timeout` again at
+//! [`Rooms::poll_timeout`] (the end of the earliest resume grace).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::time::Instant;
+
+use serde_json::{Map, Value};
+
+use super::ids::IdSource;
+use super::message::{ClientMessage, ErrorCode, PeerId, Refusal, ResumeToken, RoomName, ServerMessage};
+use super::rate::TokenBucket;
+use super::SignalingLimits;
+
+/// After this many protocol violations a connection is closed.
+pub const MAX_PROTOCOL_ERRORS: u32 = 10;
+
+/// Relayed messages kept for a peer during its resume grace; later ones are dropped.
+pub const MAX_PENDING: usize = 32;
+
+/// One WebSocket connection, as numbered by [`Rooms::connect`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(pub u64);
+
+/// What the driver must do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// Send this message on this connection.
+    Deliver(ConnId, ServerMessage),
+    /// Send what is already queued for this connection, then close it. The
+    /// core has already forgotten it (its peer, if any, is in its grace).
+    Close(ConnId),
+}
+
+/// A peer's seat: which room and which id.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct Seat {
+    room: RoomName,
+    peer: PeerId,
+}
+
+struct Conn {
+    seat: Option<Seat>,
+    bucket: TokenBucket,
+    violations: u32,
+}
+
+struct Peer {
+    /// None while the peer's socket is gone and its id is reserved.
+    conn: Option<ConnId>,
+    token: ResumeToken,
+    grace_until: Option<Instant>,
+    pending: VecDeque<ServerMessage>,
+}
+
+#[derive(Default)]
+struct Room {
+    peers: BTreeMap<PeerId, Peer>,
+}
+
+/// Every connection, room and peer of one hub.
+pub struct Rooms {
+    limits: SignalingLimits,
+    ids: IdSource,
+    next_conn: u64,
+    conns: HashMap<ConnId, Conn>,
+    rooms: HashMap<RoomName, Room>,
+    tokens: HashMap<ResumeToken, Seat>,
+    /// Ends of resume graces: the one deadline queue.
+    graces: BTreeSet<(Instant, Seat)>,
+    out: VecDeque<Output>,
+}
+
+impl Rooms {
+    pub fn new(limits: SignalingLimits, secret: [u8; 32]) -> Rooms {
+        Rooms {
+            limits,
+            ids: IdSource::new(secret),
+            next_conn: 0,
+            conns: HashMap::new(),
+            rooms: HashMap::new(),
+            tokens: HashMap::new(),
+            graces: BTreeSet::new(),
+            out: VecDeque::new(),
+        }
+    }
+
+    /// A new connection, not yet in a room.
+    pub fn connect(&mut self, now: Instant) -> ConnId {
+        self.next_conn += 1;
+        let id = ConnId(self.next_conn);
+        let conn = Conn {
+            seat: None,
+            bucket: TokenBucket::new(self.limits.max_messages_per_sec, now),
+            violations: 0,
+        };
+        self.conns.insert(id, conn);
+        id
+    }
+
+    /// One frame from `conn`: a parsed message, or why it could not be parsed.
+    /// Frames from a connection already closed are ignored.
+    pub fn handle(&mut self, conn: ConnId, frame: Result<ClientMessage, Refusal>, now: Instant) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        // A flooder gets one error and is cut off.
+        if !c.bucket.take(now) {
+            let limit = self.limits.max_messages_per_sec;
+            self.send_error(
+                conn,
+                Refusal::new(ErrorCode::RateLimited, format!("more than {limit} messages a second")),
+            );
+            self.close(conn, now);
+            return;
+        }
+        let result = frame.and_then(|m| self.dispatch(conn, m));
+        if let Err(refusal) = result {
+            self.refuse(conn, refusal, now);
+        }
+    }
+
+    /// The connection's socket is gone (or was closed by the driver). A seated
+    /// peer keeps its id for `resume_grace`; others hear `peer-left` only when
+    /// the grace ends.
+    pub fn handle_disconnect(&mut self, conn: ConnId, now: Instant) {
+        let Some(c) = self.conns.remove(&conn) else {
+            return;
+        };
+        let Some(seat) = c.seat else {
+            return;
+        };
+        if self.limits.resume_grace.is_zero() {
+            self.remove_peer(&seat);
+            return;
+        }
+        let until = now + self.limits.resume_grace;
+        if let Some(p) = self.peer_mut(&seat) {
+            p.conn = None;
+            p.grace_until = Some(until);
+            self.graces.insert((until, seat));
+        }
+    }
+
+    /// Ends every resume grace due by `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some((until, _)) = self.graces.first() {
+            if *until > now {
+                break;
+            }
+            if let Some((_, seat)) = self.graces.pop_first() {
+                self.remove_peer(&seat);
+            }
+        }
+    }
+
+    /// When to call [`Rooms::handle_timeout`] next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.graces.first().map(|(t, _)| *t)
+    }
+
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    fn dispatch(&mut self, conn: ConnId, msg: ClientMessage) -> Result<(), Refusal> {
+        match msg {
+            ClientMessage::Ping => {
+                self.deliver(conn, ServerMessage::Pong);
+                Ok(())
+            }
+            ClientMessage::Join { room, resume: None } => self.join(conn, room),
+            ClientMessage::Join {
+                room,
+                resume: Some(token),
+            } => self.resume(conn, room, token),
+            ClientMessage::Relay { to, body } => self.relay(conn, to, body),
+            ClientMessage::Leave => self.leave(conn),
+        }
+    }
+
+    /// `join`: a fresh id in `room`; the others hear `peer-joined`.
+    fn join(&mut self, conn: ConnId, room_name: RoomName) -> Result<(), Refusal> {
+        self.not_seated(conn)?;
+        let max = self.limits.max_room_size;
+        let room = self.rooms.entry(room_name.clone()).or_default();
+        if room.peers.len() >= max {
+            return Err(Refusal::new(
+                ErrorCode::RoomFull,
+                format!("room `{}` already has {max} peers", room_name.as_str()),
+            ));
+        }
+        let id = loop {
+            let id = self.ids.peer_id();
+            if !room.peers.contains_key(&id) {
+                break id;
+            }
+        };
+        let token = self.ids.resume_token();
+        let peers: Vec<PeerId> = room.peers.keys().cloned().collect();
+        let live: Vec<ConnId> = room.peers.values().filter_map(|p| p.conn).collect();
+        room.peers.insert(
+            id.clone(),
+            Peer {
+                conn: Some(conn),
+                token: token.clone(),
+                grace_until: None,
+                pending: VecDeque::new(),
+            },
+        );
+        let seat = Seat {
+            room: room_name,
+            peer: id.clone(),
+        };
+        self.tokens.insert(token.clone(), seat.clone());
+        self.seat(conn, seat);
+        for other in live {
+            self.deliver(other, ServerMessage::PeerJoined(id.clone()));
+        }
+        self.deliver(
+            conn,
+            ServerMessage::Welcome {
+                id,
+                peers,
+                resume: token,
+            },
+        );
+        Ok(())
+    }
+
+    /// `join` with `resume`: the same id again, silently for the others (they
+    /// never heard it leave). A still-open old socket is closed. The token is
+    /// single-use: the welcome carries a new one. Messages kept during the
+    /// grace follow the welcome.
+    fn resume(&mut self, conn: ConnId, room: RoomName, token: ResumeToken) -> Result<(), Refusal> {
+        self.not_seated(conn)?;
+        let bad = || {
+            Refusal::new(
+                ErrorCode::BadResume,
+                "unknown or expired resume token for this room; join without it",
+            )
+        };
+        let seat = match self.tokens.get(&token) {
+            Some(seat) if seat.room == room => seat.clone(),
+            _ => return Err(bad()),
+        };
+        let Some(room) = self.rooms.get_mut(&seat.room) else {
+            return Err(bad());
+        };
+        let Some(peer) = room.peers.get_mut(&seat.peer) else {
+            return Err(bad());
+        };
+        let new_token = self.ids.resume_token();
+        let old = peer.conn.replace(conn);
+        let grace = peer.grace_until.take();
+        let pending = std::mem::take(&mut peer.pending);
+        peer.token = new_token.clone();
+        let peers = room.peers.keys().filter(|p| **p != seat.peer).cloned().collect();
+        if let Some(until) = grace {
+            self.graces.remove(&(until, seat.clone()));
+        }
+        self.tokens.remove(&token);
+        self.tokens.insert(new_token.clone(), seat.clone());
+        if let Some(old) = old {
+            self.conns.remove(&old);
+            self.out.push_back(Output::Close(old));
+        }
+        self.deliver(
+            conn,
+            ServerMessage::Welcome {
+                id: seat.peer.clone(),
+                peers,
+                resume: new_token,
+            },
+        );
+        self.seat(conn, seat);
+        for m in pending {
+            self.deliver(conn, m);
+        }
+        Ok(())
+    }
+
+    /// `offer`/`answer`/`candidate`: to one other peer of the sender's room,
+    /// with `from`. A peer in its grace gets it on resume (up to MAX_PENDING).
+    fn relay(&mut self, conn: ConnId, to: PeerId, body: Map<String, Value>) -> Result<(), Refusal> {
+        let seat = self.seated(conn)?;
+        let unknown = || Refusal::new(ErrorCode::UnknownPeer, format!("no other peer `{to}` in your room"));
+        if to == seat.peer {
+            return Err(unknown());
+        }
+        let Some(target) = self.rooms.get_mut(&seat.room).and_then(|r| r.peers.get_mut(&to)) else {
+            return Err(unknown());
+        };
+        let msg = ServerMessage::Relayed { from: seat.peer, body };
+        match target.conn {
+            Some(c) => self.deliver(c, msg),
+            None if target.pending.len() < MAX_PENDING => target.pending.push_back(msg),
+            None => {}
+        }
+        Ok(())
+    }
+
+    /// `leave`: the id is released at once and the others hear `peer-left`.
+    /// The connection stays open and may join again.
+    fn leave(&mut self, conn: ConnId) -> Result<(), Refusal> {
+        let seat = self.seated(conn)?;
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.seat = None;
+        }
+        self.remove_peer(&seat);
+        Ok(())
+    }
+
+    fn remove_peer(&mut self, seat: &Seat) {
+        let Some(room) = self.rooms.get_mut(&seat.room) else {
+            return;
+        };
+        let Some(peer) = room.peers.remove(&seat.peer) else {
+            return;
+        };
+        let live: Vec<ConnId> = room.peers.values().filter_map(|p| p.conn).collect();
+        if room.peers.is_empty() {
+            self.rooms.remove(&seat.room);
+        }
+        self.tokens.remove(&peer.token);
+        if let Some(until) = peer.grace_until {
+            self.graces.remove(&(until, seat.clone()));
+        }
+        if let Some(c) = peer.conn.and_then(|c| self.conns.get_mut(&c)) {
+            c.seat = None;
+        }
+        for other in live {
+            self.deliver(other, ServerMessage::PeerLeft(seat.peer.clone()));
+        }
+    }
+
+    fn refuse(&mut self, conn: ConnId, refusal: Refusal, now: Instant) {
+        let code = refusal.code;
+        self.send_error(conn, refusal);
+        let too_many = match self.conns.get_mut(&conn) {
+            Some(c) if code.is_protocol_violation() => {
+                c.violations += 1;
+                c.violations >= MAX_PROTOCOL_ERRORS
+            }
+            _ => false,
+        };
+        if code == ErrorCode::TooLarge || too_many {
+            self.close(conn, now);
+        }
+    }
+
+    fn close(&mut self, conn: ConnId, now: Instant) {
+        self.out.push_back(Output::Close(conn));
+        self.handle_disconnect(conn, now);
+    }
+
+    fn send_error(&mut self, conn: ConnId, refusal: Refusal) {
+        self.deliver(conn, ServerMessage::Error(refusal));
+    }
+
+    fn deliver(&mut self, conn: ConnId, msg: ServerMessage) {
+        self.out.push_back(Output::Deliver(conn, msg));
+    }
+
+    fn seat(&mut self, conn: ConnId, seat: Seat) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.seat = Some(seat);
+        }
+    }
+
+    fn seated(&self, conn: ConnId) -> Result<Seat, Refusal> {
+        self.conns
+            .get(&conn)
+            .and_then(|c| c.seat.clone())
+            .ok_or_else(|| Refusal::new(ErrorCode::NotJoined, "join a room first"))
+    }
+
+    fn not_seated(&self, conn: ConnId) -> Result<(), Refusal> {
+        match self.conns.get(&conn).and_then(|c| c.seat.as_ref()) {
+            Some(seat) => Err(Refusal::new(
+                ErrorCode::AlreadyJoined,
+                format!("already in room `{}`; leave first", seat.room.as_str()),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    fn peer_mut(&mut self, seat: &Seat) -> Option<&mut Peer> {
+        self.rooms.get_mut(&seat.room)?.peers.get_mut(&seat.peer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::signaling::message::parse;
+    use serde_json::json;
+    use std::time::Duration;
+
+    const GRACE: Duration = Duration::from_secs(30);
+
+    fn limits() -> SignalingLimits {
+        SignalingLimits {
+            max_message_bytes: 4096,
+            max_room_size: 3,
+            max_messages_per_sec: 10,
+            resume_grace: GRACE,
+            ping_interval: Duration::from_secs(15),
+        }
+    }
+
+    /// The core with a clock the test moves.
+    struct T {
+        rooms: Rooms,
+        now: Instant,
+    }
+
+    impl T {
+        fn new() -> T {
+            T::with(limits())
+        }
+
+        fn with(limits: SignalingLimits) -> T {
+            T {
+                rooms: Rooms::new(limits, [1; 32]),
+                now: Instant::now(),
+            }
+        }
+
+        fn connect(&mut self) -> ConnId {
+            self.rooms.connect(self.now)
+        }
+
+        fn send(&mut self, conn: ConnId, text: &str) -> Vec<Output> {
+            let frame = parse(text, 4096);
+            self.rooms.handle(conn, frame, self.now);
+            self.drain()
+        }
+
+        fn drain(&mut self) -> Vec<Output> {
+            std::iter::from_fn(|| self.rooms.poll_output()).collect()
+        }
+
+        fn advance(&mut self, d: Duration) -> Vec<Output> {
+            self.now += d;
+            self.rooms.handle_timeout(self.now);
+            self.drain()
+        }
+
+        fn disconnect(&mut self, conn: ConnId) -> Vec<Output> {
+            self.rooms.handle_disconnect(conn, self.now);
+            self.drain()
+        }
+
+        /// Connects and joins `room`: (conn, id, token).
+        fn join(&mut self, room: &str) -> (ConnId, PeerId, ResumeToken) {
+            let c = self.connect();
+            let out = self.send(c, &format!(r#"{{"type":"join","room":"{room}"}}"#));
+            let welcome = out
+                .iter()
+                .find_map(|o| match o {
+                    Output::Deliver(to, ServerMessage::Welcome { id, resume, .. }) if *to == c => {
+                        Some((id.clone(), resume.clone()))
+                    }
+                    _ => None,
+                })
+                .expect("a welcome");
+            (c, welcome.0, welcome.1)
+        }
+    }
+
+    fn error_code(out: &[Output], conn: ConnId) -> Option<ErrorCode> {
+        out.iter().find_map(|o| match o {
+            Output::Deliver(c, ServerMessage::Error(r)) if *c == conn => Some(r.code),
+            _ => None,
+        })
+    }
+
+    fn closes(out: &[Output], conn: ConnId) -> bool {
+        out.contains(&Output::Close(conn))
+    }
+
+    fn offer(to: &PeerId) -> String {
+        format!(r#"{{"type":"offer","to":"{to}","sdp":"v=0"}}"#)
+    }
+
+    #[test]
+    fn join_welcomes_and_announces() {
+        let mut t = T::new();
+        let (a, ida, _) = t.join("r");
+        let b = t.connect();
+        let out = t.send(b, r#"{"type":"join","room":"r"}"#);
+        let Output::Deliver(to, ServerMessage::PeerJoined(idb)) = &out[0] else {
+            panic!("peer-joined first: {out:?}");
+        };
+        assert_eq!(*to, a);
+        let Output::Deliver(to, ServerMessage::Welcome { id, peers, .. }) = &out[1] else {
+            panic!("then the welcome: {out:?}");
+        };
+        assert_eq!((*to, id, peers), (b, idb, &vec![ida]));
+        assert_eq!(out.len(), 2);
+    }
+
+    #[test]
+    fn relay_adds_from_and_drops_to() {
+        let mut t = T::new();
+        let (a, ida, _) = t.join("r");
+        let (b, idb, _) = t.join("r");
+        let out = t.send(
+            a,
+            &format!(r#"{{"type":"candidate","to":"{idb}","candidate":{{"c":1}}}}"#),
+        );
+        let [Output::Deliver(to, msg)] = &out[..] else {
+            panic!("one delivery: {out:?}");
+        };
+        assert_eq!(*to, b);
+        assert_eq!(
+            serde_json::from_str::<Value>(&msg.to_json()).unwrap(),
+            json!({"type": "candidate", "candidate": {"c": 1}, "from": ida.0})
+        );
+    }
+
+    #[test]
+    fn leave_announces_and_frees_the_seat() {
+        let mut t = T::new();
+        let (a, ida, _) = t.join("r");
+        let (b, _, _) = t.join("r");
+        let out = t.send(a, r#"{"type":"leave"}"#);
+        assert_eq!(out, vec![Output::Deliver(b, ServerMessage::PeerLeft(ida.clone()))]);
+        // Still connected: may relay no more, may join again (a new id).
+        assert_eq!(error_code(&t.send(a, &offer(&ida)), a), Some(ErrorCode::NotJoined));
+        let out = t.send(a, r#"{"type":"join","room":"r"}"#);
+        assert!(matches!(&out[1], Output::Deliver(c, ServerMessage::Welcome { id, .. }) if *c == a && *id != ida));
+    }
+
+    #[test]
+    fn last_leave_removes_the_room() {
+        let mut t = T::new();
+        let (a, _, _) = t.join("r");
+        t.send(a, r#"{"type":"leave"}"#);
+        assert!(t.rooms.rooms.is_empty());
+        assert!(t.rooms.tokens.is_empty());
+    }
+
+    #[test]
+    fn rooms_are_isolated() {
+        let mut t = T::new();
+        let (a, _, _) = t.join("one");
+        let b = t.connect();
+        let out = t.send(b, r#"{"type":"join","room":"two"}"#);
+        assert!(
+            matches!(&out[..], [Output::Deliver(x, ServerMessage::Welcome { peers, .. })] if *x == b && peers.is_empty())
+        );
+        let c = t.connect();
+        let out = t.send(c, r#"{"type":"join","room":"one"}"#);
+        let Output::Deliver(x, ServerMessage::PeerJoined(idc)) = &out[0] else {
+            panic!("room `one` hears of its own newcomer: {out:?}");
+        };
+        assert_eq!(*x, a);
+        let out = t.send(b, &offer(idc));
+        assert_eq!(error_code(&out, b), Some(ErrorCode::UnknownPeer));
+        assert_eq!(out.len(), 1, "nothing reaches room `one`");
+        let out = t.send(b, r#"{"type":"leave"}"#);
+        assert!(out.is_empty(), "nobody in `one` hears of `two`: {out:?}");
+    }
+
+    #[test]
+    fn ping_needs_no_room() {
+        let mut t = T::new();
+        let a = t.connect();
+        assert_eq!(
+            t.send(a, r#"{"type":"ping"}"#),
+            vec![Output::Deliver(a, ServerMessage::Pong)]
+        );
+    }
+
+    #[test]
+    fn every_refusal() {
+        let mut t = T::new();
+        let a = t.connect();
+        for (text, code) in [
+            ("{", ErrorCode::BadJson),
+            (r#"{"type":"hug"}"#, ErrorCode::UnknownType),
+            (r#"{"type":"offer"}"#, ErrorCode::BadMessage),
+            (r#"{"type":"offer","to":"x"}"#, ErrorCode::NotJoined),
+            (r#"{"type":"leave"}"#, ErrorCode::NotJoined),
+            (r#"{"type":"join","room":""}"#, ErrorCode::BadRoom),
+            (r#"{"type":"join","room":"r","resume":"nope"}"#, ErrorCode::BadResume),
+        ] {
+            assert_eq!(error_code(&t.send(a, text), a), Some(code), "{text}");
+        }
+        let (b, idb, _) = t.join("r");
+        assert_eq!(
+            error_code(&t.send(b, r#"{"type":"join","room":"s"}"#), b),
+            Some(ErrorCode::AlreadyJoined)
+        );
+        assert_eq!(
+            error_code(&t.send(b, &offer(&idb)), b),
+            Some(ErrorCode::UnknownPeer),
+            "not to yourself"
+        );
+        assert_eq!(
+            error_code(&t.send(b, &offer(&PeerId("ghost".into()))), b),
+            Some(ErrorCode::UnknownPeer)
+        );
+        t.join("r");
+        t.join("r");
+        let d = t.connect();
+        let out = t.send(d, r#"{"type":"join","room":"r"}"#);
+        assert_eq!(error_code(&out, d), Some(ErrorCode::RoomFull));
+        assert!(!closes(&out, d), "a full room leaves the connection open");
+        assert!(matches!(
+            &t.send(d, r#"{"type":"join","room":"other"}"#)[0],
+            Output::Deliver(_, ServerMessage::Welcome { .. })
+        ));
+        // Too large closes at once.
+        let e = t.connect();
+        t.rooms.handle(e, Err(Refusal::too_large(4096)), t.now);
+        let out = t.drain();
+        assert_eq!(error_code(&out, e), Some(ErrorCode::TooLarge));
+        assert!(closes(&out, e));
+    }
+
+    #[test]
+    fn ten_violations_close() {
+        let mut t = T::with(SignalingLimits {
+            max_messages_per_sec: 1000,
+            ..limits()
+        });
+        let a = t.connect();
+        for _ in 0..MAX_PROTOCOL_ERRORS - 1 {
+            let out = t.send(a, "garbage");
+            assert_eq!(error_code(&out, a), Some(ErrorCode::BadJson));
+            assert!(!closes(&out, a));
+        }
+        let out = t.send(a, "garbage");
+        assert_eq!(error_code(&out, a), Some(ErrorCode::BadJson));
+        assert!(closes(&out, a), "the tenth closes");
+        assert!(t.send(a, "garbage").is_empty(), "a closed connection is ignored");
+    }
+
+    #[test]
+    fn races_are_not_violations() {
+        let mut t = T::with(SignalingLimits {
+            max_messages_per_sec: 1000,
+            ..limits()
+        });
+        let (a, _, _) = t.join("r");
+        for _ in 0..3 * MAX_PROTOCOL_ERRORS {
+            let out = t.send(a, &offer(&PeerId("gone".into())));
+            assert!(!closes(&out, a));
+        }
+    }
+
+    #[test]
+    fn flooding_is_cut_off() {
+        let mut t = T::new();
+        let (a, _, _) = t.join("r");
+        let (b, _, _) = t.join("r");
+        // A burst of twice the rate; the join took one.
+        for _ in 0..19 {
+            assert_eq!(
+                t.send(a, r#"{"type":"ping"}"#),
+                vec![Output::Deliver(a, ServerMessage::Pong)]
+            );
+        }
+        let out = t.send(a, r#"{"type":"ping"}"#);
+        assert_eq!(error_code(&out, a), Some(ErrorCode::RateLimited));
+        assert!(closes(&out, a));
+        assert!(t.send(a, r#"{"type":"ping"}"#).is_empty());
+        // The other peer is unaffected.
+        assert_eq!(
+            t.send(b, r#"{"type":"ping"}"#),
+            vec![Output::Deliver(b, ServerMessage::Pong)]
+        );
+    }
+
+    #[test]
+    fn rate_refills_with_time() {
+        let mut t = T::new();
+        let a = t.connect();
+        for _ in 0..20 {
+            t.send(a, r#"{"type":"ping"}"#);
+        }
+        t.advance(Duration::from_millis(500));
+        for _ in 0..5 {
+            assert_eq!(
+                t.send(a, r#"{"type":"ping"}"#),
+                vec![Output::Deliver(a, ServerMessage::Pong)]
+            );
+        }
+    }
+
+    #[test]
+    fn resume_keeps_the_id_silently_and_delivers_pending() {
+        let mut t = T::new();
+        let (a, ida, token) = t.join("r");
+        let (b, _, _) = t.join("r");
+        assert!(t.disconnect(a).is_empty(), "no peer-left during the grace");
+        // Relayed while away: kept.
+        assert!(t.send(b, &offer(&ida)).is_empty());
+        t.join("r");
+        t.advance(GRACE - Duration::from_secs(1));
+        let a2 = t.connect();
+        let out = t.send(a2, &format!(r#"{{"type":"join","room":"r","resume":"{}"}}"#, token.0));
+        let Output::Deliver(to, ServerMessage::Welcome { id, peers, resume }) = &out[0] else {
+            panic!("a welcome: {out:?}");
+        };
+        assert_eq!((*to, id), (a2, &ida));
+        assert_eq!(peers.len(), 2);
+        assert_ne!(*resume, token, "a fresh token");
+        assert!(
+            matches!(&out[1], Output::Deliver(c, ServerMessage::Relayed { body, .. }) if *c == a2 && body["sdp"] == "v=0")
+        );
+        assert_eq!(out.len(), 2, "the others are told nothing");
+        // Past the old grace end nothing happens, and the used token is dead.
+        assert!(t.advance(Duration::from_secs(5)).is_empty());
+        let a3 = t.connect();
+        let out = t.send(a3, &format!(r#"{{"type":"join","room":"r","resume":"{}"}}"#, token.0));
+        assert_eq!(error_code(&out, a3), Some(ErrorCode::BadResume));
+    }
+
+    #[test]
+    fn newcomer_sees_a_peer_in_its_grace() {
+        let mut t = T::new();
+        let (a, ida, _) = t.join("r");
+        t.disconnect(a);
+        let c = t.connect();
+        let out = t.send(c, r#"{"type":"join","room":"r"}"#);
+        assert!(
+            matches!(&out[..], [Output::Deliver(_, ServerMessage::Welcome { peers, .. })] if *peers == vec![ida.clone()])
+        );
+    }
+
+    #[test]
+    fn resume_of_a_live_socket_closes_the_old_one() {
+        let mut t = T::new();
+        let (a, ida, token) = t.join("r");
+        let (b, _, _) = t.join("r");
+        let a2 = t.connect();
+        let out = t.send(a2, &format!(r#"{{"type":"join","room":"r","resume":"{}"}}"#, token.0));
+        assert!(closes(&out, a));
+        assert!(!out.iter().any(|o| matches!(o, Output::Deliver(c, _) if *c == b)));
+        // The old socket's late disconnect changes nothing.
+        assert!(t.disconnect(a).is_empty());
+        let out = t.send(b, &offer(&ida));
+        assert!(matches!(&out[..], [Output::Deliver(c, _)] if *c == a2));
+    }
+
+    #[test]
+    fn resume_needs_the_right_room() {
+        let mut t = T::new();
+        let (a, _, token) = t.join("r");
+        t.disconnect(a);
+        let a2 = t.connect();
+        let out = t.send(
+            a2,
+            &format!(r#"{{"type":"join","room":"elsewhere","resume":"{}"}}"#, token.0),
+        );
+        assert_eq!(error_code(&out, a2), Some(ErrorCode::BadResume));
+    }
+
+    #[test]
+    fn grace_expiry_announces_the_leave() {
+        let mut t = T::new();
+        let (a, ida, token) = t.join("r");
+        let (b, _, _) = t.join("r");
+        t.disconnect(a);
+        assert_eq!(t.rooms.poll_timeout(), Some(t.now + GRACE));
+        assert!(t.advance(GRACE - Duration::from_millis(1)).is_empty());
+        assert_eq!(
+            t.advance(Duration::from_millis(1)),
+            vec![Output::Deliver(b, ServerMessage::PeerLeft(ida))]
+        );
+        assert_eq!(t.rooms.poll_timeout(), None);
+        let a2 = t.connect();
+        let out = t.send(a2, &format!(r#"{{"type":"join","room":"r","resume":"{}"}}"#, token.0));
+        assert_eq!(error_code(&out, a2), Some(ErrorCode::BadResume), "too late");
+    }
+
+    #[test]
+    fn zero_grace_leaves_at_once() {
+        let mut t = T::with(SignalingLimits {
+            resume_grace: Duration::ZERO,
+            ..limits()
+        });
+        let (a, ida, _) = t.join("r");
+        let (b, _, _) = t.join("r");
+        assert_eq!(t.disconnect(a), vec![Output::Deliver(b, ServerMessage::PeerLeft(ida))]);
+    }
+
+    #[test]
+    fn a_reserved_seat_counts_toward_the_room_size() {
+        let mut t = T::new();
+        let (a, _, _) = t.join("r");
+        t.join("r");
+        t.join("r");
+        t.disconnect(a);
+        let d = t.connect();
+        assert_eq!(
+            error_code(&t.send(d, r#"{"type":"join","room":"r"}"#), d),
+            Some(ErrorCode::RoomFull)
+        );
+        t.advance(GRACE);
+        assert!(matches!(
+            &t.send(d, r#"{"type":"join","room":"r"}"#).last(),
+            Some(Output::Deliver(_, ServerMessage::Welcome { .. }))
+        ));
+    }
+
+    #[test]
+    fn pending_is_bounded() {
+        let mut t = T::with(SignalingLimits {
+            max_messages_per_sec: 1000,
+            ..limits()
+        });
+        let (a, ida, token) = t.join("r");
+        let (b, _, _) = t.join("r");
+        t.disconnect(a);
+        for _ in 0..MAX_PENDING + 10 {
+            t.send(b, &offer(&ida));
+        }
+        let a2 = t.connect();
+        let out = t.send(a2, &format!(r#"{{"type":"join","room":"r","resume":"{}"}}"#, token.0));
+        assert_eq!(out.len(), 1 + MAX_PENDING);
+    }
+}

@@ -1,0 +1,255 @@
+//! The sample page (`GET /`) in headless Chromium: Debian's `chromium`,
+//! driven by playwright-core from `tests/browser/run.mjs`, which prints one
+//! JSON line that these tests check. The gatherer must list host and relay
+//! candidates, the relay ones on ternd's relay address; two pages in one room
+//! must call each other with `iceTransportPolicy: "relay"` through ternd's
+//! relays (no `peers.allow`: the own-relay-address rule lets them talk),
+//! survive a signaling drop and an ICE restart, and ternd must count the
+//! relayed packets.
+//!
+//! Needs /usr/bin/chromium, node and `tests/browser/node_modules` (tests/run.sh
+//! installs them). Missing outside CI: SKIPPED; under CI: a failure.
+
+mod common;
+
+use std::io::Read;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+/// run.mjs gives up after 50 s; this is the backstop.
+const RUN_LIMIT: Duration = Duration::from_secs(55);
+const KEY: &str = "browser-test-key-0123456789";
+
+fn browser_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
+}
+
+/// True when Chromium, node and playwright-core are installed. Otherwise
+/// prints SKIPPED and returns false, or panics under CI.
+fn prerequisites() -> bool {
+    let mut missing = Vec::new();
+    if !Path::new(CHROMIUM).exists() {
+        missing.push("/usr/bin/chromium (apt-get install chromium)");
+    }
+    let node = Command::new("node").arg("--version").output();
+    if !node.is_ok_and(|o| o.status.success()) {
+        missing.push("node");
+    }
+    if !browser_dir().join("node_modules/playwright-core").exists() {
+        missing.push("tests/browser/node_modules (npm ci --prefix tests/browser)");
+    }
+    if missing.is_empty() {
+        return true;
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("missing {}: tests/run.sh installs them", missing.join(", "));
+    }
+    eprintln!(
+        "SKIPPED: missing {}; run tests/run.sh to install them",
+        missing.join(", ")
+    );
+    false
+}
+
+/// Ends `child` (node, which closes its Chromium on SIGTERM) by its pid.
+fn stop(child: &mut Child) {
+    if let Ok(pid) = i32::try_from(child.id()) {
+        // SAFETY: kill(2) on the pid of a child we have not reaped yet.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+    }
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(3) {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Runs `node run.mjs <url> <args..>` within RUN_LIMIT and returns its JSON
+/// line, which must say `"ok":true`.
+fn run_page(url: &str, args: &[&str]) -> Value {
+    let mut child = Command::new("node")
+        .arg(browser_dir().join("run.mjs"))
+        .arg(url)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start node");
+    // Read both pipes on threads; hand the text over a channel so a stray
+    // holder of a pipe can never block the test.
+    let reader = |mut r: Box<dyn Read + Send>| {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = r.read_to_string(&mut s);
+            let _ = tx.send(s);
+        });
+        rx
+    };
+    let out = reader(Box::new(child.stdout.take().unwrap()));
+    let err = reader(Box::new(child.stderr.take().unwrap()));
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for node") {
+            break Some(status);
+        }
+        if start.elapsed() > RUN_LIMIT {
+            stop(&mut child);
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let out = out.recv_timeout(Duration::from_secs(5)).unwrap_or_default();
+    let err = err.recv_timeout(Duration::from_secs(5)).unwrap_or_default();
+    let Some(status) = status else {
+        panic!("run.mjs {args:?} took over {RUN_LIMIT:?}\nstdout:\n{out}\nstderr:\n{err}");
+    };
+    let line = out.lines().rev().find(|l| l.starts_with('{'));
+    let result: Value = line
+        .and_then(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| panic!("run.mjs {args:?} printed no JSON ({status})\nstdout:\n{out}\nstderr:\n{err}"));
+    assert!(
+        status.success() && result["ok"] == true,
+        "run.mjs {args:?} failed ({status}): {}\nstderr:\n{err}",
+        serde_json::to_string_pretty(&result).unwrap()
+    );
+    assert_eq!(
+        result["pageErrors"],
+        serde_json::json!([]),
+        "uncaught errors in the page"
+    );
+    result
+}
+
+fn candidates(v: &Value) -> &Vec<Value> {
+    v["candidates"].as_array().expect("a candidates array")
+}
+
+/// The relay candidate `c` is on ternd's relay address and a relay port.
+fn assert_on_relay(c: &Value, relay_ip: IpAddr) {
+    assert_eq!(c["address"].as_str(), Some(relay_ip.to_string().as_str()), "{c}");
+    let port = c["port"].as_u64().unwrap();
+    assert!(
+        (61000..=65535).contains(&port),
+        "relay port from relay.port_min..=port_max: {c}"
+    );
+}
+
+#[test]
+fn the_gatherer_lists_host_and_relay_candidates() {
+    if !prerequisites() {
+        return;
+    }
+    let server = start(&turn_config(
+        None,
+        &[("http.listen", "127.0.0.1:0"), ("http.api_keys", KEY)],
+    ));
+    let relay_ip = server.shared().relay_ipv4.expect("a relay address");
+    let url = format!("http://{}", server.bound().http[0]);
+    let r = run_page(&url, &["gather", KEY]);
+
+    let all = &r["all"];
+    assert_eq!(all["timedOut"], false, "gathering completes: {all}");
+    assert!(all["ms"].as_u64().is_some(), "the gathering time is reported");
+    assert_eq!(all["errors"], serde_json::json!([]), "no icecandidateerror");
+    let list = candidates(all);
+    assert!(list.iter().any(|c| c["type"] == "host"), "a host candidate: {list:?}");
+    let relays: Vec<&Value> = list.iter().filter(|c| c["type"] == "relay").collect();
+    for c in &relays {
+        assert_on_relay(c, relay_ip);
+        assert!(c["priority"].as_u64().is_some_and(|p| p > 0), "{c}");
+        assert_eq!(c["protocol"], "udp", "a TURN relay is UDP on the peer side: {c}");
+    }
+    for transport in ["udp", "tcp"] {
+        assert!(
+            relays.iter().any(|c| c["relayProtocol"] == transport),
+            "a relay candidate allocated over TURN/{transport}: {relays:?}"
+        );
+    }
+
+    let relay_only = candidates(&r["relayOnly"]);
+    assert!(!relay_only.is_empty(), "relay-only gathering finds candidates");
+    for c in relay_only {
+        assert_eq!(
+            c["type"], "relay",
+            "iceTransportPolicy relay yields only relay candidates: {c}"
+        );
+        assert_on_relay(c, relay_ip);
+    }
+
+    let refused = r["withoutKey"].as_str().unwrap();
+    assert!(refused.contains("401"), "without ?key= the API refuses: {refused}");
+    server.shutdown().unwrap();
+}
+
+#[test]
+fn two_pages_call_through_the_relays_and_reconnect() {
+    if !prerequisites() {
+        return;
+    }
+    // No peers.allow: only the rule for ternd's own relay addresses admits the peers.
+    let server = start(&turn_config(
+        None,
+        &[("http.listen", "127.0.0.1:0"), ("peers.allow", "")],
+    ));
+    let relay_ip = server.shared().relay_ipv4.expect("a relay address");
+    let url = format!("http://{}", server.bound().http[0]);
+    let r = run_page(&url, &["call"]);
+
+    // The selected pair is relay/relay on both pages, before and after the ICE restart.
+    for (when, side) in [("pairs", "a"), ("pairs", "b"), ("pairsAfter", "a"), ("pairsAfter", "b")] {
+        let pair = &r[when][side];
+        assert_eq!(pair["local"]["type"], "relay", "{when}.{side}: {pair}");
+        assert_eq!(pair["remote"]["type"], "relay", "{when}.{side}: {pair}");
+        assert_on_relay(&pair["local"], relay_ip);
+        assert_on_relay(&pair["remote"], relay_ip);
+    }
+    assert!(
+        r["pairs"]["a"]["bytesSent"].as_u64().is_some_and(|b| b > 0),
+        "{}",
+        r["pairs"]
+    );
+    let (before, after) = (&r["before"], &r["after"]);
+    assert_ne!(before["a"]["id"], before["b"]["id"]);
+    assert_eq!(before["a"]["peer"], before["b"]["id"]);
+    assert_eq!(after["a"]["id"], before["a"]["id"], "the resume token kept a's id");
+    assert!(after["a"]["restarts"].as_u64().unwrap() >= 1, "{after}");
+    assert_ne!(
+        after["a"]["ufrag"], before["a"]["ufrag"],
+        "ICE restarted with new credentials"
+    );
+    let chat_b: Vec<&str> = r["chatB"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["text"].as_str())
+        .collect();
+    assert!(
+        chat_b.contains(&"hello from a") && chat_b.contains(&"after the restart"),
+        "{chat_b:?}"
+    );
+
+    let stats = server.shutdown().unwrap();
+    assert!(
+        stats.traffic.to_peer_packets > 0,
+        "ternd relayed to peers: {:?}",
+        stats.traffic
+    );
+    assert!(
+        stats.traffic.to_client_packets > 0,
+        "ternd relayed to clients: {:?}",
+        stats.traffic
+    );
+}
