@@ -190,9 +190,9 @@ fn credentials(args: &CredentialArgs) -> anyhow::Result<()> {
 
 fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     let config = Config::load(&args.sources()?)?;
-    crate::logging::init(&config.log)?;
+    let log = crate::logging::init(&config.log)?;
     // Signal handlers first, so a signal that arrives while starting up is
-    // already a clean shutdown rather than the default "terminate now".
+    // already handled rather than the default "terminate now".
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -202,16 +202,52 @@ fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         StopSignals::new()?
     };
     let running = crate::server::start(&config)?;
-    print!(
-        "{}",
-        crate::banner::render(running.bound(), config.shard_count(), running.shared())
-    );
+    print!("{}", crate::banner::render(running.bound(), config.shard_count(), running.shared()));
     use std::io::Write as _;
     let _ = std::io::stdout().flush();
     tracing::info!(bound = ?running.bound(), "ternd started");
 
-    let signal = rt.block_on(signals.wait());
-    tracing::info!("{signal} received, shutting down");
+    let notifier = crate::systemd::Notifier::from_env();
+    notifier.notify("READY=1\nSTATUS=serving");
+    let handle = running.handle();
+    if let Some(every) = crate::systemd::Notifier::watchdog_interval() {
+        // Pings only when every shard's event loop answers: a stuck shard
+        // lets the watchdog fire.
+        let (h, n) = (handle.clone(), crate::systemd::Notifier::from_env());
+        rt.spawn(async move {
+            let mut tick = tokio::time::interval(every / 2);
+            loop {
+                tick.tick().await;
+                if h.ping().await {
+                    n.notify("WATCHDOG=1");
+                } else {
+                    tracing::error!("a shard does not answer: withholding the watchdog ping");
+                }
+            }
+        });
+    }
+    let drain_timeout = config.server.drain_timeout.0;
+    rt.block_on(async {
+        loop {
+            match signals.wait().await {
+                Signal::Hangup => {
+                    notifier.reloading();
+                    reload(args, &handle, &log);
+                    notifier.notify("READY=1\nSTATUS=serving");
+                }
+                Signal::Terminate => {
+                    notifier.notify("STOPPING=1\nSTATUS=draining");
+                    drain(&handle, &mut signals, drain_timeout).await;
+                    return;
+                }
+                Signal::Interrupt => {
+                    notifier.notify("STOPPING=1");
+                    tracing::info!("SIGINT received, stopping");
+                    return;
+                }
+            }
+        }
+    });
     let stats = running.shutdown()?;
     let drops: Vec<String> = stats
         .drops
@@ -229,9 +265,73 @@ fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// SIGHUP: re-read the config; apply what can change live, report what
+/// needs a restart, and keep the old config when the new one is invalid.
+fn reload(args: &ServeArgs, handle: &crate::server::ServerHandle, log: &crate::logging::LogHandle) {
+    let new = match args.sources().and_then(|s| Ok(Config::load(&s)?)) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("config reload refused, the running config stays in force: {e:#}");
+            return;
+        }
+    };
+    match handle.reload(&new) {
+        Ok(report) => {
+            if let Err(e) = log.set_level(&new.log.level) {
+                tracing::error!("{e:#}");
+            }
+            if report.needs_restart.is_empty() {
+                tracing::info!("config reloaded");
+            } else {
+                tracing::warn!(
+                    needs_restart = %report.needs_restart.join(", "),
+                    "config reloaded; these changes take effect only after a restart"
+                );
+            }
+        }
+        Err(e) => tracing::error!("config reload refused, the running config stays in force: {e:#}"),
+    }
+}
+
+/// SIGTERM: refuse new allocations, wait for the existing ones to end (or
+/// the deadline, or another SIGTERM/SIGINT).
+async fn drain(handle: &crate::server::ServerHandle, signals: &mut StopSignals, timeout: std::time::Duration) {
+    handle.drain();
+    let deadline = tokio::time::Instant::now() + timeout;
+    tracing::info!(timeout_s = timeout.as_secs(), "SIGTERM received, draining");
+    loop {
+        let live: usize = handle.snapshots().await.iter().map(|s| s.allocations).sum();
+        if live == 0 {
+            tracing::info!("drained: no allocations left");
+            return;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!(allocations = live, "drain deadline reached, stopping");
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_millis(250)) => {}
+            s = signals.wait() => {
+                if !matches!(s, Signal::Hangup) {
+                    tracing::info!(allocations = live, "second stop signal, stopping now");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Signal {
+    Hangup,
+    Terminate,
+    Interrupt,
+}
+
 struct StopSignals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
 }
 
 impl StopSignals {
@@ -240,13 +340,15 @@ impl StopSignals {
         Ok(StopSignals {
             term: signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?,
             int: signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?,
+            hup: signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?,
         })
     }
 
-    async fn wait(&mut self) -> &'static str {
+    async fn wait(&mut self) -> Signal {
         tokio::select! {
-            _ = self.term.recv() => "SIGTERM",
-            _ = self.int.recv() => "SIGINT",
+            _ = self.term.recv() => Signal::Terminate,
+            _ = self.int.recv() => Signal::Interrupt,
+            _ = self.hup.recv() => Signal::Hangup,
         }
     }
 }

@@ -9,3 +9,4 @@ pub mod http;
 pub mod logging;
 pub mod server;
 pub mod signaling;
+pub mod systemd;

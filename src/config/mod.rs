@@ -28,6 +28,7 @@ pub const LIST_KEYS: &[&str] = &[
     "listen.tcp",
     "listen.tls",
     "turn.secrets",
+    "turn.secret_files",
     "relay.external_ip",
     "peers.allow",
     "peers.deny",
@@ -94,6 +95,7 @@ pub struct SignalingSection {
 pub struct TurnSection {
     pub realm: String,
     pub secrets: Vec<String>,
+    pub secret_files: Vec<PathBuf>,
     pub nonce_lifetime: ConfigDuration,
     pub default_lifetime: ConfigDuration,
     pub max_lifetime: ConfigDuration,
@@ -111,6 +113,7 @@ impl std::fmt::Debug for TurnSection {
         f.debug_struct("TurnSection")
             .field("realm", &self.realm)
             .field("secrets", &format_args!("[{} hidden]", self.secrets.len()))
+            .field("secret_files", &self.secret_files)
             .field("nonce_lifetime", &self.nonce_lifetime)
             .field("default_lifetime", &self.default_lifetime)
             .field("max_lifetime", &self.max_lifetime)
@@ -144,6 +147,7 @@ pub struct PeersSection {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerSection {
+    pub drain_timeout: ConfigDuration,
     pub shards: usize,
     pub software: String,
 }

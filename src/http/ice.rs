@@ -61,7 +61,7 @@ fn mint(app: &AppState, headers: &HeaderMap, q: &HashMap<String, String>) -> Res
             "user must be 1-64 characters of A-Z a-z 0-9 . _ - @ +",
         ));
     }
-    let (username, password) = app.shared.mint(user, ttl).ok_or(ApiError::new(
+    let (username, password) = app.server.shared().mint(user, ttl).ok_or(ApiError::new(
         StatusCode::SERVICE_UNAVAILABLE,
         "no TURN secret configured",
     ))?;

@@ -22,14 +22,15 @@ use tokio::sync::watch;
 pub use access::AccessPolicy;
 
 use crate::config::Config;
-use crate::server::setup::Shared;
+use crate::server::ServerHandle;
 use crate::signaling::{Hub, SignalingLimits};
 
 /// What every HTTP handler can see.
 pub struct AppState {
+    /// The running shards: live credentials, readiness, metrics, admin.
+    pub server: ServerHandle,
     /// The ports clients reach STUN/TURN on (for the iceServers URLs).
     pub ports: crate::banner::IcePorts,
-    pub shared: Shared,
     pub access: AccessPolicy,
     pub public_host: String,
     pub default_ttl: Duration,
@@ -63,6 +64,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/app.js", get(page::script))
         .route("/style.css", get(page::style))
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
         .route("/api/ice-servers", get(ice::ice_servers).options(ice::preflight))
         .route("/ws", get(ws))
         .with_state(state)
@@ -99,8 +101,9 @@ impl HttpServer {
 /// Binds `http.listen` and serves the router. None when HTTP is disabled.
 pub fn start(
     config: &Config,
-    shared: &Shared,
+    handle: &ServerHandle,
     bound: &crate::server::BoundAddrs,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 ) -> anyhow::Result<Option<HttpServer>> {
     if config.http.listen.is_empty() {
         return Ok(None);
@@ -122,7 +125,7 @@ pub fn start(
     });
     let state = Arc::new(AppState {
         ports: crate::banner::IcePorts::from_bound(bound),
-        shared: shared.clone(),
+        server: handle.clone(),
         access,
         public_host: config.http.public_host.clone(),
         default_ttl: config.http.default_ttl.0,
@@ -139,14 +142,6 @@ pub fn start(
         .iter()
         .map(|l| l.local_addr())
         .collect::<Result<Vec<_>, _>>()?;
-    let tls = if config.http.tls {
-        Some(tokio_rustls::TlsAcceptor::from(crate::server::tls::server_config(
-            &config.tls.cert_file,
-            &config.tls.key_file,
-        )?))
-    } else {
-        None
-    };
     let (stop, stop_rx) = watch::channel(false);
     let app = router(state);
     let thread = std::thread::Builder::new()
@@ -235,5 +230,17 @@ async fn serve_tls(listener: tokio::net::TcpListener, acceptor: tokio_rustls::Tl
                 tracing::debug!(%peer, "https connection: {e}");
             }
         });
+    }
+}
+
+/// `GET /readyz`: 200 while every shard runs and the server is not
+/// draining; 503 otherwise (load balancers stop sending new clients).
+async fn readyz(State(app): State<Arc<AppState>>) -> Response {
+    if app.server.is_ready() && app.server.ping().await {
+        (StatusCode::OK, "ready\n").into_response()
+    } else if app.server.is_draining() {
+        (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
     }
 }

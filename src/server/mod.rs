@@ -1,10 +1,11 @@
 //! The IO driver: binds every listener for every shard, runs the shards on
 //! their own threads, and stops them on request.
 
+mod handle;
 mod interfaces;
 mod relay;
 pub mod setup;
-mod shard;
+pub mod shard;
 mod sockets;
 mod stream;
 pub(crate) mod tls;
@@ -20,6 +21,7 @@ use tokio::sync::watch;
 
 use crate::config::Config;
 
+pub use handle::{ReloadReport, ServerHandle};
 pub use stream::StreamLimits;
 
 /// The addresses the server actually listens on (ports resolved when the
@@ -37,6 +39,7 @@ pub struct BoundAddrs {
 pub struct RunningServer {
     bound: BoundAddrs,
     shared: setup::Shared,
+    handle: ServerHandle,
     shards: Vec<JoinHandle<std::io::Result<proto::Stats>>>,
     stop: watch::Sender<bool>,
     http: Option<crate::http::HttpServer>,
@@ -50,6 +53,11 @@ impl RunningServer {
     /// What the shards share: credentials (to mint test users), relay addresses.
     pub fn shared(&self) -> &setup::Shared {
         &self.shared
+    }
+
+    /// A handle for reload, drain, health and metrics.
+    pub fn handle(&self) -> ServerHandle {
+        self.handle.clone()
     }
 
     /// Stops every shard and returns their counters summed.
@@ -77,14 +85,16 @@ impl RunningServer {
 /// shard's socket picks the port and the other shards join it.
 pub fn start(config: &Config) -> anyhow::Result<RunningServer> {
     let n = config.shard_count();
-    let tls = if config.listen.tls.is_empty() {
-        None
+    // One certificate for TURN over TLS and HTTPS, replaceable on reload.
+    let tls_config = if !config.listen.tls.is_empty() || (config.http.tls && !config.http.listen.is_empty()) {
+        Some(tls::server_config(&config.tls.cert_file, &config.tls.key_file)?)
     } else {
-        Some(tokio_rustls::TlsAcceptor::from(tls::server_config(
-            &config.tls.cert_file,
-            &config.tls.key_file,
-        )?))
+        None
     };
+    let acceptor = tls_config
+        .as_ref()
+        .map(|(c, _)| tokio_rustls::TlsAcceptor::from(c.clone()));
+    let tls = acceptor.clone().filter(|_| !config.listen.tls.is_empty());
 
     let mut per_shard: Vec<shard::ShardSockets> = (0..n)
         .map(|_| shard::ShardSockets {
@@ -137,15 +147,28 @@ pub fn start(config: &Config) -> anyhow::Result<RunningServer> {
         open: Arc::new(AtomicUsize::new(0)),
     };
     let shared = setup::Shared::new(config)?;
-    let http = crate::http::start(config, &shared, &bound)?;
+    let (controls, control_rxs): (Vec<_>, Vec<_>) = (0..n).map(|_| tokio::sync::mpsc::unbounded_channel()).unzip();
+    let handle = ServerHandle(Arc::new(handle::Inner {
+        controls,
+        draining: Default::default(),
+        shards_alive: Default::default(),
+        open_connections: limits.open.clone(),
+        shared: std::sync::RwLock::new(shared.clone()),
+        config: std::sync::Mutex::new(config.clone()),
+        cert: tls_config.map(|(_, r)| r),
+        revoked: Default::default(),
+    }));
+    let http_tls = acceptor.filter(|_| config.http.tls);
+    let http = crate::http::start(config, &handle, &bound, http_tls)?;
     if let Some(h) = &http {
         bound.http = h.bound.clone();
     }
     let (stop, stop_rx) = watch::channel(false);
     let mut shards = Vec::with_capacity(n);
-    for (index, sockets) in per_shard.into_iter().enumerate() {
+    for (index, (sockets, control)) in per_shard.into_iter().zip(control_rxs).enumerate() {
         let setup = shard::ShardSetup {
             index,
+            control,
             sockets,
             core_config: shared.core_config(config, index, n)?,
             tls: tls.clone(),
@@ -156,13 +179,28 @@ pub fn start(config: &Config) -> anyhow::Result<RunningServer> {
         };
         let h = std::thread::Builder::new()
             .name(format!("ternd-shard-{index}"))
-            .spawn(move || shard::run(setup))
+            .spawn({
+                let handle = handle.clone();
+                move || {
+                    // Counted alive while the thread runs (readyz, watchdog).
+                    struct Alive(ServerHandle);
+                    impl Drop for Alive {
+                        fn drop(&mut self) {
+                            self.0 .0.shards_alive.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                    }
+                    handle.0.shards_alive.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let _alive = Alive(handle);
+                    shard::run(setup)
+                }
+            })
             .context("cannot start a shard thread")?;
         shards.push(h);
     }
     Ok(RunningServer {
         bound,
         shared,
+        handle,
         shards,
         stop,
         http,

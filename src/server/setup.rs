@@ -52,24 +52,73 @@ fn resolve_relay(key: &str, value: &str, v4: bool) -> anyhow::Result<Option<IpAd
     })
 }
 
+/// The configured REST secrets: `turn.secrets` plus one per file in
+/// `turn.secret_files` (systemd LoadCredential, Kubernetes Secrets).
+fn configured_secrets(config: &Config) -> anyhow::Result<Vec<Vec<u8>>> {
+    let mut out: Vec<Vec<u8>> = config.turn.secrets.iter().map(|s| s.as_bytes().to_vec()).collect();
+    for path in &config.turn.secret_files {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("turn.secret_files: cannot read {}", path.display()))?;
+        let secret = text.trim();
+        if secret.len() < 16 {
+            bail!("turn.secret_files: the secret in {} is shorter than 16 characters", path.display());
+        }
+        out.push(secret.as_bytes().to_vec());
+    }
+    Ok(out)
+}
+
+fn credentials(config: &Config, secrets: Vec<Vec<u8>>) -> Credentials {
+    let mut c = Credentials {
+        realm: config.turn.realm.clone(),
+        rest_secrets: secrets,
+        ..Credentials::default()
+    };
+    for (user, password) in &config.turn.users {
+        c.add_static_user(user, password);
+    }
+    c
+}
+
+fn peer_policy(config: &Config, own: Vec<IpAddr>) -> anyhow::Result<PeerPolicy> {
+    let mut policy = PeerPolicy::default();
+    for n in &config.peers.deny {
+        policy.deny.push(n.parse::<IpNet>().map_err(|e| anyhow::anyhow!("peers.deny: {e}"))?);
+    }
+    for n in &config.peers.allow {
+        policy.allow.push(n.parse::<IpNet>().map_err(|e| anyhow::anyhow!("peers.allow: {e}"))?);
+    }
+    policy.own = own;
+    policy.own_ports = config.relay.port_min..=config.relay.port_max;
+    Ok(policy)
+}
+
 impl Shared {
+    /// A copy with what `new` changes live: secrets, users, realm, peer
+    /// policy. Relay addresses, clock, nonce key and the shared registries
+    /// stay; a secret generated at start stays if `new` configures none.
+    pub fn reloaded(&self, new: &Config) -> anyhow::Result<Shared> {
+        let mut secrets = configured_secrets(new)?;
+        let generated_secret = secrets.is_empty() && self.generated_secret;
+        if secrets.is_empty() {
+            secrets = self.credentials.rest_secrets.clone();
+        }
+        let mut s = self.clone();
+        s.credentials = credentials(new, secrets);
+        s.policy = peer_policy(new, self.policy.own.clone())?;
+        s.policy.own_ports = self.policy.own_ports.clone();
+        s.generated_secret = generated_secret;
+        Ok(s)
+    }
+
     pub fn new(config: &Config) -> anyhow::Result<Shared> {
-        let mut credentials = Credentials {
-            realm: config.turn.realm.clone(),
-            ..Credentials::default()
-        };
-        let generated_secret = config.turn.secrets.is_empty();
+        let mut secrets = configured_secrets(config)?;
+        let generated_secret = secrets.is_empty();
         if generated_secret {
             let s: [u8; 24] = random_bytes()?;
-            credentials
-                .rest_secrets
-                .push(s.iter().map(|b| format!("{b:02x}")).collect::<String>().into_bytes());
-        } else {
-            credentials.rest_secrets = config.turn.secrets.iter().map(|s| s.as_bytes().to_vec()).collect();
+            secrets.push(s.iter().map(|b| format!("{b:02x}")).collect::<String>().into_bytes());
         }
-        for (user, password) in &config.turn.users {
-            credentials.add_static_user(user, password);
-        }
+        let credentials = credentials(config, secrets);
         let relay_ipv4 = resolve_relay("relay.ipv4", &config.relay.ipv4, true)?;
         let relay_ipv6 = resolve_relay("relay.ipv6", &config.relay.ipv6, false)?;
         let mut external_ips = Vec::new();
@@ -86,23 +135,12 @@ impl Shared {
             };
             external_ips.push((private, public));
         }
-        let mut policy = PeerPolicy::default();
-        for n in &config.peers.deny {
-            policy
-                .deny
-                .push(n.parse::<IpNet>().map_err(|e| anyhow::anyhow!("peers.deny: {e}"))?);
-        }
-        for n in &config.peers.allow {
-            policy
-                .allow
-                .push(n.parse::<IpNet>().map_err(|e| anyhow::anyhow!("peers.allow: {e}"))?);
-        }
-        policy.own = relay_ipv4
+        let own = relay_ipv4
             .into_iter()
             .chain(relay_ipv6)
             .chain(external_ips.iter().map(|(_, public)| *public))
             .collect();
-        policy.own_ports = config.relay.port_min..=config.relay.port_max;
+        let policy = peer_policy(config, own)?;
         let unix = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())

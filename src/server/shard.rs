@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use proto::{BindError, Command, DropReason, Event, FiveTuple, RelayId, ServerAddr, Transport};
 use tokio::net::UdpSocket;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
@@ -25,8 +25,50 @@ pub struct ShardSockets {
     pub tls: Vec<std::net::TcpListener>,
 }
 
+/// Requests from outside the shard (signals, HTTP), handled between packets.
+pub enum Control {
+    /// Apply a new core configuration (what can change live).
+    Reload(Box<proto::ServerConfig>),
+    /// Refuse new allocations from now on.
+    Drain,
+    /// Answer to prove the shard's event loop is running (watchdog, readyz).
+    Ping(oneshot::Sender<()>),
+    /// Counters and gauges, for /metrics.
+    Snapshot(oneshot::Sender<ShardSnapshot>),
+    /// Every allocation, for the admin view.
+    List(oneshot::Sender<Vec<AllocationInfo>>),
+    /// Close the allocation of this client (admin).
+    Close(FiveTuple, oneshot::Sender<bool>),
+    /// Refuse this username from now on (admin).
+    Revoke(String),
+}
+
+/// One shard's counters and gauges at one moment.
+#[derive(Debug, Clone, Default)]
+pub struct ShardSnapshot {
+    pub index: usize,
+    pub stats: proto::Stats,
+    pub allocations: usize,
+    pub permissions: usize,
+    pub channels: usize,
+}
+
+/// One allocation as the admin view shows it.
+#[derive(Debug, Clone)]
+pub struct AllocationInfo {
+    pub shard: usize,
+    pub tuple: FiveTuple,
+    pub username: String,
+    pub relays: Vec<SocketAddr>,
+    pub age: Duration,
+    pub expires_in: Duration,
+    pub to_peer_bytes: u64,
+    pub to_client_bytes: u64,
+}
+
 pub struct ShardSetup {
     pub index: usize,
+    pub control: mpsc::UnboundedReceiver<Control>,
     pub sockets: ShardSockets,
     pub core_config: proto::ServerConfig,
     pub tls: Option<TlsAcceptor>,
@@ -216,6 +258,7 @@ pub fn run(setup: ShardSetup) -> std::io::Result<proto::Stats> {
             tokio::task::spawn_local(stream::accept_loop(listener, addr, tls, shard.clone(), limits.clone()));
         }
         tokio::task::spawn_local(run_timers(shard.clone()));
+        tokio::task::spawn_local(run_control(shard.clone(), setup.index, setup.control));
         tracing::debug!(shard = setup.index, "shard running");
         // Ends when the sender flips to true or is dropped.
         let _ = shutdown.wait_for(|stop| *stop).await;
@@ -240,6 +283,54 @@ async fn run_timers(shard: Rc<Shard>) {
         if due {
             shard.core.borrow_mut().handle_timeout(now);
             shard.pump();
+        }
+    }
+}
+
+/// Carries out control requests, one at a time, between packets.
+async fn run_control(shard: Rc<Shard>, index: usize, mut rx: mpsc::UnboundedReceiver<Control>) {
+    while let Some(c) = rx.recv().await {
+        let now = Instant::now();
+        match c {
+            Control::Reload(cfg) => shard.core.borrow_mut().reload(*cfg),
+            Control::Drain => shard.core.borrow_mut().set_draining(true),
+            Control::Ping(reply) => {
+                let _ = reply.send(());
+            }
+            Control::Snapshot(reply) => {
+                let core = shard.core.borrow();
+                let (permissions, channels) = core.permission_and_channel_counts(now);
+                let _ = reply.send(ShardSnapshot {
+                    index,
+                    stats: core.stats().clone(),
+                    allocations: core.allocation_count(),
+                    permissions,
+                    channels,
+                });
+            }
+            Control::List(reply) => {
+                let core = shard.core.borrow();
+                let list = core
+                    .allocations()
+                    .map(|a| AllocationInfo {
+                        shard: index,
+                        tuple: a.tuple,
+                        username: a.username.clone(),
+                        relays: a.relays.iter().map(|r| r.public).collect(),
+                        age: now.saturating_duration_since(a.created),
+                        expires_in: a.expires.saturating_duration_since(now),
+                        to_peer_bytes: a.traffic.to_peer_bytes,
+                        to_client_bytes: a.traffic.to_client_bytes,
+                    })
+                    .collect();
+                let _ = reply.send(list);
+            }
+            Control::Close(tuple, reply) => {
+                let closed = shard.core.borrow_mut().close_allocation(now, &tuple);
+                shard.pump();
+                let _ = reply.send(closed);
+            }
+            Control::Revoke(user) => shard.core.borrow_mut().revoke(&user),
         }
     }
 }

@@ -1,14 +1,36 @@
-//! TLS server configuration from PEM files (rustls with the ring provider).
+//! TLS server configuration from PEM files (rustls with the ring provider),
+//! with a certificate that can be replaced while running: new handshakes see
+//! the new one, established connections keep theirs.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use anyhow::{bail, Context};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 
-/// Builds a rustls server config from a PEM certificate chain and key.
-pub fn server_config(cert_file: &Path, key_file: &Path) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+/// Hands every handshake the current certificate.
+#[derive(Debug)]
+pub struct CertResolver(RwLock<Arc<CertifiedKey>>);
+
+impl ResolvesServerCert for CertResolver {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.read().unwrap_or_else(|e| e.into_inner()).clone())
+    }
+}
+
+impl CertResolver {
+    /// Loads the files again and swaps the certificate in.
+    pub fn reload(&self, cert_file: &Path, key_file: &Path) -> anyhow::Result<()> {
+        let key = load(cert_file, key_file)?;
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(key);
+        Ok(())
+    }
+}
+
+fn load(cert_file: &Path, key_file: &Path) -> anyhow::Result<CertifiedKey> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_file)
         .with_context(|| format!("tls.cert_file: cannot read {}", cert_file.display()))?
         .collect::<Result<_, _>>()
@@ -18,12 +40,26 @@ pub fn server_config(cert_file: &Path, key_file: &Path) -> anyhow::Result<Arc<ru
     }
     let key = PrivateKeyDer::from_pem_file(key_file)
         .with_context(|| format!("tls.key_file: no private key found in {}", key_file.display()))?;
+    let provider = rustls::crypto::ring::default_provider();
+    let signing = provider
+        .key_provider
+        .load_private_key(key)
+        .context("tls.key_file: unsupported private key")?;
+    let ck = CertifiedKey::new(certs, signing);
+    ck.keys_match()
+        .context("tls: the certificate and key do not form a valid pair")?;
+    Ok(ck)
+}
+
+/// Builds a rustls server config from a PEM certificate chain and key, and
+/// the resolver that lets the certificate be replaced later.
+pub fn server_config(cert_file: &Path, key_file: &Path) -> anyhow::Result<(Arc<rustls::ServerConfig>, Arc<CertResolver>)> {
+    let resolver = Arc::new(CertResolver(RwLock::new(Arc::new(load(cert_file, key_file)?))));
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .context("tls: protocol versions")?
         .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .context("tls: the certificate and key do not form a valid pair")?;
-    Ok(Arc::new(config))
+        .with_cert_resolver(resolver.clone());
+    Ok((Arc::new(config), resolver))
 }

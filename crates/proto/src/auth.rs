@@ -16,6 +16,8 @@ pub struct Credentials {
     pub rest_secrets: Vec<Vec<u8>>,
     /// Static users: username -> long-term key MD5(username:realm:password).
     pub static_keys: HashMap<String, [u8; 16]>,
+    /// Usernames an operator revoked before they expire.
+    pub revoked: std::collections::HashSet<String>,
 }
 
 impl std::fmt::Debug for Credentials {
@@ -46,6 +48,9 @@ impl Credentials {
     /// The candidate keys for `username` at `unix_now`, written to `out`
     /// (one per REST secret, or the static user's key). Returns how many.
     pub fn keys(&self, username: &str, unix_now: u64, out: &mut [[u8; 16]; 4]) -> Result<usize, UserError> {
+        if self.revoked.contains(username) {
+            return Err(UserError::Unknown);
+        }
         if let Some(k) = self.static_keys.get(username) {
             out[0] = *k;
             return Ok(1);

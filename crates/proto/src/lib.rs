@@ -22,6 +22,7 @@ mod binding;
 pub mod clock;
 pub mod drop_reason;
 pub mod framing;
+pub mod metrics;
 pub mod nonce;
 pub mod policy;
 mod ports;

@@ -185,6 +185,8 @@ pub enum CloseReason {
     Expired,
     /// The client's TCP/TLS connection closed.
     ConnectionClosed,
+    /// Closed by an operator.
+    Closed,
 }
 
 /// Counters a shard keeps about its own traffic; the driver sums shards.
@@ -196,12 +198,14 @@ pub struct Stats {
     pub allocations_created: u64,
     pub allocations_closed: u64,
     pub traffic: Traffic,
+    pub requests: crate::metrics::RequestCounters,
 }
 
 impl Stats {
     /// Adds another shard's counters to these.
     pub fn merge(&mut self, other: &Stats) {
         self.drops.merge(&other.drops);
+        self.requests.merge(&other.requests);
         self.binding_success += other.binding_success;
         self.error_responses += other.error_responses;
         self.allocations_created += other.allocations_created;
@@ -247,6 +251,8 @@ pub struct Server {
     pub(crate) commands: VecDeque<Command>,
     pub(crate) rng: Rng,
     pub(crate) budget: SourceBudget,
+    /// Refusing new allocations (SIGTERM drain); existing ones carry on.
+    pub(crate) draining: bool,
 }
 
 impl Server {
@@ -270,6 +276,7 @@ impl Server {
             commands: VecDeque::new(),
             rng,
             budget,
+            draining: false,
         }
     }
 
@@ -289,6 +296,72 @@ impl Server {
     /// True if the client on `tuple` holds an allocation.
     pub fn has_allocation(&self, tuple: &FiveTuple) -> bool {
         self.by_tuple.contains_key(tuple)
+    }
+
+    /// Starts or stops draining: new Allocates get 508 (Server Draining);
+    /// existing allocations, refreshes and relaying carry on.
+    pub fn set_draining(&mut self, on: bool) {
+        self.draining = on;
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining
+    }
+
+    /// Applies a new configuration live. What cannot change without a
+    /// restart (relay addresses and ports, shard layout, clock, nonce key,
+    /// the shared quota and reservation registries) is kept from the old one.
+    pub fn reload(&mut self, new: ServerConfig) {
+        let old = &self.config;
+        let kept = ServerConfig {
+            clock: old.clock,
+            nonce_key: old.nonce_key.clone(),
+            relay_ipv4: old.relay_ipv4,
+            relay_ipv6: old.relay_ipv6,
+            external_ips: old.external_ips.clone(),
+            port_min: old.port_min,
+            port_max: old.port_max,
+            shard_index: old.shard_index,
+            shard_count: old.shard_count,
+            quotas: old.quotas.clone(),
+            reservations: old.reservations.clone(),
+            rng_seed: old.rng_seed,
+            ..new
+        };
+        self.budget = SourceBudget::new(kept.unauthenticated_rate);
+        self.config = kept;
+    }
+
+    /// Refuses `username` from now on (its allocations are not touched).
+    pub fn revoke(&mut self, username: &str) {
+        self.config.credentials.revoked.insert(username.to_string());
+    }
+
+    /// Counts of live permissions and channel bindings, for metrics.
+    pub fn permission_and_channel_counts(&self, now: Instant) -> (usize, usize) {
+        let live = self.slots.iter().filter_map(|s| s.alloc.as_ref());
+        live.fold((0, 0), |(p, c), a| {
+            (
+                p + a.permissions.iter().filter(|x| now < x.expires).count(),
+                c + a.channels.iter().filter(|x| now < x.expires).count(),
+            )
+        })
+    }
+
+    /// Every live allocation, for the admin view.
+    pub fn allocations(&self) -> impl Iterator<Item = &Allocation> {
+        self.slots.iter().filter_map(|s| s.alloc.as_ref())
+    }
+
+    /// Closes the allocation on `tuple` (admin action). True if there was one.
+    pub fn close_allocation(&mut self, now: Instant, tuple: &FiveTuple) -> bool {
+        match self.by_tuple.get(tuple) {
+            Some(&slot) => {
+                self.delete_allocation(slot, now, CloseReason::Closed);
+                true
+            }
+            None => false,
+        }
     }
 
     /// The next command for the driver, if any.
@@ -358,6 +431,7 @@ impl Server {
         let n_unknown = unknown_comprehension_required(&msg, &mut unknown);
         match message_type.class {
             Class::Request => {
+                self.stats.requests.request(message_type.method);
                 let tid = msg.transaction_id();
                 // §6.3.1: "If the request contains one or more unknown
                 // comprehension-required attributes, the server replies with
@@ -379,6 +453,7 @@ impl Server {
                     {
                         Ok(n) => {
                             self.stats.binding_success += 1;
+                            self.stats.requests.response(Method::BINDING, None);
                             Output::Reply(n)
                         }
                         Err(_) => self.drop(DropReason::ReplyTooLarge),
@@ -416,19 +491,25 @@ impl Server {
         }
     }
 
-    /// Writes a response to `request`: `attrs` adds the attributes, then
+    /// Writes a response to `request`: success when `code` is None, else an
+    /// error with ERROR-CODE; `attrs` adds the other attributes, then
     /// MESSAGE-INTEGRITY with `key` if given, then FINGERPRINT if the request
-    /// had one.
+    /// had one. Every response is counted by method and code.
     pub(crate) fn respond(
         &mut self,
         request: &Message<'_>,
-        ok: bool,
+        code: Option<ErrorCode>,
         key: Option<&[u8]>,
         out: &mut [u8],
         attrs: impl FnOnce(&mut MessageBuilder<'_>) -> Result<(), BufferTooSmall>,
     ) -> Result<usize, BufferTooSmall> {
         let tid = request.transaction_id();
+        let ok = code.is_none();
         let mut b = MessageBuilder::new(out, request.message_type().response(ok), &tid)?;
+        if let Some(c) = code {
+            let reason = if c == ErrorCode::INSUFFICIENT_CAPACITY && self.draining { "Server Draining" } else { c.reason() };
+            b.add_error_code(c, reason)?;
+        }
         attrs(&mut b)?;
         if let Some(s) = &self.config.software {
             b.add_bytes(attr::SOFTWARE, s.as_bytes())?;
@@ -442,6 +523,7 @@ impl Server {
         if !ok {
             self.stats.error_responses += 1;
         }
+        self.stats.requests.response(request.message_type().method, code);
         Ok(b.finish())
     }
 
@@ -449,12 +531,12 @@ impl Server {
     pub(crate) fn reply(
         &mut self,
         request: &Message<'_>,
-        ok: bool,
+        code: Option<ErrorCode>,
         key: Option<&[u8]>,
         out: &mut [u8],
         attrs: impl FnOnce(&mut MessageBuilder<'_>) -> Result<(), BufferTooSmall>,
     ) -> Output {
-        match self.respond(request, ok, key, out, attrs) {
+        match self.respond(request, code, key, out, attrs) {
             Ok(n) => Output::Reply(n),
             Err(_) => self.drop(DropReason::ReplyTooLarge),
         }
@@ -468,9 +550,7 @@ impl Server {
         key: &[u8],
         out: &mut [u8],
     ) -> Output {
-        self.reply(request, false, Some(key), out, |b| {
-            b.add_error_code(code, code.reason())
-        })
+        self.reply(request, Some(code), Some(key), out, |_| Ok(()))
     }
 
     /// An error response kept as small as the RFC allows: the reason phrase is
@@ -516,6 +596,7 @@ impl Server {
         match built {
             Ok(n) => {
                 self.stats.error_responses += 1;
+                self.stats.requests.response(request.method, Some(code));
                 Output::Reply(n)
             }
             Err(_) => self.drop(DropReason::ReplyTooLarge),

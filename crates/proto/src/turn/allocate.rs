@@ -50,6 +50,11 @@ impl Server {
         if self.by_tuple.contains_key(&tuple) || self.pending_tuples.contains_key(&tuple) {
             return self.error_with_key(msg, ErrorCode::ALLOCATION_MISMATCH, &key, out);
         }
+        // Draining for a restart: no new allocations (the client moves on to
+        // its next TURN server); existing ones keep working.
+        if self.draining {
+            return self.error_with_key(msg, ErrorCode::INSUFFICIENT_CAPACITY, &key, out);
+        }
         // 3. "The server checks if the request contains a REQUESTED-TRANSPORT
         // attribute. If the REQUESTED-TRANSPORT attribute is not included or
         // is malformed, the server rejects the request with 400. If the
@@ -315,6 +320,7 @@ impl Server {
         })();
         if let Ok(n) = built {
             self.stats.error_responses += 1;
+            self.stats.requests.response(Method::ALLOCATE, Some(code));
             self.commands.push_back(Command::SendToClient {
                 tuple: p.tuple,
                 data: buf[..n].to_vec(),
@@ -405,6 +411,7 @@ impl Server {
         self.arm(slot, now);
         self.by_tuple.insert(p.tuple, slot);
         self.stats.allocations_created += 1;
+        self.stats.requests.response(Method::ALLOCATE, None);
         self.commands.push_back(Command::SendToClient {
             tuple: p.tuple,
             data: response,

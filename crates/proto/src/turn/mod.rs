@@ -171,8 +171,7 @@ impl Server {
         let expiry = self.unix(now) + self.config.nonce_lifetime.as_secs();
         let nonce = self.config.nonce_key.issue(expiry, ip);
         let realm = self.config.credentials.realm.clone();
-        self.reply(msg, false, None, out, |b| {
-            b.add_error_code(code, code.reason())?;
+        self.reply(msg, Some(code), None, out, |b| {
             b.add_bytes(attr::REALM, realm.as_bytes())?;
             b.add_bytes(attr::NONCE, &nonce)
         })

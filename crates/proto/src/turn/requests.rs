@@ -107,7 +107,7 @@ impl Server {
             self.arm(slot, now);
         }
         let secs = lifetime.as_secs() as u32;
-        self.reply(msg, true, Some(key), out, |b| b.add_u32(attr::LIFETIME, secs))
+        self.reply(msg, None, Some(key), out, |b| b.add_u32(attr::LIFETIME, secs))
     }
 
     /// Reads every XOR-PEER-ADDRESS and applies the checks CreatePermission
@@ -164,7 +164,7 @@ impl Server {
             a.permit(p.ip(), now);
         }
         self.arm(slot, now);
-        self.reply(msg, true, Some(key), out, |_| Ok(()))
+        self.reply(msg, None, Some(key), out, |_| Ok(()))
     }
 
     /// RFC 8656 §11.2 "Receiving a ChannelBind Request".
@@ -213,6 +213,6 @@ impl Server {
         a.bind_channel(number, peer, now);
         a.permit(peer.ip(), now);
         self.arm(slot, now);
-        self.reply(msg, true, Some(key), out, |_| Ok(()))
+        self.reply(msg, None, Some(key), out, |_| Ok(()))
     }
 }

@@ -1,0 +1,152 @@
+//! A cloneable handle on the running shards, for the signal loop and the
+//! HTTP endpoints: reload, drain, health, metrics and the admin view, all by
+//! message to the shards (nothing on the packet path is shared).
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::setup::Shared;
+use super::shard::{AllocationInfo, Control, ShardSnapshot};
+use super::tls::CertResolver;
+use crate::config::Config;
+
+pub struct Inner {
+    pub controls: Vec<mpsc::UnboundedSender<Control>>,
+    pub draining: AtomicBool,
+    /// Shard threads still running.
+    pub shards_alive: AtomicUsize,
+    pub open_connections: Arc<AtomicUsize>,
+    pub shared: RwLock<Shared>,
+    pub config: Mutex<Config>,
+    pub cert: Option<Arc<CertResolver>>,
+    /// Usernames revoked by an operator, kept across reloads.
+    pub revoked: Mutex<std::collections::HashSet<String>>,
+}
+
+#[derive(Clone)]
+pub struct ServerHandle(pub Arc<Inner>);
+
+/// What a reload did.
+#[derive(Debug, Default)]
+pub struct ReloadReport {
+    /// Changed keys that only take effect after a restart.
+    pub needs_restart: Vec<&'static str>,
+}
+
+const ASK_TIMEOUT: Duration = Duration::from_secs(2);
+
+impl ServerHandle {
+    pub fn shard_count(&self) -> usize {
+        self.0.controls.len()
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.0.draining.load(Ordering::Relaxed)
+    }
+
+    /// Ready: every shard running and not draining.
+    pub fn is_ready(&self) -> bool {
+        !self.is_draining() && self.0.shards_alive.load(Ordering::Relaxed) == self.shard_count()
+    }
+
+    pub fn open_connections(&self) -> usize {
+        self.0.open_connections.load(Ordering::Relaxed)
+    }
+
+    /// The current shared settings (credentials to mint with, relay addresses).
+    pub fn shared(&self) -> Shared {
+        self.0.shared.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Stops accepting new allocations on every shard.
+    pub fn drain(&self) {
+        self.0.draining.store(true, Ordering::Relaxed);
+        for c in &self.0.controls {
+            let _ = c.send(Control::Drain);
+        }
+    }
+
+    async fn ask<T>(&self, make: impl Fn(oneshot::Sender<T>) -> Control) -> Vec<Option<T>> {
+        let mut waits = Vec::new();
+        for c in &self.0.controls {
+            let (tx, rx) = oneshot::channel();
+            let sent = c.send(make(tx)).is_ok();
+            waits.push((sent, rx));
+        }
+        let mut out = Vec::new();
+        for (sent, rx) in waits {
+            out.push(if sent {
+                tokio::time::timeout(ASK_TIMEOUT, rx).await.ok().and_then(Result::ok)
+            } else {
+                None
+            });
+        }
+        out
+    }
+
+    /// True if every shard's event loop answers within the timeout.
+    pub async fn ping(&self) -> bool {
+        self.ask(Control::Ping).await.iter().all(Option::is_some)
+    }
+
+    pub async fn snapshots(&self) -> Vec<ShardSnapshot> {
+        self.ask(Control::Snapshot).await.into_iter().flatten().collect()
+    }
+
+    pub async fn allocations(&self) -> Vec<AllocationInfo> {
+        self.ask(Control::List).await.into_iter().flatten().flatten().collect()
+    }
+
+    /// Closes the allocation of `client` (any transport); true if one was closed.
+    pub async fn close(&self, tuple: proto::FiveTuple) -> bool {
+        self.ask(|tx| Control::Close(tuple, tx)).await.into_iter().flatten().any(|x| x)
+    }
+
+    /// Refuses `username` on every shard, now and after reloads.
+    pub fn revoke(&self, username: &str) {
+        self.0.revoked.lock().unwrap_or_else(|e| e.into_inner()).insert(username.to_string());
+        for c in &self.0.controls {
+            let _ = c.send(Control::Revoke(username.to_string()));
+        }
+    }
+
+    /// Applies `new` live: secrets, users, peer policy, quotas, lifetimes,
+    /// limits and the TLS certificate; reports what needs a restart. The
+    /// caller has already validated `new` (Config::load).
+    pub fn reload(&self, new: &Config) -> anyhow::Result<ReloadReport> {
+        let old = self.0.config.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let mut report = ReloadReport::default();
+        let checks: [(&'static str, bool); 12] = [
+            ("listen", old.listen != new.listen),
+            ("server.shards", old.server.shards != new.server.shards),
+            ("relay.ipv4", old.relay.ipv4 != new.relay.ipv4),
+            ("relay.ipv6", old.relay.ipv6 != new.relay.ipv6),
+            ("relay.external_ip", old.relay.external_ip != new.relay.external_ip),
+            ("relay.port_min/port_max", (old.relay.port_min, old.relay.port_max) != (new.relay.port_min, new.relay.port_max)),
+            ("http", old.http != new.http),
+            ("signaling", old.signaling != new.signaling),
+            ("stream", old.stream != new.stream),
+            ("udp", old.udp != new.udp),
+            ("tls.handshake_timeout", old.tls.handshake_timeout != new.tls.handshake_timeout),
+            ("log.format", old.log.format != new.log.format),
+        ];
+        report.needs_restart = checks.iter().filter(|(_, changed)| *changed).map(|(k, _)| *k).collect();
+        // Everything fallible first, so a failure leaves the old settings in force.
+        let mut shared = self.shared().reloaded(new)?;
+        shared.credentials.revoked = self.0.revoked.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(cert) = &self.0.cert {
+            cert.reload(&new.tls.cert_file, &new.tls.key_file)?;
+        }
+        shared.quotas.set_limits(new.turn.max_allocations, new.turn.max_allocations_per_user);
+        let n = self.shard_count();
+        for (i, c) in self.0.controls.iter().enumerate() {
+            let _ = c.send(Control::Reload(Box::new(shared.core_config(new, i, n)?)));
+        }
+        *self.0.shared.write().unwrap_or_else(|e| e.into_inner()) = shared;
+        *self.0.config.lock().unwrap_or_else(|e| e.into_inner()) = new.clone();
+        Ok(report)
+    }
+}
