@@ -202,7 +202,10 @@ fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         StopSignals::new()?
     };
     let running = crate::server::start(&config)?;
-    print!("{}", crate::banner::render(running.bound(), config.shard_count(), running.shared()));
+    print!(
+        "{}",
+        crate::banner::render(running.bound(), config.shard_count(), running.shared())
+    );
     use std::io::Write as _;
     let _ = std::io::stdout().flush();
     tracing::info!(bound = ?running.bound(), "ternd started");
@@ -210,6 +213,7 @@ fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     let notifier = crate::systemd::Notifier::from_env();
     notifier.notify("READY=1\nSTATUS=serving");
     let handle = running.handle();
+    handle.set_log_handle(log.clone());
     if let Some(every) = crate::systemd::Notifier::watchdog_interval() {
         // Pings only when every shard's event loop answers: a stuck shard
         // lets the watchdog fire.

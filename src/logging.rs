@@ -14,7 +14,9 @@ pub struct LogHandle(reload::Handle<Targets, Registry>);
 impl LogHandle {
     pub fn set_level(&self, level: &str) -> anyhow::Result<()> {
         let filter: Targets = level.parse().map_err(|e| anyhow::anyhow!("log.level `{level}`: {e}"))?;
-        self.0.reload(filter).map_err(|e| anyhow::anyhow!("cannot change the log level: {e}"))
+        self.0
+            .reload(filter)
+            .map_err(|e| anyhow::anyhow!("cannot change the log level: {e}"))
     }
 }
 

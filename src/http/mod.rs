@@ -2,7 +2,9 @@
 //! page and health, on one axum router served from its own thread.
 
 mod access;
+mod admin;
 mod ice;
+mod metrics;
 mod page;
 
 use std::net::SocketAddr;
@@ -65,6 +67,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/style.css", get(page::style))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics::metrics))
+        .route("/admin/allocations", get(admin::allocations))
+        .route("/admin/close", axum::routing::post(admin::close))
+        .route("/admin/revoke", axum::routing::post(admin::revoke))
+        .route("/admin/log-level", axum::routing::post(admin::log_level))
         .route("/api/ice-servers", get(ice::ice_servers).options(ice::preflight))
         .route("/ws", get(ws))
         .with_state(state)
@@ -169,7 +176,8 @@ pub fn start(
                         };
                         match tls {
                             None => {
-                                if let Err(e) = axum::serve(l, app).with_graceful_shutdown(shutdown).await {
+                                let service = app.into_make_service_with_connect_info::<SocketAddr>();
+                                if let Err(e) = axum::serve(l, service).with_graceful_shutdown(shutdown).await {
                                     tracing::error!("http listener failed: {e}");
                                 }
                             }
@@ -222,6 +230,7 @@ async fn serve_tls(listener: tokio::net::TcpListener, acceptor: tokio_rustls::Tl
                     return;
                 }
             };
+            let app = app.layer(axum::Extension(axum::extract::ConnectInfo(peer)));
             let service = hyper_util::service::TowerToHyperService::new(app);
             let conn = hyper::server::conn::http1::Builder::new()
                 .serve_connection(hyper_util::rt::TokioIo::new(tls), service)

@@ -24,6 +24,8 @@ pub struct Inner {
     pub cert: Option<Arc<CertResolver>>,
     /// Usernames revoked by an operator, kept across reloads.
     pub revoked: Mutex<std::collections::HashSet<String>>,
+    /// Changes the log level (set once logging is installed).
+    pub log: Mutex<Option<crate::logging::LogHandle>>,
 }
 
 #[derive(Clone)]
@@ -102,12 +104,32 @@ impl ServerHandle {
 
     /// Closes the allocation of `client` (any transport); true if one was closed.
     pub async fn close(&self, tuple: proto::FiveTuple) -> bool {
-        self.ask(|tx| Control::Close(tuple, tx)).await.into_iter().flatten().any(|x| x)
+        self.ask(|tx| Control::Close(tuple, tx))
+            .await
+            .into_iter()
+            .flatten()
+            .any(|x| x)
+    }
+
+    pub fn set_log_handle(&self, log: crate::logging::LogHandle) {
+        *self.0.log.lock().unwrap_or_else(|e| e.into_inner()) = Some(log);
+    }
+
+    /// Changes the log level live (admin); an error if it does not parse.
+    pub fn set_log_level(&self, level: &str) -> anyhow::Result<()> {
+        match &*self.0.log.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some(h) => h.set_level(level),
+            None => anyhow::bail!("logging is not managed by this process"),
+        }
     }
 
     /// Refuses `username` on every shard, now and after reloads.
     pub fn revoke(&self, username: &str) {
-        self.0.revoked.lock().unwrap_or_else(|e| e.into_inner()).insert(username.to_string());
+        self.0
+            .revoked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(username.to_string());
         for c in &self.0.controls {
             let _ = c.send(Control::Revoke(username.to_string()));
         }
@@ -125,12 +147,18 @@ impl ServerHandle {
             ("relay.ipv4", old.relay.ipv4 != new.relay.ipv4),
             ("relay.ipv6", old.relay.ipv6 != new.relay.ipv6),
             ("relay.external_ip", old.relay.external_ip != new.relay.external_ip),
-            ("relay.port_min/port_max", (old.relay.port_min, old.relay.port_max) != (new.relay.port_min, new.relay.port_max)),
+            (
+                "relay.port_min/port_max",
+                (old.relay.port_min, old.relay.port_max) != (new.relay.port_min, new.relay.port_max),
+            ),
             ("http", old.http != new.http),
             ("signaling", old.signaling != new.signaling),
             ("stream", old.stream != new.stream),
             ("udp", old.udp != new.udp),
-            ("tls.handshake_timeout", old.tls.handshake_timeout != new.tls.handshake_timeout),
+            (
+                "tls.handshake_timeout",
+                old.tls.handshake_timeout != new.tls.handshake_timeout,
+            ),
             ("log.format", old.log.format != new.log.format),
         ];
         report.needs_restart = checks.iter().filter(|(_, changed)| *changed).map(|(k, _)| *k).collect();
@@ -140,7 +168,9 @@ impl ServerHandle {
         if let Some(cert) = &self.0.cert {
             cert.reload(&new.tls.cert_file, &new.tls.key_file)?;
         }
-        shared.quotas.set_limits(new.turn.max_allocations, new.turn.max_allocations_per_user);
+        shared
+            .quotas
+            .set_limits(new.turn.max_allocations, new.turn.max_allocations_per_user);
         let n = self.shard_count();
         for (i, c) in self.0.controls.iter().enumerate() {
             let _ = c.send(Control::Reload(Box::new(shared.core_config(new, i, n)?)));

@@ -157,6 +157,7 @@ pub fn start(config: &Config) -> anyhow::Result<RunningServer> {
         config: std::sync::Mutex::new(config.clone()),
         cert: tls_config.map(|(_, r)| r),
         revoked: Default::default(),
+        log: Default::default(),
     }));
     let http_tls = acceptor.filter(|_| config.http.tls);
     let http = crate::http::start(config, &handle, &bound, http_tls)?;
@@ -186,7 +187,10 @@ pub fn start(config: &Config) -> anyhow::Result<RunningServer> {
                     struct Alive(ServerHandle);
                     impl Drop for Alive {
                         fn drop(&mut self) {
-                            self.0 .0.shards_alive.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                            self.0
+                                 .0
+                                .shards_alive
+                                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
                         }
                     }
                     handle.0.shards_alive.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

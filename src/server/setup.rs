@@ -61,7 +61,10 @@ fn configured_secrets(config: &Config) -> anyhow::Result<Vec<Vec<u8>>> {
             .with_context(|| format!("turn.secret_files: cannot read {}", path.display()))?;
         let secret = text.trim();
         if secret.len() < 16 {
-            bail!("turn.secret_files: the secret in {} is shorter than 16 characters", path.display());
+            bail!(
+                "turn.secret_files: the secret in {} is shorter than 16 characters",
+                path.display()
+            );
         }
         out.push(secret.as_bytes().to_vec());
     }
@@ -83,10 +86,14 @@ fn credentials(config: &Config, secrets: Vec<Vec<u8>>) -> Credentials {
 fn peer_policy(config: &Config, own: Vec<IpAddr>) -> anyhow::Result<PeerPolicy> {
     let mut policy = PeerPolicy::default();
     for n in &config.peers.deny {
-        policy.deny.push(n.parse::<IpNet>().map_err(|e| anyhow::anyhow!("peers.deny: {e}"))?);
+        policy
+            .deny
+            .push(n.parse::<IpNet>().map_err(|e| anyhow::anyhow!("peers.deny: {e}"))?);
     }
     for n in &config.peers.allow {
-        policy.allow.push(n.parse::<IpNet>().map_err(|e| anyhow::anyhow!("peers.allow: {e}"))?);
+        policy
+            .allow
+            .push(n.parse::<IpNet>().map_err(|e| anyhow::anyhow!("peers.allow: {e}"))?);
     }
     policy.own = own;
     policy.own_ports = config.relay.port_min..=config.relay.port_max;

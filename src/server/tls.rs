@@ -53,7 +53,10 @@ fn load(cert_file: &Path, key_file: &Path) -> anyhow::Result<CertifiedKey> {
 
 /// Builds a rustls server config from a PEM certificate chain and key, and
 /// the resolver that lets the certificate be replaced later.
-pub fn server_config(cert_file: &Path, key_file: &Path) -> anyhow::Result<(Arc<rustls::ServerConfig>, Arc<CertResolver>)> {
+pub fn server_config(
+    cert_file: &Path,
+    key_file: &Path,
+) -> anyhow::Result<(Arc<rustls::ServerConfig>, Arc<CertResolver>)> {
     let resolver = Arc::new(CertResolver(RwLock::new(Arc::new(load(cert_file, key_file)?))));
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)

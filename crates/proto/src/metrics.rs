@@ -4,7 +4,15 @@
 use crate::wire::{ErrorCode, Method};
 
 /// Methods counted, in label order; anything else is "other".
-pub const METHODS: [&str; 7] = ["binding", "allocate", "refresh", "create_permission", "channel_bind", "send", "other"];
+pub const METHODS: [&str; 7] = [
+    "binding",
+    "allocate",
+    "refresh",
+    "create_permission",
+    "channel_bind",
+    "send",
+    "other",
+];
 /// Response codes counted ("200" = success), in label order; others are "other".
 pub const CODES: [&str; 16] = [
     "200", "300", "400", "401", "403", "420", "437", "438", "440", "441", "442", "443", "486", "500", "508", "other",
@@ -69,8 +77,15 @@ impl RequestCounters {
 
     /// Responses with code 401, 438 or 441: failed authentication.
     pub fn auth_failures(&self) -> u64 {
-        let idx = [code_index(Some(ErrorCode(401))), code_index(Some(ErrorCode(438))), code_index(Some(ErrorCode(441)))];
-        self.responses.iter().map(|r| idx.iter().map(|&i| r[i]).sum::<u64>()).sum()
+        let idx = [
+            code_index(Some(ErrorCode(401))),
+            code_index(Some(ErrorCode(438))),
+            code_index(Some(ErrorCode(441))),
+        ];
+        self.responses
+            .iter()
+            .map(|r| idx.iter().map(|&i| r[i]).sum::<u64>())
+            .sum()
     }
 }
 

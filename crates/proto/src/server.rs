@@ -507,7 +507,11 @@ impl Server {
         let ok = code.is_none();
         let mut b = MessageBuilder::new(out, request.message_type().response(ok), &tid)?;
         if let Some(c) = code {
-            let reason = if c == ErrorCode::INSUFFICIENT_CAPACITY && self.draining { "Server Draining" } else { c.reason() };
+            let reason = if c == ErrorCode::INSUFFICIENT_CAPACITY && self.draining {
+                "Server Draining"
+            } else {
+                c.reason()
+            };
             b.add_error_code(c, reason)?;
         }
         attrs(&mut b)?;

@@ -1,0 +1,136 @@
+//! `GET /metrics`: Prometheus text. The shards are asked for their counters
+//! at scrape time (nothing extra on the packet path), and every label set is
+//! fixed (methods, codes, drop reasons, directions, shard numbers): the
+//! number of series never grows with users or clients.
+
+use std::fmt::Write;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use proto::metrics::{CODES, METHODS};
+
+use super::AppState;
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP ternd_{name} {help}\n# TYPE ternd_{name} {kind}");
+}
+
+pub async fn metrics(State(app): State<Arc<AppState>>) -> impl IntoResponse {
+    let shards = app.server.snapshots().await;
+    let mut total = proto::Stats::default();
+    for s in &shards {
+        total.merge(&s.stats);
+    }
+    let sum = |f: fn(&crate::server::shard::ShardSnapshot) -> usize| shards.iter().map(f).sum::<usize>();
+    let mut o = String::with_capacity(16 * 1024);
+
+    family(&mut o, "allocations", "gauge", "Live TURN allocations.");
+    let _ = writeln!(o, "ternd_allocations {}", sum(|s| s.allocations));
+    family(
+        &mut o,
+        "shard_allocations",
+        "gauge",
+        "Live TURN allocations per shard (load balance).",
+    );
+    for s in &shards {
+        let _ = writeln!(o, "ternd_shard_allocations{{shard=\"{}\"}} {}", s.index, s.allocations);
+    }
+    family(&mut o, "permissions", "gauge", "Live permissions.");
+    let _ = writeln!(o, "ternd_permissions {}", sum(|s| s.permissions));
+    family(&mut o, "channels", "gauge", "Live channel bindings.");
+    let _ = writeln!(o, "ternd_channels {}", sum(|s| s.channels));
+    family(&mut o, "allocations_created_total", "counter", "Allocations created.");
+    let _ = writeln!(o, "ternd_allocations_created_total {}", total.allocations_created);
+    family(
+        &mut o,
+        "allocations_closed_total",
+        "counter",
+        "Allocations closed (expired, deleted, connection closed).",
+    );
+    let _ = writeln!(o, "ternd_allocations_closed_total {}", total.allocations_closed);
+
+    let t = &total.traffic;
+    family(&mut o, "relayed_bytes_total", "counter", "Payload bytes relayed.");
+    let _ = writeln!(
+        o,
+        "ternd_relayed_bytes_total{{direction=\"to_peer\"}} {}",
+        t.to_peer_bytes
+    );
+    let _ = writeln!(
+        o,
+        "ternd_relayed_bytes_total{{direction=\"to_client\"}} {}",
+        t.to_client_bytes
+    );
+    family(&mut o, "relayed_packets_total", "counter", "Datagrams relayed.");
+    let _ = writeln!(
+        o,
+        "ternd_relayed_packets_total{{direction=\"to_peer\"}} {}",
+        t.to_peer_packets
+    );
+    let _ = writeln!(
+        o,
+        "ternd_relayed_packets_total{{direction=\"to_client\"}} {}",
+        t.to_client_packets
+    );
+
+    family(
+        &mut o,
+        "requests_total",
+        "counter",
+        "STUN/TURN requests received, by method.",
+    );
+    for (i, m) in METHODS.iter().enumerate() {
+        let _ = writeln!(
+            o,
+            "ternd_requests_total{{method=\"{m}\"}} {}",
+            total.requests.requests[i]
+        );
+    }
+    family(
+        &mut o,
+        "responses_total",
+        "counter",
+        "Responses sent, by method and code (200 = success).",
+    );
+    for (i, m) in METHODS.iter().enumerate() {
+        for (j, c) in CODES.iter().enumerate() {
+            let _ = writeln!(
+                o,
+                "ternd_responses_total{{method=\"{m}\",code=\"{c}\"}} {}",
+                total.requests.responses[i][j]
+            );
+        }
+    }
+    family(&mut o, "auth_failures_total", "counter", "Responses 401, 438 and 441.");
+    let _ = writeln!(o, "ternd_auth_failures_total {}", total.requests.auth_failures());
+    family(
+        &mut o,
+        "drops_total",
+        "counter",
+        "Input dropped without an answer, by reason.",
+    );
+    for (reason, n) in total.drops.iter() {
+        let _ = writeln!(o, "ternd_drops_total{{reason=\"{}\"}} {n}", reason.label());
+    }
+    family(
+        &mut o,
+        "stream_connections",
+        "gauge",
+        "Open TCP and TLS client connections.",
+    );
+    let _ = writeln!(o, "ternd_stream_connections {}", app.server.open_connections());
+    family(&mut o, "shards", "gauge", "Shards configured.");
+    let _ = writeln!(o, "ternd_shards {}", app.server.shard_count());
+    family(
+        &mut o,
+        "shards_answering",
+        "gauge",
+        "Shards whose event loop answered this scrape.",
+    );
+    let _ = writeln!(o, "ternd_shards_answering {}", shards.len());
+    family(&mut o, "draining", "gauge", "1 while draining for a shutdown.");
+    let _ = writeln!(o, "ternd_draining {}", u8::from(app.server.is_draining()));
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], o)
+}
