@@ -255,3 +255,41 @@ fn quotas_give_486_and_508() {
     assert!(c.allocate().is_ok());
     server.shutdown().unwrap();
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn clients_on_different_shards_relay_to_each_other() {
+    let server = start(&turn_config(None, &[("server.shards", "4"), ("peers.allow", "")]));
+    let udp = server.bound().udp[0];
+    let handle = server.handle();
+    // Enough clients that SO_REUSEPORT spreads them over several shards.
+    let mut clients: Vec<TurnClient> = (0..12)
+        .map(|i| {
+            let (u, p) = rest_credentials(&format!("c{i}"));
+            TurnClient::new(Io::udp(udp), &u, &p)
+        })
+        .collect();
+    let relays: Vec<SocketAddr> = clients.iter_mut().map(|c| c.allocate().unwrap()).collect();
+    let list = handle.allocations().await;
+    let shards: std::collections::HashSet<usize> = list.iter().map(|a| a.shard).collect();
+    assert!(shards.len() >= 2, "allocations spread over shards: {shards:?}");
+    // Each client talks to the next one's relay (a ring), through both relays.
+    let n = clients.len();
+    for i in 0..n {
+        let j = (i + 1) % n;
+        clients[i].create_permission(&[relays[j]]).unwrap();
+        clients[j].create_permission(&[relays[i]]).unwrap();
+        let msg = format!("{i}->{j}").into_bytes();
+        clients[i].send_indication(relays[j], &msg);
+        assert_eq!(
+            clients[j].recv_relayed(),
+            Some(Relayed::Indication(relays[i], msg)),
+            "{i}->{j}"
+        );
+    }
+    // Every allocation is still where it was made, and still answers.
+    for c in clients.iter_mut() {
+        assert_eq!(c.refresh(600), Ok(600));
+    }
+    let stats = server.shutdown().unwrap();
+    assert_eq!(stats.allocations_created, n as u64);
+}
