@@ -13,7 +13,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
 # ---- knobs ---------------------------------------------------------------
-SUITE=${SUITE:-binding,relay,alloc,memory,uclient} # comma-separated suites to run
+SUITE=${SUITE:-binding,relay,latency,alloc,memory,uclient} # comma-separated suites to run
 ROUNDS=${ROUNDS:-5}             # rounds per server (the median is reported)
 DURATION=${DURATION:-5}         # measured seconds per run (after WARMUP)
 WARMUP=${WARMUP:-1}             # unmeasured seconds of load before each run
@@ -36,6 +36,7 @@ RELAY_PAYLOADS=${RELAY_PAYLOADS:-"100 1200"} # ChannelData payload bytes per fig
 RELAY_INFLIGHT=${RELAY_INFLIGHT:-256}       # messages in flight in total (closed loop)
 RELAY_RATE=${RELAY_RATE:-0}                 # offered messages/s; 0 = as fast as the window allows
 RELAY_PEERS=${RELAY_PEERS:-4}               # echo peer sockets
+LATENCY=${LATENCY:-"100:100:50000"}      # latency suite: allocations:payload:offered msgs/s
 RELAY_PORT_MIN=${RELAY_PORT_MIN:-20000}     # relay port range of both servers (keep it below
 RELAY_PORT_MAX=${RELAY_PORT_MAX:-32000}     # the kernel's ephemeral range, 32768-60999)
 # alloc and memory suites
@@ -173,8 +174,8 @@ measure_binding() { # KIND
     LINE="value=$(field answered_per_sec "$(<"$WORK/line")") $(<"$WORK/line")"
 }
 
-measure_relay() { # KIND ALLOCATIONS PAYLOAD; KIND ceiling = no server at all
-    local kind=$1 allocs=$2 payload=$3 port target pid=()
+measure_relay() { # KIND ALLOCATIONS PAYLOAD [RATE]; KIND ceiling = no server at all
+    local kind=$1 allocs=$2 payload=$3 rate=${4:-$RELAY_RATE} port target pid=()
     if [[ $kind == ceiling ]]; then
         target=none
     else
@@ -184,12 +185,14 @@ measure_relay() { # KIND ALLOCATIONS PAYLOAD; KIND ceiling = no server at all
         pid=(--server-pid "$SERVER_PID")
     fi
     taskset -c "$LOAD_CPUS" timeout $((DURATION + WARMUP + 120)) "$LOADGEN" relay --server "$target" \
-        --allocations "$allocs" --payload "$payload" --inflight "$RELAY_INFLIGHT" --rate "$RELAY_RATE" \
+        --allocations "$allocs" --payload "$payload" --inflight "$RELAY_INFLIGHT" --rate "$rate" \
         --peers "$RELAY_PEERS" --batch "$BATCH" --duration "$DURATION" --warmup "$WARMUP" \
         --user "$TURN_USER" --password "$TURN_PASS" "${pid[@]}" >"$WORK/line" \
         || { [[ $kind == ceiling ]] || tail -n 20 "$WORK/$kind.log" >&2; die "relay load generator failed against $kind"; }
     [[ $kind == ceiling ]] || { check_alive "$kind"; stop_server; }
-    LINE="value=$(field echoed_per_sec "$(<"$WORK/line")") $(<"$WORK/line")"
+    local v=echoed_per_sec
+    [[ -n ${4:-} ]] && v=rtt_p99_us
+    LINE="value=$(field $v "$(<"$WORK/line")") $(<"$WORK/line")"
 }
 
 measure_alloc() { # KIND
@@ -278,17 +281,19 @@ median() { # median of numbers on stdin (printed with DEC decimals, default 0)
 }
 
 # ---- figures ---------------------------------------------------------------
-# A figure id names its suite and parameters: binding, relay:A:P, alloc,
-# memory, uclient. Each figure is measured for the kinds in its list.
+# A figure id names its suite and parameters: binding, relay:A:P,
+# latency:A:P:RATE, alloc, memory, uclient. Each figure is measured for the
+# kinds kinds_of lists.
 FIGS=()
 has_suite binding && FIGS+=(binding)
 if has_suite relay; then
     for a in $RELAY_ALLOCS; do for p in $RELAY_PAYLOADS; do FIGS+=("relay:$a:$p"); done; done
 fi
+has_suite latency && FIGS+=("latency:$LATENCY")
 has_suite alloc && FIGS+=(alloc)
 has_suite memory && FIGS+=(memory)
 has_suite uclient && FIGS+=(uclient)
-(( ${#FIGS[@]} )) || die "SUITE=$SUITE selects nothing (binding, relay, alloc, memory, uclient)"
+(( ${#FIGS[@]} )) || die "SUITE=$SUITE selects nothing (binding, relay, latency, alloc, memory, uclient)"
 
 kinds_of() { # kinds_of FIG ROUND
     local k=$SERVERS
@@ -321,6 +326,7 @@ for r in $(seq "$ROUNDS"); do
                 case $fig in
                 binding) measure_binding "$kind" ;;
                 relay:*) IFS=: read -r _ a p <<<"$fig"; measure_relay "$kind" "$a" "$p" ;;
+                latency:*) IFS=: read -r _ a p q <<<"$fig"; measure_relay "$kind" "$a" "$p" "$q" ;;
                 alloc) measure_alloc "$kind" ;;
                 memory) measure_memory "$kind" ;;
                 uclient) measure_uclient "$kind" ;;
@@ -344,9 +350,9 @@ for r in $(seq "$ROUNDS"); do
                 binding)
                     row=$(printf '%9s req/s  cores busy %5s%% / %5s%%  server %5s%%  loadgen %5s%%  other %3s%%  timeouts %s  rcvbuf-drops %s' \
                         "$value" "$srv" "$gen" "$sp" "$gp" "$other" "$(field timeouts "$line")" "$(field udp_rcvbuf_errors "$line")") ;;
-                relay:*)
+                relay:* | latency:*)
                     row=$(printf '%8s pkt/s %7s Mbit/s  loss %6s%%  rtt p50/p99 %s/%s us  cores busy %5s%% / %5s%%  server %5s%%  loadgen %5s%%  other %3s%%  rcvbuf-drops %s  setup %ss' \
-                        "$value" "$(field mbit_per_sec "$line")" "$(field loss_pct "$line")" "$(field rtt_p50_us "$line")" \
+                        "$(field echoed_per_sec "$line")" "$(field mbit_per_sec "$line")" "$(field loss_pct "$line")" "$(field rtt_p50_us "$line")" \
                         "$(field rtt_p99_us "$line")" "$srv" "$gen" "$sp" "$gp" "$other" "$(field udp_rcvbuf_errors "$line")" \
                         "$(field setup_secs "$line")") ;;
                 alloc)
@@ -368,7 +374,7 @@ for r in $(seq "$ROUNDS"); do
                 ALL[$fig|$kind]+="$value "
                 (( disturbed )) || CLEAN[$fig|$kind]+="$value "
                 # Secondary relay numbers, medians reported in the details table.
-                if [[ $fig == relay:* ]]; then
+                if [[ $fig == relay:* || $fig == latency:* ]]; then
                     for x in mbit_per_sec loss_pct rtt_p50_us rtt_p99_us; do
                         EXTRA_ALL[$fig|$kind|$x]+="$(field "$x" "$line") "
                         (( disturbed )) || EXTRA_CLEAN[$fig|$kind|$x]+="$(field "$x" "$line") "
@@ -432,19 +438,22 @@ for fig in "${FIGS[@]}"; do
         t=$(med "$fig|ternd") c=$(med "$fig|coturn")
         printf '%-46s %14s %15s %7s  %-6s\n' "$(printf 'relay %4s alloc x %4s B: Mbit/s' "$a" "$p")" \
             "$(mbit "$t" "$p")" "$(mbit "$c" "$p")" "$(ratio "$t" "$c")" higher ;;
+    latency:*)
+        IFS=: read -r _ a p q <<<"$fig"
+        row "$(printf 'relay %4s alloc x %4s B: RTT p99 us' "$a" "$p")" "$fig" lower "at $q pkt/s offered (p50 in the details)" ;;
     alloc) row "allocations/s (Allocate+Refresh 0, $ALLOC_CLIENTS clients)" alloc higher "new 5-tuple per allocation" ;;
     memory) row "RSS KiB per 1000 idle allocations" memory lower "$MEM_ALLOCS allocations" ;;
     uclient) row "uclient: server CPU ms (${UCLIENT_ARGS// /})" uclient lower "load: coturn's turnutils_uclient + turnutils_peer" ;;
     esac
 done
-if [[ " ${FIGS[*]} " == *" relay:"* ]]; then
+if [[ " ${FIGS[*]} " == *" relay:"* || " ${FIGS[*]} " == *" latency:"* ]]; then
     echo
     echo "relay details (medians): loss % and RTT p50/p99 in us, as seen by the load generator"
-    printf '%-28s %10s %10s %20s %20s\n' "figure" "ternd loss" "coturn loss" "ternd rtt p50/p99" "coturn rtt p50/p99"
+    printf '%-36s %10s %11s %20s %20s\n' "figure" "ternd loss" "coturn loss" "ternd rtt p50/p99" "coturn rtt p50/p99"
     for fig in "${FIGS[@]}"; do
-        [[ $fig == relay:* ]] || continue
-        IFS=: read -r _ a p <<<"$fig"
-        printf '%-28s %10s %10s %20s %20s\n' "$(printf 'relay %4s alloc x %4s B' "$a" "$p")" \
+        [[ $fig == relay:* || $fig == latency:* ]] || continue
+        IFS=: read -r _ a p q <<<"$fig"
+        printf '%-36s %10s %11s %20s %20s\n' "$(printf 'relay %4s alloc x %4s B%s' "$a" "$p" "${q:+ @$q/s}")" \
             "$(xmed "$fig|ternd|loss_pct" 3)" "$(xmed "$fig|coturn|loss_pct" 3)" \
             "$(xmed "$fig|ternd|rtt_p50_us" 0)/$(xmed "$fig|ternd|rtt_p99_us" 0)" \
             "$(xmed "$fig|coturn|rtt_p50_us" 0)/$(xmed "$fig|coturn|rtt_p99_us" 0)"
@@ -466,6 +475,7 @@ for fig in "${FIGS[@]}"; do
 done
 echo "load generators: ternd-loadgen for every figure except uclient (turnutils_uclient $UCLIENT_ARGS with turnutils_peer)"
 has_suite binding && echo "binding: $SOCKETS sockets x $WINDOW in flight, batch $BATCH, 200 ms loss timeout; answered Binding requests per second"
+has_suite latency && echo "latency: the relay load at a fixed offered rate (${LATENCY##*:} msgs/s, at most $RELAY_INFLIGHT in flight); figure = RTT p99"
 has_suite relay && echo "relay: $RELAY_INFLIGHT ChannelData messages in flight in total, round-robin over the allocations, $RELAY_PEERS echo peer sockets, batch $BATCH, 200 ms loss timeout, rate ${RELAY_RATE} (0 = closed loop); Mbit/s counts payload bits echoed"
 has_suite alloc && echo "alloc: $ALLOC_CLIENTS clients, each Allocate then Refresh(LIFETIME=0) from a new 5-tuple per cycle, nonce reused while accepted; cycles per second"
 has_suite memory && echo "memory: VmRSS of the server before and 1 s after $MEM_ALLOCS authenticated idle allocations (Allocate only), per 1000 allocations"

@@ -160,9 +160,10 @@ fn check_config(file: &std::path::Path) -> ExitCode {
 
 fn credentials(args: &CredentialArgs) -> anyhow::Result<()> {
     let config = Config::load(&args.config.sources()?)?;
-    let Some(secret) = config.turn.secrets.first() else {
+    let secrets = crate::server::setup::configured_secrets(&config)?;
+    let Some(secret) = secrets.first() else {
         anyhow::bail!(
-            "turn.secrets is empty: set a shared secret in the config (or TERND__TURN__SECRETS) to mint credentials"
+            "turn.secrets and turn.secret_files are empty: configure a shared secret (or TERND__TURN__SECRETS) to mint credentials"
         );
     };
     let expiry = std::time::SystemTime::now()
@@ -170,7 +171,7 @@ fn credentials(args: &CredentialArgs) -> anyhow::Result<()> {
         .as_secs()
         + args.ttl.as_secs();
     let username = format!("{expiry}:{}", args.user);
-    let password = proto::auth::rest_password(secret.as_bytes(), &username);
+    let password = proto::auth::rest_password(secret, &username);
     if args.json {
         println!(
             "{}",
@@ -230,7 +231,6 @@ fn serve(args: &ServeArgs) -> anyhow::Result<()> {
             }
         });
     }
-    let drain_timeout = config.server.drain_timeout.0;
     rt.block_on(async {
         loop {
             match signals.wait().await {
@@ -241,7 +241,9 @@ fn serve(args: &ServeArgs) -> anyhow::Result<()> {
                 }
                 Signal::Terminate => {
                     notifier.notify("STOPPING=1\nSTATUS=draining");
-                    drain(&handle, &mut signals, drain_timeout).await;
+                    // The current value: drain_timeout follows reloads.
+                    let timeout = handle.config().server.drain_timeout.0;
+                    drain(&handle, &mut signals, timeout).await;
                     return;
                 }
                 Signal::Interrupt => {

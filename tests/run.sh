@@ -11,6 +11,11 @@ cd "$(dirname "$0")/.."
 declare -A want=(
   [coturn]=/usr/bin/turnutils_stunclient
   [chromium]=/usr/bin/chromium
+  # tests/deploy.rs: systemd-analyze verify; the .deb's dependencies
+  # (dpkg-shlibdeps) and its postinst (adduser).
+  [systemd]=/usr/bin/systemd-analyze
+  [dpkg-dev]=/usr/bin/dpkg-shlibdeps
+  [adduser]=/usr/sbin/adduser
 )
 missing=()
 for pkg in "${!want[@]}"; do
@@ -32,6 +37,17 @@ if [ ! -d tests/browser/node_modules/playwright-core ]; then
   echo "tests/run.sh: npm ci --prefix tests/browser"
   if ! { command -v npm >/dev/null && npm ci --prefix tests/browser --no-audit --no-fund >/dev/null; }; then
     echo "tests/run.sh: cannot install tests/browser/node_modules (needs node and npm)" >&2
+    if [ "${CI:-}" = true ]; then exit 1; fi
+  fi
+fi
+
+# cargo-deb builds the .deb that tests/deploy.rs installs (compiling it takes
+# a few minutes, once per machine). Pinned: the packaging relies on its
+# systemd-units handling.
+if ! cargo deb --version >/dev/null 2>&1; then
+  echo "tests/run.sh: cargo install cargo-deb"
+  if ! cargo install cargo-deb --locked --version 3.8.0 --quiet; then
+    echo "tests/run.sh: cannot install cargo-deb" >&2
     if [ "${CI:-}" = true ]; then exit 1; fi
   fi
 fi

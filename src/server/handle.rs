@@ -41,6 +41,11 @@ pub struct ReloadReport {
 const ASK_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl ServerHandle {
+    /// The configuration in force (the last one reloaded).
+    pub fn config(&self) -> Config {
+        self.0.config.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     pub fn shard_count(&self) -> usize {
         self.0.controls.len()
     }

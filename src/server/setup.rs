@@ -54,7 +54,7 @@ fn resolve_relay(key: &str, value: &str, v4: bool) -> anyhow::Result<Option<IpAd
 
 /// The configured REST secrets: `turn.secrets` plus one per file in
 /// `turn.secret_files` (systemd LoadCredential, Kubernetes Secrets).
-fn configured_secrets(config: &Config) -> anyhow::Result<Vec<Vec<u8>>> {
+pub fn configured_secrets(config: &Config) -> anyhow::Result<Vec<Vec<u8>>> {
     let mut out: Vec<Vec<u8>> = config.turn.secrets.iter().map(|s| s.as_bytes().to_vec()).collect();
     for path in &config.turn.secret_files {
         let text = std::fs::read_to_string(path)
