@@ -30,6 +30,7 @@ COTURN_ARGS=${COTURN_ARGS:-}    # extra turnserver arguments
 SKIP_BUILD=${SKIP_BUILD:-0}     # 1: use already built binaries
 OTHER_MAX=${OTHER_MAX:-10}      # % of a core used by other processes above which a run is disturbed
 RETRIES=${RETRIES:-2}           # re-runs of a disturbed run
+QUIET_WAIT=${QUIET_WAIT:-120}   # before each run, wait up to this many seconds for the two cores to be idle
 # relay suite
 RELAY_ALLOCS=${RELAY_ALLOCS:-"1 100 1000"}  # concurrent allocations per figure
 RELAY_PAYLOADS=${RELAY_PAYLOADS:-"100 1200"} # ChannelData payload bytes per figure
@@ -313,6 +314,27 @@ kinds_of() { # kinds_of FIG ROUND
 # when a server has any. (memory and uclient runs are not checked: RSS does
 # not depend on CPU contention, and uclient's figure is CPU time, not a rate.)
 single_cpu() { [[ $1 =~ ^[0-9]+$ ]]; }
+cores_busy() { # busy % of the server core + the load core over 1 s (nothing of ours running)
+    local a b
+    a=$(grep -E "^cpu($SERVER_CPUS|$LOAD_CPUS) " /proc/stat)
+    sleep 1
+    b=$(grep -E "^cpu($SERVER_CPUS|$LOAD_CPUS) " /proc/stat)
+    printf '%s\n%s\n' "$a" "$b" | awk '{ t = 0; for (i = 2; i <= 9; i++) t += $i; idle = $5 + $6
+        if (NR <= 2) { T[$1] = t; I[$1] = idle } else { s += 100 * (1 - (idle - I[$1]) / (t - T[$1] + 1e-9)) } }
+        END { printf "%.0f", s }'
+}
+wait_quiet() { # wait (bounded by QUIET_WAIT) until other processes leave the two cores alone
+    single_cpu "$SERVER_CPUS" && single_cpu "$LOAD_CPUS" || return 0
+    local busy waited=0
+    while (( waited < QUIET_WAIT )); do
+        busy=$(cores_busy)
+        (( busy <= OTHER_MAX )) && return 0
+        (( waited == 0 )) && log "the cores are ${busy}% busy with other processes: waiting up to ${QUIET_WAIT}s"
+        sleep 4
+        waited=$((waited + 5))
+    done
+    log "still ${busy}% busy after ${QUIET_WAIT}s: measuring anyway"
+}
 log "suites=$SUITE rounds=$ROUNDS duration=${DURATION}s warmup=${WARMUP}s shards=$SHARDS server_cpus=$SERVER_CPUS load_cpus=$LOAD_CPUS"
 declare -A CLEAN ALL RAW EXTRA_CLEAN EXTRA_ALL
 for r in $(seq "$ROUNDS"); do
@@ -323,6 +345,7 @@ for r in $(seq "$ROUNDS"); do
         (( r % 2 == 0 )) && order=$(echo "$kinds" | tr ' ' '\n' | tac | tr '\n' ' ')
         for kind in $order; do
             for attempt in $(seq 0 "$RETRIES"); do
+                wait_quiet
                 case $fig in
                 binding) measure_binding "$kind" ;;
                 relay:*) IFS=: read -r _ a p <<<"$fig"; measure_relay "$kind" "$a" "$p" ;;

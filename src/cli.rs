@@ -236,7 +236,7 @@ fn serve(args: &ServeArgs) -> anyhow::Result<()> {
             match signals.wait().await {
                 Signal::Hangup => {
                     notifier.reloading();
-                    reload(args, &handle, &log);
+                    reload(args, &handle, &log).await;
                     notifier.notify("READY=1\nSTATUS=serving");
                 }
                 Signal::Terminate => {
@@ -273,7 +273,7 @@ fn serve(args: &ServeArgs) -> anyhow::Result<()> {
 
 /// SIGHUP: re-read the config; apply what can change live, report what
 /// needs a restart, and keep the old config when the new one is invalid.
-fn reload(args: &ServeArgs, handle: &crate::server::ServerHandle, log: &crate::logging::LogHandle) {
+async fn reload(args: &ServeArgs, handle: &crate::server::ServerHandle, log: &crate::logging::LogHandle) {
     let new = match args.sources().and_then(|s| Ok(Config::load(&s)?)) {
         Ok(c) => c,
         Err(e) => {
@@ -281,7 +281,7 @@ fn reload(args: &ServeArgs, handle: &crate::server::ServerHandle, log: &crate::l
             return;
         }
     };
-    match handle.reload(&new) {
+    match handle.reload(&new).await {
         Ok(report) => {
             if let Err(e) = log.set_level(&new.log.level) {
                 tracing::error!("{e:#}");
@@ -302,7 +302,7 @@ fn reload(args: &ServeArgs, handle: &crate::server::ServerHandle, log: &crate::l
 /// SIGTERM: refuse new allocations, wait for the existing ones to end (or
 /// the deadline, or another SIGTERM/SIGINT).
 async fn drain(handle: &crate::server::ServerHandle, signals: &mut StopSignals, timeout: std::time::Duration) {
-    handle.drain();
+    handle.drain().await;
     let deadline = tokio::time::Instant::now() + timeout;
     tracing::info!(timeout_s = timeout.as_secs(), "SIGTERM received, draining");
     loop {

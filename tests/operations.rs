@@ -35,6 +35,14 @@ fn reloaded(base: &Config, overrides: &[(&str, &str)]) -> Config {
     c
 }
 
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
 fn mint(secret: &str, user: &str) -> (String, String) {
     let expiry = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -108,7 +116,7 @@ fn reload_rotates_secrets_swaps_the_certificate_and_changes_policy_without_dropp
             ("listen.tls", "127.0.0.1:0"),
         ],
     );
-    let report = handle.reload(&step1).unwrap();
+    let report = block_on(handle.reload(&step1)).unwrap();
     assert!(
         !report.needs_restart.contains(&"relay.ipv4"),
         "{:?}",
@@ -133,7 +141,7 @@ fn reload_rotates_secrets_swaps_the_certificate_and_changes_policy_without_dropp
     // Drop A: new allocations with A-minted credentials fail; the live one relays on.
     let mut step2 = step1.clone();
     step2.turn.secrets = vec![SECRET_B.to_string()];
-    handle.reload(&step2).unwrap();
+    block_on(handle.reload(&step2)).unwrap();
     assert_eq!(TurnClient::new(Io::udp(udp), &ua, &pa).allocate(), Err(401));
     relay_ok(&mut live, 4);
 
@@ -141,7 +149,7 @@ fn reload_rotates_secrets_swaps_the_certificate_and_changes_policy_without_dropp
     // the running one stays in force.
     let mut bad = step2.clone();
     bad.turn.secret_files = vec!["/nonexistent/ternd-secret".into()];
-    let e = handle.reload(&bad).unwrap_err().to_string();
+    let e = block_on(handle.reload(&bad)).unwrap_err().to_string();
     assert!(e.contains("turn.secret_files"), "{e}");
     let (ub2, pb2) = mint(SECRET_B, "after-refusal");
     assert!(TurnClient::new(Io::udp(udp), &ub2, &pb2).allocate().is_ok());

@@ -220,12 +220,18 @@ fn a_tcp_allocation_dies_with_its_connection() {
     let mut c = TurnClient::new(Io::tcp(server.bound().tcp[0]), "alice", "alice-password");
     let relayed = c.allocate().unwrap();
     assert!(UdpSocket::bind(relayed).is_err(), "the relay port is held");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let handle = server.handle();
+    assert_eq!(rt.block_on(handle.allocations()).len(), 1);
     drop(c);
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while UdpSocket::bind(relayed).is_err() {
+    while !rt.block_on(handle.allocations()).is_empty() {
         assert!(
             std::time::Instant::now() < deadline,
-            "relay port released after the connection closed"
+            "allocation closed with its connection"
         );
         std::thread::sleep(Duration::from_millis(20));
     }

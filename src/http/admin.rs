@@ -92,7 +92,7 @@ pub async fn revoke(
     let Some(user) = q.get("username").filter(|u| !u.is_empty()) else {
         return ApiError::new(StatusCode::BAD_REQUEST, "username=... is required").into_response();
     };
-    app.server.revoke(user);
+    app.server.revoke(user).await;
     Json(serde_json::json!({ "revoked": user })).into_response()
 }
 

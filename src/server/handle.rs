@@ -68,12 +68,11 @@ impl ServerHandle {
         self.0.shared.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Stops accepting new allocations on every shard.
-    pub fn drain(&self) {
+    /// Stops accepting new allocations on every shard; returns once every
+    /// shard has it in force (then /readyz reports draining).
+    pub async fn drain(&self) {
+        self.ask(Control::Drain).await;
         self.0.draining.store(true, Ordering::Relaxed);
-        for c in &self.0.controls {
-            let _ = c.send(Control::Drain);
-        }
     }
 
     async fn ask<T>(&self, make: impl Fn(oneshot::Sender<T>) -> Control) -> Vec<Option<T>> {
@@ -128,22 +127,22 @@ impl ServerHandle {
         }
     }
 
-    /// Refuses `username` on every shard, now and after reloads.
-    pub fn revoke(&self, username: &str) {
+    /// Refuses `username` on every shard, now and after reloads; returns
+    /// once every shard has it in force.
+    pub async fn revoke(&self, username: &str) {
         self.0
             .revoked
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(username.to_string());
-        for c in &self.0.controls {
-            let _ = c.send(Control::Revoke(username.to_string()));
-        }
+        self.ask(|tx| Control::Revoke(username.to_string(), tx)).await;
     }
 
     /// Applies `new` live: secrets, users, peer policy, quotas, lifetimes,
     /// limits and the TLS certificate; reports what needs a restart. The
-    /// caller has already validated `new` (Config::load).
-    pub fn reload(&self, new: &Config) -> anyhow::Result<ReloadReport> {
+    /// caller has already validated `new` (Config::load). Returns once every
+    /// shard runs with the new settings.
+    pub async fn reload(&self, new: &Config) -> anyhow::Result<ReloadReport> {
         let old = self.0.config.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let mut report = ReloadReport::default();
         let checks: [(&'static str, bool); 12] = [
@@ -177,8 +176,18 @@ impl ServerHandle {
             .quotas
             .set_limits(new.turn.max_allocations, new.turn.max_allocations_per_user);
         let n = self.shard_count();
-        for (i, c) in self.0.controls.iter().enumerate() {
-            let _ = c.send(Control::Reload(Box::new(shared.core_config(new, i, n)?)));
+        let configs = (0..n)
+            .map(|i| shared.core_config(new, i, n))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let mut acks = Vec::new();
+        for (c, cfg) in self.0.controls.iter().zip(configs) {
+            let (tx, rx) = oneshot::channel();
+            if c.send(Control::Reload(Box::new(cfg), tx)).is_ok() {
+                acks.push(rx);
+            }
+        }
+        for rx in acks {
+            let _ = tokio::time::timeout(ASK_TIMEOUT, rx).await;
         }
         *self.0.shared.write().unwrap_or_else(|e| e.into_inner()) = shared;
         *self.0.config.lock().unwrap_or_else(|e| e.into_inner()) = new.clone();

@@ -27,10 +27,10 @@ pub struct ShardSockets {
 
 /// Requests from outside the shard (signals, HTTP), handled between packets.
 pub enum Control {
-    /// Apply a new core configuration (what can change live).
-    Reload(Box<proto::ServerConfig>),
-    /// Refuse new allocations from now on.
-    Drain,
+    /// Apply a new core configuration (what can change live); answer when applied.
+    Reload(Box<proto::ServerConfig>, oneshot::Sender<()>),
+    /// Refuse new allocations from now on; answer when in force.
+    Drain(oneshot::Sender<()>),
     /// Answer to prove the shard's event loop is running (watchdog, readyz).
     Ping(oneshot::Sender<()>),
     /// Counters and gauges, for /metrics.
@@ -39,8 +39,8 @@ pub enum Control {
     List(oneshot::Sender<Vec<AllocationInfo>>),
     /// Close the allocation of this client (admin).
     Close(FiveTuple, oneshot::Sender<bool>),
-    /// Refuse this username from now on (admin).
-    Revoke(String),
+    /// Refuse this username from now on (admin); answer when in force.
+    Revoke(String, oneshot::Sender<()>),
 }
 
 /// One shard's counters and gauges at one moment.
@@ -292,8 +292,14 @@ async fn run_control(shard: Rc<Shard>, index: usize, mut rx: mpsc::UnboundedRece
     while let Some(c) = rx.recv().await {
         let now = Instant::now();
         match c {
-            Control::Reload(cfg) => shard.core.borrow_mut().reload(*cfg),
-            Control::Drain => shard.core.borrow_mut().set_draining(true),
+            Control::Reload(cfg, done) => {
+                shard.core.borrow_mut().reload(*cfg);
+                let _ = done.send(());
+            }
+            Control::Drain(done) => {
+                shard.core.borrow_mut().set_draining(true);
+                let _ = done.send(());
+            }
             Control::Ping(reply) => {
                 let _ = reply.send(());
             }
@@ -330,7 +336,10 @@ async fn run_control(shard: Rc<Shard>, index: usize, mut rx: mpsc::UnboundedRece
                 shard.pump();
                 let _ = reply.send(closed);
             }
-            Control::Revoke(user) => shard.core.borrow_mut().revoke(&user),
+            Control::Revoke(user, done) => {
+                shard.core.borrow_mut().revoke(&user);
+                let _ = done.send(());
+            }
         }
     }
 }
