@@ -43,17 +43,6 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
         .block_on(f)
 }
 
-fn mint(secret: &str, user: &str) -> (String, String) {
-    let expiry = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 3600;
-    let username = format!("{expiry}:{user}");
-    let password = proto::auth::rest_password(secret.as_bytes(), &username);
-    (username, password)
-}
-
 fn tls_cert_der(addr: SocketAddr, cert: &TestCert) -> Vec<u8> {
     // Trust anything: we only want to see which certificate is presented.
     let tcp = std::net::TcpStream::connect(addr).unwrap();
@@ -81,7 +70,7 @@ fn reload_rotates_secrets_swaps_the_certificate_and_changes_policy_without_dropp
 
     // A live relay with credentials from secret A.
     let peer = EchoPeer::start(false);
-    let (ua, pa) = mint(SECRET_A, "old");
+    let (ua, pa) = rest_credentials_from(SECRET_A, "old");
     let mut live = TurnClient::new(Io::udp(udp), &ua, &pa);
     live.allocate().unwrap();
     live.channel_bind(0x4001, peer.addr).unwrap();
@@ -123,7 +112,7 @@ fn reload_rotates_secrets_swaps_the_certificate_and_changes_policy_without_dropp
         report.needs_restart
     );
     relay_ok(&mut live, 2);
-    let (ub, pb) = mint(SECRET_B, "new");
+    let (ub, pb) = rest_credentials_from(SECRET_B, "new");
     assert!(
         TurnClient::new(Io::udp(udp), &ub, &pb).allocate().is_ok(),
         "new secret works"
@@ -151,7 +140,7 @@ fn reload_rotates_secrets_swaps_the_certificate_and_changes_policy_without_dropp
     bad.turn.secret_files = vec!["/nonexistent/ternd-secret".into()];
     let e = block_on(handle.reload(&bad)).unwrap_err().to_string();
     assert!(e.contains("turn.secret_files"), "{e}");
-    let (ub2, pb2) = mint(SECRET_B, "after-refusal");
+    let (ub2, pb2) = rest_credentials_from(SECRET_B, "after-refusal");
     assert!(TurnClient::new(Io::udp(udp), &ub2, &pb2).allocate().is_ok());
     relay_ok(&mut live, 5);
     server.shutdown().unwrap();

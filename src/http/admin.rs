@@ -7,33 +7,26 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, Query, State};
+use axum::extract::{ConnectInfo, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use super::{ApiError, AppState};
 
-fn local_only(peer: &SocketAddr, headers: &HeaderMap) -> Result<(), ApiError> {
+/// Middleware on every /admin route: loopback connections without proxy headers only.
+pub async fn local_only(ConnectInfo(peer): ConnectInfo<SocketAddr>, req: Request, next: Next) -> Response {
+    let headers: &HeaderMap = req.headers();
     let proxied = headers.contains_key("x-forwarded-for") || headers.contains_key("forwarded");
     if peer.ip().is_loopback() && !proxied {
-        Ok(())
+        next.run(req).await
     } else {
-        Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "the admin view is only for local connections",
-        ))
+        ApiError::new(StatusCode::FORBIDDEN, "the admin view is only for local connections").into_response()
     }
 }
 
-pub async fn allocations(
-    State(app): State<Arc<AppState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-) -> Response {
-    if let Err(e) = local_only(&peer, &headers) {
-        return e.into_response();
-    }
+pub async fn allocations(State(app): State<Arc<AppState>>) -> Response {
     let list: Vec<serde_json::Value> = app
         .server
         .allocations()
@@ -58,15 +51,7 @@ pub async fn allocations(
 }
 
 /// `POST /admin/close?client=IP:PORT`: closes that client's allocations.
-pub async fn close(
-    State(app): State<Arc<AppState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Query(q): Query<HashMap<String, String>>,
-) -> Response {
-    if let Err(e) = local_only(&peer, &headers) {
-        return e.into_response();
-    }
+pub async fn close(State(app): State<Arc<AppState>>, Query(q): Query<HashMap<String, String>>) -> Response {
     let Some(client) = q.get("client").and_then(|c| c.parse::<SocketAddr>().ok()) else {
         return ApiError::new(StatusCode::BAD_REQUEST, "client=IP:PORT is required").into_response();
     };
@@ -80,15 +65,7 @@ pub async fn close(
 }
 
 /// `POST /admin/revoke?username=EXPIRY:USER`: refused from now on.
-pub async fn revoke(
-    State(app): State<Arc<AppState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Query(q): Query<HashMap<String, String>>,
-) -> Response {
-    if let Err(e) = local_only(&peer, &headers) {
-        return e.into_response();
-    }
+pub async fn revoke(State(app): State<Arc<AppState>>, Query(q): Query<HashMap<String, String>>) -> Response {
     let Some(user) = q.get("username").filter(|u| !u.is_empty()) else {
         return ApiError::new(StatusCode::BAD_REQUEST, "username=... is required").into_response();
     };
@@ -97,15 +74,7 @@ pub async fn revoke(
 }
 
 /// `POST /admin/log-level?level=debug`.
-pub async fn log_level(
-    State(app): State<Arc<AppState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Query(q): Query<HashMap<String, String>>,
-) -> Response {
-    if let Err(e) = local_only(&peer, &headers) {
-        return e.into_response();
-    }
+pub async fn log_level(State(app): State<Arc<AppState>>, Query(q): Query<HashMap<String, String>>) -> Response {
     let Some(level) = q.get("level") else {
         return ApiError::new(StatusCode::BAD_REQUEST, "level=... is required").into_response();
     };

@@ -68,10 +68,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics::metrics))
-        .route("/admin/allocations", get(admin::allocations))
-        .route("/admin/close", axum::routing::post(admin::close))
-        .route("/admin/revoke", axum::routing::post(admin::revoke))
-        .route("/admin/log-level", axum::routing::post(admin::log_level))
+        .merge(
+            Router::new()
+                .route("/admin/allocations", get(admin::allocations))
+                .route("/admin/close", axum::routing::post(admin::close))
+                .route("/admin/revoke", axum::routing::post(admin::revoke))
+                .route("/admin/log-level", axum::routing::post(admin::log_level))
+                .route_layer(axum::middleware::from_fn(admin::local_only)),
+        )
         .route("/api/ice-servers", get(ice::ice_servers).options(ice::preflight))
         .route("/ws", get(ws))
         .with_state(state)

@@ -221,13 +221,18 @@ pub fn turn_config(cert: Option<&TestCert>, extra: &[(&str, &str)]) -> Config {
 
 /// REST credentials for `user` valid for an hour, from TEST_SECRET.
 pub fn rest_credentials(user: &str) -> (String, String) {
+    rest_credentials_from(TEST_SECRET, user)
+}
+
+/// REST credentials for `user` valid for an hour, from `secret`.
+pub fn rest_credentials_from(secret: &str, user: &str) -> (String, String) {
     let expiry = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs()
         + 3600;
     let username = format!("{expiry}:{user}");
-    let password = proto::auth::rest_password(TEST_SECRET.as_bytes(), &username);
+    let password = proto::auth::rest_password(secret.as_bytes(), &username);
     (username, password)
 }
 
