@@ -53,8 +53,18 @@ fn exercise_relay(mut c: TurnClient, peer: SocketAddr, label: &str) {
 
 #[test]
 fn relays_both_ways_over_udp_tcp_and_tls_ipv4_and_ipv6() {
+    relay_everywhere("2");
+}
+
+#[test]
+fn relays_with_one_shard_and_with_several() {
+    relay_everywhere("1");
+    relay_everywhere("4");
+}
+
+fn relay_everywhere(shards: &str) {
     let cert = TestCert::new();
-    let server = start(&turn_config(Some(&cert), &[]));
+    let server = start(&turn_config(Some(&cert), &[("server.shards", shards)]));
     let b = server.bound().clone();
     for v6 in [false, true] {
         let peer = EchoPeer::start(v6);
