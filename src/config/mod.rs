@@ -135,6 +135,8 @@ pub struct RelaySection {
     pub external_ip: Vec<String>,
     pub port_min: u16,
     pub port_max: u16,
+    pub recv_buffer_bytes: usize,
+    pub send_buffer_bytes: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]

@@ -145,7 +145,7 @@ impl ServerHandle {
     pub async fn reload(&self, new: &Config) -> anyhow::Result<ReloadReport> {
         let old = self.0.config.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let mut report = ReloadReport::default();
-        let checks: [(&'static str, bool); 12] = [
+        let checks: [(&'static str, bool); 13] = [
             ("listen", old.listen != new.listen),
             ("server.shards", old.server.shards != new.server.shards),
             ("relay.ipv4", old.relay.ipv4 != new.relay.ipv4),
@@ -154,6 +154,11 @@ impl ServerHandle {
             (
                 "relay.port_min/port_max",
                 (old.relay.port_min, old.relay.port_max) != (new.relay.port_min, new.relay.port_max),
+            ),
+            (
+                "relay.recv_buffer_bytes/send_buffer_bytes",
+                (old.relay.recv_buffer_bytes, old.relay.send_buffer_bytes)
+                    != (new.relay.recv_buffer_bytes, new.relay.send_buffer_bytes),
             ),
             ("http", old.http != new.http),
             ("signaling", old.signaling != new.signaling),

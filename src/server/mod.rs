@@ -174,8 +174,7 @@ pub fn start(config: &Config) -> anyhow::Result<RunningServer> {
             core_config: shared.core_config(config, index, n)?,
             tls: tls.clone(),
             limits: limits.clone(),
-            // Relay sockets are many: they keep the kernel's default buffers.
-            relay_buffers: (0, 0),
+            relay_buffers: (config.relay.recv_buffer_bytes, config.relay.send_buffer_bytes),
             shutdown: stop_rx.clone(),
         };
         let h = std::thread::Builder::new()
