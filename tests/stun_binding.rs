@@ -104,3 +104,21 @@ fn tls_port_refuses_plain_stun_without_harming_tls_clients() {
     assert_eq!(local, mapped);
     server.shutdown().unwrap();
 }
+
+#[test]
+fn a_wildcard_listener_answers_from_the_address_the_client_used() {
+    // 127.0.0.0/8 is all local, so a wildcard socket is reachable on
+    // 127.0.0.2 and 127.0.0.3 while routing would pick 127.0.0.1 as source.
+    let server = start(&test_config(None, &[("listen.udp", "0.0.0.0:0,[::]:0")]));
+    let port = server.bound().udp[0].port();
+    for ip in ["127.0.0.2", "127.0.0.3"] {
+        let addr: SocketAddr = format!("{ip}:{port}").parse().unwrap();
+        // udp_binding asserts the reply's source equals `addr`.
+        let (local, mapped) = udp_binding(addr);
+        assert_eq!(local, mapped);
+    }
+    let v6port = server.bound().udp[1].port();
+    let (local, mapped) = udp_binding(format!("[::1]:{v6port}").parse().unwrap());
+    assert_eq!(local, mapped);
+    server.shutdown().unwrap();
+}

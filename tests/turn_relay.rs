@@ -309,3 +309,16 @@ async fn clients_on_different_shards_relay_to_each_other() {
     let stats = server.shutdown().unwrap();
     assert_eq!(stats.allocations_created, n as u64);
 }
+
+#[test]
+fn relaying_through_a_wildcard_listener_answers_from_the_address_used() {
+    let server = start(&turn_config(None, &[("listen.udp", "0.0.0.0:0")]));
+    let port = server.bound().udp[0].port();
+    let peer = EchoPeer::start(false);
+    let addr: SocketAddr = format!("127.0.0.3:{port}").parse().unwrap();
+    // The client's Io::Udp asserts every datagram comes from `addr`:
+    // responses, Data indications and ChannelData alike.
+    let c = TurnClient::new(Io::udp(addr), "alice", "alice-password");
+    exercise_relay(c, peer.addr, "wildcard 127.0.0.3");
+    server.shutdown().unwrap();
+}

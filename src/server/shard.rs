@@ -101,11 +101,23 @@ impl Shard {
     /// stream through that connection's write buffer.
     pub fn to_client(&self, tuple: &FiveTuple, data: &[u8]) {
         let sent = match tuple.transport {
-            Transport::Udp => self
-                .udp
-                .iter()
-                .find(|(a, _)| *a == tuple.server.0)
-                .is_some_and(|(_, s)| sockets::send_now(s, data, tuple.client.0).is_ok()),
+            Transport::Udp => {
+                let server = tuple.server.0;
+                // The listener the client wrote to: bound to that address, or
+                // a wildcard on that port, which then sends from it (PKTINFO).
+                let listener = self.udp.iter().find(|(a, _)| {
+                    a.port() == server.port()
+                        && (a.ip() == server.ip() || (a.ip().is_unspecified() && a.is_ipv4() == server.is_ipv4()))
+                });
+                listener.is_some_and(|(a, s)| {
+                    let sent = if a.ip().is_unspecified() {
+                        sockets::send_from(s, data, tuple.client.0, server.ip())
+                    } else {
+                        sockets::send_now(s, data, tuple.client.0)
+                    };
+                    sent.is_ok()
+                })
+            }
             Transport::Tcp | Transport::Tls => self.conns.borrow().get(tuple).is_some_and(|c| c.push(data)),
         };
         if !sent {

@@ -3,7 +3,7 @@
 //! bound IPv6-only so "0.0.0.0:P" and "[::]:P" coexist.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
@@ -70,7 +70,11 @@ pub fn udp(addr: SocketAddr, recv_buffer: usize, send_buffer: usize) -> io::Resu
         s.set_send_buffer_size(send_buffer)?;
     }
     s.bind(&SockAddr::from(addr))?;
-    Ok(s.into())
+    let s: std::net::UdpSocket = s.into();
+    if addr.ip().is_unspecified() {
+        enable_pktinfo(&s, addr.is_ipv6())?;
+    }
+    Ok(s)
 }
 
 /// A non-blocking TCP listener bound to `addr` with SO_REUSEPORT.
@@ -110,16 +114,42 @@ pub fn relay(
 }
 
 fn set_dont_fragment(s: &Socket, v6: bool) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
     let (level, name, value) = if v6 {
         (libc::IPPROTO_IPV6, libc::IPV6_DONTFRAG, 1)
     } else {
         (libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, libc::IP_PMTUDISC_DO)
     };
+    setsockopt_int(s.as_raw_fd(), level, name, value)
+}
+
+/// Sends one datagram straight away. tokio's `try_send_to` waits for the
+/// reactor to have seen the socket writable, which a fresh relay socket has
+/// not; a UDP send never needs that, so this calls sendto(2) directly.
+pub fn send_now(socket: &tokio::net::UdpSocket, data: &[u8], to: SocketAddr) -> io::Result<usize> {
+    socket2::SockRef::from(socket).send_to(data, &SockAddr::from(to))
+}
+
+/// For a listener bound to a wildcard address: ask the kernel for each
+/// datagram's destination address (IP_PKTINFO / IPV6_RECVPKTINFO), so the
+/// answer can leave from the address the client wrote to. Without it the
+/// kernel picks the source by route, and on a multi-homed host a client
+/// behind an address-restricted NAT never sees the reply.
+pub fn enable_pktinfo(socket: &std::net::UdpSocket, v6: bool) -> io::Result<()> {
+    let (level, name) = if v6 {
+        (libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO)
+    } else {
+        (libc::IPPROTO_IP, libc::IP_PKTINFO)
+    };
+    setsockopt_int(socket.as_raw_fd(), level, name, 1)
+}
+
+use std::os::fd::AsRawFd;
+
+fn setsockopt_int(fd: i32, level: i32, name: i32, value: libc::c_int) -> io::Result<()> {
     // SAFETY: a plain setsockopt on a socket we own, with an int value.
     let rc = unsafe {
         libc::setsockopt(
-            s.as_raw_fd(),
+            fd,
             level,
             name,
             &value as *const libc::c_int as *const libc::c_void,
@@ -133,9 +163,132 @@ fn set_dont_fragment(s: &Socket, v6: bool) -> io::Result<()> {
     }
 }
 
-/// Sends one datagram straight away. tokio's `try_send_to` waits for the
-/// reactor to have seen the socket writable, which a fresh relay socket has
-/// not; a UDP send never needs that, so this calls sendto(2) directly.
-pub fn send_now(socket: &tokio::net::UdpSocket, data: &[u8], to: SocketAddr) -> io::Result<usize> {
-    socket2::SockRef::from(socket).send_to(data, &SockAddr::from(to))
+fn from_storage(s: &libc::sockaddr_storage) -> Option<SocketAddr> {
+    match s.ss_family as i32 {
+        libc::AF_INET => {
+            // SAFETY: the family says this storage holds a sockaddr_in.
+            let a = unsafe { &*(s as *const libc::sockaddr_storage as *const libc::sockaddr_in) };
+            Some(SocketAddr::from((
+                u32::from_be(a.sin_addr.s_addr).to_be_bytes(),
+                u16::from_be(a.sin_port),
+            )))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says this storage holds a sockaddr_in6.
+            let a = unsafe { &*(s as *const libc::sockaddr_storage as *const libc::sockaddr_in6) };
+            Some(SocketAddr::from((a.sin6_addr.s6_addr, u16::from_be(a.sin6_port))))
+        }
+        _ => None,
+    }
+}
+
+/// Receives one datagram without blocking: (length, sender, destination IP
+/// from IP_PKTINFO if the kernel gave one). WouldBlock when there is none;
+/// call it through tokio's `try_io` so readiness is tracked.
+pub fn recv_with_dst(
+    socket: &tokio::net::UdpSocket,
+    buf: &mut [u8],
+) -> io::Result<(usize, SocketAddr, Option<IpAddr>)> {
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr() as *mut libc::c_void,
+        iov_len: buf.len(),
+    };
+    // u64 elements keep the control buffer aligned for cmsghdr.
+    let mut control = [0u64; 16];
+    // SAFETY: msghdr points at live buffers sized as declared; recvmsg
+    // fills at most those sizes. Control messages are walked with the
+    // CMSG_* macros over the length the kernel reports.
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_name = &mut storage as *mut libc::sockaddr_storage as *mut libc::c_void;
+        msg.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr() as *mut libc::c_void;
+        msg.msg_controllen = std::mem::size_of_val(&control) as _;
+        let n = libc::recvmsg(socket.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT);
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let from = from_storage(&storage).ok_or_else(|| io::Error::other("datagram from a non-IP address"))?;
+        let mut dst = None;
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            let h = &*c;
+            if h.cmsg_level == libc::IPPROTO_IP && h.cmsg_type == libc::IP_PKTINFO {
+                let info = &*(libc::CMSG_DATA(c) as *const libc::in_pktinfo);
+                dst = Some(IpAddr::from(u32::from_be(info.ipi_addr.s_addr).to_be_bytes()));
+            } else if h.cmsg_level == libc::IPPROTO_IPV6 && h.cmsg_type == libc::IPV6_PKTINFO {
+                let info = &*(libc::CMSG_DATA(c) as *const libc::in6_pktinfo);
+                dst = Some(IpAddr::from(info.ipi6_addr.s6_addr));
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+        Ok((n as usize, from, dst))
+    }
+}
+
+/// Sends one datagram from source address `src` (IP_PKTINFO /
+/// IPV6_PKTINFO), for answers on a wildcard-bound socket.
+pub fn send_from(socket: &tokio::net::UdpSocket, data: &[u8], to: SocketAddr, src: IpAddr) -> io::Result<usize> {
+    let dest = SockAddr::from(to);
+    let mut iov = libc::iovec {
+        iov_base: data.as_ptr() as *mut libc::c_void,
+        iov_len: data.len(),
+    };
+    let mut control = [0u64; 8];
+    // SAFETY: as in recv_with_dst; the one control message is written with
+    // the CMSG_* macros inside a buffer CMSG_SPACE says is large enough.
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_name = dest.as_ptr() as *mut libc::c_void;
+        msg.msg_namelen = dest.len();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr() as *mut libc::c_void;
+        match src {
+            IpAddr::V4(v4) => {
+                let size = std::mem::size_of::<libc::in_pktinfo>() as u32;
+                msg.msg_controllen = libc::CMSG_SPACE(size) as _;
+                let c = libc::CMSG_FIRSTHDR(&msg);
+                (*c).cmsg_level = libc::IPPROTO_IP;
+                (*c).cmsg_type = libc::IP_PKTINFO;
+                (*c).cmsg_len = libc::CMSG_LEN(size) as _;
+                let info = libc::CMSG_DATA(c) as *mut libc::in_pktinfo;
+                std::ptr::write_unaligned(
+                    info,
+                    libc::in_pktinfo {
+                        ipi_ifindex: 0,
+                        ipi_spec_dst: libc::in_addr {
+                            s_addr: u32::from_ne_bytes(v4.octets()),
+                        },
+                        ipi_addr: libc::in_addr { s_addr: 0 },
+                    },
+                );
+            }
+            IpAddr::V6(v6) => {
+                let size = std::mem::size_of::<libc::in6_pktinfo>() as u32;
+                msg.msg_controllen = libc::CMSG_SPACE(size) as _;
+                let c = libc::CMSG_FIRSTHDR(&msg);
+                (*c).cmsg_level = libc::IPPROTO_IPV6;
+                (*c).cmsg_type = libc::IPV6_PKTINFO;
+                (*c).cmsg_len = libc::CMSG_LEN(size) as _;
+                let info = libc::CMSG_DATA(c) as *mut libc::in6_pktinfo;
+                std::ptr::write_unaligned(
+                    info,
+                    libc::in6_pktinfo {
+                        ipi6_addr: libc::in6_addr { s6_addr: v6.octets() },
+                        ipi6_ifindex: 0,
+                    },
+                );
+            }
+        }
+        let n = libc::sendmsg(socket.as_raw_fd(), &msg, 0);
+        if n < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(n as usize)
+        }
+    }
 }

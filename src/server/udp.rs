@@ -2,13 +2,16 @@
 //! event, hand every datagram to the shard's protocol core, act on the answer.
 
 use std::io;
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Instant;
 
 use proto::{canonical, ClientAddr, FiveTuple, Output, ServerAddr, Transport};
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
 
 use super::shard::Shard;
+use super::sockets;
 
 /// Datagrams handled per readiness event before yielding to other tasks.
 const BATCH: usize = 64;
@@ -16,6 +19,7 @@ const BATCH: usize = 64;
 const OUT_LEN: usize = 2048;
 
 pub async fn serve(socket: Rc<UdpSocket>, local: ServerAddr, shard: Rc<Shard>) {
+    let wildcard = local.0.ip().is_unspecified();
     let mut buf = vec![0u8; 65536];
     let mut out = vec![0u8; OUT_LEN];
     loop {
@@ -25,7 +29,15 @@ pub async fn serve(socket: Rc<UdpSocket>, local: ServerAddr, shard: Rc<Shard>) {
         }
         let now = Instant::now();
         for _ in 0..BATCH {
-            let (n, from) = match socket.try_recv_from(&mut buf) {
+            // On a wildcard socket, learn which of our addresses the client
+            // wrote to: that is the 5-tuple's server address and the source
+            // of every answer.
+            let received = if wildcard {
+                socket.try_io(Interest::READABLE, || sockets::recv_with_dst(&socket, &mut buf))
+            } else {
+                socket.try_recv_from(&mut buf).map(|(n, from)| (n, from, None))
+            };
+            let (n, from, dst) = match received {
                 Ok(v) => v,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 // ICMP errors from earlier sends surface here (ECONNREFUSED and
@@ -35,9 +47,13 @@ pub async fn serve(socket: Rc<UdpSocket>, local: ServerAddr, shard: Rc<Shard>) {
                     continue;
                 }
             };
+            let server = match dst {
+                Some(ip) => ServerAddr(canonical(SocketAddr::new(ip, local.0.port()))),
+                None => local,
+            };
             let tuple = FiveTuple {
                 client: ClientAddr(canonical(from)),
-                server: local,
+                server,
                 transport: Transport::Udp,
             };
             let output = shard.core.borrow_mut().handle_client(now, tuple, &buf[..n], &mut out);
@@ -49,7 +65,11 @@ pub async fn serve(socket: Rc<UdpSocket>, local: ServerAddr, shard: Rc<Shard>) {
                     len,
                 } => shard.to_peer(relay, peer, &buf[start..start + len]),
                 Output::Reply(len) => {
-                    if let Err(e) = super::sockets::send_now(&socket, &out[..len], from) {
+                    let sent = match dst {
+                        Some(ip) => sockets::send_from(&socket, &out[..len], from, ip),
+                        None => sockets::send_now(&socket, &out[..len], from),
+                    };
+                    if let Err(e) = sent {
                         tracing::trace!(%local, client = %from, "udp reply not sent: {e}");
                     }
                     shard.pump();

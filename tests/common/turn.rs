@@ -95,9 +95,12 @@ impl Io {
             Some([head.to_vec(), rest].concat())
         }
         match self {
-            Io::Udp(s, _) => {
+            Io::Udp(s, server) => {
                 let mut buf = [0u8; 65536];
-                let (n, _) = s.recv_from(&mut buf).ok()?;
+                let (n, from) = s.recv_from(&mut buf).ok()?;
+                // Everything must come from the address the client wrote to
+                // (a NAT in between would drop anything else).
+                assert_eq!(from, *server, "datagram from the server address the client used");
                 Some(buf[..n].to_vec())
             }
             Io::Tcp(s) => frame(s),
