@@ -645,6 +645,22 @@ impl Server {
         }
     }
 
+    /// The live allocation in `slot`. Callers hold a slot from `by_tuple` or
+    /// an active relay, both of which only ever name live allocations.
+    pub(crate) fn live(&self, slot: u32) -> &Allocation {
+        self.slots[slot as usize]
+            .alloc
+            .as_ref()
+            .expect("indexed slots hold a live allocation")
+    }
+
+    pub(crate) fn live_mut(&mut self, slot: u32) -> &mut Allocation {
+        self.slots[slot as usize]
+            .alloc
+            .as_mut()
+            .expect("indexed slots hold a live allocation")
+    }
+
     /// Queues allocation `slot`'s timer for its next deadline unless an entry
     /// at or before it is already queued. Deadlines only move earlier when a
     /// permission or channel is added, so the queue holds O(allocations)

@@ -29,10 +29,7 @@ impl Server {
         // 437 (Allocation Mismatch) error." A retransmission of the Allocate
         // that created it gets the original success response again.
         if let Some(&slot) = self.by_tuple.get(&tuple) {
-            let a = self.slots[slot as usize]
-                .alloc
-                .as_ref()
-                .expect("indexed allocation exists");
+            let a = self.live(slot);
             if let Some(n) = a.allocate_response.replay(&tid, out) {
                 return Output::Reply(n);
             }

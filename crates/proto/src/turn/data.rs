@@ -46,10 +46,7 @@ impl Server {
         let Some(&slot) = self.by_tuple.get(&tuple) else {
             return self.drop(DropReason::NoAllocation);
         };
-        let a = self.slots[slot as usize]
-            .alloc
-            .as_ref()
-            .expect("indexed allocation exists");
+        let a = self.live(slot);
         // "If the channel number is not bound to a peer, the message is discarded."
         let Some(peer) = a.channel_by_number(number, now).map(|c| c.peer) else {
             return self.drop(DropReason::ChannelData);
@@ -61,7 +58,7 @@ impl Server {
     fn relay_to_peer(&mut self, now: Instant, slot: u32, peer: SocketAddr, start: usize, len: usize) -> Output {
         // Only our own addresses pay for the full policy check per packet.
         let own_blocked = self.config.policy.is_own(peer.ip()) && !self.config.policy.allows(peer);
-        let a = self.slots[slot as usize].alloc.as_mut().expect("live");
+        let a = self.live_mut(slot);
         if a.is_expired(now) {
             return self.drop(DropReason::NoAllocation);
         }
@@ -115,7 +112,7 @@ impl Server {
         let a = self.slots[slot as usize]
             .alloc
             .as_mut()
-            .expect("active relay has an allocation");
+            .expect("indexed slots hold a live allocation");
         let reason = if a.is_expired(now) {
             Some(DropReason::UnknownRelay)
         } else if !a.permits(peer.ip(), now) {

@@ -28,10 +28,7 @@ impl Server {
     ) -> Output {
         let tid = msg.transaction_id();
         if let Some(&slot) = self.by_tuple.get(&tuple) {
-            let a = self.slots[slot as usize]
-                .alloc
-                .as_ref()
-                .expect("indexed allocation exists");
+            let a = self.live(slot);
             if let Some(n) = a.last_response.as_ref().and_then(|c| c.replay(&tid, out)) {
                 return Output::Reply(n);
             }
@@ -45,10 +42,7 @@ impl Server {
             Some(&slot) => slot,
             None => return self.error_with_key(msg, ErrorCode::ALLOCATION_MISMATCH, &key, out),
         };
-        let a = self.slots[slot as usize]
-            .alloc
-            .as_ref()
-            .expect("indexed allocation exists");
+        let a = self.live(slot);
         if a.is_expired(now) {
             self.delete_allocation(slot, now, CloseReason::Expired);
             return self.error_with_key(msg, ErrorCode::ALLOCATION_MISMATCH, &key, out);
@@ -81,7 +75,7 @@ impl Server {
         // match the address family of the allocation, the server MUST reply
         // with a 443 (Peer Address Family Mismatch) error response."
         if let Some(v) = msg.get(attr::REQUESTED_ADDRESS_FAMILY) {
-            let a = self.slots[slot as usize].alloc.as_ref().expect("live");
+            let a = self.live(slot);
             let ok = match v.first() {
                 Some(1) => a.has_family(true),
                 Some(2) => a.has_family(false),
@@ -102,7 +96,7 @@ impl Server {
         if zero {
             self.delete_allocation(slot, now, CloseReason::Deleted);
         } else {
-            let a = self.slots[slot as usize].alloc.as_mut().expect("live");
+            let a = self.live_mut(slot);
             a.expires = now + lifetime;
             self.arm(slot, now);
         }
@@ -115,7 +109,7 @@ impl Server {
     /// no relay in this allocation, 403 if policy forbids the peer.
     fn checked_peers(&self, slot: u32, msg: &Message<'_>, out: &mut [SocketAddr; 8]) -> Result<usize, ErrorCode> {
         let tid = msg.transaction_id();
-        let a = self.slots[slot as usize].alloc.as_ref().expect("live");
+        let a = self.live(slot);
         let mut n = 0;
         for v in msg.attributes().filter(|x| x.typ == attr::XOR_PEER_ADDRESS) {
             let peer = peer_address(v.value, &tid).ok_or(ErrorCode::BAD_REQUEST)?;
@@ -154,12 +148,12 @@ impl Server {
             Ok(n) => n,
             Err(code) => return self.error_with_key(msg, code, key, out),
         };
-        let a = self.slots[slot as usize].alloc.as_mut().expect("live");
+        let a = self.live_mut(slot);
         a.prune(now);
         if a.permissions.len() + a.new_permissions(peers[..n].iter().map(|p| p.ip())) > MAX_PERMISSIONS {
             return self.error_with_key(msg, ErrorCode::INSUFFICIENT_CAPACITY, key, out);
         }
-        let a = self.slots[slot as usize].alloc.as_mut().expect("live");
+        let a = self.live_mut(slot);
         for p in &peers[..n] {
             a.permit(p.ip(), now);
         }
@@ -194,7 +188,7 @@ impl Server {
         // address (same transport address is OK)" and "the transport address
         // is not currently bound to a different channel number" -- including
         // the 5 minutes after a binding expires (§12).
-        let a = self.slots[slot as usize].alloc.as_mut().expect("live");
+        let a = self.live_mut(slot);
         if a.channel_conflict(number, &peer, now) {
             return self.error_with_key(msg, ErrorCode::BAD_REQUEST, key, out);
         }
@@ -206,7 +200,7 @@ impl Server {
         {
             return self.error_with_key(msg, ErrorCode::INSUFFICIENT_CAPACITY, key, out);
         }
-        let a = self.slots[slot as usize].alloc.as_mut().expect("live");
+        let a = self.live_mut(slot);
         // "If the request is valid ... the server ... creates or refreshes the
         // channel binding ... also installs or refreshes a permission for the
         // IP address".
