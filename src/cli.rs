@@ -262,8 +262,8 @@ fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         .map(|(r, n)| format!("{}={n}", r.label()))
         .collect();
     tracing::info!(
-        binding_success = stats.binding_success,
-        error_responses = stats.error_responses,
+        binding_success = stats.binding_success(),
+        error_responses = stats.error_responses(),
         allocations = stats.allocations_created,
         drops = %drops.join(","),
         "ternd stopped"

@@ -103,7 +103,7 @@ fn udp_garbage_is_dropped_or_refused_and_a_valid_binding_still_works() {
     }
     let stats = server.shutdown().unwrap();
     assert_eq!(stats.drops.total(), expected_drops);
-    assert_eq!(stats.error_responses, expected_errors);
+    assert_eq!(stats.error_responses(), expected_errors);
 }
 
 fn connect(addr: SocketAddr) -> TcpStream {

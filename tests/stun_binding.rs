@@ -23,7 +23,7 @@ fn binding_over_udp_ipv4_and_ipv6() {
         }
     }
     let stats = server.shutdown().unwrap();
-    assert_eq!(stats.binding_success, 16);
+    assert_eq!(stats.binding_success(), 16);
     assert_eq!(stats.drops.total(), 0);
 }
 

@@ -193,8 +193,6 @@ pub enum CloseReason {
 #[derive(Debug, Clone, Default)]
 pub struct Stats {
     pub drops: DropCounters,
-    pub binding_success: u64,
-    pub error_responses: u64,
     pub allocations_created: u64,
     pub allocations_closed: u64,
     pub traffic: Traffic,
@@ -202,12 +200,20 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// Successful Binding responses (derived from the per-method counters).
+    pub fn binding_success(&self) -> u64 {
+        self.requests.responses[crate::metrics::method_index(Method::BINDING)][crate::metrics::code_index(None)]
+    }
+
+    /// Error responses of every method and code.
+    pub fn error_responses(&self) -> u64 {
+        self.requests.responses.iter().map(|r| r[1..].iter().sum::<u64>()).sum()
+    }
+
     /// Adds another shard's counters to these.
     pub fn merge(&mut self, other: &Stats) {
         self.drops.merge(&other.drops);
         self.requests.merge(&other.requests);
-        self.binding_success += other.binding_success;
-        self.error_responses += other.error_responses;
         self.allocations_created += other.allocations_created;
         self.allocations_closed += other.allocations_closed;
         self.traffic.to_peer_bytes += other.traffic.to_peer_bytes;
@@ -452,7 +458,6 @@ impl Server {
                     Method::BINDING => match binding::respond(&msg, tuple.client, self.config.software.as_deref(), out)
                     {
                         Ok(n) => {
-                            self.stats.binding_success += 1;
                             self.stats.requests.response(Method::BINDING, None);
                             Output::Reply(n)
                         }
@@ -523,9 +528,6 @@ impl Server {
         }
         if request.has_fingerprint() {
             b.add_fingerprint()?;
-        }
-        if !ok {
-            self.stats.error_responses += 1;
         }
         self.stats.requests.response(request.message_type().method, code);
         Ok(b.finish())
@@ -599,7 +601,6 @@ impl Server {
         })();
         match built {
             Ok(n) => {
-                self.stats.error_responses += 1;
                 self.stats.requests.response(request.method, Some(code));
                 Output::Reply(n)
             }

@@ -279,5 +279,5 @@ fn spoofed_flood_of_unauthenticated_allocates_keeps_no_state() {
     assert_eq!(d.server.poll_command(), None);
     assert_eq!(d.server.timer_entries(), 0);
     assert_eq!(d.server.poll_timeout(), None);
-    assert_eq!(d.server.stats().error_responses, 100_000);
+    assert_eq!(d.server.stats().error_responses(), 100_000);
 }

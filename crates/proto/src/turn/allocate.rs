@@ -316,7 +316,6 @@ impl Server {
             Ok::<_, crate::wire::BufferTooSmall>(b.finish())
         })();
         if let Ok(n) = built {
-            self.stats.error_responses += 1;
             self.stats.requests.response(Method::ALLOCATE, Some(code));
             self.commands.push_back(Command::SendToClient {
                 tuple: p.tuple,
