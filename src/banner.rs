@@ -133,23 +133,24 @@ pub struct IcePorts {
 }
 
 impl IcePorts {
-    pub fn from_config(config: &Config) -> Self {
-        let port = |v: &Vec<SocketAddr>| v.first().map(|a| a.port());
+    /// The first address of each transport's list.
+    fn first_of(udp: &[SocketAddr], tcp: &[SocketAddr], tls: &[SocketAddr]) -> Self {
+        let port = |v: &[SocketAddr]| v.first().map(|a| a.port());
         IcePorts {
-            udp: port(&config.listen.udp),
-            tcp: port(&config.listen.tcp),
-            tls: port(&config.listen.tls),
+            udp: port(udp),
+            tcp: port(tcp),
+            tls: port(tls),
         }
+    }
+
+    /// The configured ports (for `ternd credentials`, which binds nothing).
+    pub fn from_config(config: &Config) -> Self {
+        Self::first_of(&config.listen.udp, &config.listen.tcp, &config.listen.tls)
     }
 
     /// The ports actually bound (port 0 resolved).
     pub fn from_bound(bound: &BoundAddrs) -> Self {
-        let port = |v: &Vec<SocketAddr>| v.first().map(|a| a.port());
-        IcePorts {
-            udp: port(&bound.udp),
-            tcp: port(&bound.tcp),
-            tls: port(&bound.tls),
-        }
+        Self::first_of(&bound.udp, &bound.tcp, &bound.tls)
     }
 }
 

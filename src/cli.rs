@@ -205,7 +205,7 @@ fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     let running = crate::server::start(&config)?;
     print!(
         "{}",
-        crate::banner::render(running.bound(), config.shard_count(), running.shared())
+        crate::banner::render(running.bound(), config.shard_count(), &running.shared())
     );
     use std::io::Write as _;
     let _ = std::io::stdout().flush();

@@ -38,7 +38,6 @@ pub struct BoundAddrs {
 /// the shards running until the process exits.
 pub struct RunningServer {
     bound: BoundAddrs,
-    shared: setup::Shared,
     handle: ServerHandle,
     shards: Vec<JoinHandle<std::io::Result<proto::Stats>>>,
     stop: watch::Sender<bool>,
@@ -50,9 +49,9 @@ impl RunningServer {
         &self.bound
     }
 
-    /// What the shards share: credentials (to mint test users), relay addresses.
-    pub fn shared(&self) -> &setup::Shared {
-        &self.shared
+    /// What the shards share now: credentials (to mint with), relay addresses.
+    pub fn shared(&self) -> setup::Shared {
+        self.handle.shared()
     }
 
     /// A handle for reload, drain, health and metrics.
@@ -202,7 +201,6 @@ pub fn start(config: &Config) -> anyhow::Result<RunningServer> {
     }
     Ok(RunningServer {
         bound,
-        shared,
         handle,
         shards,
         stop,
