@@ -13,6 +13,7 @@ pub struct LogHandle(reload::Handle<Targets, Registry>);
 
 impl LogHandle {
     pub fn set_level(&self, level: &str) -> anyhow::Result<()> {
+        crate::config::check_log_filter(level).map_err(|e| anyhow::anyhow!("log level {e}"))?;
         let filter: Targets = level.parse().map_err(|e| anyhow::anyhow!("log.level `{level}`: {e}"))?;
         self.0
             .reload(filter)

@@ -249,9 +249,17 @@ fn admin_view_lists_closes_revokes_and_sets_the_log_level() {
         "a revoked username is refused before it expires"
     );
 
-    // No logger is installed in tests, so the level cannot be changed here;
-    // the call must still answer clearly.
+    // Install a real logger, as `ternd serve` does, so the level change acts.
+    let log = ternd::logging::init(&ternd::config::LogSection {
+        level: "warn".into(),
+        format: ternd::config::LogFormat::Human,
+    })
+    .expect("this test is the only one installing a logger in its process");
+    server.handle().set_log_handle(log);
     let r = http(a, "POST", "/admin/log-level?level=debug", &[]);
-    assert!(r.status == 200 || r.status == 400, "{}", r.body);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(tracing::enabled!(tracing::Level::DEBUG), "the new level is in force");
+    let r = http(a, "POST", "/admin/log-level?level=loud", &[]);
+    assert_eq!(r.status, 400, "{}", r.body);
     server.shutdown().unwrap();
 }

@@ -252,7 +252,7 @@ fn explain(msg: &str) -> String {
 
 /// Accepts "LEVEL" or comma-separated "target=LEVEL" directives. Stricter
 /// than tracing's own parser, which would read a misspelt level as a target.
-fn check_log_filter(filter: &str) -> Result<(), String> {
+pub fn check_log_filter(filter: &str) -> Result<(), String> {
     const LEVELS: &[&str] = &["trace", "debug", "info", "warn", "error", "off"];
     for directive in filter.split(',').map(str::trim).filter(|d| !d.is_empty()) {
         let level = directive.rsplit_once('=').map_or(directive, |(_, l)| l);
