@@ -3,6 +3,7 @@
 
 mod handle;
 mod interfaces;
+mod mmsg;
 mod relay;
 pub mod setup;
 pub mod shard;

@@ -1,39 +1,72 @@
-//! Relay sockets: datagrams from peers, handed to the core and forwarded to
-//! the client with the ChannelData or Data-indication header written in
-//! place in front of the payload (zero-copy).
+//! Relay sockets: batches of datagrams from peers, handed to the core and
+//! queued to the client with the ChannelData or Data-indication header
+//! written in place in front of the payload (zero-copy), then sent with one
+//! sendmmsg per listener socket.
 
 use std::io;
 use std::rc::Rc;
 use std::time::Instant;
 
-use proto::{PeerOutput, RelayId, PEER_HEADROOM, PEER_TAILROOM};
-use tokio::net::UdpSocket;
+use proto::{DropReason, PeerOutput, RelayId, Transport, PEER_HEADROOM};
 
+use super::mmsg::{self, Udp};
 use super::shard::Shard;
 
-/// Datagrams handled per readiness event before yielding to other tasks.
-const BATCH: usize = 64;
+/// recvmmsg calls per readiness event before the task yields.
+const ROUNDS: usize = 4;
 
-pub async fn read_peers(shard: Rc<Shard>, relay: RelayId, socket: Rc<UdpSocket>) {
+pub async fn read_peers(shard: Rc<Shard>, relay: RelayId, socket: Rc<Udp>) {
     loop {
-        if socket.readable().await.is_err() {
+        let Ok(mut ready) = socket.readable().await else {
             return;
-        }
-        let now = Instant::now();
-        for _ in 0..BATCH {
-            let mut buf = shard.peer_buf.borrow_mut();
-            let cap = buf.len() - PEER_TAILROOM;
-            let (n, peer) = match socket.try_recv_from(&mut buf[PEER_HEADROOM..cap]) {
-                Ok(v) => v,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+        };
+        for _ in 0..ROUNDS {
+            // One batch for every relay socket of the shard: the tasks run
+            // one at a time and each flushes before it yields.
+            let mut batch = shard.peer_batch.borrow_mut();
+            let n = match batch.recv(&socket, false) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    ready.clear_ready();
+                    break;
+                }
                 Err(_) => continue,
             };
-            let out = shard
-                .core
-                .borrow_mut()
-                .handle_peer(now, relay, peer, &mut buf, PEER_HEADROOM, n);
-            if let PeerOutput::ToClient { tuple, start, len } = out {
-                shard.to_client(&tuple, &buf[start..start + len]);
+            let now = Instant::now();
+            for i in 0..batch.received().len() {
+                let r = batch.received()[i];
+                let out = shard.core.borrow_mut().handle_peer(
+                    now,
+                    relay,
+                    r.from,
+                    batch.slot_mut(r.slot),
+                    PEER_HEADROOM,
+                    r.len,
+                );
+                let PeerOutput::ToClient { tuple, start, len } = out else {
+                    continue;
+                };
+                match tuple.transport {
+                    Transport::Udp => match shard.listener_for(tuple.server.0) {
+                        Some((listener, src)) => batch.queue_slot(
+                            &listener,
+                            tuple.client.0,
+                            src,
+                            (r.slot, start, len),
+                            DropReason::ClientSendFailed,
+                        ),
+                        None => shard.core.borrow_mut().count_drop(DropReason::ClientSendFailed),
+                    },
+                    Transport::Tcp | Transport::Tls => {
+                        shard.to_client(&tuple, &batch.slot_mut(r.slot)[start..start + len])
+                    }
+                }
+            }
+            batch.flush(|reason| shard.core.borrow_mut().count_drop(reason));
+            // See udp::serve: a short batch means the socket is empty.
+            if n < mmsg::BATCH {
+                ready.clear_ready();
+                break;
             }
         }
     }

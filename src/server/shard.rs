@@ -5,16 +5,16 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use proto::{BindError, Command, DropReason, Event, FiveTuple, RelayId, ServerAddr, Transport};
-use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
+use super::mmsg::{self, Udp, UdpBatch};
 use super::stream::{self, ConnOut, StreamLimits};
 use super::{relay, sockets, udp};
 
@@ -78,7 +78,7 @@ pub struct ShardSetup {
 }
 
 pub struct RelaySocket {
-    pub socket: Rc<UdpSocket>,
+    pub socket: Rc<Udp>,
     task: JoinHandle<()>,
 }
 
@@ -86,38 +86,54 @@ pub struct RelaySocket {
 pub struct Shard {
     pub core: RefCell<proto::Server>,
     /// UDP listeners by local address, to answer clients from the address they used.
-    pub udp: Vec<(SocketAddr, Rc<UdpSocket>)>,
+    pub udp: Vec<(SocketAddr, Rc<Udp>)>,
     pub relays: RefCell<Vec<Option<RelaySocket>>>,
     /// Open TCP/TLS client connections.
     pub conns: RefCell<HashMap<FiveTuple, Rc<ConnOut>>>,
-    /// One receive buffer for every relay socket of the shard: with
-    /// PEER_HEADROOM in front so headers are written in place.
-    pub peer_buf: RefCell<Vec<u8>>,
+    /// One receive batch for every relay socket of the shard: with
+    /// PEER_HEADROOM in front of each datagram so headers are written in place.
+    pub peer_batch: RefCell<UdpBatch>,
     pub relay_buffers: (usize, usize),
 }
 
 impl Shard {
-    /// Sends bytes to a client: on UDP from the listener it wrote to, on a
-    /// stream through that connection's write buffer.
+    /// The listener a UDP client wrote to (server address `server`), and the
+    /// source address to send from when that listener is a wildcard on that
+    /// port (IP_PKTINFO).
+    pub fn listener_for(&self, server: SocketAddr) -> Option<(Rc<Udp>, Option<IpAddr>)> {
+        self.udp.iter().find_map(|(a, s)| {
+            if a.port() != server.port() {
+                None
+            } else if a.ip() == server.ip() {
+                Some((s.clone(), None))
+            } else if a.ip().is_unspecified() && a.is_ipv4() == server.is_ipv4() {
+                Some((s.clone(), Some(server.ip())))
+            } else {
+                None
+            }
+        })
+    }
+
+    /// The socket of relay `relay`, if it is still bound.
+    pub fn relay_socket(&self, relay: RelayId) -> Option<Rc<Udp>> {
+        match self.relays.borrow().get(relay.0 as usize) {
+            Some(Some(r)) => Some(r.socket.clone()),
+            _ => None,
+        }
+    }
+
+    /// Sends bytes to a client now: on UDP from the listener it wrote to, on
+    /// a stream through that connection's write buffer. (The UDP packet
+    /// paths queue into their batch instead; this serves everything else.)
     pub fn to_client(&self, tuple: &FiveTuple, data: &[u8]) {
         let sent = match tuple.transport {
-            Transport::Udp => {
-                let server = tuple.server.0;
-                // The listener the client wrote to: bound to that address, or
-                // a wildcard on that port, which then sends from it (PKTINFO).
-                let listener = self.udp.iter().find(|(a, _)| {
-                    a.port() == server.port()
-                        && (a.ip() == server.ip() || (a.ip().is_unspecified() && a.is_ipv4() == server.is_ipv4()))
-                });
-                listener.is_some_and(|(a, s)| {
-                    let sent = if a.ip().is_unspecified() {
-                        sockets::send_from(s, data, tuple.client.0, server.ip())
-                    } else {
-                        sockets::send_now(s, data, tuple.client.0)
-                    };
-                    sent.is_ok()
-                })
-            }
+            Transport::Udp => self.listener_for(tuple.server.0).is_some_and(|(s, src)| {
+                let sent = match src {
+                    Some(ip) => sockets::send_from(s.get_ref(), data, tuple.client.0, ip),
+                    None => sockets::send_now(s.get_ref(), data, tuple.client.0),
+                };
+                sent.is_ok()
+            }),
             Transport::Tcp | Transport::Tls => self.conns.borrow().get(tuple).is_some_and(|c| c.push(data)),
         };
         if !sent {
@@ -125,19 +141,19 @@ impl Shard {
         }
     }
 
-    /// Sends relayed bytes to a peer. Failures (unreachable networks, EPERM
-    /// from a firewall, a full buffer) drop the datagram and are counted; the
-    /// allocation is not affected.
+    /// Sends relayed bytes to a peer now (from stream clients). Failures
+    /// (unreachable networks, EPERM from a firewall, a full buffer) drop the
+    /// datagram and are counted; the allocation is not affected.
     pub fn to_peer(&self, relay: RelayId, peer: SocketAddr, data: &[u8]) {
-        let ok = match self.relays.borrow().get(relay.0 as usize) {
-            Some(Some(r)) => match sockets::send_now(&r.socket, data, peer) {
+        let ok = match self.relay_socket(relay) {
+            Some(s) => match sockets::send_now(s.get_ref(), data, peer) {
                 Ok(_) => true,
                 Err(e) => {
                     tracing::trace!(%peer, "relay send failed: {e}");
                     false
                 }
             },
-            _ => false,
+            None => false,
         };
         if !ok {
             self.core.borrow_mut().count_drop(DropReason::RelaySendFailed);
@@ -182,7 +198,7 @@ impl Shard {
             }
         })?;
         let local = std_sock.local_addr().map_err(|_| BindError::Other)?;
-        let socket = Rc::new(UdpSocket::from_std(std_sock).map_err(|_| BindError::Other)?);
+        let socket = Rc::new(mmsg::register(std_sock).map_err(|_| BindError::Other)?);
         let task = tokio::task::spawn_local(relay::read_peers(self.clone(), relay, socket.clone()));
         let mut relays = self.relays.borrow_mut();
         let i = relay.0 as usize;
@@ -244,15 +260,15 @@ pub fn run(setup: ShardSetup) -> std::io::Result<proto::Stats> {
     let stats = local.block_on(&rt, async {
         let mut udp = Vec::new();
         for sock in setup.sockets.udp {
-            let sock = Rc::new(UdpSocket::from_std(sock)?);
-            udp.push((sock.local_addr()?, sock));
+            let addr = sock.local_addr()?;
+            udp.push((addr, Rc::new(mmsg::register(sock)?)));
         }
         let shard = Rc::new(Shard {
             core: RefCell::new(proto::Server::new(setup.core_config)),
             udp: udp.clone(),
             relays: RefCell::new(Vec::new()),
             conns: RefCell::new(HashMap::new()),
-            peer_buf: RefCell::new(vec![0u8; proto::PEER_HEADROOM + 65536 + proto::PEER_TAILROOM]),
+            peer_batch: RefCell::new(UdpBatch::new(proto::PEER_HEADROOM, proto::PEER_TAILROOM, false)),
             relay_buffers: setup.relay_buffers,
         });
         for (addr, sock) in udp {

@@ -122,10 +122,10 @@ fn set_dont_fragment(s: &Socket, v6: bool) -> io::Result<()> {
     setsockopt_int(s.as_raw_fd(), level, name, value)
 }
 
-/// Sends one datagram straight away. tokio's `try_send_to` waits for the
-/// reactor to have seen the socket writable, which a fresh relay socket has
-/// not; a UDP send never needs that, so this calls sendto(2) directly.
-pub fn send_now(socket: &tokio::net::UdpSocket, data: &[u8], to: SocketAddr) -> io::Result<usize> {
+/// Sends one datagram straight away (no readiness check: a UDP send never
+/// needs one; a full buffer fails with WouldBlock and the datagram is lost,
+/// as on any UDP path).
+pub fn send_now(socket: &std::net::UdpSocket, data: &[u8], to: SocketAddr) -> io::Result<usize> {
     socket2::SockRef::from(socket).send_to(data, &SockAddr::from(to))
 }
 
@@ -163,7 +163,7 @@ fn setsockopt_int(fd: i32, level: i32, name: i32, value: libc::c_int) -> io::Res
     }
 }
 
-fn from_storage(s: &libc::sockaddr_storage) -> Option<SocketAddr> {
+pub fn from_storage(s: &libc::sockaddr_storage) -> Option<SocketAddr> {
     match s.ss_family as i32 {
         libc::AF_INET => {
             // SAFETY: the family says this storage holds a sockaddr_in.
@@ -182,64 +182,88 @@ fn from_storage(s: &libc::sockaddr_storage) -> Option<SocketAddr> {
     }
 }
 
-/// Receives one datagram without blocking: (length, sender, destination IP
-/// from IP_PKTINFO if the kernel gave one). WouldBlock when there is none;
-/// call it through tokio's `try_io` so readiness is tracked.
-pub fn recv_with_dst(
-    socket: &tokio::net::UdpSocket,
-    buf: &mut [u8],
-) -> io::Result<(usize, SocketAddr, Option<IpAddr>)> {
-    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-    let mut iov = libc::iovec {
-        iov_base: buf.as_mut_ptr() as *mut libc::c_void,
-        iov_len: buf.len(),
-    };
-    // u64 elements keep the control buffer aligned for cmsghdr.
-    let mut control = [0u64; 16];
-    // SAFETY: msghdr points at live buffers sized as declared; recvmsg
-    // fills at most those sizes. Control messages are walked with the
-    // CMSG_* macros over the length the kernel reports.
-    unsafe {
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_name = &mut storage as *mut libc::sockaddr_storage as *mut libc::c_void;
-        msg.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control.as_mut_ptr() as *mut libc::c_void;
-        msg.msg_controllen = std::mem::size_of_val(&control) as _;
-        let n = libc::recvmsg(socket.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT);
-        if n < 0 {
-            return Err(io::Error::last_os_error());
+/// The destination address in a received message's IP_PKTINFO /
+/// IPV6_PKTINFO control message, if there is one.
+///
+/// # Safety
+/// `msg.msg_control` must point at `msg.msg_controllen` bytes of control
+/// messages written by the kernel (or be null with length 0).
+pub unsafe fn pktinfo_dst(msg: &libc::msghdr) -> Option<IpAddr> {
+    let mut c = libc::CMSG_FIRSTHDR(msg);
+    while !c.is_null() {
+        let h = &*c;
+        if h.cmsg_level == libc::IPPROTO_IP && h.cmsg_type == libc::IP_PKTINFO {
+            let info = std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const libc::in_pktinfo);
+            return Some(IpAddr::from(u32::from_be(info.ipi_addr.s_addr).to_be_bytes()));
         }
-        let from = from_storage(&storage).ok_or_else(|| io::Error::other("datagram from a non-IP address"))?;
-        let mut dst = None;
-        let mut c = libc::CMSG_FIRSTHDR(&msg);
-        while !c.is_null() {
-            let h = &*c;
-            if h.cmsg_level == libc::IPPROTO_IP && h.cmsg_type == libc::IP_PKTINFO {
-                let info = &*(libc::CMSG_DATA(c) as *const libc::in_pktinfo);
-                dst = Some(IpAddr::from(u32::from_be(info.ipi_addr.s_addr).to_be_bytes()));
-            } else if h.cmsg_level == libc::IPPROTO_IPV6 && h.cmsg_type == libc::IPV6_PKTINFO {
-                let info = &*(libc::CMSG_DATA(c) as *const libc::in6_pktinfo);
-                dst = Some(IpAddr::from(info.ipi6_addr.s6_addr));
-            }
-            c = libc::CMSG_NXTHDR(&msg, c);
+        if h.cmsg_level == libc::IPPROTO_IPV6 && h.cmsg_type == libc::IPV6_PKTINFO {
+            let info = std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const libc::in6_pktinfo);
+            return Some(IpAddr::from(info.ipi6_addr.s6_addr));
         }
-        Ok((n as usize, from, dst))
+        c = libc::CMSG_NXTHDR(msg, c);
     }
+    None
+}
+
+/// Writes one IP_PKTINFO / IPV6_PKTINFO control message asking the kernel to
+/// send from `src`; returns its length for `msg_controllen`.
+///
+/// # Safety
+/// `control` must point at 64 writable bytes aligned for `cmsghdr`.
+pub unsafe fn write_pktinfo(control: *mut libc::c_void, src: IpAddr) -> usize {
+    // A msghdr only to let the CMSG_* macros find the first header.
+    let mut msg: libc::msghdr = std::mem::zeroed();
+    msg.msg_control = control;
+    let (level, ty, size) = match src {
+        IpAddr::V4(_) => (
+            libc::IPPROTO_IP,
+            libc::IP_PKTINFO,
+            std::mem::size_of::<libc::in_pktinfo>(),
+        ),
+        IpAddr::V6(_) => (
+            libc::IPPROTO_IPV6,
+            libc::IPV6_PKTINFO,
+            std::mem::size_of::<libc::in6_pktinfo>(),
+        ),
+    };
+    msg.msg_controllen = libc::CMSG_SPACE(size as u32) as _;
+    let c = libc::CMSG_FIRSTHDR(&msg);
+    (*c).cmsg_level = level;
+    (*c).cmsg_type = ty;
+    (*c).cmsg_len = libc::CMSG_LEN(size as u32) as _;
+    match src {
+        IpAddr::V4(v4) => std::ptr::write_unaligned(
+            libc::CMSG_DATA(c) as *mut libc::in_pktinfo,
+            libc::in_pktinfo {
+                ipi_ifindex: 0,
+                ipi_spec_dst: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(v4.octets()),
+                },
+                ipi_addr: libc::in_addr { s_addr: 0 },
+            },
+        ),
+        IpAddr::V6(v6) => std::ptr::write_unaligned(
+            libc::CMSG_DATA(c) as *mut libc::in6_pktinfo,
+            libc::in6_pktinfo {
+                ipi6_addr: libc::in6_addr { s6_addr: v6.octets() },
+                ipi6_ifindex: 0,
+            },
+        ),
+    }
+    msg.msg_controllen as usize
 }
 
 /// Sends one datagram from source address `src` (IP_PKTINFO /
 /// IPV6_PKTINFO), for answers on a wildcard-bound socket.
-pub fn send_from(socket: &tokio::net::UdpSocket, data: &[u8], to: SocketAddr, src: IpAddr) -> io::Result<usize> {
+pub fn send_from(socket: &std::net::UdpSocket, data: &[u8], to: SocketAddr, src: IpAddr) -> io::Result<usize> {
     let dest = SockAddr::from(to);
     let mut iov = libc::iovec {
         iov_base: data.as_ptr() as *mut libc::c_void,
         iov_len: data.len(),
     };
     let mut control = [0u64; 8];
-    // SAFETY: as in recv_with_dst; the one control message is written with
-    // the CMSG_* macros inside a buffer CMSG_SPACE says is large enough.
+    // SAFETY: msghdr points at live buffers sized as declared; the control
+    // buffer is 64 aligned bytes, enough for one pktinfo message.
     unsafe {
         let mut msg: libc::msghdr = std::mem::zeroed();
         msg.msg_name = dest.as_ptr() as *mut libc::c_void;
@@ -247,43 +271,7 @@ pub fn send_from(socket: &tokio::net::UdpSocket, data: &[u8], to: SocketAddr, sr
         msg.msg_iov = &mut iov;
         msg.msg_iovlen = 1;
         msg.msg_control = control.as_mut_ptr() as *mut libc::c_void;
-        match src {
-            IpAddr::V4(v4) => {
-                let size = std::mem::size_of::<libc::in_pktinfo>() as u32;
-                msg.msg_controllen = libc::CMSG_SPACE(size) as _;
-                let c = libc::CMSG_FIRSTHDR(&msg);
-                (*c).cmsg_level = libc::IPPROTO_IP;
-                (*c).cmsg_type = libc::IP_PKTINFO;
-                (*c).cmsg_len = libc::CMSG_LEN(size) as _;
-                let info = libc::CMSG_DATA(c) as *mut libc::in_pktinfo;
-                std::ptr::write_unaligned(
-                    info,
-                    libc::in_pktinfo {
-                        ipi_ifindex: 0,
-                        ipi_spec_dst: libc::in_addr {
-                            s_addr: u32::from_ne_bytes(v4.octets()),
-                        },
-                        ipi_addr: libc::in_addr { s_addr: 0 },
-                    },
-                );
-            }
-            IpAddr::V6(v6) => {
-                let size = std::mem::size_of::<libc::in6_pktinfo>() as u32;
-                msg.msg_controllen = libc::CMSG_SPACE(size) as _;
-                let c = libc::CMSG_FIRSTHDR(&msg);
-                (*c).cmsg_level = libc::IPPROTO_IPV6;
-                (*c).cmsg_type = libc::IPV6_PKTINFO;
-                (*c).cmsg_len = libc::CMSG_LEN(size) as _;
-                let info = libc::CMSG_DATA(c) as *mut libc::in6_pktinfo;
-                std::ptr::write_unaligned(
-                    info,
-                    libc::in6_pktinfo {
-                        ipi6_addr: libc::in6_addr { s6_addr: v6.octets() },
-                        ipi6_ifindex: 0,
-                    },
-                );
-            }
-        }
+        msg.msg_controllen = write_pktinfo(msg.msg_control, src) as _;
         let n = libc::sendmsg(socket.as_raw_fd(), &msg, 0);
         if n < 0 {
             Err(io::Error::last_os_error())

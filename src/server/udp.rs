@@ -1,82 +1,101 @@
-//! The UDP listener loop of one shard: drain the socket on each readiness
-//! event, hand every datagram to the shard's protocol core, act on the answer.
+//! The UDP listener loop of one shard: receive a batch of datagrams per
+//! system call, hand each to the shard's protocol core, queue what it asks
+//! to send (replies from this socket, relayed data from relay sockets) and
+//! send the queue with one sendmmsg per socket before receiving again.
 
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Instant;
 
-use proto::{canonical, ClientAddr, FiveTuple, Output, ServerAddr, Transport};
-use tokio::io::Interest;
-use tokio::net::UdpSocket;
+use proto::{canonical, ClientAddr, DropReason, FiveTuple, Output, ServerAddr, Transport};
 
+use super::mmsg::{self, Udp, UdpBatch};
 use super::shard::Shard;
-use super::sockets;
 
-/// Datagrams handled per readiness event before yielding to other tasks.
-const BATCH: usize = 64;
-/// Replies are STUN responses; 2 KiB holds any of them.
-const OUT_LEN: usize = 2048;
+/// recvmmsg calls per readiness event before the task yields to the others
+/// of the shard (relay sockets, streams, timers).
+const ROUNDS: usize = 4;
 
-pub async fn serve(socket: Rc<UdpSocket>, local: ServerAddr, shard: Rc<Shard>) {
+pub async fn serve(socket: Rc<Udp>, local: ServerAddr, shard: Rc<Shard>) {
+    // On a wildcard socket, learn which of our addresses each client wrote
+    // to: that is the 5-tuple's server address and the source of every
+    // answer (IP_PKTINFO).
     let wildcard = local.0.ip().is_unspecified();
-    let mut buf = vec![0u8; 65536];
-    let mut out = vec![0u8; OUT_LEN];
+    let mut batch = UdpBatch::new(0, 0, true);
     loop {
-        if let Err(e) = socket.readable().await {
-            tracing::error!(%local, "udp listener failed: {e}");
-            return;
-        }
-        let now = Instant::now();
-        for _ in 0..BATCH {
-            // On a wildcard socket, learn which of our addresses the client
-            // wrote to: that is the 5-tuple's server address and the source
-            // of every answer.
-            let received = if wildcard {
-                socket.try_io(Interest::READABLE, || sockets::recv_with_dst(&socket, &mut buf))
-            } else {
-                socket.try_recv_from(&mut buf).map(|(n, from)| (n, from, None))
-            };
-            let (n, from, dst) = match received {
-                Ok(v) => v,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                // ICMP errors from earlier sends surface here (ECONNREFUSED and
-                // the like); they say nothing about the next datagram.
+        let mut ready = match socket.readable().await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(%local, "udp listener failed: {e}");
+                return;
+            }
+        };
+        for _ in 0..ROUNDS {
+            let n = match batch.recv(&socket, wildcard) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    ready.clear_ready();
+                    break;
+                }
+                // ICMP errors from earlier sends surface here (ECONNREFUSED
+                // and the like); they say nothing about the next datagram.
                 Err(e) => {
                     tracing::trace!(%local, "udp recv error: {e}");
                     continue;
                 }
             };
-            let server = match dst {
-                Some(ip) => ServerAddr(canonical(SocketAddr::new(ip, local.0.port()))),
-                None => local,
-            };
-            let tuple = FiveTuple {
-                client: ClientAddr(canonical(from)),
-                server,
-                transport: Transport::Udp,
-            };
-            let output = shard.core.borrow_mut().handle_client(now, tuple, &buf[..n], &mut out);
-            match output {
-                Output::ToPeer {
-                    relay,
-                    peer,
-                    start,
-                    len,
-                } => shard.to_peer(relay, peer, &buf[start..start + len]),
-                Output::Reply(len) => {
-                    let sent = match dst {
-                        Some(ip) => sockets::send_from(&socket, &out[..len], from, ip),
-                        None => sockets::send_now(&socket, &out[..len], from),
-                    };
-                    if let Err(e) = sent {
-                        tracing::trace!(%local, client = %from, "udp reply not sent: {e}");
-                    }
-                    shard.pump();
-                }
-                Output::Nothing => shard.pump(),
-                Output::Drop(reason) => tracing::trace!(%local, client = %from, reason = reason.label(), "dropped"),
+            handle_batch(&shard, &socket, local, &mut batch);
+            // Fewer datagrams than asked for: the socket is empty. Clearing
+            // readiness here saves the recvmmsg that would only say EAGAIN;
+            // a datagram that arrived since is a new readiness event, which
+            // tokio keeps.
+            if n < mmsg::BATCH {
+                ready.clear_ready();
+                break;
             }
         }
     }
+}
+
+fn handle_batch(shard: &Rc<Shard>, socket: &Rc<Udp>, local: ServerAddr, batch: &mut UdpBatch) {
+    let now = Instant::now();
+    for i in 0..batch.received().len() {
+        let r = batch.received()[i];
+        let server = match r.dst {
+            Some(ip) => ServerAddr(canonical(SocketAddr::new(ip, local.0.port()))),
+            None => local,
+        };
+        let tuple = FiveTuple {
+            client: ClientAddr(canonical(r.from)),
+            server,
+            transport: Transport::Udp,
+        };
+        let (data, out) = batch.datagram_and_reply(&r);
+        let output = shard.core.borrow_mut().handle_client(now, tuple, data, out);
+        match output {
+            Output::ToPeer {
+                relay,
+                peer,
+                start,
+                len,
+            } => match shard.relay_socket(relay) {
+                Some(relay_socket) => batch.queue_slot(
+                    &relay_socket,
+                    peer,
+                    None,
+                    (r.slot, start, len),
+                    DropReason::RelaySendFailed,
+                ),
+                None => shard.core.borrow_mut().count_drop(DropReason::RelaySendFailed),
+            },
+            Output::Reply(len) => {
+                batch.queue_reply(socket, r.from, r.dst, r.slot, len);
+                shard.pump();
+            }
+            Output::Nothing => shard.pump(),
+            Output::Drop(reason) => tracing::trace!(%local, client = %r.from, reason = reason.label(), "dropped"),
+        }
+    }
+    batch.flush(|reason| shard.core.borrow_mut().count_drop(reason));
 }

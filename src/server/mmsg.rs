@@ -1,0 +1,343 @@
+//! Batched UDP I/O for a shard: recvmmsg(2) fills up to [`BATCH`]
+//! datagrams in one system call and sendmmsg(2) sends every queued datagram
+//! of one socket in one call. At load this divides the system calls per
+//! relayed packet by the batch size; at low load a batch of one costs what
+//! recvfrom/sendto cost.
+//!
+//! One [`UdpBatch`] holds the receive slots, an arena for STUN replies and
+//! the queue of datagrams to send. Queued datagrams point into the batch's
+//! own buffers (a received datagram forwarded as is, or with its ChannelData
+//! or Data-indication header written in place in front of it), so nothing
+//! is copied between receiving and sending. The queue is flushed before the
+//! next receive reuses the slots.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::{AsRawFd, RawFd};
+use std::rc::Rc;
+
+use proto::DropReason;
+use socket2::SockAddr;
+use tokio::io::unix::AsyncFd;
+
+use super::sockets;
+
+/// A UDP socket registered with the shard's reactor. `AsyncFd` rather than
+/// tokio's `UdpSocket` because a short recvmmsg proves the socket empty:
+/// the driver then clears readiness itself instead of paying for one more
+/// system call that fails with EAGAIN.
+pub type Udp = AsyncFd<std::net::UdpSocket>;
+
+/// Registers a UDP socket with the current shard's reactor, for reading
+/// (sends never wait for readiness).
+pub fn register(socket: std::net::UdpSocket) -> io::Result<Udp> {
+    // SAFETY: the UdpSocket owns its descriptor and the AsyncFd owns the
+    // UdpSocket, so the descriptor stays open and the same until the AsyncFd
+    // is dropped.
+    Ok(unsafe { AsyncFd::register_with_interest(socket, tokio::io::Interest::READABLE)? })
+}
+
+/// Datagrams per recvmmsg/sendmmsg call.
+pub const BATCH: usize = 32;
+/// The largest UDP payload (IPv4: 65 535 − 20 − 8; IPv6 without jumbograms
+/// fits too). A slot holds any datagram, so none is ever truncated.
+const MAX_DATAGRAM: usize = 65_536;
+/// Room for one STUN reply: every reply ternd builds fits in 2 KiB.
+pub const REPLY_LEN: usize = 2048;
+/// Room for one IP_PKTINFO / IPV6_PKTINFO control message (u64s keep it
+/// aligned for cmsghdr).
+const CONTROL_WORDS: usize = 8;
+
+/// What the kernel told about one received datagram.
+#[derive(Debug, Clone, Copy)]
+pub struct Received {
+    /// The receive slot holding it.
+    pub slot: usize,
+    pub len: usize,
+    pub from: SocketAddr,
+    /// The local address the datagram was sent to (wildcard sockets only).
+    pub dst: Option<IpAddr>,
+}
+
+/// Where the bytes of a queued datagram are.
+#[derive(Debug, Clone, Copy)]
+enum Bytes {
+    /// `slot[start..start + len]` of receive slot `slot`.
+    Slot { slot: usize, start: usize, len: usize },
+    /// The first `len` bytes of reply buffer `slot`.
+    Reply { slot: usize, len: usize },
+}
+
+struct Queued {
+    socket: Rc<Udp>,
+    to: SocketAddr,
+    /// Source address for a wildcard socket (IP_PKTINFO).
+    src: Option<IpAddr>,
+    bytes: Bytes,
+    /// Counted when the kernel refuses the datagram; `None` for replies
+    /// (a lost reply is retransmitted by the client).
+    on_failure: Option<DropReason>,
+}
+
+pub struct UdpBatch {
+    slots: Vec<u8>,
+    /// Distance between slot starts.
+    stride: usize,
+    /// Bytes kept free before each received datagram (for headers written in place).
+    headroom: usize,
+    replies: Vec<u8>,
+    received: Vec<Received>,
+    queue: Vec<Queued>,
+    /// The queue's indices grouped by socket, for flush.
+    order: Vec<(RawFd, usize)>,
+    /// Scratch for the system calls, rebuilt before each call.
+    names: Vec<libc::sockaddr_storage>,
+    controls: Vec<[u64; CONTROL_WORDS]>,
+    iovecs: Vec<libc::iovec>,
+    headers: Vec<libc::mmsghdr>,
+}
+
+impl UdpBatch {
+    /// A batch whose received datagrams start `headroom` bytes into their
+    /// slot with `tailroom` bytes free after the largest one; `replies`
+    /// reserves a reply buffer per slot (listeners answer STUN requests).
+    pub fn new(headroom: usize, tailroom: usize, replies: bool) -> UdpBatch {
+        // Not a power of two, so the slot starts do not all land in the same
+        // cache sets.
+        let stride = (headroom + MAX_DATAGRAM + tailroom).next_multiple_of(64) + 64;
+        UdpBatch {
+            // vec![0; n] comes from calloc: pages are only touched (and
+            // resident) once datagrams that large arrive.
+            slots: vec![0; stride * BATCH],
+            stride,
+            headroom,
+            replies: if replies {
+                vec![0; REPLY_LEN * BATCH]
+            } else {
+                Vec::new()
+            },
+            received: Vec::with_capacity(BATCH),
+            queue: Vec::with_capacity(BATCH),
+            order: Vec::with_capacity(BATCH),
+            // SAFETY: all-zero is a valid sockaddr_storage, iovec and mmsghdr
+            // (null pointers, zero lengths); each is filled before use.
+            names: vec![unsafe { std::mem::zeroed() }; BATCH],
+            controls: vec![[0; CONTROL_WORDS]; BATCH],
+            iovecs: vec![unsafe { std::mem::zeroed() }; BATCH],
+            headers: vec![unsafe { std::mem::zeroed() }; BATCH],
+        }
+    }
+
+    /// One recvmmsg on `socket`: the number of datagrams received (at least
+    /// one; WouldBlock when there were none). `pktinfo`: also read each
+    /// datagram's destination address.
+    pub fn recv(&mut self, socket: &Udp, pktinfo: bool) -> io::Result<usize> {
+        debug_assert!(self.queue.is_empty(), "flush before receiving into the slots again");
+        self.received.clear();
+        let base = self.slots.as_mut_ptr();
+        for i in 0..BATCH {
+            self.iovecs[i] = libc::iovec {
+                // SAFETY: slot i lies inside `slots` (BATCH strides long).
+                iov_base: unsafe { base.add(i * self.stride + self.headroom) } as *mut libc::c_void,
+                iov_len: MAX_DATAGRAM,
+            };
+            let h = &mut self.headers[i].msg_hdr;
+            h.msg_name = &mut self.names[i] as *mut libc::sockaddr_storage as *mut libc::c_void;
+            h.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            h.msg_iov = &mut self.iovecs[i];
+            h.msg_iovlen = 1;
+            if pktinfo {
+                h.msg_control = self.controls[i].as_mut_ptr() as *mut libc::c_void;
+                h.msg_controllen = std::mem::size_of::<[u64; CONTROL_WORDS]>() as _;
+            } else {
+                h.msg_control = std::ptr::null_mut();
+                h.msg_controllen = 0;
+            }
+            h.msg_flags = 0;
+        }
+        // SAFETY: every header points at live buffers of the sizes declared
+        // above; the kernel writes at most those sizes.
+        let n = unsafe {
+            libc::recvmmsg(
+                socket.get_ref().as_raw_fd(),
+                self.headers.as_mut_ptr(),
+                BATCH as libc::c_uint,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        for i in 0..n as usize {
+            let h = &self.headers[i];
+            // A datagram from a non-IP sender cannot reach an AF_INET(6)
+            // socket; skip it rather than trust a garbage address.
+            let Some(from) = sockets::from_storage(&self.names[i]) else {
+                continue;
+            };
+            let dst = if pktinfo {
+                // SAFETY: the kernel wrote msg_controllen bytes of control
+                // messages into controls[i].
+                unsafe { sockets::pktinfo_dst(&h.msg_hdr) }
+            } else {
+                None
+            };
+            self.received.push(Received {
+                slot: i,
+                len: h.msg_len as usize,
+                from,
+                dst,
+            });
+        }
+        Ok(n as usize)
+    }
+
+    /// The datagrams of the last [`UdpBatch::recv`], in arrival order.
+    pub fn received(&self) -> &[Received] {
+        &self.received
+    }
+
+    /// Receive slot `i`: a datagram is at `[headroom..headroom + len]`.
+    pub fn slot_mut(&mut self, i: usize) -> &mut [u8] {
+        &mut self.slots[i * self.stride..(i + 1) * self.stride]
+    }
+
+    /// The datagram `r` and the reply buffer of its slot, borrowed together.
+    pub fn datagram_and_reply(&mut self, r: &Received) -> (&[u8], &mut [u8]) {
+        let start = r.slot * self.stride + self.headroom;
+        let data = &self.slots[start..start + r.len];
+        (data, &mut self.replies[r.slot * REPLY_LEN..(r.slot + 1) * REPLY_LEN])
+    }
+
+    /// Queues `slot_mut(slot)[start..start + len]` to be sent from `socket`
+    /// (`start` counts from the slot's beginning, headroom included).
+    pub fn queue_slot(
+        &mut self,
+        socket: &Rc<Udp>,
+        to: SocketAddr,
+        src: Option<IpAddr>,
+        (slot, start, len): (usize, usize, usize),
+        on_failure: DropReason,
+    ) {
+        self.queue.push(Queued {
+            socket: socket.clone(),
+            to,
+            src,
+            bytes: Bytes::Slot { slot, start, len },
+            on_failure: Some(on_failure),
+        });
+    }
+
+    /// Queues the first `len` bytes of reply buffer `slot`.
+    pub fn queue_reply(&mut self, socket: &Rc<Udp>, to: SocketAddr, src: Option<IpAddr>, slot: usize, len: usize) {
+        self.queue.push(Queued {
+            socket: socket.clone(),
+            to,
+            src,
+            bytes: Bytes::Reply { slot, len },
+            on_failure: None,
+        });
+    }
+
+    /// Sends everything queued: one sendmmsg per socket (per run of
+    /// datagrams for one socket, order kept within a socket). A datagram the
+    /// kernel refuses (unreachable network, EPERM from a firewall, a full
+    /// buffer) is skipped and reported to `failed`; the rest still go.
+    pub fn flush(&mut self, mut failed: impl FnMut(DropReason)) {
+        if self.queue.is_empty() {
+            return;
+        }
+        // Group by socket, keeping queue order inside a group (the index is
+        // the tie-break, so an unstable sort, which does not allocate, is
+        // enough).
+        let mut order = std::mem::take(&mut self.order);
+        order.clear();
+        order.extend(
+            self.queue
+                .iter()
+                .enumerate()
+                .map(|(i, q)| (q.socket.get_ref().as_raw_fd(), i)),
+        );
+        order.sort_unstable();
+        for run in order.chunk_by(|a, b| a.0 == b.0) {
+            for part in run.chunks(BATCH) {
+                self.send_run(part, &mut failed);
+            }
+        }
+        self.order = order;
+        self.queue.clear();
+    }
+
+    /// One sendmmsg for queued datagrams `run` (at most BATCH indices into
+    /// the queue, all for one socket).
+    fn send_run(&mut self, run: &[(RawFd, usize)], failed: &mut impl FnMut(DropReason)) {
+        let fd = run[0].0;
+        for (k, &(_, qi)) in run.iter().enumerate() {
+            let q = &self.queue[qi];
+            let (ptr, len) = match q.bytes {
+                Bytes::Slot { slot, start, len } => {
+                    let at = slot * self.stride + start;
+                    (self.slots[at..at + len].as_ptr(), len)
+                }
+                Bytes::Reply { slot, len } => (self.replies[slot * REPLY_LEN..][..len].as_ptr(), len),
+            };
+            self.iovecs[k] = libc::iovec {
+                iov_base: ptr as *mut libc::c_void,
+                iov_len: len,
+            };
+            let name = SockAddr::from(q.to);
+            // SAFETY: SockAddr's storage is a sockaddr_storage of `len()` valid bytes.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    name.as_ptr() as *const u8,
+                    &mut self.names[k] as *mut libc::sockaddr_storage as *mut u8,
+                    name.len() as usize,
+                );
+            }
+            let h = &mut self.headers[k].msg_hdr;
+            h.msg_name = &mut self.names[k] as *mut libc::sockaddr_storage as *mut libc::c_void;
+            h.msg_namelen = name.len();
+            h.msg_iov = &mut self.iovecs[k];
+            h.msg_iovlen = 1;
+            h.msg_flags = 0;
+            match q.src {
+                Some(src) => {
+                    // SAFETY: controls[k] is CONTROL_WORDS u64s, enough for one pktinfo.
+                    let control = self.controls[k].as_mut_ptr() as *mut libc::c_void;
+                    h.msg_controllen = unsafe { sockets::write_pktinfo(control, src) } as _;
+                    h.msg_control = self.controls[k].as_mut_ptr() as *mut libc::c_void;
+                }
+                None => {
+                    h.msg_control = std::ptr::null_mut();
+                    h.msg_controllen = 0;
+                }
+            }
+        }
+        let mut at = 0;
+        while at < run.len() {
+            // SAFETY: headers[at..run.len()] were filled above and point at
+            // buffers that stay alive and unmodified for the call.
+            let sent = unsafe {
+                libc::sendmmsg(
+                    fd,
+                    self.headers[at..].as_mut_ptr(),
+                    (run.len() - at) as libc::c_uint,
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if sent > 0 {
+                at += sent as usize;
+                continue;
+            }
+            // sendmmsg reports an error only for the first datagram of the
+            // call: that one is dropped, the next call starts after it.
+            let q = &self.queue[run[at].1];
+            tracing::trace!(to = %q.to, "udp send failed: {}", io::Error::last_os_error());
+            if let Some(reason) = q.on_failure {
+                failed(reason);
+            }
+            at += 1;
+        }
+    }
+}
