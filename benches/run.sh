@@ -13,7 +13,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
 # ---- knobs ---------------------------------------------------------------
-SUITE=${SUITE:-binding,relay,latency,alloc,memory,uclient} # comma-separated suites to run
+SUITE=${SUITE:-binding,relay,latency,cpu,alloc,memory,uclient} # comma-separated suites to run
 ROUNDS=${ROUNDS:-5}             # rounds per server (the median is reported)
 DURATION=${DURATION:-5}         # measured seconds per run (after WARMUP)
 WARMUP=${WARMUP:-1}             # unmeasured seconds of load before each run
@@ -38,6 +38,7 @@ RELAY_INFLIGHT=${RELAY_INFLIGHT:-256}       # messages in flight in total (close
 RELAY_RATE=${RELAY_RATE:-0}                 # offered messages/s; 0 = as fast as the window allows
 RELAY_PEERS=${RELAY_PEERS:-4}               # echo peer sockets
 LATENCY=${LATENCY:-"100:100:50000"}      # latency suite: allocations:payload:offered msgs/s
+CPU_LOAD=${CPU_LOAD:-"100:1000:100000"}  # cpu suite: allocations:payload:offered msgs/s (issue 7's reference load)
 RELAY_PORT_MIN=${RELAY_PORT_MIN:-20000}     # relay port range of both servers (keep it below
 RELAY_PORT_MAX=${RELAY_PORT_MAX:-32000}     # the kernel's ephemeral range, 32768-60999)
 # alloc and memory suites
@@ -291,10 +292,11 @@ if has_suite relay; then
     for a in $RELAY_ALLOCS; do for p in $RELAY_PAYLOADS; do FIGS+=("relay:$a:$p"); done; done
 fi
 has_suite latency && FIGS+=("latency:$LATENCY")
+has_suite cpu && FIGS+=("cpu:$CPU_LOAD")
 has_suite alloc && FIGS+=(alloc)
 has_suite memory && FIGS+=(memory)
 has_suite uclient && FIGS+=(uclient)
-(( ${#FIGS[@]} )) || die "SUITE=$SUITE selects nothing (binding, relay, latency, alloc, memory, uclient)"
+(( ${#FIGS[@]} )) || die "SUITE=$SUITE selects nothing (binding, relay, latency, cpu, alloc, memory, uclient)"
 
 kinds_of() { # kinds_of FIG ROUND
     local k=$SERVERS
@@ -325,7 +327,7 @@ cores_busy() { # busy % of the server core + the load core over 1 s (nothing of 
 }
 wait_quiet() { # wait (bounded by QUIET_WAIT) until other processes leave the two cores alone
     single_cpu "$SERVER_CPUS" && single_cpu "$LOAD_CPUS" || return 0
-    local busy waited=0
+    local busy=0 waited=0
     while (( waited < QUIET_WAIT )); do
         busy=$(cores_busy)
         (( busy <= OTHER_MAX )) && return 0
@@ -350,6 +352,12 @@ for r in $(seq "$ROUNDS"); do
                 binding) measure_binding "$kind" ;;
                 relay:*) IFS=: read -r _ a p <<<"$fig"; measure_relay "$kind" "$a" "$p" ;;
                 latency:*) IFS=: read -r _ a p q <<<"$fig"; measure_relay "$kind" "$a" "$p" "$q" ;;
+                cpu:*)
+                    IFS=: read -r _ a p q <<<"$fig"
+                    measure_relay "$kind" "$a" "$p" "$q"
+                    # Server CPU per echoed message (4 datagrams through the server).
+                    LINE="value=$(awk -v c="$(field server_cpu_pct "$LINE")" -v e="$(field echoed_per_sec "$LINE")" \
+                        'BEGIN { if (e + 0 > 0) printf "%.2f", c * 1e4 / e; else print "?" }') ${LINE#value=* }" ;;
                 alloc) measure_alloc "$kind" ;;
                 memory) measure_memory "$kind" ;;
                 uclient) measure_uclient "$kind" ;;
@@ -373,6 +381,10 @@ for r in $(seq "$ROUNDS"); do
                 binding)
                     row=$(printf '%9s req/s  cores busy %5s%% / %5s%%  server %5s%%  loadgen %5s%%  other %3s%%  timeouts %s  rcvbuf-drops %s' \
                         "$value" "$srv" "$gen" "$sp" "$gp" "$other" "$(field timeouts "$line")" "$(field udp_rcvbuf_errors "$line")") ;;
+                cpu:*)
+                    row=$(printf '%6s us/msg  %8s pkt/s  loss %6s%%  rtt p50/p99 %s/%s us  cores busy %5s%% / %5s%%  server %5s%%  loadgen %5s%%  other %3s%%' \
+                        "$value" "$(field echoed_per_sec "$line")" "$(field loss_pct "$line")" "$(field rtt_p50_us "$line")" \
+                        "$(field rtt_p99_us "$line")" "$srv" "$gen" "$sp" "$gp" "$other") ;;
                 relay:* | latency:*)
                     row=$(printf '%8s pkt/s %7s Mbit/s  loss %6s%%  rtt p50/p99 %s/%s us  cores busy %5s%% / %5s%%  server %5s%%  loadgen %5s%%  other %3s%%  rcvbuf-drops %s  setup %ss' \
                         "$(field echoed_per_sec "$line")" "$(field mbit_per_sec "$line")" "$(field loss_pct "$line")" "$(field rtt_p50_us "$line")" \
@@ -397,7 +409,7 @@ for r in $(seq "$ROUNDS"); do
                 ALL[$fig|$kind]+="$value "
                 (( disturbed )) || CLEAN[$fig|$kind]+="$value "
                 # Secondary relay numbers, medians reported in the details table.
-                if [[ $fig == relay:* || $fig == latency:* ]]; then
+                if [[ $fig == relay:* || $fig == latency:* || $fig == cpu:* ]]; then
                     for x in mbit_per_sec loss_pct rtt_p50_us rtt_p99_us; do
                         EXTRA_ALL[$fig|$kind|$x]+="$(field "$x" "$line") "
                         (( disturbed )) || EXTRA_CLEAN[$fig|$kind|$x]+="$(field "$x" "$line") "
@@ -464,17 +476,20 @@ for fig in "${FIGS[@]}"; do
     latency:*)
         IFS=: read -r _ a p q <<<"$fig"
         row "$(printf 'relay %4s alloc x %4s B: RTT p99 us' "$a" "$p")" "$fig" lower "at $q pkt/s offered (p50 in the details)" ;;
+    cpu:*)
+        IFS=: read -r _ a p q <<<"$fig"
+        row "$(printf 'relay %4s alloc x %4s B: server CPU us/msg' "$a" "$p")" "$fig" lower "at $q pkt/s offered; per echoed message (4 datagrams)" ;;
     alloc) row "allocations/s (Allocate+Refresh 0, $ALLOC_CLIENTS clients)" alloc higher "new 5-tuple per allocation" ;;
     memory) row "RSS KiB per 1000 idle allocations" memory lower "$MEM_ALLOCS allocations" ;;
     uclient) row "uclient: server CPU ms (${UCLIENT_ARGS// /})" uclient lower "load: coturn's turnutils_uclient + turnutils_peer" ;;
     esac
 done
-if [[ " ${FIGS[*]} " == *" relay:"* || " ${FIGS[*]} " == *" latency:"* ]]; then
+if [[ " ${FIGS[*]} " == *" relay:"* || " ${FIGS[*]} " == *" latency:"* || " ${FIGS[*]} " == *" cpu:"* ]]; then
     echo
     echo "relay details (medians): loss % and RTT p50/p99 in us, as seen by the load generator"
     printf '%-36s %10s %11s %20s %20s\n' "figure" "ternd loss" "coturn loss" "ternd rtt p50/p99" "coturn rtt p50/p99"
     for fig in "${FIGS[@]}"; do
-        [[ $fig == relay:* || $fig == latency:* ]] || continue
+        [[ $fig == relay:* || $fig == latency:* || $fig == cpu:* ]] || continue
         IFS=: read -r _ a p q <<<"$fig"
         printf '%-36s %10s %11s %20s %20s\n' "$(printf 'relay %4s alloc x %4s B%s' "$a" "$p" "${q:+ @$q/s}")" \
             "$(xmed "$fig|ternd|loss_pct" 3)" "$(xmed "$fig|coturn|loss_pct" 3)" \
@@ -499,6 +514,7 @@ done
 echo "load generators: ternd-loadgen for every figure except uclient (turnutils_uclient $UCLIENT_ARGS with turnutils_peer)"
 has_suite binding && echo "binding: $SOCKETS sockets x $WINDOW in flight, batch $BATCH, 200 ms loss timeout; answered Binding requests per second"
 has_suite latency && echo "latency: the relay load at a fixed offered rate (${LATENCY##*:} msgs/s, at most $RELAY_INFLIGHT in flight); figure = RTT p99"
+has_suite cpu && echo "cpu: the relay load at a fixed offered rate (${CPU_LOAD##*:} msgs/s); figure = server CPU time (utime+stime over the measured interval) / echoed messages"
 has_suite relay && echo "relay: $RELAY_INFLIGHT ChannelData messages in flight in total, round-robin over the allocations, $RELAY_PEERS echo peer sockets, batch $BATCH, 200 ms loss timeout, rate ${RELAY_RATE} (0 = closed loop); Mbit/s counts payload bits echoed"
 has_suite alloc && echo "alloc: $ALLOC_CLIENTS clients, each Allocate then Refresh(LIFETIME=0) from a new 5-tuple per cycle, nonce reused while accepted; cycles per second"
 has_suite memory && echo "memory: VmRSS of the server before and 1 s after $MEM_ALLOCS authenticated idle allocations (Allocate only), per 1000 allocations"

@@ -87,6 +87,8 @@ pub struct UdpBatch {
     headroom: usize,
     replies: Vec<u8>,
     received: Vec<Received>,
+    /// Slots holding datagrams (received since the last flush).
+    filled: usize,
     queue: Vec<Queued>,
     /// The queue's indices grouped by socket, for flush.
     order: Vec<(RawFd, usize)>,
@@ -117,6 +119,7 @@ impl UdpBatch {
                 Vec::new()
             },
             received: Vec::with_capacity(BATCH),
+            filled: 0,
             queue: Vec::with_capacity(BATCH),
             order: Vec::with_capacity(BATCH),
             // SAFETY: all-zero is a valid sockaddr_storage, iovec and mmsghdr
@@ -128,26 +131,31 @@ impl UdpBatch {
         }
     }
 
-    /// One recvmmsg on `socket`: the number of datagrams received (at least
-    /// one; WouldBlock when there were none). `pktinfo`: also read each
-    /// datagram's destination address.
+    /// One recvmmsg on `socket` into the free slots: the number of datagrams
+    /// received (at least one; WouldBlock when there were none), appended
+    /// to [`UdpBatch::received`]. `pktinfo`: also read each datagram's
+    /// destination address. Slots stay taken until [`UdpBatch::flush`], so
+    /// datagrams queued from earlier receives remain valid.
     pub fn recv(&mut self, socket: &Udp, pktinfo: bool) -> io::Result<usize> {
-        debug_assert!(self.queue.is_empty(), "flush before receiving into the slots again");
-        self.received.clear();
+        let first = self.filled;
+        let want = BATCH - first;
+        if want == 0 {
+            return Err(io::Error::other("receive batch full: flush first"));
+        }
         let base = self.slots.as_mut_ptr();
-        for i in 0..BATCH {
-            self.iovecs[i] = libc::iovec {
+        for (k, i) in (first..BATCH).enumerate() {
+            self.iovecs[k] = libc::iovec {
                 // SAFETY: slot i lies inside `slots` (BATCH strides long).
                 iov_base: unsafe { base.add(i * self.stride + self.headroom) } as *mut libc::c_void,
                 iov_len: MAX_DATAGRAM,
             };
-            let h = &mut self.headers[i].msg_hdr;
-            h.msg_name = &mut self.names[i] as *mut libc::sockaddr_storage as *mut libc::c_void;
+            let h = &mut self.headers[k].msg_hdr;
+            h.msg_name = &mut self.names[k] as *mut libc::sockaddr_storage as *mut libc::c_void;
             h.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-            h.msg_iov = &mut self.iovecs[i];
+            h.msg_iov = &mut self.iovecs[k];
             h.msg_iovlen = 1;
             if pktinfo {
-                h.msg_control = self.controls[i].as_mut_ptr() as *mut libc::c_void;
+                h.msg_control = self.controls[k].as_mut_ptr() as *mut libc::c_void;
                 h.msg_controllen = std::mem::size_of::<[u64; CONTROL_WORDS]>() as _;
             } else {
                 h.msg_control = std::ptr::null_mut();
@@ -161,7 +169,7 @@ impl UdpBatch {
             libc::recvmmsg(
                 socket.get_ref().as_raw_fd(),
                 self.headers.as_mut_ptr(),
-                BATCH as libc::c_uint,
+                want as libc::c_uint,
                 libc::MSG_DONTWAIT,
                 std::ptr::null_mut(),
             )
@@ -169,31 +177,32 @@ impl UdpBatch {
         if n < 0 {
             return Err(io::Error::last_os_error());
         }
-        for i in 0..n as usize {
-            let h = &self.headers[i];
+        for k in 0..n as usize {
+            let h = &self.headers[k];
             // A datagram from a non-IP sender cannot reach an AF_INET(6)
             // socket; skip it rather than trust a garbage address.
-            let Some(from) = sockets::from_storage(&self.names[i]) else {
+            let Some(from) = sockets::from_storage(&self.names[k]) else {
                 continue;
             };
             let dst = if pktinfo {
                 // SAFETY: the kernel wrote msg_controllen bytes of control
-                // messages into controls[i].
+                // messages into controls[k].
                 unsafe { sockets::pktinfo_dst(&h.msg_hdr) }
             } else {
                 None
             };
             self.received.push(Received {
-                slot: i,
+                slot: first + k,
                 len: h.msg_len as usize,
                 from,
                 dst,
             });
         }
+        self.filled += n as usize;
         Ok(n as usize)
     }
 
-    /// The datagrams of the last [`UdpBatch::recv`], in arrival order.
+    /// The datagrams received since the last flush, in arrival order.
     pub fn received(&self) -> &[Received] {
         &self.received
     }
@@ -240,11 +249,19 @@ impl UdpBatch {
         });
     }
 
+    /// Slots free for the next receive.
+    pub fn free(&self) -> usize {
+        BATCH - self.filled
+    }
+
     /// Sends everything queued: one sendmmsg per socket (per run of
     /// datagrams for one socket, order kept within a socket). A datagram the
     /// kernel refuses (unreachable network, EPERM from a firewall, a full
     /// buffer) is skipped and reported to `failed`; the rest still go.
+    /// Every slot is free again afterwards.
     pub fn flush(&mut self, mut failed: impl FnMut(DropReason)) {
+        self.received.clear();
+        self.filled = 0;
         if self.queue.is_empty() {
             return;
         }
