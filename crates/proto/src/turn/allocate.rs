@@ -214,11 +214,7 @@ impl Server {
         let port = match p.reserved {
             Some(r) => Some(r.port()),
             // With R set, the next port must be free too.
-            None => (0..16).find_map(|_| {
-                let port = self.ports.pick(ip, p.even_port, &mut self.rng)?;
-                let next_free = !p.reserve_next || (port < u16::MAX && self.ports.pick_specific(ip, port + 1));
-                next_free.then_some(port)
-            }),
+            None => self.ports.pick(ip, p.even_port, p.reserve_next, &mut self.rng),
         };
         let Some(port) = port else {
             self.fail_allocate(now, p, ErrorCode::INSUFFICIENT_CAPACITY);
