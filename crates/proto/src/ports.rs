@@ -87,15 +87,6 @@ impl Ports {
         None
     }
 
-    /// True if `port` on `ip` is in this shard's block and free.
-    pub fn pick_specific(&self, ip: IpAddr, port: u16) -> bool {
-        (self.lo..=self.hi).contains(&port)
-            && self.in_use.get(&ip).is_none_or(|m| {
-                let o = (port - self.lo) as usize;
-                m[o / 64] & (1 << (o % 64)) == 0
-            })
-    }
-
     /// Marks `port` on `ip` in use (ports outside the block are not tracked:
     /// they are never picked here).
     pub fn mark(&mut self, ip: IpAddr, port: u16) {
