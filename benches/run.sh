@@ -109,7 +109,7 @@ start_server() {
     case $kind/$mode in
     ternd/stun)
         # shellcheck disable=SC2086
-        taskset -c "$SERVER_CPUS" "$TERND" --set "listen.udp=127.0.0.1:$port" --set listen.tcp= \
+        taskset -c "$SERVER_CPUS" "$TERND" --set "listen.udp=127.0.0.1:$port" --set listen.tcp= --set http.listen= \
             --set "server.shards=$SHARDS" --log-level warn $TERND_ARGS >"$out" 2>&1 &
         ;;
     ternd/*)
@@ -117,7 +117,7 @@ start_server() {
         # coturn's turnutils_uclient picks channel numbers above 0x4FFF (RFC 5766 range).
         [[ $mode == uclient ]] && legacy=(--set turn.legacy_channel_numbers=true)
         # shellcheck disable=SC2086
-        taskset -c "$SERVER_CPUS" "$TERND" --set "listen.udp=127.0.0.1:$port" --set listen.tcp= \
+        taskset -c "$SERVER_CPUS" "$TERND" --set "listen.udp=127.0.0.1:$port" --set listen.tcp= --set http.listen= \
             --set "server.shards=$SHARDS" --set relay.ipv4=127.0.0.1 \
             --set "relay.port_min=$RELAY_PORT_MIN" --set "relay.port_max=$RELAY_PORT_MAX" \
             --set peers.allow=127.0.0.0/8 --set "turn.users.$TURN_USER=$TURN_PASS" \
