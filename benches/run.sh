@@ -355,9 +355,11 @@ for r in $(seq "$ROUNDS"); do
                 cpu:*)
                     IFS=: read -r _ a p q <<<"$fig"
                     measure_relay "$kind" "$a" "$p" "$q"
-                    # Server CPU per echoed message (4 datagrams through the server).
-                    LINE="value=$(awk -v c="$(field server_cpu_pct "$LINE")" -v e="$(field echoed_per_sec "$LINE")" \
-                        'BEGIN { if (e + 0 > 0) printf "%.2f", c * 1e4 / e; else print "?" }') ${LINE#value=* }" ;;
+                    # Server CPU per echoed message (4 datagrams through the server),
+                    # and the part of it spent in the kernel (system time).
+                    per_msg() { awk -v c="$1" -v e="$(field echoed_per_sec "$LINE")" \
+                        'BEGIN { if (e + 0 > 0 && c != "?") printf "%.2f", c * 1e4 / e; else print "?" }'; }
+                    LINE="value=$(per_msg "$(field server_cpu_pct "$LINE")") kernel_us=$(per_msg "$(field server_sys_pct "$LINE")") ${LINE#value=* }" ;;
                 alloc) measure_alloc "$kind" ;;
                 memory) measure_memory "$kind" ;;
                 uclient) measure_uclient "$kind" ;;
@@ -382,9 +384,9 @@ for r in $(seq "$ROUNDS"); do
                     row=$(printf '%9s req/s  cores busy %5s%% / %5s%%  server %5s%%  loadgen %5s%%  other %3s%%  timeouts %s  rcvbuf-drops %s' \
                         "$value" "$srv" "$gen" "$sp" "$gp" "$other" "$(field timeouts "$line")" "$(field udp_rcvbuf_errors "$line")") ;;
                 cpu:*)
-                    row=$(printf '%6s us/msg  %8s pkt/s  loss %6s%%  rtt p50/p99 %s/%s us  cores busy %5s%% / %5s%%  server %5s%%  loadgen %5s%%  other %3s%%' \
-                        "$value" "$(field echoed_per_sec "$line")" "$(field loss_pct "$line")" "$(field rtt_p50_us "$line")" \
-                        "$(field rtt_p99_us "$line")" "$srv" "$gen" "$sp" "$gp" "$other") ;;
+                    row=$(printf '%6s us/msg (kernel %s)  %8s pkt/s  loss %6s%%  rtt p50/p99 %s/%s us  cores busy %5s%% / %5s%%  server %5s%%  loadgen %5s%%  other %3s%%' \
+                        "$value" "$(field kernel_us "$line")" "$(field echoed_per_sec "$line")" "$(field loss_pct "$line")" \
+                        "$(field rtt_p50_us "$line")" "$(field rtt_p99_us "$line")" "$srv" "$gen" "$sp" "$gp" "$other") ;;
                 relay:* | latency:*)
                     row=$(printf '%8s pkt/s %7s Mbit/s  loss %6s%%  rtt p50/p99 %s/%s us  cores busy %5s%% / %5s%%  server %5s%%  loadgen %5s%%  other %3s%%  rcvbuf-drops %s  setup %ss' \
                         "$(field echoed_per_sec "$line")" "$(field mbit_per_sec "$line")" "$(field loss_pct "$line")" "$(field rtt_p50_us "$line")" \
@@ -410,7 +412,7 @@ for r in $(seq "$ROUNDS"); do
                 (( disturbed )) || CLEAN[$fig|$kind]+="$value "
                 # Secondary relay numbers, medians reported in the details table.
                 if [[ $fig == relay:* || $fig == latency:* || $fig == cpu:* ]]; then
-                    for x in mbit_per_sec loss_pct rtt_p50_us rtt_p99_us; do
+                    for x in mbit_per_sec loss_pct rtt_p50_us rtt_p99_us kernel_us; do
                         EXTRA_ALL[$fig|$kind|$x]+="$(field "$x" "$line") "
                         (( disturbed )) || EXTRA_CLEAN[$fig|$kind|$x]+="$(field "$x" "$line") "
                     done
@@ -424,10 +426,12 @@ done
 # ---- report ---------------------------------------------------------------
 # med KEY: median over undisturbed runs, or over all runs marked with '*'.
 med() {
+    local d=0
+    [[ $1 == cpu:* ]] && d=2 # microseconds per message
     if [[ -n ${CLEAN[$1]:-} ]]; then
-        echo "${CLEAN[$1]}" | tr ' ' '\n' | awk 'NF' | median
+        echo "${CLEAN[$1]}" | tr ' ' '\n' | awk 'NF' | DEC=$d median
     elif [[ -n ${ALL[$1]:-} ]]; then
-        echo "$(echo "${ALL[$1]}" | tr ' ' '\n' | awk 'NF' | median)*"
+        echo "$(echo "${ALL[$1]}" | tr ' ' '\n' | awk 'NF' | DEC=$d median)*"
     else
         echo "-"
     fi
@@ -478,7 +482,8 @@ for fig in "${FIGS[@]}"; do
         row "$(printf 'relay %4s alloc x %4s B: RTT p99 us' "$a" "$p")" "$fig" lower "at $q pkt/s offered (p50 in the details)" ;;
     cpu:*)
         IFS=: read -r _ a p q <<<"$fig"
-        row "$(printf 'relay %4s alloc x %4s B: server CPU us/msg' "$a" "$p")" "$fig" lower "at $q pkt/s offered; per echoed message (4 datagrams)" ;;
+        row "$(printf 'relay %4s alloc x %4s B: server CPU us/msg' "$a" "$p")" "$fig" lower \
+            "at $q pkt/s offered; in the kernel: ternd $(xmed "$fig|ternd|kernel_us" 2), coturn $(xmed "$fig|coturn|kernel_us" 2)" ;;
     alloc) row "allocations/s (Allocate+Refresh 0, $ALLOC_CLIENTS clients)" alloc higher "new 5-tuple per allocation" ;;
     memory) row "RSS KiB per 1000 idle allocations" memory lower "$MEM_ALLOCS allocations" ;;
     uclient) row "uclient: server CPU ms (${UCLIENT_ARGS// /})" uclient lower "load: coturn's turnutils_uclient + turnutils_peer" ;;

@@ -203,14 +203,21 @@ pub fn udp_rcvbuf_errors() -> u64 {
 
 /// User + system CPU time of process `pid` (all threads) from /proc, if readable.
 pub fn process_cpu_time(pid: u32) -> Option<Duration> {
+    process_cpu_split(pid).map(|(user, system)| user + system)
+}
+
+/// CPU time of a process: (user, system), from /proc/PID/stat.
+pub fn process_cpu_split(pid: u32) -> Option<(Duration, Duration)> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the ")" that closes the command name; utime and stime are fields 14 and 15.
     let rest = &s[s.rfind(')')? + 1..];
     let f: Vec<&str> = rest.split_ascii_whitespace().collect();
-    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    let user: u64 = f.get(11)?.parse().ok()?;
+    let system: u64 = f.get(12)?.parse().ok()?;
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     let hz = if hz > 0 { hz as u64 } else { 100 };
-    Some(Duration::from_nanos(ticks * 1_000_000_000 / hz))
+    let d = |ticks: u64| Duration::from_nanos(ticks * 1_000_000_000 / hz);
+    Some((d(user), d(system)))
 }
 
 /// A level-triggered epoll set; each fd carries a caller-chosen u64.
@@ -280,13 +287,14 @@ pub struct Usage {
     cpu: Duration,
     jiffies: Vec<(u64, u64)>,
     rcvbuf_errors: u64,
-    server_cpu: Option<Duration>,
+    /// Server CPU time: (user, system).
+    server_cpu: Option<(Duration, Duration)>,
 }
 
 impl Usage {
     pub fn take(server_pid: Option<u32>) -> Usage {
         Usage {
-            server_cpu: server_pid.and_then(process_cpu_time),
+            server_cpu: server_pid.and_then(process_cpu_split),
             at: std::time::Instant::now(),
             cpu: cpu_time(),
             jiffies: cpu_jiffies(),
@@ -295,7 +303,8 @@ impl Usage {
     }
 
     /// The usual trailing fields: elapsed, gen_cpu_pct, udp_rcvbuf_errors,
-    /// server_cpu_pct (if known) and cpuN_busy_pct, as `key=value` pairs.
+    /// server_cpu_pct and server_sys_pct (the part spent in the kernel) if
+    /// known, and cpuN_busy_pct, as `key=value` pairs.
     pub fn fields(&self, end: &Usage) -> String {
         let secs = end.at.duration_since(self.at).as_secs_f64().max(1e-9);
         let mut s = format!(
@@ -304,8 +313,13 @@ impl Usage {
             100.0 * end.cpu.saturating_sub(self.cpu).as_secs_f64() / secs,
             end.rcvbuf_errors.saturating_sub(self.rcvbuf_errors)
         );
-        if let (Some(a), Some(b)) = (self.server_cpu, end.server_cpu) {
-            s += &format!(" server_cpu_pct={:.1}", 100.0 * b.saturating_sub(a).as_secs_f64() / secs);
+        if let (Some((u0, s0)), Some((u1, s1))) = (self.server_cpu, end.server_cpu) {
+            let (user, system) = (u1.saturating_sub(u0), s1.saturating_sub(s0));
+            s += &format!(
+                " server_cpu_pct={:.1} server_sys_pct={:.1}",
+                100.0 * (user + system).as_secs_f64() / secs,
+                100.0 * system.as_secs_f64() / secs
+            );
         }
         for (i, b) in busy_pcts(&self.jiffies, &end.jiffies).iter().enumerate() {
             s += &format!(" cpu{i}_busy_pct={b:.1}");
