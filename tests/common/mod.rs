@@ -249,3 +249,6 @@ pub fn tool(name: &str) -> Option<String> {
     eprintln!("SKIPPED: {name} not installed; run tests/run.sh to install it");
     None
 }
+pub mod lab;
+pub mod lab_ternd;
+pub mod lab_verify;

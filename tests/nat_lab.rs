@@ -1,0 +1,90 @@
+//! The NAT lab itself (deploy/lab/ternd-lab): every router type behaves as
+//! promised (checked with plain sockets), the lab is gone after teardown,
+//! and ternd serving in the lab sees each client at its router's public
+//! address. Needs root, ip and nft (tests/run.sh installs them); otherwise
+//! SKIPPED, or a failure under CI=true.
+
+mod common;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::time::Duration;
+
+use common::lab::{prerequisites, Lab, Nat};
+use common::lab_ternd::LabTernd;
+use common::lab_verify::verify_routers;
+
+const ALL: [(&str, Nat); 5] = [
+    ("full", Nat::FullCone),
+    ("restricted", Nat::RestrictedCone),
+    ("port", Nat::PortRestrictedCone),
+    ("symmetric", Nat::Symmetric),
+    ("blocked", Nat::UdpBlocked),
+];
+
+fn netns_names() -> Vec<String> {
+    std::fs::read_dir("/run/netns")
+        .map(|d| d.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn every_router_behaves_as_its_nat_type_and_teardown_removes_the_lab() {
+    if !prerequisites() {
+        return;
+    }
+    let lab = Lab::up(&ALL, false);
+    let prefix = format!("{}-", lab.prefix);
+    assert_eq!(
+        netns_names().iter().filter(|n| n.starts_with(&prefix)).count(),
+        1 + 2 * ALL.len(),
+        "inet plus a router and a client per NAT"
+    );
+    verify_routers(&lab);
+    drop(lab);
+    assert!(
+        !netns_names().iter().any(|n| n.starts_with(&prefix)),
+        "no namespace of {prefix} is left: {:?}",
+        netns_names()
+    );
+}
+
+/// A STUN Binding from `sock` to `server` (webrtc-rs `stun` encodes and decodes).
+fn binding(sock: &UdpSocket, server: SocketAddr) -> Option<SocketAddr> {
+    sock.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    for _ in 0..3 {
+        let req = common::binding_request();
+        sock.send_to(&req.raw, server).unwrap();
+        let mut buf = [0u8; 1500];
+        if let Ok((n, _)) = sock.recv_from(&mut buf) {
+            return Some(common::mapped_address(&req, &buf[..n]));
+        }
+    }
+    None
+}
+
+#[test]
+fn ternd_in_the_lab_sees_each_client_at_its_routers_address() {
+    if !prerequisites() {
+        return;
+    }
+    let mut lab = Lab::up(&ALL, false);
+    verify_routers(&lab);
+    let ternd = LabTernd::start(&mut lab);
+    let (a, b): (SocketAddr, SocketAddr) = ("203.0.113.1:3478".parse().unwrap(), "203.0.113.2:3479".parse().unwrap());
+    for c in lab.clients.clone() {
+        let sock = lab.in_node(&c.name, || UdpSocket::bind("0.0.0.0:0").unwrap());
+        let first = binding(&sock, a);
+        if c.nat == Nat::UdpBlocked {
+            assert_eq!(first, None, "{}: UDP is blocked", c.name);
+            continue;
+        }
+        let first = first.unwrap_or_else(|| panic!("{}: no Binding answer\n{}", c.name, ternd.log_text()));
+        let second = binding(&sock, b).expect("a Binding answer from the other address and port");
+        assert_eq!(first.ip(), std::net::IpAddr::V4(c.public), "{}", c.name);
+        if c.nat == Nat::Symmetric {
+            assert_ne!(first, second, "{}: a new mapping per destination", c.name);
+        } else {
+            assert_eq!(first, second, "{}: one mapping for every destination", c.name);
+        }
+    }
+}
