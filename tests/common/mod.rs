@@ -252,3 +252,4 @@ pub fn tool(name: &str) -> Option<String> {
 pub mod lab;
 pub mod lab_ternd;
 pub mod lab_verify;
+pub mod lab_chromium;
