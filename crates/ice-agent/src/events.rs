@@ -26,7 +26,8 @@ pub fn type_name(t: CandidateType) -> &'static str {
 
 /// A candidate's fields: type, protocol, address, port and the related address.
 pub fn candidate_fields(c: &(dyn Candidate + Send + Sync)) -> Value {
-    let related = c.related_address();
+    // A peer-reflexive candidate learnt from a check carries an empty related address.
+    let related = c.related_address().filter(|r| !r.address.is_empty());
     json!({
         "type": type_name(c.candidate_type()),
         "protocol": c.network_type().network_short(),
