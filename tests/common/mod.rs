@@ -253,3 +253,4 @@ pub mod lab;
 pub mod lab_ternd;
 pub mod lab_verify;
 pub mod lab_chromium;
+pub mod lab_agent;
