@@ -1,7 +1,8 @@
 //! The NAT lab itself (deploy/lab/ternd-lab): every router type behaves as
-//! promised (checked with plain sockets), the lab is gone after teardown,
-//! and ternd serving in the lab sees each client at its router's public
-//! address. Needs root, ip and nft (tests/run.sh installs them); otherwise
+//! promised (checked with plain sockets), the lab is gone after teardown and
+//! after its owner dies, ternd serving in the lab sees each client at its
+//! router's public address, and the script's own `serve` and `verify` (the
+//! path users take) pass. Needs root, ip and nft (tests/run.sh installs them); otherwise
 //! SKIPPED, or a failure under CI=true.
 
 mod common;
@@ -87,4 +88,61 @@ fn ternd_in_the_lab_sees_each_client_at_its_routers_address() {
             assert_eq!(first, second, "{}: one mapping for every destination", c.name);
         }
     }
+}
+
+#[test]
+fn the_scripts_serve_and_verify_check_every_router_with_ternd_probe() {
+    if !prerequisites() {
+        return;
+    }
+    let lab = Lab::up(&ALL, false);
+    let ternd = env!("CARGO_BIN_EXE_ternd");
+    let out = lab.script(&["serve", ternd]);
+    assert!(out.status.success(), "serve: {}", String::from_utf8_lossy(&out.stderr));
+    let out = lab.script(&["verify", ternd]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "verify:\n{text}{}", String::from_utf8_lossy(&out.stderr));
+    for line in [
+        "ok   full (full): mapping endpoint-independent, public 198.51.100.11",
+        "ok   restricted (restricted): mapping endpoint-independent, public 198.51.100.12",
+        "ok   port (port): mapping endpoint-independent, public 198.51.100.13",
+        "ok   symmetric (symmetric): mapping address-and-port-dependent, public 198.51.100.14",
+        "ok   blocked (udp-blocked): UDP blocked",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line:?} in:\n{text}");
+    }
+}
+
+#[test]
+fn a_lab_whose_owner_died_is_swept() {
+    if !prerequisites() {
+        return;
+    }
+    // The owner is a child that dies, as a killed test process would.
+    let mut owner = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+    let prefix = format!("tl{:x}dead", std::process::id());
+    let up = std::process::Command::new(common::lab::script())
+        .args(["up", "only=port"])
+        .env("TERND_LAB_PREFIX", &prefix)
+        .env("TERND_LAB_OWNER", owner.id().to_string())
+        .output()
+        .unwrap();
+    assert!(up.status.success(), "{}", String::from_utf8_lossy(&up.stderr));
+    let ours = || netns_names().into_iter().filter(|n| n.starts_with(&format!("{prefix}-"))).count();
+    assert_eq!(ours(), 3, "inet, r-only, only");
+    // Alive owner: sweep keeps the lab.
+    let sweep = || {
+        std::process::Command::new(common::lab::script())
+            .arg("sweep")
+            .env("TERND_LAB_PREFIX", "unused")
+            .output()
+            .unwrap()
+    };
+    assert!(sweep().status.success());
+    assert_eq!(ours(), 3, "a live owner's lab stays");
+    owner.kill().unwrap();
+    owner.wait().unwrap();
+    let out = sweep();
+    assert!(out.status.success());
+    assert_eq!(ours(), 0, "the dead owner's lab is gone: {}", String::from_utf8_lossy(&out.stderr));
 }

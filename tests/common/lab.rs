@@ -181,7 +181,12 @@ impl Lab {
 
     /// `ternd-lab status` output, for failure messages.
     pub fn status(&self) -> String {
-        String::from_utf8_lossy(&run_script(&self.prefix, &["status"]).stdout).into_owned()
+        String::from_utf8_lossy(&self.script(&["status"]).stdout).into_owned()
+    }
+
+    /// Runs `deploy/lab/ternd-lab ARGS` on this lab.
+    pub fn script(&self, args: &[&str]) -> std::process::Output {
+        run_script(&self.prefix, args)
     }
 }
 

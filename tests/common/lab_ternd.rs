@@ -15,6 +15,7 @@ use super::lab::Lab;
 /// The public addresses of ternd in every lab.
 pub const PUBLIC: &str = "203.0.113.1";
 pub const PUBLIC_ALT: &str = "203.0.113.2";
+/// The API key, user and password in deploy/lab/ternd-lab*.toml.
 pub const API_KEY: &str = "lab-key-0123456789";
 pub const USER: &str = "lab";
 pub const PASSWORD: &str = "lab-password";
@@ -95,51 +96,10 @@ pub fn temp_dir(tag: &str) -> PathBuf {
     dir
 }
 
-/// The lab config: both addresses with UDP 3478 and 3479 (for mapping
-/// probes), TCP 3478, TLS 443 (which a UDP-blocked client can reach), HTTP on
-/// 203.0.113.1:8080 and 203.0.113.2:443 (the latter reachable past the
-/// UDP-blocked firewall), relays on the first address, the lab's public
-/// ranges allowed as peers.
-pub fn config_text(server_nat: bool, cert: &LabCert) -> String {
-    let (a, b) = if server_nat { ("10.99.0.2", "10.99.0.3") } else { (PUBLIC, PUBLIC_ALT) };
-    let external = if server_nat {
-        format!("external_ip = [\"{PUBLIC}/{a}\"]")
-    } else {
-        String::new()
-    };
-    format!(
-        r#"# ternd in the NAT lab (written by tests/common/lab_ternd.rs)
-[server]
-shards = 2
-[listen]
-udp = ["{a}:3478", "{a}:3479", "{b}:3478", "{b}:3479"]
-tcp = ["{a}:3478", "{b}:3478"]
-tls = ["{a}:443"]
-[tls]
-cert_file = "{cert}"
-key_file = "{key}"
-[turn]
-secrets = ["lab-secret-0123456789"]
-[turn.users]
-{USER} = "{PASSWORD}"
-[relay]
-ipv4 = "{a}"
-{external}
-port_min = 50000
-port_max = 59999
-[peers]
-allow = ["198.51.100.0/24", "203.0.113.0/24"]
-[http]
-listen = ["{a}:8080", "{b}:443"]
-public_host = "{PUBLIC}"
-api_keys = ["{API_KEY}"]
-allowed_origins = ["http://{PUBLIC}:8080", "http://{PUBLIC_ALT}:443"]
-[log]
-level = "info"
-"#,
-        cert = cert.cert_file.display(),
-        key = cert.key_file.display(),
-    )
+/// The shipped lab config for this topology (deploy/lab/), as users run it.
+pub fn config_file(server_nat: bool) -> PathBuf {
+    let name = if server_nat { "ternd-lab-server-nat.toml" } else { "ternd-lab.toml" };
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/lab").join(name)
 }
 
 impl LabTernd {
@@ -147,12 +107,14 @@ impl LabTernd {
     pub fn start(lab: &mut Lab) -> LabTernd {
         let dir = temp_dir(&lab.prefix);
         let cert = LabCert::new(&dir);
-        let config = dir.join("ternd.toml");
-        std::fs::write(&config, config_text(lab.server_nat, &cert)).unwrap();
         let log = dir.join("ternd.log");
         let (node, bind) = if lab.server_nat { ("srv", "10.99.0.2") } else { ("inet", PUBLIC) };
         let mut cmd = lab.command(node, env!("CARGO_BIN_EXE_ternd"));
-        cmd.arg("serve").arg("--config").arg(&config);
+        // The shipped config plus TLS on 443, which the UDP-blocked firewall lets through.
+        cmd.arg("serve").arg("--config").arg(config_file(lab.server_nat));
+        cmd.args(["--set", &format!("listen.tls={bind}:443")]);
+        cmd.args(["--set", &format!("tls.cert_file={}", cert.cert_file.display())]);
+        cmd.args(["--set", &format!("tls.key_file={}", cert.key_file.display())]);
         cmd.stdout(std::fs::File::create(dir.join("ternd.out")).unwrap());
         cmd.stderr(std::fs::File::create(&log).unwrap());
         lab.spawn("ternd", cmd);
