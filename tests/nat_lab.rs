@@ -101,7 +101,11 @@ fn the_scripts_serve_and_verify_check_every_router_with_ternd_probe() {
     assert!(out.status.success(), "serve: {}", String::from_utf8_lossy(&out.stderr));
     let out = lab.script(&["verify", ternd]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "verify:\n{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "verify:\n{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     for line in [
         "ok   full (full): mapping endpoint-independent, public 198.51.100.11",
         "ok   restricted (restricted): mapping endpoint-independent, public 198.51.100.12",
@@ -128,7 +132,12 @@ fn a_lab_whose_owner_died_is_swept() {
         .output()
         .unwrap();
     assert!(up.status.success(), "{}", String::from_utf8_lossy(&up.stderr));
-    let ours = || netns_names().into_iter().filter(|n| n.starts_with(&format!("{prefix}-"))).count();
+    let ours = || {
+        netns_names()
+            .into_iter()
+            .filter(|n| n.starts_with(&format!("{prefix}-")))
+            .count()
+    };
     assert_eq!(ours(), 3, "inet, r-only, only");
     // Alive owner: sweep keeps the lab.
     let sweep = || {
@@ -144,5 +153,10 @@ fn a_lab_whose_owner_died_is_swept() {
     owner.wait().unwrap();
     let out = sweep();
     assert!(out.status.success());
-    assert_eq!(ours(), 0, "the dead owner's lab is gone: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        ours(),
+        0,
+        "the dead owner's lab is gone: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

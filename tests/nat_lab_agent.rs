@@ -59,7 +59,11 @@ fn webrtc_ice_behind_each_nat_gathers_host_srflx_and_relay_and_probe_sees_the_ma
             "endpoint-independent"
         };
         assert_eq!(mapping_verdict(&p), want, "{}: {}", c.name, p.report());
-        let binding = p.events.iter().find(|e| e["check"] == "binding").expect("a binding check");
+        let binding = p
+            .events
+            .iter()
+            .find(|e| e["check"] == "binding")
+            .expect("a binding check");
         let reflexive = binding["reflexive"].as_str().unwrap_or("");
         assert!(
             reflexive.starts_with(&format!("{}:", c.public)),
@@ -110,11 +114,16 @@ fn cone_to_cone_connects_without_the_relay() {
         assert_connected(f);
         let (local, remote) = types(f);
         assert!(
-            ["srflx", "host", "prflx"].contains(&local.as_str()) && ["srflx", "host", "prflx"].contains(&remote.as_str()),
+            ["srflx", "host", "prflx"].contains(&local.as_str())
+                && ["srflx", "host", "prflx"].contains(&remote.as_str()),
             "a direct pair ({local}/{remote}): {}",
             f.report()
         );
-        assert!(local != "host" || remote != "host", "the NATs were crossed: {}", f.report());
+        assert!(
+            local != "host" || remote != "host",
+            "the NATs were crossed: {}",
+            f.report()
+        );
     }
     assert_eq!(ternd.relayed_bytes(&lab), before, "ternd relayed nothing");
 
@@ -141,7 +150,12 @@ fn symmetric_to_symmetric_fails_with_stun_only_and_connects_through_the_relay() 
     let ternd = LabTernd::start(&mut lab);
     let (a, b) = connect_pair(&lab, "a", "b", "stun-only", false, "8s");
     for f in [&a, &b] {
-        assert_eq!(f.code, Some(1), "no connection through two symmetric NATs: {}", f.report());
+        assert_eq!(
+            f.code,
+            Some(1),
+            "no connection through two symmetric NATs: {}",
+            f.report()
+        );
         assert_eq!(f.one("result")["ok"], false, "{}", f.report());
     }
     let before = ternd.relayed_bytes(&lab);

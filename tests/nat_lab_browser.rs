@@ -39,7 +39,10 @@ fn of_type<'a>(list: &'a [Value], t: &str) -> Vec<&'a Value> {
 fn assert_relay(c: &Value) {
     assert_eq!(c["address"], PUBLIC, "relay on ternd's public address: {c}");
     let port = c["port"].as_u64().unwrap_or(0);
-    assert!((50000..=59999).contains(&port), "a port from relay.port_min..=port_max: {c}");
+    assert!(
+        (50000..=59999).contains(&port),
+        "a port from relay.port_min..=port_max: {c}"
+    );
 }
 
 #[test]
@@ -73,15 +76,24 @@ fn chromium_behind_each_nat_gathers_host_srflx_and_relay_candidates() {
                         // too. Gathering there never completes (STUN over UDP is retried for
                         // long); the relays over TCP and TLS come within a second.
                         let (url, ms) = if c.nat == Nat::UdpBlocked {
-                            (format!("http://203.0.113.2:443/?key={}", common::lab_ternd::API_KEY), "6000")
+                            (
+                                format!("http://203.0.113.2:443/?key={}", common::lab_ternd::API_KEY),
+                                "6000",
+                            )
                         } else {
                             (ternd.page_url(""), "20000")
                         };
                         let (lab, home) = (&lab, &home);
-                        (c.clone(), s.spawn(move || run(lab, &c.name, home, &["gather", &url, ms])))
+                        (
+                            c.clone(),
+                            s.spawn(move || run(lab, &c.name, home, &["gather", &url, ms])),
+                        )
                     })
                     .collect();
-                handles.into_iter().map(|(c, h)| (c, h.join().unwrap())).collect::<Vec<_>>()
+                handles
+                    .into_iter()
+                    .map(|(c, h)| (c, h.join().unwrap()))
+                    .collect::<Vec<_>>()
             })
         })
         .collect();
@@ -189,7 +201,10 @@ fn chromium_behind_a_udp_blocking_firewall_connects_over_turn_tcp_and_tls() {
     for (side, via) in [("a", "tcp"), ("b", "tls")] {
         let pair = &r[side];
         assert_eq!(pair["local"]["type"], "relay", "{side}: {pair}");
-        assert_eq!(pair["local"]["relayProtocol"], via, "{side} allocated over TURN/{via}: {pair}");
+        assert_eq!(
+            pair["local"]["relayProtocol"], via,
+            "{side} allocated over TURN/{via}: {pair}"
+        );
         assert_eq!(pair["remote"]["type"], "relay", "{side}: {pair}");
         assert_relay(&pair["local"]);
     }

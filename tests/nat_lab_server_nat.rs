@@ -73,7 +73,11 @@ fn behind_a_one_to_one_nat_ternd_hands_out_public_relays_that_work() {
     let relay = client
         .allocate()
         .unwrap_or_else(|code| panic!("Allocate refused ({code})\n{}", ternd.log_text()));
-    assert_eq!(relay.ip().to_string(), PUBLIC, "XOR-RELAYED-ADDRESS carries the public address");
+    assert_eq!(
+        relay.ip().to_string(),
+        PUBLIC,
+        "XOR-RELAYED-ADDRESS carries the public address"
+    );
     assert!((50000..=59999).contains(&relay.port()), "{relay}");
 
     let echo = Echo::start(&lab);
@@ -117,5 +121,8 @@ fn behind_a_one_to_one_nat_ternd_hands_out_public_relays_that_work() {
         }
     }
     let end = ternd.relayed_bytes(&lab);
-    assert!(end.0 > after.0 && end.1 > after.1, "the call was relayed: {after:?} -> {end:?}");
+    assert!(
+        end.0 > after.0 && end.1 > after.1,
+        "the call was relayed: {after:?} -> {end:?}"
+    );
 }

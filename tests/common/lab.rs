@@ -131,7 +131,10 @@ impl Lab {
     }
 
     pub fn client(&self, name: &str) -> &Client {
-        self.clients.iter().find(|c| c.name == name).expect("a client of this lab")
+        self.clients
+            .iter()
+            .find(|c| c.name == name)
+            .expect("a client of this lab")
     }
 
     /// The namespace name of a node (`inet`, `srv`, `r-NAME`, `NAME`).

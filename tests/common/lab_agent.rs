@@ -37,7 +37,10 @@ pub fn agent_bin() -> PathBuf {
             cargo.arg("--release");
         }
         let status = cargo.status().expect("run cargo build -p ternd-ice-agent");
-        assert!(status.success() && bin.exists(), "cargo build -p ternd-ice-agent failed ({status})");
+        assert!(
+            status.success() && bin.exists(),
+            "cargo build -p ternd-ice-agent failed ({status})"
+        );
         bin
     })
     .clone()

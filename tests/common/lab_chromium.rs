@@ -29,13 +29,17 @@ pub fn prerequisites() -> bool {
     if !Path::new(CHROMIUM).exists() {
         missing.push("/usr/bin/chromium (apt-get install chromium)");
     }
-    if !Command::new("node").arg("--version").output().is_ok_and(|o| o.status.success()) {
+    if !Command::new("node")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
         missing.push("node");
     }
     if !browser_dir().join("node_modules/playwright-core").exists() {
         missing.push("tests/browser/node_modules (npm ci --prefix tests/browser)");
     }
-    if !Command::new("certutil").arg("-H").output().is_ok() {
+    if Command::new("certutil").arg("-H").output().is_err() {
         missing.push("certutil (apt-get install libnss3-tools)");
     }
     if missing.is_empty() {
@@ -44,7 +48,10 @@ pub fn prerequisites() -> bool {
     if std::env::var("CI").is_ok_and(|v| v == "true") {
         panic!("missing {}: tests/run.sh installs them", missing.join(", "));
     }
-    eprintln!("SKIPPED: missing {}; run tests/run.sh to install them", missing.join(", "));
+    eprintln!(
+        "SKIPPED: missing {}; run tests/run.sh to install them",
+        missing.join(", ")
+    );
     false
 }
 
@@ -111,12 +118,18 @@ pub fn run(lab: &Lab, node: &str, home: &Path, args: &[&str]) -> Value {
         .rev()
         .find(|l| l.starts_with('{'))
         .and_then(|l| serde_json::from_str(l).ok())
-        .unwrap_or_else(|| panic!("lab.mjs {args:?} in {node} printed no JSON ({status})\nstdout:\n{out}\nstderr:\n{err}"));
+        .unwrap_or_else(|| {
+            panic!("lab.mjs {args:?} in {node} printed no JSON ({status})\nstdout:\n{out}\nstderr:\n{err}")
+        });
     assert!(
         status.success() && result["ok"] == true,
         "lab.mjs {args:?} in {node} failed ({status}): {}\nstderr:\n{err}",
         serde_json::to_string_pretty(&result).unwrap()
     );
-    assert_eq!(result["pageErrors"], serde_json::json!([]), "uncaught errors in the page");
+    assert_eq!(
+        result["pageErrors"],
+        serde_json::json!([]),
+        "uncaught errors in the page"
+    );
     result
 }

@@ -30,7 +30,9 @@ pub struct LabCert {
 
 impl LabCert {
     pub fn new(dir: &std::path::Path) -> LabCert {
-        use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose};
+        use rcgen::{
+            BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose,
+        };
         let ca_key = KeyPair::generate().unwrap();
         let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
         ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -98,8 +100,14 @@ pub fn temp_dir(tag: &str) -> PathBuf {
 
 /// The shipped lab config for this topology (deploy/lab/), as users run it.
 pub fn config_file(server_nat: bool) -> PathBuf {
-    let name = if server_nat { "ternd-lab-server-nat.toml" } else { "ternd-lab.toml" };
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/lab").join(name)
+    let name = if server_nat {
+        "ternd-lab-server-nat.toml"
+    } else {
+        "ternd-lab.toml"
+    };
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("deploy/lab")
+        .join(name)
 }
 
 impl LabTernd {
@@ -108,7 +116,11 @@ impl LabTernd {
         let dir = temp_dir(&lab.prefix);
         let cert = LabCert::new(&dir);
         let log = dir.join("ternd.log");
-        let (node, bind) = if lab.server_nat { ("srv", "10.99.0.2") } else { ("inet", PUBLIC) };
+        let (node, bind) = if lab.server_nat {
+            ("srv", "10.99.0.2")
+        } else {
+            ("inet", PUBLIC)
+        };
         let mut cmd = lab.command(node, env!("CARGO_BIN_EXE_ternd"));
         // The shipped config plus TLS on 443, which the UDP-blocked firewall lets through.
         cmd.arg("serve").arg("--config").arg(config_file(lab.server_nat));

@@ -250,7 +250,7 @@ pub fn tool(name: &str) -> Option<String> {
     None
 }
 pub mod lab;
+pub mod lab_agent;
+pub mod lab_chromium;
 pub mod lab_ternd;
 pub mod lab_verify;
-pub mod lab_chromium;
-pub mod lab_agent;
