@@ -87,10 +87,11 @@ pub fn binding(t: &Target, opts: &Options) -> Check {
         .and_then(|r| Ok((r.xor_address(attr::XOR_MAPPED_ADDRESS)?, r.rtt)))
     {
         Ok((reflexive, rtt)) => {
-            let mut c = base(Status::Pass, format!("reflexive {reflexive}  rtt {} ms", ms(rtt)))
+            let mut c = base(Status::Pass, format!("reflexive {reflexive}  rtt {:.1} ms", ms(rtt)))
                 .with("reflexive", reflexive.to_string())
                 .with("rtt_ms", ms(rtt));
-            if let Ok(local) = s.conn.local_addr() {
+            // The local address says something only when bound to one IP.
+            if let Some(local) = s.conn.local_addr().ok().filter(|l| !l.ip().is_unspecified()) {
                 c = c.with("local", local.to_string());
             }
             c
@@ -128,7 +129,7 @@ pub fn turn(t: &Target, opts: &Options) -> Vec<Check> {
         "allocate",
         what,
         format!(
-            "relay {}  lifetime {} s  rtt {} ms",
+            "relay {}  lifetime {} s  rtt {:.1} ms",
             alloc_a.relay,
             alloc_a.lifetime,
             ms(alloc_a.rtt)
@@ -173,7 +174,7 @@ pub fn turn(t: &Target, opts: &Options) -> Vec<Check> {
             Status::Pass,
             "relay-round-trip",
             what,
-            format!("{PAYLOAD} B via {} <-> {relay_b}  rtt {} ms", alloc_a.relay, ms(rtt)),
+            format!("{PAYLOAD} B via {} <-> {relay_b}  rtt {:.1} ms", alloc_a.relay, ms(rtt)),
         )
         .with("relay", alloc_a.relay.to_string())
         .with("peer_relay", relay_b.to_string())
