@@ -121,7 +121,10 @@ fn passes_against_ternd_over_udp_tcp_and_tls_with_a_rest_secret() {
     let m = checks(&lines, "nat-mapping");
     assert_eq!(m.len(), 1, "{}", text(&o));
     assert_eq!(m[0]["verdict"], "unknown");
-    assert!(m[0]["detail"].as_str().unwrap().contains("needs a second server address"));
+    assert!(m[0]["detail"]
+        .as_str()
+        .unwrap()
+        .contains("needs a second server address"));
     // Every allocation was deleted (Refresh lifetime 0): 2 per transport.
     let stats = server.shutdown().unwrap();
     assert_eq!(stats.allocations_created, 6);
@@ -167,7 +170,13 @@ fn passes_with_a_static_user_and_prints_one_line_per_check() {
 fn wrong_password_fails_with_401_and_exit_code_1() {
     let server = start(&turn_config(None, &[]));
     let udp = v4(&server.bound().udp);
-    let o = probe(&args(&["--user", "alice", "--password", "nope", &format!("turn:{udp}")]));
+    let o = probe(&args(&[
+        "--user",
+        "alice",
+        "--password",
+        "nope",
+        &format!("turn:{udp}"),
+    ]));
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let out = String::from_utf8_lossy(&o.stdout);
     let fail = out
@@ -179,7 +188,14 @@ fn wrong_password_fails_with_401_and_exit_code_1() {
     assert!(out.contains(&format!("PASS  binding udp {udp}")), "{}", text(&o));
 
     // The same in JSON, with the error code as a field.
-    let o = probe(&args(&["--json", "--user", "alice", "--password", "nope", &format!("turn:{udp}")]));
+    let o = probe(&args(&[
+        "--json",
+        "--user",
+        "alice",
+        "--password",
+        "nope",
+        &format!("turn:{udp}"),
+    ]));
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let lines = json_lines(&o);
     let a = checks(&lines, "allocate");
@@ -199,7 +215,11 @@ fn nat_mapping_is_endpoint_independent_across_two_server_addresses_and_ports() {
         ],
     ));
     let udp = server.bound().udp.clone();
-    let one: Vec<SocketAddr> = udp.iter().copied().filter(|a| a.ip().to_string() == "127.0.0.1").collect();
+    let one: Vec<SocketAddr> = udp
+        .iter()
+        .copied()
+        .filter(|a| a.ip().to_string() == "127.0.0.1")
+        .collect();
     let two = *udp.iter().find(|a| a.ip().to_string() == "127.0.0.2").unwrap();
     assert_eq!(one.len(), 2, "{udp:?}");
     let o = probe(&args(&[
@@ -224,7 +244,11 @@ fn nat_mapping_is_endpoint_independent_across_two_server_addresses_and_ports() {
         m[0]
     );
     // One local socket, so one reflexive address for all three.
-    assert!(mappings.iter().all(|x| x["reflexive"] == mappings[0]["reflexive"]), "{}", m[0]);
+    assert!(
+        mappings.iter().all(|x| x["reflexive"] == mappings[0]["reflexive"]),
+        "{}",
+        m[0]
+    );
     let reflexive: SocketAddr = mappings[0]["reflexive"].as_str().unwrap().parse().unwrap();
     assert_eq!(reflexive.ip().to_string(), "127.0.0.1");
 
@@ -269,7 +293,8 @@ fn probes_every_url_of_an_ice_servers_endpoint() {
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(
-        out.lines().any(|l| l.starts_with("FAIL  ice servers") && l.contains("403")),
+        out.lines()
+            .any(|l| l.starts_with("FAIL  ice servers") && l.contains("403")),
         "{}",
         text(&o)
     );
@@ -283,7 +308,10 @@ fn usage_errors_exit_2_with_a_reason() {
         (args(&["turn:127.0.0.1?transport=sctp"]), "unknown query"),
         (args(&["--user", "u", "stun:127.0.0.1"]), "--password"),
         (args(&["--timeout", "soon", "stun:127.0.0.1"]), "soon"),
-        (args(&["--ca", "/nonexistent/ca.pem", "stun:127.0.0.1"]), "/nonexistent/ca.pem"),
+        (
+            args(&["--ca", "/nonexistent/ca.pem", "stun:127.0.0.1"]),
+            "/nonexistent/ca.pem",
+        ),
         (args(&["--alt-server", "[::1", "stun:127.0.0.1"]), "--alt-server"),
     ] {
         let o = probe(&a);
@@ -301,7 +329,7 @@ struct FakeServer {
 }
 
 impl FakeServer {
-    fn start(reply: fn(&[u8]) -> Vec<u8>) -> FakeServer {
+    fn start(reply: Reply) -> FakeServer {
         let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
         sock.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
         let addr = sock.local_addr().unwrap();
@@ -342,15 +370,24 @@ fn success_with(req: &[u8], body: &[u8], claimed: u16) -> Vec<u8> {
     m
 }
 
+/// How a fake server answers a request.
+type Reply = fn(&[u8]) -> Vec<u8>;
+
 #[test]
 fn malformed_replies_are_fail_lines_not_panics() {
-    let cases: [(fn(&[u8]) -> Vec<u8>, &str); 4] = [
+    let cases: [(Reply, &str); 4] = [
         // An attribute that runs past the end of the message.
-        (|req| success_with(req, &[0x00, 0x20, 0x00, 0x40, 1, 2, 3, 4], 8), "malformed"),
+        (
+            |req| success_with(req, &[0x00, 0x20, 0x00, 0x40, 1, 2, 3, 4], 8),
+            "malformed",
+        ),
         // A well-formed success without XOR-MAPPED-ADDRESS.
         (|req| success_with(req, &[], 0), "no XOR-MAPPED-ADDRESS"),
         // XOR-MAPPED-ADDRESS with an unknown family.
-        (|req| success_with(req, &[0x00, 0x20, 0x00, 0x08, 0, 9, 0, 0, 1, 2, 3, 4], 12), "XOR-MAPPED-ADDRESS"),
+        (
+            |req| success_with(req, &[0x00, 0x20, 0x00, 0x08, 0, 9, 0, 0, 1, 2, 3, 4], 12),
+            "XOR-MAPPED-ADDRESS",
+        ),
         // An error response without ERROR-CODE.
         (
             |req| {
@@ -367,7 +404,8 @@ fn malformed_replies_are_fail_lines_not_panics() {
         assert_eq!(o.status.code(), Some(1), "{}", text(&o));
         let out = String::from_utf8_lossy(&o.stdout);
         assert!(
-            out.lines().any(|l| l.starts_with("FAIL  binding udp") && l.contains(why)),
+            out.lines()
+                .any(|l| l.starts_with("FAIL  binding udp") && l.contains(why)),
             "expected a FAIL mentioning {why}\n{}",
             text(&o)
         );
@@ -377,7 +415,11 @@ fn malformed_replies_are_fail_lines_not_panics() {
     let fake = FakeServer::start(|_| vec![0xff; 24]);
     let o = probe(&args(&["--timeout", "1s", &format!("stun:{}", fake.addr)]));
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    assert!(String::from_utf8_lossy(&o.stdout).contains("unusable replies"), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("unusable replies"),
+        "{}",
+        text(&o)
+    );
 }
 
 /// coturn's `turnserver`, killed by PID and reaped when dropped.
@@ -479,7 +521,11 @@ fn passes_against_coturn_with_a_static_user_and_a_rest_secret() {
                 assert_eq!(c["ok"], true, "rest={rest} {kind} {t}: {c}");
             }
         }
-        let relay: SocketAddr = checks(&lines, "allocate")[0]["relay"].as_str().unwrap().parse().unwrap();
+        let relay: SocketAddr = checks(&lines, "allocate")[0]["relay"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
         assert!((min..=min + 99).contains(&relay.port()), "coturn relay port: {relay}");
     }
 }

@@ -203,7 +203,8 @@ fn round_trip(
     random_bytes(&mut payload);
 
     let started = Instant::now();
-    a.send_indication(relay_b, &payload).map_err(step("Send indication A→B"))?;
+    a.send_indication(relay_b, &payload)
+        .map_err(step("Send indication A→B"))?;
     match b.recv_relayed(deadline).map_err(step("A→B"))? {
         Relayed::Channel { channel, data } if channel == CHANNEL && data == payload => {}
         other => {

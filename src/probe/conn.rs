@@ -60,10 +60,14 @@ impl Conn {
         let stream = tcp_connect(server, bind, deadline)?;
         stream.set_nodelay(true)?;
         match transport {
-            Transport::Tcp => Ok(Conn::Tcp { stream, buf: Vec::new() }),
+            Transport::Tcp => Ok(Conn::Tcp {
+                stream,
+                buf: Vec::new(),
+            }),
             _ => {
                 let tls = tls.ok_or_else(|| io::Error::other("no TLS configuration"))?;
-                let conn = rustls::ClientConnection::new(tls.config.clone(), tls.name.clone()).map_err(io::Error::other)?;
+                let conn =
+                    rustls::ClientConnection::new(tls.config.clone(), tls.name.clone()).map_err(io::Error::other)?;
                 let mut s = rustls::StreamOwned::new(conn, stream);
                 // Handshake now, so a certificate problem is reported as such.
                 set_timeouts(&s.sock, deadline)?;
@@ -121,7 +125,9 @@ impl Conn {
             Conn::Udp { sock, server } => {
                 let mut buf = vec![0u8; 65536];
                 loop {
-                    let Some(left) = remaining(deadline) else { return Ok(None) };
+                    let Some(left) = remaining(deadline) else {
+                        return Ok(None);
+                    };
                     sock.set_read_timeout(Some(left))?;
                     match sock.recv_from(&mut buf) {
                         Ok((n, from)) if from == *server => return Ok(Some(buf[..n].to_vec())),

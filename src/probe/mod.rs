@@ -143,7 +143,8 @@ fn run_checks(args: &ProbeArgs) -> anyhow::Result<bool> {
                 }
             }
             Err(e) => report.add(
-                Check::new(Status::Fail, "ice-servers", "ice servers", format!("{url}: {e}")).with("source", url.as_str()),
+                Check::new(Status::Fail, "ice-servers", "ice servers", format!("{url}: {e}"))
+                    .with("source", url.as_str()),
             ),
         }
     }
