@@ -170,13 +170,13 @@ fn passes_with_a_static_user_and_prints_one_line_per_check() {
 fn wrong_password_fails_with_401_and_exit_code_1() {
     let server = start(&turn_config(None, &[]));
     let udp = v4(&server.bound().udp);
-    let o = probe(&args(&[
-        "--user",
-        "alice",
-        "--password",
-        "nope",
-        &format!("turn:{udp}"),
-    ]));
+    let url = format!("turn:{udp}");
+    let wrong = |json: &[&str]| {
+        probe(&args(
+            &[json, &["--user", "alice", "--password", "nope", &url]].concat(),
+        ))
+    };
+    let o = wrong(&[]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let out = String::from_utf8_lossy(&o.stdout);
     let fail = out
@@ -188,14 +188,7 @@ fn wrong_password_fails_with_401_and_exit_code_1() {
     assert!(out.contains(&format!("PASS  binding udp {udp}")), "{}", text(&o));
 
     // The same in JSON, with the error code as a field.
-    let o = probe(&args(&[
-        "--json",
-        "--user",
-        "alice",
-        "--password",
-        "nope",
-        &format!("turn:{udp}"),
-    ]));
+    let o = wrong(&["--json"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let lines = json_lines(&o);
     let a = checks(&lines, "allocate");
@@ -320,46 +313,6 @@ fn usage_errors_exit_2_with_a_reason() {
     }
 }
 
-/// A fake STUN server on loopback that answers every request with what
-/// `reply` makes of it, until dropped.
-struct FakeServer {
-    addr: SocketAddr,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl FakeServer {
-    fn start(reply: Reply) -> FakeServer {
-        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-        sock.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
-        let addr = sock.local_addr().unwrap();
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let s2 = stop.clone();
-        let thread = std::thread::spawn(move || {
-            let mut buf = [0u8; 2048];
-            while !s2.load(std::sync::atomic::Ordering::Relaxed) {
-                if let Ok((n, from)) = sock.recv_from(&mut buf) {
-                    let _ = sock.send_to(&reply(&buf[..n]), from);
-                }
-            }
-        });
-        FakeServer {
-            addr,
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for FakeServer {
-    fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
 /// A Binding success header for `req`'s transaction with `body` appended,
 /// the length field claiming `claimed` bytes.
 fn success_with(req: &[u8], body: &[u8], claimed: u16) -> Vec<u8> {
@@ -399,7 +352,7 @@ fn malformed_replies_are_fail_lines_not_panics() {
         ),
     ];
     for (reply, why) in cases {
-        let fake = FakeServer::start(reply);
+        let fake = EchoPeer::replying(false, reply);
         let o = probe(&args(&["--timeout", "2s", &format!("stun:{}", fake.addr)]));
         assert_eq!(o.status.code(), Some(1), "{}", text(&o));
         let out = String::from_utf8_lossy(&o.stdout);
@@ -412,7 +365,7 @@ fn malformed_replies_are_fail_lines_not_panics() {
         assert!(String::from_utf8_lossy(&o.stderr).is_empty(), "{}", text(&o));
     }
     // Garbage that is not STUN at all: ignored, so the binding times out and says so.
-    let fake = FakeServer::start(|_| vec![0xff; 24]);
+    let fake = EchoPeer::replying(false, |_| vec![0xff; 24]);
     let o = probe(&args(&["--timeout", "1s", &format!("stun:{}", fake.addr)]));
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(

@@ -28,6 +28,9 @@ pub use session::Credentials;
 pub use url::{ServerUrl, Transport};
 
 #[derive(Debug, Clone, Args)]
+// A heading of their own keeps the probe's options apart from the server's
+// global ones (--config, --set, ...) that clap also lists here.
+#[command(next_help_heading = "Probe options")]
 #[command(after_help = "Examples:\n  \
     ternd probe stun:turn.example.org\n  \
     ternd probe --secret S turn:turn.example.org turn:turn.example.org?transport=tcp turns:turn.example.org\n  \

@@ -3,23 +3,8 @@
 
 use std::fmt;
 
-/// How the probe talks to a server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Transport {
-    Udp,
-    Tcp,
-    Tls,
-}
-
-impl Transport {
-    pub fn name(self) -> &'static str {
-        match self {
-            Transport::Udp => "udp",
-            Transport::Tcp => "tcp",
-            Transport::Tls => "tls",
-        }
-    }
-}
+/// How the probe talks to a server: the core's own transport names.
+pub use proto::Transport;
 
 /// One parsed server URI.
 #[derive(Debug, Clone, PartialEq, Eq)]
