@@ -482,3 +482,116 @@ fn passes_against_coturn_with_a_static_user_and_a_rest_secret() {
         assert!((min..=min + 99).contains(&relay.port()), "coturn relay port: {relay}");
     }
 }
+
+/// A fake TURN server whose messages are built and read by the webrtc-rs
+/// `stun` crate: it challenges with 401 (nonce "n1"), calls "n1" stale (438,
+/// nonce "n2"), accepts an Allocate only with nonce "n2" and a
+/// MESSAGE-INTEGRITY that verifies for fake-user/fake-pass, and refuses
+/// every other request with 403.
+fn stale_nonce_server(req: &[u8]) -> Vec<u8> {
+    use stun::attributes::*;
+    use stun::error_code::*;
+    use stun::integrity::MessageIntegrity;
+    use stun::message::*;
+    use stun::textattrs::TextAttribute;
+    use stun::xoraddr::XorMappedAddress;
+
+    let mut m = Message::new();
+    m.raw = req.to_vec();
+    if m.decode().is_err() {
+        return Vec::new();
+    }
+    let key = MessageIntegrity::new_long_term_integrity("fake-user".into(), "fake".into(), "fake-pass".into());
+    let (tid, method) = (m.transaction_id, m.typ.method);
+    let mut r = Message::new();
+    let reply = |r: &mut Message, class| {
+        r.build(&[Box::new(tid), Box::new(MessageType::new(method, class))])
+            .unwrap()
+    };
+    let addr = |port| XorMappedAddress {
+        ip: "127.0.0.1".parse().unwrap(),
+        port,
+    };
+    let error = |r: &mut Message, code: ErrorCode, nonce: Option<&str>| {
+        reply(r, CLASS_ERROR_RESPONSE);
+        ErrorCodeAttribute {
+            code,
+            reason: b"as the test says".to_vec(),
+        }
+        .add_to(r)
+        .unwrap();
+        if let Some(n) = nonce {
+            TextAttribute::new(ATTR_REALM, "fake".into()).add_to(r).unwrap();
+            TextAttribute::new(ATTR_NONCE, n.into()).add_to(r).unwrap();
+        }
+    };
+    let nonce = m.get(ATTR_NONCE).ok();
+    if m.typ.method == METHOD_BINDING {
+        reply(&mut r, CLASS_SUCCESS_RESPONSE);
+        addr(40000).add_to(&mut r).unwrap();
+    } else if nonce.is_none() {
+        error(&mut r, CODE_UNAUTHORIZED, Some("n1"));
+    } else if nonce.as_deref() == Some(b"n1") {
+        error(&mut r, CODE_STALE_NONCE, Some("n2"));
+    } else if key.check(&mut m).is_err() {
+        error(&mut r, CODE_UNAUTHORIZED, None);
+    } else if m.typ.method == METHOD_ALLOCATE {
+        reply(&mut r, CLASS_SUCCESS_RESPONSE);
+        addr(50000).add_to_as(&mut r, ATTR_XOR_RELAYED_ADDRESS).unwrap();
+        addr(40000).add_to(&mut r).unwrap();
+        r.add(ATTR_LIFETIME, &600u32.to_be_bytes());
+        key.add_to(&mut r).unwrap();
+    } else {
+        error(&mut r, CODE_FORBIDDEN, None);
+    }
+    stun::fingerprint::FINGERPRINT.add_to(&mut r).unwrap();
+    r.raw
+}
+
+#[test]
+fn follows_401_then_438_and_reports_refusals_with_their_code() {
+    let fake = EchoPeer::replying(false, stale_nonce_server);
+    let url = format!("turn:{}", fake.addr);
+    let o = probe(&args(&[
+        "--timeout",
+        "2s",
+        "--user",
+        "fake-user",
+        "--password",
+        "fake-pass",
+        &url,
+    ]));
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let line = |start: &str| {
+        out.lines()
+            .find(|l| l.starts_with(start))
+            .unwrap_or_else(|| panic!("a `{start}` line\n{}", text(&o)))
+            .to_string()
+    };
+    // 401 → credentials, 438 → the new nonce, then the Allocate succeeds.
+    assert!(line("PASS  allocate udp").contains("relay 127.0.0.1:50000  lifetime 600 s"));
+    // The fake refuses CreatePermission: the FAIL line says which step and the code.
+    let rt = line("FAIL  relay round trip udp");
+    assert!(rt.contains("error 403") && rt.contains("CreatePermission"), "{rt}");
+    // Refresh 0 is refused too: a warning, not a failure of its own.
+    assert!(line("WARN  delete allocations udp").contains("403"));
+
+    let o = probe(&args(&[
+        "--timeout",
+        "2s",
+        "--user",
+        "fake-user",
+        "--password",
+        "wrong",
+        &url,
+    ]));
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .any(|l| l.starts_with("FAIL  allocate udp") && l.contains("error 401")),
+        "{}",
+        text(&o)
+    );
+}
