@@ -116,7 +116,16 @@ pub fn turn(t: &Target, opts: &Options) -> Vec<Check> {
     let deadline = Instant::now() + opts.timeout;
     let alloc = open(t, opts, t.creds.clone(), deadline)
         .map_err(ProbeError::Io)
-        .and_then(|mut s| s.allocate().map(|a| (s, a)));
+        .and_then(|mut s| match s.allocate() {
+            Ok(a) => Ok((s, a)),
+            Err(e) => {
+                // An allocation whose success response was unusable still
+                // exists on the server: delete it (best effort).
+                s.deadline = Instant::now() + opts.timeout;
+                let _ = s.delete_allocation();
+                Err(e)
+            }
+        });
     let (mut a, alloc_a) = match alloc {
         Ok(x) => x,
         Err(e) => {
@@ -157,18 +166,6 @@ pub fn turn(t: &Target, opts: &Options) -> Vec<Check> {
         Ok((r, c)) => (r, c),
         Err(e) => (Err(e), None),
     };
-    // RFC 8656 §8: Refresh with lifetime 0 deletes the allocations. Best
-    // effort (they expire anyway), so a failure is a warning.
-    a.deadline = Instant::now() + opts.timeout;
-    let cleanup_a = a.delete_allocation().err();
-    if let Some(e) = cleanup_a.or(cleanup_b) {
-        out.push(base(
-            Status::Warn,
-            "cleanup",
-            format!("delete allocations {transport}"),
-            format!("Refresh lifetime 0: {e}"),
-        ));
-    }
     out.push(match result {
         Ok((relay_b, rtt)) => base(
             Status::Pass,
@@ -182,6 +179,18 @@ pub fn turn(t: &Target, opts: &Options) -> Vec<Check> {
         .with("rtt_ms", ms(rtt)),
         Err(e) => fail_fields(base(Status::Fail, "relay-round-trip", what, e.to_string()), &e),
     });
+    // RFC 8656 §8: Refresh with lifetime 0 deletes the allocations. Best
+    // effort (they expire anyway), so a failure is a warning.
+    a.deadline = Instant::now() + opts.timeout;
+    let cleanup_a = a.delete_allocation().err();
+    if let Some(e) = cleanup_a.or(cleanup_b) {
+        out.push(base(
+            Status::Warn,
+            "cleanup",
+            format!("delete allocations {transport}"),
+            format!("Refresh lifetime 0: {e}"),
+        ));
+    }
     out
 }
 
