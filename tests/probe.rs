@@ -595,3 +595,34 @@ fn follows_401_then_438_and_reports_refusals_with_their_code() {
         text(&o)
     );
 }
+
+#[test]
+fn a_reply_from_another_address_is_named_in_the_timeout() {
+    // A "multihomed server" that answers from a socket other than the one asked.
+    let asked = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let other = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let (asked_addr, other_addr) = (asked.local_addr().unwrap(), other.local_addr().unwrap());
+    asked.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let s2 = stop.clone();
+    let thread = std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut buf = [0u8; 1500];
+        while !s2.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < deadline {
+            if let Ok((n, from)) = asked.recv_from(&mut buf) {
+                let _ = other.send_to(&buf[..n], from);
+            }
+        }
+    });
+    let o = probe(&args(&["--timeout", "1s", &format!("stun:{asked_addr}")]));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    thread.join().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .any(|l| l.starts_with("FAIL  binding udp") && l.contains(&format!("a reply came from {other_addr}"))),
+        "{}",
+        text(&o)
+    );
+}

@@ -42,7 +42,7 @@ pub fn nat_mapping(p: &Probes, opts: &Options) -> Check {
     let mut seen: Vec<(SocketAddr, SocketAddr)> = Vec::new();
     for server in [Some(p.primary), p.alt_server, p.alt_port].into_iter().flatten() {
         let conn = match sock.try_clone() {
-            Ok(sock) => Conn::Udp { sock, server },
+            Ok(sock) => Conn::udp(sock, server),
             Err(e) => return fail(format!("cannot share the UDP socket: {e}"), &seen),
         };
         // Each Binding gets the full timeout: a slow second address must not

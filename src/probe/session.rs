@@ -265,8 +265,11 @@ impl Session {
         let mut garbage: Option<String> = None;
         loop {
             if remaining(self.deadline).is_none() {
-                let g = garbage.map(|g| format!(" (unusable replies: {g})")).unwrap_or_default();
-                return Err(ProbeError::Timeout(started.elapsed(), g));
+                let mut why = garbage.map(|g| format!(" (unusable replies: {g})")).unwrap_or_default();
+                if let Some(from) = self.conn.stray() {
+                    why.push_str(&format!(" (a reply came from {from}, not from the address asked)"));
+                }
+                return Err(ProbeError::Timeout(started.elapsed(), why));
             }
             let sent_at = Instant::now();
             if sends == 0 || (!self.conn.is_stream() && sends < MAX_SENDS) {
