@@ -125,9 +125,36 @@ fn passes_against_ternd_over_udp_tcp_and_tls_with_a_rest_secret() {
         .as_str()
         .unwrap()
         .contains("needs a second server address"));
-    // Every allocation was deleted (Refresh lifetime 0): 2 per transport.
+
+    // TLS trust: --insecure works with the self-signed certificate; neither
+    // --ca nor --insecure fails and says what to give.
+    let turns = format!("turns:{}", v4(&b.tls));
+    let o = probe(&args(&[
+        "--json",
+        "--secret",
+        TEST_SECRET,
+        "--insecure",
+        "--bind",
+        "127.0.0.1",
+        &turns,
+    ]));
+    assert_all_pass(&o, &["tls"]);
+    let o = probe(&args(&["--secret", TEST_SECRET, &turns]));
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("FAIL  binding tls") && l.contains("--ca FILE") && l.contains("--insecure")),
+        "{}",
+        text(&o)
+    );
+
+    // Every allocation was deleted by a successful Refresh (lifetime 0):
+    // 2 per transport and run.
     let stats = server.shutdown().unwrap();
-    assert_eq!(stats.allocations_created, 6);
+    assert_eq!(stats.allocations_created, 8);
+    let refresh = proto::metrics::method_index(proto::wire::Method::REFRESH);
+    assert_eq!(stats.requests.responses[refresh][proto::metrics::code_index(None)], 8);
 }
 
 #[test]
@@ -552,15 +579,18 @@ fn stale_nonce_server(req: &[u8]) -> Vec<u8> {
 fn follows_401_then_438_and_reports_refusals_with_their_code() {
     let fake = EchoPeer::replying(false, stale_nonce_server);
     let url = format!("turn:{}", fake.addr);
-    let o = probe(&args(&[
-        "--timeout",
-        "2s",
-        "--user",
-        "fake-user",
-        "--password",
-        "fake-pass",
-        &url,
-    ]));
+    let with_password = |pw: &str| {
+        probe(&args(&[
+            "--timeout",
+            "2s",
+            "--user",
+            "fake-user",
+            "--password",
+            pw,
+            &url,
+        ]))
+    };
+    let o = with_password("fake-pass");
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let out = String::from_utf8_lossy(&o.stdout);
     let line = |start: &str| {
@@ -577,15 +607,7 @@ fn follows_401_then_438_and_reports_refusals_with_their_code() {
     // Refresh 0 is refused too: a warning, not a failure of its own.
     assert!(line("WARN  delete allocations udp").contains("403"));
 
-    let o = probe(&args(&[
-        "--timeout",
-        "2s",
-        "--user",
-        "fake-user",
-        "--password",
-        "wrong",
-        &url,
-    ]));
+    let o = with_password("wrong");
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(
         String::from_utf8_lossy(&o.stdout)
