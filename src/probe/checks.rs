@@ -87,10 +87,11 @@ pub fn binding(t: &Target, opts: &Options) -> Check {
         .and_then(|r| Ok((r.xor_address(attr::XOR_MAPPED_ADDRESS)?, r.rtt)))
     {
         Ok((reflexive, rtt)) => {
-            let mut c = base(Status::Pass, format!("reflexive {reflexive}  rtt {} ms", ms(rtt)))
+            let mut c = base(Status::Pass, format!("reflexive {reflexive}  rtt {:.1} ms", ms(rtt)))
                 .with("reflexive", reflexive.to_string())
                 .with("rtt_ms", ms(rtt));
-            if let Ok(local) = s.conn.local_addr() {
+            // The local address says something only when bound to one IP.
+            if let Some(local) = s.conn.local_addr().ok().filter(|l| !l.ip().is_unspecified()) {
                 c = c.with("local", local.to_string());
             }
             c
@@ -115,7 +116,16 @@ pub fn turn(t: &Target, opts: &Options) -> Vec<Check> {
     let deadline = Instant::now() + opts.timeout;
     let alloc = open(t, opts, t.creds.clone(), deadline)
         .map_err(ProbeError::Io)
-        .and_then(|mut s| s.allocate().map(|a| (s, a)));
+        .and_then(|mut s| match s.allocate() {
+            Ok(a) => Ok((s, a)),
+            Err(e) => {
+                // An allocation whose success response was unusable still
+                // exists on the server: delete it (best effort).
+                s.deadline = Instant::now() + opts.timeout;
+                let _ = s.delete_allocation();
+                Err(e)
+            }
+        });
     let (mut a, alloc_a) = match alloc {
         Ok(x) => x,
         Err(e) => {
@@ -128,7 +138,7 @@ pub fn turn(t: &Target, opts: &Options) -> Vec<Check> {
         "allocate",
         what,
         format!(
-            "relay {}  lifetime {} s  rtt {} ms",
+            "relay {}  lifetime {} s  rtt {:.1} ms",
             alloc_a.relay,
             alloc_a.lifetime,
             ms(alloc_a.rtt)
@@ -156,6 +166,19 @@ pub fn turn(t: &Target, opts: &Options) -> Vec<Check> {
         Ok((r, c)) => (r, c),
         Err(e) => (Err(e), None),
     };
+    out.push(match result {
+        Ok((relay_b, rtt)) => base(
+            Status::Pass,
+            "relay-round-trip",
+            what,
+            format!("{PAYLOAD} B via {} <-> {relay_b}  rtt {:.1} ms", alloc_a.relay, ms(rtt)),
+        )
+        .with("relay", alloc_a.relay.to_string())
+        .with("peer_relay", relay_b.to_string())
+        .with("bytes", PAYLOAD)
+        .with("rtt_ms", ms(rtt)),
+        Err(e) => fail_fields(base(Status::Fail, "relay-round-trip", what, e.to_string()), &e),
+    });
     // RFC 8656 §8: Refresh with lifetime 0 deletes the allocations. Best
     // effort (they expire anyway), so a failure is a warning.
     a.deadline = Instant::now() + opts.timeout;
@@ -168,19 +191,6 @@ pub fn turn(t: &Target, opts: &Options) -> Vec<Check> {
             format!("Refresh lifetime 0: {e}"),
         ));
     }
-    out.push(match result {
-        Ok((relay_b, rtt)) => base(
-            Status::Pass,
-            "relay-round-trip",
-            what,
-            format!("{PAYLOAD} B via {} <-> {relay_b}  rtt {} ms", alloc_a.relay, ms(rtt)),
-        )
-        .with("relay", alloc_a.relay.to_string())
-        .with("peer_relay", relay_b.to_string())
-        .with("bytes", PAYLOAD)
-        .with("rtt_ms", ms(rtt)),
-        Err(e) => fail_fields(base(Status::Fail, "relay-round-trip", what, e.to_string()), &e),
-    });
     out
 }
 
@@ -202,7 +212,8 @@ fn round_trip(
     random_bytes(&mut payload);
 
     let started = Instant::now();
-    a.send_indication(relay_b, &payload).map_err(step("Send indication A→B"))?;
+    a.send_indication(relay_b, &payload)
+        .map_err(step("Send indication A→B"))?;
     match b.recv_relayed(deadline).map_err(step("A→B"))? {
         Relayed::Channel { channel, data } if channel == CHANNEL && data == payload => {}
         other => {

@@ -18,9 +18,21 @@ const MAX_FRAME: usize = 4 + 65536;
 type TlsStream = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
 
 pub enum Conn {
-    Udp { sock: UdpSocket, server: SocketAddr },
-    Tcp { stream: TcpStream, buf: Vec<u8> },
-    Tls { stream: Box<TlsStream>, buf: Vec<u8> },
+    Udp {
+        sock: UdpSocket,
+        server: SocketAddr,
+        /// The last address a datagram came from that was not `server`
+        /// (a multihomed server answering from another IP, a NAT rewriting it).
+        stray: Option<SocketAddr>,
+    },
+    Tcp {
+        stream: TcpStream,
+        buf: Vec<u8>,
+    },
+    Tls {
+        stream: Box<TlsStream>,
+        buf: Vec<u8>,
+    },
 }
 
 /// What TLS needs: the client config and the name to verify.
@@ -52,18 +64,19 @@ impl Conn {
         deadline: Instant,
     ) -> io::Result<Conn> {
         if transport == Transport::Udp {
-            return Ok(Conn::Udp {
-                sock: Self::udp_socket(bind, server)?,
-                server,
-            });
+            return Ok(Conn::udp(Self::udp_socket(bind, server)?, server));
         }
         let stream = tcp_connect(server, bind, deadline)?;
         stream.set_nodelay(true)?;
         match transport {
-            Transport::Tcp => Ok(Conn::Tcp { stream, buf: Vec::new() }),
+            Transport::Tcp => Ok(Conn::Tcp {
+                stream,
+                buf: Vec::new(),
+            }),
             _ => {
                 let tls = tls.ok_or_else(|| io::Error::other("no TLS configuration"))?;
-                let conn = rustls::ClientConnection::new(tls.config.clone(), tls.name.clone()).map_err(io::Error::other)?;
+                let conn =
+                    rustls::ClientConnection::new(tls.config.clone(), tls.name.clone()).map_err(io::Error::other)?;
                 let mut s = rustls::StreamOwned::new(conn, stream);
                 // Handshake now, so a certificate problem is reported as such.
                 set_timeouts(&s.sock, deadline)?;
@@ -75,6 +88,24 @@ impl Conn {
                     buf: Vec::new(),
                 })
             }
+        }
+    }
+
+    /// A UDP connection to `server` over an existing socket (the mapping
+    /// test shares one socket between several servers).
+    pub fn udp(sock: UdpSocket, server: SocketAddr) -> Conn {
+        Conn::Udp {
+            sock,
+            server,
+            stray: None,
+        }
+    }
+
+    /// Where unexpected UDP replies came from, if any did.
+    pub fn stray(&self) -> Option<SocketAddr> {
+        match self {
+            Conn::Udp { stray, .. } => *stray,
+            _ => None,
         }
     }
 
@@ -92,7 +123,7 @@ impl Conn {
 
     pub fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
         match self {
-            Conn::Udp { sock, server } => sock.send_to(bytes, *server).map(|_| ()),
+            Conn::Udp { sock, server, .. } => sock.send_to(bytes, *server).map(|_| ()),
             Conn::Tcp { stream, .. } => stream.write_all(bytes),
             Conn::Tls { stream, .. } => {
                 stream.write_all(bytes)?;
@@ -118,14 +149,16 @@ impl Conn {
     /// UDP datagrams from other addresses are ignored.
     pub fn recv(&mut self, deadline: Instant) -> io::Result<Option<Vec<u8>>> {
         match self {
-            Conn::Udp { sock, server } => {
+            Conn::Udp { sock, server, stray } => {
                 let mut buf = vec![0u8; 65536];
                 loop {
-                    let Some(left) = remaining(deadline) else { return Ok(None) };
+                    let Some(left) = remaining(deadline) else {
+                        return Ok(None);
+                    };
                     sock.set_read_timeout(Some(left))?;
                     match sock.recv_from(&mut buf) {
                         Ok((n, from)) if from == *server => return Ok(Some(buf[..n].to_vec())),
-                        Ok(_) => continue,
+                        Ok((_, from)) => *stray = Some(from),
                         Err(e) if is_timeout(&e) => return Ok(None),
                         Err(e) => return Err(e),
                     }

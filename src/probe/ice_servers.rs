@@ -55,9 +55,8 @@ pub fn fetch(
     } else {
         format!("{host}:{port}")
     };
-    let mut request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {host_header}\r\nAccept: application/json\r\nConnection: close\r\n"
-    );
+    let mut request =
+        format!("GET {path} HTTP/1.1\r\nHost: {host_header}\r\nAccept: application/json\r\nConnection: close\r\n");
     if let Some(k) = key {
         request.push_str(&format!("Authorization: Bearer {k}\r\n"));
     }

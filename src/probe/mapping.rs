@@ -42,7 +42,7 @@ pub fn nat_mapping(p: &Probes, opts: &Options) -> Check {
     let mut seen: Vec<(SocketAddr, SocketAddr)> = Vec::new();
     for server in [Some(p.primary), p.alt_server, p.alt_port].into_iter().flatten() {
         let conn = match sock.try_clone() {
-            Ok(sock) => Conn::Udp { sock, server },
+            Ok(sock) => Conn::udp(sock, server),
             Err(e) => return fail(format!("cannot share the UDP socket: {e}"), &seen),
         };
         // Each Binding gets the full timeout: a slow second address must not
@@ -57,7 +57,10 @@ pub fn nat_mapping(p: &Probes, opts: &Options) -> Check {
         }
     }
     let primary = seen[0].1;
-    let by_server = p.alt_server.and_then(|a| seen.iter().find(|(s, _)| *s == a)).map(|m| m.1);
+    let by_server = p
+        .alt_server
+        .and_then(|a| seen.iter().find(|(s, _)| *s == a))
+        .map(|m| m.1);
     let by_port = p.alt_port.and_then(|a| seen.iter().find(|(s, _)| *s == a)).map(|m| m.1);
     let (verdict, why) = verdict(primary, by_server, by_port);
     let list = seen.iter().map(|(s, _)| s.to_string()).collect::<Vec<_>>().join(", ");
@@ -87,7 +90,10 @@ fn verdict(
     match (by_server, by_port) {
         (Some(s), Some(_)) if s == primary => ("endpoint-independent", ""),
         (Some(_), Some(p)) if p == primary => ("address-dependent", "a new mapping per server address only"),
-        (Some(_), Some(_)) => ("address-and-port-dependent", "a new mapping per server address and port"),
+        (Some(_), Some(_)) => (
+            "address-and-port-dependent",
+            "a new mapping per server address and port",
+        ),
         (Some(s), None) if s == primary => ("endpoint-independent", ""),
         // Without a second port, "address" and "address and port" look alike.
         (Some(_), None) => ("unknown", "not endpoint-independent; add --alt-port to tell which"),

@@ -28,6 +28,9 @@ pub use session::Credentials;
 pub use url::{ServerUrl, Transport};
 
 #[derive(Debug, Clone, Args)]
+// A heading of their own keeps the probe's options apart from the server's
+// global ones (--config, --set, ...) that clap also lists here.
+#[command(next_help_heading = "Probe options")]
 #[command(after_help = "Examples:\n  \
     ternd probe stun:turn.example.org\n  \
     ternd probe --secret S turn:turn.example.org turn:turn.example.org?transport=tcp turns:turn.example.org\n  \
@@ -143,7 +146,8 @@ fn run_checks(args: &ProbeArgs) -> anyhow::Result<bool> {
                 }
             }
             Err(e) => report.add(
-                Check::new(Status::Fail, "ice-servers", "ice servers", format!("{url}: {e}")).with("source", url.as_str()),
+                Check::new(Status::Fail, "ice-servers", "ice servers", format!("{url}: {e}"))
+                    .with("source", url.as_str()),
             ),
         }
     }

@@ -108,7 +108,10 @@ impl Reporter {
     /// Prints the summary; true when no check failed.
     pub fn finish(self) -> bool {
         if self.json {
-            println!("{}", serde_json::json!({"summary": true, "ok": self.all_ok, "checks": self.count}));
+            println!(
+                "{}",
+                serde_json::json!({"summary": true, "ok": self.all_ok, "checks": self.count})
+            );
         } else if self.all_ok {
             println!("all {} check(s) passed", self.count);
         } else {
@@ -124,8 +127,13 @@ mod tests {
 
     #[test]
     fn lines_and_json_carry_the_same_facts() {
-        let c = Check::new(Status::Pass, "binding", "binding udp 127.0.0.1:3478", "reflexive 127.0.0.1:5")
-            .with("reflexive", "127.0.0.1:5");
+        let c = Check::new(
+            Status::Pass,
+            "binding",
+            "binding udp 127.0.0.1:3478",
+            "reflexive 127.0.0.1:5",
+        )
+        .with("reflexive", "127.0.0.1:5");
         assert!(c.to_line().starts_with("PASS  binding udp 127.0.0.1:3478 "));
         let j = c.to_json();
         assert_eq!(j["check"], "binding");

@@ -71,7 +71,10 @@ impl Response {
     pub fn u32(&self, typ: u16) -> Result<u32, ProbeError> {
         match self.message().get(typ) {
             Some(v) if v.len() == 4 => Ok(u32::from_be_bytes([v[0], v[1], v[2], v[3]])),
-            Some(_) => Err(ProbeError::Malformed(format!("{} has the wrong length", attr_name(typ)))),
+            Some(_) => Err(ProbeError::Malformed(format!(
+                "{} has the wrong length",
+                attr_name(typ)
+            ))),
             None => Err(ProbeError::Malformed(format!("no {} in the response", attr_name(typ)))),
         }
     }
@@ -186,13 +189,15 @@ impl Session {
                 // §9.2.4: the first 401 carries REALM and NONCE; retry with them.
                 401 if self.key.is_none() && !challenged => {
                     let Some(creds) = self.creds.clone() else {
-                        return Err(refused(" (the server wants credentials: give --user/--password, --secret or --ice-servers)"));
+                        return Err(refused(
+                            " (the server wants credentials: give --user/--password, --secret or --ice-servers)",
+                        ));
                     };
                     let (Some(realm), Some(nonce)) = (realm, nonce) else {
                         return Err(ProbeError::Malformed("401 without REALM and NONCE".into()));
                     };
-                    let realm_str = std::str::from_utf8(&realm)
-                        .map_err(|_| ProbeError::Malformed("REALM is not UTF-8".into()))?;
+                    let realm_str =
+                        std::str::from_utf8(&realm).map_err(|_| ProbeError::Malformed("REALM is not UTF-8".into()))?;
                     self.key = Some(proto::wire::long_term_key(&creds.username, realm_str, &creds.password));
                     self.realm = realm;
                     self.nonce = nonce;
@@ -226,7 +231,9 @@ impl Session {
             Ok::<_, proto::wire::BufferTooSmall>(b.finish())
         })()
         .map_err(|_| ProbeError::Io("indication does not fit the buffer".into()))?;
-        self.conn.send(&buf[..n]).map_err(|e| ProbeError::Io(format!("send: {e}")))
+        self.conn
+            .send(&buf[..n])
+            .map_err(|e| ProbeError::Io(format!("send: {e}")))
     }
 
     fn build(
@@ -258,8 +265,11 @@ impl Session {
         let mut garbage: Option<String> = None;
         loop {
             if remaining(self.deadline).is_none() {
-                let g = garbage.map(|g| format!(" (unusable replies: {g})")).unwrap_or_default();
-                return Err(ProbeError::Timeout(started.elapsed(), g));
+                let mut why = garbage.map(|g| format!(" (unusable replies: {g})")).unwrap_or_default();
+                if let Some(from) = self.conn.stray() {
+                    why.push_str(&format!(" (a reply came from {from}, not from the address asked)"));
+                }
+                return Err(ProbeError::Timeout(started.elapsed(), why));
             }
             let sent_at = Instant::now();
             if sends == 0 || (!self.conn.is_stream() && sends < MAX_SENDS) {
@@ -273,7 +283,11 @@ impl Session {
                 (sent_at + rto).min(self.deadline)
             };
             rto *= 2;
-            while let Some(bytes) = self.conn.recv(wait_until).map_err(|e| ProbeError::Io(format!("receive: {e}")))? {
+            while let Some(bytes) = self
+                .conn
+                .recv(wait_until)
+                .map_err(|e| ProbeError::Io(format!("receive: {e}")))?
+            {
                 match Message::parse(&bytes) {
                     Ok(m) if m.transaction_id() == *tid && m.message_type().class != Class::Indication => {
                         if !m.fingerprint_ok() {

@@ -30,7 +30,9 @@ pub enum Relayed {
 impl Session {
     /// RFC 8656 §7.1: Allocate a UDP relay.
     pub fn allocate(&mut self) -> Result<Allocation, ProbeError> {
-        let r = self.request(Method::ALLOCATE, &|b| b.add_bytes(attr::REQUESTED_TRANSPORT, &UDP_PROTOCOL))?;
+        let r = self.request(Method::ALLOCATE, &|b| {
+            b.add_bytes(attr::REQUESTED_TRANSPORT, &UDP_PROTOCOL)
+        })?;
         self.allocated = true;
         Ok(Allocation {
             relay: r.xor_address(attr::XOR_RELAYED_ADDRESS)?,
@@ -58,8 +60,10 @@ impl Session {
 
     /// RFC 8656 §10.1: install a permission for `peer`'s IP address.
     pub fn create_permission(&mut self, peer: SocketAddr) -> Result<(), ProbeError> {
-        self.request(Method::CREATE_PERMISSION, &|b| b.add_xor_address(attr::XOR_PEER_ADDRESS, peer))
-            .map(|_| ())
+        self.request(Method::CREATE_PERMISSION, &|b| {
+            b.add_xor_address(attr::XOR_PEER_ADDRESS, peer)
+        })
+        .map(|_| ())
     }
 
     /// RFC 8656 §12.1: bind `channel` (0x4000–0x4FFF) to `peer`.

@@ -3,23 +3,8 @@
 
 use std::fmt;
 
-/// How the probe talks to a server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Transport {
-    Udp,
-    Tcp,
-    Tls,
-}
-
-impl Transport {
-    pub fn name(self) -> &'static str {
-        match self {
-            Transport::Udp => "udp",
-            Transport::Tcp => "tcp",
-            Transport::Tls => "tls",
-        }
-    }
-}
+/// How the probe talks to a server: the core's own transport names.
+pub use proto::Transport;
 
 /// One parsed server URI.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,7 +73,9 @@ impl std::str::FromStr for ServerUrl {
             }
             match q.to_ascii_lowercase().as_str() {
                 "transport=udp" if secure => {
-                    return Err(format!("`{s}`: turns: over UDP (DTLS) is not supported; use ?transport=tcp"))
+                    return Err(format!(
+                        "`{s}`: turns: over UDP (DTLS) is not supported; use ?transport=tcp"
+                    ))
                 }
                 "transport=udp" => transport = Transport::Udp,
                 "transport=tcp" if secure => transport = Transport::Tls,
@@ -165,15 +152,24 @@ mod tests {
     #[test]
     fn parses_rfc_7064_and_7065_forms() {
         let u = p("stun:example.org").unwrap();
-        assert_eq!((u.host.as_str(), u.port, u.transport, u.turn), ("example.org", 3478, Transport::Udp, false));
+        assert_eq!(
+            (u.host.as_str(), u.port, u.transport, u.turn),
+            ("example.org", 3478, Transport::Udp, false)
+        );
         let u = p("turn:192.0.2.1:3479?transport=tcp").unwrap();
         assert_eq!((u.port, u.transport, u.turn), (3479, Transport::Tcp, true));
         let u = p("turns:[2001:db8::1]").unwrap();
-        assert_eq!((u.host.as_str(), u.port, u.transport), ("2001:db8::1", 5349, Transport::Tls));
+        assert_eq!(
+            (u.host.as_str(), u.port, u.transport),
+            ("2001:db8::1", 5349, Transport::Tls)
+        );
         assert_eq!(p("turns:h?transport=tcp").unwrap().transport, Transport::Tls);
         assert_eq!(p("TURN:h?transport=UDP").unwrap().transport, Transport::Udp);
         assert_eq!(p("stuns:h").unwrap().transport, Transport::Tls);
-        assert_eq!(p("turn:[::1]:9?transport=tcp").unwrap().to_string(), "turn:[::1]:9?transport=tcp");
+        assert_eq!(
+            p("turn:[::1]:9?transport=tcp").unwrap().to_string(),
+            "turn:[::1]:9?transport=tcp"
+        );
     }
 
     #[test]

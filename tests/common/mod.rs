@@ -167,6 +167,12 @@ pub struct EchoPeer {
 
 impl EchoPeer {
     pub fn start(v6: bool) -> EchoPeer {
+        EchoPeer::replying(v6, |datagram| datagram.to_vec())
+    }
+
+    /// A peer that answers every datagram with `reply(datagram)` instead
+    /// (a fake server sending crafted replies).
+    pub fn replying(v6: bool, reply: fn(&[u8]) -> Vec<u8>) -> EchoPeer {
         let sock = std::net::UdpSocket::bind(if v6 { "[::1]:0" } else { "127.0.0.1:0" }).unwrap();
         sock.set_read_timeout(Some(std::time::Duration::from_millis(50)))
             .unwrap();
@@ -177,7 +183,7 @@ impl EchoPeer {
             let mut buf = [0u8; 65536];
             while !s2.load(std::sync::atomic::Ordering::Relaxed) {
                 if let Ok((n, from)) = sock.recv_from(&mut buf) {
-                    let _ = sock.send_to(&buf[..n], from);
+                    let _ = sock.send_to(&reply(&buf[..n]), from);
                 }
             }
         });
