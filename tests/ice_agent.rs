@@ -86,7 +86,13 @@ impl Finished {
 
     fn one(&self, event: &str) -> &Value {
         let found = self.all(event);
-        assert_eq!(found.len(), 1, "one `{event}` event from {:?}:\n{}", self.args, self.report());
+        assert_eq!(
+            found.len(),
+            1,
+            "one `{event}` event from {:?}:\n{}",
+            self.args,
+            self.report()
+        );
         found[0]
     }
 
@@ -148,7 +154,9 @@ impl Agent {
         let stderr = self.err.recv_timeout(Duration::from_secs(5)).unwrap_or_default();
         let events = out
             .lines()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}\nstderr:\n{stderr}")))
+            .map(|l| {
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}\nstderr:\n{stderr}"))
+            })
             .collect();
         let f = Finished {
             code,
@@ -172,7 +180,12 @@ fn strings(args: &[&str]) -> Vec<String> {
 
 /// The first IPv4 UDP listener of the server.
 fn udp4(server: &ternd::server::RunningServer) -> SocketAddr {
-    *server.bound().udp.iter().find(|a| a.is_ipv4()).expect("an IPv4 UDP listener")
+    *server
+        .bound()
+        .udp
+        .iter()
+        .find(|a| a.is_ipv4())
+        .expect("an IPv4 UDP listener")
 }
 
 fn assert_on_relay(c: &Value, relay_ip: IpAddr) {
@@ -180,7 +193,10 @@ fn assert_on_relay(c: &Value, relay_ip: IpAddr) {
     assert_eq!(c["protocol"], "udp", "{c}");
     assert_eq!(c["address"].as_str(), Some(relay_ip.to_string().as_str()), "{c}");
     let port = c["port"].as_u64().unwrap();
-    assert!((61000..=65535).contains(&port), "relay port from relay.port_min..=port_max: {c}");
+    assert!(
+        (61000..=65535).contains(&port),
+        "relay port from relay.port_min..=port_max: {c}"
+    );
 }
 
 #[test]
@@ -213,7 +229,13 @@ fn gather_finds_host_srflx_and_a_relay_on_ternds_relay_address() {
         "{}",
         f.report()
     );
-    let of = |t: &str| candidates.iter().filter(|c| c["type"] == t).copied().collect::<Vec<_>>();
+    let of = |t: &str| {
+        candidates
+            .iter()
+            .filter(|c| c["type"] == t)
+            .copied()
+            .collect::<Vec<_>>()
+    };
     let host = of("host");
     assert!(
         host.iter().any(|c| c["address"] == "127.0.0.1"),
@@ -228,7 +250,12 @@ fn gather_finds_host_srflx_and_a_relay_on_ternds_relay_address() {
         assert!(c["related_port"].as_u64().is_some_and(|p| p > 0), "{c}");
     }
     let relay = of("relay");
-    assert_eq!(relay.len(), 1, "one relay candidate for the one turn: URL: {}", f.report());
+    assert_eq!(
+        relay.len(),
+        1,
+        "one relay candidate for the one turn: URL: {}",
+        f.report()
+    );
     assert_on_relay(relay[0], relay_ip);
 
     let stats = server.shutdown().unwrap();
@@ -294,7 +321,11 @@ fn two_agents_connect_through_the_relays_and_exchange_messages() {
     assert_eq!(relay_ports[0].0, relay_ports[1].1, "a's local relay is b's remote");
     assert_eq!(relay_ports[0].1, relay_ports[1].0, "b's local relay is a's remote");
     assert!(a.stderr.contains("(controlled)"), "a joined first:\n{}", a.stderr);
-    assert!(b.stderr.contains("(controlling)"), "b found a in the room:\n{}", b.stderr);
+    assert!(
+        b.stderr.contains("(controlling)"),
+        "b found a in the room:\n{}",
+        b.stderr
+    );
 
     let stats = server.shutdown().unwrap();
     let t = stats.traffic;
@@ -308,6 +339,7 @@ fn two_agents_connect_through_the_relays_and_exchange_messages() {
 fn an_agent_alone_in_its_room_fails_within_its_timeout() {
     let server = start(&turn_config(None, &[("http.listen", "127.0.0.1:0")]));
     let signal = format!("ws://{}/ws", server.bound().http[0]);
+    agent_bin(); // a build it may need does not count against the timeout
     let started = Instant::now();
     let f = spawn_agent(&strings(&[
         "connect",

@@ -50,6 +50,12 @@ struct Progress {
 }
 
 pub async fn run(args: ConnectArgs) -> anyhow::Result<bool> {
+    // A bad --url is a usage error (exit 2), found before joining any room.
+    crate::urls::parse_all(
+        &args.ice.urls,
+        args.ice.username.as_deref(),
+        args.ice.credential.as_deref(),
+    )?;
     let deadline = Instant::now() + args.timeout;
     let mut progress = Progress::default();
     let outcome = match tokio::time::timeout_at(deadline, session(&args, &mut progress)).await {
