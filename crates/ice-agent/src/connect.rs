@@ -165,7 +165,8 @@ async fn negotiate_and_exchange(
     let mut signal_open = true;
     loop {
         tokio::select! {
-            c = local.recv(), if !local_done => {
+            // Without the signaling socket there is nobody to trickle to.
+            c = local.recv(), if !local_done && signal_open => {
                 local_done = trickle(signal, &peer, c.flatten()).await?;
             }
             msg = signal.recv(), if signal_open => match msg {
