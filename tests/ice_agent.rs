@@ -19,14 +19,13 @@
 
 mod common;
 
-use std::io::Read;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use common::process;
 use common::*;
 use serde_json::Value;
 
@@ -61,14 +60,6 @@ fn agent_bin() -> PathBuf {
         bin
     })
     .clone()
-}
-
-/// An agent process with both pipes read on threads.
-struct Agent {
-    child: Child,
-    out: mpsc::Receiver<String>,
-    err: mpsc::Receiver<String>,
-    args: Vec<String>,
 }
 
 /// What an agent printed and how it exited.
@@ -107,70 +98,43 @@ impl Finished {
     }
 }
 
+/// A running agent and its arguments.
+struct Agent {
+    running: process::Running,
+    args: Vec<String>,
+}
+
 fn spawn_agent(args: &[String]) -> Agent {
-    let mut child = Command::new(agent_bin())
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start ternd-ice-agent");
-    let reader = |mut r: Box<dyn Read + Send>| {
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = r.read_to_string(&mut s);
-            let _ = tx.send(s);
-        });
-        rx
-    };
-    let out = reader(Box::new(child.stdout.take().unwrap()));
-    let err = reader(Box::new(child.stderr.take().unwrap()));
     Agent {
-        child,
-        out,
-        err,
+        running: process::spawn(Command::new(agent_bin()).args(args)),
         args: args.to_vec(),
     }
 }
 
 impl Agent {
-    /// Waits up to `limit` for the exit (killing the agent after that) and
-    /// parses its JSON lines.
-    fn finish(mut self, limit: Duration) -> Finished {
-        let start = Instant::now();
-        let code = loop {
-            if let Some(status) = self.child.try_wait().expect("wait for the agent") {
-                break status.code();
-            }
-            if start.elapsed() > limit {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                break None;
-            }
-            std::thread::sleep(Duration::from_millis(50));
+    /// Waits up to `limit` for the exit (the test fails if it is stopped
+    /// after that) and parses its JSON lines.
+    fn finish(self, limit: Duration) -> Finished {
+        let f = self.running.finish(limit);
+        let Some(status) = f.status else {
+            panic!(
+                "{:?} ran over {limit:?} and was stopped\nstdout:\n{}\nstderr:\n{}",
+                self.args, f.stdout, f.stderr
+            );
         };
-        let out = self.out.recv_timeout(Duration::from_secs(5)).unwrap_or_default();
-        let stderr = self.err.recv_timeout(Duration::from_secs(5)).unwrap_or_default();
-        let events = out
+        let events = f
+            .stdout
             .lines()
             .map(|l| {
-                serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}\nstderr:\n{stderr}"))
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}\nstderr:\n{}", f.stderr))
             })
             .collect();
-        let f = Finished {
-            code,
+        Finished {
+            code: status.code(),
             events,
-            stderr,
+            stderr: f.stderr,
             args: self.args,
-        };
-        assert!(
-            f.code.is_some(),
-            "{:?} ran over {limit:?} and was killed:\n{}",
-            f.args,
-            f.report()
-        );
-        f
+        }
     }
 }
 

@@ -155,6 +155,7 @@ pub fn read_stun<R: std::io::Read>(r: &mut R) -> Vec<u8> {
 }
 
 pub mod http;
+pub mod process;
 pub mod turn;
 
 /// A UDP peer on loopback that echoes every datagram back to its sender, on
