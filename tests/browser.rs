@@ -12,7 +12,6 @@
 
 mod common;
 
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -91,16 +90,6 @@ fn run_page(url: &str, args: &[&str]) -> Value {
 
 fn candidates(v: &Value) -> &Vec<Value> {
     v["candidates"].as_array().expect("a candidates array")
-}
-
-/// The relay candidate `c` is on ternd's relay address and a relay port.
-fn assert_on_relay(c: &Value, relay_ip: IpAddr) {
-    assert_eq!(c["address"].as_str(), Some(relay_ip.to_string().as_str()), "{c}");
-    let port = c["port"].as_u64().unwrap();
-    assert!(
-        (61000..=65535).contains(&port),
-        "relay port from relay.port_min..=port_max: {c}"
-    );
 }
 
 #[test]

@@ -152,15 +152,11 @@ fn udp4(server: &ternd::server::RunningServer) -> SocketAddr {
         .expect("an IPv4 UDP listener")
 }
 
-fn assert_on_relay(c: &Value, relay_ip: IpAddr) {
+/// A relay candidate (UDP, as every TURN relay) on ternd's relay address.
+fn assert_relay(c: &Value, relay_ip: IpAddr) {
     assert_eq!(c["type"], "relay", "{c}");
     assert_eq!(c["protocol"], "udp", "{c}");
-    assert_eq!(c["address"].as_str(), Some(relay_ip.to_string().as_str()), "{c}");
-    let port = c["port"].as_u64().unwrap();
-    assert!(
-        (61000..=65535).contains(&port),
-        "relay port from relay.port_min..=port_max: {c}"
-    );
+    assert_on_relay(c, relay_ip);
 }
 
 #[test]
@@ -220,7 +216,7 @@ fn gather_finds_host_srflx_and_a_relay_on_ternds_relay_address() {
         "one relay candidate for the one turn: URL: {}",
         f.report()
     );
-    assert_on_relay(relay[0], relay_ip);
+    assert_relay(relay[0], relay_ip);
 
     let stats = server.shutdown().unwrap();
     assert!(stats.allocations_created >= 1, "{stats:?}");
@@ -275,11 +271,11 @@ fn two_agents_connect_through_the_relays_and_exchange_messages() {
         assert_eq!(result["received"], 5, "{result}");
         assert_eq!(result["error"], Value::Null, "{result}");
         for c in f.all("candidate") {
-            assert_on_relay(c, relay_ip);
+            assert_relay(c, relay_ip);
         }
         let selected = f.one("selected");
-        assert_on_relay(&selected["local"], relay_ip);
-        assert_on_relay(&selected["remote"], relay_ip);
+        assert_relay(&selected["local"], relay_ip);
+        assert_relay(&selected["remote"], relay_ip);
         relay_ports.push((selected["local"]["port"].clone(), selected["remote"]["port"].clone()));
     }
     assert_eq!(relay_ports[0].0, relay_ports[1].1, "a's local relay is b's remote");

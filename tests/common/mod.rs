@@ -220,6 +220,18 @@ pub fn turn_config(cert: Option<&TestCert>, extra: &[(&str, &str)]) -> Config {
     test_config(cert, &all)
 }
 
+/// A candidate (JSON with `address` and `port`, from a browser or
+/// ternd-ice-agent) is on ternd's relay address and a port of turn_config's
+/// relay range.
+pub fn assert_on_relay(c: &serde_json::Value, relay_ip: std::net::IpAddr) {
+    assert_eq!(c["address"].as_str(), Some(relay_ip.to_string().as_str()), "{c}");
+    let port = c["port"].as_u64().unwrap();
+    assert!(
+        (61000..=65535).contains(&port),
+        "relay port from relay.port_min..=port_max: {c}"
+    );
+}
+
 /// REST credentials for `user` valid for an hour, from TEST_SECRET.
 pub fn rest_credentials(user: &str) -> (String, String) {
     rest_credentials_from(TEST_SECRET, user)
