@@ -30,6 +30,7 @@ use crate::cli::ConnectArgs;
 use crate::events::{self, emit};
 use crate::exchange::{self, Counts};
 use crate::signal::Signal;
+use crate::terminate;
 
 /// How far the run got; names the error when the deadline passes.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -58,12 +59,12 @@ pub async fn run(args: ConnectArgs) -> anyhow::Result<bool> {
     )?;
     let deadline = Instant::now() + args.timeout;
     let mut progress = Progress::default();
-    let outcome = match tokio::time::timeout_at(deadline, session(&args, &mut progress)).await {
-        Ok(r) => r,
-        Err(_) => Err(anyhow!(timeout_error(
-            &args,
-            progress.phase.unwrap_or(Phase::Signaling)
-        ))),
+    let outcome = tokio::select! {
+        r = tokio::time::timeout_at(deadline, session(&args, &mut progress)) => match r {
+            Ok(r) => r,
+            Err(_) => Err(anyhow!(timeout_error(&args, progress.phase.unwrap_or(Phase::Signaling)))),
+        },
+        name = terminate::requested() => Err(anyhow!("stopped by {name}")),
     };
     let received = progress.counts.received.load(Ordering::Relaxed);
     let ok = outcome.is_ok() && received == args.messages;
