@@ -12,13 +12,11 @@
 
 mod common;
 
-use std::io::Read;
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
+use common::process;
 use common::*;
 use serde_json::Value;
 
@@ -58,62 +56,19 @@ fn prerequisites() -> bool {
     false
 }
 
-/// Ends `child` (node, which closes its Chromium on SIGTERM) by its pid.
-fn stop(child: &mut Child) {
-    if let Ok(pid) = i32::try_from(child.id()) {
-        // SAFETY: kill(2) on the pid of a child we have not reaped yet.
-        unsafe { libc::kill(pid, libc::SIGTERM) };
-    }
-    let t = Instant::now();
-    while t.elapsed() < Duration::from_secs(3) {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
-/// Runs `node run.mjs <url> <args..>` within RUN_LIMIT and returns its JSON
-/// line, which must say `"ok":true`.
+/// Runs `node run.mjs <url> <args..>` within RUN_LIMIT (then ends node, which
+/// closes its Chromium on SIGTERM) and returns its JSON line, which must say
+/// `"ok":true`.
 fn run_page(url: &str, args: &[&str]) -> Value {
-    let mut child = Command::new("node")
-        .arg(browser_dir().join("run.mjs"))
-        .arg(url)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start node");
-    // Read both pipes on threads; hand the text over a channel so a stray
-    // holder of a pipe can never block the test.
-    let reader = |mut r: Box<dyn Read + Send>| {
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = r.read_to_string(&mut s);
-            let _ = tx.send(s);
-        });
-        rx
-    };
-    let out = reader(Box::new(child.stdout.take().unwrap()));
-    let err = reader(Box::new(child.stderr.take().unwrap()));
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for node") {
-            break Some(status);
-        }
-        if start.elapsed() > RUN_LIMIT {
-            stop(&mut child);
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let out = out.recv_timeout(Duration::from_secs(5)).unwrap_or_default();
-    let err = err.recv_timeout(Duration::from_secs(5)).unwrap_or_default();
-    let Some(status) = status else {
+    let finished = process::spawn(
+        Command::new("node")
+            .arg(browser_dir().join("run.mjs"))
+            .arg(url)
+            .args(args),
+    )
+    .finish(RUN_LIMIT);
+    let (out, err) = (&finished.stdout, &finished.stderr);
+    let Some(status) = finished.status else {
         panic!("run.mjs {args:?} took over {RUN_LIMIT:?}\nstdout:\n{out}\nstderr:\n{err}");
     };
     let line = out.lines().rev().find(|l| l.starts_with('{'));
@@ -135,16 +90,6 @@ fn run_page(url: &str, args: &[&str]) -> Value {
 
 fn candidates(v: &Value) -> &Vec<Value> {
     v["candidates"].as_array().expect("a candidates array")
-}
-
-/// The relay candidate `c` is on ternd's relay address and a relay port.
-fn assert_on_relay(c: &Value, relay_ip: IpAddr) {
-    assert_eq!(c["address"].as_str(), Some(relay_ip.to_string().as_str()), "{c}");
-    let port = c["port"].as_u64().unwrap();
-    assert!(
-        (61000..=65535).contains(&port),
-        "relay port from relay.port_min..=port_max: {c}"
-    );
 }
 
 #[test]

@@ -155,6 +155,7 @@ pub fn read_stun<R: std::io::Read>(r: &mut R) -> Vec<u8> {
 }
 
 pub mod http;
+pub mod process;
 pub mod turn;
 
 /// A UDP peer on loopback that echoes every datagram back to its sender, on
@@ -223,6 +224,18 @@ pub fn turn_config(cert: Option<&TestCert>, extra: &[(&str, &str)]) -> Config {
     ];
     all.extend_from_slice(extra);
     test_config(cert, &all)
+}
+
+/// A candidate (JSON with `address` and `port`, from a browser or
+/// ternd-ice-agent) is on ternd's relay address and a port of turn_config's
+/// relay range.
+pub fn assert_on_relay(c: &serde_json::Value, relay_ip: std::net::IpAddr) {
+    assert_eq!(c["address"].as_str(), Some(relay_ip.to_string().as_str()), "{c}");
+    let port = c["port"].as_u64().unwrap();
+    assert!(
+        (61000..=65535).contains(&port),
+        "relay port from relay.port_min..=port_max: {c}"
+    );
 }
 
 /// REST credentials for `user` valid for an hour, from TEST_SECRET.

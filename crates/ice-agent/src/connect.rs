@@ -30,6 +30,7 @@ use crate::cli::ConnectArgs;
 use crate::events::{self, emit};
 use crate::exchange::{self, Counts};
 use crate::signal::Signal;
+use crate::terminate;
 
 /// How far the run got; names the error when the deadline passes.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -50,14 +51,20 @@ struct Progress {
 }
 
 pub async fn run(args: ConnectArgs) -> anyhow::Result<bool> {
+    // A bad --url is a usage error (exit 2), found before joining any room.
+    crate::urls::parse_all(
+        &args.ice.urls,
+        args.ice.username.as_deref(),
+        args.ice.credential.as_deref(),
+    )?;
     let deadline = Instant::now() + args.timeout;
     let mut progress = Progress::default();
-    let outcome = match tokio::time::timeout_at(deadline, session(&args, &mut progress)).await {
-        Ok(r) => r,
-        Err(_) => Err(anyhow!(timeout_error(
-            &args,
-            progress.phase.unwrap_or(Phase::Signaling)
-        ))),
+    let outcome = tokio::select! {
+        r = tokio::time::timeout_at(deadline, session(&args, &mut progress)) => match r {
+            Ok(r) => r,
+            Err(_) => Err(anyhow!(timeout_error(&args, progress.phase.unwrap_or(Phase::Signaling)))),
+        },
+        name = terminate::requested() => Err(anyhow!("stopped by {name}")),
     };
     let received = progress.counts.received.load(Ordering::Relaxed);
     let ok = outcome.is_ok() && received == args.messages;
@@ -159,7 +166,8 @@ async fn negotiate_and_exchange(
     let mut signal_open = true;
     loop {
         tokio::select! {
-            c = local.recv(), if !local_done => {
+            // Without the signaling socket there is nobody to trickle to.
+            c = local.recv(), if !local_done && signal_open => {
                 local_done = trickle(signal, &peer, c.flatten()).await?;
             }
             msg = signal.recv(), if signal_open => match msg {

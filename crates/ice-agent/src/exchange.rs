@@ -34,15 +34,16 @@ pub struct Counts {
 /// an error naming how far it got.
 pub async fn run(conn: Arc<dyn Conn + Send + Sync>, n: u32, counts: &Counts) -> anyhow::Result<()> {
     let mut got = BTreeSet::new();
+    let mut sent = BTreeSet::new();
     let mut peer_has_all = false;
     let mut buf = vec![0u8; 1500];
-    for round in 0..MAX_ROUNDS {
+    for _ in 0..MAX_ROUNDS {
         if !peer_has_all {
             for i in 0..n {
                 match conn.send(format!("ping {i}").as_bytes()).await {
                     Ok(_) => {
-                        if round == 0 {
-                            counts.sent.fetch_add(1, Ordering::Relaxed);
+                        if sent.insert(i) {
+                            counts.sent.store(sent.len() as u32, Ordering::Relaxed);
                         }
                     }
                     Err(e) => log::debug!("sending ping {i}: {e}"),

@@ -14,6 +14,7 @@ mod exchange;
 mod gather;
 mod logger;
 mod signal;
+mod terminate;
 mod urls;
 
 use std::process::ExitCode;

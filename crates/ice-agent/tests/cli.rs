@@ -1,12 +1,13 @@
 //! The command line of `ternd-ice-agent` without any server: URLs that
-//! webrtc-ice cannot use are refused by name, and a `connect` with nobody to
-//! talk to ends within its timeout with `ok:false` and an error.
+//! webrtc-ice cannot use are refused by name, a `connect` with nobody to
+//! talk to ends within its timeout with `ok:false` and an error, and SIGTERM
+//! ends a run with its summary line printed.
 //!
 //! (Being an integration test of this package also makes cargo build the
 //! binary itself at target/<profile>/ternd-ice-agent, where the root
 //! tests/ice_agent.rs finds it.)
 
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 fn agent(args: &[&str]) -> Output {
@@ -62,4 +63,41 @@ fn connect_without_a_signaling_server_fails_within_its_timeout() {
         result["error"].as_str().unwrap().contains("cannot open the WebSocket"),
         "{result}"
     );
+}
+
+#[test]
+fn sigterm_ends_gathering_with_its_summary() {
+    // A TURN "server" that never answers: the Allocate would wait ~8 s.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let url = format!("turn:{}?transport=udp", silent.local_addr().unwrap());
+    let child = Command::new(env!("CARGO_BIN_EXE_ternd-ice-agent"))
+        .args([
+            "gather",
+            "--url",
+            &url,
+            "--username",
+            "u",
+            "--credential",
+            "p",
+            "--timeout",
+            "30s",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run ternd-ice-agent");
+    std::thread::sleep(Duration::from_millis(700));
+    let start = Instant::now();
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(killed.success());
+    let out = child.wait_with_output().unwrap();
+    assert!(start.elapsed() < Duration::from_secs(6), "{:?}", start.elapsed());
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last: serde_json::Value = serde_json::from_str(stdout.lines().last().expect("a summary line")).unwrap();
+    assert_eq!(last["event"], "gathered", "{stdout}");
+    assert_eq!(last["error"], "stopped by SIGTERM", "{stdout}");
 }
