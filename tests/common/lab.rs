@@ -10,7 +10,6 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
 
 /// The NAT behaviours the lab's routers implement (`ternd-lab up NAME=TYPE`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -193,30 +192,12 @@ impl Lab {
     }
 }
 
-/// Ends a child: SIGTERM, then SIGKILL after `grace`.
-pub fn stop_child(child: &mut Child, grace: Duration) {
-    if let Ok(Some(_)) = child.try_wait() {
-        return;
-    }
-    if let Ok(pid) = i32::try_from(child.id()) {
-        // SAFETY: kill(2) on the pid of a child that has not been reaped.
-        unsafe { libc::kill(pid, libc::SIGTERM) };
-    }
-    let t = Instant::now();
-    while t.elapsed() < grace {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
 impl Drop for Lab {
     fn drop(&mut self) {
         for (_, child) in &mut self.children {
-            stop_child(child, Duration::from_secs(3));
+            if let Ok(None) = child.try_wait() {
+                super::process::stop(child);
+            }
         }
         let out = run_script(&self.prefix, &["down"]);
         if !out.status.success() {

@@ -2,61 +2,19 @@
 //! probe` run inside lab nodes; their JSON lines, exit codes and stderr.
 #![allow(dead_code)]
 
-use std::io::Read;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::{mpsc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
-use super::lab::{stop_child, Lab};
+use super::agent_bin::agent_bin;
+use super::lab::Lab;
 use super::lab_ternd::{PASSWORD, PUBLIC, PUBLIC_ALT, USER};
+use super::process;
 
-/// The agent binary. It belongs to another package, so cargo gives tests no
-/// `CARGO_BIN_EXE_` for it; it sits next to ternd in the same target
-/// directory once built (tests/run.sh builds it before the tests; otherwise
-/// it is built here on first use).
-pub fn agent_bin() -> PathBuf {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let ternd = PathBuf::from(env!("CARGO_BIN_EXE_ternd"));
-        let profile_dir = ternd.parent().expect("target/<profile>");
-        let bin = profile_dir.join("ternd-ice-agent");
-        if bin.exists() {
-            return bin;
-        }
-        let target_dir = profile_dir.parent().expect("the target directory");
-        let mut cargo = Command::new(option_env!("CARGO").unwrap_or("cargo"));
-        cargo
-            .args(["build", "-p", "ternd-ice-agent", "--bin", "ternd-ice-agent"])
-            .arg("--manifest-path")
-            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
-            .env("CARGO_TARGET_DIR", target_dir);
-        if profile_dir.file_name().is_some_and(|n| n == "release") {
-            cargo.arg("--release");
-        }
-        let status = cargo.status().expect("run cargo build -p ternd-ice-agent");
-        assert!(
-            status.success() && bin.exists(),
-            "cargo build -p ternd-ice-agent failed ({status})"
-        );
-        bin
-    })
-    .clone()
-}
-
-/// A process running in a lab node with both pipes read on threads.
-pub struct Running {
-    what: String,
-    child: Child,
-    out: mpsc::Receiver<String>,
-    err: mpsc::Receiver<String>,
-}
-
-/// What a process printed (its JSON lines) and how it exited.
+/// What a process in the lab printed (its JSON lines) and how it exited.
 pub struct Finished {
     pub what: String,
+    /// None when it ran over its time limit and was stopped.
     pub code: Option<i32>,
     pub events: Vec<Value>,
     pub stderr: String,
@@ -75,65 +33,39 @@ impl Finished {
 
     pub fn report(&self) -> String {
         let events: Vec<String> = self.events.iter().map(Value::to_string).collect();
+        let stderr: Vec<&str> = self.stderr.lines().collect();
         format!(
             "{} exited {:?}\nstdout:\n{}\nstderr (tail):\n{}",
             self.what,
             self.code,
             events.join("\n"),
-            tail(&self.stderr, 40)
+            stderr[stderr.len().saturating_sub(40)..].join("\n")
         )
     }
 }
 
-fn tail(s: &str, lines: usize) -> String {
-    let all: Vec<&str> = s.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
+/// A process started in a lab node, with its description for reports.
+pub struct Running {
+    what: String,
+    running: process::Running,
 }
 
 pub fn spawn(lab: &Lab, node: &str, program: impl AsRef<std::ffi::OsStr>, args: &[String]) -> Running {
-    let mut cmd = lab.command(node, program);
-    cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("start a process in the lab");
-    let reader = |mut r: Box<dyn Read + Send>| {
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = r.read_to_string(&mut s);
-            let _ = tx.send(s);
-        });
-        rx
-    };
-    let out = reader(Box::new(child.stdout.take().unwrap()));
-    let err = reader(Box::new(child.stderr.take().unwrap()));
     Running {
         what: format!("{node}: {}", args.join(" ")),
-        child,
-        out,
-        err,
+        running: process::spawn(lab.command(node, program).args(args)),
     }
 }
 
 impl Running {
-    /// Waits at most `limit` (then ends it) and collects its output.
-    pub fn finish(mut self, limit: Duration) -> Finished {
-        let start = Instant::now();
-        let code = loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                break status.code();
-            }
-            if start.elapsed() > limit {
-                stop_child(&mut self.child, Duration::from_secs(2));
-                break None;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        let out = self.out.recv_timeout(Duration::from_secs(5)).unwrap_or_default();
-        let stderr = self.err.recv_timeout(Duration::from_secs(5)).unwrap_or_default();
+    /// Waits at most `limit` (then ends it) and collects its JSON lines.
+    pub fn finish(self, limit: Duration) -> Finished {
+        let f = self.running.finish(limit);
         Finished {
             what: self.what,
-            code,
-            events: out.lines().filter_map(|l| serde_json::from_str(l).ok()).collect(),
-            stderr,
+            code: f.status.and_then(|s| s.code()),
+            events: f.stdout.lines().filter_map(|l| serde_json::from_str(l).ok()).collect(),
+            stderr: f.stderr,
         }
     }
 }

@@ -3,16 +3,15 @@
 //! over TLS through an NSS database in a HOME of its own.
 #![allow(dead_code)]
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use serde_json::Value;
 
-use super::lab::{stop_child, Lab};
+use super::lab::Lab;
 use super::lab_ternd::LabTernd;
+use super::process;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 /// lab.mjs gives up after 55 s; this is the backstop.
@@ -80,37 +79,10 @@ pub fn home_trusting(ternd: &LabTernd, tag: &str) -> PathBuf {
 /// JSON line, which must say `"ok":true`.
 pub fn run(lab: &Lab, node: &str, home: &Path, args: &[&str]) -> Value {
     let mut cmd = lab.command(node, "node");
-    cmd.arg(browser_dir().join("lab.mjs"))
-        .args(args)
-        .env("HOME", home)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("start node");
-    let reader = |mut r: Box<dyn Read + Send>| {
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = r.read_to_string(&mut s);
-            let _ = tx.send(s);
-        });
-        rx
-    };
-    let out = reader(Box::new(child.stdout.take().unwrap()));
-    let err = reader(Box::new(child.stderr.take().unwrap()));
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for node") {
-            break Some(status);
-        }
-        if start.elapsed() > RUN_LIMIT {
-            stop_child(&mut child, Duration::from_secs(3));
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let out = out.recv_timeout(Duration::from_secs(5)).unwrap_or_default();
-    let err = err.recv_timeout(Duration::from_secs(5)).unwrap_or_default();
-    let Some(status) = status else {
+    cmd.arg(browser_dir().join("lab.mjs")).args(args).env("HOME", home);
+    let f = process::spawn(&mut cmd).finish(RUN_LIMIT);
+    let (out, err) = (&f.stdout, &f.stderr);
+    let Some(status) = f.status else {
         panic!("lab.mjs {args:?} in {node} took over {RUN_LIMIT:?}\nstdout:\n{out}\nstderr:\n{err}");
     };
     let result: Value = out

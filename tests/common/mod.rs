@@ -154,7 +154,13 @@ pub fn read_stun<R: std::io::Read>(r: &mut R) -> Vec<u8> {
     msg
 }
 
+pub mod agent_bin;
 pub mod http;
+pub mod lab;
+pub mod lab_agent;
+pub mod lab_chromium;
+pub mod lab_ternd;
+pub mod lab_verify;
 pub mod process;
 pub mod turn;
 
@@ -268,8 +274,3 @@ pub fn tool(name: &str) -> Option<String> {
     eprintln!("SKIPPED: {name} not installed; run tests/run.sh to install it");
     None
 }
-pub mod lab;
-pub mod lab_agent;
-pub mod lab_chromium;
-pub mod lab_ternd;
-pub mod lab_verify;
