@@ -63,6 +63,11 @@ fi
 # it (and ternd) first, in the profile the tests use.
 cargo build --workspace --bins --quiet
 
+# A NAT-lab test that was killed (timeout, Ctrl-C) leaves a lab whose owner
+# is dead; the next lab test removes it, and so does this, at the end.
+sweep_labs() { if [ "$(id -u)" -eq 0 ]; then deploy/lab/ternd-lab sweep || true; fi; }
+trap sweep_labs EXIT
+
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast "$@"
 else
