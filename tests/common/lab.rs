@@ -87,6 +87,8 @@ fn run_script(prefix: &str, args: &[&str]) -> std::process::Output {
         .args(args)
         .env("TERND_LAB_PREFIX", prefix)
         .env("TERND_LAB_OWNER", std::process::id().to_string())
+        // Labs of tests keep their records where Lab::up reads them.
+        .env_remove("TERND_LAB_STATE")
         .stdin(Stdio::null())
         .output()
         .expect("run deploy/lab/ternd-lab")
@@ -111,14 +113,20 @@ impl Lab {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        let clients = clients
-            .iter()
-            .enumerate()
-            .map(|(i, (name, nat))| Client {
-                name: name.to_string(),
-                nat: *nat,
-                host: std::net::Ipv4Addr::new(10, 0, i as u8 + 1, 2),
-                public: std::net::Ipv4Addr::new(198, 51, 100, 11 + i as u8),
+        // The addresses as the script recorded them: "NAME TYPE HOST PUBLIC" per line.
+        let record = format!("/run/ternd-lab/{prefix}/clients");
+        let text = std::fs::read_to_string(&record).unwrap_or_else(|e| panic!("read {record}: {e}"));
+        let clients = text
+            .lines()
+            .map(|line| {
+                let f: Vec<&str> = line.split_whitespace().collect();
+                let (_, nat) = clients.iter().find(|(n, _)| *n == f[0]).expect("a client we asked for");
+                Client {
+                    name: f[0].to_string(),
+                    nat: *nat,
+                    host: f[2].parse().expect("a host address"),
+                    public: f[3].parse().expect("a public address"),
+                }
             })
             .collect();
         Lab {
