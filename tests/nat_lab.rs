@@ -160,3 +160,32 @@ fn a_lab_whose_owner_died_is_swept() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn a_bad_client_spec_is_refused_by_name_before_anything_is_built() {
+    if !prerequisites() {
+        return;
+    }
+    let prefix = format!("tl{:x}bad", std::process::id());
+    for (spec, error) in [
+        (
+            "x=cone",
+            "client x: unknown NAT type 'cone' (full, restricted, port, symmetric, udp-blocked)",
+        ),
+        ("inet=full", "client name 'inet' is reserved"),
+        ("Bad=full", "client name 'Bad': 1-12 of a-z0-9, starting with a letter"),
+    ] {
+        let out = std::process::Command::new(common::lab::script())
+            .args(["up", "ok=port", spec])
+            .env("TERND_LAB_PREFIX", &prefix)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{spec}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(error), "{spec}: {stderr}");
+        assert!(
+            !netns_names().iter().any(|n| n.starts_with(&prefix)),
+            "{spec}: nothing built"
+        );
+    }
+}
