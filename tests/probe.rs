@@ -83,6 +83,9 @@ fn assert_all_pass(o: &Output, transports: &[&str]) {
         let reflexive: SocketAddr = b["reflexive"].as_str().unwrap().parse().unwrap();
         assert_eq!(reflexive.ip().to_string(), "127.0.0.1", "{b}");
         assert_ne!(reflexive.port(), 0);
+        // On loopback there is no NAT: the local address is the reflexive one.
+        assert_eq!(b["local"], b["reflexive"], "{b}");
+        assert_eq!(b["nat"], false, "{b}");
         let a = pick("allocate");
         assert_eq!(a["ok"], true, "{a}");
         let relay: SocketAddr = a["relay"].as_str().unwrap().parse().unwrap();

@@ -87,12 +87,22 @@ pub fn binding(t: &Target, opts: &Options) -> Check {
         .and_then(|r| Ok((r.xor_address(attr::XOR_MAPPED_ADDRESS)?, r.rtt)))
     {
         Ok((reflexive, rtt)) => {
-            let mut c = base(Status::Pass, format!("reflexive {reflexive}  rtt {:.1} ms", ms(rtt)))
-                .with("reflexive", reflexive.to_string())
-                .with("rtt_ms", ms(rtt));
-            // The local address says something only when bound to one IP.
-            if let Some(local) = s.conn.local_addr().ok().filter(|l| !l.ip().is_unspecified()) {
-                c = c.with("local", local.to_string());
+            // A reflexive address other than the local one means a NAT
+            // (RFC 8489 §2) between here and the server.
+            let local = s.conn.local_addr().ok();
+            let nat = match local {
+                Some(l) if l == reflexive => "  no NAT".to_string(),
+                Some(l) => format!("  NAT (local {l})"),
+                None => String::new(),
+            };
+            let mut c = base(
+                Status::Pass,
+                format!("reflexive {reflexive}  rtt {:.1} ms{nat}", ms(rtt)),
+            )
+            .with("reflexive", reflexive.to_string())
+            .with("rtt_ms", ms(rtt));
+            if let Some(l) = local {
+                c = c.with("local", l.to_string()).with("nat", l != reflexive);
             }
             c
         }

@@ -113,9 +113,21 @@ impl Conn {
         !matches!(self, Conn::Udp { .. })
     }
 
+    /// The local transport address packets to the server leave from. For a
+    /// UDP socket bound to the unspecified address the IP is the one the
+    /// kernel's route to the server picks (learnt from a connected socket,
+    /// which sends nothing).
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         match self {
-            Conn::Udp { sock, .. } => sock.local_addr(),
+            Conn::Udp { sock, server, .. } => {
+                let local = sock.local_addr()?;
+                if !local.ip().is_unspecified() {
+                    return Ok(local);
+                }
+                let route = UdpSocket::bind(SocketAddr::new(local.ip(), 0))?;
+                route.connect(server)?;
+                Ok(SocketAddr::new(route.local_addr()?.ip(), local.port()))
+            }
             Conn::Tcp { stream, .. } => stream.local_addr(),
             Conn::Tls { stream, .. } => stream.sock.local_addr(),
         }

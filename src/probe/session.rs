@@ -13,6 +13,8 @@ use super::conn::{remaining, Conn};
 /// RFC 8489 §6.2.1: initial RTO 500 ms, doubled on each retransmission; Rc = 7.
 const INITIAL_RTO: Duration = Duration::from_millis(500);
 const MAX_SENDS: u32 = 7;
+/// Relayed messages kept while waiting for a response; the probe expects one.
+const MAX_BACKLOG: usize = 64;
 /// Room for any request the probe builds (64-byte payloads plus attributes).
 const REQUEST_BUF: usize = 1500;
 const SOFTWARE: &str = concat!("ternd-probe/", env!("CARGO_PKG_VERSION"));
@@ -256,6 +258,14 @@ impl Session {
         Ok(b.finish())
     }
 
+    /// Keeps relayed data for [`Session::recv_relayed`], at most
+    /// [`MAX_BACKLOG`] messages (a flooding server cannot exhaust memory).
+    fn keep(&mut self, bytes: Vec<u8>) {
+        if self.backlog.len() < MAX_BACKLOG {
+            self.backlog.push_back(bytes);
+        }
+    }
+
     /// Sends `req` and waits for the response with its transaction ID,
     /// retransmitting on UDP. Other messages go to the backlog.
     fn transact(&mut self, req: &[u8], tid: &TransactionId) -> Result<Response, ProbeError> {
@@ -298,7 +308,7 @@ impl Session {
                             rtt: sent_at.elapsed(),
                         });
                     }
-                    Ok(m) if m.message_type().class == Class::Indication => self.backlog.push_back(bytes),
+                    Ok(m) if m.message_type().class == Class::Indication => self.keep(bytes),
                     // A late answer to an earlier transaction.
                     Ok(_) => {}
                     Err(ParseError::Body {
@@ -306,7 +316,7 @@ impl Session {
                     }) if transaction_id == *tid => {
                         return Err(ProbeError::Malformed(error.to_string()));
                     }
-                    Err(_) if bytes.first().is_some_and(|b| b & 0xC0 == 0x40) => self.backlog.push_back(bytes),
+                    Err(_) if bytes.first().is_some_and(|b| b & 0xC0 == 0x40) => self.keep(bytes),
                     Err(e) => garbage = Some(e.to_string()),
                 }
             }
