@@ -174,7 +174,10 @@ async fn negotiate_and_exchange(
                 local_done = trickle(signal, &peer, c.flatten()).await?;
             }
             msg = signal.recv(), if signal_open => match msg {
-                Ok(msg) => on_signal(&agent, &peer, &msg, exchanging.is_some())?,
+                Ok(msg) => {
+                    let phase = if exchanging.is_some() { Phase::Exchanging } else { Phase::Connecting };
+                    on_signal(&agent, &peer, &msg, phase)?
+                }
                 // The signaling socket is not needed once ICE runs; keep going without it.
                 Err(e) => {
                     log::warn!("{e:#}");
@@ -230,15 +233,20 @@ async fn trickle(signal: &mut Signal, peer: &str, c: Option<Arc<dyn Candidate + 
     }
 }
 
-/// Handles a signaling message that arrives while ICE runs. The peer leaving
-/// the room ends the run only before ICE connected: once it has, the peer
-/// leaves as soon as it holds all our messages, while we may still linger.
-fn on_signal(agent: &Agent, peer: &str, msg: &Value, connected: bool) -> anyhow::Result<()> {
+/// Handles a signaling message from the room. The peer leaving ends the run
+/// only before ICE connected (the error says which stage it cut short): once
+/// connected, the peer leaves as soon as it holds all our messages, while we
+/// may still linger.
+fn on_signal(agent: &Agent, peer: &str, msg: &Value, phase: Phase) -> anyhow::Result<()> {
     let kind = msg["type"].as_str().unwrap_or_default();
     let from = msg["from"].as_str().unwrap_or_default();
     match kind {
         "candidate" if from == peer => add_remote(agent, msg),
-        "peer-left" if msg["id"] == peer && !connected => bail!("signaling: peer {peer} left the room"),
+        "peer-left" if msg["id"] == peer => match phase {
+            Phase::Signaling => bail!("signaling: peer {peer} left the room before the offer/answer completed"),
+            Phase::Connecting => bail!("ice: no candidate pair succeeded before peer {peer} gave up and left the room"),
+            Phase::Exchanging | Phase::Done => Ok(()),
+        },
         _ => {
             log::debug!("ignoring signaling message {msg}");
             Ok(())
@@ -267,7 +275,7 @@ async fn wait_for(signal: &mut Signal, agent: &Agent, peer: &str, kind: &str) ->
         if msg["type"] == kind && msg["from"] == peer {
             return Ok(msg);
         }
-        on_signal(agent, peer, &msg, false)?;
+        on_signal(agent, peer, &msg, Phase::Signaling)?;
     }
 }
 
