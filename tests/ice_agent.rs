@@ -253,6 +253,20 @@ fn two_agents_connect_through_the_relays_and_exchange_messages() {
         b.stderr
     );
 
+    // Both left the room on their way out (not just dropped the socket,
+    // which would keep them listed for the resume grace): a third agent
+    // finds it empty and waits in vain.
+    let mut args = connect("c");
+    *args.iter_mut().find(|a| *a == "20s").unwrap() = "2s".to_owned();
+    let c = spawn_agent(&args).finish(Duration::from_secs(15));
+    assert_eq!(c.code, Some(1), "{}", c.report());
+    assert!(c.stderr.contains("(controlled)"), "the room is empty:\n{}", c.report());
+    assert!(
+        c.one("result")["error"].as_str().unwrap().contains("no peer completed"),
+        "{}",
+        c.report()
+    );
+
     let stats = server.shutdown().unwrap();
     let t = stats.traffic;
     // Both sides' checks and 5 messages went out through one relay and came

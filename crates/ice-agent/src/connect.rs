@@ -59,8 +59,9 @@ pub async fn run(args: ConnectArgs) -> anyhow::Result<bool> {
     )?;
     let deadline = Instant::now() + args.timeout;
     let mut progress = Progress::default();
+    let mut signal = None;
     let outcome = tokio::select! {
-        r = tokio::time::timeout_at(deadline, session(&args, &mut progress)) => match r {
+        r = tokio::time::timeout_at(deadline, session(&args, &mut progress, &mut signal)) => match r {
             Ok(r) => r,
             Err(_) => Err(anyhow!(timeout_error(&args, progress.phase.unwrap_or(Phase::Signaling)))),
         },
@@ -75,6 +76,9 @@ pub async fn run(args: ConnectArgs) -> anyhow::Result<bool> {
         "received": received,
         "error": outcome.err().map(|e| format!("{e:#}")),
     }));
+    if let Some(signal) = signal {
+        let _ = tokio::time::timeout(Duration::from_secs(1), signal.close()).await;
+    }
     if let Some(agent) = progress.agent.take() {
         agent::close(&agent).await;
     }
@@ -93,13 +97,12 @@ fn timeout_error(args: &ConnectArgs, phase: Phase) -> String {
     }
 }
 
-async fn session(args: &ConnectArgs, progress: &mut Progress) -> anyhow::Result<()> {
+/// The whole run up to the result; leaves the signaling socket in `signal`
+/// so the caller can leave the room also when the deadline cut the run short.
+async fn session(args: &ConnectArgs, progress: &mut Progress, signal: &mut Option<Signal>) -> anyhow::Result<()> {
     progress.phase = Some(Phase::Signaling);
-    let mut signal = Signal::connect(&args.signal).await?;
-    let result = negotiate_and_exchange(args, progress, &mut signal).await;
-    // Leave the room politely; the server drops us anyway when the socket goes.
-    let _ = tokio::time::timeout(Duration::from_secs(1), signal.close()).await;
-    result
+    let signal = signal.insert(Signal::connect(&args.signal).await?);
+    negotiate_and_exchange(args, progress, signal).await
 }
 
 async fn negotiate_and_exchange(
@@ -171,7 +174,10 @@ async fn negotiate_and_exchange(
                 local_done = trickle(signal, &peer, c.flatten()).await?;
             }
             msg = signal.recv(), if signal_open => match msg {
-                Ok(msg) => on_signal(&agent, &peer, &msg)?,
+                Ok(msg) => {
+                    let phase = if exchanging.is_some() { Phase::Exchanging } else { Phase::Connecting };
+                    on_signal(&agent, &peer, &msg, phase)?
+                }
                 // The signaling socket is not needed once ICE runs; keep going without it.
                 Err(e) => {
                     log::warn!("{e:#}");
@@ -227,13 +233,20 @@ async fn trickle(signal: &mut Signal, peer: &str, c: Option<Arc<dyn Candidate + 
     }
 }
 
-/// Handles a signaling message that arrives while ICE runs.
-fn on_signal(agent: &Agent, peer: &str, msg: &Value) -> anyhow::Result<()> {
+/// Handles a signaling message from the room. The peer leaving ends the run
+/// only before ICE connected (the error says which stage it cut short): once
+/// connected, the peer leaves as soon as it holds all our messages, while we
+/// may still linger.
+fn on_signal(agent: &Agent, peer: &str, msg: &Value, phase: Phase) -> anyhow::Result<()> {
     let kind = msg["type"].as_str().unwrap_or_default();
     let from = msg["from"].as_str().unwrap_or_default();
     match kind {
         "candidate" if from == peer => add_remote(agent, msg),
-        "peer-left" if msg["id"] == peer => bail!("signaling: peer {peer} left the room"),
+        "peer-left" if msg["id"] == peer => match phase {
+            Phase::Signaling => bail!("signaling: peer {peer} left the room before the offer/answer completed"),
+            Phase::Connecting => bail!("ice: no candidate pair succeeded before peer {peer} gave up and left the room"),
+            Phase::Exchanging | Phase::Done => Ok(()),
+        },
         _ => {
             log::debug!("ignoring signaling message {msg}");
             Ok(())
@@ -262,7 +275,7 @@ async fn wait_for(signal: &mut Signal, agent: &Agent, peer: &str, kind: &str) ->
         if msg["type"] == kind && msg["from"] == peer {
             return Ok(msg);
         }
-        on_signal(agent, peer, &msg)?;
+        on_signal(agent, peer, &msg, Phase::Signaling)?;
     }
 }
 

@@ -80,7 +80,11 @@ impl Signal {
         })
     }
 
+    /// Leaves the room, then closes the socket. Without the `leave`, ternd
+    /// keeps this peer listed in the room for its resume grace, and the next
+    /// agent to join would take it for a partner.
     pub async fn close(mut self) {
+        let _ = self.send(json!({"type": "leave"})).await;
         let _ = self.ws.close(None).await;
     }
 }
