@@ -8,6 +8,7 @@
 mod common;
 
 use std::net::{SocketAddr, UdpSocket};
+use std::os::unix::fs::MetadataExt;
 use std::time::Duration;
 
 use common::lab::{prerequisites, Lab, Nat};
@@ -149,6 +150,21 @@ fn a_lab_whose_owner_died_is_swept() {
     };
     assert!(sweep().status.success());
     assert_eq!(ours(), 3, "a live owner's lab stays");
+    // A process left running inside the lab, as a killed test leaves ternd or a browser.
+    let mut inside = std::process::Command::new("ip")
+        .args(["netns", "exec", &format!("{prefix}-only"), "sleep", "30"])
+        .spawn()
+        .unwrap();
+    let lab_ns = std::fs::metadata(format!("/run/netns/{prefix}-only")).unwrap().ino();
+    let t = std::time::Instant::now();
+    while std::fs::metadata(format!("/proc/{}/ns/net", inside.id()))
+        .map(|m| m.ino())
+        .ok()
+        != Some(lab_ns)
+    {
+        assert!(t.elapsed() < Duration::from_secs(3), "sleep entered the lab");
+        std::thread::sleep(Duration::from_millis(10));
+    }
     owner.kill().unwrap();
     owner.wait().unwrap();
     let out = sweep();
@@ -159,6 +175,15 @@ fn a_lab_whose_owner_died_is_swept() {
         "the dead owner's lab is gone: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let t = std::time::Instant::now();
+    while inside.try_wait().unwrap().is_none() {
+        assert!(
+            t.elapsed() < Duration::from_secs(3),
+            "the process inside the lab was ended"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!std::path::Path::new(&format!("/run/ternd-lab/{prefix}")).exists());
 }
 
 #[test]
