@@ -7,7 +7,8 @@
 //! - two browsers behind two NATs complete the sample call through ternd's
 //!   signaling endpoint, relay-only, and exchange data-channel messages;
 //! - behind the UDP-blocked firewall, Chromium connects through TURN over TCP
-//!   and over TLS (the lab CA trusted through NSS).
+//!   and over TLS (the lab CA trusted through NSS), and completes the sample
+//!   call with a browser behind a symmetric NAT.
 //!
 //! Every test checks the routers first and reads ternd's relayed-bytes
 //! counters. Needs root, ip, nft, Chromium, node, playwright-core and
@@ -178,7 +179,7 @@ fn chromium_behind_a_udp_blocking_firewall_connects_over_turn_tcp_and_tls() {
     if !prerequisites() {
         return;
     }
-    let mut lab = Lab::up(&[("blocked", Nat::UdpBlocked)], false);
+    let mut lab = Lab::up(&[("blocked", Nat::UdpBlocked), ("sym", Nat::Symmetric)], false);
     verify_routers(&lab);
     let ternd = LabTernd::start(&mut lab);
     let home = home_trusting(&ternd, "tls");
@@ -212,5 +213,34 @@ fn chromium_behind_a_udp_blocking_firewall_connects_over_turn_tcp_and_tls() {
     assert!(
         after.0 > before.0 && after.1 > before.1,
         "ternd relayed both ways: {before:?} -> {after:?}"
+    );
+
+    // The sample call from behind the firewall (page and signaling on
+    // 203.0.113.2:443, the one HTTP port it lets out) to a browser behind a
+    // symmetric NAT: the blocked side's relay is allocated over TCP or TLS.
+    let blocked_url = format!(
+        "http://203.0.113.2:443/?key={}&room=fw&relay=1&autostart=1&media=generated",
+        common::lab_ternd::API_KEY
+    );
+    let sym_url = ternd.page_url("&room=fw&relay=1&autostart=1&media=generated");
+    let (blocked, sym) = std::thread::scope(|s| {
+        let b = s.spawn(|| run(&lab, "blocked", &home, &["call", &blocked_url, "blocked"]));
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        let y = s.spawn(|| run(&lab, "sym", &home, &["call", &sym_url, "sym"]));
+        (b.join().unwrap(), y.join().unwrap())
+    });
+    assert_eq!(blocked["received"], json!(["hello from sym"]), "{blocked}");
+    assert_eq!(sym["received"], json!(["hello from blocked"]), "{sym}");
+    let local = &blocked["pair"]["local"];
+    assert_eq!(local["type"], "relay", "{blocked}");
+    assert!(
+        local["relayProtocol"] == "tcp" || local["relayProtocol"] == "tls",
+        "behind the firewall the relay is reached over TCP or TLS: {local}"
+    );
+    assert_eq!(sym["pair"]["local"]["type"], "relay", "{sym}");
+    let end = ternd.relayed_bytes(&lab);
+    assert!(
+        end.0 > after.0 && end.1 > after.1,
+        "ternd relayed the call: {after:?} -> {end:?}"
     );
 }
