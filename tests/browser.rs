@@ -12,80 +12,26 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::process;
+use common::chromium;
 use common::*;
 use serde_json::Value;
 
-const CHROMIUM: &str = "/usr/bin/chromium";
 /// run.mjs gives up after 50 s; this is the backstop.
 const RUN_LIMIT: Duration = Duration::from_secs(55);
 const KEY: &str = "browser-test-key-0123456789";
 
-fn browser_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
-}
-
-/// True when Chromium, node and playwright-core are installed. Otherwise
-/// prints SKIPPED and returns false, or panics under CI.
 fn prerequisites() -> bool {
-    let mut missing = Vec::new();
-    if !Path::new(CHROMIUM).exists() {
-        missing.push("/usr/bin/chromium (apt-get install chromium)");
-    }
-    let node = Command::new("node").arg("--version").output();
-    if !node.is_ok_and(|o| o.status.success()) {
-        missing.push("node");
-    }
-    if !browser_dir().join("node_modules/playwright-core").exists() {
-        missing.push("tests/browser/node_modules (npm ci --prefix tests/browser)");
-    }
-    if missing.is_empty() {
-        return true;
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!("missing {}: tests/run.sh installs them", missing.join(", "));
-    }
-    eprintln!(
-        "SKIPPED: missing {}; run tests/run.sh to install them",
-        missing.join(", ")
-    );
-    false
+    chromium::prerequisites(false)
 }
 
-/// Runs `node run.mjs <url> <args..>` within RUN_LIMIT (then ends node, which
-/// closes its Chromium on SIGTERM) and returns its JSON line, which must say
-/// `"ok":true`.
+/// Runs `node run.mjs <url> <args..>` and returns its JSON line (`"ok":true`).
 fn run_page(url: &str, args: &[&str]) -> Value {
-    let finished = process::spawn(
-        Command::new("node")
-            .arg(browser_dir().join("run.mjs"))
-            .arg(url)
-            .args(args),
-    )
-    .finish(RUN_LIMIT);
-    let (out, err) = (&finished.stdout, &finished.stderr);
-    let Some(status) = finished.status else {
-        panic!("run.mjs {args:?} took over {RUN_LIMIT:?}\nstdout:\n{out}\nstderr:\n{err}");
-    };
-    let line = out.lines().rev().find(|l| l.starts_with('{'));
-    let result: Value = line
-        .and_then(|l| serde_json::from_str(l).ok())
-        .unwrap_or_else(|| panic!("run.mjs {args:?} printed no JSON ({status})\nstdout:\n{out}\nstderr:\n{err}"));
-    assert!(
-        status.success() && result["ok"] == true,
-        "run.mjs {args:?} failed ({status}): {}\nstderr:\n{err}",
-        serde_json::to_string_pretty(&result).unwrap()
-    );
-    assert_eq!(
-        result["pageErrors"],
-        serde_json::json!([]),
-        "uncaught errors in the page"
-    );
-    result
+    let mut cmd = Command::new("node");
+    cmd.arg(chromium::browser_dir().join("run.mjs")).arg(url).args(args);
+    chromium::run_json(&mut cmd, &format!("run.mjs {args:?}"), RUN_LIMIT)
 }
 
 fn candidates(v: &Value) -> &Vec<Value> {

@@ -12,7 +12,7 @@ use std::os::unix::fs::MetadataExt;
 use std::time::Duration;
 
 use common::lab::{prerequisites, Lab, Nat};
-use common::lab_ternd::LabTernd;
+use common::lab_ternd::verified_lab_with_ternd;
 use common::lab_verify::verify_routers;
 
 const ALL: [(&str, Nat); 5] = [
@@ -69,9 +69,7 @@ fn ternd_in_the_lab_sees_each_client_at_its_routers_address() {
     if !prerequisites() {
         return;
     }
-    let mut lab = Lab::up(&ALL, false);
-    verify_routers(&lab);
-    let ternd = LabTernd::start(&mut lab);
+    let (lab, ternd) = verified_lab_with_ternd(&ALL, false);
     let (a, b): (SocketAddr, SocketAddr) = ("203.0.113.1:3478".parse().unwrap(), "203.0.113.2:3479".parse().unwrap());
     for c in lab.clients.clone() {
         let sock = lab.in_node(&c.name, || UdpSocket::bind("0.0.0.0:0").unwrap());

@@ -18,15 +18,26 @@ mod common;
 
 use serde_json::Value;
 
-use common::lab::{prerequisites, Lab, Nat};
+use common::lab::{prerequisites, Nat};
 use common::lab_agent::{connect_pair, gather, mapping_verdict, probe, Finished};
-use common::lab_ternd::{LabTernd, PUBLIC};
-use common::lab_verify::verify_routers;
+use common::lab_ternd::{verified_lab_with_ternd, PUBLIC};
 
 fn types(f: &Finished) -> (String, String) {
     let s = f.one("selected");
     let t = |end: &str| s[end]["type"].as_str().unwrap_or("?").to_string();
     (t("local"), t("remote"))
+}
+
+/// One end of the selected pair is a relay. Each side names the other's end
+/// as it learnt it (a relay may show up as peer-reflexive when its check
+/// arrives before its candidate), so that is all both sides agree on.
+fn assert_relay_in_pair(f: &Finished) {
+    let (local, remote) = types(f);
+    assert!(
+        local == "relay" || remote == "relay",
+        "the selected pair uses ternd's relay ({local}/{remote}): {}",
+        f.report()
+    );
 }
 
 fn assert_connected(f: &Finished) {
@@ -40,7 +51,7 @@ fn webrtc_ice_behind_each_nat_gathers_host_srflx_and_relay_and_probe_sees_the_ma
     if !prerequisites() {
         return;
     }
-    let mut lab = Lab::up(
+    let (lab, ternd) = verified_lab_with_ternd(
         &[
             ("full", Nat::FullCone),
             ("restricted", Nat::RestrictedCone),
@@ -49,8 +60,6 @@ fn webrtc_ice_behind_each_nat_gathers_host_srflx_and_relay_and_probe_sees_the_ma
         ],
         false,
     );
-    verify_routers(&lab);
-    let ternd = LabTernd::start(&mut lab);
     for c in lab.clients.clone() {
         let p = probe(&lab, &c.name);
         let want = if c.nat == Nat::Symmetric {
@@ -104,9 +113,7 @@ fn cone_to_cone_connects_without_the_relay() {
     if !prerequisites() {
         return;
     }
-    let mut lab = Lab::up(&[("a", Nat::PortRestrictedCone), ("b", Nat::RestrictedCone)], false);
-    verify_routers(&lab);
-    let ternd = LabTernd::start(&mut lab);
+    let (lab, ternd) = verified_lab_with_ternd(&[("a", Nat::PortRestrictedCone), ("b", Nat::RestrictedCone)], false);
     let before = ternd.relayed_bytes(&lab);
     // STUN only: a connection here cannot have gone through ternd's relay.
     // (With TURN offered as well, webrtc-ice 0.17 sometimes nominates a relay
@@ -136,9 +143,7 @@ fn symmetric_to_symmetric_fails_with_stun_only_and_connects_through_the_relay() 
     if !prerequisites() {
         return;
     }
-    let mut lab = Lab::up(&[("a", Nat::Symmetric), ("b", Nat::Symmetric)], false);
-    verify_routers(&lab);
-    let ternd = LabTernd::start(&mut lab);
+    let (lab, ternd) = verified_lab_with_ternd(&[("a", Nat::Symmetric), ("b", Nat::Symmetric)], false);
     let (a, b) = connect_pair(&lab, "a", "b", "stun-only", false, "8s");
     for f in [&a, &b] {
         assert_eq!(
@@ -156,22 +161,10 @@ fn symmetric_to_symmetric_fails_with_stun_only_and_connects_through_the_relay() 
     for f in [&a, &b] {
         assert_connected(f);
     }
-    // Each side names the other's end as it learnt it (a relay may show up
-    // as peer-reflexive when its check arrives before its candidate), so
-    // only "one end is a relay" is asserted, on both sides.
     for f in [&a, &b] {
-        let (local, remote) = types(f);
-        assert!(
-            local == "relay" || remote == "relay",
-            "the selected pair uses ternd's relay ({local}/{remote}): {}",
-            f.report()
-        );
+        assert_relay_in_pair(f);
     }
-    let after = ternd.relayed_bytes(&lab);
-    assert!(
-        after.0 > before.0 && after.1 > before.1,
-        "ternd relayed both ways: {before:?} -> {after:?}"
-    );
+    ternd.assert_relayed_since(&lab, before, "the data");
 }
 
 #[test]
@@ -179,25 +172,14 @@ fn symmetric_to_port_restricted_connects_via_the_relay() {
     if !prerequisites() {
         return;
     }
-    let mut lab = Lab::up(&[("sym", Nat::Symmetric), ("port", Nat::PortRestrictedCone)], false);
-    verify_routers(&lab);
-    let ternd = LabTernd::start(&mut lab);
+    let (lab, ternd) = verified_lab_with_ternd(&[("sym", Nat::Symmetric), ("port", Nat::PortRestrictedCone)], false);
     let before = ternd.relayed_bytes(&lab);
     let (a, b) = connect_pair(&lab, "sym", "port", "mixed", true, "15s");
     for f in [&a, &b] {
         assert_connected(f);
     }
     for f in [&a, &b] {
-        let (local, remote) = types(f);
-        assert!(
-            local == "relay" || remote == "relay",
-            "the selected pair uses ternd's relay ({local}/{remote}): {}",
-            f.report()
-        );
+        assert_relay_in_pair(f);
     }
-    let after = ternd.relayed_bytes(&lab);
-    assert!(
-        after.0 > before.0 && after.1 > before.1,
-        "ternd relayed both ways: {before:?} -> {after:?}"
-    );
+    ternd.assert_relayed_since(&lab, before, "the data");
 }

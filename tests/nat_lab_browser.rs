@@ -19,10 +19,9 @@ mod common;
 
 use serde_json::{json, Value};
 
-use common::lab::{Lab, Nat};
+use common::lab::Nat;
 use common::lab_chromium::{home_trusting, run};
-use common::lab_ternd::{LabTernd, PASSWORD, PUBLIC, USER};
-use common::lab_verify::verify_routers;
+use common::lab_ternd::{verified_lab_with_ternd, PASSWORD, PUBLIC, USER};
 
 fn prerequisites() -> bool {
     common::lab::prerequisites() && common::lab_chromium::prerequisites()
@@ -51,7 +50,7 @@ fn chromium_behind_each_nat_gathers_host_srflx_and_relay_candidates() {
     if !prerequisites() {
         return;
     }
-    let mut lab = Lab::up(
+    let (lab, ternd) = verified_lab_with_ternd(
         &[
             ("full", Nat::FullCone),
             ("restricted", Nat::RestrictedCone),
@@ -61,8 +60,6 @@ fn chromium_behind_each_nat_gathers_host_srflx_and_relay_candidates() {
         ],
         false,
     );
-    verify_routers(&lab);
-    let ternd = LabTernd::start(&mut lab);
     let home = home_trusting(&ternd, "gather");
     // Two browsers at a time: five at once starve two cores.
     let results: Vec<(common::lab::Client, Value)> = lab
@@ -145,9 +142,7 @@ fn two_browsers_behind_nats_call_relay_only_through_ternd_signaling() {
     if !prerequisites() {
         return;
     }
-    let mut lab = Lab::up(&[("alice", Nat::Symmetric), ("bob", Nat::PortRestrictedCone)], false);
-    verify_routers(&lab);
-    let ternd = LabTernd::start(&mut lab);
+    let (lab, ternd) = verified_lab_with_ternd(&[("alice", Nat::Symmetric), ("bob", Nat::PortRestrictedCone)], false);
     let home = home_trusting(&ternd, "call");
     let before = ternd.relayed_bytes(&lab);
     let url = ternd.page_url("&room=lab&relay=1&autostart=1&media=generated");
@@ -167,11 +162,7 @@ fn two_browsers_behind_nats_call_relay_only_through_ternd_signaling() {
         assert_relay(&pair["local"]);
         assert_relay(&pair["remote"]);
     }
-    let after = ternd.relayed_bytes(&lab);
-    assert!(
-        after.0 > before.0 && after.1 > before.1,
-        "ternd relayed the call both ways: {before:?} -> {after:?}"
-    );
+    ternd.assert_relayed_since(&lab, before, "the call");
 }
 
 #[test]
@@ -179,9 +170,7 @@ fn chromium_behind_a_udp_blocking_firewall_connects_over_turn_tcp_and_tls() {
     if !prerequisites() {
         return;
     }
-    let mut lab = Lab::up(&[("blocked", Nat::UdpBlocked), ("sym", Nat::Symmetric)], false);
-    verify_routers(&lab);
-    let ternd = LabTernd::start(&mut lab);
+    let (lab, ternd) = verified_lab_with_ternd(&[("blocked", Nat::UdpBlocked), ("sym", Nat::Symmetric)], false);
     let home = home_trusting(&ternd, "tls");
     let config = |url: &str| {
         json!({"iceServers": [{"urls": [url], "username": USER, "credential": PASSWORD}], "iceTransportPolicy": "relay"})
@@ -209,11 +198,7 @@ fn chromium_behind_a_udp_blocking_firewall_connects_over_turn_tcp_and_tls() {
         assert_eq!(pair["remote"]["type"], "relay", "{side}: {pair}");
         assert_relay(&pair["local"]);
     }
-    let after = ternd.relayed_bytes(&lab);
-    assert!(
-        after.0 > before.0 && after.1 > before.1,
-        "ternd relayed both ways: {before:?} -> {after:?}"
-    );
+    let after = ternd.assert_relayed_since(&lab, before, "the data");
 
     // The sample call from behind the firewall (page and signaling on
     // 203.0.113.2:443, the one HTTP port it lets out) to a browser behind a
@@ -238,9 +223,5 @@ fn chromium_behind_a_udp_blocking_firewall_connects_over_turn_tcp_and_tls() {
         "behind the firewall the relay is reached over TCP or TLS: {local}"
     );
     assert_eq!(sym["pair"]["local"]["type"], "relay", "{sym}");
-    let end = ternd.relayed_bytes(&lab);
-    assert!(
-        end.0 > after.0 && end.1 > after.1,
-        "ternd relayed the call: {after:?} -> {end:?}"
-    );
+    ternd.assert_relayed_since(&lab, after, "the call");
 }

@@ -19,8 +19,7 @@ use serde_json::json;
 
 use common::lab::{Lab, Nat};
 use common::lab_chromium::{home_trusting, run};
-use common::lab_ternd::{LabTernd, PASSWORD, PUBLIC, USER};
-use common::lab_verify::verify_routers;
+use common::lab_ternd::{verified_lab_with_ternd, PASSWORD, PUBLIC, USER};
 use common::turn::{Io, Relayed, TurnClient};
 
 /// A UDP echo peer on 203.0.113.3 in the lab's internet, until dropped (or 30 s).
@@ -60,9 +59,7 @@ fn behind_a_one_to_one_nat_ternd_hands_out_public_relays_that_work() {
     if !common::lab::prerequisites() {
         return;
     }
-    let mut lab = Lab::up(&[("alice", Nat::Symmetric), ("bob", Nat::PortRestrictedCone)], true);
-    verify_routers(&lab);
-    let ternd = LabTernd::start(&mut lab);
+    let (lab, ternd) = verified_lab_with_ternd(&[("alice", Nat::Symmetric), ("bob", Nat::PortRestrictedCone)], true);
     assert_eq!(ternd.bind, "10.99.0.2", "ternd binds its private address");
 
     // A TURN client behind alice's symmetric NAT, to ternd's public address.
@@ -94,11 +91,7 @@ fn behind_a_one_to_one_nat_ternd_hands_out_public_relays_that_work() {
     let (from, data) = answer.unwrap_or_else(|| panic!("no echo through the relay\n{}", ternd.log_text()));
     assert_eq!(from, echo.addr, "the Data indication names the peer");
     assert_eq!(data, b"through the server's NAT");
-    let after = ternd.relayed_bytes(&lab);
-    assert!(
-        after.0 > before.0 && after.1 > before.1,
-        "ternd counted the relayed bytes: {before:?} -> {after:?}"
-    );
+    let after = ternd.assert_relayed_since(&lab, before, "the echo");
 
     if !common::lab_chromium::prerequisites() {
         return;
@@ -120,9 +113,5 @@ fn behind_a_one_to_one_nat_ternd_hands_out_public_relays_that_work() {
             assert_eq!(c["address"], PUBLIC, "relay candidates carry the public address: {r}");
         }
     }
-    let end = ternd.relayed_bytes(&lab);
-    assert!(
-        end.0 > after.0 && end.1 > after.1,
-        "the call was relayed: {after:?} -> {end:?}"
-    );
+    ternd.assert_relayed_since(&lab, after, "the call");
 }

@@ -12,22 +12,11 @@
 //
 // TURN over TLS: Chromium checks the server certificate against NSS, so the
 // caller points HOME at a directory whose .pki/nssdb trusts the lab CA.
-import { chromium } from 'playwright-core';
+import { runScenario, WAIT } from './harness.mjs';
 
 const [scenario, ...args] = process.argv.slice(2);
-const WAIT = 25000;
-const deadline = setTimeout(() => finish({ ok: false, error: 'lab.mjs: overall timeout (55 s)' }, 1), 55000);
-
 let browser;
-const pageErrors = [];
-
-async function finish(result, code = 0) {
-  clearTimeout(deadline);
-  result.pageErrors = pageErrors;
-  process.stdout.write(`${JSON.stringify(result)}\n`);
-  try { await browser?.close(); } catch { /* already gone */ }
-  process.exit(code);
-}
+let pageErrors;
 
 async function open(url) {
   const page = await (await browser.newContext()).newPage();
@@ -101,21 +90,10 @@ async function pair(configA, configB) {
   return { ok: true, ...r };
 }
 
-try {
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
-    timeout: WAIT,
-    args: [
-      '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync',
-      '--disable-features=WebRtcHideLocalIpsWithMdns', '--autoplay-policy=no-user-gesture-required',
-    ],
-  });
-  const result = scenario === 'gather' ? await gather(args[0], args[1])
-    : scenario === 'call' ? await call(args[0], args[1])
-      : scenario === 'pair' ? await pair(args[0], args[1])
+await runScenario('lab.mjs', 55000, async (b, errors) => {
+  [browser, pageErrors] = [b, errors];
+  return scenario === 'gather' ? gather(args[0], args[1])
+    : scenario === 'call' ? call(args[0], args[1])
+      : scenario === 'pair' ? pair(args[0], args[1])
         : { ok: false, error: `unknown scenario ${scenario}` };
-  await finish(result, result.ok ? 0 : 1);
-} catch (e) {
-  await finish({ ok: false, error: String(e?.stack ?? e) }, 1);
-}
+});

@@ -110,6 +110,15 @@ pub fn config_file(server_nat: bool) -> PathBuf {
         .join(name)
 }
 
+/// A lab whose routers were checked (see `lab_verify`), with ternd serving
+/// in it.
+pub fn verified_lab_with_ternd(clients: &[(&str, super::lab::Nat)], server_nat: bool) -> (Lab, LabTernd) {
+    let mut lab = Lab::up(clients, server_nat);
+    super::lab_verify::verify_routers(&lab);
+    let ternd = LabTernd::start(&mut lab);
+    (lab, ternd)
+}
+
 impl LabTernd {
     /// Starts ternd in the lab and waits (at most 10 s) until /readyz answers 200.
     pub fn start(lab: &mut Lab) -> LabTernd {
@@ -191,6 +200,17 @@ impl LabTernd {
                 .unwrap_or_else(|| panic!("no {key} in /metrics"))
         };
         (value("to_peer"), value("to_client"))
+    }
+
+    /// Asserts that ternd relayed more bytes both ways than `before` (from
+    /// [`LabTernd::relayed_bytes`]) and returns the new counts.
+    pub fn assert_relayed_since(&self, lab: &Lab, before: (u64, u64), what: &str) -> (u64, u64) {
+        let after = self.relayed_bytes(lab);
+        assert!(
+            after.0 > before.0 && after.1 > before.1,
+            "ternd relayed {what} both ways: {before:?} -> {after:?}"
+        );
+        after
     }
 
     /// The sample page URL with the API key, as a client in the lab opens it.
