@@ -50,7 +50,8 @@ impl Behaviour {
     }
 }
 
-const WAIT: Duration = Duration::from_millis(400);
+/// How long a datagram may take to arrive; a negative check waits this long.
+const WAIT: Duration = Duration::from_millis(700);
 
 fn recv_from(sock: &UdpSocket) -> Option<(Vec<u8>, SocketAddr)> {
     sock.set_read_timeout(Some(WAIT)).unwrap();
