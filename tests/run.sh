@@ -21,6 +21,7 @@ declare -A want=(
   # trust in the lab's test CA (an NSS database made with certutil).
   [iproute2]=/usr/sbin/ip
   [nftables]=/usr/sbin/nft
+  [procps]=/usr/sbin/sysctl
   [libnss3-tools]=/usr/bin/certutil
 )
 missing=()

@@ -58,7 +58,7 @@ pub fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/lab/ternd-lab")
 }
 
-/// True when this process can build labs (root, `ip`, `nft`). Otherwise prints
+/// True when this process can build labs (root, `ip`, `nft`, `sysctl`). Otherwise prints
 /// SKIPPED and returns false, or panics under CI=true.
 pub fn prerequisites() -> bool {
     let mut missing = Vec::new();
@@ -66,7 +66,7 @@ pub fn prerequisites() -> bool {
     if unsafe { libc::geteuid() } != 0 {
         missing.push("root (network namespaces and nftables)");
     }
-    for (tool, pkg) in [("ip", "iproute2"), ("nft", "nftables")] {
+    for (tool, pkg) in [("ip", "iproute2"), ("nft", "nftables"), ("sysctl", "procps")] {
         let found = Command::new(tool).arg("-V").output().is_ok_and(|o| o.status.success());
         if !found {
             missing.push(pkg);
