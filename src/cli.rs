@@ -1,4 +1,5 @@
-//! The command line (clap): `ternd [serve]`, `ternd check-config FILE`.
+//! The command line (clap): `ternd [serve]`, `ternd check-config FILE`,
+//! `ternd credentials`, `ternd probe URL...`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -43,6 +44,8 @@ pub enum Command {
     },
     /// Mint short-lived TURN REST credentials from the configured secret (turn.secrets).
     Credentials(CredentialArgs),
+    /// Check a STUN/TURN server (ternd, coturn, ...) from here: binding, allocate, relay round trip, NAT mapping.
+    Probe(crate::probe::ProbeArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -113,6 +116,7 @@ pub fn main() -> ExitCode {
     match cli.command {
         Some(Command::CheckConfig { file }) => check_config(&file),
         Some(Command::Credentials(args)) => report(credentials(&args)),
+        Some(Command::Probe(args)) => crate::probe::run(&args),
         Some(Command::Serve(args)) => report(serve(&merge(cli.serve, args))),
         None => report(serve(&cli.serve)),
     }

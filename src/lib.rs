@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod http;
 pub mod logging;
+pub mod probe;
 pub mod server;
 pub mod signaling;
 pub mod systemd;

@@ -12,139 +12,30 @@
 
 mod common;
 
-use std::io::Read;
-use std::net::IpAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
+use common::chromium;
 use common::*;
 use serde_json::Value;
 
-const CHROMIUM: &str = "/usr/bin/chromium";
 /// run.mjs gives up after 50 s; this is the backstop.
 const RUN_LIMIT: Duration = Duration::from_secs(55);
 const KEY: &str = "browser-test-key-0123456789";
 
-fn browser_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
-}
-
-/// True when Chromium, node and playwright-core are installed. Otherwise
-/// prints SKIPPED and returns false, or panics under CI.
 fn prerequisites() -> bool {
-    let mut missing = Vec::new();
-    if !Path::new(CHROMIUM).exists() {
-        missing.push("/usr/bin/chromium (apt-get install chromium)");
-    }
-    let node = Command::new("node").arg("--version").output();
-    if !node.is_ok_and(|o| o.status.success()) {
-        missing.push("node");
-    }
-    if !browser_dir().join("node_modules/playwright-core").exists() {
-        missing.push("tests/browser/node_modules (npm ci --prefix tests/browser)");
-    }
-    if missing.is_empty() {
-        return true;
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!("missing {}: tests/run.sh installs them", missing.join(", "));
-    }
-    eprintln!(
-        "SKIPPED: missing {}; run tests/run.sh to install them",
-        missing.join(", ")
-    );
-    false
+    chromium::prerequisites(false)
 }
 
-/// Ends `child` (node, which closes its Chromium on SIGTERM) by its pid.
-fn stop(child: &mut Child) {
-    if let Ok(pid) = i32::try_from(child.id()) {
-        // SAFETY: kill(2) on the pid of a child we have not reaped yet.
-        unsafe { libc::kill(pid, libc::SIGTERM) };
-    }
-    let t = Instant::now();
-    while t.elapsed() < Duration::from_secs(3) {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
-/// Runs `node run.mjs <url> <args..>` within RUN_LIMIT and returns its JSON
-/// line, which must say `"ok":true`.
+/// Runs `node run.mjs <url> <args..>` and returns its JSON line (`"ok":true`).
 fn run_page(url: &str, args: &[&str]) -> Value {
-    let mut child = Command::new("node")
-        .arg(browser_dir().join("run.mjs"))
-        .arg(url)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start node");
-    // Read both pipes on threads; hand the text over a channel so a stray
-    // holder of a pipe can never block the test.
-    let reader = |mut r: Box<dyn Read + Send>| {
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = r.read_to_string(&mut s);
-            let _ = tx.send(s);
-        });
-        rx
-    };
-    let out = reader(Box::new(child.stdout.take().unwrap()));
-    let err = reader(Box::new(child.stderr.take().unwrap()));
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for node") {
-            break Some(status);
-        }
-        if start.elapsed() > RUN_LIMIT {
-            stop(&mut child);
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let out = out.recv_timeout(Duration::from_secs(5)).unwrap_or_default();
-    let err = err.recv_timeout(Duration::from_secs(5)).unwrap_or_default();
-    let Some(status) = status else {
-        panic!("run.mjs {args:?} took over {RUN_LIMIT:?}\nstdout:\n{out}\nstderr:\n{err}");
-    };
-    let line = out.lines().rev().find(|l| l.starts_with('{'));
-    let result: Value = line
-        .and_then(|l| serde_json::from_str(l).ok())
-        .unwrap_or_else(|| panic!("run.mjs {args:?} printed no JSON ({status})\nstdout:\n{out}\nstderr:\n{err}"));
-    assert!(
-        status.success() && result["ok"] == true,
-        "run.mjs {args:?} failed ({status}): {}\nstderr:\n{err}",
-        serde_json::to_string_pretty(&result).unwrap()
-    );
-    assert_eq!(
-        result["pageErrors"],
-        serde_json::json!([]),
-        "uncaught errors in the page"
-    );
-    result
+    let mut cmd = Command::new("node");
+    cmd.arg(chromium::browser_dir().join("run.mjs")).arg(url).args(args);
+    chromium::run_json(&mut cmd, &format!("run.mjs {args:?}"), RUN_LIMIT)
 }
 
 fn candidates(v: &Value) -> &Vec<Value> {
     v["candidates"].as_array().expect("a candidates array")
-}
-
-/// The relay candidate `c` is on ternd's relay address and a relay port.
-fn assert_on_relay(c: &Value, relay_ip: IpAddr) {
-    assert_eq!(c["address"].as_str(), Some(relay_ip.to_string().as_str()), "{c}");
-    let port = c["port"].as_u64().unwrap();
-    assert!(
-        (61000..=65535).contains(&port),
-        "relay port from relay.port_min..=port_max: {c}"
-    );
 }
 
 #[test]

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs ternd's whole test suite. On a fresh Debian machine it first installs
 # what the tests use (coturn's client tools, Chromium, and playwright-core
-# from npm for tests/browser.rs), so this one command is all a newcomer or CI
+# from npm for tests/browser.rs; iproute2, nftables and NSS's certutil for
+# the NAT lab, tests/nat_lab*.rs), so this one command is all a newcomer or CI
 # needs. Under CI=true anything that cannot be installed fails the run instead
 # of letting tests skip.
 set -euo pipefail
@@ -16,6 +17,12 @@ declare -A want=(
   [systemd]=/usr/bin/systemd-analyze
   [dpkg-dev]=/usr/bin/dpkg-shlibdeps
   [adduser]=/usr/sbin/adduser
+  # The NAT lab (deploy/lab/ternd-lab): namespaces, routers, and Chromium's
+  # trust in the lab's test CA (an NSS database made with certutil).
+  [iproute2]=/usr/sbin/ip
+  [nftables]=/usr/sbin/nft
+  [procps]=/usr/sbin/sysctl
+  [libnss3-tools]=/usr/bin/certutil
 )
 missing=()
 for pkg in "${!want[@]}"; do
@@ -51,6 +58,16 @@ if ! cargo deb --version >/dev/null 2>&1; then
     if [ "${CI:-}" = true ]; then exit 1; fi
   fi
 fi
+
+# The NAT-lab tests run the webrtc-ice agent (crates/ice-agent) inside lab
+# namespaces; cargo gives tests outside its package no path to it, so build
+# it (and ternd) first, in the profile the tests use.
+cargo build --workspace --bins --quiet
+
+# A NAT-lab test that was killed (timeout, Ctrl-C) leaves a lab whose owner
+# is dead; the next lab test removes it, and so does this, at the end.
+sweep_labs() { if [ "$(id -u)" -eq 0 ]; then deploy/lab/ternd-lab sweep || true; fi; }
+trap sweep_labs EXIT
 
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast "$@"

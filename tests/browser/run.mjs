@@ -4,24 +4,12 @@
 //   node tests/browser/run.mjs <http-url> gather [api-key]
 //   node tests/browser/run.mjs <http-url> call
 //
-// Playwright gives Chromium a fresh temporary --user-data-dir on every launch.
 // SCREENSHOT=/tmp/x.png saves a picture of the (first) page at the end.
-import { chromium } from 'playwright-core';
+import { runScenario, WAIT } from './harness.mjs';
 
 const [base, scenario, key] = process.argv.slice(2);
-const WAIT = 20000; // any single wait
-const deadline = setTimeout(() => finish({ ok: false, error: 'run.mjs: overall timeout (50 s)' }, 1), 50000);
-
 let browser;
-const pageErrors = [];
-
-async function finish(result, code = 0) {
-  clearTimeout(deadline);
-  result.pageErrors = pageErrors;
-  process.stdout.write(`${JSON.stringify(result)}\n`);
-  try { await browser?.close(); } catch { /* already gone */ }
-  process.exit(code);
-}
+let pageErrors;
 
 async function open(context, path) {
   const page = await context.newPage();
@@ -85,20 +73,9 @@ async function call() {
   return { ok: true, pairs, pairsAfter, before, after, chatB: await b.evaluate(() => window.ternd.chat) };
 }
 
-try {
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
-    timeout: WAIT,
-    args: [
-      '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync',
-      '--disable-features=WebRtcHideLocalIpsWithMdns', '--autoplay-policy=no-user-gesture-required',
-    ],
-  });
-  const result = scenario === 'gather' ? await gather(await browser.newContext())
-    : scenario === 'call' ? await call()
+await runScenario('run.mjs', 50000, async (b, errors) => {
+  [browser, pageErrors] = [b, errors];
+  return scenario === 'gather' ? gather(await browser.newContext())
+    : scenario === 'call' ? call()
       : { ok: false, error: `unknown scenario ${scenario}` };
-  await finish(result, result.ok ? 0 : 1);
-} catch (e) {
-  await finish({ ok: false, error: String(e?.stack ?? e) }, 1);
-}
+});

@@ -154,7 +154,15 @@ pub fn read_stun<R: std::io::Read>(r: &mut R) -> Vec<u8> {
     msg
 }
 
+pub mod agent_bin;
+pub mod chromium;
 pub mod http;
+pub mod lab;
+pub mod lab_agent;
+pub mod lab_chromium;
+pub mod lab_ternd;
+pub mod lab_verify;
+pub mod process;
 pub mod turn;
 
 /// A UDP peer on loopback that echoes every datagram back to its sender, on
@@ -167,6 +175,12 @@ pub struct EchoPeer {
 
 impl EchoPeer {
     pub fn start(v6: bool) -> EchoPeer {
+        EchoPeer::replying(v6, |datagram| datagram.to_vec())
+    }
+
+    /// A peer that answers every datagram with `reply(datagram)` instead
+    /// (a fake server sending crafted replies).
+    pub fn replying(v6: bool, reply: fn(&[u8]) -> Vec<u8>) -> EchoPeer {
         let sock = std::net::UdpSocket::bind(if v6 { "[::1]:0" } else { "127.0.0.1:0" }).unwrap();
         sock.set_read_timeout(Some(std::time::Duration::from_millis(50)))
             .unwrap();
@@ -177,7 +191,7 @@ impl EchoPeer {
             let mut buf = [0u8; 65536];
             while !s2.load(std::sync::atomic::Ordering::Relaxed) {
                 if let Ok((n, from)) = sock.recv_from(&mut buf) {
-                    let _ = sock.send_to(&buf[..n], from);
+                    let _ = sock.send_to(&reply(&buf[..n]), from);
                 }
             }
         });
@@ -217,6 +231,18 @@ pub fn turn_config(cert: Option<&TestCert>, extra: &[(&str, &str)]) -> Config {
     ];
     all.extend_from_slice(extra);
     test_config(cert, &all)
+}
+
+/// A candidate (JSON with `address` and `port`, from a browser or
+/// ternd-ice-agent) is on ternd's relay address and a port of turn_config's
+/// relay range.
+pub fn assert_on_relay(c: &serde_json::Value, relay_ip: std::net::IpAddr) {
+    assert_eq!(c["address"].as_str(), Some(relay_ip.to_string().as_str()), "{c}");
+    let port = c["port"].as_u64().unwrap();
+    assert!(
+        (61000..=65535).contains(&port),
+        "relay port from relay.port_min..=port_max: {c}"
+    );
 }
 
 /// REST credentials for `user` valid for an hour, from TEST_SECRET.

@@ -1,0 +1,255 @@
+//! One client connection to a STUN/TURN server over UDP, TCP or TLS, with
+//! blocking sockets whose every read is bounded by a deadline. Stream
+//! transports are cut into messages with the core's framing (RFC 8489
+//! §6.2.2, RFC 8656 §12.5).
+
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use proto::framing::{next_frame, Frame};
+
+use super::url::Transport;
+
+/// The largest message the probe accepts on a stream (a full ChannelData frame).
+const MAX_FRAME: usize = 4 + 65536;
+
+type TlsStream = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
+
+pub enum Conn {
+    Udp {
+        sock: UdpSocket,
+        server: SocketAddr,
+        /// The last address a datagram came from that was not `server`
+        /// (a multihomed server answering from another IP, a NAT rewriting it).
+        stray: Option<SocketAddr>,
+    },
+    Tcp {
+        stream: TcpStream,
+        buf: Vec<u8>,
+    },
+    Tls {
+        stream: Box<TlsStream>,
+        buf: Vec<u8>,
+    },
+}
+
+/// What TLS needs: the client config and the name to verify.
+pub struct TlsParams {
+    pub config: Arc<rustls::ClientConfig>,
+    pub name: rustls::pki_types::ServerName<'static>,
+}
+
+/// The unspecified address of `server`'s family, or `bind` if given.
+pub fn local_ip(bind: Option<IpAddr>, server: SocketAddr) -> IpAddr {
+    bind.unwrap_or(if server.is_ipv4() {
+        IpAddr::from([0u8; 4])
+    } else {
+        IpAddr::from([0u16; 8])
+    })
+}
+
+impl Conn {
+    /// A UDP socket bound to `bind` (or the unspecified address) for `server`.
+    pub fn udp_socket(bind: Option<IpAddr>, server: SocketAddr) -> io::Result<UdpSocket> {
+        UdpSocket::bind(SocketAddr::new(local_ip(bind, server), 0))
+    }
+
+    pub fn connect(
+        transport: Transport,
+        server: SocketAddr,
+        bind: Option<IpAddr>,
+        tls: Option<&TlsParams>,
+        deadline: Instant,
+    ) -> io::Result<Conn> {
+        if transport == Transport::Udp {
+            return Ok(Conn::udp(Self::udp_socket(bind, server)?, server));
+        }
+        let stream = tcp_connect(server, bind, deadline)?;
+        stream.set_nodelay(true)?;
+        match transport {
+            Transport::Tcp => Ok(Conn::Tcp {
+                stream,
+                buf: Vec::new(),
+            }),
+            _ => {
+                let tls = tls.ok_or_else(|| io::Error::other("no TLS configuration"))?;
+                let conn =
+                    rustls::ClientConnection::new(tls.config.clone(), tls.name.clone()).map_err(io::Error::other)?;
+                let mut s = rustls::StreamOwned::new(conn, stream);
+                // Handshake now, so a certificate problem is reported as such.
+                set_timeouts(&s.sock, deadline)?;
+                while s.conn.is_handshaking() {
+                    s.conn.complete_io(&mut s.sock)?;
+                }
+                Ok(Conn::Tls {
+                    stream: Box::new(s),
+                    buf: Vec::new(),
+                })
+            }
+        }
+    }
+
+    /// A UDP connection to `server` over an existing socket (the mapping
+    /// test shares one socket between several servers).
+    pub fn udp(sock: UdpSocket, server: SocketAddr) -> Conn {
+        Conn::Udp {
+            sock,
+            server,
+            stray: None,
+        }
+    }
+
+    /// Where unexpected UDP replies came from, if any did.
+    pub fn stray(&self) -> Option<SocketAddr> {
+        match self {
+            Conn::Udp { stray, .. } => *stray,
+            _ => None,
+        }
+    }
+
+    pub fn is_stream(&self) -> bool {
+        !matches!(self, Conn::Udp { .. })
+    }
+
+    /// The local transport address packets to the server leave from. For a
+    /// UDP socket bound to the unspecified address the IP is the one the
+    /// kernel's route to the server picks (learnt from a connected socket,
+    /// which sends nothing).
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        match self {
+            Conn::Udp { sock, server, .. } => {
+                let local = sock.local_addr()?;
+                if !local.ip().is_unspecified() {
+                    return Ok(local);
+                }
+                let route = UdpSocket::bind(SocketAddr::new(local.ip(), 0))?;
+                route.connect(server)?;
+                Ok(SocketAddr::new(route.local_addr()?.ip(), local.port()))
+            }
+            Conn::Tcp { stream, .. } => stream.local_addr(),
+            Conn::Tls { stream, .. } => stream.sock.local_addr(),
+        }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
+        match self {
+            Conn::Udp { sock, server, .. } => sock.send_to(bytes, *server).map(|_| ()),
+            Conn::Tcp { stream, .. } => stream.write_all(bytes),
+            Conn::Tls { stream, .. } => {
+                stream.write_all(bytes)?;
+                stream.flush()
+            }
+        }
+    }
+
+    /// ChannelData (RFC 8656 §12.4), padded to a multiple of 4 on streams (§12.5).
+    pub fn send_channel_data(&mut self, channel: u16, payload: &[u8]) -> io::Result<()> {
+        let mut m = Vec::with_capacity(payload.len() + 7);
+        m.extend_from_slice(&channel.to_be_bytes());
+        m.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+        m.extend_from_slice(payload);
+        if self.is_stream() {
+            m.resize(proto::wire::pad4(m.len()), 0);
+        }
+        self.send(&m)
+    }
+
+    /// The next message from the server (a datagram, or one STUN or
+    /// ChannelData frame with its padding removed), or `None` at `deadline`.
+    /// UDP datagrams from other addresses are ignored.
+    pub fn recv(&mut self, deadline: Instant) -> io::Result<Option<Vec<u8>>> {
+        match self {
+            Conn::Udp { sock, server, stray } => {
+                let mut buf = vec![0u8; 65536];
+                loop {
+                    let Some(left) = remaining(deadline) else {
+                        return Ok(None);
+                    };
+                    sock.set_read_timeout(Some(left))?;
+                    match sock.recv_from(&mut buf) {
+                        Ok((n, from)) if from == *server => return Ok(Some(buf[..n].to_vec())),
+                        Ok((_, from)) => *stray = Some(from),
+                        Err(e) if is_timeout(&e) => return Ok(None),
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            Conn::Tcp { stream, buf } => read_frame(stream, |s| s, buf, deadline),
+            Conn::Tls { stream, buf } => read_frame(stream.as_mut(), |s| &s.sock, buf, deadline),
+        }
+    }
+}
+
+fn read_frame<S: Read>(
+    stream: &mut S,
+    sock: impl Fn(&S) -> &TcpStream,
+    buf: &mut Vec<u8>,
+    deadline: Instant,
+) -> io::Result<Option<Vec<u8>>> {
+    let mut chunk = [0u8; 8192];
+    loop {
+        match next_frame(buf, MAX_FRAME) {
+            Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e)),
+            Ok(Some(frame)) => {
+                let keep = match frame {
+                    Frame::Stun(n) => n,
+                    Frame::ChannelData { payload, .. } => 4 + payload,
+                };
+                let msg = buf[..keep].to_vec();
+                buf.drain(..frame.len());
+                return Ok(Some(msg));
+            }
+            Ok(None) => {}
+        }
+        if remaining(deadline).is_none() {
+            return Ok(None);
+        }
+        set_timeouts(sock(stream), deadline)?;
+        match stream.read(&mut chunk) {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the server closed the connection",
+                ))
+            }
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if is_timeout(&e) => return Ok(None),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn tcp_connect(server: SocketAddr, bind: Option<IpAddr>, deadline: Instant) -> io::Result<TcpStream> {
+    let left = remaining(deadline).ok_or_else(|| io::Error::new(io::ErrorKind::TimedOut, "timed out"))?;
+    let Some(ip) = bind else {
+        return TcpStream::connect_timeout(&server, left);
+    };
+    let sock = socket2::Socket::new(
+        socket2::Domain::for_address(server),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    sock.bind(&SocketAddr::new(ip, 0).into())?;
+    sock.connect_timeout(&server.into(), left)?;
+    Ok(sock.into())
+}
+
+fn set_timeouts(s: &TcpStream, deadline: Instant) -> io::Result<()> {
+    // A zero timeout means "block forever" to std, so never pass one.
+    let left = remaining(deadline).unwrap_or(Duration::from_millis(1));
+    s.set_read_timeout(Some(left))?;
+    s.set_write_timeout(Some(left))
+}
+
+/// Time left before `deadline`, or `None` once it has passed.
+pub fn remaining(deadline: Instant) -> Option<Duration> {
+    deadline
+        .checked_duration_since(Instant::now())
+        .filter(|d| *d >= Duration::from_millis(1))
+}
+
+pub fn is_timeout(e: &io::Error) -> bool {
+    matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
+}

@@ -1,0 +1,325 @@
+//! STUN transactions over one [`Conn`]: requests retransmitted on UDP (RFC
+//! 8489 §6.2.1), responses matched by transaction ID, and the long-term
+//! credential dance (RFC 8489 §9.2.3–§9.2.5: 401 → REALM/NONCE → retry,
+//! 438 → one retry with the new nonce).
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use proto::wire::{attr, Class, ErrorCode, Message, MessageBuilder, MessageType, Method, ParseError, TransactionId};
+
+use super::conn::{remaining, Conn};
+
+/// RFC 8489 §6.2.1: initial RTO 500 ms, doubled on each retransmission; Rc = 7.
+const INITIAL_RTO: Duration = Duration::from_millis(500);
+const MAX_SENDS: u32 = 7;
+/// Relayed messages kept while waiting for a response; the probe expects one.
+const MAX_BACKLOG: usize = 64;
+/// Room for any request the probe builds (64-byte payloads plus attributes).
+const REQUEST_BUF: usize = 1500;
+const SOFTWARE: &str = concat!("ternd-probe/", env!("CARGO_PKG_VERSION"));
+
+/// Why a request or a wait failed; `Display` is the detail of a FAIL line.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("no response within {0:.1?}{1}")]
+    Timeout(Duration, String),
+    #[error("{0}")]
+    Io(String),
+    #[error("malformed reply: {0}")]
+    Malformed(String),
+    #[error("error {code} {reason}")]
+    Refused { code: u16, reason: String },
+}
+
+impl ProbeError {
+    pub fn code(&self) -> Option<u16> {
+        match self {
+            ProbeError::Refused { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+}
+
+/// Long-term credentials.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Credentials {
+    pub username: String,
+    pub password: String,
+}
+
+/// A success response, owned.
+pub struct Response {
+    pub bytes: Vec<u8>,
+    pub rtt: Duration,
+}
+
+impl Response {
+    fn message(&self) -> Message<'_> {
+        // Parsed once already in `transact`; this cannot fail.
+        Message::parse(&self.bytes).expect("validated in transact")
+    }
+
+    /// An XOR-* address attribute (XOR-MAPPED-ADDRESS, XOR-RELAYED-ADDRESS).
+    pub fn xor_address(&self, typ: u16) -> Result<std::net::SocketAddr, ProbeError> {
+        let m = self.message();
+        let v = m
+            .get(typ)
+            .ok_or_else(|| ProbeError::Malformed(format!("no {} in the response", attr_name(typ))))?;
+        attr::decode_address(v, Some(&m.transaction_id()))
+            .map_err(|e| ProbeError::Malformed(format!("{}: {e}", attr_name(typ))))
+    }
+
+    pub fn u32(&self, typ: u16) -> Result<u32, ProbeError> {
+        match self.message().get(typ) {
+            Some(v) if v.len() == 4 => Ok(u32::from_be_bytes([v[0], v[1], v[2], v[3]])),
+            Some(_) => Err(ProbeError::Malformed(format!(
+                "{} has the wrong length",
+                attr_name(typ)
+            ))),
+            None => Err(ProbeError::Malformed(format!("no {} in the response", attr_name(typ)))),
+        }
+    }
+}
+
+pub fn attr_name(typ: u16) -> &'static str {
+    match typ {
+        attr::XOR_MAPPED_ADDRESS => "XOR-MAPPED-ADDRESS",
+        attr::XOR_RELAYED_ADDRESS => "XOR-RELAYED-ADDRESS",
+        attr::XOR_PEER_ADDRESS => "XOR-PEER-ADDRESS",
+        attr::LIFETIME => "LIFETIME",
+        attr::DATA => "DATA",
+        _ => "attribute",
+    }
+}
+
+/// Fills `buf` with random bytes from the operating system.
+pub fn random_bytes(buf: &mut [u8]) {
+    use ring::rand::SecureRandom;
+    // ring's SystemRandom reads getrandom(2); if that ever fails the probe
+    // still works with a clock-derived ID (uniqueness, not secrecy, matters).
+    if ring::rand::SystemRandom::new().fill(buf).is_err() {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos()
+            .to_le_bytes();
+        for (i, b) in buf.iter_mut().enumerate() {
+            *b = t[i % t.len()] ^ (i as u8);
+        }
+    }
+}
+
+type AddAttrs<'a> = &'a dyn Fn(&mut MessageBuilder) -> Result<(), proto::wire::BufferTooSmall>;
+
+pub struct Session {
+    pub conn: Conn,
+    pub deadline: Instant,
+    creds: Option<Credentials>,
+    realm: Vec<u8>,
+    nonce: Vec<u8>,
+    key: Option<[u8; 16]>,
+    /// An Allocate succeeded on this session (and no Refresh 0 deleted it).
+    pub allocated: bool,
+    /// Indications and ChannelData that arrived while waiting for a response.
+    pub backlog: VecDeque<Vec<u8>>,
+}
+
+impl Session {
+    pub fn new(conn: Conn, creds: Option<Credentials>, deadline: Instant) -> Session {
+        Session {
+            conn,
+            deadline,
+            creds,
+            realm: Vec::new(),
+            nonce: Vec::new(),
+            key: None,
+            allocated: false,
+            backlog: VecDeque::new(),
+        }
+    }
+
+    /// Sends a request with `add` attributes, authenticating once challenged,
+    /// and returns the success response; an error response is `Refused`.
+    pub fn request(&mut self, method: Method, add: AddAttrs) -> Result<Response, ProbeError> {
+        let mut stale_retried = false;
+        let mut challenged = false;
+        // At most: unauthenticated, after 401, after one 438.
+        for _ in 0..3 {
+            let mut tid: TransactionId = [0; 12];
+            random_bytes(&mut tid);
+            let mut buf = [0u8; REQUEST_BUF];
+            let n = self
+                .build(method, &tid, &mut buf, add)
+                .map_err(|_| ProbeError::Io("request does not fit the buffer".into()))?;
+            let resp = self.transact(&buf[..n], &tid)?;
+            let m = Message::parse(&resp.bytes).map_err(|e| ProbeError::Malformed(e.to_string()))?;
+            if m.message_type().method != method {
+                return Err(ProbeError::Malformed(format!(
+                    "response method {:#05x} to a {} request",
+                    m.message_type().method.0,
+                    method.name()
+                )));
+            }
+            match m.message_type().class {
+                Class::Success => {
+                    // RFC 8489 §9.2.5: a response to an authenticated request
+                    // carries MESSAGE-INTEGRITY with the same key.
+                    if let Some(key) = self.key {
+                        if m.has_integrity() && !m.verify_integrity(&key) {
+                            return Err(ProbeError::Malformed(
+                                "the response's MESSAGE-INTEGRITY does not verify".into(),
+                            ));
+                        }
+                    }
+                    return Ok(resp);
+                }
+                Class::Error => {}
+                c => return Err(ProbeError::Malformed(format!("a {c:?} in answer to a request"))),
+            }
+            let (code, reason) = m
+                .get(attr::ERROR_CODE)
+                .and_then(ErrorCode::decode)
+                .ok_or_else(|| ProbeError::Malformed("error response without a valid ERROR-CODE".into()))?;
+            let refused = |extra: &str| ProbeError::Refused {
+                code: code.0,
+                reason: format!("{}{extra}", String::from_utf8_lossy(reason).trim()),
+            };
+            let realm = m.get(attr::REALM).map(<[u8]>::to_vec);
+            let nonce = m.get(attr::NONCE).map(<[u8]>::to_vec);
+            match code.0 {
+                // §9.2.4: the first 401 carries REALM and NONCE; retry with them.
+                401 if self.key.is_none() && !challenged => {
+                    let Some(creds) = self.creds.clone() else {
+                        return Err(refused(
+                            " (the server wants credentials: give --user/--password, --secret or --ice-servers)",
+                        ));
+                    };
+                    let (Some(realm), Some(nonce)) = (realm, nonce) else {
+                        return Err(ProbeError::Malformed("401 without REALM and NONCE".into()));
+                    };
+                    let realm_str =
+                        std::str::from_utf8(&realm).map_err(|_| ProbeError::Malformed("REALM is not UTF-8".into()))?;
+                    self.key = Some(proto::wire::long_term_key(&creds.username, realm_str, &creds.password));
+                    self.realm = realm;
+                    self.nonce = nonce;
+                    challenged = true;
+                }
+                // §9.2.5 / RFC 8656 §7.2: a stale nonce; retry once with the new one.
+                438 if self.key.is_some() && !stale_retried => {
+                    let Some(nonce) = nonce else {
+                        return Err(ProbeError::Malformed("438 without NONCE".into()));
+                    };
+                    self.nonce = nonce;
+                    stale_retried = true;
+                }
+                401 if self.key.is_some() => return Err(refused(" (wrong username or password?)")),
+                _ => return Err(refused("")),
+            }
+        }
+        Err(ProbeError::Malformed("the server keeps challenging the request".into()))
+    }
+
+    /// A Send indication or any other message that expects no answer.
+    pub fn indicate(&mut self, method: Method, add: AddAttrs) -> Result<(), ProbeError> {
+        let mut tid: TransactionId = [0; 12];
+        random_bytes(&mut tid);
+        let mut buf = [0u8; REQUEST_BUF];
+        let typ = MessageType::new(method, Class::Indication);
+        let n = (|| {
+            let mut b = MessageBuilder::new(&mut buf, typ, &tid)?;
+            add(&mut b)?;
+            b.add_fingerprint()?;
+            Ok::<_, proto::wire::BufferTooSmall>(b.finish())
+        })()
+        .map_err(|_| ProbeError::Io("indication does not fit the buffer".into()))?;
+        self.conn
+            .send(&buf[..n])
+            .map_err(|e| ProbeError::Io(format!("send: {e}")))
+    }
+
+    fn build(
+        &self,
+        method: Method,
+        tid: &TransactionId,
+        buf: &mut [u8],
+        add: AddAttrs,
+    ) -> Result<usize, proto::wire::BufferTooSmall> {
+        let mut b = MessageBuilder::new(buf, MessageType::new(method, Class::Request), tid)?;
+        b.add_bytes(attr::SOFTWARE, SOFTWARE.as_bytes())?;
+        add(&mut b)?;
+        if let (Some(key), Some(creds)) = (self.key, &self.creds) {
+            b.add_bytes(attr::USERNAME, creds.username.as_bytes())?;
+            b.add_bytes(attr::REALM, &self.realm)?;
+            b.add_bytes(attr::NONCE, &self.nonce)?;
+            b.add_message_integrity(&key)?;
+        }
+        b.add_fingerprint()?;
+        Ok(b.finish())
+    }
+
+    /// Keeps relayed data for [`Session::recv_relayed`], at most
+    /// [`MAX_BACKLOG`] messages (a flooding server cannot exhaust memory).
+    fn keep(&mut self, bytes: Vec<u8>) {
+        if self.backlog.len() < MAX_BACKLOG {
+            self.backlog.push_back(bytes);
+        }
+    }
+
+    /// Sends `req` and waits for the response with its transaction ID,
+    /// retransmitting on UDP. Other messages go to the backlog.
+    fn transact(&mut self, req: &[u8], tid: &TransactionId) -> Result<Response, ProbeError> {
+        let started = Instant::now();
+        let mut rto = INITIAL_RTO;
+        let mut sends = 0;
+        let mut garbage: Option<String> = None;
+        loop {
+            if remaining(self.deadline).is_none() {
+                let mut why = garbage.map(|g| format!(" (unusable replies: {g})")).unwrap_or_default();
+                if let Some(from) = self.conn.stray() {
+                    why.push_str(&format!(" (a reply came from {from}, not from the address asked)"));
+                }
+                return Err(ProbeError::Timeout(started.elapsed(), why));
+            }
+            let sent_at = Instant::now();
+            if sends == 0 || (!self.conn.is_stream() && sends < MAX_SENDS) {
+                self.conn.send(req).map_err(|e| ProbeError::Io(format!("send: {e}")))?;
+            }
+            sends += 1;
+            // Streams are reliable: one send, wait for the whole deadline.
+            let wait_until = if self.conn.is_stream() || sends >= MAX_SENDS {
+                self.deadline
+            } else {
+                (sent_at + rto).min(self.deadline)
+            };
+            rto *= 2;
+            while let Some(bytes) = self
+                .conn
+                .recv(wait_until)
+                .map_err(|e| ProbeError::Io(format!("receive: {e}")))?
+            {
+                match Message::parse(&bytes) {
+                    Ok(m) if m.transaction_id() == *tid && m.message_type().class != Class::Indication => {
+                        if !m.fingerprint_ok() {
+                            return Err(ProbeError::Malformed("FINGERPRINT does not match".into()));
+                        }
+                        return Ok(Response {
+                            bytes,
+                            rtt: sent_at.elapsed(),
+                        });
+                    }
+                    Ok(m) if m.message_type().class == Class::Indication => self.keep(bytes),
+                    // A late answer to an earlier transaction.
+                    Ok(_) => {}
+                    Err(ParseError::Body {
+                        transaction_id, error, ..
+                    }) if transaction_id == *tid => {
+                        return Err(ProbeError::Malformed(error.to_string()));
+                    }
+                    Err(_) if bytes.first().is_some_and(|b| b & 0xC0 == 0x40) => self.keep(bytes),
+                    Err(e) => garbage = Some(e.to_string()),
+                }
+            }
+        }
+    }
+}

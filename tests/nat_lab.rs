@@ -1,0 +1,214 @@
+//! The NAT lab itself (deploy/lab/ternd-lab): every router type behaves as
+//! promised (checked with plain sockets), the lab is gone after teardown and
+//! after its owner dies, ternd serving in the lab sees each client at its
+//! router's public address, and the script's own `serve` and `verify` (the
+//! path users take) pass. Needs root, ip and nft (tests/run.sh installs them); otherwise
+//! SKIPPED, or a failure under CI=true.
+
+mod common;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::os::unix::fs::MetadataExt;
+use std::time::Duration;
+
+use common::lab::{prerequisites, Lab, Nat};
+use common::lab_ternd::verified_lab_with_ternd;
+use common::lab_verify::verify_routers;
+
+const ALL: [(&str, Nat); 5] = [
+    ("full", Nat::FullCone),
+    ("restricted", Nat::RestrictedCone),
+    ("port", Nat::PortRestrictedCone),
+    ("symmetric", Nat::Symmetric),
+    ("blocked", Nat::UdpBlocked),
+];
+
+fn netns_names() -> Vec<String> {
+    std::fs::read_dir("/run/netns")
+        .map(|d| d.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn every_router_behaves_as_its_nat_type_and_teardown_removes_the_lab() {
+    if !prerequisites() {
+        return;
+    }
+    let lab = Lab::up(&ALL, false);
+    let prefix = format!("{}-", lab.prefix);
+    assert_eq!(
+        netns_names().iter().filter(|n| n.starts_with(&prefix)).count(),
+        1 + 2 * ALL.len(),
+        "inet plus a router and a client per NAT"
+    );
+    verify_routers(&lab);
+    drop(lab);
+    assert!(
+        !netns_names().iter().any(|n| n.starts_with(&prefix)),
+        "no namespace of {prefix} is left: {:?}",
+        netns_names()
+    );
+}
+
+/// A STUN Binding from `sock` to `server` (webrtc-rs `stun` encodes and decodes).
+fn binding(sock: &UdpSocket, server: SocketAddr) -> Option<SocketAddr> {
+    sock.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    for _ in 0..3 {
+        let req = common::binding_request();
+        sock.send_to(&req.raw, server).unwrap();
+        let mut buf = [0u8; 1500];
+        if let Ok((n, _)) = sock.recv_from(&mut buf) {
+            return Some(common::mapped_address(&req, &buf[..n]));
+        }
+    }
+    None
+}
+
+#[test]
+fn ternd_in_the_lab_sees_each_client_at_its_routers_address() {
+    if !prerequisites() {
+        return;
+    }
+    let (lab, ternd) = verified_lab_with_ternd(&ALL, false);
+    let (a, b): (SocketAddr, SocketAddr) = ("203.0.113.1:3478".parse().unwrap(), "203.0.113.2:3479".parse().unwrap());
+    for c in lab.clients.clone() {
+        let sock = lab.in_node(&c.name, || UdpSocket::bind("0.0.0.0:0").unwrap());
+        let first = binding(&sock, a);
+        if c.nat == Nat::UdpBlocked {
+            assert_eq!(first, None, "{}: UDP is blocked", c.name);
+            continue;
+        }
+        let first = first.unwrap_or_else(|| panic!("{}: no Binding answer\n{}", c.name, ternd.log_text()));
+        let second = binding(&sock, b).expect("a Binding answer from the other address and port");
+        assert_eq!(first.ip(), std::net::IpAddr::V4(c.public), "{}", c.name);
+        if c.nat == Nat::Symmetric {
+            assert_ne!(first, second, "{}: a new mapping per destination", c.name);
+        } else {
+            assert_eq!(first, second, "{}: one mapping for every destination", c.name);
+        }
+    }
+}
+
+#[test]
+fn the_scripts_serve_and_verify_check_every_router_with_ternd_probe() {
+    if !prerequisites() {
+        return;
+    }
+    let lab = Lab::up(&ALL, false);
+    let ternd = env!("CARGO_BIN_EXE_ternd");
+    let out = lab.script(&["serve", ternd]);
+    assert!(out.status.success(), "serve: {}", String::from_utf8_lossy(&out.stderr));
+    let out = lab.script(&["verify", ternd]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "verify:\n{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for line in [
+        "ok   full (full): mapping endpoint-independent, public 198.51.100.11",
+        "ok   restricted (restricted): mapping endpoint-independent, public 198.51.100.12",
+        "ok   port (port): mapping endpoint-independent, public 198.51.100.13",
+        "ok   symmetric (symmetric): mapping address-and-port-dependent, public 198.51.100.14",
+        "ok   blocked (udp-blocked): UDP blocked",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line:?} in:\n{text}");
+    }
+}
+
+#[test]
+fn a_lab_whose_owner_died_is_swept() {
+    if !prerequisites() {
+        return;
+    }
+    // The owner is a child that dies, as a killed test process would.
+    let mut owner = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+    let prefix = format!("tl{:x}dead", std::process::id());
+    let up = std::process::Command::new(common::lab::script())
+        .args(["up", "only=port"])
+        .env("TERND_LAB_PREFIX", &prefix)
+        .env("TERND_LAB_OWNER", owner.id().to_string())
+        .output()
+        .unwrap();
+    assert!(up.status.success(), "{}", String::from_utf8_lossy(&up.stderr));
+    let ours = || {
+        netns_names()
+            .into_iter()
+            .filter(|n| n.starts_with(&format!("{prefix}-")))
+            .count()
+    };
+    assert_eq!(ours(), 3, "inet, r-only, only");
+    // Alive owner: sweep keeps the lab.
+    let sweep = || {
+        std::process::Command::new(common::lab::script())
+            .arg("sweep")
+            .env("TERND_LAB_PREFIX", "unused")
+            .output()
+            .unwrap()
+    };
+    assert!(sweep().status.success());
+    assert_eq!(ours(), 3, "a live owner's lab stays");
+    // A process left running inside the lab, as a killed test leaves ternd or a browser.
+    let mut inside = std::process::Command::new("ip")
+        .args(["netns", "exec", &format!("{prefix}-only"), "sleep", "30"])
+        .spawn()
+        .unwrap();
+    let lab_ns = std::fs::metadata(format!("/run/netns/{prefix}-only")).unwrap().ino();
+    let t = std::time::Instant::now();
+    while std::fs::metadata(format!("/proc/{}/ns/net", inside.id()))
+        .map(|m| m.ino())
+        .ok()
+        != Some(lab_ns)
+    {
+        assert!(t.elapsed() < Duration::from_secs(3), "sleep entered the lab");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    owner.kill().unwrap();
+    owner.wait().unwrap();
+    let out = sweep();
+    assert!(out.status.success());
+    assert_eq!(
+        ours(),
+        0,
+        "the dead owner's lab is gone: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let t = std::time::Instant::now();
+    while inside.try_wait().unwrap().is_none() {
+        assert!(
+            t.elapsed() < Duration::from_secs(3),
+            "the process inside the lab was ended"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!std::path::Path::new(&format!("/run/ternd-lab/{prefix}")).exists());
+}
+
+#[test]
+fn a_bad_client_spec_is_refused_by_name_before_anything_is_built() {
+    if !prerequisites() {
+        return;
+    }
+    let prefix = format!("tl{:x}bad", std::process::id());
+    for (spec, error) in [
+        (
+            "x=cone",
+            "client x: unknown NAT type 'cone' (full, restricted, port, symmetric, udp-blocked)",
+        ),
+        ("inet=full", "client name 'inet' is reserved"),
+        ("Bad=full", "client name 'Bad': 1-12 of a-z0-9, starting with a letter"),
+    ] {
+        let out = std::process::Command::new(common::lab::script())
+            .args(["up", "ok=port", spec])
+            .env("TERND_LAB_PREFIX", &prefix)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{spec}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(error), "{spec}: {stderr}");
+        assert!(
+            !netns_names().iter().any(|n| n.starts_with(&prefix)),
+            "{spec}: nothing built"
+        );
+    }
+}

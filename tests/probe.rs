@@ -1,0 +1,653 @@
+//! `ternd probe`, the real binary, against an in-process ternd (UDP, TCP,
+//! TLS; REST secret, static user, iceServers URL; wrong password; two
+//! server addresses for the NAT mapping test), against coturn's
+//! `turnserver`, and against a fake server whose replies are malformed.
+
+mod common;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+fn ternd() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_ternd"))
+}
+
+/// Runs `ternd probe ARGS` (bounded: killed after 30 s) and returns its output.
+fn probe(args: &[String]) -> Output {
+    let mut child = ternd()
+        .arg("probe")
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run ternd probe");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn args(a: &[&str]) -> Vec<String> {
+    a.iter().map(|s| s.to_string()).collect()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// The JSON objects of a `--json` run, one per line.
+fn json_lines(o: &Output) -> Vec<Value> {
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}\n{}", text(o))))
+        .collect()
+}
+
+fn checks<'a>(lines: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    lines.iter().filter(|l| l["check"] == kind).collect()
+}
+
+fn v4(addrs: &[SocketAddr]) -> SocketAddr {
+    *addrs.iter().find(|a| a.is_ipv4()).expect("an IPv4 listener")
+}
+
+/// Asserts a passing `--json` run: every binding reports a 127.0.0.1
+/// reflexive address, every relay is 127.0.0.1 in the configured range
+/// (61000-65535), and each transport's round trip passed.
+fn assert_all_pass(o: &Output, transports: &[&str]) {
+    assert_eq!(o.status.code(), Some(0), "{}", text(o));
+    let lines = json_lines(o);
+    for t in transports {
+        let pick = |kind: &str| {
+            *checks(&lines, kind)
+                .iter()
+                .find(|c| c["transport"] == *t)
+                .unwrap_or_else(|| panic!("a {kind} check over {t}\n{}", text(o)))
+        };
+        let b = pick("binding");
+        assert_eq!(b["ok"], true, "{b}");
+        let reflexive: SocketAddr = b["reflexive"].as_str().unwrap().parse().unwrap();
+        assert_eq!(reflexive.ip().to_string(), "127.0.0.1", "{b}");
+        assert_ne!(reflexive.port(), 0);
+        // On loopback there is no NAT: the local address is the reflexive one.
+        assert_eq!(b["local"], b["reflexive"], "{b}");
+        assert_eq!(b["nat"], false, "{b}");
+        let a = pick("allocate");
+        assert_eq!(a["ok"], true, "{a}");
+        let relay: SocketAddr = a["relay"].as_str().unwrap().parse().unwrap();
+        assert_eq!(relay.ip().to_string(), "127.0.0.1", "{a}");
+        assert!(relay.port() >= 61000, "relay port from the configured range: {a}");
+        assert_eq!(a["lifetime"], 600, "{a}");
+        let r = pick("relay-round-trip");
+        assert_eq!(r["ok"], true, "{r}");
+        assert_eq!(r["bytes"], 64, "{r}");
+    }
+    let summary = lines.last().unwrap();
+    assert_eq!(summary["summary"], true);
+    assert_eq!(summary["ok"], true);
+}
+
+#[test]
+fn passes_against_ternd_over_udp_tcp_and_tls_with_a_rest_secret() {
+    let cert = TestCert::new();
+    let server = start(&turn_config(Some(&cert), &[]));
+    let b = server.bound().clone();
+    let o = probe(&args(&[
+        "--json",
+        "--secret",
+        TEST_SECRET,
+        "--rest-user",
+        "probe-test",
+        "--ca",
+        &cert.cert_file.display().to_string(),
+        &format!("turn:{}", v4(&b.udp)),
+        &format!("turn:{}?transport=tcp", v4(&b.tcp)),
+        &format!("turns:{}", v4(&b.tls)),
+    ]));
+    assert_all_pass(&o, &["udp", "tcp", "tls"]);
+    // Without --alt-server/--alt-port the mapping test says what it needs.
+    let lines = json_lines(&o);
+    let m = checks(&lines, "nat-mapping");
+    assert_eq!(m.len(), 1, "{}", text(&o));
+    assert_eq!(m[0]["verdict"], "unknown");
+    assert!(m[0]["detail"]
+        .as_str()
+        .unwrap()
+        .contains("needs a second server address"));
+
+    // TLS trust: --insecure works with the self-signed certificate; neither
+    // --ca nor --insecure fails and says what to give.
+    let turns = format!("turns:{}", v4(&b.tls));
+    let o = probe(&args(&[
+        "--json",
+        "--secret",
+        TEST_SECRET,
+        "--insecure",
+        "--bind",
+        "127.0.0.1",
+        &turns,
+    ]));
+    assert_all_pass(&o, &["tls"]);
+    let o = probe(&args(&["--secret", TEST_SECRET, &turns]));
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("FAIL  binding tls") && l.contains("--ca FILE") && l.contains("--insecure")),
+        "{}",
+        text(&o)
+    );
+
+    // Every allocation was deleted by a successful Refresh (lifetime 0):
+    // 2 per transport and run.
+    let stats = server.shutdown().unwrap();
+    assert_eq!(stats.allocations_created, 8);
+    let refresh = proto::metrics::method_index(proto::wire::Method::REFRESH);
+    assert_eq!(stats.requests.responses[refresh][proto::metrics::code_index(None)], 8);
+}
+
+#[test]
+fn passes_with_a_static_user_and_prints_one_line_per_check() {
+    let server = start(&turn_config(None, &[]));
+    let b = server.bound().clone();
+    let o = probe(&args(&[
+        "--user",
+        "alice",
+        "--password",
+        "alice-password",
+        &format!("stun:{}", v4(&b.udp)),
+        &format!("turn:{}", v4(&b.udp)),
+        &format!("turn:{}?transport=tcp", v4(&b.tcp)),
+    ]));
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let lines: Vec<&str> = out.lines().collect();
+    // The stun: URL and the turn: UDP URL share one binding check.
+    for want in [
+        format!("PASS  binding udp {}", v4(&b.udp)),
+        format!("PASS  allocate udp {}", v4(&b.udp)),
+        "PASS  relay round trip udp".to_string(),
+        format!("PASS  binding tcp {}", v4(&b.tcp)),
+        format!("PASS  allocate tcp {}", v4(&b.tcp)),
+        "PASS  relay round trip tcp".to_string(),
+        "INFO  nat mapping".to_string(),
+    ] {
+        assert_eq!(
+            lines.iter().filter(|l| l.starts_with(&want)).count(),
+            1,
+            "one `{want}` line\n{}",
+            text(&o)
+        );
+    }
+    assert!(!out.contains("FAIL"), "{}", text(&o));
+}
+
+#[test]
+fn wrong_password_fails_with_401_and_exit_code_1() {
+    let server = start(&turn_config(None, &[]));
+    let udp = v4(&server.bound().udp);
+    let url = format!("turn:{udp}");
+    let wrong = |json: &[&str]| {
+        probe(&args(
+            &[json, &["--user", "alice", "--password", "nope", &url]].concat(),
+        ))
+    };
+    let o = wrong(&[]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let fail = out
+        .lines()
+        .find(|l| l.starts_with("FAIL  allocate udp"))
+        .unwrap_or_else(|| panic!("a FAIL allocate line\n{}", text(&o)));
+    assert!(fail.contains("401"), "{fail}");
+    // Binding needs no credentials and still passes.
+    assert!(out.contains(&format!("PASS  binding udp {udp}")), "{}", text(&o));
+
+    // The same in JSON, with the error code as a field.
+    let o = wrong(&["--json"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let lines = json_lines(&o);
+    let a = checks(&lines, "allocate");
+    assert_eq!(a[0]["ok"], false);
+    assert_eq!(a[0]["error_code"], 401);
+    assert_eq!(lines.last().unwrap()["ok"], false);
+}
+
+#[test]
+fn nat_mapping_is_endpoint_independent_across_two_server_addresses_and_ports() {
+    // Three UDP listeners: 127.0.0.1 twice (two ports) and 127.0.0.2.
+    let server = start(&turn_config(
+        None,
+        &[
+            ("listen.udp", "127.0.0.1:0,127.0.0.1:0,127.0.0.2:0"),
+            ("listen.tcp", "127.0.0.1:0"),
+        ],
+    ));
+    let udp = server.bound().udp.clone();
+    let one: Vec<SocketAddr> = udp
+        .iter()
+        .copied()
+        .filter(|a| a.ip().to_string() == "127.0.0.1")
+        .collect();
+    let two = *udp.iter().find(|a| a.ip().to_string() == "127.0.0.2").unwrap();
+    assert_eq!(one.len(), 2, "{udp:?}");
+    let o = probe(&args(&[
+        "--json",
+        "--alt-server",
+        &two.to_string(),
+        "--alt-port",
+        &one[1].port().to_string(),
+        &format!("stun:{}", one[0]),
+    ]));
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let lines = json_lines(&o);
+    let m = checks(&lines, "nat-mapping");
+    assert_eq!(m[0]["verdict"], "endpoint-independent", "{}", text(&o));
+    let mappings = m[0]["mappings"].as_array().unwrap();
+    assert_eq!(mappings.len(), 3, "{}", m[0]);
+    let servers: Vec<&str> = mappings.iter().map(|x| x["server"].as_str().unwrap()).collect();
+    assert_eq!(
+        servers,
+        [one[0].to_string(), two.to_string(), one[1].to_string()],
+        "{}",
+        m[0]
+    );
+    // One local socket, so one reflexive address for all three.
+    assert!(
+        mappings.iter().all(|x| x["reflexive"] == mappings[0]["reflexive"]),
+        "{}",
+        m[0]
+    );
+    let reflexive: SocketAddr = mappings[0]["reflexive"].as_str().unwrap().parse().unwrap();
+    assert_eq!(reflexive.ip().to_string(), "127.0.0.1");
+
+    // A second address where nothing answers: a FAIL naming it, exit 1.
+    let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let o = probe(&args(&[
+        "--timeout",
+        "1s",
+        "--alt-server",
+        &silent.local_addr().unwrap().to_string(),
+        &format!("stun:{}", one[0]),
+    ]));
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.lines().any(|l| l.starts_with("FAIL  nat mapping")
+            && l.contains(&silent.local_addr().unwrap().to_string())
+            && l.contains("no response")),
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
+fn probes_every_url_of_an_ice_servers_endpoint() {
+    const KEY: &str = "probe-test-api-key-0123456789";
+    let cert = TestCert::new();
+    let server = start(&turn_config(
+        Some(&cert),
+        &[("http.listen", "127.0.0.1:0"), ("http.api_keys", KEY)],
+    ));
+    let http = server.bound().http[0];
+    let url = format!("http://{http}/api/ice-servers?user=probe");
+    let ca = cert.cert_file.display().to_string();
+    let o = probe(&args(&["--json", "--ice-servers", &url, "--key", KEY, "--ca", &ca]));
+    assert_all_pass(&o, &["udp", "tcp", "tls"]);
+    let lines = json_lines(&o);
+    assert_eq!(checks(&lines, "ice-servers")[0]["ok"], true);
+
+    // A wrong key: the fetch fails with the HTTP status, exit 1.
+    let o = probe(&args(&["--ice-servers", &url, "--key", "wrong-key-000000000000"]));
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("FAIL  ice servers") && l.contains("403")),
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
+fn usage_errors_exit_2_with_a_reason() {
+    for (a, why) in [
+        (args(&[]), "required"),
+        (args(&["turn://127.0.0.1"]), "no `//`"),
+        (args(&["turn:127.0.0.1?transport=sctp"]), "unknown query"),
+        (args(&["--user", "u", "stun:127.0.0.1"]), "--password"),
+        (args(&["--timeout", "soon", "stun:127.0.0.1"]), "soon"),
+        (
+            args(&["--ca", "/nonexistent/ca.pem", "stun:127.0.0.1"]),
+            "/nonexistent/ca.pem",
+        ),
+        (args(&["--alt-server", "[::1", "stun:127.0.0.1"]), "--alt-server"),
+    ] {
+        let o = probe(&a);
+        assert_eq!(o.status.code(), Some(2), "{a:?}\n{}", text(&o));
+        assert!(String::from_utf8_lossy(&o.stderr).contains(why), "{a:?}: {}", text(&o));
+    }
+}
+
+/// A Binding success header for `req`'s transaction with `body` appended,
+/// the length field claiming `claimed` bytes.
+fn success_with(req: &[u8], body: &[u8], claimed: u16) -> Vec<u8> {
+    let mut m = vec![0x01, 0x01];
+    m.extend_from_slice(&claimed.to_be_bytes());
+    m.extend_from_slice(&req[4..20]);
+    m.extend_from_slice(body);
+    m
+}
+
+/// How a fake server answers a request.
+type Reply = fn(&[u8]) -> Vec<u8>;
+
+#[test]
+fn malformed_replies_are_fail_lines_not_panics() {
+    let cases: [(Reply, &str); 4] = [
+        // An attribute that runs past the end of the message.
+        (
+            |req| success_with(req, &[0x00, 0x20, 0x00, 0x40, 1, 2, 3, 4], 8),
+            "malformed",
+        ),
+        // A well-formed success without XOR-MAPPED-ADDRESS.
+        (|req| success_with(req, &[], 0), "no XOR-MAPPED-ADDRESS"),
+        // XOR-MAPPED-ADDRESS with an unknown family.
+        (
+            |req| success_with(req, &[0x00, 0x20, 0x00, 0x08, 0, 9, 0, 0, 1, 2, 3, 4], 12),
+            "XOR-MAPPED-ADDRESS",
+        ),
+        // An error response without ERROR-CODE.
+        (
+            |req| {
+                let mut m = success_with(req, &[], 0);
+                m[1] = 0x11;
+                m
+            },
+            "ERROR-CODE",
+        ),
+    ];
+    for (reply, why) in cases {
+        let fake = EchoPeer::replying(false, reply);
+        let o = probe(&args(&["--timeout", "2s", &format!("stun:{}", fake.addr)]));
+        assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with("FAIL  binding udp") && l.contains(why)),
+            "expected a FAIL mentioning {why}\n{}",
+            text(&o)
+        );
+        assert!(String::from_utf8_lossy(&o.stderr).is_empty(), "{}", text(&o));
+    }
+    // Garbage that is not STUN at all: ignored, so the binding times out and says so.
+    let fake = EchoPeer::replying(false, |_| vec![0xff; 24]);
+    let o = probe(&args(&["--timeout", "1s", &format!("stun:{}", fake.addr)]));
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("unusable replies"),
+        "{}",
+        text(&o)
+    );
+}
+
+/// coturn's `turnserver`, killed by PID and reaped when dropped.
+struct Coturn(Child);
+
+impl Drop for Coturn {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A port free for both UDP and TCP on 127.0.0.1 right now.
+fn free_port() -> u16 {
+    for _ in 0..50 {
+        let u = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = u.local_addr().unwrap().port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no port free for both UDP and TCP");
+}
+
+/// Waits (bounded) until something answers a STUN Binding on `addr`.
+fn wait_for_stun(addr: SocketAddr) {
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    let req = binding_request();
+    let mut buf = [0u8; 1500];
+    for _ in 0..50 {
+        sock.send_to(&req.raw, addr).unwrap();
+        if sock.recv_from(&mut buf).is_ok() {
+            return;
+        }
+    }
+    panic!("turnserver does not answer on {addr}");
+}
+
+#[test]
+fn passes_against_coturn_with_a_static_user_and_a_rest_secret() {
+    let Some(bin) = tool("turnserver") else { return };
+    for rest in [false, true] {
+        let port = free_port();
+        // Relay ports from a range that depends on the listening port, so
+        // parallel runs do not share one.
+        let min = 40000 + (port % 200) * 100;
+        let mut a = args(&[
+            "-n",
+            "--listening-ip=127.0.0.1",
+            "--relay-ip=127.0.0.1",
+            "--realm=probe.test",
+            "--allow-loopback-peers",
+            "--no-cli",
+            "--no-tls",
+            "--no-dtls",
+            "--log-file=stdout",
+            "--simple-log",
+        ]);
+        a.push(format!("--listening-port={port}"));
+        a.push(format!("--min-port={min}"));
+        a.push(format!("--max-port={}", min + 99));
+        if rest {
+            a.push("--use-auth-secret".into());
+            a.push(format!("--static-auth-secret={TEST_SECRET}"));
+        } else {
+            a.push("--lt-cred-mech".into());
+            a.push("--user=alice:alice-password".into());
+        }
+        let _coturn = Coturn(
+            Command::new(&bin)
+                .args(&a)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start turnserver"),
+        );
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        wait_for_stun(addr);
+        let creds = if rest {
+            args(&["--secret", TEST_SECRET])
+        } else {
+            args(&["--user", "alice", "--password", "alice-password"])
+        };
+        let o = probe(
+            &[
+                args(&["--json"]),
+                creds,
+                vec![format!("turn:{addr}"), format!("turn:{addr}?transport=tcp")],
+            ]
+            .concat(),
+        );
+        assert_eq!(o.status.code(), Some(0), "rest={rest}: {}", text(&o));
+        let lines = json_lines(&o);
+        for t in ["udp", "tcp"] {
+            for kind in ["binding", "allocate", "relay-round-trip"] {
+                let c = checks(&lines, kind);
+                let c = c.iter().find(|c| c["transport"] == t).unwrap();
+                assert_eq!(c["ok"], true, "rest={rest} {kind} {t}: {c}");
+            }
+        }
+        let relay: SocketAddr = checks(&lines, "allocate")[0]["relay"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((min..=min + 99).contains(&relay.port()), "coturn relay port: {relay}");
+    }
+}
+
+/// A fake TURN server whose messages are built and read by the webrtc-rs
+/// `stun` crate: it challenges with 401 (nonce "n1"), calls "n1" stale (438,
+/// nonce "n2"), accepts an Allocate only with nonce "n2" and a
+/// MESSAGE-INTEGRITY that verifies for fake-user/fake-pass, and refuses
+/// every other request with 403.
+fn stale_nonce_server(req: &[u8]) -> Vec<u8> {
+    use stun::attributes::*;
+    use stun::error_code::*;
+    use stun::integrity::MessageIntegrity;
+    use stun::message::*;
+    use stun::textattrs::TextAttribute;
+    use stun::xoraddr::XorMappedAddress;
+
+    let mut m = Message::new();
+    m.raw = req.to_vec();
+    if m.decode().is_err() {
+        return Vec::new();
+    }
+    let key = MessageIntegrity::new_long_term_integrity("fake-user".into(), "fake".into(), "fake-pass".into());
+    let (tid, method) = (m.transaction_id, m.typ.method);
+    let mut r = Message::new();
+    let reply = |r: &mut Message, class| {
+        r.build(&[Box::new(tid), Box::new(MessageType::new(method, class))])
+            .unwrap()
+    };
+    let addr = |port| XorMappedAddress {
+        ip: "127.0.0.1".parse().unwrap(),
+        port,
+    };
+    let error = |r: &mut Message, code: ErrorCode, nonce: Option<&str>| {
+        reply(r, CLASS_ERROR_RESPONSE);
+        ErrorCodeAttribute {
+            code,
+            reason: b"as the test says".to_vec(),
+        }
+        .add_to(r)
+        .unwrap();
+        if let Some(n) = nonce {
+            TextAttribute::new(ATTR_REALM, "fake".into()).add_to(r).unwrap();
+            TextAttribute::new(ATTR_NONCE, n.into()).add_to(r).unwrap();
+        }
+    };
+    let nonce = m.get(ATTR_NONCE).ok();
+    if m.typ.method == METHOD_BINDING {
+        reply(&mut r, CLASS_SUCCESS_RESPONSE);
+        addr(40000).add_to(&mut r).unwrap();
+    } else if nonce.is_none() {
+        error(&mut r, CODE_UNAUTHORIZED, Some("n1"));
+    } else if nonce.as_deref() == Some(b"n1") {
+        error(&mut r, CODE_STALE_NONCE, Some("n2"));
+    } else if key.check(&mut m).is_err() {
+        error(&mut r, CODE_UNAUTHORIZED, None);
+    } else if m.typ.method == METHOD_ALLOCATE {
+        reply(&mut r, CLASS_SUCCESS_RESPONSE);
+        addr(50000).add_to_as(&mut r, ATTR_XOR_RELAYED_ADDRESS).unwrap();
+        addr(40000).add_to(&mut r).unwrap();
+        r.add(ATTR_LIFETIME, &600u32.to_be_bytes());
+        key.add_to(&mut r).unwrap();
+    } else {
+        error(&mut r, CODE_FORBIDDEN, None);
+    }
+    stun::fingerprint::FINGERPRINT.add_to(&mut r).unwrap();
+    r.raw
+}
+
+#[test]
+fn follows_401_then_438_and_reports_refusals_with_their_code() {
+    let fake = EchoPeer::replying(false, stale_nonce_server);
+    let url = format!("turn:{}", fake.addr);
+    let with_password = |pw: &str| {
+        probe(&args(&[
+            "--timeout",
+            "2s",
+            "--user",
+            "fake-user",
+            "--password",
+            pw,
+            &url,
+        ]))
+    };
+    let o = with_password("fake-pass");
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let line = |start: &str| {
+        out.lines()
+            .find(|l| l.starts_with(start))
+            .unwrap_or_else(|| panic!("a `{start}` line\n{}", text(&o)))
+            .to_string()
+    };
+    // 401 → credentials, 438 → the new nonce, then the Allocate succeeds.
+    assert!(line("PASS  allocate udp").contains("relay 127.0.0.1:50000  lifetime 600 s"));
+    // The fake refuses CreatePermission: the FAIL line says which step and the code.
+    let rt = line("FAIL  relay round trip udp");
+    assert!(rt.contains("error 403") && rt.contains("CreatePermission"), "{rt}");
+    // Refresh 0 is refused too: a warning, not a failure of its own.
+    assert!(line("WARN  delete allocations udp").contains("403"));
+
+    let o = with_password("wrong");
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .any(|l| l.starts_with("FAIL  allocate udp") && l.contains("error 401")),
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
+fn a_reply_from_another_address_is_named_in_the_timeout() {
+    // A "multihomed server" that answers from a socket other than the one asked.
+    let asked = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let other = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let (asked_addr, other_addr) = (asked.local_addr().unwrap(), other.local_addr().unwrap());
+    asked.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let s2 = stop.clone();
+    let thread = std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut buf = [0u8; 1500];
+        while !s2.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < deadline {
+            if let Ok((n, from)) = asked.recv_from(&mut buf) {
+                let _ = other.send_to(&buf[..n], from);
+            }
+        }
+    });
+    let o = probe(&args(&["--timeout", "1s", &format!("stun:{asked_addr}")]));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    thread.join().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .any(|l| l.starts_with("FAIL  binding udp") && l.contains(&format!("a reply came from {other_addr}"))),
+        "{}",
+        text(&o)
+    );
+}
