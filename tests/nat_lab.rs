@@ -2,8 +2,9 @@
 //! promised (checked with plain sockets), the lab is gone after teardown and
 //! after its owner dies, ternd serving in the lab sees each client at its
 //! router's public address, and the script's own `serve` and `verify` (the
-//! path users take) pass. Needs root, ip and nft (tests/run.sh installs them); otherwise
-//! SKIPPED, or a failure under CI=true.
+//! path users take) pass. `up` and `down` touch only the namespaces the lab made, and
+//! an `up` ended by SIGTERM removes what it built. Needs root, ip and nft
+//! (tests/run.sh installs them); otherwise SKIPPED, or a failure under CI=true.
 
 mod common;
 
@@ -96,8 +97,18 @@ fn the_scripts_serve_and_verify_check_every_router_with_ternd_probe() {
     }
     let lab = Lab::up(&ALL, false);
     let ternd = env!("CARGO_BIN_EXE_ternd");
+    // No ternd yet: verify fails on its positive control (a blocked client alone
+    // would otherwise pass, as nothing answers it).
+    let out = lab.script(&["verify", ternd]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "verify without ternd:\n{text}");
+    assert!(text.starts_with("FAIL ternd not answering"), "{text}");
     let out = lab.script(&["serve", ternd]);
     assert!(out.status.success(), "serve: {}", String::from_utf8_lossy(&out.stderr));
+    // The recorded pid is ternd's own, not a wrapper's.
+    let pid = std::fs::read_to_string(format!("/run/ternd-lab/{}/ternd.pid", lab.prefix)).unwrap();
+    let comm = std::fs::read_to_string(format!("/proc/{}/comm", pid.trim())).unwrap();
+    assert_eq!(comm.trim(), "ternd", "ternd.pid {pid}");
     let out = lab.script(&["verify", ternd]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -211,4 +222,129 @@ fn a_bad_client_spec_is_refused_by_name_before_anything_is_built() {
             "{spec}: nothing built"
         );
     }
+}
+
+/// A namespace with a lab's prefix that the lab did not make; deleted on drop.
+struct Stranger(String);
+
+impl Stranger {
+    fn add(name: String) -> Stranger {
+        let st = std::process::Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .unwrap();
+        assert!(st.success(), "ip netns add {name}");
+        Stranger(name)
+    }
+}
+
+impl Drop for Stranger {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "delete", &self.0])
+            .status();
+    }
+}
+
+fn lab_script(prefix: &str, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(common::lab::script())
+        .args(args)
+        .env("TERND_LAB_PREFIX", prefix)
+        .env("TERND_LAB_OWNER", std::process::id().to_string())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn up_and_down_leave_namespaces_the_lab_did_not_make() {
+    if !prerequisites() {
+        return;
+    }
+    let prefix = format!("tl{:x}str", std::process::id());
+    // One with a name no node has: `up` then `down` keep it.
+    let stranger = Stranger::add(format!("{prefix}-stranger"));
+    let up = lab_script(&prefix, &["up", "only=port"]);
+    assert!(up.status.success(), "{}", String::from_utf8_lossy(&up.stderr));
+    let down = lab_script(&prefix, &["down"]);
+    assert!(down.status.success(), "{}", String::from_utf8_lossy(&down.stderr));
+    let left: Vec<String> = netns_names()
+        .into_iter()
+        .filter(|n| n.starts_with(&format!("{prefix}-")))
+        .collect();
+    assert_eq!(
+        left,
+        std::slice::from_ref(&stranger.0),
+        "down removed the lab's nodes and only those"
+    );
+    drop(stranger);
+    // One with the name of a node (inet): `up` fails on it, and its cleanup keeps it.
+    let stranger = Stranger::add(format!("{prefix}-inet"));
+    let up = lab_script(&prefix, &["up", "only=port"]);
+    assert!(!up.status.success(), "up over an existing {prefix}-inet");
+    let stderr = String::from_utf8_lossy(&up.stderr);
+    assert!(stderr.contains("up failed; removed the partial lab"), "{stderr}");
+    assert!(netns_names().contains(&stranger.0), "the failed up left {}", stranger.0);
+    assert!(!std::path::Path::new(&format!("/run/ternd-lab/{prefix}")).exists());
+}
+
+#[test]
+fn an_up_ended_by_sigterm_removes_what_it_built() {
+    if !prerequisites() {
+        return;
+    }
+    let prefix = format!("tl{:x}term", std::process::id());
+    let ours = || {
+        netns_names()
+            .into_iter()
+            .filter(|n| n.starts_with(&format!("{prefix}-")))
+            .count()
+    };
+    let mut specs = vec!["up".to_string()];
+    specs.extend(ALL.iter().map(|(n, t)| format!("{n}={}", t.lab_type())));
+    let mut up = std::process::Command::new(common::lab::script())
+        .args(&specs)
+        .env("TERND_LAB_PREFIX", &prefix)
+        .env("TERND_LAB_OWNER", std::process::id().to_string())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Signal it half way: some nodes made, not all 11.
+    let nodes = format!("/run/ternd-lab/{prefix}/nodes");
+    let t = std::time::Instant::now();
+    while std::fs::read_to_string(&nodes).map_or(0, |s| s.lines().count()) < 3 {
+        assert!(up.try_wait().unwrap().is_none(), "up ended before it was signalled");
+        assert!(t.elapsed() < Duration::from_secs(20), "up made 3 nodes");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // SAFETY: kill(2) on our own child's pid, which has not been reaped.
+    assert_eq!(unsafe { libc::kill(up.id() as libc::pid_t, libc::SIGTERM) }, 0);
+    let t = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = up.try_wait().unwrap() {
+            break status;
+        }
+        if t.elapsed() > Duration::from_secs(20) {
+            let _ = up.kill();
+            let _ = up.wait();
+            let _ = lab_script(&prefix, &["down"]);
+            panic!("up did not end within 20 s of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(up.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    let left = ours();
+    if left != 0 {
+        let _ = lab_script(&prefix, &["down"]);
+    }
+    assert!(!status.success(), "up reported success after SIGTERM: {stderr}");
+    assert!(
+        stderr.contains("up interrupted (SIGTERM); removed the partial lab"),
+        "{stderr}"
+    );
+    assert_eq!(left, 0, "no namespace of {prefix} is left: {stderr}");
+    assert!(!std::path::Path::new(&format!("/run/ternd-lab/{prefix}")).exists());
 }
