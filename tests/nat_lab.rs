@@ -315,7 +315,10 @@ fn an_up_ended_by_sigterm_removes_what_it_built() {
     let nodes = format!("/run/ternd-lab/{prefix}/nodes");
     let t = std::time::Instant::now();
     while std::fs::read_to_string(&nodes).map_or(0, |s| s.lines().count()) < 3 {
-        assert!(up.try_wait().unwrap().is_none(), "up ended before it was signalled");
+        if let Some(status) = up.try_wait().unwrap() {
+            let _ = lab_script(&prefix, &["down"]);
+            panic!("up ended ({status}) before it was signalled");
+        }
         assert!(t.elapsed() < Duration::from_secs(20), "up made 3 nodes");
         std::thread::sleep(Duration::from_millis(5));
     }
