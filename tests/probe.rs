@@ -513,12 +513,29 @@ fn passes_against_coturn_with_a_static_user_and_a_rest_secret() {
     }
 }
 
+/// How the fake TURN server signs its Allocate success.
+#[derive(Clone, Copy, PartialEq)]
+enum AllocateSuccess {
+    /// MESSAGE-INTEGRITY with the request's key, XOR-MAPPED-ADDRESS included.
+    Signed,
+    /// No MESSAGE-INTEGRITY at all.
+    Unsigned,
+    /// MESSAGE-INTEGRITY computed with another password.
+    WrongKey,
+    /// Signed, but without XOR-MAPPED-ADDRESS (RFC 8656 §7.3 requires it).
+    NoMapped,
+}
+
 /// A fake TURN server whose messages are built and read by the webrtc-rs
 /// `stun` crate: it challenges with 401 (nonce "n1"), calls "n1" stale (438,
 /// nonce "n2"), accepts an Allocate only with nonce "n2" and a
 /// MESSAGE-INTEGRITY that verifies for fake-user/fake-pass, and refuses
 /// every other request with 403.
 fn stale_nonce_server(req: &[u8]) -> Vec<u8> {
+    fake_turn(req, AllocateSuccess::Signed)
+}
+
+fn fake_turn(req: &[u8], success: AllocateSuccess) -> Vec<u8> {
     use stun::attributes::*;
     use stun::error_code::*;
     use stun::integrity::MessageIntegrity;
@@ -568,9 +585,19 @@ fn stale_nonce_server(req: &[u8]) -> Vec<u8> {
     } else if m.typ.method == METHOD_ALLOCATE {
         reply(&mut r, CLASS_SUCCESS_RESPONSE);
         addr(50000).add_to_as(&mut r, ATTR_XOR_RELAYED_ADDRESS).unwrap();
-        addr(40000).add_to(&mut r).unwrap();
+        if success != AllocateSuccess::NoMapped {
+            addr(40000).add_to(&mut r).unwrap();
+        }
         r.add(ATTR_LIFETIME, &600u32.to_be_bytes());
-        key.add_to(&mut r).unwrap();
+        match success {
+            AllocateSuccess::Unsigned => {}
+            AllocateSuccess::WrongKey => {
+                MessageIntegrity::new_long_term_integrity("fake-user".into(), "fake".into(), "other".into())
+                    .add_to(&mut r)
+                    .unwrap()
+            }
+            _ => key.add_to(&mut r).unwrap(),
+        }
     } else {
         error(&mut r, CODE_FORBIDDEN, None);
     }
@@ -619,6 +646,43 @@ fn follows_401_then_438_and_reports_refusals_with_their_code() {
         "{}",
         text(&o)
     );
+}
+
+#[test]
+fn an_allocate_success_without_valid_integrity_or_mapped_address_fails() {
+    let cases: [(Reply, &str); 3] = [
+        // RFC 8489 §9.2.5 over UDP: discarded, retransmitted, and at the
+        // timeout the integrity failure is what is reported.
+        (
+            |req| fake_turn(req, AllocateSuccess::Unsigned),
+            "integrity check failed: the response has no MESSAGE-INTEGRITY",
+        ),
+        (
+            |req| fake_turn(req, AllocateSuccess::WrongKey),
+            "integrity check failed: the response's MESSAGE-INTEGRITY does not verify",
+        ),
+        (|req| fake_turn(req, AllocateSuccess::NoMapped), "no XOR-MAPPED-ADDRESS"),
+    ];
+    for (reply, why) in cases {
+        let fake = EchoPeer::replying(false, reply);
+        let o = probe(&args(&[
+            "--timeout",
+            "2s",
+            "--user",
+            "fake-user",
+            "--password",
+            "fake-pass",
+            &format!("turn:{}", fake.addr),
+        ]));
+        assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+        assert!(
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .any(|l| l.starts_with("FAIL  allocate udp") && l.contains(why)),
+            "expected a FAIL allocate mentioning {why}\n{}",
+            text(&o)
+        );
+    }
 }
 
 #[test]

@@ -143,7 +143,7 @@ pub fn turn(t: &Target, opts: &Options) -> Vec<Check> {
             return out;
         }
     };
-    let mut check = base(
+    let check = base(
         Status::Pass,
         "allocate",
         what,
@@ -156,10 +156,8 @@ pub fn turn(t: &Target, opts: &Options) -> Vec<Check> {
     )
     .with("relay", alloc_a.relay.to_string())
     .with("lifetime", alloc_a.lifetime)
-    .with("rtt_ms", ms(alloc_a.rtt));
-    if let Some(r) = alloc_a.reflexive {
-        check = check.with("reflexive", r.to_string());
-    }
+    .with("rtt_ms", ms(alloc_a.rtt))
+    .with("reflexive", alloc_a.reflexive.to_string());
     out.push(check);
 
     let what = format!("relay round trip {transport}");
@@ -252,6 +250,7 @@ fn prefix(what: &str, e: ProbeError) -> ProbeError {
         ProbeError::Timeout(d, s) => ProbeError::Timeout(d, format!("{s} ({what})")),
         ProbeError::Io(s) => ProbeError::Io(format!("{what}: {s}")),
         ProbeError::Malformed(s) => ProbeError::Malformed(format!("{what}: {s}")),
+        ProbeError::Integrity(s) => ProbeError::Integrity(format!("{s} ({what})")),
         ProbeError::Refused { code, reason } => ProbeError::Refused {
             code,
             reason: format!("{reason} ({what})"),

@@ -30,6 +30,10 @@ pub enum ProbeError {
     Malformed(String),
     #[error("error {code} {reason}")]
     Refused { code: u16, reason: String },
+    /// RFC 8489 §9.2.5: a response to an authenticated request whose
+    /// MESSAGE-INTEGRITY is missing or does not verify.
+    #[error("integrity check failed: {0}")]
+    Integrity(String),
 }
 
 impl ProbeError {
@@ -162,18 +166,8 @@ impl Session {
                 )));
             }
             match m.message_type().class {
-                Class::Success => {
-                    // RFC 8489 §9.2.5: a response to an authenticated request
-                    // carries MESSAGE-INTEGRITY with the same key.
-                    if let Some(key) = self.key {
-                        if m.has_integrity() && !m.verify_integrity(&key) {
-                            return Err(ProbeError::Malformed(
-                                "the response's MESSAGE-INTEGRITY does not verify".into(),
-                            ));
-                        }
-                    }
-                    return Ok(resp);
-                }
+                // `transact` verified MESSAGE-INTEGRITY of authenticated responses.
+                Class::Success => return Ok(resp),
                 Class::Error => {}
                 c => return Err(ProbeError::Malformed(format!("a {c:?} in answer to a request"))),
             }
@@ -268,13 +262,24 @@ impl Session {
 
     /// Sends `req` and waits for the response with its transaction ID,
     /// retransmitting on UDP. Other messages go to the backlog.
+    ///
+    /// RFC 8489 §9.2.5: when the request carried credentials, a response
+    /// whose MESSAGE-INTEGRITY is missing or wrong is a failure on a stream;
+    /// on UDP it is discarded as if never received (retransmissions go on),
+    /// and if nothing else came the timeout says the integrity check failed.
     fn transact(&mut self, req: &[u8], tid: &TransactionId) -> Result<Response, ProbeError> {
         let started = Instant::now();
         let mut rto = INITIAL_RTO;
         let mut sends = 0;
         let mut garbage: Option<String> = None;
+        let mut integrity_failed: Option<&'static str> = None;
+        // Set only together with `creds`: the request carried credentials.
+        let key = self.key.filter(|_| self.creds.is_some());
         loop {
             if remaining(self.deadline).is_none() {
+                if let Some(why) = integrity_failed {
+                    return Err(ProbeError::Integrity(why.into()));
+                }
                 let mut why = garbage.map(|g| format!(" (unusable replies: {g})")).unwrap_or_default();
                 if let Some(from) = self.conn.stray() {
                     why.push_str(&format!(" (a reply came from {from}, not from the address asked)"));
@@ -303,6 +308,13 @@ impl Session {
                         if !m.fingerprint_ok() {
                             return Err(ProbeError::Malformed("FINGERPRINT does not match".into()));
                         }
+                        if let Some(why) = key.and_then(|k| integrity_problem(&m, &k)) {
+                            if self.conn.is_stream() {
+                                return Err(ProbeError::Integrity(why.into()));
+                            }
+                            integrity_failed = Some(why);
+                            continue;
+                        }
                         return Ok(Response {
                             bytes,
                             rtt: sent_at.elapsed(),
@@ -321,5 +333,21 @@ impl Session {
                 }
             }
         }
+    }
+}
+
+/// Why a response to an authenticated request cannot be trusted, if it
+/// cannot. A success must carry MESSAGE-INTEGRITY with the request's key.
+/// An error response is accepted unsigned (401 and 438 cannot be signed with
+/// a key the server rejects or a nonce it no longer knows; any other error
+/// is a failure anyway), but not with a MESSAGE-INTEGRITY that does not verify.
+fn integrity_problem(m: &Message, key: &[u8; 16]) -> Option<&'static str> {
+    let signed = m.has_integrity();
+    match m.message_type().class {
+        Class::Success if !signed => Some("the response has no MESSAGE-INTEGRITY"),
+        Class::Success | Class::Error if signed && !m.verify_integrity(key) => {
+            Some("the response's MESSAGE-INTEGRITY does not verify (wrong password?)")
+        }
+        _ => None,
     }
 }
