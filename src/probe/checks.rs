@@ -28,8 +28,9 @@ pub struct Target {
     pub creds: Option<Credentials>,
 }
 
-/// Bytes relayed in the round trip.
-const PAYLOAD: usize = 64;
+/// Bytes relayed in the round trip: not a multiple of 4, so ChannelData over
+/// TCP/TLS carries padding (RFC 8656 §12.5) both ways.
+const PAYLOAD: usize = 61;
 /// B's channel to A's relay (RFC 8656 §12: 0x4000–0x4FFF).
 const CHANNEL: u16 = 0x4000;
 

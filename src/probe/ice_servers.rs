@@ -7,6 +7,7 @@ use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
+use super::conn::{handshake, Bounded};
 use super::session::Credentials;
 use super::url::{split_host_port, ServerUrl};
 
@@ -48,8 +49,10 @@ pub fn fetch(
         .ok_or_else(|| format!("{host} has no address"))?;
     let deadline = Instant::now() + timeout;
     let stream = TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect to {addr}: {e}"))?;
-    stream.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
-    stream.set_write_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+    let io = Bounded {
+        sock: &stream,
+        deadline,
+    };
     let host_header = if host.contains(':') {
         format!("[{host}]:{port}")
     } else {
@@ -64,10 +67,11 @@ pub fn fetch(
     let raw = if secure {
         let name = rustls::pki_types::ServerName::try_from(host.clone())
             .map_err(|e| format!("`{host}` is not a TLS server name: {e}"))?;
-        let conn = rustls::ClientConnection::new(tls.clone(), name).map_err(|e| e.to_string())?;
-        exchange(rustls::StreamOwned::new(conn, stream), &request, deadline)?
+        let mut conn = rustls::ClientConnection::new(tls.clone(), name).map_err(|e| e.to_string())?;
+        handshake(&mut conn, &stream, deadline).map_err(|e| format!("TLS: {e}"))?;
+        exchange(rustls::StreamOwned::new(conn, io), &request, deadline)?
     } else {
-        exchange(stream, &request, deadline)?
+        exchange(io, &request, deadline)?
     };
     parse_response(&raw)
 }

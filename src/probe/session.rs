@@ -15,7 +15,7 @@ const INITIAL_RTO: Duration = Duration::from_millis(500);
 const MAX_SENDS: u32 = 7;
 /// Relayed messages kept while waiting for a response; the probe expects one.
 const MAX_BACKLOG: usize = 64;
-/// Room for any request the probe builds (64-byte payloads plus attributes).
+/// Room for any request the probe builds (61-byte payloads plus attributes).
 const REQUEST_BUF: usize = 1500;
 const SOFTWARE: &str = concat!("ternd-probe/", env!("CARGO_PKG_VERSION"));
 
