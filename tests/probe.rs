@@ -310,7 +310,11 @@ fn probes_every_url_of_an_ice_servers_endpoint() {
     let o = probe(&args(&["--json", "--ice-servers", &url, "--key", KEY, "--ca", &ca]));
     assert_all_pass(&o, &["udp", "tcp", "tls"]);
     let lines = json_lines(&o);
-    assert_eq!(checks(&lines, "ice-servers")[0]["ok"], true);
+    let fetched = checks(&lines, "ice-servers")[0];
+    assert_eq!(fetched["ok"], true);
+    // The source is printed without its query.
+    assert_eq!(fetched["source"], format!("http://{http}/api/ice-servers"), "{fetched}");
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("user=probe"), "{}", text(&o));
 
     // A wrong key: the fetch fails with the HTTP status, exit 1.
     let o = probe(&args(&["--ice-servers", &url, "--key", "wrong-key-000000000000"]));
@@ -359,7 +363,7 @@ type Reply = fn(&[u8]) -> Vec<u8>;
 
 #[test]
 fn malformed_replies_are_fail_lines_not_panics() {
-    let cases: [(Reply, &str); 4] = [
+    let cases: [(Reply, &str); 5] = [
         // An attribute that runs past the end of the message.
         (
             |req| success_with(req, &[0x00, 0x20, 0x00, 0x40, 1, 2, 3, 4], 8),
@@ -380,6 +384,17 @@ fn malformed_replies_are_fail_lines_not_panics() {
                 m
             },
             "ERROR-CODE",
+        ),
+        // A reason phrase with a line break: printed on the same line.
+        (
+            |req| {
+                let mut body = vec![0x00, 0x09, 0x00, 13, 0, 0, 4, 0];
+                body.extend_from_slice(b"no\nFAIL x\0\0\0");
+                let mut m = success_with(req, &body, 20);
+                m[1] = 0x11;
+                m
+            },
+            "error 400 no FAIL x",
         ),
     ];
     for (reply, why) in cases {

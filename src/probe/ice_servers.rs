@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use super::conn::{handshake, Bounded};
 use super::session::Credentials;
+use super::untrusted::printable;
 use super::url::{split_host_port, ServerUrl};
 
 /// A response larger than this is not an iceServers document.
@@ -29,7 +30,7 @@ pub fn fetch(
     } else if let Some(r) = url.strip_prefix("https://") {
         (true, r)
     } else {
-        return Err(format!("`{url}` is not an http:// or https:// URL"));
+        return Err("not an http:// or https:// URL".into());
     };
     let (authority, path) = match rest.find(['/', '?']) {
         Some(i) => (&rest[..i], &rest[i..]),
@@ -111,7 +112,7 @@ fn parse_response(raw: &[u8]) -> Result<Vec<Entry>, String> {
     let code = status.split_whitespace().nth(1).unwrap_or_default();
     if code != "200" {
         let text = String::from_utf8_lossy(body);
-        return Err(format!("HTTP {}: {}", status.trim(), text.trim()));
+        return Err(format!("{}: {}", printable(status), printable(&text)));
     }
     let chunked = lines.any(|l| {
         let l = l.to_ascii_lowercase();
@@ -128,7 +129,8 @@ fn dechunk(mut b: &[u8]) -> Result<Vec<u8>, String> {
         let eol = b.windows(2).position(|w| w == b"\r\n").ok_or("truncated chunk")?;
         let size_text = String::from_utf8_lossy(&b[..eol]);
         let size_text = size_text.split(';').next().unwrap_or_default().trim();
-        let size = usize::from_str_radix(size_text, 16).map_err(|_| format!("bad chunk size `{size_text}`"))?;
+        let size =
+            usize::from_str_radix(size_text, 16).map_err(|_| format!("bad chunk size `{}`", printable(size_text)))?;
         b = &b[eol + 2..];
         if size == 0 {
             return Ok(out);
@@ -141,7 +143,8 @@ fn dechunk(mut b: &[u8]) -> Result<Vec<u8>, String> {
 /// `{"iceServers":[{"urls":"..."|["..."],"username":"...","credential":"..."}]}`
 /// (W3C WebRTC RTCIceServer).
 pub fn parse_document(body: &[u8]) -> Result<Vec<Entry>, String> {
-    let doc: serde_json::Value = serde_json::from_slice(body).map_err(|e| format!("the response is not JSON: {e}"))?;
+    let doc: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| format!("the response is not JSON: {}", printable(&e.to_string())))?;
     let servers = doc
         .get("iceServers")
         .and_then(|v| v.as_array())
@@ -164,7 +167,7 @@ pub fn parse_document(body: &[u8]) -> Result<Vec<Entry>, String> {
             _ => return Err("an iceServers entry has no \"urls\"".into()),
         };
         for u in urls {
-            out.push((u.parse::<ServerUrl>(), creds.clone()));
+            out.push((u.parse::<ServerUrl>().map_err(|e| printable(&e)), creds.clone()));
         }
     }
     if out.is_empty() {
@@ -191,5 +194,11 @@ mod tests {
         assert!(dechunk(b"9\r\nab").is_err());
         let resp = b"HTTP/1.1 403 Forbidden\r\ncontent-length: 3\r\n\r\nno!";
         assert!(parse_response(resp).unwrap_err().contains("403"));
+        // A body from the network is printed without control characters, capped.
+        let mut resp = b"HTTP/1.1 500 Oops\r\n\r\nline1\n\x1b[31mred".to_vec();
+        resp.extend_from_slice(&[b'x'; 5000]);
+        let e = parse_response(&resp).unwrap_err();
+        assert!(e.starts_with("HTTP/1.1 500 Oops: line1 [31mred"), "{e}");
+        assert!(!e.chars().any(char::is_control) && e.len() < 400, "{e}");
     }
 }

@@ -12,6 +12,7 @@ mod report;
 mod session;
 mod tls;
 mod turn;
+mod untrusted;
 mod url;
 
 use std::collections::HashSet;
@@ -126,6 +127,8 @@ fn run_checks(args: &ProbeArgs) -> anyhow::Result<bool> {
     let mut entries: Vec<(ServerUrl, Option<Credentials>)> =
         args.urls.iter().map(|u| (u.clone(), global.clone())).collect();
     if let Some(url) = &args.ice_servers {
+        // The URL may carry a key in its userinfo or query: never printed.
+        let source = untrusted::redact_url(url);
         match ice_servers::fetch(url, args.key.as_deref(), args.timeout, &opts.tls) {
             Ok(list) => {
                 report.add(
@@ -133,9 +136,9 @@ fn run_checks(args: &ProbeArgs) -> anyhow::Result<bool> {
                         Status::Pass,
                         "ice-servers",
                         "ice servers",
-                        format!("{} URL(s) from {url}", list.len()),
+                        format!("{} URL(s) from {source}", list.len()),
                     )
-                    .with("source", url.as_str()),
+                    .with("source", source.as_str()),
                 );
                 for (u, creds) in list {
                     match u {
@@ -146,8 +149,8 @@ fn run_checks(args: &ProbeArgs) -> anyhow::Result<bool> {
                 }
             }
             Err(e) => report.add(
-                Check::new(Status::Fail, "ice-servers", "ice servers", format!("{url}: {e}"))
-                    .with("source", url.as_str()),
+                Check::new(Status::Fail, "ice-servers", "ice servers", format!("{source}: {e}"))
+                    .with("source", source.as_str()),
             ),
         }
     }

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use proto::wire::{attr, Class, ErrorCode, Message, MessageBuilder, MessageType, Method, ParseError, TransactionId};
 
 use super::conn::{remaining, Conn};
+use super::untrusted::printable;
 
 /// RFC 8489 §6.2.1: initial RTO 500 ms, doubled on each retransmission; Rc = 7.
 const INITIAL_RTO: Duration = Duration::from_millis(500);
@@ -177,7 +178,7 @@ impl Session {
                 .ok_or_else(|| ProbeError::Malformed("error response without a valid ERROR-CODE".into()))?;
             let refused = |extra: &str| ProbeError::Refused {
                 code: code.0,
-                reason: format!("{}{extra}", String::from_utf8_lossy(reason).trim()),
+                reason: format!("{}{extra}", printable(&String::from_utf8_lossy(reason))),
             };
             let realm = m.get(attr::REALM).map(<[u8]>::to_vec);
             let nonce = m.get(attr::NONCE).map(<[u8]>::to_vec);
