@@ -18,9 +18,15 @@ fn ternd() -> Command {
 
 /// Runs `ternd probe ARGS` (bounded: killed after 30 s) and returns its output.
 fn probe(args: &[String]) -> Output {
+    probe_with_env(args, &[])
+}
+
+/// `probe` with extra environment variables.
+fn probe_with_env(args: &[String], env: &[(&str, &str)]) -> Output {
     let mut child = ternd()
         .arg("probe")
         .args(args)
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -131,17 +137,13 @@ fn passes_against_ternd_over_udp_tcp_and_tls_with_a_rest_secret() {
         .contains("needs a second server address"));
 
     // TLS trust: --insecure works with the self-signed certificate; neither
-    // --ca nor --insecure fails and says what to give.
+    // --ca nor --insecure fails and says what to give. (The secret from
+    // the environment this time.)
     let turns = format!("turns:{}", v4(&b.tls));
-    let o = probe(&args(&[
-        "--json",
-        "--secret",
-        TEST_SECRET,
-        "--insecure",
-        "--bind",
-        "127.0.0.1",
-        &turns,
-    ]));
+    let o = probe_with_env(
+        &args(&["--json", "--insecure", "--bind", "127.0.0.1", &turns]),
+        &[("TERND_PROBE_SECRET", TEST_SECRET)],
+    );
     assert_all_pass(&o, &["tls"]);
     let o = probe(&args(&["--secret", TEST_SECRET, &turns]));
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
@@ -195,6 +197,13 @@ fn passes_with_a_static_user_and_prints_one_line_per_check() {
         );
     }
     assert!(!out.contains("FAIL"), "{}", text(&o));
+
+    // The password from the environment instead of the command line.
+    let o = probe_with_env(
+        &args(&["--user", "alice", &format!("turn:{}", v4(&b.udp))]),
+        &[("TERND_PROBE_PASSWORD", "alice-password")],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
 }
 
 #[test]
@@ -307,7 +316,11 @@ fn probes_every_url_of_an_ice_servers_endpoint() {
     let http = server.bound().http[0];
     let url = format!("http://{http}/api/ice-servers?user=probe");
     let ca = cert.cert_file.display().to_string();
-    let o = probe(&args(&["--json", "--ice-servers", &url, "--key", KEY, "--ca", &ca]));
+    // The key from the environment.
+    let o = probe_with_env(
+        &args(&["--json", "--ice-servers", &url, "--ca", &ca]),
+        &[("TERND_PROBE_KEY", KEY)],
+    );
     assert_all_pass(&o, &["udp", "tcp", "tls"]);
     let lines = json_lines(&o);
     let fetched = checks(&lines, "ice-servers")[0];
