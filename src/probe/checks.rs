@@ -9,7 +9,7 @@ use proto::wire::{attr, Method};
 
 use super::conn::{Conn, TlsParams};
 use super::report::{Check, Status};
-use super::session::{random_bytes, Credentials, ProbeError, Session};
+use super::session::{random, Credentials, ProbeError, Session};
 use super::turn::Relayed;
 use super::url::{ServerUrl, Transport};
 
@@ -217,8 +217,7 @@ fn round_trip(
     // §12.6): A's Send indication reaches B as ChannelData, and B's
     // ChannelData reaches A as a Data indication.
     b.channel_bind(CHANNEL, relay_a).map_err(step("ChannelBind B→A"))?;
-    let mut payload = [0u8; PAYLOAD];
-    random_bytes(&mut payload);
+    let mut payload: [u8; PAYLOAD] = random()?;
 
     let started = Instant::now();
     a.send_indication(relay_b, &payload)

@@ -98,21 +98,10 @@ pub fn attr_name(typ: u16) -> &'static str {
     }
 }
 
-/// Fills `buf` with random bytes from the operating system.
-pub fn random_bytes(buf: &mut [u8]) {
-    use ring::rand::SecureRandom;
-    // ring's SystemRandom reads getrandom(2); if that ever fails the probe
-    // still works with a clock-derived ID (uniqueness, not secrecy, matters).
-    if ring::rand::SystemRandom::new().fill(buf).is_err() {
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos()
-            .to_le_bytes();
-        for (i, b) in buf.iter_mut().enumerate() {
-            *b = t[i % t.len()] ^ (i as u8);
-        }
-    }
+/// `N` random bytes from the operating system; a failing generator is an
+/// error, never a predictable fallback.
+pub fn random<const N: usize>() -> Result<[u8; N], ProbeError> {
+    crate::server::setup::random_bytes().map_err(|e| ProbeError::Io(format!("{e:#}")))
 }
 
 type AddAttrs<'a> = &'a dyn Fn(&mut MessageBuilder) -> Result<(), proto::wire::BufferTooSmall>;
@@ -151,8 +140,7 @@ impl Session {
         let mut challenged = false;
         // At most: unauthenticated, after 401, after one 438.
         for _ in 0..3 {
-            let mut tid: TransactionId = [0; 12];
-            random_bytes(&mut tid);
+            let tid: TransactionId = random()?;
             let mut buf = [0u8; REQUEST_BUF];
             let n = self
                 .build(method, &tid, &mut buf, add)
@@ -217,8 +205,7 @@ impl Session {
 
     /// A Send indication or any other message that expects no answer.
     pub fn indicate(&mut self, method: Method, add: AddAttrs) -> Result<(), ProbeError> {
-        let mut tid: TransactionId = [0; 12];
-        random_bytes(&mut tid);
+        let tid: TransactionId = random()?;
         let mut buf = [0u8; REQUEST_BUF];
         let typ = MessageType::new(method, Class::Indication);
         let n = (|| {
