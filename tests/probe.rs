@@ -342,6 +342,43 @@ fn probes_every_url_of_an_ice_servers_endpoint() {
 }
 
 #[test]
+fn ice_servers_documents_are_capped_at_32_urls() {
+    // 40 URLs that do not parse: each probed one is a FAIL line of its own,
+    // so nothing goes out on the network.
+    let urls: Vec<String> = (0..40).map(|i| format!("\"bogus{i}\"")).collect();
+    let body = format!("{{\"iceServers\":[{{\"urls\":[{}]}}]}}", urls.join(","));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let (mut s, _) = listener.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut req = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => req.extend_from_slice(&buf[..n]),
+            }
+        }
+        let _ = write!(
+            s,
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+    });
+    let o = probe(&args(&["--ice-servers", &format!("http://{addr}/ice")]));
+    server.join().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let count = |start: &str| out.lines().filter(|l| l.starts_with(start)).count();
+    assert_eq!(count("FAIL  ice servers url"), 32, "{}", text(&o));
+    let warn: Vec<&str> = out.lines().filter(|l| l.starts_with("WARN  ice servers")).collect();
+    assert_eq!(warn.len(), 1, "{}", text(&o));
+    assert!(warn[0].contains("8 more URL(s) not probed"), "{}", warn[0]);
+}
+
+#[test]
 fn usage_errors_exit_2_with_a_reason() {
     for (a, why) in [
         (args(&[]), "required"),

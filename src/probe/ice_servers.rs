@@ -15,6 +15,10 @@ use super::url::{split_host_port, ServerUrl};
 /// A response larger than this is not an iceServers document.
 const MAX_RESPONSE: usize = 1 << 20;
 
+/// The most URLs probed from one document: each costs several checks, and
+/// the document comes from the network.
+pub const MAX_URLS: usize = 32;
+
 /// One entry of the document: a URL (or why it does not parse) and the
 /// credentials that came with it.
 pub type Entry = (Result<ServerUrl, String>, Option<Credentials>);
@@ -174,6 +178,13 @@ pub fn parse_document(body: &[u8]) -> Result<Vec<Entry>, String> {
         return Err("the iceServers list is empty".into());
     }
     Ok(out)
+}
+
+/// The first [`MAX_URLS`] entries, and how many were left out.
+pub fn cap(mut list: Vec<Entry>) -> (Vec<Entry>, usize) {
+    let skipped = list.len().saturating_sub(MAX_URLS);
+    list.truncate(MAX_URLS);
+    (list, skipped)
 }
 
 #[cfg(test)]

@@ -144,6 +144,18 @@ fn run_checks(args: &ProbeArgs) -> anyhow::Result<bool> {
                     )
                     .with("source", source.as_str()),
                 );
+                let (list, skipped) = ice_servers::cap(list);
+                if skipped > 0 {
+                    report.add(Check::new(
+                        Status::Warn,
+                        "ice-servers",
+                        "ice servers",
+                        format!(
+                            "{skipped} more URL(s) not probed (at most {} per document)",
+                            ice_servers::MAX_URLS
+                        ),
+                    ));
+                }
                 for (u, creds) in list {
                     match u {
                         // Credentials from the document win; else the command line's.
