@@ -23,23 +23,10 @@ fn probe(args: &[String]) -> Output {
 
 /// `probe` with extra environment variables.
 fn probe_with_env(args: &[String], env: &[(&str, &str)]) -> Output {
-    let mut child = ternd()
-        .arg("probe")
-        .args(args)
-        .envs(env.iter().copied())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run ternd probe");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().unwrap()
+    process::output(
+        ternd().arg("probe").args(args).envs(env.iter().copied()),
+        Duration::from_secs(30),
+    )
 }
 
 fn args(a: &[&str]) -> Vec<String> {

@@ -244,8 +244,7 @@ fn global_credentials(args: &ProbeArgs) -> anyhow::Result<Option<Credentials>> {
         .duration_since(std::time::UNIX_EPOCH)?
         .as_secs()
         + REST_TTL.as_secs();
-    let username = format!("{expiry}:{}", args.rest_user);
-    let password = proto::auth::rest_password(secret.as_bytes(), &username);
+    let (username, password) = proto::auth::rest_credentials(secret.as_bytes(), &args.rest_user, expiry);
     Ok(Some(Credentials { username, password }))
 }
 
