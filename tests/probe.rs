@@ -314,7 +314,11 @@ fn probes_every_url_of_an_ice_servers_endpoint() {
     assert_eq!(fetched["ok"], true);
     // The source is printed without its query.
     assert_eq!(fetched["source"], format!("http://{http}/api/ice-servers"), "{fetched}");
-    assert!(!String::from_utf8_lossy(&o.stdout).contains("user=probe"), "{}", text(&o));
+    assert!(
+        !String::from_utf8_lossy(&o.stdout).contains("user=probe"),
+        "{}",
+        text(&o)
+    );
 
     // A wrong key: the fetch fails with the HTTP status, exit 1.
     let o = probe(&args(&["--ice-servers", &url, "--key", "wrong-key-000000000000"]));
