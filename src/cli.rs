@@ -174,8 +174,7 @@ fn credentials(args: &CredentialArgs) -> anyhow::Result<()> {
         .duration_since(std::time::UNIX_EPOCH)?
         .as_secs()
         + args.ttl.as_secs();
-    let username = format!("{expiry}:{}", args.user);
-    let password = proto::auth::rest_password(secret, &username);
+    let (username, password) = proto::auth::rest_credentials(secret, &args.user, expiry);
     if args.json {
         println!(
             "{}",

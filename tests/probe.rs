@@ -18,22 +18,15 @@ fn ternd() -> Command {
 
 /// Runs `ternd probe ARGS` (bounded: killed after 30 s) and returns its output.
 fn probe(args: &[String]) -> Output {
-    let mut child = ternd()
-        .arg("probe")
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run ternd probe");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().unwrap()
+    probe_with_env(args, &[])
+}
+
+/// `probe` with extra environment variables.
+fn probe_with_env(args: &[String], env: &[(&str, &str)]) -> Output {
+    process::output(
+        ternd().arg("probe").args(args).envs(env.iter().copied()),
+        Duration::from_secs(30),
+    )
 }
 
 fn args(a: &[&str]) -> Vec<String> {
@@ -94,7 +87,8 @@ fn assert_all_pass(o: &Output, transports: &[&str]) {
         assert_eq!(a["lifetime"], 600, "{a}");
         let r = pick("relay-round-trip");
         assert_eq!(r["ok"], true, "{r}");
-        assert_eq!(r["bytes"], 64, "{r}");
+        // 61: not a multiple of 4, so TCP/TLS ChannelData is padded.
+        assert_eq!(r["bytes"], 61, "{r}");
     }
     let summary = lines.last().unwrap();
     assert_eq!(summary["summary"], true);
@@ -130,17 +124,13 @@ fn passes_against_ternd_over_udp_tcp_and_tls_with_a_rest_secret() {
         .contains("needs a second server address"));
 
     // TLS trust: --insecure works with the self-signed certificate; neither
-    // --ca nor --insecure fails and says what to give.
+    // --ca nor --insecure fails and says what to give. (The secret from
+    // the environment this time.)
     let turns = format!("turns:{}", v4(&b.tls));
-    let o = probe(&args(&[
-        "--json",
-        "--secret",
-        TEST_SECRET,
-        "--insecure",
-        "--bind",
-        "127.0.0.1",
-        &turns,
-    ]));
+    let o = probe_with_env(
+        &args(&["--json", "--insecure", "--bind", "127.0.0.1", &turns]),
+        &[("TERND_PROBE_SECRET", TEST_SECRET)],
+    );
     assert_all_pass(&o, &["tls"]);
     let o = probe(&args(&["--secret", TEST_SECRET, &turns]));
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
@@ -194,6 +184,13 @@ fn passes_with_a_static_user_and_prints_one_line_per_check() {
         );
     }
     assert!(!out.contains("FAIL"), "{}", text(&o));
+
+    // The password from the environment instead of the command line.
+    let o = probe_with_env(
+        &args(&["--user", "alice", &format!("turn:{}", v4(&b.udp))]),
+        &[("TERND_PROBE_PASSWORD", "alice-password")],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
 }
 
 #[test]
@@ -306,10 +303,22 @@ fn probes_every_url_of_an_ice_servers_endpoint() {
     let http = server.bound().http[0];
     let url = format!("http://{http}/api/ice-servers?user=probe");
     let ca = cert.cert_file.display().to_string();
-    let o = probe(&args(&["--json", "--ice-servers", &url, "--key", KEY, "--ca", &ca]));
+    // The key from the environment.
+    let o = probe_with_env(
+        &args(&["--json", "--ice-servers", &url, "--ca", &ca]),
+        &[("TERND_PROBE_KEY", KEY)],
+    );
     assert_all_pass(&o, &["udp", "tcp", "tls"]);
     let lines = json_lines(&o);
-    assert_eq!(checks(&lines, "ice-servers")[0]["ok"], true);
+    let fetched = checks(&lines, "ice-servers")[0];
+    assert_eq!(fetched["ok"], true);
+    // The source is printed without its query.
+    assert_eq!(fetched["source"], format!("http://{http}/api/ice-servers"), "{fetched}");
+    assert!(
+        !String::from_utf8_lossy(&o.stdout).contains("user=probe"),
+        "{}",
+        text(&o)
+    );
 
     // A wrong key: the fetch fails with the HTTP status, exit 1.
     let o = probe(&args(&["--ice-servers", &url, "--key", "wrong-key-000000000000"]));
@@ -321,6 +330,43 @@ fn probes_every_url_of_an_ice_servers_endpoint() {
         "{}",
         text(&o)
     );
+}
+
+#[test]
+fn ice_servers_documents_are_capped_at_32_urls() {
+    // 40 URLs that do not parse: each probed one is a FAIL line of its own,
+    // so nothing goes out on the network.
+    let urls: Vec<String> = (0..40).map(|i| format!("\"bogus{i}\"")).collect();
+    let body = format!("{{\"iceServers\":[{{\"urls\":[{}]}}]}}", urls.join(","));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let (mut s, _) = listener.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut req = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => req.extend_from_slice(&buf[..n]),
+            }
+        }
+        let _ = write!(
+            s,
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+    });
+    let o = probe(&args(&["--ice-servers", &format!("http://{addr}/ice")]));
+    server.join().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let count = |start: &str| out.lines().filter(|l| l.starts_with(start)).count();
+    assert_eq!(count("FAIL  ice servers url"), 32, "{}", text(&o));
+    let warn: Vec<&str> = out.lines().filter(|l| l.starts_with("WARN  ice servers")).collect();
+    assert_eq!(warn.len(), 1, "{}", text(&o));
+    assert!(warn[0].contains("8 more URL(s) not probed"), "{}", warn[0]);
 }
 
 #[test]
@@ -358,7 +404,7 @@ type Reply = fn(&[u8]) -> Vec<u8>;
 
 #[test]
 fn malformed_replies_are_fail_lines_not_panics() {
-    let cases: [(Reply, &str); 4] = [
+    let cases: [(Reply, &str); 5] = [
         // An attribute that runs past the end of the message.
         (
             |req| success_with(req, &[0x00, 0x20, 0x00, 0x40, 1, 2, 3, 4], 8),
@@ -379,6 +425,17 @@ fn malformed_replies_are_fail_lines_not_panics() {
                 m
             },
             "ERROR-CODE",
+        ),
+        // A reason phrase with a line break: printed on the same line.
+        (
+            |req| {
+                let mut body = vec![0x00, 0x09, 0x00, 13, 0, 0, 4, 0];
+                body.extend_from_slice(b"no\nFAIL x\0\0\0");
+                let mut m = success_with(req, &body, 20);
+                m[1] = 0x11;
+                m
+            },
+            "error 400 no FAIL x",
         ),
     ];
     for (reply, why) in cases {
@@ -513,12 +570,29 @@ fn passes_against_coturn_with_a_static_user_and_a_rest_secret() {
     }
 }
 
+/// How the fake TURN server signs its Allocate success.
+#[derive(Clone, Copy, PartialEq)]
+enum AllocateSuccess {
+    /// MESSAGE-INTEGRITY with the request's key, XOR-MAPPED-ADDRESS included.
+    Signed,
+    /// No MESSAGE-INTEGRITY at all.
+    Unsigned,
+    /// MESSAGE-INTEGRITY computed with another password.
+    WrongKey,
+    /// Signed, but without XOR-MAPPED-ADDRESS (RFC 8656 §7.3 requires it).
+    NoMapped,
+}
+
 /// A fake TURN server whose messages are built and read by the webrtc-rs
 /// `stun` crate: it challenges with 401 (nonce "n1"), calls "n1" stale (438,
 /// nonce "n2"), accepts an Allocate only with nonce "n2" and a
 /// MESSAGE-INTEGRITY that verifies for fake-user/fake-pass, and refuses
 /// every other request with 403.
 fn stale_nonce_server(req: &[u8]) -> Vec<u8> {
+    fake_turn(req, AllocateSuccess::Signed)
+}
+
+fn fake_turn(req: &[u8], success: AllocateSuccess) -> Vec<u8> {
     use stun::attributes::*;
     use stun::error_code::*;
     use stun::integrity::MessageIntegrity;
@@ -568,9 +642,19 @@ fn stale_nonce_server(req: &[u8]) -> Vec<u8> {
     } else if m.typ.method == METHOD_ALLOCATE {
         reply(&mut r, CLASS_SUCCESS_RESPONSE);
         addr(50000).add_to_as(&mut r, ATTR_XOR_RELAYED_ADDRESS).unwrap();
-        addr(40000).add_to(&mut r).unwrap();
+        if success != AllocateSuccess::NoMapped {
+            addr(40000).add_to(&mut r).unwrap();
+        }
         r.add(ATTR_LIFETIME, &600u32.to_be_bytes());
-        key.add_to(&mut r).unwrap();
+        match success {
+            AllocateSuccess::Unsigned => {}
+            AllocateSuccess::WrongKey => {
+                MessageIntegrity::new_long_term_integrity("fake-user".into(), "fake".into(), "other".into())
+                    .add_to(&mut r)
+                    .unwrap()
+            }
+            _ => key.add_to(&mut r).unwrap(),
+        }
     } else {
         error(&mut r, CODE_FORBIDDEN, None);
     }
@@ -619,6 +703,75 @@ fn follows_401_then_438_and_reports_refusals_with_their_code() {
         "{}",
         text(&o)
     );
+}
+
+#[test]
+fn an_allocate_success_without_valid_integrity_or_mapped_address_fails() {
+    let cases: [(Reply, &str); 3] = [
+        // RFC 8489 §9.2.5 over UDP: discarded, retransmitted, and at the
+        // timeout the integrity failure is what is reported.
+        (
+            |req| fake_turn(req, AllocateSuccess::Unsigned),
+            "integrity check failed: the response has no MESSAGE-INTEGRITY",
+        ),
+        (
+            |req| fake_turn(req, AllocateSuccess::WrongKey),
+            "integrity check failed: the response's MESSAGE-INTEGRITY does not verify",
+        ),
+        (|req| fake_turn(req, AllocateSuccess::NoMapped), "no XOR-MAPPED-ADDRESS"),
+    ];
+    for (reply, why) in cases {
+        let fake = EchoPeer::replying(false, reply);
+        let o = probe(&args(&[
+            "--timeout",
+            "2s",
+            "--user",
+            "fake-user",
+            "--password",
+            "fake-pass",
+            &format!("turn:{}", fake.addr),
+        ]));
+        assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+        assert!(
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .any(|l| l.starts_with("FAIL  allocate udp") && l.contains(why)),
+            "expected a FAIL allocate mentioning {why}\n{}",
+            text(&o)
+        );
+    }
+}
+
+#[test]
+fn a_tls_handshake_that_trickles_is_bounded_by_the_timeout() {
+    // A "TLS server" that sends one byte of a record header every 300 ms:
+    // every read succeeds, so only the deadline ends the handshake.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let thread = std::thread::spawn(move || {
+        listener.set_nonblocking(false).unwrap();
+        let Ok((mut s, _)) = listener.accept() else { return };
+        let end = Instant::now() + Duration::from_secs(8);
+        for b in [0x16u8, 0x03, 0x03, 0x40, 0x00].iter().cycle() {
+            if Instant::now() > end || std::io::Write::write_all(&mut s, &[*b]).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    });
+    let start = Instant::now();
+    let o = probe(&args(&["--timeout", "1s", "--insecure", &format!("turns:{addr}")]));
+    let took = start.elapsed();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(took < Duration::from_secs(4), "took {took:?}\n{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .any(|l| l.starts_with("FAIL  binding tls") && l.contains("timed out")),
+        "{}",
+        text(&o)
+    );
+    thread.join().unwrap();
 }
 
 #[test]

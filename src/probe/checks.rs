@@ -9,7 +9,7 @@ use proto::wire::{attr, Method};
 
 use super::conn::{Conn, TlsParams};
 use super::report::{Check, Status};
-use super::session::{random_bytes, Credentials, ProbeError, Session};
+use super::session::{random, Credentials, ProbeError, Session};
 use super::turn::Relayed;
 use super::url::{ServerUrl, Transport};
 
@@ -28,8 +28,9 @@ pub struct Target {
     pub creds: Option<Credentials>,
 }
 
-/// Bytes relayed in the round trip.
-const PAYLOAD: usize = 64;
+/// Bytes relayed in the round trip: not a multiple of 4, so ChannelData over
+/// TCP/TLS carries padding (RFC 8656 §12.5) both ways.
+const PAYLOAD: usize = 61;
 /// B's channel to A's relay (RFC 8656 §12: 0x4000–0x4FFF).
 const CHANNEL: u16 = 0x4000;
 
@@ -143,7 +144,7 @@ pub fn turn(t: &Target, opts: &Options) -> Vec<Check> {
             return out;
         }
     };
-    let mut check = base(
+    let check = base(
         Status::Pass,
         "allocate",
         what,
@@ -156,10 +157,8 @@ pub fn turn(t: &Target, opts: &Options) -> Vec<Check> {
     )
     .with("relay", alloc_a.relay.to_string())
     .with("lifetime", alloc_a.lifetime)
-    .with("rtt_ms", ms(alloc_a.rtt));
-    if let Some(r) = alloc_a.reflexive {
-        check = check.with("reflexive", r.to_string());
-    }
+    .with("rtt_ms", ms(alloc_a.rtt))
+    .with("reflexive", alloc_a.reflexive.to_string());
     out.push(check);
 
     let what = format!("relay round trip {transport}");
@@ -218,8 +217,7 @@ fn round_trip(
     // §12.6): A's Send indication reaches B as ChannelData, and B's
     // ChannelData reaches A as a Data indication.
     b.channel_bind(CHANNEL, relay_a).map_err(step("ChannelBind B→A"))?;
-    let mut payload = [0u8; PAYLOAD];
-    random_bytes(&mut payload);
+    let mut payload: [u8; PAYLOAD] = random()?;
 
     let started = Instant::now();
     a.send_indication(relay_b, &payload)
@@ -252,6 +250,7 @@ fn prefix(what: &str, e: ProbeError) -> ProbeError {
         ProbeError::Timeout(d, s) => ProbeError::Timeout(d, format!("{s} ({what})")),
         ProbeError::Io(s) => ProbeError::Io(format!("{what}: {s}")),
         ProbeError::Malformed(s) => ProbeError::Malformed(format!("{what}: {s}")),
+        ProbeError::Integrity(s) => ProbeError::Integrity(format!("{s} ({what})")),
         ProbeError::Refused { code, reason } => ProbeError::Refused {
             code,
             reason: format!("{reason} ({what})"),

@@ -75,16 +75,12 @@ impl Conn {
             }),
             _ => {
                 let tls = tls.ok_or_else(|| io::Error::other("no TLS configuration"))?;
-                let conn =
+                let mut conn =
                     rustls::ClientConnection::new(tls.config.clone(), tls.name.clone()).map_err(io::Error::other)?;
-                let mut s = rustls::StreamOwned::new(conn, stream);
                 // Handshake now, so a certificate problem is reported as such.
-                set_timeouts(&s.sock, deadline)?;
-                while s.conn.is_handshaking() {
-                    s.conn.complete_io(&mut s.sock)?;
-                }
+                handshake(&mut conn, &stream, deadline)?;
                 Ok(Conn::Tls {
-                    stream: Box::new(s),
+                    stream: Box::new(rustls::StreamOwned::new(conn, stream)),
                     buf: Vec::new(),
                 })
             }
@@ -234,6 +230,48 @@ fn tcp_connect(server: SocketAddr, bind: Option<IpAddr>, deadline: Instant) -> i
     sock.bind(&SocketAddr::new(ip, 0).into())?;
     sock.connect_timeout(&server.into(), left)?;
     Ok(sock.into())
+}
+
+/// Completes the TLS handshake of `tls` over `sock` by `deadline`, however
+/// slowly the server sends its flight.
+pub fn handshake(tls: &mut rustls::ClientConnection, sock: &TcpStream, deadline: Instant) -> io::Result<()> {
+    let mut io = Bounded { sock, deadline };
+    while tls.is_handshaking() {
+        tls.complete_io(&mut io)?;
+    }
+    Ok(())
+}
+
+/// A TCP stream whose every read and write is bounded by the time left
+/// before `deadline`. `complete_io` reads as often as the handshake needs,
+/// so timeouts set once would give each read a fresh full timeout.
+pub struct Bounded<'a> {
+    pub sock: &'a TcpStream,
+    pub deadline: Instant,
+}
+
+impl Bounded<'_> {
+    fn left(&self) -> io::Result<Duration> {
+        remaining(self.deadline).ok_or_else(|| io::Error::new(io::ErrorKind::TimedOut, "timed out"))
+    }
+}
+
+impl Read for Bounded<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.sock.set_read_timeout(Some(self.left()?))?;
+        self.sock.read(buf)
+    }
+}
+
+impl Write for Bounded<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.sock.set_write_timeout(Some(self.left()?))?;
+        self.sock.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 fn set_timeouts(s: &TcpStream, deadline: Instant) -> io::Result<()> {

@@ -7,11 +7,17 @@ use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
+use super::conn::{handshake, Bounded};
 use super::session::Credentials;
+use super::untrusted::printable;
 use super::url::{split_host_port, ServerUrl};
 
 /// A response larger than this is not an iceServers document.
 const MAX_RESPONSE: usize = 1 << 20;
+
+/// The most URLs probed from one document: each costs several checks, and
+/// the document comes from the network.
+pub const MAX_URLS: usize = 32;
 
 /// One entry of the document: a URL (or why it does not parse) and the
 /// credentials that came with it.
@@ -28,7 +34,7 @@ pub fn fetch(
     } else if let Some(r) = url.strip_prefix("https://") {
         (true, r)
     } else {
-        return Err(format!("`{url}` is not an http:// or https:// URL"));
+        return Err("not an http:// or https:// URL".into());
     };
     let (authority, path) = match rest.find(['/', '?']) {
         Some(i) => (&rest[..i], &rest[i..]),
@@ -48,8 +54,10 @@ pub fn fetch(
         .ok_or_else(|| format!("{host} has no address"))?;
     let deadline = Instant::now() + timeout;
     let stream = TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect to {addr}: {e}"))?;
-    stream.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
-    stream.set_write_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+    let io = Bounded {
+        sock: &stream,
+        deadline,
+    };
     let host_header = if host.contains(':') {
         format!("[{host}]:{port}")
     } else {
@@ -64,10 +72,11 @@ pub fn fetch(
     let raw = if secure {
         let name = rustls::pki_types::ServerName::try_from(host.clone())
             .map_err(|e| format!("`{host}` is not a TLS server name: {e}"))?;
-        let conn = rustls::ClientConnection::new(tls.clone(), name).map_err(|e| e.to_string())?;
-        exchange(rustls::StreamOwned::new(conn, stream), &request, deadline)?
+        let mut conn = rustls::ClientConnection::new(tls.clone(), name).map_err(|e| e.to_string())?;
+        handshake(&mut conn, &stream, deadline).map_err(|e| format!("TLS: {e}"))?;
+        exchange(rustls::StreamOwned::new(conn, io), &request, deadline)?
     } else {
-        exchange(stream, &request, deadline)?
+        exchange(io, &request, deadline)?
     };
     parse_response(&raw)
 }
@@ -107,7 +116,7 @@ fn parse_response(raw: &[u8]) -> Result<Vec<Entry>, String> {
     let code = status.split_whitespace().nth(1).unwrap_or_default();
     if code != "200" {
         let text = String::from_utf8_lossy(body);
-        return Err(format!("HTTP {}: {}", status.trim(), text.trim()));
+        return Err(format!("{}: {}", printable(status), printable(&text)));
     }
     let chunked = lines.any(|l| {
         let l = l.to_ascii_lowercase();
@@ -124,7 +133,8 @@ fn dechunk(mut b: &[u8]) -> Result<Vec<u8>, String> {
         let eol = b.windows(2).position(|w| w == b"\r\n").ok_or("truncated chunk")?;
         let size_text = String::from_utf8_lossy(&b[..eol]);
         let size_text = size_text.split(';').next().unwrap_or_default().trim();
-        let size = usize::from_str_radix(size_text, 16).map_err(|_| format!("bad chunk size `{size_text}`"))?;
+        let size =
+            usize::from_str_radix(size_text, 16).map_err(|_| format!("bad chunk size `{}`", printable(size_text)))?;
         b = &b[eol + 2..];
         if size == 0 {
             return Ok(out);
@@ -137,7 +147,8 @@ fn dechunk(mut b: &[u8]) -> Result<Vec<u8>, String> {
 /// `{"iceServers":[{"urls":"..."|["..."],"username":"...","credential":"..."}]}`
 /// (W3C WebRTC RTCIceServer).
 pub fn parse_document(body: &[u8]) -> Result<Vec<Entry>, String> {
-    let doc: serde_json::Value = serde_json::from_slice(body).map_err(|e| format!("the response is not JSON: {e}"))?;
+    let doc: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| format!("the response is not JSON: {}", printable(&e.to_string())))?;
     let servers = doc
         .get("iceServers")
         .and_then(|v| v.as_array())
@@ -160,13 +171,20 @@ pub fn parse_document(body: &[u8]) -> Result<Vec<Entry>, String> {
             _ => return Err("an iceServers entry has no \"urls\"".into()),
         };
         for u in urls {
-            out.push((u.parse::<ServerUrl>(), creds.clone()));
+            out.push((u.parse::<ServerUrl>().map_err(|e| printable(&e)), creds.clone()));
         }
     }
     if out.is_empty() {
         return Err("the iceServers list is empty".into());
     }
     Ok(out)
+}
+
+/// The first [`MAX_URLS`] entries, and how many were left out.
+pub fn cap(mut list: Vec<Entry>) -> (Vec<Entry>, usize) {
+    let skipped = list.len().saturating_sub(MAX_URLS);
+    list.truncate(MAX_URLS);
+    (list, skipped)
 }
 
 #[cfg(test)]
@@ -187,5 +205,11 @@ mod tests {
         assert!(dechunk(b"9\r\nab").is_err());
         let resp = b"HTTP/1.1 403 Forbidden\r\ncontent-length: 3\r\n\r\nno!";
         assert!(parse_response(resp).unwrap_err().contains("403"));
+        // A body from the network is printed without control characters, capped.
+        let mut resp = b"HTTP/1.1 500 Oops\r\n\r\nline1\n\x1b[31mred".to_vec();
+        resp.extend_from_slice(&[b'x'; 5000]);
+        let e = parse_response(&resp).unwrap_err();
+        assert!(e.starts_with("HTTP/1.1 500 Oops: line1 [31mred"), "{e}");
+        assert!(!e.chars().any(char::is_control) && e.len() < 400, "{e}");
     }
 }

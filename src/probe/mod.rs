@@ -12,6 +12,7 @@ mod report;
 mod session;
 mod tls;
 mod turn;
+mod untrusted;
 mod url;
 
 use std::collections::HashSet;
@@ -33,23 +34,27 @@ pub use url::{ServerUrl, Transport};
 #[command(next_help_heading = "Probe options")]
 #[command(after_help = "Examples:\n  \
     ternd probe stun:turn.example.org\n  \
-    ternd probe --secret S turn:turn.example.org turn:turn.example.org?transport=tcp turns:turn.example.org\n  \
-    ternd probe --user alice --password pw --alt-server 203.0.113.2 turn:203.0.113.1\n  \
-    ternd probe --ice-servers http://127.0.0.1:8080/api/ice-servers --key KEY --json\n\n\
+    TERND_PROBE_SECRET=S ternd probe turn:turn.example.org turn:turn.example.org?transport=tcp turns:turn.example.org\n  \
+    TERND_PROBE_PASSWORD=pw ternd probe --user alice --alt-server 203.0.113.2 turn:203.0.113.1\n  \
+    TERND_PROBE_KEY=KEY ternd probe --ice-servers http://127.0.0.1:8080/api/ice-servers --json\n\n\
+    Secrets (--password, --secret, --key) are better given in the environment on shared machines.\n\n\
     Exit code: 0 when no check failed, 1 when one did, 2 for usage errors.")]
 pub struct ProbeArgs {
     /// Servers to check: stun:HOST[:PORT], turn:HOST[:PORT][?transport=udp|tcp], turns:HOST[:PORT]
     /// (RFC 7064/7065; default ports 3478, TLS 5349).
     #[arg(value_name = "URL", required_unless_present = "ice_servers")]
     pub urls: Vec<ServerUrl>,
-    /// Username of static long-term credentials.
-    #[arg(long, requires = "password", conflicts_with = "secret")]
+    /// Username of static long-term credentials (used instead of --secret when both are given).
+    #[arg(long, requires = "password")]
     pub user: Option<String>,
-    /// Password of static long-term credentials.
-    #[arg(long, requires = "user")]
+    /// Password of static long-term credentials, for --user. Prefer the environment on shared
+    /// machines: the command line is visible to every user (ps, /proc).
+    // Secrets from the environment do not `requires` other options: an
+    // exported variable must not turn every other probe into a usage error.
+    #[arg(long, env = "TERND_PROBE_PASSWORD", hide_env_values = true)]
     pub password: Option<String>,
     /// TURN REST shared secret: mint credentials (username `EXPIRY:NAME`, password base64(HMAC-SHA1)).
-    #[arg(long)]
+    #[arg(long, env = "TERND_PROBE_SECRET", hide_env_values = true)]
     pub secret: Option<String>,
     /// The NAME part of minted REST usernames.
     #[arg(long, value_name = "NAME", default_value = "probe", requires = "secret")]
@@ -59,7 +64,7 @@ pub struct ProbeArgs {
     #[arg(long, value_name = "URL")]
     pub ice_servers: Option<String>,
     /// API key for --ice-servers (sent as Authorization: Bearer KEY).
-    #[arg(long, value_name = "KEY", requires = "ice_servers")]
+    #[arg(long, value_name = "KEY", env = "TERND_PROBE_KEY", hide_env_values = true)]
     pub key: Option<String>,
     /// A second address of the same server (HOST[:PORT], default: the primary port) for the NAT mapping test.
     #[arg(long, value_name = "HOST[:PORT]")]
@@ -126,6 +131,8 @@ fn run_checks(args: &ProbeArgs) -> anyhow::Result<bool> {
     let mut entries: Vec<(ServerUrl, Option<Credentials>)> =
         args.urls.iter().map(|u| (u.clone(), global.clone())).collect();
     if let Some(url) = &args.ice_servers {
+        // The URL may carry a key in its userinfo or query: never printed.
+        let source = untrusted::redact_url(url);
         match ice_servers::fetch(url, args.key.as_deref(), args.timeout, &opts.tls) {
             Ok(list) => {
                 report.add(
@@ -133,10 +140,22 @@ fn run_checks(args: &ProbeArgs) -> anyhow::Result<bool> {
                         Status::Pass,
                         "ice-servers",
                         "ice servers",
-                        format!("{} URL(s) from {url}", list.len()),
+                        format!("{} URL(s) from {source}", list.len()),
                     )
-                    .with("source", url.as_str()),
+                    .with("source", source.as_str()),
                 );
+                let (list, skipped) = ice_servers::cap(list);
+                if skipped > 0 {
+                    report.add(Check::new(
+                        Status::Warn,
+                        "ice-servers",
+                        "ice servers",
+                        format!(
+                            "{skipped} more URL(s) not probed (at most {} per document)",
+                            ice_servers::MAX_URLS
+                        ),
+                    ));
+                }
                 for (u, creds) in list {
                     match u {
                         // Credentials from the document win; else the command line's.
@@ -146,8 +165,8 @@ fn run_checks(args: &ProbeArgs) -> anyhow::Result<bool> {
                 }
             }
             Err(e) => report.add(
-                Check::new(Status::Fail, "ice-servers", "ice servers", format!("{url}: {e}"))
-                    .with("source", url.as_str()),
+                Check::new(Status::Fail, "ice-servers", "ice servers", format!("{source}: {e}"))
+                    .with("source", source.as_str()),
             ),
         }
     }
@@ -225,8 +244,7 @@ fn global_credentials(args: &ProbeArgs) -> anyhow::Result<Option<Credentials>> {
         .duration_since(std::time::UNIX_EPOCH)?
         .as_secs()
         + REST_TTL.as_secs();
-    let username = format!("{expiry}:{}", args.rest_user);
-    let password = proto::auth::rest_password(secret.as_bytes(), &username);
+    let (username, password) = proto::auth::rest_credentials(secret.as_bytes(), &args.rest_user, expiry);
     Ok(Some(Credentials { username, password }))
 }
 

@@ -9,13 +9,14 @@ use std::time::{Duration, Instant};
 use proto::wire::{attr, Class, ErrorCode, Message, MessageBuilder, MessageType, Method, ParseError, TransactionId};
 
 use super::conn::{remaining, Conn};
+use super::untrusted::printable;
 
 /// RFC 8489 §6.2.1: initial RTO 500 ms, doubled on each retransmission; Rc = 7.
 const INITIAL_RTO: Duration = Duration::from_millis(500);
 const MAX_SENDS: u32 = 7;
 /// Relayed messages kept while waiting for a response; the probe expects one.
 const MAX_BACKLOG: usize = 64;
-/// Room for any request the probe builds (64-byte payloads plus attributes).
+/// Room for any request the probe builds (61-byte payloads plus attributes).
 const REQUEST_BUF: usize = 1500;
 const SOFTWARE: &str = concat!("ternd-probe/", env!("CARGO_PKG_VERSION"));
 
@@ -30,6 +31,10 @@ pub enum ProbeError {
     Malformed(String),
     #[error("error {code} {reason}")]
     Refused { code: u16, reason: String },
+    /// RFC 8489 §9.2.5: a response to an authenticated request whose
+    /// MESSAGE-INTEGRITY is missing or does not verify.
+    #[error("integrity check failed: {0}")]
+    Integrity(String),
 }
 
 impl ProbeError {
@@ -93,21 +98,10 @@ pub fn attr_name(typ: u16) -> &'static str {
     }
 }
 
-/// Fills `buf` with random bytes from the operating system.
-pub fn random_bytes(buf: &mut [u8]) {
-    use ring::rand::SecureRandom;
-    // ring's SystemRandom reads getrandom(2); if that ever fails the probe
-    // still works with a clock-derived ID (uniqueness, not secrecy, matters).
-    if ring::rand::SystemRandom::new().fill(buf).is_err() {
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos()
-            .to_le_bytes();
-        for (i, b) in buf.iter_mut().enumerate() {
-            *b = t[i % t.len()] ^ (i as u8);
-        }
-    }
+/// `N` random bytes from the operating system; a failing generator is an
+/// error, never a predictable fallback.
+pub fn random<const N: usize>() -> Result<[u8; N], ProbeError> {
+    crate::server::setup::random_bytes().map_err(|e| ProbeError::Io(format!("{e:#}")))
 }
 
 type AddAttrs<'a> = &'a dyn Fn(&mut MessageBuilder) -> Result<(), proto::wire::BufferTooSmall>;
@@ -146,8 +140,7 @@ impl Session {
         let mut challenged = false;
         // At most: unauthenticated, after 401, after one 438.
         for _ in 0..3 {
-            let mut tid: TransactionId = [0; 12];
-            random_bytes(&mut tid);
+            let tid: TransactionId = random()?;
             let mut buf = [0u8; REQUEST_BUF];
             let n = self
                 .build(method, &tid, &mut buf, add)
@@ -162,18 +155,8 @@ impl Session {
                 )));
             }
             match m.message_type().class {
-                Class::Success => {
-                    // RFC 8489 §9.2.5: a response to an authenticated request
-                    // carries MESSAGE-INTEGRITY with the same key.
-                    if let Some(key) = self.key {
-                        if m.has_integrity() && !m.verify_integrity(&key) {
-                            return Err(ProbeError::Malformed(
-                                "the response's MESSAGE-INTEGRITY does not verify".into(),
-                            ));
-                        }
-                    }
-                    return Ok(resp);
-                }
+                // `transact` verified MESSAGE-INTEGRITY of authenticated responses.
+                Class::Success => return Ok(resp),
                 Class::Error => {}
                 c => return Err(ProbeError::Malformed(format!("a {c:?} in answer to a request"))),
             }
@@ -183,7 +166,7 @@ impl Session {
                 .ok_or_else(|| ProbeError::Malformed("error response without a valid ERROR-CODE".into()))?;
             let refused = |extra: &str| ProbeError::Refused {
                 code: code.0,
-                reason: format!("{}{extra}", String::from_utf8_lossy(reason).trim()),
+                reason: format!("{}{extra}", printable(&String::from_utf8_lossy(reason))),
             };
             let realm = m.get(attr::REALM).map(<[u8]>::to_vec);
             let nonce = m.get(attr::NONCE).map(<[u8]>::to_vec);
@@ -222,8 +205,7 @@ impl Session {
 
     /// A Send indication or any other message that expects no answer.
     pub fn indicate(&mut self, method: Method, add: AddAttrs) -> Result<(), ProbeError> {
-        let mut tid: TransactionId = [0; 12];
-        random_bytes(&mut tid);
+        let tid: TransactionId = random()?;
         let mut buf = [0u8; REQUEST_BUF];
         let typ = MessageType::new(method, Class::Indication);
         let n = (|| {
@@ -268,13 +250,24 @@ impl Session {
 
     /// Sends `req` and waits for the response with its transaction ID,
     /// retransmitting on UDP. Other messages go to the backlog.
+    ///
+    /// RFC 8489 §9.2.5: when the request carried credentials, a response
+    /// whose MESSAGE-INTEGRITY is missing or wrong is a failure on a stream;
+    /// on UDP it is discarded as if never received (retransmissions go on),
+    /// and if nothing else came the timeout says the integrity check failed.
     fn transact(&mut self, req: &[u8], tid: &TransactionId) -> Result<Response, ProbeError> {
         let started = Instant::now();
         let mut rto = INITIAL_RTO;
         let mut sends = 0;
         let mut garbage: Option<String> = None;
+        let mut integrity_failed: Option<&'static str> = None;
+        // Set only together with `creds`: the request carried credentials.
+        let key = self.key.filter(|_| self.creds.is_some());
         loop {
             if remaining(self.deadline).is_none() {
+                if let Some(why) = integrity_failed {
+                    return Err(ProbeError::Integrity(why.into()));
+                }
                 let mut why = garbage.map(|g| format!(" (unusable replies: {g})")).unwrap_or_default();
                 if let Some(from) = self.conn.stray() {
                     why.push_str(&format!(" (a reply came from {from}, not from the address asked)"));
@@ -303,6 +296,13 @@ impl Session {
                         if !m.fingerprint_ok() {
                             return Err(ProbeError::Malformed("FINGERPRINT does not match".into()));
                         }
+                        if let Some(why) = key.and_then(|k| integrity_problem(&m, &k)) {
+                            if self.conn.is_stream() {
+                                return Err(ProbeError::Integrity(why.into()));
+                            }
+                            integrity_failed = Some(why);
+                            continue;
+                        }
                         return Ok(Response {
                             bytes,
                             rtt: sent_at.elapsed(),
@@ -321,5 +321,21 @@ impl Session {
                 }
             }
         }
+    }
+}
+
+/// Why a response to an authenticated request cannot be trusted, if it
+/// cannot. A success must carry MESSAGE-INTEGRITY with the request's key.
+/// An error response is accepted unsigned (401 and 438 cannot be signed with
+/// a key the server rejects or a nonce it no longer knows; any other error
+/// is a failure anyway), but not with a MESSAGE-INTEGRITY that does not verify.
+fn integrity_problem(m: &Message, key: &[u8; 16]) -> Option<&'static str> {
+    let signed = m.has_integrity();
+    match m.message_type().class {
+        Class::Success if !signed => Some("the response has no MESSAGE-INTEGRITY"),
+        Class::Success | Class::Error if signed && !m.verify_integrity(key) => {
+            Some("the response's MESSAGE-INTEGRITY does not verify (wrong password?)")
+        }
+        _ => None,
     }
 }

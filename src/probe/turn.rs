@@ -15,7 +15,7 @@ const UDP_PROTOCOL: [u8; 4] = [17, 0, 0, 0];
 /// What a successful Allocate returned.
 pub struct Allocation {
     pub relay: SocketAddr,
-    pub reflexive: Option<SocketAddr>,
+    pub reflexive: SocketAddr,
     pub lifetime: u32,
     pub rtt: std::time::Duration,
 }
@@ -36,7 +36,8 @@ impl Session {
         self.allocated = true;
         Ok(Allocation {
             relay: r.xor_address(attr::XOR_RELAYED_ADDRESS)?,
-            reflexive: r.xor_address(attr::XOR_MAPPED_ADDRESS).ok(),
+            // RFC 8656 §7.3: a success carries XOR-MAPPED-ADDRESS.
+            reflexive: r.xor_address(attr::XOR_MAPPED_ADDRESS)?,
             lifetime: r.u32(attr::LIFETIME)?,
             rtt: r.rtt,
         })

@@ -203,8 +203,6 @@ impl Shared {
     pub fn mint(&self, user: &str, ttl: std::time::Duration) -> Option<(String, String)> {
         let secret = self.credentials.rest_secrets.first()?;
         let expiry = self.clock.unix(Instant::now()) + ttl.as_secs();
-        let username = format!("{expiry}:{user}");
-        let password = proto::auth::rest_password(secret, &username);
-        Some((username, password))
+        Some(proto::auth::rest_credentials(secret, user, expiry))
     }
 }

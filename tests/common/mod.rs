@@ -257,9 +257,7 @@ pub fn rest_credentials_from(secret: &str, user: &str) -> (String, String) {
         .unwrap()
         .as_secs()
         + 3600;
-    let username = format!("{expiry}:{user}");
-    let password = proto::auth::rest_password(secret.as_bytes(), &username);
-    (username, password)
+    proto::auth::rest_credentials(secret.as_bytes(), user, expiry)
 }
 
 /// The path of a coturn tool, or None when it is missing outside CI (under

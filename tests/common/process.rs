@@ -3,7 +3,8 @@
 //! limit, and an end by pid (SIGTERM, then SIGKILL).
 
 use std::io::Read;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -61,6 +62,17 @@ impl Running {
             stdout: self.out.recv_timeout(Duration::from_secs(5)).unwrap_or_default(),
             stderr: self.err.recv_timeout(Duration::from_secs(5)).unwrap_or_default(),
         }
+    }
+}
+
+/// Runs `cmd` to its end, stopped after `limit` (then the status is that of
+/// a SIGKILL, which no test expects), and returns what it printed.
+pub fn output(cmd: &mut Command, limit: Duration) -> Output {
+    let f = spawn(cmd).finish(limit);
+    Output {
+        status: f.status.unwrap_or_else(|| ExitStatus::from_raw(libc::SIGKILL)),
+        stdout: f.stdout.into_bytes(),
+        stderr: f.stderr.into_bytes(),
     }
 }
 

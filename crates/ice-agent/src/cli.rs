@@ -35,8 +35,9 @@ pub struct IceArgs {
     /// Username for the turn: URLs.
     #[arg(long)]
     pub username: Option<String>,
-    /// Password (credential) for the turn: URLs.
-    #[arg(long)]
+    /// Password (credential) for the turn: URLs. Prefer the environment on
+    /// shared machines: the command line is visible to every user.
+    #[arg(long, env = "TERND_ICE_CREDENTIAL", hide_env_values = true)]
     pub credential: Option<String>,
     /// Gather only relay candidates (iceTransportPolicy "relay").
     #[arg(long)]

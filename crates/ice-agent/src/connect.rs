@@ -30,7 +30,7 @@ use crate::cli::ConnectArgs;
 use crate::events::{self, emit};
 use crate::exchange::{self, Counts};
 use crate::signal::Signal;
-use crate::terminate;
+use crate::terminate::Terminate;
 
 /// How far the run got; names the error when the deadline passes.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -50,7 +50,7 @@ struct Progress {
     counts: Arc<Counts>,
 }
 
-pub async fn run(args: ConnectArgs) -> anyhow::Result<bool> {
+pub async fn run(args: ConnectArgs, mut terminate: Terminate) -> anyhow::Result<bool> {
     // A bad --url is a usage error (exit 2), found before joining any room.
     crate::urls::parse_all(
         &args.ice.urls,
@@ -65,7 +65,7 @@ pub async fn run(args: ConnectArgs) -> anyhow::Result<bool> {
             Ok(r) => r,
             Err(_) => Err(anyhow!(timeout_error(&args, progress.phase.unwrap_or(Phase::Signaling)))),
         },
-        name = terminate::requested() => Err(anyhow!("stopped by {name}")),
+        name = terminate.requested() => Err(anyhow!("stopped by {name}")),
     };
     let received = progress.counts.received.load(Ordering::Relaxed);
     let ok = outcome.is_ok() && received == args.messages;

@@ -7,14 +7,14 @@ use serde_json::json;
 use crate::agent;
 use crate::cli::GatherArgs;
 use crate::events::{self, emit};
-use crate::terminate;
+use crate::terminate::Terminate;
 
-pub async fn run(args: GatherArgs) -> anyhow::Result<bool> {
+pub async fn run(args: GatherArgs, mut terminate: Terminate) -> anyhow::Result<bool> {
     let (agent, mut candidates) = agent::new_agent(&args.ice, true).await?;
     agent.gather_candidates()?;
     let deadline = tokio::time::Instant::now() + args.timeout;
     let mut count = 0u32;
-    let stop = terminate::requested();
+    let stop = terminate.requested();
     tokio::pin!(stop);
     let error = loop {
         tokio::select! {

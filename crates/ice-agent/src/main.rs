@@ -34,9 +34,11 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
+        // Before anything else, so an early SIGTERM still gets the result line.
+        let stop = terminate::Terminate::install();
         match cli.command {
-            cli::Command::Gather(args) => gather::run(args).await,
-            cli::Command::Connect(args) => connect::run(args).await,
+            cli::Command::Gather(args) => gather::run(args, stop).await,
+            cli::Command::Connect(args) => connect::run(args, stop).await,
         }
     });
     // Tasks webrtc-ice spawned and never joined (its gatherers, TURN

@@ -81,6 +81,15 @@ pub fn rest_password(secret: &[u8], username: &str) -> String {
     base64(hmac::sign(&key, username.as_bytes()).as_ref())
 }
 
+/// A TURN REST credential (draft-uberti-behave-turn-rest §2.2) for `user`
+/// valid until `expiry_unix` (seconds since the Unix epoch; the caller reads
+/// the clock): username `EXPIRY:USER`, password [`rest_password`] of it.
+pub fn rest_credentials(secret: &[u8], user: &str, expiry_unix: u64) -> (String, String) {
+    let username = format!("{expiry_unix}:{user}");
+    let password = rest_password(secret, &username);
+    (username, password)
+}
+
 /// Standard base64 with padding.
 pub fn base64(data: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -115,6 +124,13 @@ mod tests {
         ] {
             assert_eq!(base64(i.as_bytes()), o);
         }
+    }
+
+    #[test]
+    fn rest_credentials_put_the_expiry_first() {
+        let (u, p) = rest_credentials(b"s", "alice", 1700000000);
+        assert_eq!(u, "1700000000:alice");
+        assert_eq!(p, rest_password(b"s", "1700000000:alice"));
     }
 
     #[test]
