@@ -37,6 +37,17 @@ pub fn register(socket: std::net::UdpSocket) -> io::Result<Udp> {
     Ok(unsafe { AsyncFd::register_with_interest(socket, tokio::io::Interest::READABLE)? })
 }
 
+/// UDP_SEGMENT (include/uapi/linux/udp.h): the GSO segment size of a send.
+const UDP_SEGMENT: libc::c_int = 103;
+/// At most this many segments in one GSO send (UDP_MAX_SEGMENTS).
+const GSO_MAX_SEGMENTS: usize = 64;
+/// Datagrams merged only up to this size, so a segment fits a 1500-byte MTU
+/// with IPv6 and UDP headers (a larger one would make the kernel refuse the
+/// whole message with EINVAL on such a path).
+const GSO_MAX_SIZE: usize = 1452;
+/// And only up to this many bytes in all (one IP packet's worth).
+const GSO_MAX_TOTAL: usize = 65_000;
+
 /// Datagrams per recvmmsg/sendmmsg call.
 pub const BATCH: usize = 32;
 /// The largest UDP payload (IPv4: 65 535 − 20 − 8; IPv6 without jumbograms
@@ -90,6 +101,9 @@ pub struct UdpBatch {
     /// Slots holding datagrams (received since the last flush).
     filled: usize,
     queue: Vec<Queued>,
+    /// Whether to merge equal datagrams into GSO sends (off after the kernel
+    /// refused one with EIO: no segmentation offload on that path).
+    gso: bool,
     /// The queue's indices grouped by socket, for flush.
     order: Vec<(RawFd, usize)>,
     /// Scratch for the system calls, rebuilt before each call.
@@ -122,6 +136,7 @@ impl UdpBatch {
             filled: 0,
             queue: Vec::with_capacity(BATCH),
             order: Vec::with_capacity(BATCH),
+            gso: true,
             // SAFETY: all-zero is a valid sockaddr_storage, iovec and mmsghdr
             // (null pointers, zero lengths); each is filled before use.
             names: vec![unsafe { std::mem::zeroed() }; BATCH],
@@ -287,59 +302,69 @@ impl UdpBatch {
     }
 
     /// One sendmmsg for queued datagrams `run` (at most BATCH indices into
-    /// the queue, all for one socket).
+    /// the queue, all for one socket). Consecutive datagrams to the same
+    /// destination with the same length (the last may be shorter) go as one
+    /// UDP GSO message (UDP_SEGMENT): the kernel's send path runs once for
+    /// all of them and the segments are cut at the end. That is what a burst
+    /// of one allocation looks like (video frames are cut into equal
+    /// packets), and the benchmark's one-allocation load.
     fn send_run(&mut self, run: &[(RawFd, usize)], failed: &mut impl FnMut(DropReason)) {
         let fd = run[0].0;
         for (k, &(_, qi)) in run.iter().enumerate() {
-            let q = &self.queue[qi];
-            let (ptr, len) = match q.bytes {
-                Bytes::Slot { slot, start, len } => {
-                    let at = slot * self.stride + start;
-                    (self.slots[at..at + len].as_ptr(), len)
-                }
-                Bytes::Reply { slot, len } => (self.replies[slot * REPLY_LEN..][..len].as_ptr(), len),
+            let (ptr, len) = {
+                let d = self.data(self.queue[qi].bytes);
+                (d.as_ptr(), d.len())
             };
             self.iovecs[k] = libc::iovec {
                 iov_base: ptr as *mut libc::c_void,
                 iov_len: len,
             };
+        }
+        // Messages as (first datagram, datagrams) spans of the run.
+        let mut spans = [(0usize, 0usize); BATCH];
+        let mut msgs = 0;
+        let mut i = 0;
+        while i < run.len() {
+            let n = if self.gso { self.gso_span(run, i) } else { 1 };
+            spans[msgs] = (i, n);
+            msgs += 1;
+            i += n;
+        }
+        for (m, &(first, n)) in spans[..msgs].iter().enumerate() {
+            let q = &self.queue[run[first].1];
             let name = SockAddr::from(q.to);
             // SAFETY: SockAddr's storage is a sockaddr_storage of `len()` valid bytes.
             unsafe {
                 std::ptr::copy_nonoverlapping(
                     name.as_ptr() as *const u8,
-                    &mut self.names[k] as *mut libc::sockaddr_storage as *mut u8,
+                    &mut self.names[m] as *mut libc::sockaddr_storage as *mut u8,
                     name.len() as usize,
                 );
             }
-            let h = &mut self.headers[k].msg_hdr;
-            h.msg_name = &mut self.names[k] as *mut libc::sockaddr_storage as *mut libc::c_void;
+            let segment = (n > 1).then_some(self.iovecs[first].iov_len as u16);
+            let controllen = write_controls(&mut self.controls[m], q.src, segment);
+            let h = &mut self.headers[m].msg_hdr;
+            h.msg_name = &mut self.names[m] as *mut libc::sockaddr_storage as *mut libc::c_void;
             h.msg_namelen = name.len();
-            h.msg_iov = &mut self.iovecs[k];
-            h.msg_iovlen = 1;
+            h.msg_iov = &mut self.iovecs[first];
+            h.msg_iovlen = n as _;
             h.msg_flags = 0;
-            match q.src {
-                Some(src) => {
-                    // SAFETY: controls[k] is CONTROL_WORDS u64s, enough for one pktinfo.
-                    let control = self.controls[k].as_mut_ptr() as *mut libc::c_void;
-                    h.msg_controllen = unsafe { sockets::write_pktinfo(control, src) } as _;
-                    h.msg_control = self.controls[k].as_mut_ptr() as *mut libc::c_void;
-                }
-                None => {
-                    h.msg_control = std::ptr::null_mut();
-                    h.msg_controllen = 0;
-                }
-            }
+            h.msg_control = if controllen == 0 {
+                std::ptr::null_mut()
+            } else {
+                self.controls[m].as_mut_ptr() as *mut libc::c_void
+            };
+            h.msg_controllen = controllen as _;
         }
         let mut at = 0;
-        while at < run.len() {
-            // SAFETY: headers[at..run.len()] were filled above and point at
+        while at < msgs {
+            // SAFETY: headers[at..msgs] were filled above and point at
             // buffers that stay alive and unmodified for the call.
             let sent = unsafe {
                 libc::sendmmsg(
                     fd,
                     self.headers[at..].as_mut_ptr(),
-                    (run.len() - at) as libc::c_uint,
+                    (msgs - at) as libc::c_uint,
                     libc::MSG_DONTWAIT,
                 )
             };
@@ -347,14 +372,108 @@ impl UdpBatch {
                 at += sent as usize;
                 continue;
             }
-            // sendmmsg reports an error only for the first datagram of the
-            // call: that one is dropped, the next call starts after it.
-            let q = &self.queue[run[at].1];
-            tracing::trace!(to = %q.to, "udp send failed: {}", io::Error::last_os_error());
-            if let Some(reason) = q.on_failure {
-                failed(reason);
+            // sendmmsg reports an error only for the first message of the
+            // call: that one is dropped (or, for a GSO message the kernel
+            // refused as such, sent datagram by datagram), the next call
+            // starts after it.
+            let err = io::Error::last_os_error();
+            let (first, n) = spans[at];
+            if n > 1 && matches!(err.raw_os_error(), Some(libc::EINVAL | libc::EIO | libc::EOPNOTSUPP)) {
+                // EIO: the device cannot checksum segments; EINVAL: a
+                // segment does not fit the path MTU. Stop merging on this
+                // batch after EIO; EINVAL depends on the route only.
+                if err.raw_os_error() == Some(libc::EIO) {
+                    self.gso = false;
+                }
+                for &(_, qi) in &run[first..first + n] {
+                    self.send_one(qi, failed);
+                }
+            } else {
+                for &(_, qi) in &run[first..first + n] {
+                    let q = &self.queue[qi];
+                    tracing::trace!(to = %q.to, "udp send failed: {err}");
+                    if let Some(reason) = q.on_failure {
+                        failed(reason);
+                    }
+                }
             }
             at += 1;
         }
     }
+
+    /// How many datagrams from `run[i]` on can go as one GSO message.
+    fn gso_span(&self, run: &[(RawFd, usize)], i: usize) -> usize {
+        let first = &self.queue[run[i].1];
+        let size = self.iovecs[i].iov_len;
+        if size == 0 || size > GSO_MAX_SIZE {
+            return 1;
+        }
+        let mut n = 1;
+        let mut total = size;
+        while i + n < run.len() && n < GSO_MAX_SEGMENTS {
+            let q = &self.queue[run[i + n].1];
+            let len = self.iovecs[i + n].iov_len;
+            if q.to != first.to || q.src != first.src || len == 0 || len > size || total + len > GSO_MAX_TOTAL {
+                break;
+            }
+            n += 1;
+            total += len;
+            if len < size {
+                break; // only the last segment may be shorter
+            }
+        }
+        n
+    }
+
+    /// Sends queued datagram `qi` on its own (after a refused GSO message).
+    fn send_one(&self, qi: usize, failed: &mut impl FnMut(DropReason)) {
+        let q = &self.queue[qi];
+        let data = self.data(q.bytes);
+        let sent = match q.src {
+            Some(src) => sockets::send_from(q.socket.get_ref(), data, q.to, src),
+            None => sockets::send_now(q.socket.get_ref(), data, q.to),
+        };
+        if let Err(e) = sent {
+            tracing::trace!(to = %q.to, "udp send failed: {e}");
+            if let Some(reason) = q.on_failure {
+                failed(reason);
+            }
+        }
+    }
+
+    /// The bytes of a queued datagram.
+    fn data(&self, bytes: Bytes) -> &[u8] {
+        match bytes {
+            Bytes::Slot { slot, start, len } => &self.slots[slot * self.stride + start..][..len],
+            Bytes::Reply { slot, len } => &self.replies[slot * REPLY_LEN..][..len],
+        }
+    }
+}
+
+/// Writes the control messages of one outgoing message into `buf`: the
+/// source address for a wildcard socket (IP_PKTINFO) and the GSO segment
+/// size (UDP_SEGMENT); returns their length (0: none).
+fn write_controls(buf: &mut [u64; CONTROL_WORDS], src: Option<IpAddr>, segment: Option<u16>) -> usize {
+    let base = buf.as_mut_ptr() as *mut libc::c_void;
+    let mut len = 0;
+    if let Some(src) = src {
+        // SAFETY: buf is 64 aligned bytes; one pktinfo message takes at most 40.
+        len = unsafe { sockets::write_pktinfo(base, src) };
+    }
+    if let Some(size) = segment {
+        // SAFETY: CMSG_SPACE(2) = 16 more bytes fit after at most 40; `len`
+        // is a CMSG_SPACE, so the second header starts aligned.
+        unsafe {
+            let mut msg: libc::msghdr = std::mem::zeroed();
+            msg.msg_control = (base as *mut u8).add(len) as *mut libc::c_void;
+            msg.msg_controllen = libc::CMSG_SPACE(2) as _;
+            let c = libc::CMSG_FIRSTHDR(&msg);
+            (*c).cmsg_level = libc::SOL_UDP;
+            (*c).cmsg_type = UDP_SEGMENT;
+            (*c).cmsg_len = libc::CMSG_LEN(2) as _;
+            std::ptr::write_unaligned(libc::CMSG_DATA(c) as *mut u16, size);
+            len += libc::CMSG_SPACE(2) as usize;
+        }
+    }
+    len
 }
