@@ -93,8 +93,6 @@ pub struct Shard {
     /// One receive batch for every relay socket of the shard: with
     /// PEER_HEADROOM in front of each datagram so headers are written in place.
     pub peer_batch: RefCell<UdpBatch>,
-    /// Wakes the task that sends `peer_batch` (see relay.rs).
-    pub peer_flush: tokio::sync::Notify,
     pub relay_buffers: (usize, usize),
 }
 
@@ -271,7 +269,6 @@ pub fn run(setup: ShardSetup) -> std::io::Result<proto::Stats> {
             relays: RefCell::new(Vec::new()),
             conns: RefCell::new(HashMap::new()),
             peer_batch: RefCell::new(UdpBatch::new(proto::PEER_HEADROOM, proto::PEER_TAILROOM, false)),
-            peer_flush: tokio::sync::Notify::new(),
             relay_buffers: setup.relay_buffers,
         });
         for (addr, sock) in udp {
@@ -288,7 +285,6 @@ pub fn run(setup: ShardSetup) -> std::io::Result<proto::Stats> {
             let addr = ServerAddr(listener.local_addr()?);
             tokio::task::spawn_local(stream::accept_loop(listener, addr, tls, shard.clone(), limits.clone()));
         }
-        tokio::task::spawn_local(relay::flush_peer_batch(shard.clone()));
         tokio::task::spawn_local(run_timers(shard.clone()));
         tokio::task::spawn_local(run_control(shard.clone(), setup.index, setup.control));
         tracing::debug!(shard = setup.index, "shard running");
