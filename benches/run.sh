@@ -18,8 +18,12 @@ ROUNDS=${ROUNDS:-5}             # rounds per server (the median is reported)
 DURATION=${DURATION:-5}         # measured seconds per run (after WARMUP)
 WARMUP=${WARMUP:-1}             # unmeasured seconds of load before each run
 SHARDS=${SHARDS:-1}             # ternd server.shards; coturn gets --relay-threads=SHARDS
-SOCKETS=${SOCKETS:-16}          # binding: client UDP sockets
-WINDOW=${WINDOW:-32}            # binding: requests in flight per socket
+SOCKETS=${SOCKETS:-16}          # binding: client UDP sockets (first shape)
+WINDOW=${WINDOW:-32}            # binding: requests in flight per socket (first shape)
+# binding shapes SOCKETSxWINDOW: a few clients with many requests in flight
+# (replies to one client can leave as one GSO message), and many clients with
+# one request each (every reply to a different address: no merging possible).
+BINDING_SHAPES=${BINDING_SHAPES:-"${SOCKETS}x${WINDOW} 512x1"}
 BATCH=${BATCH:-32}              # load generator: datagrams per sendmmsg/recvmmsg
 SERVER_CPUS=${SERVER_CPUS:-0}   # taskset CPU list for the server under test
 LOAD_CPUS=${LOAD_CPUS:-1}       # taskset CPU list for the load generator
@@ -164,12 +168,12 @@ check_alive() { # check_alive KIND: the server must have survived the run
 # and leaves a `key=value` result line in $LINE, with `value=` the figure.
 # (Not called in a $(...) subshell, so the EXIT trap always knows the PIDs.)
 
-measure_binding() { # KIND
-    local kind=$1 port
+measure_binding() { # KIND SOCKETS WINDOW
+    local kind=$1 sockets=${2:-$SOCKETS} window=${3:-$WINDOW} port
     port=$("$LOADGEN" free-port)
     start_server "$kind" "$port" stun
     taskset -c "$LOAD_CPUS" timeout $((DURATION + WARMUP + 60)) "$LOADGEN" binding --server "127.0.0.1:$port" \
-        --duration "$DURATION" --warmup "$WARMUP" --sockets "$SOCKETS" --window "$WINDOW" \
+        --duration "$DURATION" --warmup "$WARMUP" --sockets "$sockets" --window "$window" \
         --batch "$BATCH" --server-pid "$SERVER_PID" >"$WORK/line" || die "load generator failed against $kind"
     check_alive "$kind"
     stop_server
@@ -287,7 +291,9 @@ median() { # median of numbers on stdin (printed with DEC decimals, default 0)
 # latency:A:P:RATE, alloc, memory, uclient. Each figure is measured for the
 # kinds kinds_of lists.
 FIGS=()
-has_suite binding && FIGS+=(binding)
+if has_suite binding; then
+    for shape in $BINDING_SHAPES; do FIGS+=("binding:${shape%x*}:${shape#*x}"); done
+fi
 if has_suite relay; then
     for a in $RELAY_ALLOCS; do for p in $RELAY_PAYLOADS; do FIGS+=("relay:$a:$p"); done; done
 fi
@@ -301,7 +307,7 @@ has_suite uclient && FIGS+=(uclient)
 kinds_of() { # kinds_of FIG ROUND
     local k=$SERVERS
     case $1 in
-    binding) [[ $CEILING == 1 ]] && k="$k ceiling" ;;
+    binding:*) [[ $CEILING == 1 ]] && k="$k ceiling" ;;
     # The relay ceiling needs no server; one round shows it well enough.
     relay:*) [[ $CEILING == 1 && $2 == 1 ]] && k="$k ceiling" ;;
     esac
@@ -349,7 +355,7 @@ for r in $(seq "$ROUNDS"); do
             for attempt in $(seq 0 "$RETRIES"); do
                 wait_quiet
                 case $fig in
-                binding) measure_binding "$kind" ;;
+                binding:*) IFS=: read -r _ a w <<<"$fig"; measure_binding "$kind" "$a" "$w" ;;
                 relay:*) IFS=: read -r _ a p <<<"$fig"; measure_relay "$kind" "$a" "$p" ;;
                 latency:*) IFS=: read -r _ a p q <<<"$fig"; measure_relay "$kind" "$a" "$p" "$q" ;;
                 cpu:*)
@@ -380,7 +386,7 @@ for r in $(seq "$ROUNDS"); do
                 note=
                 (( disturbed )) && note="  DISTURBED"
                 case $fig in
-                binding)
+                binding:*)
                     row=$(printf '%9s req/s  cores busy %5s%% / %5s%%  server %5s%%  loadgen %5s%%  other %3s%%  timeouts %s  rcvbuf-drops %s' \
                         "$value" "$srv" "$gen" "$sp" "$gp" "$other" "$(field timeouts "$line")" "$(field udp_rcvbuf_errors "$line")") ;;
                 cpu:*)
@@ -467,9 +473,10 @@ echo "ternd vs coturn, UDP on 127.0.0.1, server on CPU $SERVER_CPUS, load on CPU
 printf '%-46s %14s %15s %7s  %-6s %s\n' "figure" "ternd (median)" "coturn (median)" "ratio" "better" "notes"
 for fig in "${FIGS[@]}"; do
     case $fig in
-    binding)
-        row "binding requests/s (UDP, $SHARDS shard$([[ $SHARDS == 1 ]] || echo s))" binding higher \
-            "$([[ $CEILING == 1 ]] && echo "bare ceiling $(med 'binding|ceiling')/s (trivial responder)")" ;;
+    binding:*)
+        IFS=: read -r _ a w <<<"$fig"
+        row "$(printf 'binding requests/s (%s sockets x %s)' "$a" "$w")" "$fig" higher \
+            "$([[ $CEILING == 1 ]] && echo "bare ceiling $(med "$fig|ceiling")/s (trivial responder)")" ;;
     relay:*)
         IFS=: read -r _ a p <<<"$fig"
         label=$(printf 'relay %4s alloc x %4s B: echoed pkt/s' "$a" "$p")
@@ -517,7 +524,7 @@ for fig in "${FIGS[@]}"; do
     printf '%s' "${RAW[$fig]:-}" | sed 's/^/  /'
 done
 echo "load generators: ternd-loadgen for every figure except uclient (turnutils_uclient $UCLIENT_ARGS with turnutils_peer)"
-has_suite binding && echo "binding: $SOCKETS sockets x $WINDOW in flight, batch $BATCH, 200 ms loss timeout; answered Binding requests per second"
+has_suite binding && echo "binding: S sockets x W requests in flight each ($BINDING_SHAPES), batch $BATCH, each socket's requests of a pass sent as one UDP GSO message, 200 ms loss timeout; answered Binding requests per second, UDP, $SHARDS shard(s)"
 has_suite latency && echo "latency: the relay load at a fixed offered rate (${LATENCY##*:} msgs/s, at most $RELAY_INFLIGHT in flight); figure = RTT p99"
 has_suite cpu && echo "cpu: the relay load at a fixed offered rate (${CPU_LOAD##*:} msgs/s); figure = server CPU time (utime+stime over the measured interval) / echoed messages"
 has_suite relay && echo "relay: $RELAY_INFLIGHT ChannelData messages in flight in total, round-robin over the allocations, $RELAY_PEERS echo peer sockets, batch $BATCH, 200 ms loss timeout, rate ${RELAY_RATE} (0 = closed loop); Mbit/s counts payload bits echoed"

@@ -23,6 +23,10 @@ pub struct Config {
     pub sockets: usize,
     pub window: usize,
     pub batch: usize,
+    /// Send each socket's requests of a pass as one UDP GSO message (they
+    /// are all 20 bytes to one server): the load core then spends less per
+    /// request and can drive a faster server harder.
+    pub gso: bool,
     pub timeout: Duration,
     /// Print answered/s for every second of the run on stderr.
     pub progress: bool,
@@ -224,7 +228,11 @@ pub fn run(cfg: &Config) -> io::Result<Report> {
                     sb.set_len(j, len);
                     s.slots[tag as usize].nonce = nonce;
                 }
-                let sent = sb.send(s.fd, 0, k)?;
+                let sent = if cfg.gso && k > 1 {
+                    sb.send_gso(s.fd, k, stun::HEADER_LEN as u16)?
+                } else {
+                    sb.send(s.fd, 0, k)?
+                };
                 for _ in 0..sent {
                     let tag = s.free.pop().unwrap();
                     let slot = &mut s.slots[tag as usize];

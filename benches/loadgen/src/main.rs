@@ -34,7 +34,7 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 const USAGE: &str = "usage: ternd-loadgen <binding|relay|alloc|hold|probe|reflect|free-port> [--key value ...]
-  binding   --server ADDR [--duration 5] [--warmup 1] [--sockets 8] [--window 64] [--batch 32] [--timeout-ms 200] [--progress true] [--server-pid PID]
+  binding   --server ADDR [--duration 5] [--warmup 1] [--sockets 8] [--window 64] [--batch 32] [--gso true] [--timeout-ms 200] [--progress true] [--server-pid PID]
   relay     --server ADDR|none [--allocations 1] [--payload 100] [--inflight 256] [--rate 0 (msgs/s, 0 = window only)]
             [--duration 5] [--warmup 1] [--batch 32] [--timeout-ms 200] [--peers 4] [--parallel 64] [--setup-timeout 60]
             [--user bench] [--password benchpass] [--progress true] [--server-pid PID]
@@ -97,7 +97,7 @@ fn main() {
     let rest = &args[1..];
     match cmd.as_str() {
         "binding" => {
-            let o = Opts::parse(rest, &["server", "duration", "warmup", "sockets", "window", "batch", "timeout-ms", "progress", "server-pid"]);
+            let o = Opts::parse(rest, &["server", "duration", "warmup", "sockets", "window", "batch", "gso", "timeout-ms", "progress", "server-pid"]);
             let cfg = binding::Config {
                 server: o.get("server", None),
                 duration: o.secs("duration", 5.0),
@@ -105,6 +105,7 @@ fn main() {
                 sockets: o.get("sockets", Some(8usize)).max(1),
                 window: o.get("window", Some(64usize)).clamp(1, 1 << 20),
                 batch: o.get("batch", Some(32usize)).clamp(1, 1024),
+                gso: o.get("gso", Some(true)),
                 timeout: Duration::from_millis(o.get("timeout-ms", Some(200u64)).max(1)),
                 progress: o.get("progress", Some(false)),
                 server_pid: o.map.contains_key("server-pid").then(|| o.get("server-pid", None)),

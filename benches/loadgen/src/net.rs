@@ -120,6 +120,44 @@ impl Batch {
     }
 }
 
+impl Batch {
+    /// Sends slots `0..n`, all of `segment` bytes, as one UDP GSO message
+    /// (UDP_SEGMENT: the kernel runs its send path once and cuts the
+    /// datagrams at the end) on a connected socket. All or nothing: returns
+    /// n, or 0 when the socket buffer is full.
+    pub fn send_gso(&mut self, fd: RawFd, n: usize, segment: u16) -> io::Result<usize> {
+        let n = n.min(self.hdrs.len()).min(64);
+        if n == 0 {
+            return Ok(0);
+        }
+        // u64s keep the control buffer aligned for cmsghdr.
+        let mut control = [0u64; 4];
+        let h = &mut self.hdrs[0].msg_hdr;
+        h.msg_iovlen = n as _; // the iovecs of the slots are contiguous
+        h.msg_control = control.as_mut_ptr() as *mut libc::c_void;
+        h.msg_controllen = unsafe { libc::CMSG_SPACE(2) } as _;
+        unsafe {
+            let c = libc::CMSG_FIRSTHDR(h);
+            (*c).cmsg_level = libc::SOL_UDP;
+            (*c).cmsg_type = 103; // UDP_SEGMENT
+            (*c).cmsg_len = libc::CMSG_LEN(2) as _;
+            std::ptr::write_unaligned(libc::CMSG_DATA(c) as *mut u16, segment);
+        }
+        let r = unsafe { libc::sendmsg(fd, h, libc::MSG_DONTWAIT) };
+        h.msg_iovlen = 1;
+        h.msg_control = std::ptr::null_mut();
+        h.msg_controllen = 0;
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            return match e.raw_os_error() {
+                Some(libc::EAGAIN) | Some(libc::EINTR) | Some(libc::ENOBUFS) | Some(libc::ECONNREFUSED) => Ok(0),
+                _ => Err(e),
+            };
+        }
+        Ok(n)
+    }
+}
+
 /// Non-blocking UDP socket bound to 127.0.0.1:0 and connected to `server`,
 /// with enlarged kernel buffers.
 pub fn connected_socket(server: SocketAddrV4, bufsize: i32) -> io::Result<UdpSocket> {
