@@ -461,8 +461,9 @@ fn write_controls(buf: &mut [u64; CONTROL_WORDS], src: Option<IpAddr>, segment: 
         len = unsafe { sockets::write_pktinfo(base, src) };
     }
     if let Some(size) = segment {
-        // SAFETY: CMSG_SPACE(2) = 16 more bytes fit after at most 40; `len`
-        // is a CMSG_SPACE, so the second header starts aligned.
+        // SAFETY: CMSG_SPACE(2) = 24 more bytes fit after at most 40 (IPv6
+        // pktinfo), 64 in all; `len` is a CMSG_SPACE, so the second header
+        // starts aligned.
         unsafe {
             let mut msg: libc::msghdr = std::mem::zeroed();
             msg.msg_control = (base as *mut u8).add(len) as *mut libc::c_void;
@@ -476,4 +477,63 @@ fn write_controls(buf: &mut [u64; CONTROL_WORDS], src: Option<IpAddr>, segment: 
         }
     }
     len
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The control messages as the kernel reads them: (level, type, data).
+    fn parse(buf: &mut [u64; CONTROL_WORDS], len: usize) -> Vec<(i32, i32, Vec<u8>)> {
+        let mut out = Vec::new();
+        // SAFETY: walks `len` bytes of `buf` with the CMSG_* macros.
+        unsafe {
+            let mut msg: libc::msghdr = std::mem::zeroed();
+            msg.msg_control = buf.as_mut_ptr() as *mut libc::c_void;
+            msg.msg_controllen = len as _;
+            let mut c = libc::CMSG_FIRSTHDR(&msg);
+            while !c.is_null() {
+                let n = (*c).cmsg_len as usize - libc::CMSG_LEN(0) as usize;
+                let data = std::slice::from_raw_parts(libc::CMSG_DATA(c), n).to_vec();
+                out.push(((*c).cmsg_level, (*c).cmsg_type, data));
+                c = libc::CMSG_NXTHDR(&msg, c);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn pktinfo_and_segment_size_fit_together_for_both_families() {
+        for src in ["192.0.2.7".parse::<IpAddr>().unwrap(), "2001:db8::7".parse().unwrap()] {
+            let mut buf = [0u64; CONTROL_WORDS];
+            let len = write_controls(&mut buf, Some(src), Some(1200));
+            assert!(len <= std::mem::size_of_val(&buf), "{src}: {len} bytes");
+            let msgs = parse(&mut buf, len);
+            assert_eq!(msgs.len(), 2, "{src}: {msgs:?}");
+            assert_eq!((msgs[1].0, msgs[1].1), (libc::SOL_UDP, UDP_SEGMENT));
+            assert_eq!(msgs[1].2, 1200u16.to_ne_bytes());
+            let (level, ty) = if src.is_ipv4() {
+                (libc::IPPROTO_IP, libc::IP_PKTINFO)
+            } else {
+                (libc::IPPROTO_IPV6, libc::IPV6_PKTINFO)
+            };
+            assert_eq!((msgs[0].0, msgs[0].1), (level, ty), "{src}");
+            let octets = match src {
+                IpAddr::V4(a) => a.octets().to_vec(),
+                IpAddr::V6(a) => a.octets().to_vec(),
+            };
+            assert!(
+                msgs[0].2.windows(octets.len()).any(|w| w == octets),
+                "{src}: address in {:?}",
+                msgs[0].2
+            );
+        }
+        // Neither: no control messages at all.
+        let mut buf = [0u64; CONTROL_WORDS];
+        assert_eq!(write_controls(&mut buf, None, None), 0);
+        assert_eq!(
+            write_controls(&mut buf, None, Some(100)),
+            unsafe { libc::CMSG_SPACE(2) } as usize
+        );
+    }
 }
