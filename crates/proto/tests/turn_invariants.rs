@@ -5,6 +5,7 @@
 //! are in the panic message).
 
 mod common;
+mod rng;
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
@@ -15,33 +16,10 @@ use common::*;
 use proto::quota::Quotas;
 use proto::wire::{attr, Class, Method};
 use proto::{canonical, Event, FiveTuple, RelayId, Transport};
+use rng::Rng;
 
 const SEEDS: [u64; 5] = [1, 2, 0xDEAD_BEEF, 0x005E_ED0F_7E57, 0x0123_4567_89AB_CDEF];
 const STEPS: usize = 4000;
-
-/// xorshift64*: tiny, deterministic, no dependencies.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn pick<'a, T>(&mut self, v: &'a [T]) -> &'a T {
-        &v[self.below(v.len() as u64) as usize]
-    }
-
-    fn chance(&mut self, one_in: u64) -> bool {
-        self.below(one_in) == 0
-    }
-}
 
 const PEERS: &[&str] = &[
     PEER_A,
