@@ -98,8 +98,6 @@ pub struct UdpBatch {
     headroom: usize,
     replies: Vec<u8>,
     received: Vec<Received>,
-    /// Slots holding datagrams (received since the last flush).
-    filled: usize,
     queue: Vec<Queued>,
     /// Whether to merge equal datagrams into GSO sends (off after the kernel
     /// refused one with EIO: no segmentation offload on that path).
@@ -133,7 +131,6 @@ impl UdpBatch {
                 Vec::new()
             },
             received: Vec::with_capacity(BATCH),
-            filled: 0,
             queue: Vec::with_capacity(BATCH),
             order: Vec::with_capacity(BATCH),
             gso: true,
@@ -146,22 +143,19 @@ impl UdpBatch {
         }
     }
 
-    /// One recvmmsg on `socket` into the free slots: the number of datagrams
-    /// received (at least one; WouldBlock when there were none), appended
-    /// to [`UdpBatch::received`]. `pktinfo`: also read each datagram's
-    /// destination address. Slots stay taken until [`UdpBatch::flush`], so
-    /// datagrams queued from earlier receives remain valid.
+    /// One recvmmsg on `socket`: the number of datagrams received (at
+    /// least one; WouldBlock when there were none), listed by
+    /// [`UdpBatch::received`]. `pktinfo`: also read each datagram's
+    /// destination address. Flush before receiving again: the slots are
+    /// reused.
     pub fn recv(&mut self, socket: &Udp, pktinfo: bool) -> io::Result<usize> {
-        let first = self.filled;
-        let want = BATCH - first;
-        if want == 0 {
-            return Err(io::Error::other("receive batch full: flush first"));
-        }
+        debug_assert!(self.queue.is_empty(), "flush before receiving into the slots again");
+        self.received.clear();
         let base = self.slots.as_mut_ptr();
-        for (k, i) in (first..BATCH).enumerate() {
+        for k in 0..BATCH {
             self.iovecs[k] = libc::iovec {
-                // SAFETY: slot i lies inside `slots` (BATCH strides long).
-                iov_base: unsafe { base.add(i * self.stride + self.headroom) } as *mut libc::c_void,
+                // SAFETY: slot k lies inside `slots` (BATCH strides long).
+                iov_base: unsafe { base.add(k * self.stride + self.headroom) } as *mut libc::c_void,
                 iov_len: MAX_DATAGRAM,
             };
             let h = &mut self.headers[k].msg_hdr;
@@ -184,7 +178,7 @@ impl UdpBatch {
             libc::recvmmsg(
                 socket.get_ref().as_raw_fd(),
                 self.headers.as_mut_ptr(),
-                want as libc::c_uint,
+                BATCH as libc::c_uint,
                 libc::MSG_DONTWAIT,
                 std::ptr::null_mut(),
             )
@@ -207,17 +201,16 @@ impl UdpBatch {
                 None
             };
             self.received.push(Received {
-                slot: first + k,
+                slot: k,
                 len: h.msg_len as usize,
                 from,
                 dst,
             });
         }
-        self.filled += n as usize;
         Ok(n as usize)
     }
 
-    /// The datagrams received since the last flush, in arrival order.
+    /// The datagrams of the last receive, in arrival order.
     pub fn received(&self) -> &[Received] {
         &self.received
     }
@@ -264,19 +257,11 @@ impl UdpBatch {
         });
     }
 
-    /// Slots free for the next receive.
-    pub fn free(&self) -> usize {
-        BATCH - self.filled
-    }
-
     /// Sends everything queued: one sendmmsg per socket (per run of
     /// datagrams for one socket, order kept within a socket). A datagram the
     /// kernel refuses (unreachable network, EPERM from a firewall, a full
     /// buffer) is skipped and reported to `failed`; the rest still go.
-    /// Every slot is free again afterwards.
     pub fn flush(&mut self, mut failed: impl FnMut(DropReason)) {
-        self.received.clear();
-        self.filled = 0;
         if self.queue.is_empty() {
             return;
         }

@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use proto::{DropReason, PeerOutput, RelayId, Transport, PEER_HEADROOM};
 
-use super::mmsg::Udp;
+use super::mmsg::{self, Udp};
 use super::shard::Shard;
 
 /// recvmmsg calls per readiness event before the task yields.
@@ -28,8 +28,6 @@ pub async fn read_peers(shard: Rc<Shard>, relay: RelayId, socket: Rc<Udp>) {
         };
         for _ in 0..ROUNDS {
             let mut batch = shard.peer_batch.borrow_mut();
-            let first = batch.received().len();
-            let want = batch.free();
             let n = match batch.recv(&socket, false) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -39,7 +37,7 @@ pub async fn read_peers(shard: Rc<Shard>, relay: RelayId, socket: Rc<Udp>) {
                 Err(_) => continue,
             };
             let now = Instant::now();
-            for i in first..batch.received().len() {
+            for i in 0..batch.received().len() {
                 let r = batch.received()[i];
                 let out = shard.core.borrow_mut().handle_peer(
                     now,
@@ -69,9 +67,9 @@ pub async fn read_peers(shard: Rc<Shard>, relay: RelayId, socket: Rc<Udp>) {
                 }
             }
             batch.flush(|reason| shard.core.borrow_mut().count_drop(reason));
-            // Fewer datagrams than there was room for: the socket is empty
-            // (see udp::serve).
-            if n < want {
+            // Fewer datagrams than asked for: the socket is empty (see
+            // udp::serve).
+            if n < mmsg::BATCH {
                 ready.clear_ready();
                 break;
             }
