@@ -150,16 +150,17 @@ impl PeerPolicy {
         if listed(&self.allow) {
             return true;
         }
-        if self.own.contains(&ip) || self.own.contains(&plain) {
+        if self.is_own(ip) {
             return self.own_ports.contains(&peer.port());
         }
         !(listed(&self.deny) || plain.is_unspecified() || plain == IpAddr::V6(Ipv6Addr::LOCALHOST))
     }
 
-    /// The per-packet check: only the server's own addresses can pass the
-    /// permission (an IP) and still be refused (a port outside the relay range).
+    /// One of the server's own addresses, also in IPv4-mapped or NAT64
+    /// form. The per-packet check: only these can pass the permission (an
+    /// IP) and still be refused (a port outside the relay range).
     pub fn is_own(&self, ip: IpAddr) -> bool {
-        !self.own.is_empty() && self.own.contains(&ip)
+        !self.own.is_empty() && (self.own.contains(&ip) || self.own.contains(&unmap(ip)))
     }
 }
 
@@ -218,6 +219,13 @@ mod tests {
         );
         assert!(!p.allows(ip("10.0.0.5")), "own address outside the relay range");
         assert!(!p.allows(ip("10.0.0.6")));
+        // The per-packet check sees our address in every form the permission
+        // check unmaps, so NAT64 cannot reach a port outside the relay range.
+        for form in ["10.0.0.5", "::ffff:10.0.0.5", "64:ff9b::a00:5"] {
+            assert!(p.is_own(form.parse().unwrap()), "{form}");
+            assert!(!p.allows(ip(form)), "{form} outside the relay range");
+        }
+        assert!(!p.is_own("10.0.0.6".parse().unwrap()));
     }
 
     #[test]
