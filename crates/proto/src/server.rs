@@ -390,6 +390,12 @@ impl Server {
         Output::Drop(reason)
     }
 
+    /// [`Server::drop`] for a datagram from a peer.
+    pub(crate) fn drop_peer(&mut self, reason: DropReason) -> PeerOutput {
+        self.stats.drops.add(reason);
+        PeerOutput::Drop(reason)
+    }
+
     /// Handles one STUN message or ChannelData message (a UDP datagram or
     /// one framed stream message) from a client. A reply is written to the
     /// start of `out`.

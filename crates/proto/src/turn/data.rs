@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use crate::addr::FiveTuple;
 use crate::allocation::RelayId;
-use crate::server::{Output, PeerOutput, Server, PEER_HEADROOM};
+use crate::server::{Output, PeerOutput, Server};
 use crate::wire::{attr, pad4, Class, Message, MessageBuilder, MessageType, Method};
 use crate::DropReason;
 
@@ -89,7 +89,7 @@ impl Server {
     }
 
     /// A datagram from `peer` arrived on relay `relay`, in
-    /// `buf[start..start + len]`, with at least [`PEER_HEADROOM`] bytes free
+    /// `buf[start..start + len]`, with at least [`crate::server::PEER_HEADROOM`] bytes free
     /// before it and [`crate::server::PEER_TAILROOM`] after.
     ///
     /// RFC 8656 §11.3 / §12.5: with a channel bound to the peer it goes to the
@@ -106,36 +106,35 @@ impl Server {
     ) -> PeerOutput {
         let peer = crate::addr::canonical(peer);
         let Some(slot) = self.allocation_of_relay(relay) else {
-            self.stats.drops.add(DropReason::UnknownRelay);
-            return PeerOutput::Drop(DropReason::UnknownRelay);
+            return self.drop_peer(DropReason::UnknownRelay);
         };
-        let a = self.slots[slot as usize]
-            .alloc
-            .as_mut()
-            .expect("indexed slots hold a live allocation");
-        let reason = if a.is_expired(now) {
-            Some(DropReason::UnknownRelay)
-        } else if !a.permits(peer.ip(), now) {
-            Some(DropReason::NoPermission)
-        } else if !a.bucket_to_client.take(len, now) {
-            Some(DropReason::RateLimited)
-        } else {
-            None
+        let a = self.live_mut(slot);
+        if a.is_expired(now) {
+            return self.drop_peer(DropReason::UnknownRelay);
+        }
+        if !a.permits(peer.ip(), now) {
+            return self.drop_peer(DropReason::NoPermission);
+        }
+        let channel = a.channel_by_peer(&peer, now).map(|c| c.number);
+        // Room for the header in front (ChannelData, or a Data indication
+        // with XOR-PEER-ADDRESS and DATA) and for stream padding behind,
+        // checked before the datagram is charged to the allocation.
+        let header = match channel {
+            Some(_) => 4,
+            None => 20 + 4 + attr::address_len(&peer) + 4,
         };
-        if let Some(r) = reason {
-            self.stats.drops.add(r);
-            return PeerOutput::Drop(r);
+        if start < header || start + pad4(len) > buf.len() {
+            return self.drop_peer(DropReason::ReplyTooLarge);
+        }
+        let a = self.live_mut(slot);
+        if !a.bucket_to_client.take(len, now) {
+            return self.drop_peer(DropReason::RateLimited);
         }
         a.traffic.to_client_bytes += len as u64;
         a.traffic.to_client_packets += 1;
+        let tuple = a.tuple;
         self.stats.traffic.to_client_bytes += len as u64;
         self.stats.traffic.to_client_packets += 1;
-        let tuple = a.tuple;
-        let channel = a.channel_by_peer(&peer, now).map(|c| c.number);
-        if start < PEER_HEADROOM.min(start.max(4)) || start + pad4(len) > buf.len() {
-            self.stats.drops.add(DropReason::ReplyTooLarge);
-            return PeerOutput::Drop(DropReason::ReplyTooLarge);
-        }
         if let Some(number) = channel {
             // RFC 8656 §12.5: over TCP/TLS, ChannelData is padded to 4 bytes.
             let total = if tuple.transport.is_stream() {
@@ -153,11 +152,6 @@ impl Server {
             };
         }
         // RFC 8656 §11.3: a Data indication with XOR-PEER-ADDRESS and DATA.
-        let header = 20 + 4 + attr::address_len(&peer) + 4;
-        if start < header {
-            self.stats.drops.add(DropReason::ReplyTooLarge);
-            return PeerOutput::Drop(DropReason::ReplyTooLarge);
-        }
         let msg_start = start - header;
         let tid: [u8; 12] = {
             let r = self.rng.next_u64().to_be_bytes();
@@ -181,10 +175,7 @@ impl Server {
                 start: msg_start,
                 len: n,
             },
-            Err(_) => {
-                self.stats.drops.add(DropReason::ReplyTooLarge);
-                PeerOutput::Drop(DropReason::ReplyTooLarge)
-            }
+            Err(_) => self.drop_peer(DropReason::ReplyTooLarge),
         }
     }
 }
