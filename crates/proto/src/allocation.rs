@@ -118,13 +118,11 @@ impl CachedResponse {
 pub struct Allocation {
     pub tuple: FiveTuple,
     pub username: String,
-    pub key: [u8; 16],
     pub relays: Vec<Relay>,
     pub created: Instant,
     pub expires: Instant,
     pub permissions: Vec<Permission>,
     pub channels: Vec<Channel>,
-    pub dont_fragment: bool,
     /// The success response to the Allocate that created this allocation,
     /// for retransmissions of that Allocate (RFC 8656 §7.2).
     pub allocate_response: CachedResponse,

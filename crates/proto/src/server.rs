@@ -310,10 +310,6 @@ impl Server {
         self.draining = on;
     }
 
-    pub fn is_draining(&self) -> bool {
-        self.draining
-    }
-
     /// Applies a new configuration live. What cannot change without a
     /// restart (relay addresses and ports, shard layout, clock, nonce key,
     /// the shared quota and reservation registries) is kept from the old one.

@@ -168,7 +168,6 @@ impl Server {
             lifetime,
             families,
             bound: Vec::new(),
-            binding: None,
             even_port,
             reserve_next,
             reserved,
@@ -197,7 +196,7 @@ impl Server {
     }
 
     /// Asks the driver for the next relay socket of `p`, or finishes.
-    fn bind_next(&mut self, now: Instant, mut p: PendingAllocate) {
+    fn bind_next(&mut self, now: Instant, p: PendingAllocate) {
         let Some(&v4) = p.families.first() else {
             self.finish_allocate(now, p);
             return;
@@ -222,7 +221,6 @@ impl Server {
         };
         let addr = SocketAddr::new(ip, port);
         let relay = self.new_relay_id();
-        p.binding = Some(addr);
         self.commands.push_back(Command::BindRelay {
             relay,
             addr,
@@ -382,13 +380,11 @@ impl Server {
         let alloc = Allocation {
             tuple: p.tuple,
             username: p.username.clone(),
-            key: p.key,
             relays: relays.clone(),
             created: now,
             expires: now + p.lifetime,
             permissions: Vec::new(),
             channels: Vec::new(),
-            dont_fragment: p.dont_fragment,
             allocate_response: CachedResponse {
                 tid: p.tid,
                 bytes: response.clone(),

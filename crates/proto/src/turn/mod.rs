@@ -28,8 +28,6 @@ pub struct PendingAllocate {
     pub families: Vec<bool>,
     /// Relays bound so far: (id, bound address).
     pub bound: Vec<(crate::allocation::RelayId, SocketAddr)>,
-    /// The address being bound now.
-    pub binding: Option<SocketAddr>,
     pub even_port: bool,
     pub reserve_next: bool,
     /// A port held by a RESERVATION-TOKEN, to be used for this allocation.
