@@ -34,6 +34,15 @@ pub const PEER_HEADROOM: usize = 48;
 /// Bytes the driver must leave free after a peer datagram (padding).
 pub const PEER_TAILROOM: usize = 4;
 
+/// What a response needs to know of the request it answers.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Answering {
+    pub method: Method,
+    pub tid: [u8; 12],
+    /// The request carried FINGERPRINT, so the response does too.
+    pub fingerprint: bool,
+}
+
 /// Settings of the protocol core (the driver maps its config onto this).
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -510,9 +519,26 @@ impl Server {
         out: &mut [u8],
         attrs: impl FnOnce(&mut MessageBuilder<'_>) -> Result<(), BufferTooSmall>,
     ) -> Result<usize, BufferTooSmall> {
-        let tid = request.transaction_id();
-        let ok = code.is_none();
-        let mut b = MessageBuilder::new(out, request.message_type().response(ok), &tid)?;
+        let to = Answering {
+            method: request.message_type().method,
+            tid: request.transaction_id(),
+            fingerprint: request.has_fingerprint(),
+        };
+        self.write_response(to, code, key, out, attrs)
+    }
+
+    /// [`Server::respond`] for a request that is no longer at hand (an
+    /// Allocate answered once its relay sockets are bound).
+    pub(crate) fn write_response(
+        &mut self,
+        to: Answering,
+        code: Option<ErrorCode>,
+        key: Option<&[u8]>,
+        out: &mut [u8],
+        attrs: impl FnOnce(&mut MessageBuilder<'_>) -> Result<(), BufferTooSmall>,
+    ) -> Result<usize, BufferTooSmall> {
+        let class = if code.is_none() { Class::Success } else { Class::Error };
+        let mut b = MessageBuilder::new(out, MessageType::new(to.method, class), &to.tid)?;
         if let Some(c) = code {
             let reason = if c == ErrorCode::INSUFFICIENT_CAPACITY && self.draining {
                 "Server Draining"
@@ -528,10 +554,10 @@ impl Server {
         if let Some(k) = key {
             b.add_message_integrity(k)?;
         }
-        if request.has_fingerprint() {
+        if to.fingerprint {
             b.add_fingerprint()?;
         }
-        self.stats.requests.response(request.message_type().method, code);
+        self.stats.requests.response(to.method, code);
         Ok(b.finish())
     }
 

@@ -11,7 +11,7 @@ use crate::allocation::{Allocation, Bucket, CachedResponse, Relay, RelayId, Traf
 use crate::quota::QuotaError;
 use crate::server::{BindError, Command, Event, Output, RelayState, Server, Slot};
 use crate::timers::Timer;
-use crate::wire::{attr, ErrorCode, Message, MessageBuilder, MessageType, Method};
+use crate::wire::{attr, ErrorCode, Message, Method};
 
 /// REQUESTED-TRANSPORT protocol number for UDP (RFC 8656 §18.6).
 const UDP: u8 = 17;
@@ -207,7 +207,7 @@ impl Server {
             self.config.relay_ipv6
         };
         let Some(ip) = ip else {
-            self.fail_allocate(now, p, ErrorCode::ADDRESS_FAMILY_NOT_SUPPORTED);
+            self.fail_allocate(p, ErrorCode::ADDRESS_FAMILY_NOT_SUPPORTED);
             return;
         };
         let port = match p.reserved {
@@ -216,7 +216,7 @@ impl Server {
             None => self.ports.pick(ip, p.even_port, p.reserve_next, &mut self.rng),
         };
         let Some(port) = port else {
-            self.fail_allocate(now, p, ErrorCode::INSUFFICIENT_CAPACITY);
+            self.fail_allocate(p, ErrorCode::INSUFFICIENT_CAPACITY);
             return;
         };
         let addr = SocketAddr::new(ip, port);
@@ -274,7 +274,7 @@ impl Server {
                     p.additional_error = Some(ErrorCode::INSUFFICIENT_CAPACITY);
                     self.finish_allocate(now, p);
                 } else {
-                    self.fail_allocate(now, p, ErrorCode::INSUFFICIENT_CAPACITY);
+                    self.fail_allocate(p, ErrorCode::INSUFFICIENT_CAPACITY);
                 }
             }
         }
@@ -295,22 +295,11 @@ impl Server {
     }
 
     /// Gives up on `p`: releases what it holds and answers with `code`.
-    fn fail_allocate(&mut self, _now: Instant, p: PendingAllocate, code: ErrorCode) {
+    fn fail_allocate(&mut self, p: PendingAllocate, code: ErrorCode) {
         self.pending_tuples.remove(&p.tuple);
         self.abandon_allocate(&p);
         let mut buf = [0u8; 256];
-        let built = (|| {
-            let t = MessageType::new(Method::ALLOCATE, crate::wire::Class::Error);
-            let mut b = MessageBuilder::new(&mut buf, t, &p.tid)?;
-            b.add_error_code(code, code.reason())?;
-            b.add_message_integrity(&p.key)?;
-            if p.fingerprint {
-                b.add_fingerprint()?;
-            }
-            Ok::<_, crate::wire::BufferTooSmall>(b.finish())
-        })();
-        if let Ok(n) = built {
-            self.stats.requests.response(Method::ALLOCATE, Some(code));
+        if let Ok(n) = self.write_response(p.answering(), Some(code), Some(&p.key), &mut buf, |_| Ok(())) {
             self.commands.push_back(Command::SendToClient {
                 tuple: p.tuple,
                 data: buf[..n].to_vec(),
@@ -333,9 +322,7 @@ impl Server {
         // family), LIFETIME, RESERVATION-TOKEN if one was made,
         // XOR-MAPPED-ADDRESS, ADDRESS-ERROR-CODE for a failed second family.
         let mut buf = [0u8; 512];
-        let built = (|| {
-            let t = MessageType::new(Method::ALLOCATE, crate::wire::Class::Success);
-            let mut b = MessageBuilder::new(&mut buf, t, &p.tid)?;
+        let built = self.write_response(p.answering(), None, Some(&p.key), &mut buf, |b| {
             for r in &relays {
                 b.add_xor_address(attr::XOR_RELAYED_ADDRESS, r.public)?;
             }
@@ -352,17 +339,10 @@ impl Server {
                 v[3] = (code.0 % 100) as u8;
                 v[4..].copy_from_slice(reason.as_bytes());
             }
-            if let Some(s) = &self.config.software {
-                b.add_bytes(attr::SOFTWARE, s.as_bytes())?;
-            }
-            b.add_message_integrity(&p.key)?;
-            if p.fingerprint {
-                b.add_fingerprint()?;
-            }
-            Ok::<_, crate::wire::BufferTooSmall>(b.finish())
-        })();
+            Ok(())
+        });
         let Ok(n) = built else {
-            self.fail_allocate(now, p, ErrorCode::SERVER_ERROR);
+            self.fail_allocate(p, ErrorCode::SERVER_ERROR);
             return;
         };
         self.pending_tuples.remove(&p.tuple);

@@ -39,6 +39,17 @@ pub struct PendingAllocate {
     pub token: Option<[u8; 8]>,
 }
 
+impl PendingAllocate {
+    /// What the Allocate response needs of the request.
+    pub(crate) fn answering(&self) -> crate::server::Answering {
+        crate::server::Answering {
+            method: crate::wire::Method::ALLOCATE,
+            tid: self.tid,
+            fingerprint: self.fingerprint,
+        }
+    }
+}
+
 /// A port held for a later Allocate by RESERVATION-TOKEN (RFC 8656 §7.2, §14.9).
 #[derive(Debug, Clone, Copy)]
 pub struct Reservation {
