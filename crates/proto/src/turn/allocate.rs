@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use super::{PendingAllocate, Reservation, RESERVATION_LIFETIME};
+use super::{address_family, PendingAllocate, Reservation, FAMILY_IPV6, RESERVATION_LIFETIME};
 use crate::addr::FiveTuple;
 use crate::allocation::{Allocation, Bucket, CachedResponse, Relay, RelayId, Traffic};
 use crate::quota::QuotaError;
@@ -15,8 +15,6 @@ use crate::wire::{attr, ErrorCode, Message, Method};
 
 /// REQUESTED-TRANSPORT protocol number for UDP (RFC 8656 §18.6).
 const UDP: u8 = 17;
-const FAMILY_IPV4: u8 = 0x01;
-const FAMILY_IPV6: u8 = 0x02;
 /// Ports tried per relay before answering 508.
 const BIND_TRIES: u32 = 8;
 
@@ -121,13 +119,12 @@ impl Server {
         // (IPv6 only) asks for a second, IPv6 relay. Both at once: 400.
         let mut families = match (raf, aaf) {
             (Some(_), Some(_)) => return self.error_with_key(msg, ErrorCode::BAD_REQUEST, &key, out),
-            (Some(v), None) => match v.first() {
-                Some(&FAMILY_IPV4) if v.len() == 4 => vec![true],
-                Some(&FAMILY_IPV6) if v.len() == 4 => vec![false],
-                _ => return self.error_with_key(msg, ErrorCode::ADDRESS_FAMILY_NOT_SUPPORTED, &key, out),
+            (Some(v), None) => match address_family(v) {
+                Some(v4) => vec![v4],
+                None => return self.error_with_key(msg, ErrorCode::ADDRESS_FAMILY_NOT_SUPPORTED, &key, out),
             },
-            (None, Some(v)) => match v.first() {
-                Some(&FAMILY_IPV6) if v.len() == 4 => vec![true, false],
+            (None, Some(v)) => match address_family(v) {
+                Some(false) => vec![true, false],
                 _ => return self.error_with_key(msg, ErrorCode::BAD_REQUEST, &key, out),
             },
             (None, None) => vec![reserved.is_none_or(|r| r.is_ipv4())],

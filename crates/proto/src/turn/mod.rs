@@ -187,6 +187,22 @@ impl Server {
     }
 }
 
+/// Address family codes of REQUESTED-/ADDITIONAL-ADDRESS-FAMILY and
+/// ADDRESS-ERROR-CODE (RFC 8656 §14.1, §14.2).
+pub(crate) const FAMILY_IPV4: u8 = 0x01;
+pub(crate) const FAMILY_IPV6: u8 = 0x02;
+
+/// A REQUESTED-/ADDITIONAL-ADDRESS-FAMILY value (RFC 8656 §14.1: one family
+/// byte and three reserved ones): Some(true) for IPv4, Some(false) for IPv6,
+/// None for anything else.
+pub(crate) fn address_family(value: &[u8]) -> Option<bool> {
+    match value {
+        [FAMILY_IPV4, _, _, _] => Some(true),
+        [FAMILY_IPV6, _, _, _] => Some(false),
+        _ => None,
+    }
+}
+
 /// Reads an XOR-PEER-ADDRESS value.
 pub(crate) fn peer_address(value: &[u8], tid: &TransactionId) -> Option<SocketAddr> {
     attr::decode_address(value, Some(tid)).ok()

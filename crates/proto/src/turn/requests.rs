@@ -75,12 +75,7 @@ impl Server {
         // match the address family of the allocation, the server MUST reply
         // with a 443 (Peer Address Family Mismatch) error response."
         if let Some(v) = msg.get(attr::REQUESTED_ADDRESS_FAMILY) {
-            let a = self.live(slot);
-            let ok = match v.first() {
-                Some(1) => a.has_family(true),
-                Some(2) => a.has_family(false),
-                _ => false,
-            };
+            let ok = super::address_family(v).is_some_and(|v4| self.live(slot).has_family(v4));
             if !ok {
                 return self.error_with_key(msg, ErrorCode::PEER_ADDRESS_FAMILY_MISMATCH, key, out);
             }
