@@ -65,6 +65,18 @@ pub struct HttpSection {
     pub max_ttl: ConfigDuration,
 }
 
+impl HttpSection {
+    /// No API key and no allowed origin: nothing restricts the iceServers API.
+    pub fn unprotected(&self) -> bool {
+        self.api_keys.is_empty() && self.allowed_origins.is_empty()
+    }
+
+    /// Every HTTP listener is on a loopback address.
+    pub fn loopback_only(&self) -> bool {
+        self.listen.iter().all(|a| a.ip().is_loopback())
+    }
+}
+
 /// API keys never reach a log line.
 impl std::fmt::Debug for HttpSection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -433,11 +445,7 @@ impl Config {
         if !self.http.api_keys.is_empty() && self.http.api_keys.iter().any(|k| k.len() < 16) {
             return invalid("http.api_keys", "each key must be at least 16 characters");
         }
-        if !self.http.listen.is_empty()
-            && self.http.api_keys.is_empty()
-            && self.http.allowed_origins.is_empty()
-            && !self.http.listen.iter().all(|a| a.ip().is_loopback())
-        {
+        if !self.http.listen.is_empty() && self.http.unprotected() && !self.http.loopback_only() {
             return invalid(
                 "http.api_keys",
                 "an HTTP listener on a non-loopback address needs http.api_keys or http.allowed_origins \

@@ -122,9 +122,8 @@ pub fn start(
     let access = AccessPolicy {
         api_keys: config.http.api_keys.clone(),
         allowed_origins: config.http.allowed_origins.clone(),
-        open: config.http.api_keys.is_empty()
-            && config.http.allowed_origins.is_empty()
-            && config.http.listen.iter().all(|a| a.ip().is_loopback()),
+        // Open only where validation allows it: unprotected on loopback.
+        open: config.http.unprotected() && config.http.loopback_only(),
     };
     let s = &config.signaling;
     let hub = Hub::new(SignalingLimits {
@@ -155,6 +154,7 @@ pub fn start(
         .collect::<Result<Vec<_>, _>>()?;
     let (stop, stop_rx) = watch::channel(false);
     let app = router(state);
+    let handshake_timeout = config.tls.handshake_timeout.0;
     let thread = std::thread::Builder::new()
         .name("ternd-http".into())
         .spawn(move || {
@@ -187,7 +187,7 @@ pub fn start(
                             }
                             Some(acceptor) => {
                                 tokio::select! {
-                                    _ = serve_tls(l, acceptor, app) => {}
+                                    _ = serve_tls(l, acceptor, app, handshake_timeout) => {}
                                     _ = shutdown => {}
                                 }
                             }
@@ -213,9 +213,15 @@ pub fn start(
     }))
 }
 
-/// HTTPS: accept, TLS handshake (bounded), then one HTTP/1.1 connection with
+/// HTTPS: accept, TLS handshake (bounded by `tls.handshake_timeout`, as on
+/// the TURN listeners), then one HTTP/1.1 connection with
 /// upgrades (for the WebSocket) per client.
-async fn serve_tls(listener: tokio::net::TcpListener, acceptor: tokio_rustls::TlsAcceptor, app: Router) {
+async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    app: Router,
+    handshake_timeout: Duration,
+) {
     loop {
         let (tcp, peer) = match listener.accept().await {
             Ok(v) => v,
@@ -227,7 +233,7 @@ async fn serve_tls(listener: tokio::net::TcpListener, acceptor: tokio_rustls::Tl
         };
         let (acceptor, app) = (acceptor.clone(), app.clone());
         tokio::spawn(async move {
-            let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+            let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
                 Ok(Ok(s)) => s,
                 _ => {
                     tracing::debug!(%peer, "https handshake failed");
