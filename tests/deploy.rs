@@ -9,7 +9,9 @@
 //! binary this test run already built (`cargo deb --no-build` from a staging
 //! target dir), so it takes seconds rather than a release build. Without
 //! those tools a test says why and passes, except under CI=true, where it
-//! fails.
+//! fails (`common::missing`).
+
+mod common;
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
@@ -30,11 +32,10 @@ fn read(rel: &str) -> String {
 }
 
 /// Whether a test may go on: a missing prerequisite skips it, but fails it
-/// under CI=true.
+/// under CI (`common::missing`).
 fn available(ok: bool, what: &str) -> bool {
     if !ok {
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "CI=true: {what}");
-        eprintln!("skipped: {what} (tests/run.sh installs it)");
+        common::missing(what);
     }
     ok
 }

@@ -135,10 +135,8 @@ fn a_lab_whose_owner_died_is_swept() {
     // The owner is a child that dies, as a killed test process would.
     let mut owner = std::process::Command::new("sleep").arg("30").spawn().unwrap();
     let prefix = format!("tl{:x}dead", std::process::id());
-    let up = std::process::Command::new(common::lab::script())
+    let up = common::lab::script_command(&prefix, owner.id())
         .args(["up", "only=port"])
-        .env("TERND_LAB_PREFIX", &prefix)
-        .env("TERND_LAB_OWNER", owner.id().to_string())
         .output()
         .unwrap();
     assert!(up.status.success(), "{}", String::from_utf8_lossy(&up.stderr));
@@ -151,9 +149,8 @@ fn a_lab_whose_owner_died_is_swept() {
     assert_eq!(ours(), 3, "inet, r-only, only");
     // Alive owner: sweep keeps the lab.
     let sweep = || {
-        std::process::Command::new(common::lab::script())
+        common::lab::script_command("unused", std::process::id())
             .arg("sweep")
-            .env("TERND_LAB_PREFIX", "unused")
             .output()
             .unwrap()
     };
@@ -209,11 +206,7 @@ fn a_bad_client_spec_is_refused_by_name_before_anything_is_built() {
         ("inet=full", "client name 'inet' is reserved"),
         ("Bad=full", "client name 'Bad': 1-12 of a-z0-9, starting with a letter"),
     ] {
-        let out = std::process::Command::new(common::lab::script())
-            .args(["up", "ok=port", spec])
-            .env("TERND_LAB_PREFIX", &prefix)
-            .output()
-            .unwrap();
+        let out = common::lab::run_script(&prefix, &["up", "ok=port", spec]);
         assert_eq!(out.status.code(), Some(1), "{spec}");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains(error), "{spec}: {stderr}");
@@ -246,16 +239,6 @@ impl Drop for Stranger {
     }
 }
 
-fn lab_script(prefix: &str, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(common::lab::script())
-        .args(args)
-        .env("TERND_LAB_PREFIX", prefix)
-        .env("TERND_LAB_OWNER", std::process::id().to_string())
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap()
-}
-
 #[test]
 fn up_and_down_leave_namespaces_the_lab_did_not_make() {
     if !prerequisites() {
@@ -264,9 +247,9 @@ fn up_and_down_leave_namespaces_the_lab_did_not_make() {
     let prefix = format!("tl{:x}str", std::process::id());
     // One with a name no node has: `up` then `down` keep it.
     let stranger = Stranger::add(format!("{prefix}-stranger"));
-    let up = lab_script(&prefix, &["up", "only=port"]);
+    let up = common::lab::run_script(&prefix, &["up", "only=port"]);
     assert!(up.status.success(), "{}", String::from_utf8_lossy(&up.stderr));
-    let down = lab_script(&prefix, &["down"]);
+    let down = common::lab::run_script(&prefix, &["down"]);
     assert!(down.status.success(), "{}", String::from_utf8_lossy(&down.stderr));
     let left: Vec<String> = netns_names()
         .into_iter()
@@ -280,7 +263,7 @@ fn up_and_down_leave_namespaces_the_lab_did_not_make() {
     drop(stranger);
     // One with the name of a node (inet): `up` fails on it, and its cleanup keeps it.
     let stranger = Stranger::add(format!("{prefix}-inet"));
-    let up = lab_script(&prefix, &["up", "only=port"]);
+    let up = common::lab::run_script(&prefix, &["up", "only=port"]);
     assert!(!up.status.success(), "up over an existing {prefix}-inet");
     let stderr = String::from_utf8_lossy(&up.stderr);
     assert!(stderr.contains("up failed; removed the partial lab"), "{stderr}");
@@ -302,11 +285,8 @@ fn an_up_ended_by_sigterm_removes_what_it_built() {
     };
     let mut specs = vec!["up".to_string()];
     specs.extend(ALL.iter().map(|(n, t)| format!("{n}={}", t.lab_type())));
-    let mut up = std::process::Command::new(common::lab::script())
+    let mut up = common::lab::script_command(&prefix, std::process::id())
         .args(&specs)
-        .env("TERND_LAB_PREFIX", &prefix)
-        .env("TERND_LAB_OWNER", std::process::id().to_string())
-        .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -316,7 +296,7 @@ fn an_up_ended_by_sigterm_removes_what_it_built() {
     let t = std::time::Instant::now();
     while std::fs::read_to_string(&nodes).map_or(0, |s| s.lines().count()) < 3 {
         if let Some(status) = up.try_wait().unwrap() {
-            let _ = lab_script(&prefix, &["down"]);
+            let _ = common::lab::run_script(&prefix, &["down"]);
             panic!("up ended ({status}) before it was signalled");
         }
         assert!(t.elapsed() < Duration::from_secs(20), "up made 3 nodes");
@@ -332,7 +312,7 @@ fn an_up_ended_by_sigterm_removes_what_it_built() {
         if t.elapsed() > Duration::from_secs(20) {
             let _ = up.kill();
             let _ = up.wait();
-            let _ = lab_script(&prefix, &["down"]);
+            let _ = common::lab::run_script(&prefix, &["down"]);
             panic!("up did not end within 20 s of SIGTERM");
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -341,7 +321,7 @@ fn an_up_ended_by_sigterm_removes_what_it_built() {
     std::io::Read::read_to_string(up.stderr.as_mut().unwrap(), &mut stderr).unwrap();
     let left = ours();
     if left != 0 {
-        let _ = lab_script(&prefix, &["down"]);
+        let _ = common::lab::run_script(&prefix, &["down"]);
     }
     assert!(!status.success(), "up reported success after SIGTERM: {stderr}");
     assert!(
