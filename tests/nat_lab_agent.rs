@@ -62,6 +62,8 @@ fn webrtc_ice_behind_each_nat_gathers_host_srflx_and_relay_and_probe_sees_the_ma
     );
     for c in lab.clients.clone() {
         let p = probe(&lab, &c.name);
+        // Every check passes through the NAT: binding, allocation, relay round trip.
+        assert_eq!(p.code, Some(0), "{}: {}", c.name, p.report());
         let want = if c.nat == Nat::Symmetric {
             "address-and-port-dependent"
         } else {

@@ -56,7 +56,6 @@ const WAIT: Duration = Duration::from_millis(700);
 fn recv_from(sock: &UdpSocket) -> Option<(Vec<u8>, SocketAddr)> {
     sock.set_read_timeout(Some(WAIT)).unwrap();
     let mut buf = [0u8; 1500];
-    // Loop past stray datagrams for a bounded number of reads.
     sock.recv_from(&mut buf).ok().map(|(n, from)| (buf[..n].to_vec(), from))
 }
 
@@ -72,6 +71,21 @@ fn receives(sock: &UdpSocket, tag: &[u8]) -> bool {
     false
 }
 
+/// The address `tag` from `client` arrives from at `peer`, with up to three
+/// tries: the first packet through a fresh NAT may race its setup.
+fn first_through(client: &UdpSocket, peer: &UdpSocket, tag: &[u8]) -> Option<SocketAddr> {
+    let to = peer.local_addr().unwrap();
+    for _ in 0..3 {
+        client.send_to(tag, to).unwrap();
+        if let Some((data, from)) = recv_from(peer) {
+            if data == tag {
+                return Some(from);
+            }
+        }
+    }
+    None
+}
+
 /// Probes the router of client `name`.
 pub fn probe_router(lab: &Lab, name: &str) -> Behaviour {
     let (peer_a, peer_b, peer_c, peer_d) = lab.in_node("inet", || {
@@ -83,19 +97,9 @@ pub fn probe_router(lab: &Lab, name: &str) -> Behaviour {
         )
     });
     let client = lab.in_node(name, || UdpSocket::bind("0.0.0.0:0").unwrap());
-    let (a, d) = (peer_a.local_addr().unwrap(), peer_d.local_addr().unwrap());
+    let d = peer_d.local_addr().unwrap();
 
-    // Up to three tries: the first packet through a fresh NAT may race its setup.
-    let mut mapping = None;
-    for _ in 0..3 {
-        client.send_to(b"to-a", a).unwrap();
-        if let Some((data, from)) = recv_from(&peer_a) {
-            if data == b"to-a" {
-                mapping = Some(from);
-                break;
-            }
-        }
-    }
+    let mapping = first_through(&client, &peer_a, b"to-a");
     let Some(mapped) = mapping else {
         return Behaviour {
             mapping: None,
@@ -113,11 +117,13 @@ pub fn probe_router(lab: &Lab, name: &str) -> Behaviour {
         receives(&client, b"from-a"),
         "{name}: the peer the client sent to cannot answer through {mapped}"
     );
-    client.send_to(b"to-d", d).unwrap();
-    let seen_by_d = recv_from(&peer_d).map(|(_, from)| from);
+    // A router that loses the datagram to a second destination must not
+    // pass for one that maps it differently.
+    let seen_by_d = first_through(&client, &peer_d, b"to-d")
+        .unwrap_or_else(|| panic!("{name}: nothing reaches a second destination {d}"));
     Behaviour {
         mapping: Some(mapped),
-        mapping_independent: seen_by_d == Some(mapped),
+        mapping_independent: seen_by_d == mapped,
         other_port_gets_in,
         other_address_gets_in,
     }
