@@ -123,7 +123,7 @@ fn run_checks(args: &ProbeArgs) -> anyhow::Result<bool> {
     let alt_server = args
         .alt_server
         .as_deref()
-        .map(|s| split_alt(s).map_err(|e| anyhow::anyhow!("--alt-server: {e}")))
+        .map(|s| url::split_host_port(s).map_err(|e| anyhow::anyhow!("--alt-server: {e}")))
         .transpose()?;
     let global = global_credentials(args)?;
     let mut report = Reporter::new(args.json);
@@ -225,10 +225,6 @@ fn run_checks(args: &ProbeArgs) -> anyhow::Result<bool> {
         None => {}
     }
     Ok(report.finish())
-}
-
-fn split_alt(s: &str) -> Result<(String, Option<u16>), String> {
-    url::split_host_port(s)
 }
 
 /// --user/--password, or REST credentials minted from --secret.

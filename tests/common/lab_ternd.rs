@@ -25,7 +25,6 @@ pub struct LabCert {
     pub ca_file: PathBuf,
     pub cert_file: PathBuf,
     pub key_file: PathBuf,
-    pub ca_der: Vec<u8>,
 }
 
 impl LabCert {
@@ -54,24 +53,7 @@ impl LabCert {
             ca_file,
             cert_file,
             key_file,
-            ca_der: ca_cert.der().to_vec(),
         }
-    }
-
-    /// A rustls client config that trusts only the lab CA.
-    pub fn client_config(&self) -> std::sync::Arc<rustls::ClientConfig> {
-        let mut roots = rustls::RootCertStore::empty();
-        roots
-            .add(rustls::pki_types::CertificateDer::from(self.ca_der.clone()))
-            .unwrap();
-        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-        std::sync::Arc::new(
-            rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .unwrap()
-                .with_root_certificates(roots)
-                .with_no_client_auth(),
-        )
     }
 }
 

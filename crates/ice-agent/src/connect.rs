@@ -33,19 +33,19 @@ use crate::signal::Signal;
 use crate::terminate::Terminate;
 
 /// How far the run got; names the error when the deadline passes.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
 enum Phase {
+    #[default]
     Signaling,
     Connecting,
     Exchanging,
-    Done,
 }
 
 /// What the run leaves behind for the report and the cleanup, also when the
 /// deadline cut it short.
 #[derive(Default)]
 struct Progress {
-    phase: Option<Phase>,
+    phase: Phase,
     agent: Option<Arc<Agent>>,
     counts: Arc<Counts>,
 }
@@ -63,7 +63,7 @@ pub async fn run(args: ConnectArgs, mut terminate: Terminate) -> anyhow::Result<
     let outcome = tokio::select! {
         r = tokio::time::timeout_at(deadline, session(&args, &mut progress, &mut signal)) => match r {
             Ok(r) => r,
-            Err(_) => Err(anyhow!(timeout_error(&args, progress.phase.unwrap_or(Phase::Signaling)))),
+            Err(_) => Err(anyhow!(timeout_error(&args, progress.phase))),
         },
         name = terminate.requested() => Err(anyhow!("stopped by {name}")),
     };
@@ -93,14 +93,14 @@ fn timeout_error(args: &ConnectArgs, phase: Phase) -> String {
             args.room
         ),
         Phase::Connecting => format!("ice: no candidate pair succeeded in {t:?}"),
-        Phase::Exchanging | Phase::Done => format!("messages: not all {} messages arrived in {t:?}", args.messages),
+        Phase::Exchanging => format!("messages: not all {} messages arrived in {t:?}", args.messages),
     }
 }
 
 /// The whole run up to the result; leaves the signaling socket in `signal`
 /// so the caller can leave the room also when the deadline cut the run short.
 async fn session(args: &ConnectArgs, progress: &mut Progress, signal: &mut Option<Signal>) -> anyhow::Result<()> {
-    progress.phase = Some(Phase::Signaling);
+    progress.phase = Phase::Signaling;
     let signal = signal.insert(Signal::connect(&args.signal).await?);
     negotiate_and_exchange(args, progress, signal).await
 }
@@ -149,7 +149,7 @@ async fn negotiate_and_exchange(
     };
     log::info!("peer {peer}: remote ufrag {remote_ufrag}");
 
-    progress.phase = Some(Phase::Connecting);
+    progress.phase = Phase::Connecting;
     // dial/accept run until a pair is selected; dropping `cancel_tx` cancels them.
     let (cancel_tx, cancel_rx) = mpsc::channel::<()>(1);
     let ice_agent = Arc::clone(&agent);
@@ -200,12 +200,11 @@ async fn negotiate_and_exchange(
                     "local": events::candidate_fields(pair.local.as_ref()),
                     "remote": events::candidate_fields(pair.remote.as_ref()),
                 }));
-                progress.phase = Some(Phase::Exchanging);
+                progress.phase = Phase::Exchanging;
                 let counts = Arc::clone(&counts);
                 exchanging = Some(tokio::spawn(async move { exchange::run(conn, messages, &counts).await }));
             }
             done = async { exchanging.as_mut().expect("guarded by is_some").await }, if exchanging.is_some() => {
-                progress.phase = Some(Phase::Done);
                 drop(cancel_tx);
                 return done.context("the message exchange task")?;
             }
@@ -245,7 +244,7 @@ fn on_signal(agent: &Agent, peer: &str, msg: &Value, phase: Phase) -> anyhow::Re
         "peer-left" if msg["id"] == peer => match phase {
             Phase::Signaling => bail!("signaling: peer {peer} left the room before the offer/answer completed"),
             Phase::Connecting => bail!("ice: no candidate pair succeeded before peer {peer} gave up and left the room"),
-            Phase::Exchanging | Phase::Done => Ok(()),
+            Phase::Exchanging => Ok(()),
         },
         _ => {
             log::debug!("ignoring signaling message {msg}");
