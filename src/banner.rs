@@ -107,23 +107,6 @@ pub fn render(bound: &BoundAddrs, shards: usize, shared: &Shared) -> String {
     s
 }
 
-fn json_str(s: &str) -> String {
-    let mut o = String::with_capacity(s.len() + 2);
-    o.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => o.push_str("\\\""),
-            '\\' => o.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(o, "\\u{:04x}", c as u32);
-            }
-            c => o.push(c),
-        }
-    }
-    o.push('"');
-    o
-}
-
 /// The ports clients reach each transport on.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct IcePorts {
@@ -174,18 +157,12 @@ pub fn ice_servers_json(ports: IcePorts, host: &str, username: &str, password: &
     if let Some(p) = ports.tls {
         turn.push(format!("turns:{host}:{p}?transport=tcp"));
     }
-    let list = |v: &[String]| v.iter().map(|u| json_str(u)).collect::<Vec<_>>().join(",");
     let mut servers = Vec::new();
     if !stun.is_empty() {
-        servers.push(format!("{{\"urls\":[{}]}}", list(&stun)));
+        servers.push(serde_json::json!({ "urls": stun }));
     }
     if !turn.is_empty() {
-        servers.push(format!(
-            "{{\"urls\":[{}],\"username\":{},\"credential\":{}}}",
-            list(&turn),
-            json_str(username),
-            json_str(password)
-        ));
+        servers.push(serde_json::json!({ "urls": turn, "username": username, "credential": password }));
     }
-    format!("{{\"iceServers\":[{}],\"ttl\":{ttl}}}", servers.join(","))
+    serde_json::json!({ "iceServers": servers, "ttl": ttl }).to_string()
 }
