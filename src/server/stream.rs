@@ -214,7 +214,9 @@ where
     let mut out = vec![0u8; 2048];
     let mut deadline = tokio::time::Instant::now() + limits.idle_timeout;
     loop {
-        // Handle every complete frame already buffered.
+        // Handle every complete frame already buffered (one clock read for
+        // all of them).
+        let now = tokio::time::Instant::now();
         let mut start = 0;
         loop {
             match next_frame(&buf[start..filled], limits.max_message) {
@@ -224,11 +226,11 @@ where
                     let msg = &buf[start..start + frame.len()];
                     let base = start;
                     start += frame.len();
-                    deadline = tokio::time::Instant::now() + limits.idle_timeout;
+                    deadline = now + limits.idle_timeout;
                     let output = shard
                         .core
                         .borrow_mut()
-                        .handle_client(Instant::now(), tuple, msg, &mut out);
+                        .handle_client(now.into_std(), tuple, msg, &mut out);
                     match output {
                         Output::ToPeer {
                             relay,
