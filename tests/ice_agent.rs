@@ -24,88 +24,27 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::agent_bin::agent_bin;
-use common::process;
+use common::lab_agent::{strings, Finished, Running};
 use common::*;
 use serde_json::Value;
 
-/// What an agent printed and how it exited.
-struct Finished {
-    code: Option<i32>,
-    events: Vec<Value>,
-    stderr: String,
-    args: Vec<String>,
-}
-
-impl Finished {
-    fn all(&self, event: &str) -> Vec<&Value> {
-        self.events.iter().filter(|e| e["event"] == event).collect()
-    }
-
-    fn one(&self, event: &str) -> &Value {
-        let found = self.all(event);
-        assert_eq!(
-            found.len(),
-            1,
-            "one `{event}` event from {:?}:\n{}",
-            self.args,
-            self.report()
-        );
-        found[0]
-    }
-
-    fn report(&self) -> String {
-        let events: Vec<String> = self.events.iter().map(Value::to_string).collect();
-        format!(
-            "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-            self.code,
-            events.join("\n"),
-            self.stderr
-        )
-    }
-}
-
-/// A running agent and its arguments.
-struct Agent {
-    running: process::Running,
-    args: Vec<String>,
-}
+/// A running agent (the lab's process runner, on loopback).
+struct Agent(Running);
 
 fn spawn_agent(args: &[String]) -> Agent {
-    Agent {
-        running: process::spawn(Command::new(agent_bin()).args(args)),
-        args: args.to_vec(),
-    }
+    let what = format!("ternd-ice-agent {}", args.join(" "));
+    Agent(Running::new(what, Command::new(agent_bin()).args(args)))
 }
 
 impl Agent {
-    /// Waits up to `limit` for the exit (the test fails if it is stopped
-    /// after that) and parses its JSON lines.
+    /// Waits up to `limit` for the exit; the test fails if the agent had to
+    /// be stopped or printed anything but JSON lines.
     fn finish(self, limit: Duration) -> Finished {
-        let f = self.running.finish(limit);
-        let Some(status) = f.status else {
-            panic!(
-                "{:?} ran over {limit:?} and was stopped\nstdout:\n{}\nstderr:\n{}",
-                self.args, f.stdout, f.stderr
-            );
-        };
-        let events = f
-            .stdout
-            .lines()
-            .map(|l| {
-                serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}\nstderr:\n{}", f.stderr))
-            })
-            .collect();
-        Finished {
-            code: status.code(),
-            events,
-            stderr: f.stderr,
-            args: self.args,
-        }
+        let f = self.0.finish(limit);
+        assert!(f.code.is_some(), "ran over {limit:?} and was stopped:\n{}", f.report());
+        assert!(f.stray.is_empty(), "not JSON lines: {:?}\n{}", f.stray, f.report());
+        f
     }
-}
-
-fn strings(args: &[&str]) -> Vec<String> {
-    args.iter().map(|s| s.to_string()).collect()
 }
 
 /// The first IPv4 UDP listener of the server.

@@ -17,6 +17,8 @@ pub struct Finished {
     /// None when it ran over its time limit and was stopped.
     pub code: Option<i32>,
     pub events: Vec<Value>,
+    /// Lines of stdout that were not JSON.
+    pub stray: Vec<String>,
     pub stderr: String,
 }
 
@@ -51,20 +53,36 @@ pub struct Running {
 }
 
 pub fn spawn(lab: &Lab, node: &str, program: impl AsRef<std::ffi::OsStr>, args: &[String]) -> Running {
-    Running {
-        what: format!("{node}: {}", args.join(" ")),
-        running: process::spawn(lab.command(node, program).args(args)),
-    }
+    Running::new(
+        format!("{node}: {}", args.join(" ")),
+        lab.command(node, program).args(args),
+    )
 }
 
 impl Running {
+    /// Starts `cmd`; `what` names it in reports.
+    pub fn new(what: String, cmd: &mut std::process::Command) -> Running {
+        Running {
+            what,
+            running: process::spawn(cmd),
+        }
+    }
+
     /// Waits at most `limit` (then ends it) and collects its JSON lines.
     pub fn finish(self, limit: Duration) -> Finished {
         let f = self.running.finish(limit);
+        let (mut events, mut stray) = (Vec::new(), Vec::new());
+        for line in f.stdout.lines() {
+            match serde_json::from_str(line) {
+                Ok(v) => events.push(v),
+                Err(_) => stray.push(line.to_string()),
+            }
+        }
         Finished {
             what: self.what,
             code: f.status.and_then(|s| s.code()),
-            events: f.stdout.lines().filter_map(|l| serde_json::from_str(l).ok()).collect(),
+            events,
+            stray,
             stderr: f.stderr,
         }
     }
