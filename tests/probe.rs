@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::lab_agent::strings as args;
+
 use std::net::{SocketAddr, UdpSocket};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -27,10 +29,6 @@ fn probe_with_env(args: &[String], env: &[(&str, &str)]) -> Output {
         ternd().arg("probe").args(args).envs(env.iter().copied()),
         Duration::from_secs(30),
     )
-}
-
-fn args(a: &[&str]) -> Vec<String> {
-    a.iter().map(|s| s.to_string()).collect()
 }
 
 fn text(o: &Output) -> String {
