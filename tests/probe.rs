@@ -5,12 +5,11 @@
 
 mod common;
 
-use common::lab_agent::strings as args;
-
 use std::net::{SocketAddr, UdpSocket};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::lab_agent::strings as args;
 use common::*;
 use serde_json::Value;
 
