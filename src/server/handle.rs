@@ -76,10 +76,15 @@ impl ServerHandle {
     }
 
     async fn ask<T>(&self, make: impl Fn(oneshot::Sender<T>) -> Control) -> Vec<Option<T>> {
+        self.ask_each(|_, tx| make(tx)).await
+    }
+
+    /// [`ServerHandle::ask`] with a request of its own for each shard (by index).
+    async fn ask_each<T>(&self, mut make: impl FnMut(usize, oneshot::Sender<T>) -> Control) -> Vec<Option<T>> {
         let mut waits = Vec::new();
-        for c in &self.0.controls {
+        for (i, c) in self.0.controls.iter().enumerate() {
             let (tx, rx) = oneshot::channel();
-            let sent = c.send(make(tx)).is_ok();
+            let sent = c.send(make(i, tx)).is_ok();
             waits.push((sent, rx));
         }
         let mut out = Vec::new();
@@ -184,16 +189,12 @@ impl ServerHandle {
         let configs = (0..n)
             .map(|i| shared.core_config(new, i, n))
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let mut acks = Vec::new();
-        for (c, cfg) in self.0.controls.iter().zip(configs) {
-            let (tx, rx) = oneshot::channel();
-            if c.send(Control::Reload(Box::new(cfg), tx)).is_ok() {
-                acks.push(rx);
-            }
-        }
-        for rx in acks {
-            let _ = tokio::time::timeout(ASK_TIMEOUT, rx).await;
-        }
+        let mut configs = configs.into_iter();
+        self.ask_each(|_, tx| {
+            let cfg = configs.next().expect("one core config per shard");
+            Control::Reload(Box::new(cfg), tx)
+        })
+        .await;
         *self.0.shared.write().unwrap_or_else(|e| e.into_inner()) = shared;
         *self.0.config.lock().unwrap_or_else(|e| e.into_inner()) = new.clone();
         Ok(report)
