@@ -60,15 +60,21 @@ fn base_socket(addr: SocketAddr, ty: Type, proto: Protocol) -> io::Result<Socket
     Ok(s)
 }
 
+/// Socket buffer sizes from the config; 0 keeps the kernel default.
+fn set_buffers(s: &Socket, recv: usize, send: usize) -> io::Result<()> {
+    if recv > 0 {
+        s.set_recv_buffer_size(recv)?;
+    }
+    if send > 0 {
+        s.set_send_buffer_size(send)?;
+    }
+    Ok(())
+}
+
 /// A non-blocking UDP socket bound to `addr` with SO_REUSEPORT.
 pub fn udp(addr: SocketAddr, recv_buffer: usize, send_buffer: usize) -> io::Result<std::net::UdpSocket> {
     let s = base_socket(addr, Type::DGRAM, Protocol::UDP)?;
-    if recv_buffer > 0 {
-        s.set_recv_buffer_size(recv_buffer)?;
-    }
-    if send_buffer > 0 {
-        s.set_send_buffer_size(send_buffer)?;
-    }
+    set_buffers(&s, recv_buffer, send_buffer)?;
     s.bind(&SockAddr::from(addr))?;
     let s: std::net::UdpSocket = s.into();
     if addr.ip().is_unspecified() {
@@ -100,12 +106,7 @@ pub fn relay(
         s.set_only_v6(true)?;
     }
     s.set_nonblocking(true)?;
-    if recv_buffer > 0 {
-        s.set_recv_buffer_size(recv_buffer)?;
-    }
-    if send_buffer > 0 {
-        s.set_send_buffer_size(send_buffer)?;
-    }
+    set_buffers(&s, recv_buffer, send_buffer)?;
     if dont_fragment {
         set_dont_fragment(&s, addr.is_ipv6())?;
     }
