@@ -58,6 +58,28 @@ pub struct Traffic {
     pub to_client_packets: u64,
 }
 
+impl Traffic {
+    /// One datagram of `len` payload bytes relayed to the peer.
+    pub fn count_to_peer(&mut self, len: usize) {
+        self.to_peer_bytes += len as u64;
+        self.to_peer_packets += 1;
+    }
+
+    /// One datagram of `len` payload bytes relayed to the client.
+    pub fn count_to_client(&mut self, len: usize) {
+        self.to_client_bytes += len as u64;
+        self.to_client_packets += 1;
+    }
+
+    /// Adds another set of counters to these.
+    pub fn add(&mut self, other: &Traffic) {
+        self.to_peer_bytes += other.to_peer_bytes;
+        self.to_peer_packets += other.to_peer_packets;
+        self.to_client_bytes += other.to_client_bytes;
+        self.to_client_packets += other.to_client_packets;
+    }
+}
+
 /// A token bucket in bytes (per-allocation bandwidth cap).
 #[derive(Debug, Clone, Copy)]
 pub struct Bucket {

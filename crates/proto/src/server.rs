@@ -225,10 +225,7 @@ impl Stats {
         self.requests.merge(&other.requests);
         self.allocations_created += other.allocations_created;
         self.allocations_closed += other.allocations_closed;
-        self.traffic.to_peer_bytes += other.traffic.to_peer_bytes;
-        self.traffic.to_peer_packets += other.traffic.to_peer_packets;
-        self.traffic.to_client_bytes += other.traffic.to_client_bytes;
-        self.traffic.to_client_packets += other.traffic.to_client_packets;
+        self.traffic.add(&other.traffic);
     }
 }
 

@@ -76,10 +76,8 @@ impl Server {
         if !a.bucket.take(len, now) {
             return self.drop(DropReason::RateLimited);
         }
-        a.traffic.to_peer_bytes += len as u64;
-        a.traffic.to_peer_packets += 1;
-        self.stats.traffic.to_peer_bytes += len as u64;
-        self.stats.traffic.to_peer_packets += 1;
+        a.traffic.count_to_peer(len);
+        self.stats.traffic.count_to_peer(len);
         Output::ToPeer {
             relay,
             peer,
@@ -130,11 +128,9 @@ impl Server {
         if !a.bucket_to_client.take(len, now) {
             return self.drop_peer(DropReason::RateLimited);
         }
-        a.traffic.to_client_bytes += len as u64;
-        a.traffic.to_client_packets += 1;
+        a.traffic.count_to_client(len);
         let tuple = a.tuple;
-        self.stats.traffic.to_client_bytes += len as u64;
-        self.stats.traffic.to_client_packets += 1;
+        self.stats.traffic.count_to_client(len);
         if let Some(number) = channel {
             // RFC 8656 §12.5: over TCP/TLS, ChannelData is padded to 4 bytes.
             let total = if tuple.transport.is_stream() {
