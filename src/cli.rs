@@ -178,8 +178,8 @@ fn credentials(args: &CredentialArgs) -> anyhow::Result<()> {
     if args.json {
         println!(
             "{}",
-            crate::banner::ice_servers_json(
-                crate::banner::IcePorts::from_config(&config),
+            crate::ice_servers::ice_servers_json(
+                crate::ice_servers::IcePorts::from_config(&config),
                 &args.host,
                 &username,
                 &password,
@@ -205,7 +205,7 @@ fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         let _guard = rt.enter();
         StopSignals::new()?
     };
-    let running = crate::server::start(&config)?;
+    let running = crate::start(&config)?;
     print!(
         "{}",
         crate::banner::render(running.bound(), config.shard_count(), &running.shared())

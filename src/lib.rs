@@ -1,13 +1,19 @@
 //! ternd: a STUN/TURN server. This crate is the driver around the sans-IO
 //! core in `crates/proto`: configuration, command line, logging, sockets and
-//! shards.
+//! shards, HTTP and signaling, composed by [`start`] (see `root`).
 
 pub mod banner;
 pub mod cli;
 pub mod config;
 pub mod http;
+pub mod ice_servers;
 pub mod logging;
 pub mod probe;
+pub mod random;
+mod root;
 pub mod server;
 pub mod signaling;
 pub mod systemd;
+pub mod tls;
+
+pub use root::{run, start, Running};

@@ -48,7 +48,7 @@ impl Agent {
 }
 
 /// The first IPv4 UDP listener of the server.
-fn udp4(server: &ternd::server::RunningServer) -> SocketAddr {
+fn udp4(server: &ternd::Running) -> SocketAddr {
     *server
         .bound()
         .udp

@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::*;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use ternd::server::RunningServer;
+use ternd::Running;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{self, Message};
@@ -21,7 +21,7 @@ const WAIT: Duration = Duration::from_secs(3);
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-fn server(extra: &[(&str, &str)]) -> (RunningServer, SocketAddr) {
+fn server(extra: &[(&str, &str)]) -> (Running, SocketAddr) {
     let mut all = vec![("http.listen", "127.0.0.1:0")];
     all.extend_from_slice(extra);
     let server = start(&test_config(None, &all));

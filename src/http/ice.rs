@@ -70,7 +70,7 @@ fn mint(app: &AppState, headers: &HeaderMap, q: &HashMap<String, String>) -> Res
     } else {
         app.public_host.clone()
     };
-    Ok(crate::banner::ice_servers_json(
+    Ok(crate::ice_servers::ice_servers_json(
         app.ports,
         &host,
         &username,

@@ -23,7 +23,7 @@ pub async fn metrics(State(app): State<Arc<AppState>>) -> impl IntoResponse {
     for s in &shards {
         total.merge(&s.stats);
     }
-    let sum = |f: fn(&crate::server::shard::ShardSnapshot) -> usize| shards.iter().map(f).sum::<usize>();
+    let sum = |f: fn(&crate::server::ShardSnapshot) -> usize| shards.iter().map(f).sum::<usize>();
     let mut o = String::with_capacity(16 * 1024);
 
     family(&mut o, "allocations", "gauge", "Live TURN allocations.");

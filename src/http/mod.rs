@@ -32,7 +32,7 @@ pub struct AppState {
     /// The running shards: live credentials, readiness, metrics, admin.
     pub server: ServerHandle,
     /// The ports clients reach STUN/TURN on (for the iceServers URLs).
-    pub ports: crate::banner::IcePorts,
+    pub ports: crate::ice_servers::IcePorts,
     pub access: AccessPolicy,
     pub public_host: String,
     pub default_ttl: Duration,
@@ -134,7 +134,7 @@ pub fn start(
         ping_interval: s.ping_interval.0,
     });
     let state = Arc::new(AppState {
-        ports: crate::banner::IcePorts::from_bound(bound),
+        ports: crate::ice_servers::IcePorts::from_bound(bound),
         server: handle.clone(),
         access,
         public_host: config.http.public_host.clone(),

@@ -101,7 +101,7 @@ pub fn attr_name(typ: u16) -> &'static str {
 /// `N` random bytes from the operating system; a failing generator is an
 /// error, never a predictable fallback.
 pub fn random<const N: usize>() -> Result<[u8; N], ProbeError> {
-    crate::server::setup::random_bytes().map_err(|e| ProbeError::Io(format!("{e:#}")))
+    crate::random::random_bytes().map_err(|e| ProbeError::Io(format!("{e:#}")))
 }
 
 type AddAttrs<'a> = &'a dyn Fn(&mut MessageBuilder) -> Result<(), proto::wire::BufferTooSmall>;

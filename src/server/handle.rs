@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::event_loop::{AllocationInfo, Control, ShardSnapshot};
 use super::setup::Shared;
-use super::shard::{AllocationInfo, Control, ShardSnapshot};
-use super::tls::CertResolver;
 use crate::config::Config;
+use crate::tls::CertResolver;
 
 pub struct Inner {
     pub controls: Vec<mpsc::UnboundedSender<Control>>,

@@ -1,15 +1,17 @@
 //! The IO driver: binds every listener for every shard, runs the shards on
 //! their own threads, and stops them on request.
 
+mod conn_out;
+mod event_loop;
 mod handle;
 mod interfaces;
 mod mmsg;
+mod recv_loop;
 mod relay;
 pub mod setup;
-pub mod shard;
+mod shard;
 mod sockets;
 mod stream;
-pub(crate) mod tls;
 mod udp;
 
 use std::net::SocketAddr;
@@ -22,11 +24,12 @@ use tokio::sync::watch;
 
 use crate::config::Config;
 
+pub use event_loop::{AllocationInfo, ShardSnapshot};
 pub use handle::{ReloadReport, ServerHandle};
 pub use stream::StreamLimits;
 
 /// The addresses the server actually listens on (ports resolved when the
-/// config asked for port 0).
+/// config asked for port 0); `http` is filled in by the composition root.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BoundAddrs {
     pub udp: Vec<SocketAddr>,
@@ -35,14 +38,13 @@ pub struct BoundAddrs {
     pub http: Vec<SocketAddr>,
 }
 
-/// A running server. Dropping it without [`RunningServer::shutdown`] leaves
-/// the shards running until the process exits.
+/// The running shards. Dropping it without [`RunningServer::shutdown`] leaves
+/// them running until the process exits.
 pub struct RunningServer {
     bound: BoundAddrs,
     handle: ServerHandle,
     shards: Vec<JoinHandle<std::io::Result<proto::Stats>>>,
     stop: watch::Sender<bool>,
-    http: Option<crate::http::HttpServer>,
 }
 
 impl RunningServer {
@@ -62,9 +64,6 @@ impl RunningServer {
 
     /// Stops every shard and returns their counters summed.
     pub fn shutdown(self) -> anyhow::Result<proto::Stats> {
-        if let Some(h) = self.http {
-            h.shutdown();
-        }
         let _ = self.stop.send(true);
         let mut totals = proto::Stats::default();
         for (i, h) in self.shards.into_iter().enumerate() {
@@ -82,22 +81,14 @@ impl RunningServer {
 ///
 /// All sockets are bound before any shard starts, so a bad address or a port
 /// in use fails here with the address in the message. With port 0, the first
-/// shard's socket picks the port and the other shards join it.
-pub fn start(config: &Config) -> anyhow::Result<RunningServer> {
+/// shard's socket picks the port and the other shards join it. `tls` serves
+/// `listen.tls` (and its certificate follows reloads).
+pub fn start(config: &Config, tls: Option<&crate::tls::TlsSetup>) -> anyhow::Result<RunningServer> {
     let n = config.shard_count();
-    // One certificate for TURN over TLS and HTTPS, replaceable on reload.
-    let tls_config = if !config.listen.tls.is_empty() || (config.http.tls && !config.http.listen.is_empty()) {
-        Some(tls::server_config(&config.tls.cert_file, &config.tls.key_file)?)
-    } else {
-        None
-    };
-    let acceptor = tls_config
-        .as_ref()
-        .map(|(c, _)| tokio_rustls::TlsAcceptor::from(c.clone()));
-    let tls = acceptor.clone().filter(|_| !config.listen.tls.is_empty());
+    let acceptor = tls.filter(|_| !config.listen.tls.is_empty()).map(|t| t.acceptor());
 
-    let mut per_shard: Vec<shard::ShardSockets> = (0..n)
-        .map(|_| shard::ShardSockets {
+    let mut per_shard: Vec<event_loop::ShardSockets> = (0..n)
+        .map(|_| event_loop::ShardSockets {
             udp: vec![],
             tcp: vec![],
             tls: vec![],
@@ -155,24 +146,19 @@ pub fn start(config: &Config) -> anyhow::Result<RunningServer> {
         open_connections: limits.open.clone(),
         shared: std::sync::RwLock::new(shared.clone()),
         config: std::sync::Mutex::new(config.clone()),
-        cert: tls_config.map(|(_, r)| r),
+        cert: tls.map(|t| t.resolver.clone()),
         revoked: Default::default(),
         log: Default::default(),
     }));
-    let http_tls = acceptor.filter(|_| config.http.tls);
-    let http = crate::http::start(config, &handle, &bound, http_tls)?;
-    if let Some(h) = &http {
-        bound.http = h.bound.clone();
-    }
     let (stop, stop_rx) = watch::channel(false);
     let mut shards = Vec::with_capacity(n);
     for (index, (sockets, control)) in per_shard.into_iter().zip(control_rxs).enumerate() {
-        let setup = shard::ShardSetup {
+        let setup = event_loop::ShardSetup {
             index,
             control,
             sockets,
             core_config: shared.core_config(config, index, n)?,
-            tls: tls.clone(),
+            tls: acceptor.clone(),
             limits: limits.clone(),
             relay_buffers: (config.relay.recv_buffer_bytes, config.relay.send_buffer_bytes),
             shutdown: stop_rx.clone(),
@@ -194,7 +180,7 @@ pub fn start(config: &Config) -> anyhow::Result<RunningServer> {
                     }
                     handle.0.shards_alive.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let _alive = Alive(handle);
-                    shard::run(setup)
+                    event_loop::run(setup)
                 }
             })
             .context("cannot start a shard thread")?;
@@ -205,6 +191,5 @@ pub fn start(config: &Config) -> anyhow::Result<RunningServer> {
         handle,
         shards,
         stop,
-        http,
     })
 }

@@ -9,70 +9,48 @@
 //! at 100 000 msg/s but added ~20 µs to the median round trip, so each
 //! task sends its own datagrams at once (see the closing note of issue 7).
 
-use std::io;
 use std::rc::Rc;
 use std::time::Instant;
 
 use proto::{DropReason, PeerOutput, RelayId, Transport, PEER_HEADROOM};
 
-use super::mmsg::{self, Udp};
+use super::mmsg::Udp;
+use super::recv_loop;
 use super::shard::Shard;
 
-/// recvmmsg calls per readiness event before the task yields.
-const ROUNDS: usize = 4;
-
 pub async fn read_peers(shard: Rc<Shard>, relay: RelayId, socket: Rc<Udp>) {
-    loop {
-        let Ok(mut ready) = socket.readable().await else {
-            return;
-        };
-        for _ in 0..ROUNDS {
-            let mut batch = shard.peer_batch.borrow_mut();
-            let n = match batch.recv(&socket, false) {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    ready.clear_ready();
-                    break;
-                }
-                Err(_) => continue,
+    recv_loop::serve(&socket, || {
+        let mut batch = shard.peer_batch.borrow_mut();
+        let n = batch.recv(&socket, false)?;
+        let now = Instant::now();
+        for i in 0..batch.received().len() {
+            let r = batch.received()[i];
+            let out =
+                shard
+                    .core
+                    .borrow_mut()
+                    .handle_peer(now, relay, r.from, batch.slot_mut(r.slot), PEER_HEADROOM, r.len);
+            let PeerOutput::ToClient { tuple, start, len } = out else {
+                continue;
             };
-            let now = Instant::now();
-            for i in 0..batch.received().len() {
-                let r = batch.received()[i];
-                let out = shard.core.borrow_mut().handle_peer(
-                    now,
-                    relay,
-                    r.from,
-                    batch.slot_mut(r.slot),
-                    PEER_HEADROOM,
-                    r.len,
-                );
-                let PeerOutput::ToClient { tuple, start, len } = out else {
-                    continue;
-                };
-                match tuple.transport {
-                    Transport::Udp => match shard.listener_for(tuple.server.0) {
-                        Some((listener, src)) => batch.queue_slot(
-                            &listener,
-                            tuple.client.0,
-                            src,
-                            (r.slot, start, len),
-                            DropReason::ClientSendFailed,
-                        ),
-                        None => shard.core.borrow_mut().count_drop(DropReason::ClientSendFailed),
-                    },
-                    Transport::Tcp | Transport::Tls => {
-                        shard.to_client(&tuple, &batch.slot_mut(r.slot)[start..start + len])
-                    }
-                }
-            }
-            batch.flush(|reason| shard.core.borrow_mut().count_drop(reason));
-            // Fewer datagrams than asked for: the socket is empty (see
-            // udp::serve).
-            if n < mmsg::BATCH {
-                ready.clear_ready();
-                break;
+            match tuple.transport {
+                Transport::Udp => match shard.listener_for(tuple.server.0) {
+                    Some((listener, src)) => batch.queue_slot(
+                        &listener,
+                        tuple.client.0,
+                        src,
+                        (r.slot, start, len),
+                        DropReason::ClientSendFailed,
+                    ),
+                    None => shard.core.borrow_mut().count_drop(DropReason::ClientSendFailed),
+                },
+                Transport::Tcp | Transport::Tls => shard.to_client(&tuple, &batch.slot_mut(r.slot)[start..start + len]),
             }
         }
-    }
+        // The drive rule (shard.rs), once for the whole batch.
+        shard.pump();
+        batch.flush(|reason| shard.core.borrow_mut().count_drop(reason));
+        Ok(n)
+    })
+    .await;
 }

@@ -11,10 +11,10 @@ use proto::clock::Clock;
 use proto::nonce::NonceKey;
 use proto::policy::{IpNet, PeerPolicy};
 use proto::quota::Quotas;
-use ring::rand::{SecureRandom, SystemRandom};
 
 use super::interfaces;
 use crate::config::Config;
+use crate::random::random_bytes;
 
 /// What every shard shares; built once at start.
 #[derive(Debug, Clone)]
@@ -30,14 +30,6 @@ pub struct Shared {
     pub policy: PeerPolicy,
     /// True when no secret was configured and one was generated.
     pub generated_secret: bool,
-}
-
-pub fn random_bytes<const N: usize>() -> anyhow::Result<[u8; N]> {
-    let mut b = [0u8; N];
-    SystemRandom::new()
-        .fill(&mut b)
-        .map_err(|_| anyhow::anyhow!("the system random generator failed"))?;
-    Ok(b)
 }
 
 fn resolve_relay(key: &str, value: &str, v4: bool) -> anyhow::Result<Option<IpAddr>> {

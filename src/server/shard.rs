@@ -1,81 +1,33 @@
-//! One shard: a thread with a single-threaded tokio runtime that owns one
-//! protocol core, its own listener sockets and the relay sockets of the
-//! allocations it created. Nothing here is shared with other shards, so the
-//! packet path takes no lock.
+//! One shard's state, shared by its tasks (single-threaded: RefCell, no
+//! locks): the protocol core, the listener and relay sockets, the open
+//! stream connections, and the drive rule every task follows.
+//!
+//! # The drive rule
+//! Every task that feeds the core an input (a batch of datagrams, the frames
+//! of one read, a closed connection, a timer, a control request) calls
+//! [`Shard::pump`] before it waits for I/O again. `pump` drains every queued
+//! command (binding relay sockets answers the core at once, which may queue
+//! more) and then re-arms the timer task from the core's `poll_timeout()`,
+//! waking it only when the deadline moved earlier. Nothing else reads the
+//! core's timers, and nothing polls.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use proto::{BindError, Command, DropReason, Event, FiveTuple, RelayId, ServerAddr, Transport};
-use tokio::sync::{mpsc, oneshot, watch};
+use proto::{BindError, Command, DropReason, Event, FiveTuple, RelayId, Transport};
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
-use tokio_rustls::TlsAcceptor;
 
+use super::conn_out::ConnOut;
 use super::mmsg::{self, Udp, UdpBatch};
-use super::stream::{self, ConnOut, StreamLimits};
-use super::{relay, sockets, udp};
+use super::sockets;
 
-/// The sockets a shard serves, already bound (so errors surface at startup).
-pub struct ShardSockets {
-    pub udp: Vec<std::net::UdpSocket>,
-    pub tcp: Vec<std::net::TcpListener>,
-    pub tls: Vec<std::net::TcpListener>,
-}
-
-/// Requests from outside the shard (signals, HTTP), handled between packets.
-pub enum Control {
-    /// Apply a new core configuration (what can change live); answer when applied.
-    Reload(Box<proto::ServerConfig>, oneshot::Sender<()>),
-    /// Refuse new allocations from now on; answer when in force.
-    Drain(oneshot::Sender<()>),
-    /// Answer to prove the shard's event loop is running (watchdog, readyz).
-    Ping(oneshot::Sender<()>),
-    /// Counters and gauges, for /metrics.
-    Snapshot(oneshot::Sender<ShardSnapshot>),
-    /// Every allocation, for the admin view.
-    List(oneshot::Sender<Vec<AllocationInfo>>),
-    /// Close the allocation of this client (admin).
-    Close(FiveTuple, oneshot::Sender<bool>),
-    /// Refuse this username from now on (admin); answer when in force.
-    Revoke(String, oneshot::Sender<()>),
-}
-
-/// One shard's counters and gauges at one moment.
-#[derive(Debug, Clone, Default)]
-pub struct ShardSnapshot {
-    pub index: usize,
-    pub stats: proto::Stats,
-    pub allocations: usize,
-    pub permissions: usize,
-    pub channels: usize,
-}
-
-/// One allocation as the admin view shows it.
-#[derive(Debug, Clone)]
-pub struct AllocationInfo {
-    pub shard: usize,
-    pub tuple: FiveTuple,
-    pub username: String,
-    pub relays: Vec<SocketAddr>,
-    pub age: Duration,
-    pub expires_in: Duration,
-    pub to_peer_bytes: u64,
-    pub to_client_bytes: u64,
-}
-
-pub struct ShardSetup {
-    pub index: usize,
-    pub control: mpsc::UnboundedReceiver<Control>,
-    pub sockets: ShardSockets,
-    pub core_config: proto::ServerConfig,
-    pub tls: Option<TlsAcceptor>,
-    pub limits: StreamLimits,
-    pub relay_buffers: (usize, usize),
-    pub shutdown: watch::Receiver<bool>,
-}
+/// Starts the task that reads a relay socket's peers (injected by the event
+/// loop, so this module needs no import of the relay reader).
+pub type SpawnRelayReader = fn(Rc<Shard>, RelayId, Rc<Udp>) -> JoinHandle<()>;
 
 pub struct RelaySocket {
     pub socket: Rc<Udp>,
@@ -94,6 +46,10 @@ pub struct Shard {
     /// PEER_HEADROOM in front of each datagram so headers are written in place.
     pub peer_batch: RefCell<UdpBatch>,
     pub relay_buffers: (usize, usize),
+    pub spawn_relay_reader: SpawnRelayReader,
+    /// The deadline the timer task sleeps until, and its wake-up call.
+    pub timer_armed: Cell<Option<Instant>>,
+    pub timer_wake: Notify,
 }
 
 impl Shard {
@@ -160,11 +116,12 @@ impl Shard {
         }
     }
 
-    /// Carries out every queued command of the core.
+    /// Follows the drive rule (module docs): carries out every queued
+    /// command of the core, then re-arms the timer.
     pub fn pump(self: &Rc<Self>) {
         loop {
             let cmd = self.core.borrow_mut().poll_command();
-            let Some(cmd) = cmd else { return };
+            let Some(cmd) = cmd else { break };
             match cmd {
                 Command::BindRelay {
                     relay,
@@ -185,6 +142,11 @@ impl Shard {
                 Command::Event(e) => log_event(&e),
             }
         }
+        let next = self.core.borrow().poll_timeout();
+        if next.is_some_and(|n| self.timer_armed.get().is_none_or(|armed| n < armed)) {
+            self.timer_armed.set(next);
+            self.timer_wake.notify_one();
+        }
     }
 
     fn bind_relay(self: &Rc<Self>, relay: RelayId, addr: SocketAddr, df: bool) -> Result<SocketAddr, BindError> {
@@ -199,7 +161,7 @@ impl Shard {
         })?;
         let local = std_sock.local_addr().map_err(|_| BindError::Other)?;
         let socket = Rc::new(mmsg::register(std_sock).map_err(|_| BindError::Other)?);
-        let task = tokio::task::spawn_local(relay::read_peers(self.clone(), relay, socket.clone()));
+        let task = (self.spawn_relay_reader)(self.clone(), relay, socket.clone());
         let mut relays = self.relays.borrow_mut();
         let i = relay.0 as usize;
         if relays.len() <= i {
@@ -248,126 +210,5 @@ fn log_event(e: &Event) {
             to_client_packets,
             "allocation closed"
         ),
-    }
-}
-
-/// Runs a shard to completion on the current thread; returns its counters.
-pub fn run(setup: ShardSetup) -> std::io::Result<proto::Stats> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let local = tokio::task::LocalSet::new();
-    let mut shutdown = setup.shutdown;
-    let limits = Rc::new(setup.limits);
-    let stats = local.block_on(&rt, async {
-        let mut udp = Vec::new();
-        for sock in setup.sockets.udp {
-            let addr = sock.local_addr()?;
-            udp.push((addr, Rc::new(mmsg::register(sock)?)));
-        }
-        let shard = Rc::new(Shard {
-            core: RefCell::new(proto::Server::new(setup.core_config)),
-            udp: udp.clone(),
-            relays: RefCell::new(Vec::new()),
-            conns: RefCell::new(HashMap::new()),
-            peer_batch: RefCell::new(UdpBatch::new(proto::PEER_HEADROOM, proto::PEER_TAILROOM, false)),
-            relay_buffers: setup.relay_buffers,
-        });
-        for (addr, sock) in udp {
-            tokio::task::spawn_local(udp::serve(sock, ServerAddr(addr), shard.clone()));
-        }
-        let streams = setup
-            .sockets
-            .tcp
-            .into_iter()
-            .map(|l| (l, None))
-            .chain(setup.sockets.tls.into_iter().map(|l| (l, setup.tls.clone())));
-        for (listener, tls) in streams {
-            let listener = tokio::net::TcpListener::from_std(listener)?;
-            let addr = ServerAddr(listener.local_addr()?);
-            tokio::task::spawn_local(stream::accept_loop(listener, addr, tls, shard.clone(), limits.clone()));
-        }
-        tokio::task::spawn_local(run_timers(shard.clone()));
-        tokio::task::spawn_local(run_control(shard.clone(), setup.index, setup.control));
-        tracing::debug!(shard = setup.index, "shard running");
-        // Ends when the sender flips to true or is dropped.
-        let _ = shutdown.wait_for(|stop| *stop).await;
-        let stats = shard.core.borrow().stats().clone();
-        Ok::<_, std::io::Error>(stats)
-    })?;
-    // Dropping the LocalSet and runtime cancels every task and closes sockets.
-    drop(local);
-    drop(rt);
-    Ok(stats)
-}
-
-/// Drives the core's deadline queue. A 250 ms tick bounds how late an
-/// expiry is noticed; the core itself checks expiry exactly on every use.
-async fn run_timers(shard: Rc<Shard>) {
-    let mut tick = tokio::time::interval(Duration::from_millis(250));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        let now = Instant::now();
-        let due = shard.core.borrow().poll_timeout().is_some_and(|t| t <= now);
-        if due {
-            shard.core.borrow_mut().handle_timeout(now);
-            shard.pump();
-        }
-    }
-}
-
-/// Carries out control requests, one at a time, between packets.
-async fn run_control(shard: Rc<Shard>, index: usize, mut rx: mpsc::UnboundedReceiver<Control>) {
-    while let Some(c) = rx.recv().await {
-        let now = Instant::now();
-        match c {
-            Control::Reload(cfg, done) => {
-                shard.core.borrow_mut().reload(*cfg);
-                let _ = done.send(());
-            }
-            Control::Drain(done) => {
-                shard.core.borrow_mut().set_draining(true);
-                let _ = done.send(());
-            }
-            Control::Ping(reply) => {
-                let _ = reply.send(());
-            }
-            Control::Snapshot(reply) => {
-                let core = shard.core.borrow();
-                let (permissions, channels) = core.permission_and_channel_counts(now);
-                let _ = reply.send(ShardSnapshot {
-                    index,
-                    stats: core.stats().clone(),
-                    allocations: core.allocation_count(),
-                    permissions,
-                    channels,
-                });
-            }
-            Control::List(reply) => {
-                let core = shard.core.borrow();
-                let list = core
-                    .allocations()
-                    .map(|a| AllocationInfo {
-                        shard: index,
-                        tuple: a.tuple,
-                        username: a.username.clone(),
-                        relays: a.relays.iter().map(|r| r.public).collect(),
-                        age: now.saturating_duration_since(a.created),
-                        expires_in: a.expires.saturating_duration_since(now),
-                        to_peer_bytes: a.traffic.to_peer_bytes,
-                        to_client_bytes: a.traffic.to_client_bytes,
-                    })
-                    .collect();
-                let _ = reply.send(list);
-            }
-            Control::Close(tuple, reply) => {
-                let closed = shard.core.borrow_mut().close_allocation(now, &tuple);
-                shard.pump();
-                let _ = reply.send(closed);
-            }
-            Control::Revoke(user, done) => {
-                shard.core.borrow_mut().revoke(&user);
-                let _ = done.send(());
-            }
-        }
     }
 }

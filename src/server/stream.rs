@@ -3,7 +3,6 @@
 //! per-connection buffer. Each connection is its own task, so one client's
 //! garbage or slowness only ever costs that client.
 
-use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -12,16 +11,12 @@ use std::time::{Duration, Instant};
 
 use proto::framing::next_frame;
 use proto::{canonical, ClientAddr, DropReason, FiveTuple, Output, ServerAddr, Transport};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Notify;
 use tokio_rustls::TlsAcceptor;
 
+use super::conn_out::{write_loop, ConnOut};
 use super::shard::Shard;
-
-/// Bytes a connection may have queued for a client that reads slowly; past
-/// that, further relayed datagrams to it are dropped (as UDP would).
-const MAX_QUEUED: usize = 256 * 1024;
 
 /// Limits shared by every stream connection of the process.
 #[derive(Debug, Clone)]
@@ -48,53 +43,6 @@ impl ConnectionSlot {
 impl Drop for ConnectionSlot {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// The write side of a connection: anything for the client is appended here
-/// and a writer task drains it, so relaying never waits on a slow client.
-pub struct ConnOut {
-    pending: RefCell<Vec<u8>>,
-    notify: Notify,
-    closed: Cell<bool>,
-}
-
-impl ConnOut {
-    fn new() -> Self {
-        ConnOut {
-            pending: RefCell::new(Vec::new()),
-            notify: Notify::new(),
-            closed: Cell::new(false),
-        }
-    }
-
-    /// Queues `data`; false (dropped) if the connection is gone or backed up.
-    pub fn push(&self, data: &[u8]) -> bool {
-        let mut p = self.pending.borrow_mut();
-        if self.closed.get() || p.len() + data.len() > MAX_QUEUED {
-            return false;
-        }
-        p.extend_from_slice(data);
-        self.notify.notify_one();
-        true
-    }
-}
-
-async fn write_loop<W: AsyncWrite + Unpin>(mut w: W, out: Rc<ConnOut>) {
-    let mut batch = Vec::new();
-    loop {
-        out.notify.notified().await;
-        loop {
-            std::mem::swap(&mut *out.pending.borrow_mut(), &mut batch);
-            if batch.is_empty() {
-                break;
-            }
-            if w.write_all(&batch).await.is_err() {
-                out.closed.set(true);
-                return;
-            }
-            batch.clear();
-        }
     }
 }
 
@@ -169,7 +117,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
     let (reader, writer) = tokio::io::split(io);
-    let out = Rc::new(ConnOut::new());
+    let out = Rc::new(ConnOut::default());
     shard.conns.borrow_mut().insert(tuple, out.clone());
     let writer = tokio::task::spawn_local(write_loop(writer, out.clone()));
     let (client, transport) = (tuple.client, tuple.transport.name());
@@ -182,7 +130,7 @@ where
         Close::Idle => tracing::debug!(%client, transport, "closing idle connection"),
         Close::PeerClosed => tracing::trace!(%client, transport, "connection closed by client"),
     }
-    out.closed.set(true);
+    out.close();
     writer.abort();
     shard.conns.borrow_mut().remove(&tuple);
     shard.core.borrow_mut().connection_closed(Instant::now(), tuple);
@@ -242,14 +190,14 @@ where
                             if !conn.push(&out[..n]) {
                                 shard.core.borrow_mut().count_drop(DropReason::ClientSendFailed);
                             }
-                            shard.pump();
                         }
-                        Output::Nothing => shard.pump(),
-                        Output::Drop(_) => {}
+                        Output::Nothing | Output::Drop(_) => {}
                     }
                 }
             }
         }
+        // The drive rule (shard.rs), once for the frames of this read.
+        shard.pump();
         // Keep the partial frame, grow the buffer if that frame needs it.
         buf.copy_within(start..filled, 0);
         filled -= start;

@@ -1,21 +1,17 @@
-//! The UDP listener loop of one shard: receive a batch of datagrams per
-//! system call, hand each to the shard's protocol core, queue what it asks
-//! to send (replies from this socket, relayed data from relay sockets) and
-//! send the queue with one sendmmsg per socket before receiving again.
+//! The UDP listeners of one shard: each received batch of datagrams is
+//! handed to the shard's protocol core, what it asks to send (replies from
+//! this socket, relayed data from relay sockets) is queued, and the queue
+//! leaves with one sendmmsg per socket before receiving again.
 
-use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Instant;
 
 use proto::{canonical, ClientAddr, DropReason, FiveTuple, Output, ServerAddr, Transport};
 
-use super::mmsg::{self, Udp, UdpBatch};
+use super::mmsg::{Udp, UdpBatch};
+use super::recv_loop;
 use super::shard::Shard;
-
-/// recvmmsg calls per readiness event before the task yields to the others
-/// of the shard (relay sockets, streams, timers).
-const ROUNDS: usize = 4;
 
 pub async fn serve(socket: Rc<Udp>, local: ServerAddr, shard: Rc<Shard>) {
     // On a wildcard socket, learn which of our addresses each client wrote
@@ -23,39 +19,13 @@ pub async fn serve(socket: Rc<Udp>, local: ServerAddr, shard: Rc<Shard>) {
     // answer (IP_PKTINFO).
     let wildcard = local.0.ip().is_unspecified();
     let mut batch = UdpBatch::new(0, 0, true);
-    loop {
-        let mut ready = match socket.readable().await {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::error!(%local, "udp listener failed: {e}");
-                return;
-            }
-        };
-        for _ in 0..ROUNDS {
-            let n = match batch.recv(&socket, wildcard) {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    ready.clear_ready();
-                    break;
-                }
-                // ICMP errors from earlier sends surface here (ECONNREFUSED
-                // and the like); they say nothing about the next datagram.
-                Err(e) => {
-                    tracing::trace!(%local, "udp recv error: {e}");
-                    continue;
-                }
-            };
-            handle_batch(&shard, &socket, local, &mut batch);
-            // Fewer datagrams than asked for: the socket is empty. Clearing
-            // readiness here saves the recvmmsg that would only say EAGAIN;
-            // a datagram that arrived since is a new readiness event, which
-            // tokio keeps.
-            if n < mmsg::BATCH {
-                ready.clear_ready();
-                break;
-            }
-        }
-    }
+    let e = recv_loop::serve(&socket, || {
+        let n = batch.recv(&socket, wildcard)?;
+        handle_batch(&shard, &socket, local, &mut batch);
+        Ok(n)
+    })
+    .await;
+    tracing::error!(%local, "udp listener failed: {e}");
 }
 
 fn handle_batch(shard: &Rc<Shard>, socket: &Rc<Udp>, local: ServerAddr, batch: &mut UdpBatch) {
@@ -89,13 +59,12 @@ fn handle_batch(shard: &Rc<Shard>, socket: &Rc<Udp>, local: ServerAddr, batch: &
                 ),
                 None => shard.core.borrow_mut().count_drop(DropReason::RelaySendFailed),
             },
-            Output::Reply(len) => {
-                batch.queue_reply(socket, r.from, r.dst, r.slot, len);
-                shard.pump();
-            }
-            Output::Nothing => shard.pump(),
+            Output::Reply(len) => batch.queue_reply(socket, r.from, r.dst, r.slot, len),
+            Output::Nothing => {}
             Output::Drop(reason) => tracing::trace!(%local, client = %r.from, reason = reason.label(), "dropped"),
         }
     }
+    // The drive rule (shard.rs), once for the whole batch.
+    shard.pump();
     batch.flush(|reason| shard.core.borrow_mut().count_drop(reason));
 }

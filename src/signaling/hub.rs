@@ -43,7 +43,7 @@ impl Hub {
     pub fn new(limits: SignalingLimits) -> Arc<Hub> {
         // The server drew its TURN secret and seeds from the same OS source
         // moments before; if it fails now the host has no entropy at all.
-        let secret = crate::server::setup::random_bytes::<32>().expect("the OS random generator works");
+        let secret = crate::random::random_bytes::<32>().expect("the OS random generator works");
         Arc::new(Hub {
             state: Mutex::new(State {
                 rooms: Rooms::new(limits.clone(), secret),

@@ -12,7 +12,7 @@ use stun::agent::TransactionId;
 use stun::message::{Getter, Message, BINDING_REQUEST, BINDING_SUCCESS};
 use stun::xoraddr::XorMappedAddress;
 use ternd::config::{Config, Sources};
-use ternd::server::RunningServer;
+use ternd::Running;
 
 /// A self-signed certificate for localhost, 127.0.0.1 and ::1, written to a
 /// fresh directory.
@@ -97,8 +97,8 @@ pub fn test_config(cert: Option<&TestCert>, extra: &[(&str, &str)]) -> Config {
     .expect("test config is valid")
 }
 
-pub fn start(config: &Config) -> RunningServer {
-    ternd::server::start(config).expect("server starts")
+pub fn start(config: &Config) -> Running {
+    ternd::start(config).expect("server starts")
 }
 
 /// A Binding request built by the webrtc-rs `stun` crate, with FINGERPRINT.

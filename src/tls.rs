@@ -51,18 +51,31 @@ fn load(cert_file: &Path, key_file: &Path) -> anyhow::Result<CertifiedKey> {
     Ok(ck)
 }
 
-/// Builds a rustls server config from a PEM certificate chain and key, and
-/// the resolver that lets the certificate be replaced later.
-pub fn server_config(
-    cert_file: &Path,
-    key_file: &Path,
-) -> anyhow::Result<(Arc<rustls::ServerConfig>, Arc<CertResolver>)> {
-    let resolver = Arc::new(CertResolver(RwLock::new(Arc::new(load(cert_file, key_file)?))));
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .context("tls: protocol versions")?
-        .with_no_client_auth()
-        .with_cert_resolver(resolver.clone());
-    Ok((Arc::new(config), resolver))
+/// One certificate for TURN over TLS and HTTPS: the rustls config, and the
+/// resolver that lets the certificate be replaced later (reload).
+#[derive(Clone)]
+pub struct TlsSetup {
+    pub config: Arc<rustls::ServerConfig>,
+    pub resolver: Arc<CertResolver>,
+}
+
+impl TlsSetup {
+    /// Loads a PEM certificate chain and key.
+    pub fn load(cert_file: &Path, key_file: &Path) -> anyhow::Result<TlsSetup> {
+        let resolver = Arc::new(CertResolver(RwLock::new(Arc::new(load(cert_file, key_file)?))));
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .context("tls: protocol versions")?
+            .with_no_client_auth()
+            .with_cert_resolver(resolver.clone());
+        Ok(TlsSetup {
+            config: Arc::new(config),
+            resolver,
+        })
+    }
+
+    pub fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
+        tokio_rustls::TlsAcceptor::from(self.config.clone())
+    }
 }

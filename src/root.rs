@@ -1,0 +1,73 @@
+//! The composition root: starts the shards, then the HTTP listener with the
+//! running shards' handle, and stops them in the reverse order. Nothing below
+//! it knows of anything above it (the shards know no HTTP, HTTP knows the
+//! shards only through [`ServerHandle`]).
+
+use std::future::Future;
+
+use crate::config::Config;
+use crate::http::HttpServer;
+use crate::server::{BoundAddrs, RunningServer, ServerHandle};
+use crate::tls::TlsSetup;
+
+/// A running ternd: shards and, when configured, the HTTP listener.
+pub struct Running {
+    bound: BoundAddrs,
+    server: RunningServer,
+    http: Option<HttpServer>,
+}
+
+/// Starts ternd for `config`: one TLS setup for TURN over TLS and HTTPS,
+/// the shards (every listener bound first), then HTTP on the shards' handle.
+pub fn start(config: &Config) -> anyhow::Result<Running> {
+    let wants_tls = !config.listen.tls.is_empty() || (config.http.tls && !config.http.listen.is_empty());
+    let tls = if wants_tls {
+        Some(TlsSetup::load(&config.tls.cert_file, &config.tls.key_file)?)
+    } else {
+        None
+    };
+    let server = crate::server::start(config, tls.as_ref())?;
+    let mut bound = server.bound().clone();
+    let http_tls = tls.filter(|_| config.http.tls).map(|t| t.acceptor());
+    let http = crate::http::start(config, &server.handle(), &bound, http_tls)?;
+    if let Some(h) = &http {
+        bound.http = h.bound.clone();
+    }
+    Ok(Running { bound, server, http })
+}
+
+/// Runs ternd for `config` until `shutdown` completes, then stops it and
+/// returns the shards' counters summed (the mini-redis `run(listener,
+/// shutdown)` shape, for embedding and tests). `ternd serve` uses [`start`]
+/// directly, as it also reloads and drains on signals.
+pub fn run(config: &Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<proto::Stats> {
+    let running = start(config)?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(shutdown);
+    running.shutdown()
+}
+
+impl Running {
+    /// The addresses every listener is bound to (port 0 resolved).
+    pub fn bound(&self) -> &BoundAddrs {
+        &self.bound
+    }
+
+    /// What the shards share now: credentials (to mint with), relay addresses.
+    pub fn shared(&self) -> crate::server::setup::Shared {
+        self.server.shared()
+    }
+
+    /// A handle for reload, drain, health and metrics.
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Stops HTTP, then every shard; returns the shards' counters summed.
+    pub fn shutdown(self) -> anyhow::Result<proto::Stats> {
+        if let Some(h) = self.http {
+            h.shutdown();
+        }
+        self.server.shutdown()
+    }
+}

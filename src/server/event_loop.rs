@@ -1,0 +1,208 @@
+//! One shard's event loop: a thread with a single-threaded tokio runtime
+//! that owns one protocol core, its own listener sockets and the relay
+//! sockets of the allocations it created, and the requests it takes from
+//! outside (reload, drain, metrics, admin). Nothing here is shared with other
+//! shards, so the packet path takes no lock.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use proto::{FiveTuple, ServerAddr};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
+use tokio_rustls::TlsAcceptor;
+
+use super::mmsg::{self, UdpBatch};
+use super::shard::Shard;
+use super::stream::{self, StreamLimits};
+use super::{relay, udp};
+
+/// The sockets a shard serves, already bound (so errors surface at startup).
+pub struct ShardSockets {
+    pub udp: Vec<std::net::UdpSocket>,
+    pub tcp: Vec<std::net::TcpListener>,
+    pub tls: Vec<std::net::TcpListener>,
+}
+
+/// Requests from outside the shard (signals, HTTP), handled between packets.
+pub enum Control {
+    /// Apply a new core configuration (what can change live); answer when applied.
+    Reload(Box<proto::ServerConfig>, oneshot::Sender<()>),
+    /// Refuse new allocations from now on; answer when in force.
+    Drain(oneshot::Sender<()>),
+    /// Answer to prove the shard's event loop is running (watchdog, readyz).
+    Ping(oneshot::Sender<()>),
+    /// Counters and gauges, for /metrics.
+    Snapshot(oneshot::Sender<ShardSnapshot>),
+    /// Every allocation, for the admin view.
+    List(oneshot::Sender<Vec<AllocationInfo>>),
+    /// Close the allocation of this client (admin).
+    Close(FiveTuple, oneshot::Sender<bool>),
+    /// Refuse this username from now on (admin); answer when in force.
+    Revoke(String, oneshot::Sender<()>),
+}
+
+/// One shard's counters and gauges at one moment.
+#[derive(Debug, Clone, Default)]
+pub struct ShardSnapshot {
+    pub index: usize,
+    pub stats: proto::Stats,
+    pub allocations: usize,
+    pub permissions: usize,
+    pub channels: usize,
+}
+
+/// One allocation as the admin view shows it.
+#[derive(Debug, Clone)]
+pub struct AllocationInfo {
+    pub shard: usize,
+    pub tuple: FiveTuple,
+    pub username: String,
+    pub relays: Vec<SocketAddr>,
+    pub age: Duration,
+    pub expires_in: Duration,
+    pub to_peer_bytes: u64,
+    pub to_client_bytes: u64,
+}
+
+pub struct ShardSetup {
+    pub index: usize,
+    pub control: mpsc::UnboundedReceiver<Control>,
+    pub sockets: ShardSockets,
+    pub core_config: proto::ServerConfig,
+    pub tls: Option<TlsAcceptor>,
+    pub limits: StreamLimits,
+    pub relay_buffers: (usize, usize),
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// Runs a shard to completion on the current thread; returns its counters.
+pub fn run(setup: ShardSetup) -> std::io::Result<proto::Stats> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let local = tokio::task::LocalSet::new();
+    let mut shutdown = setup.shutdown;
+    let limits = Rc::new(setup.limits);
+    let stats = local.block_on(&rt, async {
+        let mut udp = Vec::new();
+        for sock in setup.sockets.udp {
+            let addr = sock.local_addr()?;
+            udp.push((addr, Rc::new(mmsg::register(sock)?)));
+        }
+        let shard = Rc::new(Shard {
+            core: RefCell::new(proto::Server::new(setup.core_config)),
+            udp: udp.clone(),
+            relays: RefCell::new(Vec::new()),
+            conns: RefCell::new(HashMap::new()),
+            peer_batch: RefCell::new(UdpBatch::new(proto::PEER_HEADROOM, proto::PEER_TAILROOM, false)),
+            relay_buffers: setup.relay_buffers,
+            spawn_relay_reader: |shard, id, socket| tokio::task::spawn_local(relay::read_peers(shard, id, socket)),
+            timer_armed: Cell::new(None),
+            timer_wake: Notify::new(),
+        });
+        for (addr, sock) in udp {
+            tokio::task::spawn_local(udp::serve(sock, ServerAddr(addr), shard.clone()));
+        }
+        let streams = setup
+            .sockets
+            .tcp
+            .into_iter()
+            .map(|l| (l, None))
+            .chain(setup.sockets.tls.into_iter().map(|l| (l, setup.tls.clone())));
+        for (listener, tls) in streams {
+            let listener = tokio::net::TcpListener::from_std(listener)?;
+            let addr = ServerAddr(listener.local_addr()?);
+            tokio::task::spawn_local(stream::accept_loop(listener, addr, tls, shard.clone(), limits.clone()));
+        }
+        tokio::task::spawn_local(run_timers(shard.clone()));
+        tokio::task::spawn_local(run_control(shard.clone(), setup.index, setup.control));
+        tracing::debug!(shard = setup.index, "shard running");
+        // Ends when the sender flips to true or is dropped.
+        let _ = shutdown.wait_for(|stop| *stop).await;
+        let stats = shard.core.borrow().stats().clone();
+        Ok::<_, std::io::Error>(stats)
+    })?;
+    // Dropping the LocalSet and runtime cancels every task and closes sockets.
+    drop(local);
+    drop(rt);
+    Ok(stats)
+}
+
+/// Sleeps until the core's next deadline (`poll_timeout`), runs the timers
+/// then, and sleeps again; [`Shard::pump`] wakes it when an input moved the
+/// deadline earlier.
+async fn run_timers(shard: Rc<Shard>) {
+    loop {
+        let next = shard.core.borrow().poll_timeout();
+        shard.timer_armed.set(next);
+        let Some(at) = next else {
+            shard.timer_wake.notified().await;
+            continue;
+        };
+        tokio::select! {
+            _ = tokio::time::sleep_until(at.into()) => {
+                shard.core.borrow_mut().handle_timeout(Instant::now());
+                shard.pump();
+            }
+            _ = shard.timer_wake.notified() => {}
+        }
+    }
+}
+
+/// Carries out control requests, one at a time, between packets.
+async fn run_control(shard: Rc<Shard>, index: usize, mut rx: mpsc::UnboundedReceiver<Control>) {
+    while let Some(c) = rx.recv().await {
+        let now = Instant::now();
+        match c {
+            Control::Reload(cfg, done) => {
+                shard.core.borrow_mut().reload(*cfg);
+                let _ = done.send(());
+            }
+            Control::Drain(done) => {
+                shard.core.borrow_mut().set_draining(true);
+                let _ = done.send(());
+            }
+            Control::Ping(reply) => {
+                let _ = reply.send(());
+            }
+            Control::Snapshot(reply) => {
+                let core = shard.core.borrow();
+                let (permissions, channels) = core.permission_and_channel_counts(now);
+                let _ = reply.send(ShardSnapshot {
+                    index,
+                    stats: core.stats().clone(),
+                    allocations: core.allocation_count(),
+                    permissions,
+                    channels,
+                });
+            }
+            Control::List(reply) => {
+                let core = shard.core.borrow();
+                let list = core
+                    .allocations()
+                    .map(|a| AllocationInfo {
+                        shard: index,
+                        tuple: a.tuple,
+                        username: a.username.clone(),
+                        relays: a.relays.iter().map(|r| r.public).collect(),
+                        age: now.saturating_duration_since(a.created),
+                        expires_in: a.expires.saturating_duration_since(now),
+                        to_peer_bytes: a.traffic.to_peer_bytes,
+                        to_client_bytes: a.traffic.to_client_bytes,
+                    })
+                    .collect();
+                let _ = reply.send(list);
+            }
+            Control::Close(tuple, reply) => {
+                let closed = shard.core.borrow_mut().close_allocation(now, &tuple);
+                let _ = reply.send(closed);
+            }
+            Control::Revoke(user, done) => {
+                shard.core.borrow_mut().revoke(&user);
+                let _ = done.send(());
+            }
+        }
+        shard.pump();
+    }
+}
