@@ -514,22 +514,4 @@ pub(crate) mod tests {
         let e = load_error("udp.recv_buffer_bytes", "lots");
         assert!(e.starts_with("config key `udp.recv_buffer_bytes`: "), "{e}");
     }
-
-    #[test]
-    fn byte_sizes_take_numbers_and_units() {
-        let c = Config::load(&Sources {
-            overrides: vec![
-                ("udp.recv_buffer_bytes".into(), "4MiB".into()),
-                ("relay.send_buffer_bytes".into(), "65536".into()),
-                ("turn.bandwidth_limit".into(), "1MB".into()),
-            ],
-            env: HashMap::from([("TERND__STREAM__MAX_MESSAGE_BYTES".into(), "2048".into())]),
-            ..Sources::default()
-        })
-        .unwrap();
-        assert_eq!(c.udp.recv_buffer_bytes, ByteSize(4 << 20));
-        assert_eq!(c.relay.send_buffer_bytes, ByteSize(65536));
-        assert_eq!(c.turn.bandwidth_limit, ByteSize(1_000_000));
-        assert_eq!(c.stream.max_message_bytes, ByteSize(2048));
-    }
 }
