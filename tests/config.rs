@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use ternd::config::{Config, LogFormat, Sources};
+use ternd::config::{ByteSize, Config, ExternalIp, LogFormat, RelayIp, Sources};
 
 fn temp_file(name: &str, contents: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("ternd-config-test-{}", std::process::id()));
@@ -21,17 +21,42 @@ fn load_err(sources: Sources) -> String {
     Config::load(&sources).expect_err("must be rejected").to_string()
 }
 
-#[test]
-fn every_file_under_config_parses() {
-    let mut n = 0;
-    for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/config")).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "toml") {
-            Config::load_file(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-            n += 1;
+/// The `.toml` files under `dir` (relative to the repository), recursively.
+fn toml_files(dir: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut dirs = vec![PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(dir)];
+    while let Some(d) = dirs.pop() {
+        for entry in std::fs::read_dir(d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "toml") {
+                out.push(path);
+            }
         }
     }
-    assert!(n >= 1, "config/ holds at least the reference file");
+    out
+}
+
+#[test]
+fn every_file_under_config_parses() {
+    let files = toml_files("config");
+    for path in &files {
+        Config::load_file(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    }
+    assert!(!files.is_empty(), "config/ holds at least the reference file");
+}
+
+#[test]
+fn every_config_under_deploy_parses() {
+    let files = toml_files("deploy");
+    for path in &files {
+        Config::load_file(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    }
+    assert!(
+        files.len() >= 2,
+        "deploy/ ships the package and image configs: {files:?}"
+    );
 }
 
 #[test]
@@ -91,18 +116,58 @@ fn bad_values_name_the_key() {
         ("log.level", "loud"),
         ("listen.udp", "not-an-address"),
         ("stream.max_message_bytes", "100"),
+        ("stream.max_message_bytes", "64 parsecs"),
+        ("udp.recv_buffer_bytes", "-1"),
+        ("turn.bandwidth_limit", "fast"),
+        ("relay.ipv4", "::1"),
+        ("relay.ipv4", "0.0.0.0"),
+        ("relay.ipv6", "127.0.0.1"),
+        ("relay.external_ip", "203.0.113.1/not-an-address"),
+        ("peers.allow", "10.0.0.0/33"),
+        ("peers.deny", "everything"),
+        ("turn.secrets", "too-short"),
+        ("http.api_keys", "too-short"),
     ] {
         let e = load_err(Sources {
             overrides: vec![(key.into(), value.into())],
             ..Default::default()
         });
-        assert!(e.contains(key), "{key}={value}: {e}");
+        assert!(e.contains(&format!("`{key}")), "{key}={value}: {e}");
     }
     let e = load_err(Sources {
         overrides: vec![("listen.tls".into(), "127.0.0.1:5349".into())],
         ..Default::default()
     });
     assert!(e.contains("tls.cert_file"), "{e}");
+}
+
+#[test]
+fn sizes_and_addresses_are_read_once_into_types() {
+    let f = temp_file(
+        "typed.toml",
+        "[udp]\nrecv_buffer_bytes = \"4MiB\"\nsend_buffer_bytes = 65536\n\
+         [relay]\nipv4 = \"192.0.2.10\"\nexternal_ip = [\"203.0.113.1/192.0.2.10\"]\n\
+         [peers]\ndeny = [\"198.51.100.0/24\"]\n",
+    );
+    let c = Config::load(&Sources {
+        file: Some(f),
+        env: HashMap::from([("TERND__TURN__BANDWIDTH_LIMIT".to_string(), "1MB".to_string())]),
+        overrides: vec![("relay.send_buffer_bytes".into(), "2048".into())],
+    })
+    .unwrap();
+    assert_eq!(c.udp.recv_buffer_bytes, ByteSize(4 << 20));
+    assert_eq!(c.udp.send_buffer_bytes, ByteSize(65536));
+    assert_eq!(c.turn.bandwidth_limit, ByteSize(1_000_000));
+    assert_eq!(c.relay.send_buffer_bytes, ByteSize(2048));
+    assert_eq!(c.relay.ipv4, RelayIp::Addr("192.0.2.10".parse().unwrap()));
+    assert_eq!(
+        c.relay.external_ip,
+        [ExternalIp {
+            public: "203.0.113.1".parse().unwrap(),
+            private: Some("192.0.2.10".parse().unwrap()),
+        }]
+    );
+    assert_eq!(c.peers.deny, ["198.51.100.0/24".parse().unwrap()]);
 }
 
 #[test]

@@ -129,7 +129,7 @@ fn reload_rotates_secrets_swaps_the_certificate_and_changes_policy_without_dropp
 
     // Drop A: new allocations with A-minted credentials fail; the live one relays on.
     let mut step2 = step1.clone();
-    step2.turn.secrets = vec![SECRET_B.to_string()];
+    step2.turn.secrets = vec![SECRET_B.into()];
     block_on(handle.reload(&step2)).unwrap();
     assert_eq!(TurnClient::new(Io::udp(udp), &ua, &pa).allocate(), Err(401));
     relay_ok(&mut live, 4);

@@ -1,10 +1,10 @@
 //! Durations in config: "250ms", "30s", "10m", "1h", "2d", or a bare number of seconds.
 
-use std::fmt;
 use std::time::Duration;
 
-use serde::de::{self, Deserializer, Visitor};
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
+
+use super::quantity::{deserialize_quantity, number_and_unit};
 
 /// A duration read from config or the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -13,13 +13,10 @@ pub struct ConfigDuration(pub Duration);
 /// Parses "250ms", "30s", "10m", "1h", "2d" or "45" (seconds).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("`{s}` is not a duration (use e.g. 250ms, 30s, 10m, 1h, 2d)"))?;
+    let (n, unit) =
+        number_and_unit(s).ok_or_else(|| format!("`{s}` is not a duration (use e.g. 250ms, 30s, 10m, 1h, 2d)"))?;
     let secs = |mult: u64| n.checked_mul(mult).map(Duration::from_secs);
-    let d = match unit.trim() {
+    let d = match unit {
         "ms" => Some(Duration::from_millis(n)),
         "" | "s" => secs(1),
         "m" => secs(60),
@@ -32,25 +29,12 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 
 impl<'de> Deserialize<'de> for ConfigDuration {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = ConfigDuration;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a duration such as \"30s\", \"10m\" or a number of seconds")
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
-                Ok(ConfigDuration(Duration::from_secs(v)))
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
-                u64::try_from(v)
-                    .map(|v| ConfigDuration(Duration::from_secs(v)))
-                    .map_err(|_| E::custom("a duration cannot be negative"))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                parse_duration(v).map(ConfigDuration).map_err(E::custom)
-            }
-        }
-        d.deserialize_any(V)
+        deserialize_quantity(
+            d,
+            "a duration such as \"30s\", \"10m\" or a number of seconds",
+            |secs| ConfigDuration(Duration::from_secs(secs)),
+            |s| parse_duration(s).map(ConfigDuration),
+        )
     }
 }
 

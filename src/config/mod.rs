@@ -3,16 +3,29 @@
 //! `config` crate, then checked once so the rest of the program only sees
 //! valid values.
 
+mod byte_size;
 mod duration;
+mod external_ip;
+mod peer_nets;
+mod quantity;
+mod relay_ip;
+mod restart;
+mod secret;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use proto::policy::IpNet;
 use serde::Deserialize;
 
+pub use byte_size::{parse_byte_size, ByteSize};
 pub use duration::{parse_duration, ConfigDuration};
+pub use external_ip::ExternalIp;
+pub use relay_ip::RelayIp;
+pub use restart::{ReloadPlan, RESTART_KEYS};
+pub use secret::Secret;
 
 /// The reference config file, which is also the built-in default.
 pub const DEFAULT_TOML: &str = include_str!("../../config/ternd.toml");
@@ -53,13 +66,13 @@ pub struct Config {
     pub log: LogSection,
 }
 
-#[derive(Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpSection {
     pub listen: Vec<SocketAddr>,
     pub tls: bool,
     pub public_host: String,
-    pub api_keys: Vec<String>,
+    pub api_keys: Vec<Secret>,
     pub allowed_origins: Vec<String>,
     pub default_ttl: ConfigDuration,
     pub max_ttl: ConfigDuration,
@@ -77,85 +90,56 @@ impl HttpSection {
     }
 }
 
-/// API keys never reach a log line.
-impl std::fmt::Debug for HttpSection {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HttpSection")
-            .field("listen", &self.listen)
-            .field("tls", &self.tls)
-            .field("public_host", &self.public_host)
-            .field("api_keys", &format_args!("[{} hidden]", self.api_keys.len()))
-            .field("allowed_origins", &self.allowed_origins)
-            .field("default_ttl", &self.default_ttl)
-            .field("max_ttl", &self.max_ttl)
-            .finish()
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SignalingSection {
-    pub max_message_bytes: usize,
+    pub max_message_bytes: ByteSize,
     pub max_room_size: usize,
     pub max_messages_per_sec: u32,
     pub resume_grace: ConfigDuration,
     pub ping_interval: ConfigDuration,
 }
 
-#[derive(Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TurnSection {
     pub realm: String,
-    pub secrets: Vec<String>,
+    pub secrets: Vec<Secret>,
     pub secret_files: Vec<PathBuf>,
     pub nonce_lifetime: ConfigDuration,
     pub default_lifetime: ConfigDuration,
     pub max_lifetime: ConfigDuration,
     pub max_allocations: usize,
     pub max_allocations_per_user: usize,
-    pub bandwidth_limit: u64,
+    /// Bytes per second per allocation; 0: unlimited.
+    pub bandwidth_limit: ByteSize,
     pub legacy_channel_numbers: bool,
     pub unauthenticated_rate: u32,
-    pub users: std::collections::BTreeMap<String, String>,
-}
-
-/// Secrets and passwords never reach a log line, even through `{:?}`.
-impl std::fmt::Debug for TurnSection {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TurnSection")
-            .field("realm", &self.realm)
-            .field("secrets", &format_args!("[{} hidden]", self.secrets.len()))
-            .field("secret_files", &self.secret_files)
-            .field("nonce_lifetime", &self.nonce_lifetime)
-            .field("default_lifetime", &self.default_lifetime)
-            .field("max_lifetime", &self.max_lifetime)
-            .field("max_allocations", &self.max_allocations)
-            .field("max_allocations_per_user", &self.max_allocations_per_user)
-            .field("bandwidth_limit", &self.bandwidth_limit)
-            .field("legacy_channel_numbers", &self.legacy_channel_numbers)
-            .field("unauthenticated_rate", &self.unauthenticated_rate)
-            .field("users", &self.users.keys().collect::<Vec<_>>())
-            .finish()
-    }
+    /// Static users: name to password.
+    pub users: BTreeMap<String, Secret>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RelaySection {
-    pub ipv4: String,
-    pub ipv6: String,
-    pub external_ip: Vec<String>,
+    #[serde(deserialize_with = "RelayIp::v4")]
+    pub ipv4: RelayIp,
+    #[serde(deserialize_with = "RelayIp::v6")]
+    pub ipv6: RelayIp,
+    pub external_ip: Vec<ExternalIp>,
     pub port_min: u16,
     pub port_max: u16,
-    pub recv_buffer_bytes: usize,
-    pub send_buffer_bytes: usize,
+    pub recv_buffer_bytes: ByteSize,
+    pub send_buffer_bytes: ByteSize,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PeersSection {
-    pub allow: Vec<String>,
-    pub deny: Vec<String>,
+    #[serde(deserialize_with = "peer_nets::deserialize_nets")]
+    pub allow: Vec<IpNet>,
+    #[serde(deserialize_with = "peer_nets::deserialize_nets")]
+    pub deny: Vec<IpNet>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -187,14 +171,14 @@ pub struct TlsSection {
 pub struct StreamSection {
     pub idle_timeout: ConfigDuration,
     pub max_connections: usize,
-    pub max_message_bytes: usize,
+    pub max_message_bytes: ByteSize,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UdpSection {
-    pub recv_buffer_bytes: usize,
-    pub send_buffer_bytes: usize,
+    pub recv_buffer_bytes: ByteSize,
+    pub send_buffer_bytes: ByteSize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -217,7 +201,7 @@ pub enum ConfigError {
     #[error("{0}")]
     Load(String),
     #[error("config key `{key}`: {message}")]
-    Invalid { key: &'static str, message: String },
+    Invalid { key: String, message: String },
     #[error("--set expects KEY=VALUE, got `{0}`")]
     BadOverride(String),
 }
@@ -244,22 +228,43 @@ impl Sources {
     }
 }
 
-/// Rewrites serde's "unknown field `x`, expected ... for key `section`" into a
-/// message that names the full key (`section.x`), as users write it.
-fn explain(msg: &str) -> String {
-    let Some(rest) = msg.strip_prefix("unknown field `") else {
-        return msg.to_string();
-    };
-    let Some((field, tail)) = rest.split_once('`') else {
-        return msg.to_string();
-    };
-    match tail.rsplit_once(" for key `") {
-        Some((expected, section)) => {
-            let section = section.trim_end_matches(|c| c != '`').trim_end_matches('`');
-            format!("unknown config key `{section}.{field}`{expected}")
+/// Puts serde's complaints in the words users write config in: an unknown
+/// field becomes an unknown key named in full (`section.x`), and a bad value
+/// names its key first (`config key `relay.ipv4`: …`), as validation does.
+fn explain(e: config::ConfigError) -> ConfigError {
+    let (message, key, origin) = match e {
+        config::ConfigError::At {
+            error,
+            key: Some(key),
+            origin,
+        } => (error.to_string(), key, origin),
+        config::ConfigError::Type {
+            unexpected,
+            expected,
+            key: Some(key),
+            origin,
+        } => (format!("invalid type: {unexpected}, expected {expected}"), key, origin),
+        other => {
+            let msg = other.to_string();
+            return ConfigError::Load(match unknown_field(&msg) {
+                Some((field, expected)) => format!("unknown config section `{field}`{expected}"),
+                None => msg,
+            });
         }
-        None => format!("unknown config section `{field}`{tail}"),
+    };
+    if let Some((field, expected)) = unknown_field(&message) {
+        return ConfigError::Load(format!("unknown config key `{key}.{field}`{expected}"));
     }
+    let message = match origin {
+        Some(origin) => format!("{message} (in {origin})"),
+        None => message,
+    };
+    ConfigError::Invalid { key, message }
+}
+
+/// Splits serde's "unknown field `x`, expected …" into `x` and the rest.
+fn unknown_field(msg: &str) -> Option<(&str, &str)> {
+    msg.strip_prefix("unknown field `")?.split_once('`')
 }
 
 /// Accepts "LEVEL" or comma-separated "target=LEVEL" directives. Stricter
@@ -337,9 +342,7 @@ impl Config {
             .map_err(|e| ConfigError::Load(format!("--set {key}: {e}")))?;
         }
         let merged = b.build().map_err(|e| ConfigError::Load(e.to_string()))?;
-        let cfg: Config = merged
-            .try_deserialize()
-            .map_err(|e| ConfigError::Load(explain(&e.to_string())))?;
+        let cfg: Config = merged.try_deserialize().map_err(explain)?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -354,9 +357,9 @@ impl Config {
 
     /// Checks what serde cannot: relations between keys and value ranges.
     fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |key, message: &str| {
+        let invalid = |key: &str, message: &str| {
             Err(ConfigError::Invalid {
-                key,
+                key: key.to_string(),
                 message: message.to_string(),
             })
         };
@@ -380,7 +383,7 @@ impl Config {
         if self.software().is_some_and(|s| s.len() > 763) {
             return invalid("server.software", "at most 763 bytes (RFC 8489 §14.14)");
         }
-        if !(548..=65555).contains(&self.stream.max_message_bytes) {
+        if !(548..=65555).contains(&self.stream.max_message_bytes.bytes()) {
             return invalid("stream.max_message_bytes", "must be between 548 and 65555");
         }
         if self.stream.max_connections == 0 {
@@ -398,7 +401,7 @@ impl Config {
         if self.turn.realm.is_empty() || self.turn.realm.len() > 763 {
             return invalid("turn.realm", "must be 1 to 763 bytes (RFC 8489 §14.9)");
         }
-        if self.turn.secrets.iter().any(|s| s.len() < 16) {
+        if self.turn.secrets.iter().any(|s| s.expose().len() < 16) {
             return invalid("turn.secrets", "each secret must be at least 16 characters");
         }
         if self.turn.default_lifetime.0 < Duration::from_secs(60) {
@@ -416,33 +419,13 @@ impl Config {
         if self.relay.port_min == 0 || self.relay.port_min > self.relay.port_max {
             return invalid("relay.port_min", "must be at least 1 and not above relay.port_max");
         }
-        for (key, value, v4) in [
-            ("relay.ipv4", &self.relay.ipv4, true),
-            ("relay.ipv6", &self.relay.ipv6, false),
-        ] {
-            if value.is_empty() || value == "auto" {
-                continue;
-            }
-            match value.parse::<std::net::IpAddr>() {
-                Ok(ip) if ip.is_ipv4() == v4 && !ip.is_unspecified() => {}
-                _ => {
-                    return invalid(
-                        key,
-                        &format!("`{value}` is not \"auto\", \"\" or a specific address of that family"),
-                    )
-                }
-            }
-        }
-        if let Err(e) = self.external_ips_raw() {
-            return invalid("relay.external_ip", &e);
-        }
         if self.http.tls && (self.tls.cert_file.as_os_str().is_empty() || self.tls.key_file.as_os_str().is_empty()) {
             return invalid("http.tls", "needs tls.cert_file and tls.key_file");
         }
         if self.http.default_ttl.0 < Duration::from_secs(60) || self.http.default_ttl.0 > self.http.max_ttl.0 {
             return invalid("http.default_ttl", "must be at least 1m and not above http.max_ttl");
         }
-        if !self.http.api_keys.is_empty() && self.http.api_keys.iter().any(|k| k.len() < 16) {
+        if self.http.api_keys.iter().any(|k| k.expose().len() < 16) {
             return invalid("http.api_keys", "each key must be at least 16 characters");
         }
         if !self.http.listen.is_empty() && self.http.unprotected() && !self.http.loopback_only() {
@@ -463,43 +446,13 @@ impl Config {
         if self.signaling.max_room_size < 2 {
             return invalid("signaling.max_room_size", "must be at least 2");
         }
-        if self.signaling.max_message_bytes < 1024 {
+        if self.signaling.max_message_bytes.bytes() < 1024 {
             return invalid("signaling.max_message_bytes", "must be at least 1024");
         }
         if self.signaling.max_messages_per_sec == 0 {
             return invalid("signaling.max_messages_per_sec", "must be at least 1");
         }
-        for (key, list) in [("peers.allow", &self.peers.allow), ("peers.deny", &self.peers.deny)] {
-            for net in list {
-                if let Err(e) = net.parse::<proto::policy::IpNet>() {
-                    return invalid(key, &e);
-                }
-            }
-        }
         Ok(())
-    }
-
-    /// `relay.external_ip` as (public, optional private) pairs.
-    pub fn external_ips_raw(&self) -> Result<Vec<(std::net::IpAddr, Option<std::net::IpAddr>)>, String> {
-        self.relay
-            .external_ip
-            .iter()
-            .map(|e| {
-                let (public, private) = match e.split_once('/') {
-                    Some((p, q)) => (p, Some(q)),
-                    None => (e.as_str(), None),
-                };
-                let public = public
-                    .trim()
-                    .parse()
-                    .map_err(|_| format!("`{e}`: bad public address"))?;
-                let private = match private {
-                    Some(q) => Some(q.trim().parse().map_err(|_| format!("`{e}`: bad private address"))?),
-                    None => None,
-                };
-                Ok((public, private))
-            })
-            .collect()
     }
 
     /// The number of shards to run: `server.shards`, or one per core.
@@ -512,5 +465,53 @@ impl Config {
 
     pub fn software(&self) -> Option<&str> {
         Some(self.server.software.as_str()).filter(|s| !s.is_empty())
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// The defaults with `--set key=value` for each pair.
+    pub(crate) fn load_with(sets: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::load(&Sources {
+            overrides: sets.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            ..Sources::default()
+        })
+    }
+
+    /// The error for `--set key=value` on top of the defaults.
+    pub(crate) fn load_error(key: &str, value: &str) -> String {
+        load_with(&[(key, value)]).expect_err("must be refused").to_string()
+    }
+
+    #[test]
+    fn debug_output_hides_every_secret() {
+        const SECRET: &str = "rest-secret-0123456789";
+        const API_KEY: &str = "api-key-0123456789abcdef";
+        const PASSWORD: &str = "alice-password-xyz";
+        let c = load_with(&[
+            ("turn.secrets", SECRET),
+            ("http.api_keys", API_KEY),
+            ("turn.users.alice", PASSWORD),
+        ])
+        .unwrap();
+        assert_eq!(c.turn.secrets[0].expose(), SECRET);
+        assert_eq!(c.http.api_keys[0].expose(), API_KEY);
+        assert_eq!(c.turn.users["alice"].expose(), PASSWORD);
+        for shown in [format!("{c:?}"), format!("{c:#?}")] {
+            for secret in [SECRET, API_KEY, PASSWORD] {
+                assert!(!shown.contains(secret), "{secret} printed in {shown}");
+            }
+            assert!(shown.contains("alice"), "user names are not secret: {shown}");
+        }
+    }
+
+    #[test]
+    fn bad_values_name_the_key_first() {
+        let e = load_error("stream.idle_timeout", "5 fortnights");
+        assert!(e.starts_with("config key `stream.idle_timeout`: "), "{e}");
+        let e = load_error("udp.recv_buffer_bytes", "lots");
+        assert!(e.starts_with("config key `udp.recv_buffer_bytes`: "), "{e}");
     }
 }

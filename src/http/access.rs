@@ -5,10 +5,11 @@
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 
 use super::ApiError;
+use crate::config::Secret;
 
 #[derive(Debug, Clone)]
 pub struct AccessPolicy {
-    pub api_keys: Vec<String>,
+    pub api_keys: Vec<Secret>,
     pub allowed_origins: Vec<String>,
     /// No keys, no origins, every listener on loopback: anyone local may call.
     pub open: bool,
@@ -37,11 +38,7 @@ impl AccessPolicy {
                     StatusCode::UNAUTHORIZED,
                     "the Authorization header must be `Bearer KEY`",
                 ))?;
-            return if self
-                .api_keys
-                .iter()
-                .any(|k| proto::wire::ct_eq(k.as_bytes(), key.trim().as_bytes()))
-            {
+            return if self.api_keys.iter().any(|k| k.matches(key.trim().as_bytes())) {
                 Ok(())
             } else {
                 Err(ApiError::new(StatusCode::FORBIDDEN, "wrong API key"))

@@ -127,7 +127,7 @@ pub fn start(
     };
     let s = &config.signaling;
     let hub = Hub::new(SignalingLimits {
-        max_message_bytes: s.max_message_bytes,
+        max_message_bytes: s.max_message_bytes.usize(),
         max_room_size: s.max_room_size,
         max_messages_per_sec: s.max_messages_per_sec,
         resume_grace: s.resume_grace.0,

@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::event_loop::{AllocationInfo, Control, ShardSnapshot};
 use super::setup::Shared;
-use crate::config::Config;
+use crate::config::{Config, ReloadPlan};
 use crate::tls::CertResolver;
 
 pub struct Inner {
@@ -41,7 +41,8 @@ pub struct ReloadReport {
 const ASK_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl ServerHandle {
-    /// The configuration in force (the last one reloaded).
+    /// The configuration in force: the last one reloaded, with the keys that
+    /// only change on restart as they were at start.
     pub fn config(&self) -> Config {
         self.0.config.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
@@ -143,51 +144,26 @@ impl ServerHandle {
         self.ask(|tx| Control::Revoke(username.to_string(), tx)).await;
     }
 
-    /// Applies `new` live: secrets, users, peer policy, quotas, lifetimes,
-    /// limits and the TLS certificate; reports what needs a restart. The
-    /// caller has already validated `new` (Config::load). Returns once every
-    /// shard runs with the new settings.
+    /// Applies `new` live: everything but the restart-only keys of
+    /// [`crate::config::RESTART_KEYS`] (secrets, users, peer policy, quotas,
+    /// lifetimes, limits, the TLS certificate), and reports which of those
+    /// changed. The caller has already validated `new` (Config::load).
+    /// Returns once every shard runs with the new settings.
     pub async fn reload(&self, new: &Config) -> anyhow::Result<ReloadReport> {
-        let old = self.0.config.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let mut report = ReloadReport::default();
-        let checks: [(&'static str, bool); 13] = [
-            ("listen", old.listen != new.listen),
-            ("server.shards", old.server.shards != new.server.shards),
-            ("relay.ipv4", old.relay.ipv4 != new.relay.ipv4),
-            ("relay.ipv6", old.relay.ipv6 != new.relay.ipv6),
-            ("relay.external_ip", old.relay.external_ip != new.relay.external_ip),
-            (
-                "relay.port_min/port_max",
-                (old.relay.port_min, old.relay.port_max) != (new.relay.port_min, new.relay.port_max),
-            ),
-            (
-                "relay.recv_buffer_bytes/send_buffer_bytes",
-                (old.relay.recv_buffer_bytes, old.relay.send_buffer_bytes)
-                    != (new.relay.recv_buffer_bytes, new.relay.send_buffer_bytes),
-            ),
-            ("http", old.http != new.http),
-            ("signaling", old.signaling != new.signaling),
-            ("stream", old.stream != new.stream),
-            ("udp", old.udp != new.udp),
-            (
-                "tls.handshake_timeout",
-                old.tls.handshake_timeout != new.tls.handshake_timeout,
-            ),
-            ("log.format", old.log.format != new.log.format),
-        ];
-        report.needs_restart = checks.iter().filter(|(_, changed)| *changed).map(|(k, _)| *k).collect();
+        let running = self.config();
+        let ReloadPlan { applied, needs_restart } = ReloadPlan::new(&running, new);
         // Everything fallible first, so a failure leaves the old settings in force.
-        let mut shared = self.shared().reloaded(new)?;
+        let mut shared = self.shared().reloaded(&applied)?;
         shared.credentials.revoked = self.0.revoked.lock().unwrap_or_else(|e| e.into_inner()).clone();
         if let Some(cert) = &self.0.cert {
-            cert.reload(&new.tls.cert_file, &new.tls.key_file)?;
+            cert.reload(&applied.tls.cert_file, &applied.tls.key_file)?;
         }
         shared
             .quotas
-            .set_limits(new.turn.max_allocations, new.turn.max_allocations_per_user);
+            .set_limits(applied.turn.max_allocations, applied.turn.max_allocations_per_user);
         let n = self.shard_count();
         let configs = (0..n)
-            .map(|i| shared.core_config(new, i, n))
+            .map(|i| shared.core_config(&applied, i, n))
             .collect::<anyhow::Result<Vec<_>>>()?;
         let mut configs = configs.into_iter();
         self.ask_each(|_, tx| {
@@ -196,7 +172,7 @@ impl ServerHandle {
         })
         .await;
         *self.0.shared.write().unwrap_or_else(|e| e.into_inner()) = shared;
-        *self.0.config.lock().unwrap_or_else(|e| e.into_inner()) = new.clone();
-        Ok(report)
+        *self.0.config.lock().unwrap_or_else(|e| e.into_inner()) = applied;
+        Ok(ReloadReport { needs_restart })
     }
 }

@@ -100,8 +100,12 @@ pub fn start(config: &Config, tls: Option<&crate::tls::TlsSetup>) -> anyhow::Res
         let mut actual =
             sockets::resolve_port(addr, socket2::Type::DGRAM).with_context(|| format!("listen.udp {addr}"))?;
         for s in per_shard.iter_mut() {
-            let sock = sockets::udp(actual, config.udp.recv_buffer_bytes, config.udp.send_buffer_bytes)
-                .with_context(|| format!("listen.udp: cannot bind {actual}"))?;
+            let sock = sockets::udp(
+                actual,
+                config.udp.recv_buffer_bytes.usize(),
+                config.udp.send_buffer_bytes.usize(),
+            )
+            .with_context(|| format!("listen.udp: cannot bind {actual}"))?;
             actual = sock.local_addr()?;
             s.udp.push(sock);
         }
@@ -133,7 +137,7 @@ pub fn start(config: &Config, tls: Option<&crate::tls::TlsSetup>) -> anyhow::Res
     let limits = StreamLimits {
         idle_timeout: config.stream.idle_timeout.0,
         handshake_timeout: config.tls.handshake_timeout.0,
-        max_message: config.stream.max_message_bytes,
+        max_message: config.stream.max_message_bytes.usize(),
         max_connections: config.stream.max_connections,
         open: Arc::new(AtomicUsize::new(0)),
     };
@@ -160,7 +164,10 @@ pub fn start(config: &Config, tls: Option<&crate::tls::TlsSetup>) -> anyhow::Res
             core_config: shared.core_config(config, index, n)?,
             tls: acceptor.clone(),
             limits: limits.clone(),
-            relay_buffers: (config.relay.recv_buffer_bytes, config.relay.send_buffer_bytes),
+            relay_buffers: (
+                config.relay.recv_buffer_bytes.usize(),
+                config.relay.send_buffer_bytes.usize(),
+            ),
             shutdown: stop_rx.clone(),
         };
         let h = std::thread::Builder::new()

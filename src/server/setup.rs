@@ -9,11 +9,11 @@ use anyhow::{bail, Context};
 use proto::auth::Credentials;
 use proto::clock::Clock;
 use proto::nonce::NonceKey;
-use proto::policy::{IpNet, PeerPolicy};
+use proto::policy::PeerPolicy;
 use proto::quota::Quotas;
 
 use super::interfaces;
-use crate::config::Config;
+use crate::config::{Config, ExternalIp, RelayIp};
 use crate::random::random_bytes;
 
 /// What every shard shares; built once at start.
@@ -32,22 +32,25 @@ pub struct Shared {
     pub generated_secret: bool,
 }
 
-fn resolve_relay(key: &str, value: &str, v4: bool) -> anyhow::Result<Option<IpAddr>> {
-    Ok(match value {
-        "" => None,
-        "auto" => interfaces::first_usable(v4).or(if v4 {
-            Some(IpAddr::V4(Ipv4Addr::LOCALHOST))
-        } else {
-            None
-        }),
-        s => Some(s.parse().with_context(|| format!("{key}: `{s}` is not an address"))?),
-    })
+/// The address relays of one family bind to; "auto" looks at this host's
+/// interfaces (IPv4 falls back to loopback).
+fn resolve_relay(relay: RelayIp, v4: bool) -> Option<IpAddr> {
+    match relay {
+        RelayIp::Off => None,
+        RelayIp::Auto => interfaces::first_usable(v4).or(v4.then_some(IpAddr::V4(Ipv4Addr::LOCALHOST))),
+        RelayIp::Addr(ip) => Some(ip),
+    }
 }
 
 /// The configured REST secrets: `turn.secrets` plus one per file in
 /// `turn.secret_files` (systemd LoadCredential, Kubernetes Secrets).
 pub fn configured_secrets(config: &Config) -> anyhow::Result<Vec<Vec<u8>>> {
-    let mut out: Vec<Vec<u8>> = config.turn.secrets.iter().map(|s| s.as_bytes().to_vec()).collect();
+    let mut out: Vec<Vec<u8>> = config
+        .turn
+        .secrets
+        .iter()
+        .map(|s| s.expose().as_bytes().to_vec())
+        .collect();
     for path in &config.turn.secret_files {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("turn.secret_files: cannot read {}", path.display()))?;
@@ -70,32 +73,29 @@ fn credentials(config: &Config, secrets: Vec<Vec<u8>>) -> Credentials {
         ..Credentials::default()
     };
     for (user, password) in &config.turn.users {
-        c.add_static_user(user, password);
+        c.add_static_user(user, password.expose());
     }
     c
 }
 
-fn peer_policy(config: &Config, own: Vec<IpAddr>) -> anyhow::Result<PeerPolicy> {
-    let mut policy = PeerPolicy::default();
-    for n in &config.peers.deny {
-        policy
-            .deny
-            .push(n.parse::<IpNet>().map_err(|e| anyhow::anyhow!("peers.deny: {e}"))?);
+/// The built-in special-purpose ranges plus `peers.deny`, the `peers.allow`
+/// overrides, and our own relay addresses on the relay port range.
+fn peer_policy(config: &Config, own: Vec<IpAddr>) -> PeerPolicy {
+    let built_in = PeerPolicy::default().deny;
+    PeerPolicy {
+        deny: built_in.into_iter().chain(config.peers.deny.iter().copied()).collect(),
+        allow: config.peers.allow.clone(),
+        own,
+        own_ports: config.relay.port_min..=config.relay.port_max,
     }
-    for n in &config.peers.allow {
-        policy
-            .allow
-            .push(n.parse::<IpNet>().map_err(|e| anyhow::anyhow!("peers.allow: {e}"))?);
-    }
-    policy.own = own;
-    policy.own_ports = config.relay.port_min..=config.relay.port_max;
-    Ok(policy)
 }
 
 impl Shared {
     /// A copy with what `new` changes live: secrets, users, realm, peer
-    /// policy. Relay addresses, clock, nonce key and the shared registries
-    /// stay; a secret generated at start stays if `new` configures none.
+    /// policy. `new` is a [`crate::config::ReloadPlan`]'s applied config, so
+    /// its relay keys are the running ones: the relay addresses resolved at
+    /// start, clock, nonce key and the shared registries stay; a secret
+    /// generated at start stays if `new` configures none.
     pub fn reloaded(&self, new: &Config) -> anyhow::Result<Shared> {
         let mut secrets = configured_secrets(new)?;
         let generated_secret = secrets.is_empty() && self.generated_secret;
@@ -104,8 +104,7 @@ impl Shared {
         }
         let mut s = self.clone();
         s.credentials = credentials(new, secrets);
-        s.policy = peer_policy(new, self.policy.own.clone())?;
-        s.policy.own_ports = self.policy.own_ports.clone();
+        s.policy = peer_policy(new, self.policy.own.clone());
         s.generated_secret = generated_secret;
         Ok(s)
     }
@@ -118,13 +117,10 @@ impl Shared {
             secrets.push(s.iter().map(|b| format!("{b:02x}")).collect::<String>().into_bytes());
         }
         let credentials = credentials(config, secrets);
-        let relay_ipv4 = resolve_relay("relay.ipv4", &config.relay.ipv4, true)?;
-        let relay_ipv6 = resolve_relay("relay.ipv6", &config.relay.ipv6, false)?;
+        let relay_ipv4 = resolve_relay(config.relay.ipv4, true);
+        let relay_ipv6 = resolve_relay(config.relay.ipv6, false);
         let mut external_ips = Vec::new();
-        for (public, private) in config
-            .external_ips_raw()
-            .map_err(|e| anyhow::anyhow!("relay.external_ip: {e}"))?
-        {
+        for &ExternalIp { public, private } in &config.relay.external_ip {
             let private = match private {
                 Some(p) => p,
                 None => match if public.is_ipv4() { relay_ipv4 } else { relay_ipv6 } {
@@ -139,7 +135,7 @@ impl Shared {
             .chain(relay_ipv6)
             .chain(external_ips.iter().map(|(_, public)| *public))
             .collect();
-        let policy = peer_policy(config, own)?;
+        let policy = peer_policy(config, own);
         let unix = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
@@ -184,7 +180,7 @@ impl Shared {
             policy: self.policy.clone(),
             quotas: self.quotas.clone(),
             reservations: self.reservations.clone(),
-            bandwidth_limit: config.turn.bandwidth_limit,
+            bandwidth_limit: config.turn.bandwidth_limit.bytes(),
             legacy_channel_numbers: config.turn.legacy_channel_numbers,
             unauthenticated_rate: config.turn.unauthenticated_rate,
             rng_seed: u64::from_le_bytes(random_bytes()?),
@@ -196,5 +192,25 @@ impl Shared {
         let secret = self.credentials.rest_secrets.first()?;
         let expiry = self.clock.unix(Instant::now()) + ttl.as_secs();
         Some(proto::auth::rest_credentials(secret, user, expiry))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peer_policy_adds_the_configured_lists_to_the_built_in_ranges() {
+        let mut config = Config::default();
+        config.peers.deny = vec!["198.51.100.0/24".parse().unwrap()];
+        config.peers.allow = vec!["10.1.0.0/16".parse().unwrap()];
+        let own: IpAddr = "192.0.2.1".parse().unwrap();
+        let policy = peer_policy(&config, vec![own]);
+        let allows = |peer: &str| policy.allows(peer.parse().unwrap());
+        assert!(!allows("10.2.0.1:9"), "built-in 10/8 stays denied");
+        assert!(!allows("198.51.100.1:9"), "peers.deny added");
+        assert!(allows("10.1.0.1:9"), "peers.allow overrides");
+        assert!(allows("8.8.8.8:53"));
+        assert!(allows(&format!("{own}:{}", config.relay.port_min)));
     }
 }
