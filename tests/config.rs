@@ -91,6 +91,8 @@ fn bad_values_name_the_key() {
         ("log.level", "loud"),
         ("listen.udp", "not-an-address"),
         ("stream.max_message_bytes", "100"),
+        ("signaling.max_queued_bytes_per_peer", "65536"),
+        ("signaling.max_queued_bytes", "1000"),
     ] {
         let e = load_err(Sources {
             overrides: vec![(key.into(), value.into())],

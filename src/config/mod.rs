@@ -100,6 +100,8 @@ pub struct SignalingSection {
     pub max_messages_per_sec: u32,
     pub resume_grace: ConfigDuration,
     pub ping_interval: ConfigDuration,
+    pub max_queued_bytes_per_peer: usize,
+    pub max_queued_bytes: usize,
 }
 
 #[derive(Clone, PartialEq, Deserialize)]
@@ -468,6 +470,18 @@ impl Config {
         }
         if self.signaling.max_messages_per_sec == 0 {
             return invalid("signaling.max_messages_per_sec", "must be at least 1");
+        }
+        if self.signaling.max_queued_bytes_per_peer < 2 * self.signaling.max_message_bytes {
+            return invalid(
+                "signaling.max_queued_bytes_per_peer",
+                "must be at least twice signaling.max_message_bytes",
+            );
+        }
+        if self.signaling.max_queued_bytes < self.signaling.max_queued_bytes_per_peer {
+            return invalid(
+                "signaling.max_queued_bytes",
+                "must be at least signaling.max_queued_bytes_per_peer",
+            );
         }
         for (key, list) in [("peers.allow", &self.peers.allow), ("peers.deny", &self.peers.deny)] {
             for net in list {
