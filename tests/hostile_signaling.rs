@@ -134,7 +134,13 @@ async fn grace_queue_flood_stays_within_budget() {
         json!({"type": "peer-left", "id": idv}),
         "the grace ended"
     );
+    // Every socket closed: the hub forgets them all.
     drop((h1, h2, attacker));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(addr, "ternd_signaling_connections") != 0 {
+        assert!(Instant::now() < deadline, "closed sockets forgotten");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     server.shutdown().unwrap();
 }
 

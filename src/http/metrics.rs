@@ -143,6 +143,8 @@ pub async fn metrics(State(app): State<Arc<AppState>>) -> impl IntoResponse {
         "Relayed signaling bytes waiting in queues (sockets and resume graces).",
     );
     let _ = writeln!(o, "ternd_signaling_queued_bytes {}", sig.queued_bytes);
+    family(&mut o, "signaling_connections", "gauge", "Open signaling WebSockets.");
+    let _ = writeln!(o, "ternd_signaling_connections {}", sig.connections);
     family(&mut o, "shards", "gauge", "Shards configured.");
     let _ = writeln!(o, "ternd_shards {}", app.server.shard_count());
     family(

@@ -33,6 +33,8 @@ pub(super) struct Outgoing {
 pub struct HubStats {
     pub drops: DropCounts,
     pub queued_bytes: usize,
+    /// Sockets whose task is still running.
+    pub connections: usize,
 }
 
 /// How the hub reaches one connection's socket task.
@@ -112,9 +114,11 @@ impl Hub {
         }
     }
 
-    /// `conn`'s socket task ended and dropped its queue.
-    pub(super) fn queue_gone(&self, conn: ConnId) {
-        self.with_rooms(|rooms, _| rooms.handle_queue_gone(conn));
+    /// `conn`'s socket task ended: its handle and its queue are gone.
+    pub(super) fn ended(&self, conn: ConnId) {
+        let mut s = self.lock();
+        s.conns.remove(&conn);
+        s.rooms.handle_queue_gone(conn);
     }
 
     pub fn stats(&self) -> HubStats {
@@ -122,6 +126,7 @@ impl Hub {
         HubStats {
             drops: s.rooms.drops().clone(),
             queued_bytes: s.rooms.queued_bytes(),
+            connections: s.conns.len(),
         }
     }
 

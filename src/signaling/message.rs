@@ -291,6 +291,12 @@ impl<'de> Deserialize<'de> for Envelope<'de> {
     }
 }
 
+/// At most 32 characters of a client's string, to quote it in an error: a
+/// refusal is never larger than a few hundred bytes, whatever was sent.
+pub fn excerpt(s: &str) -> String {
+    s.chars().take(32).collect()
+}
+
 /// A raw value that is a JSON string, unescaped; None for anything else
 /// (refused at its first byte, whatever its size).
 fn string(raw: Option<&RawValue>) -> Option<String> {
@@ -342,13 +348,13 @@ pub fn parse(text: &str, max_bytes: usize) -> Result<ClientMessage, Refusal> {
         }
         "leave" => Ok(ClientMessage::Leave),
         "ping" => Ok(ClientMessage::Ping),
-        other => {
-            let shown: String = other.chars().take(32).collect();
-            Err(Refusal::new(
-                ErrorCode::UnknownType,
-                format!("unknown message type `{shown}` (join, offer, answer, candidate, leave, ping)"),
-            ))
-        }
+        other => Err(Refusal::new(
+            ErrorCode::UnknownType,
+            format!(
+                "unknown message type `{}` (join, offer, answer, candidate, leave, ping)",
+                excerpt(other)
+            ),
+        )),
     }
 }
 

@@ -15,7 +15,7 @@ use std::time::Instant;
 use super::budget::{DropCounts, Exhausted, QueueBudget};
 use super::ids::IdSource;
 use super::message::{
-    ClientMessage, ErrorCode, PeerId, Refusal, RelayBody, Relayed, ResumeToken, RoomName, ServerMessage,
+    excerpt, ClientMessage, ErrorCode, PeerId, Refusal, RelayBody, Relayed, ResumeToken, RoomName, ServerMessage,
 };
 use super::rate::TokenBucket;
 use super::SignalingLimits;
@@ -341,7 +341,12 @@ impl Rooms {
     /// queue or the hub over its byte budget; the target keeps what it has.
     fn relay(&mut self, conn: ConnId, to: PeerId, body: RelayBody) -> Result<(), Refusal> {
         let seat = self.seated(conn)?;
-        let unknown = || Refusal::new(ErrorCode::UnknownPeer, format!("no other peer `{to}` in your room"));
+        let unknown = || {
+            Refusal::new(
+                ErrorCode::UnknownPeer,
+                format!("no other peer `{}` in your room", excerpt(&to.0)),
+            )
+        };
         if to == seat.peer {
             return Err(unknown());
         }
@@ -692,6 +697,9 @@ mod tests {
             error_code(&t.send(b, &offer(&PeerId("ghost".into()))), b),
             Some(ErrorCode::UnknownPeer)
         );
+        // A long `to` is not echoed back at length.
+        let out = t.send(b, &offer(&PeerId("g".repeat(3000))));
+        assert!(matches!(&out[..], [Output::Deliver(_, ServerMessage::Error(r))] if r.message.len() < 100));
         t.join("r");
         t.join("r");
         let d = t.connect();

@@ -94,7 +94,7 @@ pub async fn serve_socket(hub: Arc<Hub>, mut socket: WebSocket) {
     // The peer's id is reserved before the client can see the close finish.
     hub.disconnect(conn);
     drop(rx);
-    hub.queue_gone(conn);
+    hub.ended(conn);
     let linger = match end {
         End::Close => send(&mut socket, Message::Close(None), &kill).await,
         End::ClientClosed => true,
