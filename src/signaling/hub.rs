@@ -33,7 +33,7 @@ pub(super) struct Outgoing {
 pub struct HubStats {
     pub drops: DropCounts,
     pub queued_bytes: usize,
-    /// Sockets whose task is still running.
+    /// Sockets the hub still delivers to (not closed, not dropped).
     pub connections: usize,
 }
 
