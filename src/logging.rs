@@ -41,3 +41,54 @@ pub fn init(log: &LogSection) -> anyhow::Result<LogHandle> {
     result.map_err(|e| anyhow::anyhow!("cannot install the logger: {e}"))?;
     Ok(LogHandle(handle))
 }
+
+/// Lets a warning through at most once per `interval`, so a stranger who
+/// keeps hitting a limit cannot flood the log; the ones held back are
+/// counted and reported with the next one let through.
+#[derive(Debug)]
+pub struct WarnLimiter {
+    interval: std::time::Duration,
+    last: Option<std::time::Instant>,
+    held_back: u64,
+}
+
+impl WarnLimiter {
+    pub fn new(interval: std::time::Duration) -> WarnLimiter {
+        WarnLimiter {
+            interval,
+            last: None,
+            held_back: 0,
+        }
+    }
+
+    /// Some(warnings held back since the last one) when one may be logged at `now`.
+    pub fn allow(&mut self, now: std::time::Instant) -> Option<u64> {
+        match self.last {
+            Some(last) if now.saturating_duration_since(last) < self.interval => {
+                self.held_back += 1;
+                None
+            }
+            _ => {
+                self.last = Some(now);
+                Some(std::mem::take(&mut self.held_back))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn once_per_interval_counting_the_rest() {
+        let t0 = Instant::now();
+        let mut w = WarnLimiter::new(Duration::from_secs(10));
+        assert_eq!(w.allow(t0), Some(0));
+        assert_eq!(w.allow(t0 + Duration::from_secs(1)), None);
+        assert_eq!(w.allow(t0 + Duration::from_secs(9)), None);
+        assert_eq!(w.allow(t0 + Duration::from_secs(10)), Some(2));
+        assert_eq!(w.allow(t0 + Duration::from_secs(11)), None);
+    }
+}

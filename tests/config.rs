@@ -127,6 +127,8 @@ fn bad_values_name_the_key() {
         ("peers.deny", "everything"),
         ("turn.secrets", "too-short"),
         ("http.api_keys", "too-short"),
+        ("signaling.max_queued_bytes_per_peer", "65536"),
+        ("signaling.max_queued_bytes", "1000"),
     ] {
         let e = load_err(Sources {
             overrides: vec![(key.into(), value.into())],

@@ -98,6 +98,8 @@ pub struct SignalingSection {
     pub max_messages_per_sec: u32,
     pub resume_grace: ConfigDuration,
     pub ping_interval: ConfigDuration,
+    pub max_queued_bytes_per_peer: ByteSize,
+    pub max_queued_bytes: ByteSize,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -451,6 +453,18 @@ impl Config {
         }
         if self.signaling.max_messages_per_sec == 0 {
             return invalid("signaling.max_messages_per_sec", "must be at least 1");
+        }
+        if self.signaling.max_queued_bytes_per_peer.bytes() < 2 * self.signaling.max_message_bytes.bytes() {
+            return invalid(
+                "signaling.max_queued_bytes_per_peer",
+                "must be at least twice signaling.max_message_bytes",
+            );
+        }
+        if self.signaling.max_queued_bytes.bytes() < self.signaling.max_queued_bytes_per_peer.bytes() {
+            return invalid(
+                "signaling.max_queued_bytes",
+                "must be at least signaling.max_queued_bytes_per_peer",
+            );
         }
         Ok(())
     }

@@ -121,6 +121,30 @@ pub async fn metrics(State(app): State<Arc<AppState>>) -> impl IntoResponse {
         "Open TCP and TLS client connections.",
     );
     let _ = writeln!(o, "ternd_stream_connections {}", app.server.open_connections());
+    let sig = app.hub.stats();
+    family(
+        &mut o,
+        "signaling_dropped_total",
+        "counter",
+        "Signaling messages refused or dropped because a queue budget was exhausted, by reason.",
+    );
+    for why in crate::signaling::budget::Exhausted::ALL {
+        let _ = writeln!(
+            o,
+            "ternd_signaling_dropped_total{{reason=\"{}\"}} {}",
+            why.label(),
+            sig.drops.get(why)
+        );
+    }
+    family(
+        &mut o,
+        "signaling_queued_bytes",
+        "gauge",
+        "Relayed signaling bytes waiting in queues (sockets and resume graces).",
+    );
+    let _ = writeln!(o, "ternd_signaling_queued_bytes {}", sig.queued_bytes);
+    family(&mut o, "signaling_connections", "gauge", "Open signaling WebSockets.");
+    let _ = writeln!(o, "ternd_signaling_connections {}", sig.connections);
     family(&mut o, "shards", "gauge", "Shards configured.");
     let _ = writeln!(o, "ternd_shards {}", app.server.shard_count());
     family(

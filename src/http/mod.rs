@@ -90,6 +90,7 @@ async fn ws(State(app): State<Arc<AppState>>, headers: HeaderMap, upgrade: WebSo
     let hub = app.hub.clone();
     upgrade
         .max_message_size(hub.limits().max_message_bytes)
+        .max_frame_size(hub.limits().max_message_bytes)
         .on_upgrade(move |socket| crate::signaling::serve_socket(hub, socket))
 }
 
@@ -132,6 +133,8 @@ pub fn start(
         max_messages_per_sec: s.max_messages_per_sec,
         resume_grace: s.resume_grace.0,
         ping_interval: s.ping_interval.0,
+        max_queued_bytes_per_peer: s.max_queued_bytes_per_peer.usize(),
+        max_queued_bytes: s.max_queued_bytes.usize(),
     });
     let state = Arc::new(AppState {
         ports: crate::ice_servers::IcePorts::from_bound(bound),

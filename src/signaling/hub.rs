@@ -4,23 +4,44 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, Notify};
 
+use super::budget::{DropCounts, Exhausted};
 use super::message::{ClientMessage, Refusal};
 use super::rooms::{ConnId, Output, Rooms};
 use super::SignalingLimits;
+use crate::logging::WarnLimiter;
 
 /// Messages queued for one connection's socket. A reader that falls this far
 /// behind is dropped rather than slowing anyone else down.
 pub const QUEUE_MESSAGES: usize = 256;
 
+/// At most one warning per this interval says a queue budget was exhausted.
+pub const WARN_INTERVAL: Duration = Duration::from_secs(10);
+
+/// One message for a socket: its text, and the bytes it was charged against
+/// the queue budgets (credited back once written).
+pub(super) struct Outgoing {
+    pub text: String,
+    pub charged: usize,
+}
+
+/// What `/metrics` shows of the hub.
+#[derive(Debug, Clone)]
+pub struct HubStats {
+    pub drops: DropCounts,
+    pub queued_bytes: usize,
+    /// Sockets the hub still delivers to (not closed, not dropped).
+    pub connections: usize,
+}
+
 /// How the hub reaches one connection's socket task.
 pub(super) struct ConnHandle {
     /// Serialized messages to send. Dropping it asks the task to send what is
     /// queued and close.
-    pub tx: mpsc::Sender<String>,
+    pub tx: mpsc::Sender<Outgoing>,
     /// Stops the task at once (its queue is full: it cannot even be told).
     pub kill: Arc<Notify>,
 }
@@ -28,6 +49,7 @@ pub(super) struct ConnHandle {
 struct State {
     rooms: Rooms,
     conns: HashMap<ConnId, ConnHandle>,
+    warn: WarnLimiter,
 }
 
 /// Every room and peer of the process.
@@ -48,6 +70,7 @@ impl Hub {
             state: Mutex::new(State {
                 rooms: Rooms::new(limits.clone(), secret),
                 conns: HashMap::new(),
+                warn: WarnLimiter::new(WARN_INTERVAL),
             }),
             limits,
             wake: Notify::new(),
@@ -84,22 +107,55 @@ impl Hub {
         self.with_rooms(|rooms, now| rooms.handle_disconnect(conn, now));
     }
 
+    /// A message charged `charged` bytes was written to `conn`'s socket.
+    pub(super) fn sent(&self, conn: ConnId, charged: usize) {
+        if charged > 0 {
+            self.with_rooms(|rooms, _| rooms.handle_sent(conn, charged));
+        }
+    }
+
+    /// `conn`'s socket task ended: its handle and its queue are gone.
+    pub(super) fn ended(&self, conn: ConnId) {
+        let mut s = self.lock();
+        s.conns.remove(&conn);
+        s.rooms.handle_queue_gone(conn);
+    }
+
+    pub fn stats(&self) -> HubStats {
+        let s = self.lock();
+        HubStats {
+            drops: s.rooms.drops().clone(),
+            queued_bytes: s.rooms.queued_bytes(),
+            connections: s.conns.len(),
+        }
+    }
+
     /// Feeds one input and delivers its outputs, under the lock.
     fn with_rooms(&self, input: impl FnOnce(&mut Rooms, Instant)) {
         let now = Instant::now();
         let mut guard = self.lock();
         let s = &mut *guard;
         let before = s.rooms.poll_timeout();
+        let drops_before = s.rooms.drops().clone();
         input(&mut s.rooms, now);
         while let Some(out) = s.rooms.poll_output() {
             match out {
                 Output::Deliver(conn, msg) => {
-                    let Some(h) = s.conns.get(&conn) else { continue };
-                    match h.tx.try_send(msg.to_json()) {
+                    let charged = msg.charged_size();
+                    let Some(h) = s.conns.get(&conn) else {
+                        s.rooms.handle_sent(conn, charged);
+                        continue;
+                    };
+                    match h.tx.try_send(Outgoing {
+                        text: msg.into_json(),
+                        charged,
+                    }) {
                         Ok(()) => {}
                         Err(e) => {
+                            s.rooms.handle_sent(conn, charged);
                             if matches!(e, mpsc::error::TrySendError::Full(_)) {
                                 tracing::debug!(conn = conn.0, "signaling: slow reader dropped");
+                                s.rooms.count_drop(Exhausted::SlowReader);
                             }
                             if let Some(h) = s.conns.remove(&conn) {
                                 h.kill.notify_one();
@@ -115,6 +171,16 @@ impl Hub {
         }
         if s.rooms.poll_timeout() != before {
             self.wake.notify_one();
+        }
+        if let Some(why) = s.rooms.drops().grown_since(&drops_before) {
+            if let Some(held_back) = s.warn.allow(now) {
+                tracing::warn!(
+                    reason = why.label(),
+                    held_back,
+                    queued_bytes = s.rooms.queued_bytes(),
+                    "signaling: a queue budget is exhausted, messages refused (see ternd_signaling_dropped_total)"
+                );
+            }
         }
     }
 

@@ -1,9 +1,16 @@
 //! The signaling wire format: client messages parsed from JSON text frames
 //! into typed values, server messages written back as JSON.
+//!
+//! Only the top level of a client message is parsed. Every value below it is
+//! scanned (checked to be JSON) but never built into a tree, and a relayed
+//! body is carried as text: a hostile payload costs one linear scan and its
+//! own size, not a `serde_json::Value` many times larger.
 
 use std::fmt;
 
-use serde_json::{json, Map, Value};
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+use serde_json::json;
+use serde_json::value::RawValue;
 
 /// A room name: 1-64 characters of `[A-Za-z0-9_-]`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -48,10 +55,49 @@ pub enum ClientMessage {
     /// `type`) minus `to` and any client-supplied `from`.
     Relay {
         to: PeerId,
-        body: Map<String, Value>,
+        body: RelayBody,
     },
     Leave,
     Ping,
+}
+
+/// A relayed message's body as JSON text: an object whose first member is
+/// `"type"`, without `to` or `from`. Built only by [`parse`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayBody(String);
+
+impl RelayBody {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A relayed message as it goes out: the body with `"from"` put first.
+/// Queues keep it in this form (serialized, never as a parsed tree).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Relayed(String);
+
+impl Relayed {
+    pub fn new(from: &PeerId, body: &RelayBody) -> Relayed {
+        let from = serde_json::to_string(&from.0).unwrap_or_else(|_| unreachable!("a string always serializes"));
+        // `body` is `{"type":...}`: its members follow `from`.
+        let members = &body.0[1..];
+        let mut text = String::with_capacity(10 + from.len() + members.len());
+        text.push_str("{\"from\":");
+        text.push_str(&from);
+        text.push(',');
+        text.push_str(members);
+        Relayed(text)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Bytes it holds, as counted against the queue budgets.
+    pub fn size(&self) -> usize {
+        self.0.len()
+    }
 }
 
 /// Why a message was refused; the `code` of an `error` message.
@@ -73,6 +119,10 @@ pub enum ErrorCode {
     RateLimited,
     /// The resume token is unknown, expired, or for another room.
     BadResume,
+    /// The target peer has too many bytes queued (`max_queued_bytes_per_peer`).
+    PeerBusy,
+    /// The server holds too many queued bytes in total (`max_queued_bytes`).
+    ServerBusy,
 }
 
 impl ErrorCode {
@@ -89,6 +139,8 @@ impl ErrorCode {
             ErrorCode::TooLarge => "too-large",
             ErrorCode::RateLimited => "rate-limited",
             ErrorCode::BadResume => "bad-resume",
+            ErrorCode::PeerBusy => "peer-busy",
+            ErrorCode::ServerBusy => "server-busy",
         }
     }
 
@@ -146,10 +198,7 @@ pub enum ServerMessage {
     PeerJoined(PeerId),
     PeerLeft(PeerId),
     /// A relayed `offer`/`answer`/`candidate`: the sender's body plus `from`.
-    Relayed {
-        from: PeerId,
-        body: Map<String, Value>,
-    },
+    Relayed(Relayed),
     Pong,
     Error(Refusal),
 }
@@ -163,22 +212,95 @@ impl ServerMessage {
             }
             ServerMessage::PeerJoined(id) => json!({"type": "peer-joined", "id": id.0}),
             ServerMessage::PeerLeft(id) => json!({"type": "peer-left", "id": id.0}),
-            ServerMessage::Relayed { from, body } => {
-                // `body` never holds `from` (parse removes it): no duplicate key.
-                #[derive(serde::Serialize)]
-                struct Relayed<'a> {
-                    from: &'a str,
-                    #[serde(flatten)]
-                    body: &'a Map<String, Value>,
-                }
-                return serde_json::to_string(&Relayed { from: &from.0, body })
-                    .unwrap_or_else(|_| unreachable!("a JSON map always serializes"));
-            }
+            ServerMessage::Relayed(r) => return r.0.clone(),
             ServerMessage::Pong => json!({"type": "pong"}),
             ServerMessage::Error(r) => json!({"type": "error", "code": r.code.as_str(), "message": r.message}),
         };
         v.to_string()
     }
+
+    /// The JSON text, without copying a relayed body.
+    pub fn into_json(self) -> String {
+        match self {
+            ServerMessage::Relayed(r) => r.0,
+            other => other.to_json(),
+        }
+    }
+
+    /// Bytes this message counts against the queue budgets: a relayed
+    /// message its size; the server's own messages (small, and bounded by
+    /// the connection's message count) nothing.
+    pub fn charged_size(&self) -> usize {
+        match self {
+            ServerMessage::Relayed(r) => r.size(),
+            _ => 0,
+        }
+    }
+}
+
+/// The members of a client message this server reads, plus the ones a relay
+/// passes through, found in one pass over the top level. Values are borrowed
+/// as raw JSON text: serde_json checks them with an iterative, linear scan
+/// and builds nothing, however deep or wide they are.
+#[derive(Default)]
+struct Envelope<'a> {
+    kind: Option<&'a RawValue>,
+    to: Option<&'a RawValue>,
+    room: Option<&'a RawValue>,
+    resume: Option<&'a RawValue>,
+    /// Every member but `type`, `to` and `from`, as `,"key":value`.
+    rest: String,
+}
+
+impl<'de> Deserialize<'de> for Envelope<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Members;
+        impl<'de> Visitor<'de> for Members {
+            type Value = Envelope<'de>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Envelope<'de>, A::Error> {
+                let mut e = Envelope::default();
+                while let Some(key) = map.next_key::<String>()? {
+                    let value: &'de RawValue = map.next_value()?;
+                    match key.as_str() {
+                        "type" => e.kind = Some(value),
+                        "to" => e.to = Some(value),
+                        "from" => {}
+                        other => {
+                            match other {
+                                "room" => e.room = Some(value),
+                                "resume" => e.resume = Some(value),
+                                _ => {}
+                            }
+                            let key = serde_json::to_string(other).map_err(serde::de::Error::custom)?;
+                            e.rest.push(',');
+                            e.rest.push_str(&key);
+                            e.rest.push(':');
+                            e.rest.push_str(value.get());
+                        }
+                    }
+                }
+                Ok(e)
+            }
+        }
+        d.deserialize_map(Members)
+    }
+}
+
+/// At most 32 characters of a client's string, to quote it in an error: a
+/// refusal is never larger than a few hundred bytes, whatever was sent.
+pub fn excerpt(s: &str) -> String {
+    s.chars().take(32).collect()
+}
+
+/// A raw value that is a JSON string, unescaped; None for anything else
+/// (refused at its first byte, whatever its size).
+fn string(raw: Option<&RawValue>) -> Option<String> {
+    raw.and_then(|r| serde_json::from_str(r.get()).ok())
 }
 
 /// Parses one text frame. Unknown fields of `join`, `leave` and `ping` are
@@ -187,57 +309,59 @@ pub fn parse(text: &str, max_bytes: usize) -> Result<ClientMessage, Refusal> {
     if text.len() > max_bytes {
         return Err(Refusal::too_large(max_bytes));
     }
-    let value: Value =
-        serde_json::from_str(text).map_err(|e| Refusal::new(ErrorCode::BadJson, format!("not JSON: {e}")))?;
-    let Value::Object(mut obj) = value else {
-        return Err(Refusal::new(ErrorCode::BadJson, "a message is a JSON object"));
-    };
-    let kind = match obj.get("type") {
-        Some(Value::String(s)) => s.clone(),
-        _ => return Err(Refusal::new(ErrorCode::UnknownType, "`type` must be a string")),
+    let mut de = serde_json::Deserializer::from_str(text);
+    let env = Envelope::deserialize(&mut de)
+        .and_then(|env| de.end().map(|()| env))
+        .map_err(|e| match e.classify() {
+            serde_json::error::Category::Data => Refusal::new(ErrorCode::BadJson, "a message is a JSON object"),
+            _ => Refusal::new(ErrorCode::BadJson, format!("not JSON: {e}")),
+        })?;
+    let Some(kind) = string(env.kind) else {
+        return Err(Refusal::new(ErrorCode::UnknownType, "`type` must be a string"));
     };
     match kind.as_str() {
         "join" => {
-            let room = obj
-                .get("room")
-                .and_then(Value::as_str)
+            let room = string(env.room)
+                .as_deref()
                 .and_then(RoomName::parse)
                 .ok_or_else(|| Refusal::new(ErrorCode::BadRoom, "`room` must be 1-64 characters of A-Z a-z 0-9 _ -"))?;
-            let resume = match obj.get("resume") {
-                None | Some(Value::Null) => None,
-                Some(Value::String(t)) => Some(ResumeToken(t.clone())),
-                Some(_) => return Err(Refusal::new(ErrorCode::BadResume, "`resume` must be a string")),
+            let resume = match env.resume {
+                None => None,
+                Some(r) if r.get() == "null" => None,
+                Some(r) => match string(Some(r)) {
+                    Some(t) => Some(ResumeToken(t)),
+                    None => return Err(Refusal::new(ErrorCode::BadResume, "`resume` must be a string")),
+                },
             };
             Ok(ClientMessage::Join { room, resume })
         }
         "offer" | "answer" | "candidate" => {
-            let to = match obj.remove("to") {
-                Some(Value::String(to)) => PeerId(to),
-                _ => {
-                    return Err(Refusal::new(
-                        ErrorCode::BadMessage,
-                        "`to` must name a peer of your room",
-                    ))
-                }
+            let Some(to) = string(env.to) else {
+                return Err(Refusal::new(
+                    ErrorCode::BadMessage,
+                    "`to` must name a peer of your room",
+                ));
             };
-            obj.remove("from");
-            Ok(ClientMessage::Relay { to, body: obj })
+            // `kind` is one of three plain words: no escaping needed.
+            let body = RelayBody(format!("{{\"type\":\"{kind}\"{}}}", env.rest));
+            Ok(ClientMessage::Relay { to: PeerId(to), body })
         }
         "leave" => Ok(ClientMessage::Leave),
         "ping" => Ok(ClientMessage::Ping),
-        other => {
-            let shown: String = other.chars().take(32).collect();
-            Err(Refusal::new(
-                ErrorCode::UnknownType,
-                format!("unknown message type `{shown}` (join, offer, answer, candidate, leave, ping)"),
-            ))
-        }
+        other => Err(Refusal::new(
+            ErrorCode::UnknownType,
+            format!(
+                "unknown message type `{}` (join, offer, answer, candidate, leave, ping)",
+                excerpt(other)
+            ),
+        )),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     fn code(text: &str) -> ErrorCode {
         parse(text, 1024).unwrap_err().code
@@ -277,7 +401,7 @@ mod tests {
             panic!("a relay");
         };
         assert_eq!(to, PeerId("p".into()));
-        assert_eq!(Value::Object(body), json!({"type": "offer", "sdp": "v=0"}));
+        assert_eq!(body.as_str(), r#"{"type":"offer","sdp":"v=0"}"#);
         assert_eq!(parse(r#"{"type":"leave"}"#, 1024).unwrap(), ClientMessage::Leave);
         assert_eq!(parse(r#"{"type":"ping","x":1}"#, 1024).unwrap(), ClientMessage::Ping);
     }
@@ -296,6 +420,50 @@ mod tests {
         assert_eq!(code(r#"{"type":"candidate","to":1}"#), ErrorCode::BadMessage);
         let big = format!(r#"{{"type":"ping","pad":"{}"}}"#, "x".repeat(2000));
         assert_eq!(code(&big), ErrorCode::TooLarge);
+    }
+
+    #[test]
+    fn relayed_members_pass_through_as_text() {
+        // Values are copied verbatim (not re-encoded); the last `to` wins, a
+        // forged `from` is dropped, `type` goes first.
+        let text = r#"{"to":"x","sdp":{"a":[1, 2.50]},"from":"f","type":"answer","k\u0041":null,"to":"p"}"#;
+        let ClientMessage::Relay { to, body } = parse(text, 1024).unwrap() else {
+            panic!("a relay");
+        };
+        assert_eq!(to, PeerId("p".into()));
+        assert_eq!(body.as_str(), r#"{"type":"answer","sdp":{"a":[1, 2.50]},"kA":null}"#);
+        let relayed = Relayed::new(&PeerId("a".into()), &body);
+        assert_eq!(
+            relayed.as_str(),
+            r#"{"from":"a","type":"answer","sdp":{"a":[1, 2.50]},"kA":null}"#
+        );
+        assert_eq!(ServerMessage::Relayed(relayed.clone()).charged_size(), relayed.size());
+        assert_eq!(ServerMessage::Pong.charged_size(), 0);
+    }
+
+    #[test]
+    fn hostile_shapes_cost_a_scan() {
+        // Wide (the issue's `[{"":0},...]`) and far deeper than serde_json's
+        // recursion limit for trees: both scanned, neither built.
+        let wide = format!(
+            r#"{{"type":"offer","to":"p","x":[{}]}}"#,
+            vec![r#"{"":0}"#; 9000].join(",")
+        );
+        let deep = format!(
+            r#"{{"type":"offer","to":"p","x":{}{}}}"#,
+            "[".repeat(30_000),
+            "]".repeat(30_000)
+        );
+        for text in [&wide, &deep] {
+            let ClientMessage::Relay { body, .. } = parse(text, 1 << 20).unwrap() else {
+                panic!("a relay");
+            };
+            assert!(body.as_str().len() < text.len());
+        }
+        let broken = format!(r#"{{"type":"offer","to":"p","x":{}"#, "[".repeat(1000));
+        assert_eq!(parse(&broken, 1 << 20).unwrap_err().code, ErrorCode::BadJson);
+        assert_eq!(code(r#"{"type":"ping"} x"#), ErrorCode::BadJson, "trailing bytes");
+        assert_eq!(code(r#"{"type":["offer"],"to":"p"}"#), ErrorCode::UnknownType);
     }
 
     #[test]
@@ -323,14 +491,13 @@ mod tests {
             parsed(ServerMessage::PeerLeft(PeerId("b".into()))),
             json!({"type": "peer-left", "id": "b"})
         );
-        let mut body = Map::new();
-        body.insert("type".into(), json!("candidate"));
-        body.insert("candidate".into(), json!({"sdpMid": "0"}));
+        let ClientMessage::Relay { body, .. } =
+            parse(r#"{"type":"candidate","to":"b","candidate":{"sdpMid":"0"}}"#, 1024).unwrap()
+        else {
+            panic!("a relay");
+        };
         assert_eq!(
-            parsed(ServerMessage::Relayed {
-                from: PeerId("a".into()),
-                body
-            }),
+            parsed(ServerMessage::Relayed(Relayed::new(&PeerId("a".into()), &body))),
             json!({"type": "candidate", "candidate": {"sdpMid": "0"}, "from": "a"})
         );
         assert_eq!(parsed(ServerMessage::Pong), json!({"type": "pong"}));

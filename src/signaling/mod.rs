@@ -27,19 +27,31 @@
 //!   `bad-message` (a relay without a string `to`), `not-joined`,
 //!   `already-joined`, `bad-room`, `room-full`, `unknown-peer` (no such
 //!   other peer in your room), `too-large`, `rate-limited`, `bad-resume`
-//!   (unknown, used, expired or other-room token).
+//!   (unknown, used, expired or other-room token), `peer-busy` and
+//!   `server-busy` (a relay refused by a queue budget, below).
 //!
 //! # Limits
 //! - A message over `max_message_bytes`: `too-large`, then the server closes.
+//!   A WebSocket frame is refused by its header alone, before its payload
+//!   is read.
 //! - `max_messages_per_sec` per connection, bursts up to twice that (token
 //!   bucket; every frame counts): one `rate-limited`, then the server closes.
 //! - Ten protocol violations (bad-json, unknown-type, bad-message, bad-room,
 //!   not-joined, already-joined) close the connection. room-full,
 //!   unknown-peer and bad-resume do not count: a correct client hits them by
-//!   racing other peers. After room-full the socket may join another room.
+//!   racing other peers (nor do peer-busy and server-busy). After
+//!   room-full the socket may join another room.
 //! - The server sends a WebSocket ping every `ping_interval` and drops a
 //!   socket from which nothing (pong or any frame) arrived for three.
 //! - A reader whose send queue (256 messages) is full is dropped.
+//! - Relayed messages are held as the text to send, never as parsed JSON,
+//!   and their bytes are budgeted: waiting for one peer (in its socket's
+//!   queue or kept during its grace) at most `max_queued_bytes_per_peer`,
+//!   for all peers together at most `max_queued_bytes`. A relay that would
+//!   exceed either is refused: the sender gets `peer-busy` or `server-busy`
+//!   and the target keeps what it has. Each refusal is counted in
+//!   `ternd_signaling_dropped_total{reason}` and warned about at most once
+//!   per `WARN_INTERVAL`.
 //!
 //! # Resume
 //! When a socket drops without `leave` (including every close by the
@@ -47,16 +59,18 @@
 //! hear nothing until the grace ends, then `peer-left`. A new socket that
 //! joins the same room with the token gets a `welcome` with the same id and
 //! a fresh token; the others are told nothing (they never saw it leave). Up
-//! to 32 messages relayed to the peer during its grace are kept and follow
-//! that welcome; later ones are dropped. Resuming an id whose old socket is
+//! to 32 messages relayed to the peer during its grace (within its byte
+//! budget) are kept and follow that welcome; later ones are refused with
+//! `peer-busy`. What a peer kept is freed when its grace ends. Resuming an id whose old socket is
 //! still open (the server has not noticed it die) closes the old socket.
 //! A reserved id counts toward `max_room_size`.
 //!
 //! # Layout
 //! `message` (wire format), `rooms` (the pure core: inputs with `now`,
-//! outputs drained), `rate` and `ids` (its helpers), `hub` (the core behind
+//! outputs drained), `rate`, `ids` and `budget` (its helpers), `hub` (the core behind
 //! a mutex, delivering to per-socket queues), `socket` (the per-socket task).
 
+pub mod budget;
 mod hub;
 mod ids;
 pub mod message;
@@ -66,7 +80,7 @@ mod socket;
 
 use std::time::Duration;
 
-pub use hub::Hub;
+pub use hub::{Hub, HubStats, WARN_INTERVAL};
 pub use socket::serve_socket;
 
 /// Limits from `[signaling]`.
@@ -77,4 +91,8 @@ pub struct SignalingLimits {
     pub max_messages_per_sec: u32,
     pub resume_grace: Duration,
     pub ping_interval: Duration,
+    /// Relayed bytes waiting for one peer (socket queue or resume grace).
+    pub max_queued_bytes_per_peer: usize,
+    /// Relayed bytes waiting in the whole hub.
+    pub max_queued_bytes: usize,
 }

@@ -3,14 +3,20 @@
 //! `handle_timeout`) with `now`, then drain every [`Output`] with
 //! [`Rooms::poll_output`] and call `handle_timeout` again at
 //! [`Rooms::poll_timeout`] (the end of the earliest resume grace).
+//!
+//! Relayed bytes are budgeted (see `budget`): each connection's outgoing
+//! queue in the driver is charged what is delivered to it and credited by
+//! `handle_sent` and `handle_queue_gone`; a peer in its grace holds its kept
+//! messages here, serialized, until it resumes or the grace ends.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::Instant;
 
-use serde_json::{Map, Value};
-
+use super::budget::{DropCounts, Exhausted, QueueBudget};
 use super::ids::IdSource;
-use super::message::{ClientMessage, ErrorCode, PeerId, Refusal, ResumeToken, RoomName, ServerMessage};
+use super::message::{
+    excerpt, ClientMessage, ErrorCode, PeerId, Refusal, RelayBody, Relayed, ResumeToken, RoomName, ServerMessage,
+};
 use super::rate::TokenBucket;
 use super::SignalingLimits;
 
@@ -52,7 +58,9 @@ struct Peer {
     conn: Option<ConnId>,
     token: ResumeToken,
     grace_until: Option<Instant>,
-    pending: VecDeque<ServerMessage>,
+    /// Relayed to it during its grace, serialized; `pending_bytes` in all.
+    pending: VecDeque<Relayed>,
+    pending_bytes: usize,
 }
 
 #[derive(Default)]
@@ -71,12 +79,18 @@ pub struct Rooms {
     /// Ends of resume graces: the one deadline queue.
     graces: BTreeSet<(Instant, Seat)>,
     out: VecDeque<Output>,
+    /// Relayed bytes in each connection's outgoing queue in the driver, from
+    /// `connect` until `handle_queue_gone` (which may come after the core
+    /// forgot the connection: its queue is still being flushed).
+    queues: HashMap<ConnId, usize>,
+    budget: QueueBudget,
+    drops: DropCounts,
 }
 
 impl Rooms {
     pub fn new(limits: SignalingLimits, secret: [u8; 32]) -> Rooms {
         Rooms {
-            limits,
+            limits: limits.clone(),
             ids: IdSource::new(secret),
             next_conn: 0,
             conns: HashMap::new(),
@@ -84,6 +98,9 @@ impl Rooms {
             tokens: HashMap::new(),
             graces: BTreeSet::new(),
             out: VecDeque::new(),
+            queues: HashMap::new(),
+            budget: QueueBudget::new(limits.max_queued_bytes_per_peer, limits.max_queued_bytes),
+            drops: DropCounts::default(),
         }
     }
 
@@ -97,7 +114,40 @@ impl Rooms {
             violations: 0,
         };
         self.conns.insert(id, conn);
+        self.queues.insert(id, 0);
         id
+    }
+
+    /// The driver wrote a message charged `size` bytes to `conn`'s socket
+    /// (or could not queue it at all).
+    pub fn handle_sent(&mut self, conn: ConnId, size: usize) {
+        if let Some(held) = self.queues.get_mut(&conn) {
+            let n = size.min(*held);
+            *held -= n;
+            self.budget.release(n);
+        }
+    }
+
+    /// `conn`'s outgoing queue is gone with its socket: what it held is freed.
+    pub fn handle_queue_gone(&mut self, conn: ConnId) {
+        if let Some(held) = self.queues.remove(&conn) {
+            self.budget.release(held);
+        }
+    }
+
+    /// A budget the driver found exhausted (a slow reader's full queue).
+    pub fn count_drop(&mut self, why: Exhausted) {
+        self.drops.add(why);
+    }
+
+    /// Messages refused or dropped so far, by reason.
+    pub fn drops(&self) -> &DropCounts {
+        &self.drops
+    }
+
+    /// Relayed bytes held now: in the driver's queues and for peers in their grace.
+    pub fn queued_bytes(&self) -> usize {
+        self.budget.total()
     }
 
     /// One frame from `conn`: a parsed message, or why it could not be parsed.
@@ -208,6 +258,7 @@ impl Rooms {
                 token: token.clone(),
                 grace_until: None,
                 pending: VecDeque::new(),
+                pending_bytes: 0,
             },
         );
         let seat = Seat {
@@ -256,6 +307,8 @@ impl Rooms {
         let old = peer.conn.replace(conn);
         let grace = peer.grace_until.take();
         let pending = std::mem::take(&mut peer.pending);
+        // Moved from the grace queue to the socket's (charged again on delivery).
+        self.budget.release(std::mem::take(&mut peer.pending_bytes));
         peer.token = new_token.clone();
         let peers = room.peers.keys().filter(|p| **p != seat.peer).cloned().collect();
         if let Some(until) = grace {
@@ -277,27 +330,56 @@ impl Rooms {
         );
         self.seat(conn, seat);
         for m in pending {
-            self.deliver(conn, m);
+            self.deliver(conn, ServerMessage::Relayed(m));
         }
         Ok(())
     }
 
     /// `offer`/`answer`/`candidate`: to one other peer of the sender's room,
     /// with `from`. A peer in its grace gets it on resume (up to MAX_PENDING).
-    fn relay(&mut self, conn: ConnId, to: PeerId, body: Map<String, Value>) -> Result<(), Refusal> {
+    /// Refused (`peer-busy`, `server-busy`) when it would take the target's
+    /// queue or the hub over its byte budget; the target keeps what it has.
+    fn relay(&mut self, conn: ConnId, to: PeerId, body: RelayBody) -> Result<(), Refusal> {
         let seat = self.seated(conn)?;
-        let unknown = || Refusal::new(ErrorCode::UnknownPeer, format!("no other peer `{to}` in your room"));
+        let unknown = || {
+            Refusal::new(
+                ErrorCode::UnknownPeer,
+                format!("no other peer `{}` in your room", excerpt(&to.0)),
+            )
+        };
         if to == seat.peer {
             return Err(unknown());
         }
         let Some(target) = self.rooms.get_mut(&seat.room).and_then(|r| r.peers.get_mut(&to)) else {
             return Err(unknown());
         };
-        let msg = ServerMessage::Relayed { from: seat.peer, body };
+        let msg = Relayed::new(&seat.peer, &body);
+        let size = msg.size();
+        let admitted = match target.conn {
+            Some(c) => self.budget.admit(self.queues.get(&c).copied().unwrap_or(0), size),
+            None if target.pending.len() >= MAX_PENDING => Err(Exhausted::PeerQueueFull),
+            None => self.budget.admit(target.pending_bytes, size),
+        };
+        if let Err(why) = admitted {
+            self.drops.add(why);
+            return Err(match why {
+                Exhausted::HubQueueFull => Refusal::new(
+                    ErrorCode::ServerBusy,
+                    "the server holds too many undelivered messages; try again later",
+                ),
+                _ => Refusal::new(
+                    ErrorCode::PeerBusy,
+                    format!("peer `{to}` has too many undelivered messages; try again later"),
+                ),
+            });
+        }
         match target.conn {
-            Some(c) => self.deliver(c, msg),
-            None if target.pending.len() < MAX_PENDING => target.pending.push_back(msg),
-            None => {}
+            Some(c) => self.deliver(c, ServerMessage::Relayed(msg)),
+            None => {
+                target.pending_bytes += size;
+                target.pending.push_back(msg);
+                self.budget.charge(size);
+            }
         }
         Ok(())
     }
@@ -325,6 +407,7 @@ impl Rooms {
             self.rooms.remove(&seat.room);
         }
         self.tokens.remove(&peer.token);
+        self.budget.release(peer.pending_bytes);
         if let Some(until) = peer.grace_until {
             self.graces.remove(&(until, seat.clone()));
         }
@@ -360,7 +443,14 @@ impl Rooms {
         self.deliver(conn, ServerMessage::Error(refusal));
     }
 
+    /// Queues `msg` for `conn`, charging its queue what the driver will
+    /// credit back with `handle_sent`.
     fn deliver(&mut self, conn: ConnId, msg: ServerMessage) {
+        let size = msg.charged_size();
+        if let Some(held) = self.queues.get_mut(&conn) {
+            *held += size;
+            self.budget.charge(size);
+        }
         self.out.push_back(Output::Deliver(conn, msg));
     }
 
@@ -396,7 +486,7 @@ impl Rooms {
 mod tests {
     use super::*;
     use crate::signaling::message::parse;
-    use serde_json::json;
+    use serde_json::{json, Value};
     use std::time::Duration;
 
     const GRACE: Duration = Duration::from_secs(30);
@@ -408,6 +498,8 @@ mod tests {
             max_messages_per_sec: 10,
             resume_grace: GRACE,
             ping_interval: Duration::from_secs(15),
+            max_queued_bytes_per_peer: 8192,
+            max_queued_bytes: 1 << 20,
         }
     }
 
@@ -605,6 +697,9 @@ mod tests {
             error_code(&t.send(b, &offer(&PeerId("ghost".into()))), b),
             Some(ErrorCode::UnknownPeer)
         );
+        // A long `to` is not echoed back at length.
+        let out = t.send(b, &offer(&PeerId("g".repeat(3000))));
+        assert!(matches!(&out[..], [Output::Deliver(_, ServerMessage::Error(r))] if r.message.len() < 100));
         t.join("r");
         t.join("r");
         let d = t.connect();
@@ -712,7 +807,7 @@ mod tests {
         assert_eq!(peers.len(), 2);
         assert_ne!(*resume, token, "a fresh token");
         assert!(
-            matches!(&out[1], Output::Deliver(c, ServerMessage::Relayed { body, .. }) if *c == a2 && body["sdp"] == "v=0")
+            matches!(&out[1], Output::Deliver(c, m @ ServerMessage::Relayed(_)) if *c == a2 && serde_json::from_str::<Value>(&m.to_json()).unwrap()["sdp"] == "v=0")
         );
         assert_eq!(out.len(), 2, "the others are told nothing");
         // Past the old grace end nothing happens, and the used token is dead.
@@ -819,11 +914,113 @@ mod tests {
         let (a, ida, token) = t.join("r");
         let (b, _, _) = t.join("r");
         t.disconnect(a);
-        for _ in 0..MAX_PENDING + 10 {
-            t.send(b, &offer(&ida));
+        for i in 0..MAX_PENDING + 10 {
+            let refused = error_code(&t.send(b, &offer(&ida)), b);
+            assert_eq!(refused, (i >= MAX_PENDING).then_some(ErrorCode::PeerBusy), "{i}");
         }
+        assert_eq!(t.rooms.drops().get(Exhausted::PeerQueueFull), 10);
         let a2 = t.connect();
         let out = t.send(a2, &format!(r#"{{"type":"join","room":"r","resume":"{}"}}"#, token.0));
         assert_eq!(out.len(), 1 + MAX_PENDING);
+    }
+
+    /// An offer to `to` of about `pad` bytes.
+    fn big_offer(to: &PeerId, pad: usize) -> String {
+        format!(r#"{{"type":"offer","to":"{to}","sdp":"{}"}}"#, "x".repeat(pad))
+    }
+
+    /// The bytes charged for each message a test delivered.
+    fn charged(out: &[Output]) -> Vec<usize> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::Deliver(_, m @ ServerMessage::Relayed(_)) => Some(m.charged_size()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_live_peer_queue_is_budgeted_until_written() {
+        // 8 KiB per peer: two 3 KiB offers fit, a third does not.
+        let mut t = T::new();
+        let (a, _, _) = t.join("r");
+        let (b, idb, _) = t.join("r");
+        let first = charged(&t.send(a, &big_offer(&idb, 3000)));
+        let second = charged(&t.send(a, &big_offer(&idb, 3000)));
+        assert_eq!(t.rooms.queued_bytes(), first[0] + second[0]);
+        let out = t.send(a, &big_offer(&idb, 3000));
+        assert_eq!(error_code(&out, a), Some(ErrorCode::PeerBusy));
+        assert!(!closes(&out, a), "not a violation");
+        assert!(!out.iter().any(|o| matches!(o, Output::Deliver(c, _) if *c == b)));
+        assert_eq!(t.rooms.drops().get(Exhausted::PeerQueueFull), 1);
+        // The driver wrote one: room for another.
+        t.rooms.handle_sent(b, first[0]);
+        assert_eq!(charged(&t.send(a, &big_offer(&idb, 3000))).len(), 1);
+        // Its socket ends: everything it held is freed, and the entry goes.
+        t.disconnect(b);
+        t.rooms.handle_queue_gone(b);
+        assert_eq!(t.rooms.queued_bytes(), 0);
+        assert!(!t.rooms.queues.contains_key(&b));
+        t.rooms.handle_sent(b, 100);
+        assert_eq!(t.rooms.queued_bytes(), 0, "late credits are ignored");
+    }
+
+    #[test]
+    fn the_hub_total_is_shared_by_every_peer() {
+        let mut t = T::with(SignalingLimits {
+            max_queued_bytes: 10_000,
+            ..limits()
+        });
+        let (a, _, _) = t.join("one");
+        let (_, ida2, _) = t.join("one");
+        let (c, _, _) = t.join("two");
+        let (_, idc2, _) = t.join("two");
+        t.send(a, &big_offer(&ida2, 3000));
+        t.send(c, &big_offer(&idc2, 3000));
+        t.send(c, &big_offer(&idc2, 3000));
+        let out = t.send(a, &big_offer(&ida2, 3000));
+        assert_eq!(error_code(&out, a), Some(ErrorCode::ServerBusy));
+        assert_eq!(t.rooms.drops().get(Exhausted::HubQueueFull), 1);
+        assert!(t.rooms.queued_bytes() <= 10_000);
+    }
+
+    #[test]
+    fn grace_bytes_are_budgeted_moved_on_resume_and_freed_at_its_end() {
+        let mut t = T::new();
+        let (a, ida, token) = t.join("r");
+        let (b, _, _) = t.join("r");
+        t.disconnect(a);
+        t.rooms.handle_queue_gone(a);
+        assert!(t.send(b, &big_offer(&ida, 3000)).is_empty());
+        assert!(t.send(b, &big_offer(&ida, 3000)).is_empty());
+        let kept = t.rooms.queued_bytes();
+        assert!(kept > 6000);
+        assert_eq!(
+            error_code(&t.send(b, &big_offer(&ida, 3000)), b),
+            Some(ErrorCode::PeerBusy)
+        );
+        // On resume the kept bytes move to the new socket's queue.
+        let a2 = t.connect();
+        let out = t.send(a2, &format!(r#"{{"type":"join","room":"r","resume":"{}"}}"#, token.0));
+        assert_eq!(charged(&out).iter().sum::<usize>(), kept);
+        assert_eq!(t.rooms.queued_bytes(), kept);
+        t.rooms.handle_queue_gone(a2);
+        assert_eq!(t.rooms.queued_bytes(), 0);
+
+        // Kept for a grace that ends: freed, and every map shrinks back.
+        let mut t = T::new();
+        let (a, ida, _) = t.join("r");
+        let (b, _, _) = t.join("r");
+        t.disconnect(a);
+        t.rooms.handle_queue_gone(a);
+        t.send(b, &big_offer(&ida, 3000));
+        assert!(t.rooms.queued_bytes() > 0);
+        t.advance(GRACE);
+        assert_eq!(t.rooms.queued_bytes(), 0);
+        t.disconnect(b);
+        t.rooms.handle_queue_gone(b);
+        t.advance(GRACE);
+        assert!(t.rooms.rooms.is_empty() && t.rooms.tokens.is_empty() && t.rooms.graces.is_empty());
+        assert!(t.rooms.conns.is_empty() && t.rooms.queues.is_empty());
     }
 }

@@ -9,8 +9,9 @@ use axum::extract::ws::{Message, WebSocket};
 use tokio::sync::{mpsc, Notify};
 use tokio::time::{Instant, MissedTickBehavior};
 
-use super::hub::{ConnHandle, Hub, QUEUE_MESSAGES};
+use super::hub::{ConnHandle, Hub, Outgoing, QUEUE_MESSAGES};
 use super::message::{parse, Refusal};
+use super::rooms::ConnId;
 
 /// Pings a peer may leave unanswered (hearing nothing at all) before it is dropped.
 const MISSED_PINGS: u32 = 3;
@@ -35,7 +36,7 @@ enum End {
 
 /// Serves one upgraded WebSocket until it closes.
 pub async fn serve_socket(hub: Arc<Hub>, mut socket: WebSocket) {
-    let (tx, mut rx) = mpsc::channel::<String>(QUEUE_MESSAGES);
+    let (tx, mut rx) = mpsc::channel::<Outgoing>(QUEUE_MESSAGES);
     let kill = Arc::new(Notify::new());
     let conn = hub.connect(ConnHandle { tx, kill: kill.clone() });
     let limits = hub.limits().clone();
@@ -50,8 +51,8 @@ pub async fn serve_socket(hub: Arc<Hub>, mut socket: WebSocket) {
             biased;
             _ = kill.notified() => break End::Gone,
             out = rx.recv() => match out {
-                Some(text) => {
-                    if !send(&mut socket, Message::Text(text.into()), &kill).await {
+                Some(out) => {
+                    if !send_queued(&hub, conn, &mut socket, out, &kill).await {
                         break End::Gone;
                     }
                 }
@@ -70,7 +71,7 @@ pub async fn serve_socket(hub: Arc<Hub>, mut socket: WebSocket) {
                         // The reader is unusable now; send the core's answer
                         // (the error, then a close) before going.
                         hub.handle(conn, Err(Refusal::too_large(limits.max_message_bytes)));
-                        break flush_then_close(&mut socket, &mut rx, &kill).await;
+                        break flush_then_close(&hub, conn, &mut socket, &mut rx, &kill).await;
                     }
                     Some(Err(e)) => {
                         tracing::debug!(conn = conn.0, "signaling: read failed: {e}");
@@ -93,6 +94,7 @@ pub async fn serve_socket(hub: Arc<Hub>, mut socket: WebSocket) {
     // The peer's id is reserved before the client can see the close finish.
     hub.disconnect(conn);
     drop(rx);
+    hub.ended(conn);
     let linger = match end {
         End::Close => send(&mut socket, Message::Close(None), &kill).await,
         End::ClientClosed => true,
@@ -105,13 +107,26 @@ pub async fn serve_socket(hub: Arc<Hub>, mut socket: WebSocket) {
 }
 
 /// Sends what the hub queued (it has asked to close), then reports Close.
-async fn flush_then_close(socket: &mut WebSocket, rx: &mut mpsc::Receiver<String>, kill: &Notify) -> End {
-    while let Some(text) = rx.recv().await {
-        if !send(socket, Message::Text(text.into()), kill).await {
+async fn flush_then_close(
+    hub: &Hub,
+    conn: ConnId,
+    socket: &mut WebSocket,
+    rx: &mut mpsc::Receiver<Outgoing>,
+    kill: &Notify,
+) -> End {
+    while let Some(out) = rx.recv().await {
+        if !send_queued(hub, conn, socket, out, kill).await {
             return End::Gone;
         }
     }
     End::Close
+}
+
+/// Sends one message the hub queued and credits its bytes back.
+async fn send_queued(hub: &Hub, conn: ConnId, socket: &mut WebSocket, out: Outgoing, kill: &Notify) -> bool {
+    let ok = send(socket, Message::Text(out.text.into()), kill).await;
+    hub.sent(conn, out.charged);
+    ok
 }
 
 /// One frame out, bounded in time; false when the socket is gone or killed.

@@ -164,6 +164,7 @@ pub mod lab_ternd;
 pub mod lab_verify;
 pub mod process;
 pub mod turn;
+pub mod ws;
 
 /// A UDP peer on loopback that echoes every datagram back to its sender, on
 /// its own thread, until the returned guard is dropped.
