@@ -3,6 +3,7 @@
 //! shards, HTTP and signaling, composed by [`start`] (see `root`).
 
 pub mod banner;
+pub mod budget;
 pub mod cli;
 pub mod config;
 pub mod http;

@@ -4,7 +4,9 @@
 //! shards only through [`ServerHandle`]).
 
 use std::future::Future;
+use std::sync::Arc;
 
+use crate::budget::Exhaustions;
 use crate::config::Config;
 use crate::http::HttpServer;
 use crate::server::{BoundAddrs, RunningServer, ServerHandle};
@@ -26,7 +28,8 @@ pub fn start(config: &Config) -> anyhow::Result<Running> {
     } else {
         None
     };
-    let server = crate::server::start(config, tls.as_ref())?;
+    let exhaustions = Arc::new(Exhaustions::default());
+    let server = crate::server::start(config, tls.as_ref(), exhaustions)?;
     let mut bound = server.bound().clone();
     let http_tls = tls.filter(|_| config.http.tls).map(|t| t.acceptor());
     let http = crate::http::start(config, &server.handle(), &bound, http_tls)?;

@@ -173,6 +173,7 @@ pub struct TlsSection {
 pub struct StreamSection {
     pub idle_timeout: ConfigDuration,
     pub max_connections: usize,
+    pub max_connections_per_ip: usize,
     pub max_message_bytes: ByteSize,
 }
 
@@ -390,6 +391,9 @@ impl Config {
         }
         if self.stream.max_connections == 0 {
             return invalid("stream.max_connections", "must be at least 1");
+        }
+        if self.stream.max_connections_per_ip == 0 {
+            return invalid("stream.max_connections_per_ip", "must be at least 1");
         }
         if self.stream.idle_timeout.0 < Duration::from_secs(1) {
             return invalid("stream.idle_timeout", "must be at least 1s");

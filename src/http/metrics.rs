@@ -121,6 +121,20 @@ pub async fn metrics(State(app): State<Arc<AppState>>) -> impl IntoResponse {
         "Open TCP and TLS client connections.",
     );
     let _ = writeln!(o, "ternd_stream_connections {}", app.server.open_connections());
+    family(
+        &mut o,
+        "budget_exhausted_total",
+        "counter",
+        "Requests for a resource refused because its budget was exhausted (README: Hardening).",
+    );
+    for b in crate::budget::Budget::ALL {
+        let _ = writeln!(
+            o,
+            "ternd_budget_exhausted_total{{budget=\"{}\"}} {}",
+            b.label(),
+            app.server.exhaustions().get(b)
+        );
+    }
     let sig = app.hub.stats();
     family(
         &mut o,

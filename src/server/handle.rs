@@ -10,6 +10,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::event_loop::{AllocationInfo, Control, ShardSnapshot};
 use super::setup::Shared;
+use crate::budget::{ConnLimiter, Exhaustions};
 use crate::config::{Config, ReloadPlan};
 use crate::tls::CertResolver;
 
@@ -18,7 +19,9 @@ pub struct Inner {
     pub draining: AtomicBool,
     /// Shard threads still running.
     pub shards_alive: AtomicUsize,
-    pub open_connections: Arc<AtomicUsize>,
+    pub stream_conns: Arc<ConnLimiter>,
+    /// Refusals by every budget of this server, for /metrics.
+    pub exhaustions: Arc<Exhaustions>,
     pub shared: RwLock<Shared>,
     pub config: Mutex<Config>,
     pub cert: Option<Arc<CertResolver>>,
@@ -60,8 +63,12 @@ impl ServerHandle {
         !self.is_draining() && self.0.shards_alive.load(Ordering::Relaxed) == self.shard_count()
     }
 
+    pub fn exhaustions(&self) -> &Exhaustions {
+        &self.0.exhaustions
+    }
+
     pub fn open_connections(&self) -> usize {
-        self.0.open_connections.load(Ordering::Relaxed)
+        self.0.stream_conns.open()
     }
 
     /// The current shared settings (credentials to mint with, relay addresses).

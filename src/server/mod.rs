@@ -15,13 +15,13 @@ mod stream;
 mod udp;
 
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use anyhow::Context;
 use tokio::sync::watch;
 
+use crate::budget::{Budget, ConnLimiter, Exhaustions};
 use crate::config::Config;
 
 pub use event_loop::{AllocationInfo, ShardSnapshot};
@@ -83,7 +83,11 @@ impl RunningServer {
 /// in use fails here with the address in the message. With port 0, the first
 /// shard's socket picks the port and the other shards join it. `tls` serves
 /// `listen.tls` (and its certificate follows reloads).
-pub fn start(config: &Config, tls: Option<&crate::tls::TlsSetup>) -> anyhow::Result<RunningServer> {
+pub fn start(
+    config: &Config,
+    tls: Option<&crate::tls::TlsSetup>,
+    exhaustions: Arc<Exhaustions>,
+) -> anyhow::Result<RunningServer> {
     let n = config.shard_count();
     let acceptor = tls.filter(|_| !config.listen.tls.is_empty()).map(|t| t.acceptor());
 
@@ -138,8 +142,11 @@ pub fn start(config: &Config, tls: Option<&crate::tls::TlsSetup>) -> anyhow::Res
         idle_timeout: config.stream.idle_timeout.0,
         handshake_timeout: config.tls.handshake_timeout.0,
         max_message: config.stream.max_message_bytes.usize(),
-        max_connections: config.stream.max_connections,
-        open: Arc::new(AtomicUsize::new(0)),
+        conns: ConnLimiter::new(
+            (Budget::StreamConnections, config.stream.max_connections),
+            (Budget::StreamConnectionsPerIp, config.stream.max_connections_per_ip),
+            exhaustions.clone(),
+        ),
     };
     let shared = setup::Shared::new(config)?;
     let (controls, control_rxs): (Vec<_>, Vec<_>) = (0..n).map(|_| tokio::sync::mpsc::unbounded_channel()).unzip();
@@ -147,7 +154,8 @@ pub fn start(config: &Config, tls: Option<&crate::tls::TlsSetup>) -> anyhow::Res
         controls,
         draining: Default::default(),
         shards_alive: Default::default(),
-        open_connections: limits.open.clone(),
+        stream_conns: limits.conns.clone(),
+        exhaustions,
         shared: std::sync::RwLock::new(shared.clone()),
         config: std::sync::Mutex::new(config.clone()),
         cert: tls.map(|t| t.resolver.clone()),

@@ -5,7 +5,6 @@
 
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,6 +13,8 @@ use proto::{canonical, ClientAddr, DropReason, FiveTuple, Output, ServerAddr, Tr
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
+
+use crate::budget::ConnLimiter;
 
 use super::conn_out::{write_loop, ConnOut};
 use super::shard::Shard;
@@ -24,26 +25,8 @@ pub struct StreamLimits {
     pub idle_timeout: Duration,
     pub handshake_timeout: Duration,
     pub max_message: usize,
-    pub max_connections: usize,
-    /// Open TCP+TLS connections across all shards.
-    pub open: Arc<AtomicUsize>,
-}
-
-/// Decrements the open-connection count when a connection ends.
-struct ConnectionSlot(Arc<AtomicUsize>);
-
-impl ConnectionSlot {
-    fn take(limits: &StreamLimits) -> Option<Self> {
-        let prev = limits.open.fetch_add(1, Ordering::Relaxed);
-        let slot = ConnectionSlot(limits.open.clone());
-        (prev < limits.max_connections).then_some(slot)
-    }
-}
-
-impl Drop for ConnectionSlot {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
+    /// Open TCP+TLS connections across all shards, in total and per source.
+    pub conns: Arc<ConnLimiter>,
 }
 
 /// Accepts connections on `listener` for as long as the shard runs.
@@ -64,8 +47,8 @@ pub async fn accept_loop(
                 continue;
             }
         };
-        let Some(slot) = ConnectionSlot::take(&limits) else {
-            tracing::debug!(%local, client = %peer, "connection limit reached, closing");
+        // Over budget: closed at once (counted and logged by the limiter).
+        let Some(slot) = limits.conns.acquire(peer.ip()) else {
             continue;
         };
         let _ = tcp.set_nodelay(true);
