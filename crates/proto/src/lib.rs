@@ -17,27 +17,36 @@
 
 pub mod addr;
 pub mod allocation;
+mod allocations;
 pub mod auth;
 mod binding;
+mod budget;
 pub mod clock;
+mod close;
+pub mod config;
 pub mod drop_reason;
 pub mod framing;
 pub mod metrics;
 pub mod nonce;
+pub mod output;
+mod pending;
 pub mod policy;
 mod ports;
 pub mod quota;
 pub mod reservation;
+mod respond;
 mod rng;
 pub mod server;
+pub mod stats;
+mod timeouts;
 mod timers;
 mod turn;
 pub mod wire;
 
 pub use addr::{canonical, ClientAddr, FiveTuple, ServerAddr, Transport};
 pub use allocation::RelayId;
+pub use config::{LiveConfig, ServerConfig};
 pub use drop_reason::{DropCounters, DropReason};
-pub use server::{
-    BindError, CloseReason, Command, Event, Output, PeerOutput, Server, ServerConfig, Stats, PEER_HEADROOM,
-    PEER_TAILROOM,
-};
+pub use output::{BindError, CloseReason, Command, Event, Output, PeerOutput, PEER_HEADROOM, PEER_TAILROOM};
+pub use server::Server;
+pub use stats::Stats;

@@ -5,11 +5,14 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use super::{address_family, PendingAllocate, Reservation, FAMILY_IPV6, RESERVATION_LIFETIME};
+use super::{address_family, FAMILY_IPV6};
 use crate::addr::FiveTuple;
 use crate::allocation::{Allocation, Bucket, CachedResponse, Relay, RelayId, Traffic};
+use crate::output::{BindError, Command, Event, Output};
+use crate::pending::PendingAllocate;
 use crate::quota::QuotaError;
-use crate::server::{BindError, Command, Event, Output, RelayState, Server, Slot};
+use crate::reservation::{Reservation, RESERVATION_LIFETIME};
+use crate::server::Server;
 use crate::timers::Timer;
 use crate::wire::{attr, ErrorCode, Message, Method};
 
@@ -26,8 +29,8 @@ impl Server {
         // existing allocation. If yes, the server rejects the request with a
         // 437 (Allocation Mismatch) error." A retransmission of the Allocate
         // that created it gets the original success response again.
-        if let Some(&slot) = self.by_tuple.get(&tuple) {
-            let a = self.live(slot);
+        if let Some(slot) = self.allocations.by_tuple(&tuple) {
+            let a = self.allocations.live(slot);
             if let Some(n) = a.allocate_response.replay(&tid, out) {
                 return Output::Reply(n);
             }
@@ -42,7 +45,7 @@ impl Server {
             Ok(v) => v,
             Err(o) => return o,
         };
-        if self.by_tuple.contains_key(&tuple) || self.pending_tuples.contains_key(&tuple) {
+        if self.allocations.by_tuple(&tuple).is_some() || self.pending_tuples.contains_key(&tuple) {
             return self.error_with_key(msg, ErrorCode::ALLOCATION_MISMATCH, &key, out);
         }
         // Draining for a restart: no new allocations (the client moves on to
@@ -217,7 +220,7 @@ impl Server {
             return;
         };
         let addr = SocketAddr::new(ip, port);
-        let relay = self.new_relay_id();
+        let relay = self.allocations.new_relay_id();
         self.commands.push_back(Command::BindRelay {
             relay,
             addr,
@@ -344,16 +347,6 @@ impl Server {
         };
         self.pending_tuples.remove(&p.tuple);
         let response = buf[..n].to_vec();
-        let slot = match self.free_slots.pop() {
-            Some(s) => s,
-            None => {
-                self.slots.push(Slot::default());
-                self.slots.len() as u32 - 1
-            }
-        };
-        for r in &relays {
-            self.relays[r.id.0 as usize] = Some(RelayState::Active { slot });
-        }
         let alloc = Allocation {
             tuple: p.tuple,
             username: p.username.clone(),
@@ -372,9 +365,8 @@ impl Server {
             bucket_to_client: Bucket::new(self.config.bandwidth_limit, now),
             armed: None,
         };
-        self.slots[slot as usize].alloc = Some(alloc);
+        let slot = self.allocations.insert(alloc);
         self.arm(slot, now);
-        self.by_tuple.insert(p.tuple, slot);
         self.stats.allocations_created += 1;
         self.stats.requests.response(Method::ALLOCATE, None);
         self.commands.push_back(Command::SendToClient {

@@ -8,14 +8,15 @@ use std::time::Instant;
 
 use crate::addr::FiveTuple;
 use crate::allocation::RelayId;
-use crate::server::{Output, PeerOutput, Server};
+use crate::output::{Output, PeerOutput};
+use crate::server::Server;
 use crate::wire::{attr, pad4, Class, Message, MessageBuilder, MessageType, Method};
 use crate::DropReason;
 
 impl Server {
     /// RFC 8656 §10.2 "Receiving a Send Indication".
     pub(crate) fn send_indication(&mut self, now: Instant, tuple: FiveTuple, msg: &Message<'_>, data: &[u8]) -> Output {
-        let Some(&slot) = self.by_tuple.get(&tuple) else {
+        let Some(slot) = self.allocations.by_tuple(&tuple) else {
             return self.drop(DropReason::NoAllocation);
         };
         // "If the indication does not contain both an XOR-PEER-ADDRESS
@@ -43,10 +44,10 @@ impl Server {
         if 4 + len > data.len() {
             return self.drop(DropReason::ChannelData);
         }
-        let Some(&slot) = self.by_tuple.get(&tuple) else {
+        let Some(slot) = self.allocations.by_tuple(&tuple) else {
             return self.drop(DropReason::NoAllocation);
         };
-        let a = self.live(slot);
+        let a = self.allocations.live(slot);
         // "If the channel number is not bound to a peer, the message is discarded."
         let Some(peer) = a.channel_by_number(number, now).map(|c| c.peer) else {
             return self.drop(DropReason::ChannelData);
@@ -58,7 +59,7 @@ impl Server {
     fn relay_to_peer(&mut self, now: Instant, slot: u32, peer: SocketAddr, start: usize, len: usize) -> Output {
         // Only our own addresses pay for the full policy check per packet.
         let own_blocked = self.config.policy.is_own(peer.ip()) && !self.config.policy.allows(peer);
-        let a = self.live_mut(slot);
+        let a = self.allocations.live_mut(slot);
         if a.is_expired(now) {
             return self.drop(DropReason::NoAllocation);
         }
@@ -87,8 +88,8 @@ impl Server {
     }
 
     /// A datagram from `peer` arrived on relay `relay`, in
-    /// `buf[start..start + len]`, with at least [`crate::server::PEER_HEADROOM`] bytes free
-    /// before it and [`crate::server::PEER_TAILROOM`] after.
+    /// `buf[start..start + len]`, with at least [`crate::PEER_HEADROOM`] bytes free
+    /// before it and [`crate::PEER_TAILROOM`] after.
     ///
     /// RFC 8656 §11.3 / §12.5: with a channel bound to the peer it goes to the
     /// client as ChannelData (padded on streams), else as a Data indication;
@@ -103,10 +104,10 @@ impl Server {
         len: usize,
     ) -> PeerOutput {
         let peer = crate::addr::canonical(peer);
-        let Some(slot) = self.allocation_of_relay(relay) else {
+        let Some(slot) = self.allocations.by_relay(relay) else {
             return self.drop_peer(DropReason::UnknownRelay);
         };
-        let a = self.live_mut(slot);
+        let a = self.allocations.live_mut(slot);
         if a.is_expired(now) {
             return self.drop_peer(DropReason::UnknownRelay);
         }
@@ -124,7 +125,7 @@ impl Server {
         if start < header || start + pad4(len) > buf.len() {
             return self.drop_peer(DropReason::ReplyTooLarge);
         }
-        let a = self.live_mut(slot);
+        let a = self.allocations.live_mut(slot);
         if !a.bucket_to_client.take(len, now) {
             return self.drop_peer(DropReason::RateLimited);
         }

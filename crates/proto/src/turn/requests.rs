@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use super::peer_address;
 use crate::addr::FiveTuple;
 use crate::allocation::{CachedResponse, MAX_CHANNELS, MAX_PERMISSIONS};
-use crate::server::{CloseReason, Output, Server};
+use crate::output::{CloseReason, Output};
+use crate::server::Server;
 use crate::wire::{attr, ErrorCode, Message, Method};
 
 /// RFC 8656 §12: valid channel numbers.
@@ -27,8 +28,8 @@ impl Server {
         out: &mut [u8],
     ) -> Output {
         let tid = msg.transaction_id();
-        if let Some(&slot) = self.by_tuple.get(&tuple) {
-            let a = self.live(slot);
+        if let Some(slot) = self.allocations.by_tuple(&tuple) {
+            let a = self.allocations.live(slot);
             if let Some(n) = a.last_response.as_ref().and_then(|c| c.replay(&tid, out)) {
                 return Output::Reply(n);
             }
@@ -38,11 +39,11 @@ impl Server {
             Err(o) => return o,
         };
         // "If the 5-tuple does not match an existing allocation, ... 437".
-        let slot = match self.by_tuple.get(&tuple) {
-            Some(&slot) => slot,
+        let slot = match self.allocations.by_tuple(&tuple) {
+            Some(slot) => slot,
             None => return self.error_with_key(msg, ErrorCode::ALLOCATION_MISMATCH, &key, out),
         };
-        let a = self.live(slot);
+        let a = self.allocations.live(slot);
         if a.is_expired(now) {
             self.delete_allocation(slot, now, CloseReason::Expired);
             return self.error_with_key(msg, ErrorCode::ALLOCATION_MISMATCH, &key, out);
@@ -58,7 +59,7 @@ impl Server {
             _ => self.channel_bind(now, slot, msg, &key, out),
         };
         if let Output::Reply(n) = output {
-            if let Some(a) = self.slots[slot as usize].alloc.as_mut() {
+            if let Some(a) = self.allocations.get_mut(slot) {
                 a.last_response = Some(CachedResponse {
                     tid,
                     bytes: out[..n].to_vec(),
@@ -75,7 +76,7 @@ impl Server {
         // match the address family of the allocation, the server MUST reply
         // with a 443 (Peer Address Family Mismatch) error response."
         if let Some(v) = msg.get(attr::REQUESTED_ADDRESS_FAMILY) {
-            let ok = super::address_family(v).is_some_and(|v4| self.live(slot).has_family(v4));
+            let ok = super::address_family(v).is_some_and(|v4| self.allocations.live(slot).has_family(v4));
             if !ok {
                 return self.error_with_key(msg, ErrorCode::PEER_ADDRESS_FAMILY_MISMATCH, key, out);
             }
@@ -91,7 +92,7 @@ impl Server {
         if zero {
             self.delete_allocation(slot, now, CloseReason::Deleted);
         } else {
-            let a = self.live_mut(slot);
+            let a = self.allocations.live_mut(slot);
             a.expires = now + lifetime;
             self.arm(slot, now);
         }
@@ -104,7 +105,7 @@ impl Server {
     /// no relay in this allocation, 403 if policy forbids the peer.
     fn checked_peers(&self, slot: u32, msg: &Message<'_>, out: &mut [SocketAddr; 8]) -> Result<usize, ErrorCode> {
         let tid = msg.transaction_id();
-        let a = self.live(slot);
+        let a = self.allocations.live(slot);
         let mut n = 0;
         for v in msg.attributes().filter(|x| x.typ == attr::XOR_PEER_ADDRESS) {
             let peer = peer_address(v.value, &tid).ok_or(ErrorCode::BAD_REQUEST)?;
@@ -143,12 +144,12 @@ impl Server {
             Ok(n) => n,
             Err(code) => return self.error_with_key(msg, code, key, out),
         };
-        let a = self.live_mut(slot);
+        let a = self.allocations.live_mut(slot);
         a.prune(now);
         if a.permissions.len() + a.new_permissions(peers[..n].iter().map(|p| p.ip())) > MAX_PERMISSIONS {
             return self.error_with_key(msg, ErrorCode::INSUFFICIENT_CAPACITY, key, out);
         }
-        let a = self.live_mut(slot);
+        let a = self.allocations.live_mut(slot);
         for p in &peers[..n] {
             a.permit(p.ip(), now);
         }
@@ -183,7 +184,7 @@ impl Server {
         // address (same transport address is OK)" and "the transport address
         // is not currently bound to a different channel number" -- including
         // the 5 minutes after a binding expires (§12).
-        let a = self.live_mut(slot);
+        let a = self.allocations.live_mut(slot);
         if a.channel_conflict(number, &peer, now) {
             return self.error_with_key(msg, ErrorCode::BAD_REQUEST, key, out);
         }
@@ -195,7 +196,7 @@ impl Server {
         {
             return self.error_with_key(msg, ErrorCode::INSUFFICIENT_CAPACITY, key, out);
         }
-        let a = self.live_mut(slot);
+        let a = self.allocations.live_mut(slot);
         // "If the request is valid ... the server ... creates or refreshes the
         // channel binding ... also installs or refreshes a permission for the
         // IP address".

@@ -606,9 +606,9 @@ impl Driver {
     /// The relays of the allocation on `tuple`, as (id, local address).
     pub fn relays_of(&self, tuple: &FiveTuple) -> Vec<(RelayId, SocketAddr)> {
         self.server
-            .relays()
-            .filter(|(t, _)| *t == tuple)
-            .map(|(_, r)| (r.id, r.local))
+            .allocations()
+            .filter(|a| a.tuple == *tuple)
+            .flat_map(|a| a.relays.iter().map(|r| (r.id, r.local)))
             .collect()
     }
 
