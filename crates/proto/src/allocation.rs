@@ -50,7 +50,7 @@ pub struct Channel {
 }
 
 /// Bytes and packets relayed, each way.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Traffic {
     pub to_peer_bytes: u64,
     pub to_peer_packets: u64,

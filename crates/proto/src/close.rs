@@ -46,10 +46,7 @@ impl Server {
             username: a.username,
             age: now.saturating_duration_since(a.created),
             reason,
-            to_peer_bytes: a.traffic.to_peer_bytes,
-            to_peer_packets: a.traffic.to_peer_packets,
-            to_client_bytes: a.traffic.to_client_bytes,
-            to_client_packets: a.traffic.to_client_packets,
+            traffic: a.traffic,
         }));
         self.compact_timers();
     }

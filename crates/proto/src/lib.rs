@@ -1,19 +1,27 @@
-//! ternd's protocol core: STUN (RFC 8489) and, later, TURN (RFC 8656), with no
-//! sockets, no clock and no runtime.
+//! ternd's protocol core: STUN (RFC 8489) and TURN (RFC 8656, RFC 6156
+//! dual-stack), with no sockets, no clock and no runtime. Every input carries
+//! `now`; every output is a value the driver acts on.
 //!
 //! # The drive loop
-//! A driver owns one [`Server`] per shard and, for every datagram or framed
-//! stream message from a client:
-//! 1. reads the bytes and notes `now` (a monotonic [`std::time::Instant`]);
-//! 2. calls [`Server::handle_client`] with the client's [`FiveTuple`], the
-//!    bytes and an output buffer;
-//! 3. acts on the returned [`Output`]: send `out[..n]` back on the same
-//!    socket or connection, or count the drop.
+//! A driver owns one [`Server`] per shard and keeps one rule:
+//! 1. feed one input: [`Server::handle_client`] (a datagram or framed stream
+//!    message; act on the returned [`Output`]: reply with `out[..n]`, send a
+//!    range of the input to a peer, or nothing), [`Server::handle_peer`]
+//!    (act on the [`PeerOutput`]), [`Server::relay_bound`],
+//!    [`Server::handle_timeout`], [`Server::connection_closed`],
+//!    [`Server::close_allocation`], [`Server::revoke`], [`Server::reload`] or
+//!    [`Server::set_draining`];
+//! 2. after every one of them, drain [`Server::poll_command`] until it
+//!    returns `None` (bind or release relay sockets, send deferred
+//!    responses, log events);
+//! 3. re-arm its one timer from [`Server::poll_timeout`], sleep until then
+//!    or the next input, and call [`Server::handle_timeout`] when it is due.
 //!
-//! The core never blocks, never allocates on the request path and never reads
-//! the time itself, so every behaviour is testable by feeding inputs and
-//! advancing a fake clock. TCP/TLS drivers cut the byte stream into messages
-//! with [`framing::next_frame`].
+//! The data path (`handle_client` with ChannelData or Send, `handle_peer`)
+//! never allocates and answers through its return value, not the queue. The
+//! core never reads the time itself, so every behaviour is testable by
+//! feeding inputs and advancing a fake clock. TCP/TLS drivers cut the byte
+//! stream into messages with [`framing::next_frame`].
 
 pub mod addr;
 pub mod allocation;

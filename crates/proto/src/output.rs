@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::addr::FiveTuple;
-use crate::allocation::RelayId;
+use crate::allocation::{RelayId, Traffic};
 use crate::drop_reason::DropReason;
 
 /// Bytes the driver must leave free in front of a peer datagram handed to
@@ -45,11 +45,25 @@ pub enum PeerOutput {
     Drop(DropReason),
 }
 
-/// Why the driver could not bind a relay socket.
+/// Why the driver could not bind a relay socket. The core branches on it:
+/// only a taken port is worth trying another port for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BindError {
+    /// This port is taken; another one may well be free.
     AddrInUse,
+    /// The relay address is not (or no longer) on this host.
+    AddrNotAvailable,
+    /// Not allowed to bind there (a privileged port, a sandbox).
+    PermissionDenied,
+    /// Anything else (out of file descriptors, out of memory, ...).
     Other,
+}
+
+impl BindError {
+    /// True if binding another port can succeed where this one failed.
+    pub fn is_retryable(self) -> bool {
+        self == BindError::AddrInUse
+    }
 }
 
 /// Work for the driver, off the hot path; drain with [`crate::Server::poll_command`].
@@ -82,10 +96,8 @@ pub enum Event {
         username: String,
         age: Duration,
         reason: CloseReason,
-        to_peer_bytes: u64,
-        to_peer_packets: u64,
-        to_client_bytes: u64,
-        to_client_packets: u64,
+        /// What the allocation relayed over its life.
+        traffic: Traffic,
     },
 }
 

@@ -14,11 +14,12 @@ use crate::quota::QuotaError;
 use crate::reservation::{Reservation, RESERVATION_LIFETIME};
 use crate::server::Server;
 use crate::timers::Timer;
-use crate::wire::{attr, ErrorCode, Message, Method};
+use crate::wire::{attr, ErrorCode, Message};
 
 /// REQUESTED-TRANSPORT protocol number for UDP (RFC 8656 §18.6).
 const UDP: u8 = 17;
-/// Ports tried per relay before answering 508.
+/// Ports tried per relay before answering 508, when each one is taken
+/// ([`BindError::AddrInUse`]); any other bind error answers 508 at once.
 const BIND_TRIES: u32 = 8;
 
 impl Server {
@@ -83,12 +84,15 @@ impl Server {
             }
             let mut tk = [0u8; 8];
             tk.copy_from_slice(t);
-            // The shard that made the reservation keeps the port marked until
-            // its timer fires; the registry says whether the token is good.
+            // The shared registry says whether the token is good; a
+            // reservation made on another shard keeps its port marked there
+            // until its timer fires.
             let shared = self.config.reservations.take(&tk, now);
             match self.reservations.remove(&tk) {
                 Some(r) if now < r.expires => {
-                    // The port stays marked in use; the bind below takes it over.
+                    // Reserved on this shard: the port goes back to the pool
+                    // now, the bind below asks for exactly this port, and
+                    // `relay_bound` marks it in use again once it is bound.
                     self.ports.release(r.addr.ip(), r.addr.port());
                     reserved = Some(r.addr);
                 }
@@ -263,10 +267,10 @@ impl Server {
                 }
                 self.bind_next(now, p);
             }
-            Err(_) => {
+            Err(e) => {
                 self.release_relay(relay, None);
                 p.tries += 1;
-                if p.reserved.is_none() && p.tries < BIND_TRIES {
+                if e.is_retryable() && p.reserved.is_none() && p.tries < BIND_TRIES {
                     self.bind_next(now, p);
                 } else if !v4 && !p.bound.is_empty() {
                     // Dual-stack: the IPv4 relay stands; report the IPv6 failure.
@@ -368,7 +372,6 @@ impl Server {
         let slot = self.allocations.insert(alloc);
         self.arm(slot, now);
         self.stats.allocations_created += 1;
-        self.stats.requests.response(Method::ALLOCATE, None);
         self.commands.push_back(Command::SendToClient {
             tuple: p.tuple,
             data: response,

@@ -327,8 +327,10 @@ pub struct Driver {
     pub now: Instant,
     /// Answer BindRelay at once (else they wait in `held_binds`).
     pub auto_bind: bool,
-    /// Fail this many of the next binds with AddrInUse.
+    /// Fail this many of the next binds with `bind_error`.
     pub fail_binds: u32,
+    /// How `fail_binds` fail (AddrInUse unless a test says otherwise).
+    pub bind_error: BindError,
     pub held_binds: Vec<(RelayId, SocketAddr)>,
     /// Every BindRelay seen: (relay, addr, dont_fragment).
     pub binds: Vec<(RelayId, SocketAddr, bool)>,
@@ -352,6 +354,7 @@ impl Driver {
             now: t0,
             auto_bind: true,
             fail_binds: 0,
+            bind_error: BindError::AddrInUse,
             held_binds: Vec::new(),
             binds: Vec::new(),
             bound: HashMap::new(),
@@ -398,7 +401,7 @@ impl Driver {
                         self.held_binds.push((relay, addr));
                     } else if self.fail_binds > 0 {
                         self.fail_binds -= 1;
-                        self.server.relay_bound(self.now, relay, Err(BindError::AddrInUse));
+                        self.server.relay_bound(self.now, relay, Err(self.bind_error));
                     } else {
                         self.bind(relay, addr);
                     }
