@@ -13,7 +13,7 @@ use std::io;
 use std::rc::Rc;
 use std::time::Instant;
 
-use proto::{DropReason, PeerOutput, RelayId, Transport, PEER_HEADROOM};
+use proto::{DropReason, PeerAddr, PeerOutput, RelayId, Transport, PEER_HEADROOM};
 
 use super::mmsg::{self, Udp};
 use super::shard::Shard;
@@ -42,7 +42,7 @@ pub async fn read_peers(shard: Rc<Shard>, relay: RelayId, socket: Rc<Udp>) {
                 let out = shard.core.borrow_mut().handle_peer(
                     now,
                     relay,
-                    r.from,
+                    PeerAddr(r.from),
                     batch.slot_mut(r.slot),
                     PEER_HEADROOM,
                     r.len,

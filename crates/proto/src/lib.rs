@@ -51,8 +51,8 @@ mod timers;
 mod turn;
 pub mod wire;
 
-pub use addr::{canonical, ClientAddr, FiveTuple, ServerAddr, Transport};
-pub use allocation::RelayId;
+pub use addr::{canonical, ClientAddr, Family, FiveTuple, PeerAddr, ServerAddr, Transport};
+pub use allocation::{ChannelNumber, RelayId};
 pub use config::{LiveConfig, ServerConfig};
 pub use drop_reason::{DropCounters, DropReason};
 pub use output::{BindError, CloseReason, Command, Event, Output, PeerOutput, PEER_HEADROOM, PEER_TAILROOM};

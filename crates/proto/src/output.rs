@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::addr::FiveTuple;
+use crate::addr::{FiveTuple, PeerAddr};
 use crate::allocation::{RelayId, Traffic};
 use crate::drop_reason::DropReason;
 
@@ -27,7 +27,7 @@ pub enum Output {
     /// Send `input[start..start + len]` from relay socket `relay` to `peer`.
     ToPeer {
         relay: RelayId,
-        peer: SocketAddr,
+        peer: PeerAddr,
         start: usize,
         len: usize,
     },

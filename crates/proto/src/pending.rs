@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::addr::{Family, FiveTuple};
 use crate::allocation::RelayId;
 use crate::respond::Answering;
 use crate::wire::{ErrorCode, Method, TransactionId};
@@ -11,14 +12,14 @@ use crate::wire::{ErrorCode, Method, TransactionId};
 /// An Allocate waiting for the driver to bind its relay socket(s).
 #[derive(Debug, Clone)]
 pub(crate) struct PendingAllocate {
-    pub tuple: crate::addr::FiveTuple,
+    pub tuple: FiveTuple,
     pub tid: TransactionId,
     pub fingerprint: bool,
     pub username: String,
     pub key: [u8; 16],
     pub lifetime: Duration,
-    /// Families still to bind, in order (true = IPv4).
-    pub families: Vec<bool>,
+    /// Families still to bind, in order.
+    pub families: Vec<Family>,
     /// Relays bound so far: (id, bound address).
     pub bound: Vec<(RelayId, SocketAddr)>,
     pub even_port: bool,

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::{address_family, FAMILY_IPV6};
-use crate::addr::FiveTuple;
+use crate::addr::{Family, FiveTuple};
 use crate::allocation::{Allocation, Bucket, CachedResponse, Relay, RelayId, Traffic};
 use crate::output::{BindError, Command, Event, Output};
 use crate::pending::PendingAllocate;
@@ -127,32 +127,26 @@ impl Server {
         let mut families = match (raf, aaf) {
             (Some(_), Some(_)) => return self.error_with_key(msg, ErrorCode::BAD_REQUEST, &key, out),
             (Some(v), None) => match address_family(v) {
-                Some(v4) => vec![v4],
+                Some(family) => vec![family],
                 None => return self.error_with_key(msg, ErrorCode::ADDRESS_FAMILY_NOT_SUPPORTED, &key, out),
             },
             (None, Some(v)) => match address_family(v) {
-                Some(false) => vec![true, false],
+                Some(Family::V6) => vec![Family::V4, Family::V6],
                 _ => return self.error_with_key(msg, ErrorCode::BAD_REQUEST, &key, out),
             },
-            (None, None) => vec![reserved.is_none_or(|r| r.is_ipv4())],
+            (None, None) => vec![reserved.map_or(Family::V4, |r| Family::of(r.ip()))],
         };
         if let Some(r) = reserved {
-            families = vec![r.is_ipv4()];
+            families = vec![Family::of(r.ip())];
         }
-        let have = |v4: bool| {
-            if v4 {
-                self.config.relay_ipv4.is_some()
-            } else {
-                self.config.relay_ipv6.is_some()
-            }
-        };
+        let have = |family| self.relay_ip(family).is_some();
         if !have(families[0]) {
             // "If the server does not support the address family requested by
             // the client ... 440 (Address Family not Supported)".
             return self.error_with_key(msg, ErrorCode::ADDRESS_FAMILY_NOT_SUPPORTED, &key, out);
         }
         let mut additional_error = None;
-        if families.len() == 2 && !have(false) {
+        if families.len() == 2 && !have(Family::V6) {
             families.truncate(1);
             additional_error = Some(ErrorCode::ADDRESS_FAMILY_NOT_SUPPORTED);
         }
@@ -199,18 +193,21 @@ impl Server {
         }
     }
 
+    /// The relay address configured for `family`, if that family is served.
+    fn relay_ip(&self, family: Family) -> Option<std::net::IpAddr> {
+        match family {
+            Family::V4 => self.config.relay_ipv4,
+            Family::V6 => self.config.relay_ipv6,
+        }
+    }
+
     /// Asks the driver for the next relay socket of `p`, or finishes.
     fn bind_next(&mut self, now: Instant, p: PendingAllocate) {
-        let Some(&v4) = p.families.first() else {
+        let Some(&family) = p.families.first() else {
             self.finish_allocate(now, p);
             return;
         };
-        let ip = if v4 {
-            self.config.relay_ipv4
-        } else {
-            self.config.relay_ipv6
-        };
-        let Some(ip) = ip else {
+        let Some(ip) = self.relay_ip(family) else {
             self.fail_allocate(p, ErrorCode::ADDRESS_FAMILY_NOT_SUPPORTED);
             return;
         };
@@ -248,7 +245,7 @@ impl Server {
             self.abandon_allocate(&p);
             return;
         }
-        let v4 = p.families[0];
+        let family = p.families[0];
         match result {
             Ok(local) => {
                 self.ports.mark(local.ip(), local.port());
@@ -272,7 +269,7 @@ impl Server {
                 p.tries += 1;
                 if e.is_retryable() && p.reserved.is_none() && p.tries < BIND_TRIES {
                     self.bind_next(now, p);
-                } else if !v4 && !p.bound.is_empty() {
+                } else if family == Family::V6 && !p.bound.is_empty() {
                     // Dual-stack: the IPv4 relay stands; report the IPv6 failure.
                     p.families.clear();
                     p.additional_error = Some(ErrorCode::INSUFFICIENT_CAPACITY);

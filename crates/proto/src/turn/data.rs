@@ -3,11 +3,10 @@
 //! indications. Nothing here allocates: outputs are ranges of the caller's
 //! buffer, with headers written in place in front of the payload.
 
-use std::net::SocketAddr;
 use std::time::Instant;
 
-use crate::addr::FiveTuple;
-use crate::allocation::RelayId;
+use crate::addr::{canonical, FiveTuple, PeerAddr};
+use crate::allocation::{ChannelNumber, RelayId};
 use crate::output::{Output, PeerOutput};
 use crate::server::Server;
 use crate::wire::{attr, pad4, Class, Message, MessageBuilder, MessageType, Method};
@@ -38,7 +37,7 @@ impl Server {
         if data.len() < 4 {
             return self.drop(DropReason::ChannelData);
         }
-        let number = u16::from_be_bytes([data[0], data[1]]);
+        let number = ChannelNumber(u16::from_be_bytes([data[0], data[1]]));
         let len = u16::from_be_bytes([data[2], data[3]]) as usize;
         // Over UDP the datagram may carry padding; it may not be shorter.
         if 4 + len > data.len() {
@@ -56,7 +55,7 @@ impl Server {
     }
 
     /// Common tail of client->peer relaying: permission, bandwidth, counters.
-    fn relay_to_peer(&mut self, now: Instant, slot: u32, peer: SocketAddr, start: usize, len: usize) -> Output {
+    fn relay_to_peer(&mut self, now: Instant, slot: u32, peer: PeerAddr, start: usize, len: usize) -> Output {
         // Only our own addresses pay for the full policy check per packet.
         let own_blocked = self.config.policy.is_own(peer.ip()) && !self.config.policy.allows(peer);
         let a = self.allocations.live_mut(slot);
@@ -98,12 +97,12 @@ impl Server {
         &mut self,
         now: Instant,
         relay: RelayId,
-        peer: SocketAddr,
+        peer: PeerAddr,
         buf: &mut [u8],
         start: usize,
         len: usize,
     ) -> PeerOutput {
-        let peer = crate::addr::canonical(peer);
+        let peer = PeerAddr(canonical(peer.0));
         let Some(slot) = self.allocations.by_relay(relay) else {
             return self.drop_peer(DropReason::UnknownRelay);
         };
@@ -120,7 +119,7 @@ impl Server {
         // checked before the datagram is charged to the allocation.
         let header = match channel {
             Some(_) => 4,
-            None => 20 + 4 + attr::address_len(&peer) + 4,
+            None => 20 + 4 + attr::address_len(&peer.0) + 4,
         };
         if start < header || start + pad4(len) > buf.len() {
             return self.drop_peer(DropReason::ReplyTooLarge);
@@ -140,7 +139,7 @@ impl Server {
             } else {
                 4 + len
             };
-            buf[start - 4..start - 2].copy_from_slice(&number.to_be_bytes());
+            buf[start - 4..start - 2].copy_from_slice(&number.0.to_be_bytes());
             buf[start - 2..start].copy_from_slice(&(len as u16).to_be_bytes());
             return PeerOutput::ToClient {
                 tuple,
@@ -162,7 +161,7 @@ impl Server {
                 MessageType::new(Method::DATA, Class::Indication),
                 &tid,
             )?;
-            b.add_xor_address(attr::XOR_PEER_ADDRESS, peer)?;
+            b.add_xor_address(attr::XOR_PEER_ADDRESS, peer.0)?;
             b.add_in_place(attr::DATA, len)?;
             Ok::<_, crate::wire::BufferTooSmall>(b.finish())
         })();

@@ -5,10 +5,9 @@ mod allocate;
 mod data;
 mod requests;
 
-use std::net::SocketAddr;
 use std::time::Instant;
 
-use crate::addr::FiveTuple;
+use crate::addr::{Family, FiveTuple, PeerAddr};
 use crate::auth::UserError;
 use crate::nonce::NonceCheck;
 use crate::output::Output;
@@ -107,17 +106,16 @@ pub(crate) const FAMILY_IPV4: u8 = 0x01;
 pub(crate) const FAMILY_IPV6: u8 = 0x02;
 
 /// A REQUESTED-/ADDITIONAL-ADDRESS-FAMILY value (RFC 8656 §14.1: one family
-/// byte and three reserved ones): Some(true) for IPv4, Some(false) for IPv6,
-/// None for anything else.
-pub(crate) fn address_family(value: &[u8]) -> Option<bool> {
+/// byte and three reserved ones); None for an unknown family.
+pub(crate) fn address_family(value: &[u8]) -> Option<Family> {
     match value {
-        [FAMILY_IPV4, _, _, _] => Some(true),
-        [FAMILY_IPV6, _, _, _] => Some(false),
+        [FAMILY_IPV4, _, _, _] => Some(Family::V4),
+        [FAMILY_IPV6, _, _, _] => Some(Family::V6),
         _ => None,
     }
 }
 
 /// Reads an XOR-PEER-ADDRESS value.
-pub(crate) fn peer_address(value: &[u8], tid: &TransactionId) -> Option<SocketAddr> {
-    attr::decode_address(value, Some(tid)).ok()
+pub(crate) fn peer_address(value: &[u8], tid: &TransactionId) -> Option<PeerAddr> {
+    attr::decode_address(value, Some(tid)).ok().map(PeerAddr)
 }

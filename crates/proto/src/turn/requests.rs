@@ -1,20 +1,14 @@
 //! Requests on an existing allocation: Refresh (RFC 8656 §7.3),
 //! CreatePermission (§9.2) and ChannelBind (§11.2).
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::peer_address;
-use crate::addr::FiveTuple;
-use crate::allocation::{CachedResponse, MAX_CHANNELS, MAX_PERMISSIONS};
+use crate::addr::{FiveTuple, PeerAddr};
+use crate::allocation::{CachedResponse, ChannelNumber, MAX_CHANNELS, MAX_PERMISSIONS};
 use crate::output::{CloseReason, Output};
 use crate::server::Server;
 use crate::wire::{attr, ErrorCode, Message, Method};
-
-/// RFC 8656 §12: valid channel numbers.
-const CHANNELS: std::ops::RangeInclusive<u16> = 0x4000..=0x4FFF;
-/// RFC 5766 §11: the older, wider range (0x7FFF is reserved there too).
-const LEGACY_CHANNELS: std::ops::RangeInclusive<u16> = 0x4000..=0x7FFE;
 
 impl Server {
     /// Authenticates a request on an existing allocation, runs it, and caches
@@ -76,7 +70,7 @@ impl Server {
         // match the address family of the allocation, the server MUST reply
         // with a 443 (Peer Address Family Mismatch) error response."
         if let Some(v) = msg.get(attr::REQUESTED_ADDRESS_FAMILY) {
-            let ok = super::address_family(v).is_some_and(|v4| self.allocations.live(slot).has_family(v4));
+            let ok = super::address_family(v).is_some_and(|family| self.allocations.live(slot).has_family(family));
             if !ok {
                 return self.error_with_key(msg, ErrorCode::PEER_ADDRESS_FAMILY_MISMATCH, key, out);
             }
@@ -103,7 +97,7 @@ impl Server {
     /// Reads every XOR-PEER-ADDRESS and applies the checks CreatePermission
     /// and ChannelBind share: 400 if none or malformed, 443 if the family has
     /// no relay in this allocation, 403 if policy forbids the peer.
-    fn checked_peers(&self, slot: u32, msg: &Message<'_>, out: &mut [SocketAddr; 8]) -> Result<usize, ErrorCode> {
+    fn checked_peers(&self, slot: u32, msg: &Message<'_>, out: &mut [PeerAddr; 8]) -> Result<usize, ErrorCode> {
         let tid = msg.transaction_id();
         let a = self.allocations.live(slot);
         let mut n = 0;
@@ -119,7 +113,7 @@ impl Server {
             return Err(ErrorCode::BAD_REQUEST);
         }
         for peer in &out[..n] {
-            if !a.has_family(peer.is_ipv4()) {
+            if !a.has_family(peer.family()) {
                 return Err(ErrorCode::PEER_ADDRESS_FAMILY_MISMATCH);
             }
             if !self.config.policy.allows(*peer) {
@@ -139,7 +133,7 @@ impl Server {
         key: &[u8; 16],
         out: &mut [u8],
     ) -> Output {
-        let mut peers = [SocketAddr::from(([0, 0, 0, 0], 0)); 8];
+        let mut peers = [PeerAddr(([0, 0, 0, 0], 0).into()); 8];
         let n = match self.checked_peers(slot, msg, &mut peers) {
             Ok(n) => n,
             Err(code) => return self.error_with_key(msg, code, key, out),
@@ -162,19 +156,15 @@ impl Server {
         // "The request contains both a CHANNEL-NUMBER and an XOR-PEER-ADDRESS
         // attribute" and "the channel number is in the range 0x4000 through
         // 0x4FFF (inclusive)" -- else 400.
+        let legacy = self.config.legacy_channel_numbers;
         let number = match msg.get(attr::CHANNEL_NUMBER) {
-            Some(v) if v.len() == 4 => u16::from_be_bytes([v[0], v[1]]),
-            _ => return self.error_with_key(msg, ErrorCode::BAD_REQUEST, key, out),
+            Some(v) if v.len() == 4 => ChannelNumber::new(u16::from_be_bytes([v[0], v[1]]), legacy),
+            _ => None,
         };
-        let valid = if self.config.legacy_channel_numbers {
-            LEGACY_CHANNELS
-        } else {
-            CHANNELS
-        };
-        if !valid.contains(&number) {
+        let Some(number) = number else {
             return self.error_with_key(msg, ErrorCode::BAD_REQUEST, key, out);
-        }
-        let mut peers = [SocketAddr::from(([0, 0, 0, 0], 0)); 8];
+        };
+        let mut peers = [PeerAddr(([0, 0, 0, 0], 0).into()); 8];
         let peer = match self.checked_peers(slot, msg, &mut peers) {
             Ok(1) => peers[0],
             Ok(_) => return self.error_with_key(msg, ErrorCode::BAD_REQUEST, key, out),

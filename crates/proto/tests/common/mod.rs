@@ -15,8 +15,8 @@ use proto::clock::Clock;
 use proto::quota::Quotas;
 use proto::wire::{attr, long_term_key, Class, ErrorCode, Message, MessageBuilder, MessageType, Method, TransactionId};
 use proto::{
-    BindError, ClientAddr, Command, DropReason, Event, FiveTuple, Output, PeerOutput, RelayId, Server, ServerAddr,
-    ServerConfig, Transport, PEER_HEADROOM, PEER_TAILROOM,
+    BindError, ClientAddr, Command, DropReason, Event, FiveTuple, Output, PeerAddr, PeerOutput, RelayId, Server,
+    ServerAddr, ServerConfig, Transport, PEER_HEADROOM, PEER_TAILROOM,
 };
 
 pub const REALM: &str = "ternd.test";
@@ -478,7 +478,7 @@ impl Driver {
                 len,
             } => Out::ToPeer {
                 relay,
-                peer,
+                peer: peer.0,
                 start,
                 len,
                 bytes: data[start..start + len].to_vec(),
@@ -571,7 +571,7 @@ impl Driver {
         buf[PEER_HEADROOM..PEER_HEADROOM + payload.len()].copy_from_slice(payload);
         match self
             .server
-            .handle_peer(self.now, relay, peer, &mut buf, PEER_HEADROOM, payload.len())
+            .handle_peer(self.now, relay, PeerAddr(peer), &mut buf, PEER_HEADROOM, payload.len())
         {
             PeerOutput::ToClient { tuple, start, len } => PeerOut::ToClient {
                 tuple,
