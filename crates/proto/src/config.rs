@@ -138,3 +138,44 @@ impl ServerConfig {
         self.unauthenticated_rate = unauthenticated_rate;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn applying_live_settings_keeps_what_needs_a_restart() {
+        let mut running = ServerConfig {
+            relay_ipv4: Some([192, 0, 2, 1].into()),
+            port_min: 50000,
+            shard_count: 2,
+            rng_seed: 7,
+            ..Default::default()
+        };
+        let new = ServerConfig {
+            software: Some("ternd".into()),
+            max_lifetime: Duration::from_secs(60),
+            bandwidth_limit: 1000,
+            legacy_channel_numbers: true,
+            unauthenticated_rate: 5,
+            relay_ipv4: Some([192, 0, 2, 9].into()),
+            port_min: 40000,
+            shard_count: 8,
+            rng_seed: 9,
+            ..Default::default()
+        };
+        running.apply(new.live());
+        assert_eq!(running.software.as_deref(), Some("ternd"));
+        assert_eq!(running.max_lifetime, Duration::from_secs(60));
+        assert_eq!(
+            (
+                running.bandwidth_limit,
+                running.legacy_channel_numbers,
+                running.unauthenticated_rate
+            ),
+            (1000, true, 5)
+        );
+        assert_eq!(running.relay_ipv4, Some([192, 0, 2, 1].into()));
+        assert_eq!((running.port_min, running.shard_count, running.rng_seed), (50000, 2, 7));
+    }
+}

@@ -26,6 +26,7 @@
 pub mod addr;
 pub mod allocation;
 mod allocations;
+mod answering;
 pub mod auth;
 mod binding;
 mod budget;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::addr::{Family, FiveTuple};
 use crate::allocation::RelayId;
-use crate::respond::Answering;
+use crate::answering::Answering;
 use crate::wire::{ErrorCode, Method, TransactionId};
 
 /// An Allocate waiting for the driver to bind its relay socket(s).

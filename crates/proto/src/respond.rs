@@ -2,21 +2,11 @@
 //! responses, with SOFTWARE, MESSAGE-INTEGRITY and FINGERPRINT as the
 //! request calls for. Every response is counted by method and code.
 
+use crate::answering::Answering;
 use crate::drop_reason::DropReason;
 use crate::output::Output;
 use crate::server::Server;
-use crate::wire::{
-    attr, BufferTooSmall, Class, ErrorCode, Message, MessageBuilder, MessageType, Method, TransactionId,
-};
-
-/// What a response needs to know of the request it answers.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Answering {
-    pub method: Method,
-    pub tid: [u8; 12],
-    /// The request carried FINGERPRINT, so the response does too.
-    pub fingerprint: bool,
-}
+use crate::wire::{attr, BufferTooSmall, Class, ErrorCode, Message, MessageBuilder, MessageType, TransactionId};
 
 impl Server {
     /// Writes a response to `request`: success when `code` is None, else an

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use super::{address_family, FAMILY_IPV6};
+use super::addresses::{address_family, FAMILY_IPV6};
 use crate::addr::{Family, FiveTuple};
 use crate::allocation::{Allocation, Bucket, CachedResponse, Relay, RelayId, Traffic};
 use crate::output::{BindError, Command, Event, Output};

@@ -5,6 +5,7 @@
 
 use std::time::Instant;
 
+use super::addresses::peer_address;
 use crate::addr::{canonical, FiveTuple, PeerAddr};
 use crate::allocation::{ChannelNumber, RelayId};
 use crate::output::{Output, PeerOutput};
@@ -22,8 +23,7 @@ impl Server {
         // attribute and a DATA attribute, then the indication is discarded."
         let tid = msg.transaction_id();
         let (Some(peer), Some(value)) = (
-            msg.get(attr::XOR_PEER_ADDRESS)
-                .and_then(|v| super::peer_address(v, &tid)),
+            msg.get(attr::XOR_PEER_ADDRESS).and_then(|v| peer_address(v, &tid)),
             msg.get(attr::DATA),
         ) else {
             return self.drop(DropReason::BadIndication);

@@ -1,18 +1,19 @@
 //! TURN (RFC 8656, RFC 6156): the request handlers, grouped by RFC section,
 //! and the long-term authentication they share (RFC 8489 §9.2).
 
+mod addresses;
 mod allocate;
 mod data;
 mod requests;
 
 use std::time::Instant;
 
-use crate::addr::{Family, FiveTuple, PeerAddr};
+use crate::addr::FiveTuple;
 use crate::auth::UserError;
 use crate::nonce::NonceCheck;
 use crate::output::Output;
 use crate::server::Server;
-use crate::wire::{attr, ErrorCode, Message, TransactionId};
+use crate::wire::{attr, ErrorCode, Message};
 use crate::DropReason;
 
 impl Server {
@@ -98,24 +99,4 @@ impl Server {
             b.add_bytes(attr::NONCE, &nonce)
         })
     }
-}
-
-/// Address family codes of REQUESTED-/ADDITIONAL-ADDRESS-FAMILY and
-/// ADDRESS-ERROR-CODE (RFC 8656 §14.1, §14.2).
-pub(crate) const FAMILY_IPV4: u8 = 0x01;
-pub(crate) const FAMILY_IPV6: u8 = 0x02;
-
-/// A REQUESTED-/ADDITIONAL-ADDRESS-FAMILY value (RFC 8656 §14.1: one family
-/// byte and three reserved ones); None for an unknown family.
-pub(crate) fn address_family(value: &[u8]) -> Option<Family> {
-    match value {
-        [FAMILY_IPV4, _, _, _] => Some(Family::V4),
-        [FAMILY_IPV6, _, _, _] => Some(Family::V6),
-        _ => None,
-    }
-}
-
-/// Reads an XOR-PEER-ADDRESS value.
-pub(crate) fn peer_address(value: &[u8], tid: &TransactionId) -> Option<PeerAddr> {
-    attr::decode_address(value, Some(tid)).ok().map(PeerAddr)
 }

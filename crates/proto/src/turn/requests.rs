@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::peer_address;
+use super::addresses::{address_family, peer_address};
 use crate::addr::{FiveTuple, PeerAddr};
 use crate::allocation::{CachedResponse, ChannelNumber, MAX_CHANNELS, MAX_PERMISSIONS};
 use crate::output::{CloseReason, Output};
@@ -70,7 +70,7 @@ impl Server {
         // match the address family of the allocation, the server MUST reply
         // with a 443 (Peer Address Family Mismatch) error response."
         if let Some(v) = msg.get(attr::REQUESTED_ADDRESS_FAMILY) {
-            let ok = super::address_family(v).is_some_and(|family| self.allocations.live(slot).has_family(family));
+            let ok = address_family(v).is_some_and(|family| self.allocations.live(slot).has_family(family));
             if !ok {
                 return self.error_with_key(msg, ErrorCode::PEER_ADDRESS_FAMILY_MISMATCH, key, out);
             }
