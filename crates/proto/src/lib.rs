@@ -3,23 +3,19 @@
 //! `now`; every output is a value the driver acts on.
 //!
 //! # The drive loop
-//! A driver owns one [`Server`] per shard and keeps one rule:
-//! 1. feed one input: [`Server::handle_client`] (a datagram or framed stream
-//!    message; act on the returned [`Output`]: reply with `out[..n]`, send a
-//!    range of the input to a peer, or nothing), [`Server::handle_peer`]
-//!    (act on the [`PeerOutput`]), [`Server::relay_bound`],
-//!    [`Server::handle_timeout`], [`Server::connection_closed`],
-//!    [`Server::close_allocation`], [`Server::revoke`], [`Server::reload`] or
-//!    [`Server::set_draining`];
-//! 2. after every one of them, drain [`Server::poll_command`] until it
-//!    returns `None` (bind or release relay sockets, send deferred
-//!    responses, log events);
-//! 3. re-arm its one timer from [`Server::poll_timeout`], sleep until then
-//!    or the next input, and call [`Server::handle_timeout`] when it is due.
+//! A driver owns one [`Server`] per shard and follows one rule:
+//! 1. Feed one input: [`Server::handle_client`], [`Server::handle_peer`],
+//!    [`Server::relay_bound`], [`Server::handle_timeout`],
+//!    [`Server::connection_closed`], [`Server::close_allocation`],
+//!    [`Server::revoke`], [`Server::set_draining`] or [`Server::reload`].
+//!    The data path answers in the returned [`Output`] or [`PeerOutput`]
+//!    (reply with `out[..n]`, or send a range of the buffer) and never allocates.
+//! 2. Then drain [`Server::poll_command`] until it returns `None`: bind or
+//!    release relay sockets, send deferred responses, log events.
+//! 3. Then re-arm the one timer from [`Server::poll_timeout`], sleep until it
+//!    fires or the next input comes, and call [`Server::handle_timeout`] when due.
 //!
-//! The data path (`handle_client` with ChannelData or Send, `handle_peer`)
-//! never allocates and answers through its return value, not the queue. The
-//! core never reads the time itself, so every behaviour is testable by
+//! The core never reads the time itself, so every behaviour is testable by
 //! feeding inputs and advancing a fake clock. TCP/TLS drivers cut the byte
 //! stream into messages with [`framing::next_frame`].
 

@@ -2,7 +2,7 @@
 //! of the driver ([`Command::BindRelay`]); the success response goes out once
 //! every relay is bound ([`Server::relay_bound`]).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use super::addresses::{address_family, FAMILY_IPV6};
@@ -194,7 +194,7 @@ impl Server {
     }
 
     /// The relay address configured for `family`, if that family is served.
-    fn relay_ip(&self, family: Family) -> Option<std::net::IpAddr> {
+    fn relay_ip(&self, family: Family) -> Option<IpAddr> {
         match family {
             Family::V4 => self.config.relay_ipv4,
             Family::V6 => self.config.relay_ipv6,
@@ -264,6 +264,9 @@ impl Server {
                 }
                 self.bind_next(now, p);
             }
+            // §7.2: no relayed transport address could be had, so 508
+            // (Insufficient Capacity). Only a taken port is worth trying
+            // another port for.
             Err(e) => {
                 self.release_relay(relay, None);
                 p.tries += 1;
