@@ -156,7 +156,7 @@ async fn run_control(shard: Rc<Shard>, index: usize, mut rx: mpsc::UnboundedRece
         let now = Instant::now();
         match c {
             Control::Reload(cfg, done) => {
-                shard.core.borrow_mut().reload(*cfg);
+                shard.core.borrow_mut().reload(cfg.live());
                 let _ = done.send(());
             }
             Control::Drain(done) => {

@@ -12,7 +12,7 @@
 use std::rc::Rc;
 use std::time::Instant;
 
-use proto::{DropReason, PeerOutput, RelayId, Transport, PEER_HEADROOM};
+use proto::{DropReason, PeerAddr, PeerOutput, RelayId, Transport, PEER_HEADROOM};
 
 use super::mmsg::Udp;
 use super::recv_loop;
@@ -25,11 +25,14 @@ pub async fn read_peers(shard: Rc<Shard>, relay: RelayId, socket: Rc<Udp>) {
         let now = Instant::now();
         for i in 0..batch.received().len() {
             let r = batch.received()[i];
-            let out =
-                shard
-                    .core
-                    .borrow_mut()
-                    .handle_peer(now, relay, r.from, batch.slot_mut(r.slot), PEER_HEADROOM, r.len);
+            let out = shard.core.borrow_mut().handle_peer(
+                now,
+                relay,
+                PeerAddr(r.from),
+                batch.slot_mut(r.slot),
+                PEER_HEADROOM,
+                r.len,
+            );
             let PeerOutput::ToClient { tuple, start, len } = out else {
                 continue;
             };

@@ -206,7 +206,7 @@ mod tests {
         config.peers.allow = vec!["10.1.0.0/16".parse().unwrap()];
         let own: IpAddr = "192.0.2.1".parse().unwrap();
         let policy = peer_policy(&config, vec![own]);
-        let allows = |peer: &str| policy.allows(peer.parse().unwrap());
+        let allows = |peer: &str| policy.allows(proto::PeerAddr(peer.parse().unwrap()));
         assert!(!allows("10.2.0.1:9"), "built-in 10/8 stays denied");
         assert!(!allows("198.51.100.1:9"), "peers.deny added");
         assert!(allows("10.1.0.1:9"), "peers.allow overrides");

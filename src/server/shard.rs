@@ -153,10 +153,11 @@ impl Shard {
         let (rcv, snd) = self.relay_buffers;
         let std_sock = sockets::relay(addr, df, rcv, snd).map_err(|e| {
             tracing::debug!(%addr, "relay bind failed: {e}");
-            if e.kind() == std::io::ErrorKind::AddrInUse {
-                BindError::AddrInUse
-            } else {
-                BindError::Other
+            match e.kind() {
+                std::io::ErrorKind::AddrInUse => BindError::AddrInUse,
+                std::io::ErrorKind::AddrNotAvailable => BindError::AddrNotAvailable,
+                std::io::ErrorKind::PermissionDenied => BindError::PermissionDenied,
+                _ => BindError::Other,
             }
         })?;
         let local = std_sock.local_addr().map_err(|_| BindError::Other)?;
@@ -194,20 +195,17 @@ fn log_event(e: &Event) {
             username,
             age,
             reason,
-            to_peer_bytes,
-            to_peer_packets,
-            to_client_bytes,
-            to_client_packets,
+            traffic,
         } => tracing::info!(
             client = %tuple.client,
             transport = tuple.transport.name(),
             user = %username,
             reason = ?reason,
             age_s = age.as_secs(),
-            to_peer_bytes,
-            to_peer_packets,
-            to_client_bytes,
-            to_client_packets,
+            to_peer_bytes = traffic.to_peer_bytes,
+            to_peer_packets = traffic.to_peer_packets,
+            to_client_bytes = traffic.to_client_bytes,
+            to_client_packets = traffic.to_client_packets,
             "allocation closed"
         ),
     }

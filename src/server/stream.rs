@@ -168,7 +168,7 @@ where
                             peer,
                             start: s,
                             len,
-                        } => shard.to_peer(relay, peer, &buf[base + s..base + s + len]),
+                        } => shard.to_peer(relay, peer.0, &buf[base + s..base + s + len]),
                         Output::Reply(n) => {
                             if !conn.push(&out[..n]) {
                                 shard.core.borrow_mut().count_drop(DropReason::ClientSendFailed);

@@ -52,7 +52,7 @@ fn handle_batch(shard: &Rc<Shard>, socket: &Rc<Udp>, local: ServerAddr, batch: &
             } => match shard.relay_socket(relay) {
                 Some(relay_socket) => batch.queue_slot(
                     &relay_socket,
-                    peer,
+                    peer.0,
                     None,
                     (r.slot, start, len),
                     DropReason::RelaySendFailed,

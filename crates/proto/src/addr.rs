@@ -2,7 +2,7 @@
 //! where a client address belongs (RFC 8656 §2 terminology).
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 /// The transport a client reached the server over (RFC 8656 §3.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -34,6 +34,16 @@ macro_rules! role_addr {
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub struct $name(pub SocketAddr);
 
+        impl $name {
+            pub fn ip(&self) -> IpAddr {
+                self.0.ip()
+            }
+
+            pub fn family(&self) -> Family {
+                Family::of(self.0.ip())
+            }
+        }
+
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 self.0.fmt(f)
@@ -50,6 +60,29 @@ role_addr!(
     /// The server's own listening transport address that a client sent to.
     ServerAddr
 );
+role_addr!(
+    /// A peer's transport address: where relayed data goes and comes from
+    /// (RFC 8656 §2, XOR-PEER-ADDRESS).
+    PeerAddr
+);
+
+/// An IP address family (RFC 8656 §14.1 REQUESTED-ADDRESS-FAMILY, RFC 6156).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Family {
+    V4,
+    V6,
+}
+
+impl Family {
+    /// The family of `ip` as written (an IPv4-mapped IPv6 address is IPv6).
+    pub fn of(ip: IpAddr) -> Family {
+        if ip.is_ipv4() {
+            Family::V4
+        } else {
+            Family::V6
+        }
+    }
+}
 
 /// The 5-tuple that identifies a client's connection (RFC 8656 §2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -4,7 +4,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use crate::addr::FiveTuple;
+use crate::addr::{Family, FiveTuple, PeerAddr};
 use crate::wire::TransactionId;
 
 /// RFC 8656 §9: permissions last 300 s.
@@ -41,16 +41,35 @@ pub struct Permission {
     pub expires: Instant,
 }
 
+/// A channel number (RFC 8656 §12).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ChannelNumber(pub u16);
+
+impl ChannelNumber {
+    /// RFC 8656 §12: the numbers a client may bind.
+    pub const RANGE: std::ops::RangeInclusive<u16> = 0x4000..=0x4FFF;
+    /// RFC 5766 §11: the older, wider range (0x7FFF is reserved there too).
+    pub const LEGACY_RANGE: std::ops::RangeInclusive<u16> = 0x4000..=0x7FFE;
+
+    /// `n` if a client may bind it: RFC 8656 §11.2 "the channel number is in
+    /// the range 0x4000 through 0x4FFF (inclusive)", or the RFC 5766 range
+    /// with `legacy`.
+    pub fn new(n: u16, legacy: bool) -> Option<ChannelNumber> {
+        let valid = if legacy { Self::LEGACY_RANGE } else { Self::RANGE };
+        valid.contains(&n).then_some(ChannelNumber(n))
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct Channel {
-    pub number: u16,
-    pub peer: SocketAddr,
+    pub number: ChannelNumber,
+    pub peer: PeerAddr,
     /// Bound until then; in cooldown for CHANNEL_COOLDOWN after.
     pub expires: Instant,
 }
 
 /// Bytes and packets relayed, each way.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Traffic {
     pub to_peer_bytes: u64,
     pub to_peer_packets: u64,
@@ -165,12 +184,13 @@ impl Allocation {
         now >= self.expires
     }
 
-    pub fn relay_for(&self, peer: &SocketAddr) -> Option<&Relay> {
-        self.relays.iter().find(|r| r.local.is_ipv4() == peer.is_ipv4())
+    /// The relay of the peer's family (RFC 8656 §10.2, RFC 6156).
+    pub fn relay_for(&self, peer: &PeerAddr) -> Option<&Relay> {
+        self.relays.iter().find(|r| Family::of(r.local.ip()) == peer.family())
     }
 
-    pub fn has_family(&self, ipv4: bool) -> bool {
-        self.relays.iter().any(|r| r.local.is_ipv4() == ipv4)
+    pub fn has_family(&self, family: Family) -> bool {
+        self.relays.iter().any(|r| Family::of(r.local.ip()) == family)
     }
 
     /// RFC 8656 §9: permissions match on IP address only.
@@ -193,19 +213,19 @@ impl Allocation {
     }
 
     /// The bound (unexpired) channel with this number.
-    pub fn channel_by_number(&self, number: u16, now: Instant) -> Option<&Channel> {
+    pub fn channel_by_number(&self, number: ChannelNumber, now: Instant) -> Option<&Channel> {
         self.channels.iter().find(|c| c.number == number && now < c.expires)
     }
 
     /// The bound (unexpired) channel to this peer.
-    pub fn channel_by_peer(&self, peer: &SocketAddr, now: Instant) -> Option<&Channel> {
+    pub fn channel_by_peer(&self, peer: &PeerAddr, now: Instant) -> Option<&Channel> {
         self.channels.iter().find(|c| c.peer == *peer && now < c.expires)
     }
 
     /// RFC 8656 §11.2 checks for binding `number` to `peer`: a number bound
     /// (or cooling down) to another peer, or a peer bound (or cooling down)
     /// to another number, is refused.
-    pub fn channel_conflict(&self, number: u16, peer: &SocketAddr, now: Instant) -> bool {
+    pub fn channel_conflict(&self, number: ChannelNumber, peer: &PeerAddr, now: Instant) -> bool {
         self.channels.iter().any(|c| {
             let held = now < c.expires + CHANNEL_COOLDOWN;
             held && ((c.number == number) != (c.peer == *peer))
@@ -213,7 +233,7 @@ impl Allocation {
     }
 
     /// Binds or refreshes `number` to `peer` (after `channel_conflict` said no).
-    pub fn bind_channel(&mut self, number: u16, peer: SocketAddr, now: Instant) {
+    pub fn bind_channel(&mut self, number: ChannelNumber, peer: PeerAddr, now: Instant) {
         let expires = now + CHANNEL_LIFETIME;
         match self.channels.iter_mut().find(|c| c.number == number && c.peer == peer) {
             Some(c) => c.expires = expires,
@@ -244,5 +264,25 @@ impl Allocation {
             .chain(chans)
             .filter(|&t| now < t)
             .fold(self.expires, |a, b| a.min(b))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ChannelNumber;
+
+    #[test]
+    fn channel_numbers_follow_rfc_8656_unless_legacy() {
+        for (n, rfc8656, legacy) in [
+            (0x3FFF, false, false),
+            (0x4000, true, true),
+            (0x4FFF, true, true),
+            (0x5000, false, true),
+            (0x7FFE, false, true),
+            (0x7FFF, false, false),
+        ] {
+            assert_eq!(ChannelNumber::new(n, false).is_some(), rfc8656, "{n:#x}");
+            assert_eq!(ChannelNumber::new(n, true).is_some(), legacy, "{n:#x} (legacy)");
+        }
     }
 }

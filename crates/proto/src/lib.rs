@@ -1,43 +1,57 @@
-//! ternd's protocol core: STUN (RFC 8489) and, later, TURN (RFC 8656), with no
-//! sockets, no clock and no runtime.
+//! ternd's protocol core: STUN (RFC 8489) and TURN (RFC 8656, RFC 6156
+//! dual-stack), with no sockets, no clock and no runtime. Every input carries
+//! `now`; every output is a value the driver acts on.
 //!
 //! # The drive loop
-//! A driver owns one [`Server`] per shard and, for every datagram or framed
-//! stream message from a client:
-//! 1. reads the bytes and notes `now` (a monotonic [`std::time::Instant`]);
-//! 2. calls [`Server::handle_client`] with the client's [`FiveTuple`], the
-//!    bytes and an output buffer;
-//! 3. acts on the returned [`Output`]: send `out[..n]` back on the same
-//!    socket or connection, or count the drop.
+//! A driver owns one [`Server`] per shard and follows one rule:
+//! 1. Feed one input: [`Server::handle_client`], [`Server::handle_peer`],
+//!    [`Server::relay_bound`], [`Server::handle_timeout`],
+//!    [`Server::connection_closed`], [`Server::close_allocation`],
+//!    [`Server::revoke`], [`Server::set_draining`] or [`Server::reload`].
+//!    The data path answers in the returned [`Output`] or [`PeerOutput`]
+//!    (reply with `out[..n]`, or send a range of the buffer) and never allocates.
+//! 2. Then drain [`Server::poll_command`] until it returns `None`: bind or
+//!    release relay sockets, send deferred responses, log events.
+//! 3. Then re-arm the one timer from [`Server::poll_timeout`], sleep until it
+//!    fires or the next input comes, and call [`Server::handle_timeout`] when due.
 //!
-//! The core never blocks, never allocates on the request path and never reads
-//! the time itself, so every behaviour is testable by feeding inputs and
-//! advancing a fake clock. TCP/TLS drivers cut the byte stream into messages
-//! with [`framing::next_frame`].
+//! The core never reads the time itself, so every behaviour is testable by
+//! feeding inputs and advancing a fake clock. TCP/TLS drivers cut the byte
+//! stream into messages with [`framing::next_frame`].
 
 pub mod addr;
 pub mod allocation;
+mod allocations;
+mod answering;
 pub mod auth;
 mod binding;
+mod budget;
 pub mod clock;
+mod close;
+pub mod config;
 pub mod drop_reason;
 pub mod framing;
 pub mod metrics;
 pub mod nonce;
+pub mod output;
+mod pending;
 pub mod policy;
 mod ports;
 pub mod quota;
 pub mod reservation;
+mod respond;
 mod rng;
 pub mod server;
+pub mod stats;
+mod timeouts;
 mod timers;
 mod turn;
 pub mod wire;
 
-pub use addr::{canonical, ClientAddr, FiveTuple, ServerAddr, Transport};
-pub use allocation::RelayId;
+pub use addr::{canonical, ClientAddr, Family, FiveTuple, PeerAddr, ServerAddr, Transport};
+pub use allocation::{ChannelNumber, RelayId};
+pub use config::{LiveConfig, ServerConfig};
 pub use drop_reason::{DropCounters, DropReason};
-pub use server::{
-    BindError, CloseReason, Command, Event, Output, PeerOutput, Server, ServerConfig, Stats, PEER_HEADROOM,
-    PEER_TAILROOM,
-};
+pub use output::{BindError, CloseReason, Command, Event, Output, PeerOutput, PEER_HEADROOM, PEER_TAILROOM};
+pub use server::Server;
+pub use stats::Stats;

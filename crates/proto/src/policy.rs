@@ -2,8 +2,10 @@
 //! for special-purpose ranges; an explicit allow list overrides; the server's
 //! own relay addresses are always allowed so two clients can talk.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
+
+use crate::addr::PeerAddr;
 
 /// An IP network in CIDR form.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -143,7 +145,7 @@ impl PeerPolicy {
     /// True if a client may relay to `peer`: an explicitly allowed network,
     /// one of the server's own relay addresses on a relay port, or anything
     /// outside the denied ranges.
-    pub fn allows(&self, peer: SocketAddr) -> bool {
+    pub fn allows(&self, peer: PeerAddr) -> bool {
         let ip = peer.ip();
         let plain = unmap(ip);
         let listed = |nets: &[IpNet]| nets.iter().any(|n| n.contains(ip) || n.contains(plain));
@@ -151,7 +153,7 @@ impl PeerPolicy {
             return true;
         }
         if self.is_own(ip) {
-            return self.own_ports.contains(&peer.port());
+            return self.own_ports.contains(&peer.0.port());
         }
         !(listed(&self.deny) || plain.is_unspecified() || plain == IpAddr::V6(Ipv6Addr::LOCALHOST))
     }
@@ -166,10 +168,12 @@ impl PeerPolicy {
 
 #[cfg(test)]
 mod tests {
+    use std::net::SocketAddr;
+
     use super::*;
 
-    fn ip(s: &str) -> SocketAddr {
-        SocketAddr::new(s.parse().unwrap(), 3478)
+    fn ip(s: &str) -> PeerAddr {
+        PeerAddr(SocketAddr::new(s.parse().unwrap(), 3478))
     }
 
     #[test]
@@ -214,7 +218,7 @@ mod tests {
         assert!(p.allows(ip("198.51.100.7")));
         assert!(p.allows(ip("::ffff:198.51.100.7")));
         assert!(
-            p.allows("10.0.0.5:50000".parse().unwrap()),
+            p.allows(PeerAddr("10.0.0.5:50000".parse().unwrap())),
             "own relay address on a relay port"
         );
         assert!(!p.allows(ip("10.0.0.5")), "own address outside the relay range");

@@ -6,8 +6,20 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+/// A port held on this shard for a later Allocate by RESERVATION-TOKEN
+/// (RFC 8656 §7.2, §14.9).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Reservation {
+    pub addr: SocketAddr,
+    pub expires: Instant,
+}
+
+/// RFC 8656 §14.9: a reservation lasts about 30 s.
+pub const RESERVATION_LIFETIME: Duration = Duration::from_secs(30);
+
+/// Every shard's RESERVATION-TOKENs.
 #[derive(Debug, Default)]
 pub struct SharedReservations(Mutex<HashMap<[u8; 8], (SocketAddr, Instant)>>);
 

@@ -7,9 +7,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use common::*;
+use proto::metrics::{code_index, method_index};
 use proto::quota::Quotas;
 use proto::wire::{attr, Class, MessageType, Method};
-use proto::{Event, Transport};
+use proto::{BindError, Event, Transport};
 
 const EVEN_PORT: u16 = attr::EVEN_PORT;
 
@@ -61,6 +62,17 @@ fn success_carries_relayed_mapped_address_and_lifetime() {
             lifetime: std::time::Duration::from_secs(600),
         }]
     );
+}
+
+#[test]
+fn a_success_is_counted_once_in_the_response_metrics() {
+    let mut d = Driver::default_setup();
+    let mut c = Client::udp("198.51.100.1:40000");
+    d.allocate(&mut c);
+    let responses = d.server.stats().requests.responses[method_index(Method::ALLOCATE)];
+    // The 401 that fetched the nonce, then the success.
+    assert_eq!(responses[code_index(None)], 1);
+    assert_eq!(responses.iter().sum::<u64>(), 2);
 }
 
 #[test]
@@ -272,24 +284,32 @@ fn dual_stack_without_an_ipv6_relay_reports_address_error_code_440() {
     assert_eq!((aec[2] & 7) as u16 * 100 + aec[3] as u16, 440);
 }
 
-#[test]
-fn dual_stack_ipv6_bind_failures_keep_the_ipv4_relay_and_report_508() {
+/// A dual-stack Allocate whose IPv4 bind succeeds and whose next `fails`
+/// (IPv6) binds fail with `error`: the IPv4 relay stands and
+/// ADDRESS-ERROR-CODE reports 508 for IPv6. Returns the binds asked for.
+fn dual_stack_with_ipv6_bind_failures(error: BindError, fails: u32) -> usize {
     let mut d = Driver::default_setup();
     let mut c = Client::udp("198.51.100.1:40000");
     d.fetch_nonce(&mut c);
-    // The first bind (IPv4) succeeds, the next eight (IPv6) fail.
     d.auto_bind = false;
     let req = allocate_bytes(&mut d, &mut c, &[transport_udp(), additional(2)]);
     assert_eq!(d.input(c.tuple, &req), Out::Nothing);
     d.auto_bind = true;
-    d.fail_binds = 8;
+    d.bind_error = error;
+    d.fail_binds = fails;
     d.release_held_binds();
     let r = Resp(d.sent.last().unwrap().1.clone());
     r.assert_ok(Method::ALLOCATE, &c.key);
     assert_eq!(relayed(&r).len(), 1);
     let aec = r.get(attr::ADDRESS_ERROR_CODE).expect("ADDRESS-ERROR-CODE");
     assert_eq!((aec[0], (aec[2] & 7) as u16 * 100 + aec[3] as u16), (0x02, 508));
-    assert_eq!(d.binds.len(), 9);
+    d.binds.len()
+}
+
+#[test]
+fn dual_stack_ipv6_bind_failures_keep_the_ipv4_relay_and_report_508() {
+    // The IPv4 bind, then eight taken IPv6 ports.
+    assert_eq!(dual_stack_with_ipv6_bind_failures(BindError::AddrInUse, 8), 9);
 }
 
 #[test]
@@ -405,6 +425,44 @@ fn eight_bind_failures_are_508_and_release_the_quota() {
     d.allocate(&mut c);
     assert_eq!(d.binds.len(), 16);
     assert_eq!(quotas.total(), 1);
+}
+
+#[test]
+fn a_bind_error_another_port_cannot_fix_is_508_at_once() {
+    for error in [
+        BindError::AddrNotAvailable,
+        BindError::PermissionDenied,
+        BindError::Other,
+    ] {
+        let quotas = Arc::new(Quotas::new(10, 1));
+        let q = quotas.clone();
+        let mut d = Driver::with(|c| c.quotas = q);
+        let mut c = Client::udp("198.51.100.1:40000");
+        d.bind_error = error;
+        d.fail_binds = 1;
+        let r = d.allocate_with(&mut c, &[]);
+        r.assert_error(Method::ALLOCATE, 508);
+        assert_eq!(d.binds.len(), 1, "{error:?}: one BindRelay, no retry");
+        assert_eq!(quotas.total(), 0);
+        assert_eq!(d.server.allocation_count(), 0);
+    }
+}
+
+#[test]
+fn a_taken_port_is_retried_on_another_port() {
+    let mut d = Driver::default_setup();
+    let mut c = Client::udp("198.51.100.1:40000");
+    d.fail_binds = 3;
+    d.allocate(&mut c).assert_ok(Method::ALLOCATE, &c.key);
+    assert_eq!(d.binds.len(), 4, "three taken ports, then success");
+    let ports: std::collections::HashSet<u16> = d.binds.iter().map(|b| b.1.port()).collect();
+    assert_eq!(ports.len(), 4, "each try is another port");
+}
+
+#[test]
+fn dual_stack_ipv6_bind_error_another_port_cannot_fix_keeps_the_ipv4_relay() {
+    // The IPv4 bind and one IPv6 bind.
+    assert_eq!(dual_stack_with_ipv6_bind_failures(BindError::AddrNotAvailable, 1), 2);
 }
 
 #[test]

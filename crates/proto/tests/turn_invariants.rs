@@ -290,25 +290,11 @@ impl Fuzz {
         if self.d.held_binds.is_empty() {
             // Nothing half-done: the bound sockets are exactly the live
             // allocations' relays, and the quota counts exactly those.
-            let relays: HashSet<RelayId> = s.relays().map(|(_, r)| r.id).collect();
+            let relays: HashSet<RelayId> = s.allocations().flat_map(|a| a.relays.iter().map(|r| r.id)).collect();
             let bound: HashSet<RelayId> = self.d.bound.keys().copied().collect();
             assert_eq!(relays, bound, "{}", ctx());
             assert_eq!(self.quotas.total(), live, "{}", ctx());
         }
-        let now = self.d.now;
-        let reservations = self
-            .model
-            .tokens
-            .iter()
-            .filter(|(_, at)| now < *at + Duration::from_secs(31))
-            .count();
-        let timers = s.timer_entries();
-        assert!(
-            timers <= 4 * (live + reservations + 2),
-            "{} timer entries for {live} allocations and {reservations} reservations ({})",
-            timers,
-            ctx()
-        );
     }
 }
 
@@ -341,7 +327,7 @@ fn random_operations_keep_the_invariants() {
         assert_eq!(f.d.server.allocation_count(), 0);
         assert!(f.d.bound.is_empty(), "relays left bound: {:?}", f.d.bound);
         assert_eq!(f.quotas.total(), 0);
-        assert_eq!(f.d.server.timer_entries(), 0);
+        assert_eq!(f.d.server.poll_timeout(), None);
         // The run exercised what it claims to: data went both ways.
         let t = f.d.server.stats().traffic;
         assert!(

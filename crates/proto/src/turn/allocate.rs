@@ -2,20 +2,24 @@
 //! of the driver ([`Command::BindRelay`]); the success response goes out once
 //! every relay is bound ([`Server::relay_bound`]).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use super::{address_family, PendingAllocate, Reservation, FAMILY_IPV6, RESERVATION_LIFETIME};
-use crate::addr::FiveTuple;
+use super::addresses::{address_family, FAMILY_IPV6};
+use crate::addr::{Family, FiveTuple};
 use crate::allocation::{Allocation, Bucket, CachedResponse, Relay, RelayId, Traffic};
+use crate::output::{BindError, Command, Event, Output};
+use crate::pending::PendingAllocate;
 use crate::quota::QuotaError;
-use crate::server::{BindError, Command, Event, Output, RelayState, Server, Slot};
+use crate::reservation::{Reservation, RESERVATION_LIFETIME};
+use crate::server::Server;
 use crate::timers::Timer;
-use crate::wire::{attr, ErrorCode, Message, Method};
+use crate::wire::{attr, ErrorCode, Message};
 
 /// REQUESTED-TRANSPORT protocol number for UDP (RFC 8656 §18.6).
 const UDP: u8 = 17;
-/// Ports tried per relay before answering 508.
+/// Ports tried per relay before answering 508, when each one is taken
+/// ([`BindError::AddrInUse`]); any other bind error answers 508 at once.
 const BIND_TRIES: u32 = 8;
 
 impl Server {
@@ -26,8 +30,8 @@ impl Server {
         // existing allocation. If yes, the server rejects the request with a
         // 437 (Allocation Mismatch) error." A retransmission of the Allocate
         // that created it gets the original success response again.
-        if let Some(&slot) = self.by_tuple.get(&tuple) {
-            let a = self.live(slot);
+        if let Some(slot) = self.allocations.by_tuple(&tuple) {
+            let a = self.allocations.live(slot);
             if let Some(n) = a.allocate_response.replay(&tid, out) {
                 return Output::Reply(n);
             }
@@ -42,7 +46,7 @@ impl Server {
             Ok(v) => v,
             Err(o) => return o,
         };
-        if self.by_tuple.contains_key(&tuple) || self.pending_tuples.contains_key(&tuple) {
+        if self.allocations.by_tuple(&tuple).is_some() || self.pending_tuples.contains_key(&tuple) {
             return self.error_with_key(msg, ErrorCode::ALLOCATION_MISMATCH, &key, out);
         }
         // Draining for a restart: no new allocations (the client moves on to
@@ -80,12 +84,15 @@ impl Server {
             }
             let mut tk = [0u8; 8];
             tk.copy_from_slice(t);
-            // The shard that made the reservation keeps the port marked until
-            // its timer fires; the registry says whether the token is good.
+            // The shared registry says whether the token is good; a
+            // reservation made on another shard keeps its port marked there
+            // until its timer fires.
             let shared = self.config.reservations.take(&tk, now);
             match self.reservations.remove(&tk) {
                 Some(r) if now < r.expires => {
-                    // The port stays marked in use; the bind below takes it over.
+                    // Reserved on this shard: the port goes back to the pool
+                    // now, the bind below asks for exactly this port, and
+                    // `relay_bound` marks it in use again once it is bound.
                     self.ports.release(r.addr.ip(), r.addr.port());
                     reserved = Some(r.addr);
                 }
@@ -120,32 +127,26 @@ impl Server {
         let mut families = match (raf, aaf) {
             (Some(_), Some(_)) => return self.error_with_key(msg, ErrorCode::BAD_REQUEST, &key, out),
             (Some(v), None) => match address_family(v) {
-                Some(v4) => vec![v4],
+                Some(family) => vec![family],
                 None => return self.error_with_key(msg, ErrorCode::ADDRESS_FAMILY_NOT_SUPPORTED, &key, out),
             },
             (None, Some(v)) => match address_family(v) {
-                Some(false) => vec![true, false],
+                Some(Family::V6) => vec![Family::V4, Family::V6],
                 _ => return self.error_with_key(msg, ErrorCode::BAD_REQUEST, &key, out),
             },
-            (None, None) => vec![reserved.is_none_or(|r| r.is_ipv4())],
+            (None, None) => vec![reserved.map_or(Family::V4, |r| Family::of(r.ip()))],
         };
         if let Some(r) = reserved {
-            families = vec![r.is_ipv4()];
+            families = vec![Family::of(r.ip())];
         }
-        let have = |v4: bool| {
-            if v4 {
-                self.config.relay_ipv4.is_some()
-            } else {
-                self.config.relay_ipv6.is_some()
-            }
-        };
+        let have = |family| self.relay_ip(family).is_some();
         if !have(families[0]) {
             // "If the server does not support the address family requested by
             // the client ... 440 (Address Family not Supported)".
             return self.error_with_key(msg, ErrorCode::ADDRESS_FAMILY_NOT_SUPPORTED, &key, out);
         }
         let mut additional_error = None;
-        if families.len() == 2 && !have(false) {
+        if families.len() == 2 && !have(Family::V6) {
             families.truncate(1);
             additional_error = Some(ErrorCode::ADDRESS_FAMILY_NOT_SUPPORTED);
         }
@@ -192,18 +193,21 @@ impl Server {
         }
     }
 
+    /// The relay address configured for `family`, if that family is served.
+    fn relay_ip(&self, family: Family) -> Option<IpAddr> {
+        match family {
+            Family::V4 => self.config.relay_ipv4,
+            Family::V6 => self.config.relay_ipv6,
+        }
+    }
+
     /// Asks the driver for the next relay socket of `p`, or finishes.
     fn bind_next(&mut self, now: Instant, p: PendingAllocate) {
-        let Some(&v4) = p.families.first() else {
+        let Some(&family) = p.families.first() else {
             self.finish_allocate(now, p);
             return;
         };
-        let ip = if v4 {
-            self.config.relay_ipv4
-        } else {
-            self.config.relay_ipv6
-        };
-        let Some(ip) = ip else {
+        let Some(ip) = self.relay_ip(family) else {
             self.fail_allocate(p, ErrorCode::ADDRESS_FAMILY_NOT_SUPPORTED);
             return;
         };
@@ -217,7 +221,7 @@ impl Server {
             return;
         };
         let addr = SocketAddr::new(ip, port);
-        let relay = self.new_relay_id();
+        let relay = self.allocations.new_relay_id();
         self.commands.push_back(Command::BindRelay {
             relay,
             addr,
@@ -241,7 +245,7 @@ impl Server {
             self.abandon_allocate(&p);
             return;
         }
-        let v4 = p.families[0];
+        let family = p.families[0];
         match result {
             Ok(local) => {
                 self.ports.mark(local.ip(), local.port());
@@ -260,12 +264,15 @@ impl Server {
                 }
                 self.bind_next(now, p);
             }
-            Err(_) => {
+            // §7.2: no relayed transport address could be had, so 508
+            // (Insufficient Capacity). Only a taken port is worth trying
+            // another port for.
+            Err(e) => {
                 self.release_relay(relay, None);
                 p.tries += 1;
-                if p.reserved.is_none() && p.tries < BIND_TRIES {
+                if e.is_retryable() && p.reserved.is_none() && p.tries < BIND_TRIES {
                     self.bind_next(now, p);
-                } else if !v4 && !p.bound.is_empty() {
+                } else if family == Family::V6 && !p.bound.is_empty() {
                     // Dual-stack: the IPv4 relay stands; report the IPv6 failure.
                     p.families.clear();
                     p.additional_error = Some(ErrorCode::INSUFFICIENT_CAPACITY);
@@ -344,16 +351,6 @@ impl Server {
         };
         self.pending_tuples.remove(&p.tuple);
         let response = buf[..n].to_vec();
-        let slot = match self.free_slots.pop() {
-            Some(s) => s,
-            None => {
-                self.slots.push(Slot::default());
-                self.slots.len() as u32 - 1
-            }
-        };
-        for r in &relays {
-            self.relays[r.id.0 as usize] = Some(RelayState::Active { slot });
-        }
         let alloc = Allocation {
             tuple: p.tuple,
             username: p.username.clone(),
@@ -372,11 +369,9 @@ impl Server {
             bucket_to_client: Bucket::new(self.config.bandwidth_limit, now),
             armed: None,
         };
-        self.slots[slot as usize].alloc = Some(alloc);
+        let slot = self.allocations.insert(alloc);
         self.arm(slot, now);
-        self.by_tuple.insert(p.tuple, slot);
         self.stats.allocations_created += 1;
-        self.stats.requests.response(Method::ALLOCATE, None);
         self.commands.push_back(Command::SendToClient {
             tuple: p.tuple,
             data: response,

@@ -3,27 +3,27 @@
 //! indications. Nothing here allocates: outputs are ranges of the caller's
 //! buffer, with headers written in place in front of the payload.
 
-use std::net::SocketAddr;
 use std::time::Instant;
 
-use crate::addr::FiveTuple;
-use crate::allocation::RelayId;
-use crate::server::{Output, PeerOutput, Server};
+use super::addresses::peer_address;
+use crate::addr::{canonical, FiveTuple, PeerAddr};
+use crate::allocation::{ChannelNumber, RelayId};
+use crate::output::{Output, PeerOutput};
+use crate::server::Server;
 use crate::wire::{attr, pad4, Class, Message, MessageBuilder, MessageType, Method};
 use crate::DropReason;
 
 impl Server {
     /// RFC 8656 §10.2 "Receiving a Send Indication".
     pub(crate) fn send_indication(&mut self, now: Instant, tuple: FiveTuple, msg: &Message<'_>, data: &[u8]) -> Output {
-        let Some(&slot) = self.by_tuple.get(&tuple) else {
+        let Some(slot) = self.allocations.by_tuple(&tuple) else {
             return self.drop(DropReason::NoAllocation);
         };
         // "If the indication does not contain both an XOR-PEER-ADDRESS
         // attribute and a DATA attribute, then the indication is discarded."
         let tid = msg.transaction_id();
         let (Some(peer), Some(value)) = (
-            msg.get(attr::XOR_PEER_ADDRESS)
-                .and_then(|v| super::peer_address(v, &tid)),
+            msg.get(attr::XOR_PEER_ADDRESS).and_then(|v| peer_address(v, &tid)),
             msg.get(attr::DATA),
         ) else {
             return self.drop(DropReason::BadIndication);
@@ -37,16 +37,16 @@ impl Server {
         if data.len() < 4 {
             return self.drop(DropReason::ChannelData);
         }
-        let number = u16::from_be_bytes([data[0], data[1]]);
+        let number = ChannelNumber(u16::from_be_bytes([data[0], data[1]]));
         let len = u16::from_be_bytes([data[2], data[3]]) as usize;
         // Over UDP the datagram may carry padding; it may not be shorter.
         if 4 + len > data.len() {
             return self.drop(DropReason::ChannelData);
         }
-        let Some(&slot) = self.by_tuple.get(&tuple) else {
+        let Some(slot) = self.allocations.by_tuple(&tuple) else {
             return self.drop(DropReason::NoAllocation);
         };
-        let a = self.live(slot);
+        let a = self.allocations.live(slot);
         // "If the channel number is not bound to a peer, the message is discarded."
         let Some(peer) = a.channel_by_number(number, now).map(|c| c.peer) else {
             return self.drop(DropReason::ChannelData);
@@ -55,10 +55,10 @@ impl Server {
     }
 
     /// Common tail of client->peer relaying: permission, bandwidth, counters.
-    fn relay_to_peer(&mut self, now: Instant, slot: u32, peer: SocketAddr, start: usize, len: usize) -> Output {
+    fn relay_to_peer(&mut self, now: Instant, slot: u32, peer: PeerAddr, start: usize, len: usize) -> Output {
         // Only our own addresses pay for the full policy check per packet.
         let own_blocked = self.config.policy.is_own(peer.ip()) && !self.config.policy.allows(peer);
-        let a = self.live_mut(slot);
+        let a = self.allocations.live_mut(slot);
         if a.is_expired(now) {
             return self.drop(DropReason::NoAllocation);
         }
@@ -87,8 +87,8 @@ impl Server {
     }
 
     /// A datagram from `peer` arrived on relay `relay`, in
-    /// `buf[start..start + len]`, with at least [`crate::server::PEER_HEADROOM`] bytes free
-    /// before it and [`crate::server::PEER_TAILROOM`] after.
+    /// `buf[start..start + len]`, with at least [`crate::PEER_HEADROOM`] bytes free
+    /// before it and [`crate::PEER_TAILROOM`] after.
     ///
     /// RFC 8656 §11.3 / §12.5: with a channel bound to the peer it goes to the
     /// client as ChannelData (padded on streams), else as a Data indication;
@@ -97,16 +97,16 @@ impl Server {
         &mut self,
         now: Instant,
         relay: RelayId,
-        peer: SocketAddr,
+        peer: PeerAddr,
         buf: &mut [u8],
         start: usize,
         len: usize,
     ) -> PeerOutput {
-        let peer = crate::addr::canonical(peer);
-        let Some(slot) = self.allocation_of_relay(relay) else {
+        let peer = PeerAddr(canonical(peer.0));
+        let Some(slot) = self.allocations.by_relay(relay) else {
             return self.drop_peer(DropReason::UnknownRelay);
         };
-        let a = self.live_mut(slot);
+        let a = self.allocations.live_mut(slot);
         if a.is_expired(now) {
             return self.drop_peer(DropReason::UnknownRelay);
         }
@@ -119,12 +119,12 @@ impl Server {
         // checked before the datagram is charged to the allocation.
         let header = match channel {
             Some(_) => 4,
-            None => 20 + 4 + attr::address_len(&peer) + 4,
+            None => 20 + 4 + attr::address_len(&peer.0) + 4,
         };
         if start < header || start + pad4(len) > buf.len() {
             return self.drop_peer(DropReason::ReplyTooLarge);
         }
-        let a = self.live_mut(slot);
+        let a = self.allocations.live_mut(slot);
         if !a.bucket_to_client.take(len, now) {
             return self.drop_peer(DropReason::RateLimited);
         }
@@ -139,7 +139,7 @@ impl Server {
             } else {
                 4 + len
             };
-            buf[start - 4..start - 2].copy_from_slice(&number.to_be_bytes());
+            buf[start - 4..start - 2].copy_from_slice(&number.0.to_be_bytes());
             buf[start - 2..start].copy_from_slice(&(len as u16).to_be_bytes());
             return PeerOutput::ToClient {
                 tuple,
@@ -161,7 +161,7 @@ impl Server {
                 MessageType::new(Method::DATA, Class::Indication),
                 &tid,
             )?;
-            b.add_xor_address(attr::XOR_PEER_ADDRESS, peer)?;
+            b.add_xor_address(attr::XOR_PEER_ADDRESS, peer.0)?;
             b.add_in_place(attr::DATA, len)?;
             Ok::<_, crate::wire::BufferTooSmall>(b.finish())
         })();

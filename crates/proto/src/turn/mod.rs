@@ -1,106 +1,20 @@
 //! TURN (RFC 8656, RFC 6156): the request handlers, grouped by RFC section,
 //! and the long-term authentication they share (RFC 8489 §9.2).
 
+mod addresses;
 mod allocate;
 mod data;
 mod requests;
 
-use std::net::{IpAddr, SocketAddr};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::addr::FiveTuple;
 use crate::auth::UserError;
 use crate::nonce::NonceCheck;
-use crate::server::{Output, Server};
-use crate::wire::{attr, ErrorCode, Message, TransactionId};
+use crate::output::Output;
+use crate::server::Server;
+use crate::wire::{attr, ErrorCode, Message};
 use crate::DropReason;
-
-/// An Allocate waiting for the driver to bind its relay socket(s).
-#[derive(Debug, Clone)]
-pub struct PendingAllocate {
-    pub tuple: FiveTuple,
-    pub tid: TransactionId,
-    pub fingerprint: bool,
-    pub username: String,
-    pub key: [u8; 16],
-    pub lifetime: Duration,
-    /// Families still to bind, in order (true = IPv4).
-    pub families: Vec<bool>,
-    /// Relays bound so far: (id, bound address).
-    pub bound: Vec<(crate::allocation::RelayId, SocketAddr)>,
-    pub even_port: bool,
-    pub reserve_next: bool,
-    /// A port held by a RESERVATION-TOKEN, to be used for this allocation.
-    pub reserved: Option<SocketAddr>,
-    pub dont_fragment: bool,
-    pub tries: u32,
-    /// For dual-stack: why the IPv6 relay could not be had (ADDRESS-ERROR-CODE).
-    pub additional_error: Option<ErrorCode>,
-    pub token: Option<[u8; 8]>,
-}
-
-impl PendingAllocate {
-    /// What the Allocate response needs of the request.
-    pub(crate) fn answering(&self) -> crate::server::Answering {
-        crate::server::Answering {
-            method: crate::wire::Method::ALLOCATE,
-            tid: self.tid,
-            fingerprint: self.fingerprint,
-        }
-    }
-}
-
-/// A port held for a later Allocate by RESERVATION-TOKEN (RFC 8656 §7.2, §14.9).
-#[derive(Debug, Clone, Copy)]
-pub struct Reservation {
-    pub addr: SocketAddr,
-    pub expires: Instant,
-}
-
-/// RFC 8656 §14.9: a reservation lasts about 30 s.
-pub const RESERVATION_LIFETIME: Duration = Duration::from_secs(30);
-
-/// Per-source budget for requests that do not authenticate. Fixed memory
-/// (hashed buckets, reset every second), so spoofed floods cannot grow it.
-#[derive(Debug)]
-pub struct SourceBudget {
-    limit: u32,
-    window: Option<Instant>,
-    counts: Vec<u32>,
-}
-
-const BUDGET_BUCKETS: usize = 4096;
-
-impl SourceBudget {
-    pub fn new(limit: u32) -> Self {
-        SourceBudget {
-            limit,
-            window: None,
-            counts: if limit == 0 { vec![] } else { vec![0; BUDGET_BUCKETS] },
-        }
-    }
-
-    /// Counts one unauthenticated request from `ip`; false when over budget.
-    pub fn charge(&mut self, ip: IpAddr, now: Instant) -> bool {
-        if self.limit == 0 {
-            return true;
-        }
-        match self.window {
-            Some(w) if now.saturating_duration_since(w) < Duration::from_secs(1) => {}
-            _ => {
-                self.window = Some(now);
-                self.counts.fill(0);
-            }
-        }
-        let h = match ip {
-            IpAddr::V4(v4) => u32::from(v4) as u64,
-            IpAddr::V6(v6) => (u128::from(v6) >> 64) as u64 ^ u128::from(v6) as u64,
-        };
-        let i = (h.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 52) as usize % BUDGET_BUCKETS;
-        self.counts[i] += 1;
-        self.counts[i] <= self.limit
-    }
-}
 
 impl Server {
     /// RFC 8489 §9.2.4 "Receiving a Request" with long-term credentials.
@@ -185,25 +99,4 @@ impl Server {
             b.add_bytes(attr::NONCE, &nonce)
         })
     }
-}
-
-/// Address family codes of REQUESTED-/ADDITIONAL-ADDRESS-FAMILY and
-/// ADDRESS-ERROR-CODE (RFC 8656 §14.1, §14.2).
-pub(crate) const FAMILY_IPV4: u8 = 0x01;
-pub(crate) const FAMILY_IPV6: u8 = 0x02;
-
-/// A REQUESTED-/ADDITIONAL-ADDRESS-FAMILY value (RFC 8656 §14.1: one family
-/// byte and three reserved ones): Some(true) for IPv4, Some(false) for IPv6,
-/// None for anything else.
-pub(crate) fn address_family(value: &[u8]) -> Option<bool> {
-    match value {
-        [FAMILY_IPV4, _, _, _] => Some(true),
-        [FAMILY_IPV6, _, _, _] => Some(false),
-        _ => None,
-    }
-}
-
-/// Reads an XOR-PEER-ADDRESS value.
-pub(crate) fn peer_address(value: &[u8], tid: &TransactionId) -> Option<SocketAddr> {
-    attr::decode_address(value, Some(tid)).ok()
 }

@@ -1,19 +1,14 @@
 //! Requests on an existing allocation: Refresh (RFC 8656 §7.3),
 //! CreatePermission (§9.2) and ChannelBind (§11.2).
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use super::peer_address;
-use crate::addr::FiveTuple;
-use crate::allocation::{CachedResponse, MAX_CHANNELS, MAX_PERMISSIONS};
-use crate::server::{CloseReason, Output, Server};
+use super::addresses::{address_family, peer_address};
+use crate::addr::{FiveTuple, PeerAddr};
+use crate::allocation::{CachedResponse, ChannelNumber, MAX_CHANNELS, MAX_PERMISSIONS};
+use crate::output::{CloseReason, Output};
+use crate::server::Server;
 use crate::wire::{attr, ErrorCode, Message, Method};
-
-/// RFC 8656 §12: valid channel numbers.
-const CHANNELS: std::ops::RangeInclusive<u16> = 0x4000..=0x4FFF;
-/// RFC 5766 §11: the older, wider range (0x7FFF is reserved there too).
-const LEGACY_CHANNELS: std::ops::RangeInclusive<u16> = 0x4000..=0x7FFE;
 
 impl Server {
     /// Authenticates a request on an existing allocation, runs it, and caches
@@ -27,8 +22,8 @@ impl Server {
         out: &mut [u8],
     ) -> Output {
         let tid = msg.transaction_id();
-        if let Some(&slot) = self.by_tuple.get(&tuple) {
-            let a = self.live(slot);
+        if let Some(slot) = self.allocations.by_tuple(&tuple) {
+            let a = self.allocations.live(slot);
             if let Some(n) = a.last_response.as_ref().and_then(|c| c.replay(&tid, out)) {
                 return Output::Reply(n);
             }
@@ -38,11 +33,11 @@ impl Server {
             Err(o) => return o,
         };
         // "If the 5-tuple does not match an existing allocation, ... 437".
-        let slot = match self.by_tuple.get(&tuple) {
-            Some(&slot) => slot,
+        let slot = match self.allocations.by_tuple(&tuple) {
+            Some(slot) => slot,
             None => return self.error_with_key(msg, ErrorCode::ALLOCATION_MISMATCH, &key, out),
         };
-        let a = self.live(slot);
+        let a = self.allocations.live(slot);
         if a.is_expired(now) {
             self.delete_allocation(slot, now, CloseReason::Expired);
             return self.error_with_key(msg, ErrorCode::ALLOCATION_MISMATCH, &key, out);
@@ -58,7 +53,7 @@ impl Server {
             _ => self.channel_bind(now, slot, msg, &key, out),
         };
         if let Output::Reply(n) = output {
-            if let Some(a) = self.slots[slot as usize].alloc.as_mut() {
+            if let Some(a) = self.allocations.get_mut(slot) {
                 a.last_response = Some(CachedResponse {
                     tid,
                     bytes: out[..n].to_vec(),
@@ -75,7 +70,7 @@ impl Server {
         // match the address family of the allocation, the server MUST reply
         // with a 443 (Peer Address Family Mismatch) error response."
         if let Some(v) = msg.get(attr::REQUESTED_ADDRESS_FAMILY) {
-            let ok = super::address_family(v).is_some_and(|v4| self.live(slot).has_family(v4));
+            let ok = address_family(v).is_some_and(|family| self.allocations.live(slot).has_family(family));
             if !ok {
                 return self.error_with_key(msg, ErrorCode::PEER_ADDRESS_FAMILY_MISMATCH, key, out);
             }
@@ -91,7 +86,7 @@ impl Server {
         if zero {
             self.delete_allocation(slot, now, CloseReason::Deleted);
         } else {
-            let a = self.live_mut(slot);
+            let a = self.allocations.live_mut(slot);
             a.expires = now + lifetime;
             self.arm(slot, now);
         }
@@ -102,9 +97,9 @@ impl Server {
     /// Reads every XOR-PEER-ADDRESS and applies the checks CreatePermission
     /// and ChannelBind share: 400 if none or malformed, 443 if the family has
     /// no relay in this allocation, 403 if policy forbids the peer.
-    fn checked_peers(&self, slot: u32, msg: &Message<'_>, out: &mut [SocketAddr; 8]) -> Result<usize, ErrorCode> {
+    fn checked_peers(&self, slot: u32, msg: &Message<'_>, out: &mut [PeerAddr; 8]) -> Result<usize, ErrorCode> {
         let tid = msg.transaction_id();
-        let a = self.live(slot);
+        let a = self.allocations.live(slot);
         let mut n = 0;
         for v in msg.attributes().filter(|x| x.typ == attr::XOR_PEER_ADDRESS) {
             let peer = peer_address(v.value, &tid).ok_or(ErrorCode::BAD_REQUEST)?;
@@ -118,7 +113,7 @@ impl Server {
             return Err(ErrorCode::BAD_REQUEST);
         }
         for peer in &out[..n] {
-            if !a.has_family(peer.is_ipv4()) {
+            if !a.has_family(peer.family()) {
                 return Err(ErrorCode::PEER_ADDRESS_FAMILY_MISMATCH);
             }
             if !self.config.policy.allows(*peer) {
@@ -138,17 +133,17 @@ impl Server {
         key: &[u8; 16],
         out: &mut [u8],
     ) -> Output {
-        let mut peers = [SocketAddr::from(([0, 0, 0, 0], 0)); 8];
+        let mut peers = [PeerAddr(([0, 0, 0, 0], 0).into()); 8];
         let n = match self.checked_peers(slot, msg, &mut peers) {
             Ok(n) => n,
             Err(code) => return self.error_with_key(msg, code, key, out),
         };
-        let a = self.live_mut(slot);
+        let a = self.allocations.live_mut(slot);
         a.prune(now);
         if a.permissions.len() + a.new_permissions(peers[..n].iter().map(|p| p.ip())) > MAX_PERMISSIONS {
             return self.error_with_key(msg, ErrorCode::INSUFFICIENT_CAPACITY, key, out);
         }
-        let a = self.live_mut(slot);
+        let a = self.allocations.live_mut(slot);
         for p in &peers[..n] {
             a.permit(p.ip(), now);
         }
@@ -161,19 +156,15 @@ impl Server {
         // "The request contains both a CHANNEL-NUMBER and an XOR-PEER-ADDRESS
         // attribute" and "the channel number is in the range 0x4000 through
         // 0x4FFF (inclusive)" -- else 400.
+        let legacy = self.config.legacy_channel_numbers;
         let number = match msg.get(attr::CHANNEL_NUMBER) {
-            Some(v) if v.len() == 4 => u16::from_be_bytes([v[0], v[1]]),
-            _ => return self.error_with_key(msg, ErrorCode::BAD_REQUEST, key, out),
+            Some(v) if v.len() == 4 => ChannelNumber::new(u16::from_be_bytes([v[0], v[1]]), legacy),
+            _ => None,
         };
-        let valid = if self.config.legacy_channel_numbers {
-            LEGACY_CHANNELS
-        } else {
-            CHANNELS
-        };
-        if !valid.contains(&number) {
+        let Some(number) = number else {
             return self.error_with_key(msg, ErrorCode::BAD_REQUEST, key, out);
-        }
-        let mut peers = [SocketAddr::from(([0, 0, 0, 0], 0)); 8];
+        };
+        let mut peers = [PeerAddr(([0, 0, 0, 0], 0).into()); 8];
         let peer = match self.checked_peers(slot, msg, &mut peers) {
             Ok(1) => peers[0],
             Ok(_) => return self.error_with_key(msg, ErrorCode::BAD_REQUEST, key, out),
@@ -183,7 +174,7 @@ impl Server {
         // address (same transport address is OK)" and "the transport address
         // is not currently bound to a different channel number" -- including
         // the 5 minutes after a binding expires (§12).
-        let a = self.live_mut(slot);
+        let a = self.allocations.live_mut(slot);
         if a.channel_conflict(number, &peer, now) {
             return self.error_with_key(msg, ErrorCode::BAD_REQUEST, key, out);
         }
@@ -195,7 +186,7 @@ impl Server {
         {
             return self.error_with_key(msg, ErrorCode::INSUFFICIENT_CAPACITY, key, out);
         }
-        let a = self.live_mut(slot);
+        let a = self.allocations.live_mut(slot);
         // "If the request is valid ... the server ... creates or refreshes the
         // channel binding ... also installs or refreshes a permission for the
         // IP address".

@@ -15,8 +15,8 @@ use proto::clock::Clock;
 use proto::quota::Quotas;
 use proto::wire::{attr, long_term_key, Class, ErrorCode, Message, MessageBuilder, MessageType, Method, TransactionId};
 use proto::{
-    BindError, ClientAddr, Command, DropReason, Event, FiveTuple, Output, PeerOutput, RelayId, Server, ServerAddr,
-    ServerConfig, Transport, PEER_HEADROOM, PEER_TAILROOM,
+    BindError, ClientAddr, Command, DropReason, Event, FiveTuple, Output, PeerAddr, PeerOutput, RelayId, Server,
+    ServerAddr, ServerConfig, Transport, PEER_HEADROOM, PEER_TAILROOM,
 };
 
 pub const REALM: &str = "ternd.test";
@@ -327,8 +327,10 @@ pub struct Driver {
     pub now: Instant,
     /// Answer BindRelay at once (else they wait in `held_binds`).
     pub auto_bind: bool,
-    /// Fail this many of the next binds with AddrInUse.
+    /// Fail this many of the next binds with `bind_error`.
     pub fail_binds: u32,
+    /// How `fail_binds` fail (AddrInUse unless a test says otherwise).
+    pub bind_error: BindError,
     pub held_binds: Vec<(RelayId, SocketAddr)>,
     /// Every BindRelay seen: (relay, addr, dont_fragment).
     pub binds: Vec<(RelayId, SocketAddr, bool)>,
@@ -352,6 +354,7 @@ impl Driver {
             now: t0,
             auto_bind: true,
             fail_binds: 0,
+            bind_error: BindError::AddrInUse,
             held_binds: Vec::new(),
             binds: Vec::new(),
             bound: HashMap::new(),
@@ -398,7 +401,7 @@ impl Driver {
                         self.held_binds.push((relay, addr));
                     } else if self.fail_binds > 0 {
                         self.fail_binds -= 1;
-                        self.server.relay_bound(self.now, relay, Err(BindError::AddrInUse));
+                        self.server.relay_bound(self.now, relay, Err(self.bind_error));
                     } else {
                         self.bind(relay, addr);
                     }
@@ -475,7 +478,7 @@ impl Driver {
                 len,
             } => Out::ToPeer {
                 relay,
-                peer,
+                peer: peer.0,
                 start,
                 len,
                 bytes: data[start..start + len].to_vec(),
@@ -568,7 +571,7 @@ impl Driver {
         buf[PEER_HEADROOM..PEER_HEADROOM + payload.len()].copy_from_slice(payload);
         match self
             .server
-            .handle_peer(self.now, relay, peer, &mut buf, PEER_HEADROOM, payload.len())
+            .handle_peer(self.now, relay, PeerAddr(peer), &mut buf, PEER_HEADROOM, payload.len())
         {
             PeerOutput::ToClient { tuple, start, len } => PeerOut::ToClient {
                 tuple,
@@ -606,9 +609,9 @@ impl Driver {
     /// The relays of the allocation on `tuple`, as (id, local address).
     pub fn relays_of(&self, tuple: &FiveTuple) -> Vec<(RelayId, SocketAddr)> {
         self.server
-            .relays()
-            .filter(|(t, _)| *t == tuple)
-            .map(|(_, r)| (r.id, r.local))
+            .allocations()
+            .filter(|a| a.tuple == *tuple)
+            .flat_map(|a| a.relays.iter().map(|r| (r.id, r.local)))
             .collect()
     }
 

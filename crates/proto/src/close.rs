@@ -1,0 +1,68 @@
+//! Ending allocations: Refresh with LIFETIME 0 (RFC 8656 §7.3), expiry
+//! (§7), the client's TCP/TLS connection closing (§3.1), an operator's
+//! close; and giving relay sockets back.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use crate::addr::FiveTuple;
+use crate::allocation::RelayId;
+use crate::allocations::SlotId;
+use crate::output::{CloseReason, Command, Event};
+use crate::server::Server;
+
+impl Server {
+    /// Closes the allocation on `tuple` (admin action). True if there was one.
+    pub fn close_allocation(&mut self, now: Instant, tuple: &FiveTuple) -> bool {
+        match self.allocations.by_tuple(tuple) {
+            Some(slot) => {
+                self.delete_allocation(slot, now, CloseReason::Closed);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The client's TCP/TLS connection closed: its allocation dies with it
+    /// (RFC 8656 §3.1).
+    pub fn connection_closed(&mut self, now: Instant, tuple: FiveTuple) {
+        // An Allocate still waiting for its relay is abandoned when the bind is answered.
+        self.pending_tuples.remove(&tuple);
+        if let Some(slot) = self.allocations.by_tuple(&tuple) {
+            self.delete_allocation(slot, now, CloseReason::ConnectionClosed);
+        }
+    }
+
+    /// Deletes allocation `slot`: releases its relays, ports and quota.
+    pub(crate) fn delete_allocation(&mut self, slot: SlotId, now: Instant, reason: CloseReason) {
+        let Some(a) = self.allocations.remove(slot) else { return };
+        for r in &a.relays {
+            self.release_socket(r.id, r.local);
+        }
+        self.config.quotas.release(&a.username);
+        self.stats.allocations_closed += 1;
+        self.commands.push_back(Command::Event(Event::AllocationClosed {
+            tuple: a.tuple,
+            username: a.username,
+            age: now.saturating_duration_since(a.created),
+            reason,
+            traffic: a.traffic,
+        }));
+        self.compact_timers();
+    }
+
+    /// Frees a relay id; if it was bound, asks the driver to close the socket.
+    pub(crate) fn release_relay(&mut self, id: RelayId, bound: Option<SocketAddr>) {
+        self.allocations.free_relay_id(id);
+        if let Some(addr) = bound {
+            self.release_socket(id, addr);
+        }
+    }
+
+    /// Gives the port of relay `id`, bound to `addr`, back and asks the
+    /// driver to close its socket.
+    fn release_socket(&mut self, id: RelayId, addr: SocketAddr) {
+        self.ports.release(addr.ip(), addr.port());
+        self.commands.push_back(Command::ReleaseRelay { relay: id });
+    }
+}

@@ -1,0 +1,45 @@
+//! An Allocate waiting for the driver to bind its relay socket(s)
+//! (RFC 8656 §7.2; the core asks with [`crate::Command::BindRelay`]).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::addr::{Family, FiveTuple};
+use crate::allocation::RelayId;
+use crate::answering::Answering;
+use crate::wire::{ErrorCode, Method, TransactionId};
+
+/// An Allocate waiting for the driver to bind its relay socket(s).
+#[derive(Debug, Clone)]
+pub(crate) struct PendingAllocate {
+    pub tuple: FiveTuple,
+    pub tid: TransactionId,
+    pub fingerprint: bool,
+    pub username: String,
+    pub key: [u8; 16],
+    pub lifetime: Duration,
+    /// Families still to bind, in order.
+    pub families: Vec<Family>,
+    /// Relays bound so far: (id, bound address).
+    pub bound: Vec<(RelayId, SocketAddr)>,
+    pub even_port: bool,
+    pub reserve_next: bool,
+    /// A port held by a RESERVATION-TOKEN, to be used for this allocation.
+    pub reserved: Option<SocketAddr>,
+    pub dont_fragment: bool,
+    pub tries: u32,
+    /// For dual-stack: why the IPv6 relay could not be had (ADDRESS-ERROR-CODE).
+    pub additional_error: Option<ErrorCode>,
+    pub token: Option<[u8; 8]>,
+}
+
+impl PendingAllocate {
+    /// What the Allocate response needs of the request.
+    pub(crate) fn answering(&self) -> Answering {
+        Answering {
+            method: Method::ALLOCATE,
+            tid: self.tid,
+            fingerprint: self.fingerprint,
+        }
+    }
+}

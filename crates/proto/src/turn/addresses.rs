@@ -1,0 +1,25 @@
+//! The address attributes the TURN handlers read: REQUESTED-/ADDITIONAL-
+//! ADDRESS-FAMILY (RFC 8656 §14.1, §14.2) and XOR-PEER-ADDRESS (§14.3).
+
+use crate::addr::{Family, PeerAddr};
+use crate::wire::{attr, TransactionId};
+
+/// Address family codes of REQUESTED-/ADDITIONAL-ADDRESS-FAMILY and
+/// ADDRESS-ERROR-CODE (RFC 8656 §14.1, §14.2).
+pub(crate) const FAMILY_IPV4: u8 = 0x01;
+pub(crate) const FAMILY_IPV6: u8 = 0x02;
+
+/// A REQUESTED-/ADDITIONAL-ADDRESS-FAMILY value (RFC 8656 §14.1: one family
+/// byte and three reserved ones); None for an unknown family.
+pub(crate) fn address_family(value: &[u8]) -> Option<Family> {
+    match value {
+        [FAMILY_IPV4, _, _, _] => Some(Family::V4),
+        [FAMILY_IPV6, _, _, _] => Some(Family::V6),
+        _ => None,
+    }
+}
+
+/// Reads an XOR-PEER-ADDRESS value.
+pub(crate) fn peer_address(value: &[u8], tid: &TransactionId) -> Option<PeerAddr> {
+    attr::decode_address(value, Some(tid)).ok().map(PeerAddr)
+}
