@@ -4,14 +4,16 @@
 //!
 //! # The drive loop
 //! A driver owns one [`Server`] per shard and follows one rule:
-//! 1. Feed one input: [`Server::handle_client`], [`Server::handle_peer`],
+//! 1. Feed an input (or the batch of inputs one system call brought, all
+//!    with the same `now`): [`Server::handle_client`], [`Server::handle_peer`],
 //!    [`Server::relay_bound`], [`Server::handle_timeout`],
 //!    [`Server::connection_closed`], [`Server::close_allocation`],
 //!    [`Server::revoke`], [`Server::set_draining`] or [`Server::reload`].
 //!    The data path answers in the returned [`Output`] or [`PeerOutput`]
 //!    (reply with `out[..n]`, or send a range of the buffer) and never allocates.
-//! 2. Then drain [`Server::poll_command`] until it returns `None`: bind or
-//!    release relay sockets, send deferred responses, log events.
+//! 2. Then, before waiting for I/O again, drain [`Server::poll_command`]
+//!    until it returns `None`: bind or release relay sockets, send deferred
+//!    responses, log events.
 //! 3. Then re-arm the one timer from [`Server::poll_timeout`], sleep until it
 //!    fires or the next input comes, and call [`Server::handle_timeout`] when due.
 //!
