@@ -27,14 +27,30 @@ pub enum Budget {
     StreamConnections,
     /// `stream.max_connections_per_ip`: open TURN TCP/TLS connections from one source.
     StreamConnectionsPerIp,
+    /// `stream.max_queued_bytes`: bytes waiting for one TCP/TLS client; past
+    /// it what is sent to that client is dropped.
+    StreamQueuedBytes,
+    /// `stream.max_queued_bytes_total`: bytes waiting for every TCP/TLS
+    /// client together.
+    StreamQueuedBytesTotal,
+    /// `stream.write_stall_timeout`: a client that read nothing of what was
+    /// queued for it for that long is disconnected.
+    StreamWriteStall,
+    /// `stream.auth_timeout`: a connection that holds no allocation that long
+    /// after it was accepted is closed.
+    StreamPreAuthTime,
 }
 
 impl Budget {
-    pub const ALL: [Budget; 4] = [
+    pub const ALL: [Budget; 8] = [
         Budget::HttpConnections,
         Budget::HttpConnectionsPerIp,
         Budget::StreamConnections,
         Budget::StreamConnectionsPerIp,
+        Budget::StreamQueuedBytes,
+        Budget::StreamQueuedBytesTotal,
+        Budget::StreamWriteStall,
+        Budget::StreamPreAuthTime,
     ];
 
     pub fn label(self) -> &'static str {
@@ -43,6 +59,10 @@ impl Budget {
             Budget::HttpConnectionsPerIp => "http_connections_per_ip",
             Budget::StreamConnections => "stream_connections",
             Budget::StreamConnectionsPerIp => "stream_connections_per_ip",
+            Budget::StreamQueuedBytes => "stream_queued_bytes",
+            Budget::StreamQueuedBytesTotal => "stream_queued_bytes_total",
+            Budget::StreamWriteStall => "stream_write_stall",
+            Budget::StreamPreAuthTime => "stream_pre_auth_time",
         }
     }
 }
@@ -186,6 +206,56 @@ impl Drop for ConnPermit {
     }
 }
 
+/// Bytes held on behalf of many holders on any thread (queued towards slow
+/// readers, say) against one limit: a holder reserves before it holds and
+/// releases when it lets go. One atomic add per reservation, no lock.
+#[derive(Debug)]
+pub struct SharedBytes {
+    budget: Budget,
+    max: usize,
+    used: AtomicUsize,
+    exhaustions: Arc<Exhaustions>,
+}
+
+impl SharedBytes {
+    pub fn new(budget: Budget, max: usize, exhaustions: Arc<Exhaustions>) -> Arc<SharedBytes> {
+        Arc::new(SharedBytes {
+            budget,
+            max,
+            used: AtomicUsize::new(0),
+            exhaustions,
+        })
+    }
+
+    /// Reserves `n` bytes, or refuses (counted and logged) when that would
+    /// exceed the limit.
+    pub fn try_reserve(&self, n: usize) -> bool {
+        let before = self.used.fetch_add(n, Ordering::Relaxed);
+        if before.saturating_add(n) <= self.max {
+            return true;
+        }
+        self.used.fetch_sub(n, Ordering::Relaxed);
+        self.exhaustions.exhausted(self.budget, None);
+        false
+    }
+
+    /// Reserves `n` bytes even past the limit (for the holder's small
+    /// allowance the caller bounds itself).
+    pub fn reserve(&self, n: usize) {
+        self.used.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Gives back `n` reserved bytes.
+    pub fn release(&self, n: usize) {
+        self.used.fetch_sub(n, Ordering::Relaxed);
+    }
+
+    /// Bytes reserved now.
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -225,6 +295,20 @@ mod tests {
         assert!(l.acquire("192.0.2.3".parse().unwrap()).is_none());
         assert_eq!(ex.get(Budget::StreamConnections), 1);
         assert_eq!(ex.get(Budget::StreamConnectionsPerIp), 0);
+    }
+
+    #[test]
+    fn shared_bytes_refuse_past_the_limit_and_come_back_on_release() {
+        let ex = Arc::new(Exhaustions::default());
+        let b = SharedBytes::new(Budget::StreamQueuedBytesTotal, 100, ex.clone());
+        assert!(b.try_reserve(60));
+        assert!(b.try_reserve(40));
+        assert!(!b.try_reserve(1), "full");
+        assert_eq!(b.used(), 100, "a refusal holds nothing");
+        assert_eq!(ex.get(Budget::StreamQueuedBytesTotal), 1);
+        b.release(60);
+        assert!(b.try_reserve(50));
+        assert_eq!(b.used(), 90);
     }
 
     #[test]

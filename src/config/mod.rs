@@ -172,9 +172,13 @@ pub struct TlsSection {
 #[serde(deny_unknown_fields)]
 pub struct StreamSection {
     pub idle_timeout: ConfigDuration,
+    pub auth_timeout: ConfigDuration,
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
     pub max_message_bytes: ByteSize,
+    pub max_queued_bytes: ByteSize,
+    pub max_queued_bytes_total: ByteSize,
+    pub write_stall_timeout: ConfigDuration,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -397,6 +401,21 @@ impl Config {
         }
         if self.stream.idle_timeout.0 < Duration::from_secs(1) {
             return invalid("stream.idle_timeout", "must be at least 1s");
+        }
+        if self.stream.auth_timeout.0 < Duration::from_secs(1) {
+            return invalid("stream.auth_timeout", "must be at least 1s");
+        }
+        if self.stream.write_stall_timeout.0 < Duration::from_secs(1) {
+            return invalid("stream.write_stall_timeout", "must be at least 1s");
+        }
+        if self.stream.max_queued_bytes.bytes() < 4096 {
+            return invalid("stream.max_queued_bytes", "must be at least 4096");
+        }
+        if self.stream.max_queued_bytes_total.bytes() < self.stream.max_queued_bytes.bytes() {
+            return invalid(
+                "stream.max_queued_bytes_total",
+                "must be at least stream.max_queued_bytes",
+            );
         }
         if self.tls.handshake_timeout.0 < Duration::from_millis(100) {
             return invalid("tls.handshake_timeout", "must be at least 100ms");
