@@ -92,6 +92,23 @@ fn wait_for(within: Duration, mut done: impl FnMut() -> bool) -> bool {
     done()
 }
 
+/// `n` clients (each on a connection from `connect`) that allocate and
+/// permit one peer, then never read again; returns the peer's socket, the
+/// clients (to keep their connections open) and their relay addresses.
+fn allocations_that_never_read(n: usize, connect: impl Fn() -> Io) -> (UdpSocket, Vec<TurnClient>, Vec<SocketAddr>) {
+    let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let peer_addr = peer.local_addr().unwrap();
+    let mut clients = Vec::with_capacity(n);
+    let mut relays = Vec::with_capacity(n);
+    for _ in 0..n {
+        let mut c = TurnClient::new(connect(), "alice", "alice-password");
+        relays.push(c.allocate().expect("allocate"));
+        c.create_permission(&[peer_addr]).expect("permission");
+        clients.push(c);
+    }
+    (peer, clients, relays)
+}
+
 /// Item 3: TCP allocations whose clients never read, with a peer flooding
 /// every one of them. What the server queues for them stays within
 /// stream.max_queued_bytes_total, its memory grows by no more than that
@@ -118,19 +135,9 @@ fn clients_that_never_read_hold_only_the_queue_budget_and_are_cut_off() {
     ));
     let addr = server.bound().tcp[0];
     let handle = server.handle();
-    let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let peer_addr = peer.local_addr().unwrap();
-
-    // Every client allocates and permits the peer, then never reads again.
-    let mut relays = Vec::with_capacity(CLIENTS);
-    let mut clients = Vec::with_capacity(CLIENTS);
-    for _ in 0..CLIENTS {
-        let s = connect_from("127.0.0.1", addr, Some(4096)).expect("connect");
-        let mut c = TurnClient::new(Io::Tcp(s), "alice", "alice-password");
-        relays.push(c.allocate().expect("allocate"));
-        c.create_permission(&[peer_addr]).expect("permission");
-        clients.push(c);
-    }
+    let (peer, clients, relays) = allocations_that_never_read(CLIENTS, || {
+        Io::Tcp(connect_from("127.0.0.1", addr, Some(4096)).expect("connect"))
+    });
     assert_eq!(handle.open_connections(), CLIENTS);
     let (rss_before, kernel_before) = (rss_bytes(), tcp_kernel_bytes());
 
@@ -279,5 +286,44 @@ fn one_source_cannot_take_every_connection_slot() {
     let mut other = connect_from("127.0.0.3", addr, None).expect("127.0.0.3");
     binding_on(&mut other);
     assert_eq!(handle.open_connections(), 4);
+    server.shutdown().unwrap();
+}
+
+/// Item 3 over TLS: what rustls buffers is capped too, so TLS clients that
+/// never read are held to the same budgets and cut off by the same timeout.
+#[test]
+fn tls_clients_that_never_read_are_cut_off_too() {
+    const CLIENTS: usize = 20;
+    let cert = TestCert::new();
+    let server = start(&turn_config(
+        Some(&cert),
+        &[
+            ("server.shards", "1"),
+            ("stream.max_queued_bytes", "32768"),
+            ("stream.write_stall_timeout", "2s"),
+        ],
+    ));
+    let tls = server.bound().tls[0];
+    let handle = server.handle();
+    let (peer, clients, relays) = allocations_that_never_read(CLIENTS, || Io::tls(tls, cert.client_config()));
+    let datagram = [0xa5_u8; 1000];
+    let started = Instant::now();
+    let mut max_queued = 0;
+    while handle.exhaustions().get(Budget::StreamWriteStall) < CLIENTS as u64
+        && started.elapsed() < Duration::from_secs(20)
+    {
+        for r in &relays {
+            let _ = peer.send_to(&datagram, r);
+        }
+        max_queued = max_queued.max(handle.stream_queued_bytes());
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert!(
+        max_queued <= CLIENTS * 32768,
+        "queued {max_queued}, over {CLIENTS} x stream.max_queued_bytes"
+    );
+    assert_eq!(handle.exhaustions().get(Budget::StreamWriteStall), CLIENTS as u64);
+    assert!(wait_for(Duration::from_secs(3), || handle.open_connections() == 0));
+    drop(clients);
     server.shutdown().unwrap();
 }

@@ -545,6 +545,31 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn stream_budgets_have_safe_defaults_and_refuse_unsafe_values() {
+        let c = Config::default();
+        assert_eq!(c.stream.max_queued_bytes.bytes(), 128 << 10);
+        assert_eq!(c.stream.max_queued_bytes_total.bytes(), 64 << 20);
+        assert_eq!(c.stream.write_stall_timeout.0, Duration::from_secs(30));
+        assert_eq!(c.stream.auth_timeout.0, Duration::from_secs(20));
+        for (key, value, why) in [
+            ("stream.max_queued_bytes", "1000", "at least 4096"),
+            (
+                "stream.max_queued_bytes_total",
+                "65536",
+                "at least stream.max_queued_bytes",
+            ),
+            ("stream.write_stall_timeout", "500ms", "at least 1s"),
+            ("stream.auth_timeout", "0s", "at least 1s"),
+        ] {
+            let e = load_error(key, value);
+            assert!(
+                e.starts_with(&format!("config key `{key}`: ")) && e.contains(why),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
     fn bad_values_name_the_key_first() {
         let e = load_error("stream.idle_timeout", "5 fortnights");
         assert!(e.starts_with("config key `stream.idle_timeout`: "), "{e}");

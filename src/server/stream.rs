@@ -27,8 +27,9 @@ use super::conn_out::{write_loop, ConnOut, QueueLimits, WriteEnd};
 use super::shard::Shard;
 use super::sockets;
 
-/// Bytes the kernel may hold unsent per connection (beyond them what waits
-/// is in the connection's budgeted queue; see sockets::limit_unsent).
+/// Bytes the kernel (and rustls, for TLS) may hold unsent per connection;
+/// beyond them what waits is in the connection's budgeted queue (see
+/// sockets::limit_unsent).
 const KERNEL_UNSENT: usize = 16 * 1024;
 
 /// Limits shared by every stream connection of the process.
@@ -99,7 +100,10 @@ async fn serve_accepted(
             serve_connection(tcp, tuple, shard, limits, accepted).await;
         }
         Some(acceptor) => match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
-            Ok(Ok(stream)) => {
+            Ok(Ok(mut stream)) => {
+                // rustls keeps up to 64 KiB of records by default; what
+                // waits beyond this belongs in the budgeted queue.
+                stream.get_mut().1.set_buffer_limit(Some(KERNEL_UNSENT));
                 let tuple = FiveTuple {
                     client,
                     server: local,
@@ -241,7 +245,11 @@ where
         // Keep the partial frame, grow the buffer if that frame needs it.
         buf.copy_within(start..filled, 0);
         filled -= start;
-        if filled == buf.len() {
+        if filled == 0 && buf.len() > 2048 {
+            // A large frame has been handled: give its room back.
+            buf.truncate(2048);
+            buf.shrink_to_fit();
+        } else if filled == buf.len() {
             let want = (buf.len() * 2).min(limits.max_message.max(2048));
             if want <= buf.len() {
                 // next_frame refuses frames over max_message, so a full
