@@ -10,6 +10,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
+use common::http::metric;
 use common::turn::{Io, TurnClient};
 use common::*;
 use ternd::budget::Budget;
@@ -265,10 +266,14 @@ fn one_source_cannot_take_every_connection_slot() {
             ("stream.max_connections_per_ip", "3"),
             ("stream.max_connections", "100"),
             ("server.shards", "1"),
+            ("http.listen", "127.0.0.1:0"),
         ],
     ));
     let addr = server.bound().tcp[0];
     let handle = server.handle();
+    let metrics = server.bound().http[0];
+    const PER_IP: &str = "ternd_budget_exhausted_total{budget=\"stream_connections_per_ip\"}";
+    assert_eq!(metric(metrics, PER_IP), 0);
     let mut held: Vec<TcpStream> = (0..3)
         .map(|_| connect_from("127.0.0.2", addr, None).expect("127.0.0.2"))
         .collect();
@@ -280,12 +285,14 @@ fn one_source_cannot_take_every_connection_slot() {
         closed_by_server(&mut refused, Duration::from_secs(3)),
         "a fourth connection from 127.0.0.2 is closed"
     );
-    assert_eq!(handle.exhaustions().get(Budget::StreamConnectionsPerIp), 1);
+    assert_eq!(metric(metrics, PER_IP), 1, "the refusal is counted on /metrics");
     assert_eq!(handle.exhaustions().get(Budget::StreamConnections), 0);
     // Another source is served meanwhile.
     let mut other = connect_from("127.0.0.3", addr, None).expect("127.0.0.3");
     binding_on(&mut other);
     assert_eq!(handle.open_connections(), 4);
+    assert_eq!(metric(metrics, "ternd_stream_connections"), 4);
+    assert_eq!(metric(metrics, "ternd_stream_queued_bytes"), 0, "everything was read");
     server.shutdown().unwrap();
 }
 
