@@ -267,7 +267,7 @@ where
             Ok(Ok(0)) => return Close::PeerClosed,
             Ok(Ok(n)) => filled += n,
             Ok(Err(e)) => return Close::Io(e),
-            // The auth deadline: checked at the top of the loop.
+            // The auth deadline: checked once the buffered frames are handled.
             Err(_) if wake < deadline => {}
             // A connection carrying an allocation is kept: the allocation's
             // own lifetime (Refresh) governs it.
