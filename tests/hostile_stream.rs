@@ -212,47 +212,54 @@ fn clients_that_never_read_hold_only_the_queue_budget_and_are_cut_off() {
 /// connection lives on past it.
 #[test]
 fn a_connection_that_never_authenticates_is_closed_after_the_auth_timeout() {
+    let cert = TestCert::new();
     let server = start(&turn_config(
-        None,
+        Some(&cert),
         &[("stream.auth_timeout", "1s"), ("server.shards", "1")],
     ));
     let addr = server.bound().tcp[0];
     let mut turn = TurnClient::new(Io::tcp(addr), "alice", "alice-password");
     turn.allocate().expect("allocate");
 
-    let mut chatty = connect_from("127.0.0.1", addr, None).unwrap();
+    let mut tcp = connect_from("127.0.0.1", addr, None).unwrap();
+    let lived = bindings_until_closed(&mut tcp);
+    assert!(
+        lived > Duration::from_millis(800) && lived < Duration::from_secs(3),
+        "a busy unauthenticated TCP connection is closed after the auth timeout (lived {lived:?})"
+    );
+    // Over TLS the same, the handshake included.
+    let mut tls = Io::tls(server.bound().tls[0], cert.client_config());
+    let Io::Tls(tls) = &mut tls else {
+        unreachable!("Io::tls")
+    };
+    let lived = bindings_until_closed(&mut **tls);
+    assert!(
+        lived > Duration::from_millis(800) && lived < Duration::from_secs(3),
+        "a busy unauthenticated TLS connection is closed after the auth timeout (lived {lived:?})"
+    );
+    assert_eq!(server.handle().exhaustions().get(Budget::StreamPreAuthTime), 2);
+    // The authenticated connection outlives the auth timeout (twice over).
+    assert!(turn.refresh(600).is_ok(), "the allocation's connection is still served");
+    server.shutdown().unwrap();
+}
+
+/// Sends a Binding every 100 ms on `s`, reading each answer, until the
+/// server hangs up (at most 40 times); returns how long that took.
+fn bindings_until_closed(s: &mut (impl Read + Write)) -> Duration {
     let started = Instant::now();
-    let mut closed = false;
-    // A Binding every 100 ms, each answered, until the server hangs up.
     for _ in 0..40 {
         let req = binding_request();
-        if chatty.write_all(&req.raw).is_err() {
-            closed = true;
-            break;
-        }
         let mut head = [0u8; 20];
-        if chatty.read_exact(&mut head).is_err() {
-            closed = true;
-            break;
+        if s.write_all(&req.raw).and_then(|()| s.flush()).is_err() || s.read_exact(&mut head).is_err() {
+            return started.elapsed();
         }
-        let len = u16::from_be_bytes([head[2], head[3]]) as usize;
-        let mut body = vec![0u8; len];
-        if chatty.read_exact(&mut body).is_err() {
-            closed = true;
-            break;
+        let mut body = vec![0u8; u16::from_be_bytes([head[2], head[3]]) as usize];
+        if s.read_exact(&mut body).is_err() {
+            return started.elapsed();
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    let lived = started.elapsed();
-    assert!(closed, "a busy unauthenticated connection is closed (lived {lived:?})");
-    assert!(
-        lived >= Duration::from_millis(800) && lived < Duration::from_secs(3),
-        "closed after the auth timeout: {lived:?}"
-    );
-    assert_eq!(server.handle().exhaustions().get(Budget::StreamPreAuthTime), 1);
-    // The authenticated connection outlives the auth timeout.
-    assert!(turn.refresh(600).is_ok(), "the allocation's connection is still served");
-    server.shutdown().unwrap();
+    panic!("not closed after 40 Bindings ({:?})", started.elapsed());
 }
 
 /// Item 9: the per-source cap (stream.max_connections_per_ip) with two
