@@ -10,8 +10,6 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::logging::WarnLimiter;
-
 /// A refusal is logged at most this often per budget.
 pub const LOG_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -68,18 +66,25 @@ impl Budget {
 }
 
 /// How often each budget was exhausted, shared by every listener of one
-/// server (the composition root makes one and hands it out).
+/// server (the composition root makes one and hands it out). Lock-free: a
+/// refusal can come for every dropped datagram of a flood.
 #[derive(Debug)]
 pub struct Exhaustions {
     counts: [AtomicU64; Budget::ALL.len()],
-    log: Mutex<[WarnLimiter; Budget::ALL.len()]>,
+    /// Per budget: when it may be logged next (ms since `epoch`)...
+    next_log_ms: [AtomicU64; Budget::ALL.len()],
+    /// ...and its count when it was last logged.
+    logged_at: [AtomicU64; Budget::ALL.len()],
+    epoch: Instant,
 }
 
 impl Default for Exhaustions {
     fn default() -> Self {
         Exhaustions {
             counts: std::array::from_fn(|_| AtomicU64::new(0)),
-            log: Mutex::new(std::array::from_fn(|_| WarnLimiter::new(LOG_INTERVAL))),
+            next_log_ms: std::array::from_fn(|_| AtomicU64::new(0)),
+            logged_at: std::array::from_fn(|_| AtomicU64::new(0)),
+            epoch: Instant::now(),
         }
     }
 }
@@ -88,9 +93,9 @@ impl Exhaustions {
     /// Counts one refusal by `budget` (and logs it, rate-limited). `source`
     /// is the address that asked, for the log line only.
     pub fn exhausted(&self, budget: Budget, source: Option<IpAddr>) {
-        self.counts[budget as usize].fetch_add(1, Ordering::Relaxed);
-        let allowed = self.log.lock().unwrap_or_else(|e| e.into_inner())[budget as usize].allow(Instant::now());
-        if let Some(held_back) = allowed {
+        let count = self.counts[budget as usize].fetch_add(1, Ordering::Relaxed) + 1;
+        let now_ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        if let Some(held_back) = self.log_due(budget, count, now_ms) {
             tracing::warn!(
                 budget = budget.label(),
                 source = ?source,
@@ -98,6 +103,24 @@ impl Exhaustions {
                 "budget exhausted, refusing"
             );
         }
+    }
+
+    /// Whether the refusal numbered `count` of `budget` is logged at `now_ms`:
+    /// Some(refusals not logged since the last one) at most once per
+    /// [`LOG_INTERVAL`] (one caller wins the interval).
+    fn log_due(&self, budget: Budget, count: u64, now_ms: u64) -> Option<u64> {
+        let i = budget as usize;
+        let next = self.next_log_ms[i].load(Ordering::Relaxed);
+        let until = now_ms.saturating_add(LOG_INTERVAL.as_millis() as u64);
+        if now_ms < next
+            || self.next_log_ms[i]
+                .compare_exchange(next, until, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return None;
+        }
+        let last = self.logged_at[i].swap(count, Ordering::Relaxed);
+        Some(count.saturating_sub(last + 1))
     }
 
     pub fn get(&self, budget: Budget) -> u64 {
@@ -295,6 +318,19 @@ mod tests {
         assert!(l.acquire("192.0.2.3".parse().unwrap()).is_none());
         assert_eq!(ex.get(Budget::StreamConnections), 1);
         assert_eq!(ex.get(Budget::StreamConnectionsPerIp), 0);
+    }
+
+    #[test]
+    fn a_budget_is_logged_at_most_once_per_interval_with_what_was_held_back() {
+        let ex = Exhaustions::default();
+        let b = Budget::StreamQueuedBytes;
+        assert_eq!(ex.log_due(b, 1, 0), Some(0));
+        assert_eq!(ex.log_due(b, 2, 1_000), None);
+        assert_eq!(ex.log_due(b, 3, 9_999), None);
+        assert_eq!(ex.log_due(b, 4, 10_000), Some(2));
+        assert_eq!(ex.log_due(b, 5, 10_001), None);
+        // Each budget has its own interval.
+        assert_eq!(ex.log_due(Budget::StreamWriteStall, 1, 10_001), Some(0));
     }
 
     #[test]
