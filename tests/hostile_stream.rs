@@ -341,3 +341,46 @@ fn tls_clients_that_never_read_are_cut_off_too() {
     drop(clients);
     server.shutdown().unwrap();
 }
+
+/// The write-stall timeout spares an honest client that reads slowly but
+/// steadily: flooded far beyond what it reads (its queue stays full and the
+/// excess is dropped), it keeps its connection for several timeouts.
+#[test]
+fn a_slow_reader_that_keeps_reading_is_not_cut_off() {
+    let server = start(&turn_config(
+        None,
+        &[
+            ("server.shards", "1"),
+            ("stream.max_queued_bytes", "32768"),
+            ("stream.write_stall_timeout", "1s"),
+        ],
+    ));
+    let addr = server.bound().tcp[0];
+    let handle = server.handle();
+    let (peer, mut clients, relays) = allocations_that_never_read(1, || {
+        Io::Tcp(connect_from("127.0.0.1", addr, Some(4096)).expect("connect"))
+    });
+    let Io::Tcp(s) = &mut clients[0].io else {
+        unreachable!("Io::Tcp")
+    };
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let datagram = [0x33_u8; 1000];
+    let mut read = 0;
+    let mut buf = [0u8; 2048];
+    // 3.5 s (three and a half timeouts): 100 kB/s offered, 2 kB/100 ms read.
+    for _ in 0..35 {
+        for _ in 0..10 {
+            let _ = peer.send_to(&datagram, relays[0]);
+        }
+        read += s.read(&mut buf).expect("still served");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(read >= 35 * 1000, "read {read} bytes");
+    assert!(
+        handle.exhaustions().get(Budget::StreamQueuedBytes) > 0,
+        "the queue was full (what it could not take was dropped)"
+    );
+    assert_eq!(handle.exhaustions().get(Budget::StreamWriteStall), 0);
+    assert_eq!(handle.open_connections(), 1);
+    server.shutdown().unwrap();
+}
