@@ -1,6 +1,6 @@
 //! The write side of a TCP/TLS client connection: anything for the client
-//! is appended to one buffer and a writer task drains it, so relaying never
-//! waits on a slow client.
+//! is appended to one buffer and a writer (run beside the connection's
+//! reader) drains it, so relaying never waits on a slow client.
 //!
 //! What a client has not read yet is budgeted (DESIGN.md §10): the bytes
 //! queued for it plus the batch being written count against its own limit
@@ -90,7 +90,7 @@ impl ConnOut {
         if p.capacity() - p.len() < data.len() {
             // Grow as Vec would, but never past the connection's budget.
             let needed = p.len() + data.len();
-            let want = (p.capacity() * 2).max(needed).min(self.limits.per_conn).max(needed);
+            let want = (p.capacity() * 2).clamp(needed, self.limits.per_conn.max(needed));
             let more = want - p.len();
             p.reserve_exact(more);
         }
