@@ -10,8 +10,6 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::logging::WarnLimiter;
-
 /// A refusal is logged at most this often per budget.
 pub const LOG_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -27,14 +25,30 @@ pub enum Budget {
     StreamConnections,
     /// `stream.max_connections_per_ip`: open TURN TCP/TLS connections from one source.
     StreamConnectionsPerIp,
+    /// `stream.max_queued_bytes`: bytes waiting for one TCP/TLS client; past
+    /// it what is sent to that client is dropped.
+    StreamQueuedBytes,
+    /// `stream.max_queued_bytes_total`: bytes waiting for every TCP/TLS
+    /// client together.
+    StreamQueuedBytesTotal,
+    /// `stream.write_stall_timeout`: a client that read nothing of what was
+    /// queued for it for that long is disconnected.
+    StreamWriteStall,
+    /// `stream.auth_timeout`: a connection that holds no allocation that long
+    /// after it was accepted is closed.
+    StreamPreAuthTime,
 }
 
 impl Budget {
-    pub const ALL: [Budget; 4] = [
+    pub const ALL: [Budget; 8] = [
         Budget::HttpConnections,
         Budget::HttpConnectionsPerIp,
         Budget::StreamConnections,
         Budget::StreamConnectionsPerIp,
+        Budget::StreamQueuedBytes,
+        Budget::StreamQueuedBytesTotal,
+        Budget::StreamWriteStall,
+        Budget::StreamPreAuthTime,
     ];
 
     pub fn label(self) -> &'static str {
@@ -43,23 +57,34 @@ impl Budget {
             Budget::HttpConnectionsPerIp => "http_connections_per_ip",
             Budget::StreamConnections => "stream_connections",
             Budget::StreamConnectionsPerIp => "stream_connections_per_ip",
+            Budget::StreamQueuedBytes => "stream_queued_bytes",
+            Budget::StreamQueuedBytesTotal => "stream_queued_bytes_total",
+            Budget::StreamWriteStall => "stream_write_stall",
+            Budget::StreamPreAuthTime => "stream_pre_auth_time",
         }
     }
 }
 
 /// How often each budget was exhausted, shared by every listener of one
-/// server (the composition root makes one and hands it out).
+/// server (the composition root makes one and hands it out). Lock-free: a
+/// refusal can come for every dropped datagram of a flood.
 #[derive(Debug)]
 pub struct Exhaustions {
     counts: [AtomicU64; Budget::ALL.len()],
-    log: Mutex<[WarnLimiter; Budget::ALL.len()]>,
+    /// Per budget: when it may be logged next (ms since `epoch`)...
+    next_log_ms: [AtomicU64; Budget::ALL.len()],
+    /// ...and its count when it was last logged.
+    logged_at: [AtomicU64; Budget::ALL.len()],
+    epoch: Instant,
 }
 
 impl Default for Exhaustions {
     fn default() -> Self {
         Exhaustions {
             counts: std::array::from_fn(|_| AtomicU64::new(0)),
-            log: Mutex::new(std::array::from_fn(|_| WarnLimiter::new(LOG_INTERVAL))),
+            next_log_ms: std::array::from_fn(|_| AtomicU64::new(0)),
+            logged_at: std::array::from_fn(|_| AtomicU64::new(0)),
+            epoch: Instant::now(),
         }
     }
 }
@@ -68,9 +93,9 @@ impl Exhaustions {
     /// Counts one refusal by `budget` (and logs it, rate-limited). `source`
     /// is the address that asked, for the log line only.
     pub fn exhausted(&self, budget: Budget, source: Option<IpAddr>) {
-        self.counts[budget as usize].fetch_add(1, Ordering::Relaxed);
-        let allowed = self.log.lock().unwrap_or_else(|e| e.into_inner())[budget as usize].allow(Instant::now());
-        if let Some(held_back) = allowed {
+        let count = self.counts[budget as usize].fetch_add(1, Ordering::Relaxed) + 1;
+        let now_ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        if let Some(held_back) = self.log_due(budget, count, now_ms) {
             tracing::warn!(
                 budget = budget.label(),
                 source = ?source,
@@ -78,6 +103,24 @@ impl Exhaustions {
                 "budget exhausted, refusing"
             );
         }
+    }
+
+    /// Whether the refusal numbered `count` of `budget` is logged at `now_ms`:
+    /// Some(refusals not logged since the last one) at most once per
+    /// [`LOG_INTERVAL`] (one caller wins the interval).
+    fn log_due(&self, budget: Budget, count: u64, now_ms: u64) -> Option<u64> {
+        let i = budget as usize;
+        let next = self.next_log_ms[i].load(Ordering::Relaxed);
+        let until = now_ms.saturating_add(LOG_INTERVAL.as_millis() as u64);
+        if now_ms < next
+            || self.next_log_ms[i]
+                .compare_exchange(next, until, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return None;
+        }
+        let last = self.logged_at[i].swap(count, Ordering::Relaxed);
+        Some(count.saturating_sub(last + 1))
     }
 
     pub fn get(&self, budget: Budget) -> u64 {
@@ -186,6 +229,56 @@ impl Drop for ConnPermit {
     }
 }
 
+/// Bytes held on behalf of many holders on any thread (queued towards slow
+/// readers, say) against one limit: a holder reserves before it holds and
+/// releases when it lets go. One atomic add per reservation, no lock.
+#[derive(Debug)]
+pub struct SharedBytes {
+    budget: Budget,
+    max: usize,
+    used: AtomicUsize,
+    exhaustions: Arc<Exhaustions>,
+}
+
+impl SharedBytes {
+    pub fn new(budget: Budget, max: usize, exhaustions: Arc<Exhaustions>) -> Arc<SharedBytes> {
+        Arc::new(SharedBytes {
+            budget,
+            max,
+            used: AtomicUsize::new(0),
+            exhaustions,
+        })
+    }
+
+    /// Reserves `n` bytes, or refuses (counted and logged) when that would
+    /// exceed the limit.
+    pub fn try_reserve(&self, n: usize) -> bool {
+        let before = self.used.fetch_add(n, Ordering::Relaxed);
+        if before.saturating_add(n) <= self.max {
+            return true;
+        }
+        self.used.fetch_sub(n, Ordering::Relaxed);
+        self.exhaustions.exhausted(self.budget, None);
+        false
+    }
+
+    /// Reserves `n` bytes even past the limit (for the holder's small
+    /// allowance the caller bounds itself).
+    pub fn reserve(&self, n: usize) {
+        self.used.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Gives back `n` reserved bytes.
+    pub fn release(&self, n: usize) {
+        self.used.fetch_sub(n, Ordering::Relaxed);
+    }
+
+    /// Bytes reserved now.
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -225,6 +318,33 @@ mod tests {
         assert!(l.acquire("192.0.2.3".parse().unwrap()).is_none());
         assert_eq!(ex.get(Budget::StreamConnections), 1);
         assert_eq!(ex.get(Budget::StreamConnectionsPerIp), 0);
+    }
+
+    #[test]
+    fn a_budget_is_logged_at_most_once_per_interval_with_what_was_held_back() {
+        let ex = Exhaustions::default();
+        let b = Budget::StreamQueuedBytes;
+        assert_eq!(ex.log_due(b, 1, 0), Some(0));
+        assert_eq!(ex.log_due(b, 2, 1_000), None);
+        assert_eq!(ex.log_due(b, 3, 9_999), None);
+        assert_eq!(ex.log_due(b, 4, 10_000), Some(2));
+        assert_eq!(ex.log_due(b, 5, 10_001), None);
+        // Each budget has its own interval.
+        assert_eq!(ex.log_due(Budget::StreamWriteStall, 1, 10_001), Some(0));
+    }
+
+    #[test]
+    fn shared_bytes_refuse_past_the_limit_and_come_back_on_release() {
+        let ex = Arc::new(Exhaustions::default());
+        let b = SharedBytes::new(Budget::StreamQueuedBytesTotal, 100, ex.clone());
+        assert!(b.try_reserve(60));
+        assert!(b.try_reserve(40));
+        assert!(!b.try_reserve(1), "full");
+        assert_eq!(b.used(), 100, "a refusal holds nothing");
+        assert_eq!(ex.get(Budget::StreamQueuedBytesTotal), 1);
+        b.release(60);
+        assert!(b.try_reserve(50));
+        assert_eq!(b.used(), 90);
     }
 
     #[test]

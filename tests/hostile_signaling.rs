@@ -8,7 +8,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::http::http;
+use common::http::metric;
 use common::ws::*;
 use futures_util::SinkExt;
 use serde_json::json;
@@ -46,15 +46,6 @@ fn hostile_offer(to: &str) -> String {
     text.push_str("]}");
     assert!(text.len() <= MAX_MESSAGE);
     text
-}
-
-/// The value of one unlabelled or labelled sample on `/metrics`.
-fn metric(addr: std::net::SocketAddr, series: &str) -> u64 {
-    let body = http(addr, "GET", "/metrics", &[]).body;
-    body.lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|v| v.strip_prefix(' ')))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("{series} on /metrics"))
 }
 
 /// Item 2: 40 messages of 64 KiB `[{"":0},…]` for a peer in its resume

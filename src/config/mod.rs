@@ -172,9 +172,13 @@ pub struct TlsSection {
 #[serde(deny_unknown_fields)]
 pub struct StreamSection {
     pub idle_timeout: ConfigDuration,
+    pub auth_timeout: ConfigDuration,
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
     pub max_message_bytes: ByteSize,
+    pub max_queued_bytes: ByteSize,
+    pub max_queued_bytes_total: ByteSize,
+    pub write_stall_timeout: ConfigDuration,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -398,6 +402,21 @@ impl Config {
         if self.stream.idle_timeout.0 < Duration::from_secs(1) {
             return invalid("stream.idle_timeout", "must be at least 1s");
         }
+        if self.stream.auth_timeout.0 < Duration::from_secs(1) {
+            return invalid("stream.auth_timeout", "must be at least 1s");
+        }
+        if self.stream.write_stall_timeout.0 < Duration::from_secs(1) {
+            return invalid("stream.write_stall_timeout", "must be at least 1s");
+        }
+        if self.stream.max_queued_bytes.bytes() < 4096 {
+            return invalid("stream.max_queued_bytes", "must be at least 4096");
+        }
+        if self.stream.max_queued_bytes_total.bytes() < self.stream.max_queued_bytes.bytes() {
+            return invalid(
+                "stream.max_queued_bytes_total",
+                "must be at least stream.max_queued_bytes",
+            );
+        }
         if self.tls.handshake_timeout.0 < Duration::from_millis(100) {
             return invalid("tls.handshake_timeout", "must be at least 100ms");
         }
@@ -522,6 +541,31 @@ pub(crate) mod tests {
                 assert!(!shown.contains(secret), "{secret} printed in {shown}");
             }
             assert!(shown.contains("alice"), "user names are not secret: {shown}");
+        }
+    }
+
+    #[test]
+    fn stream_budgets_have_safe_defaults_and_refuse_unsafe_values() {
+        let c = Config::default();
+        assert_eq!(c.stream.max_queued_bytes.bytes(), 128 << 10);
+        assert_eq!(c.stream.max_queued_bytes_total.bytes(), 64 << 20);
+        assert_eq!(c.stream.write_stall_timeout.0, Duration::from_secs(30));
+        assert_eq!(c.stream.auth_timeout.0, Duration::from_secs(20));
+        for (key, value, why) in [
+            ("stream.max_queued_bytes", "1000", "at least 4096"),
+            (
+                "stream.max_queued_bytes_total",
+                "65536",
+                "at least stream.max_queued_bytes",
+            ),
+            ("stream.write_stall_timeout", "500ms", "at least 1s"),
+            ("stream.auth_timeout", "0s", "at least 1s"),
+        ] {
+            let e = load_error(key, value);
+            assert!(
+                e.starts_with(&format!("config key `{key}`: ")) && e.contains(why),
+                "{e}"
+            );
         }
     }
 

@@ -123,6 +123,13 @@ pub async fn metrics(State(app): State<Arc<AppState>>) -> impl IntoResponse {
     let _ = writeln!(o, "ternd_stream_connections {}", app.server.open_connections());
     family(
         &mut o,
+        "stream_queued_bytes",
+        "gauge",
+        "Bytes queued towards TCP and TLS clients that they have not read yet.",
+    );
+    let _ = writeln!(o, "ternd_stream_queued_bytes {}", app.server.stream_queued_bytes());
+    family(
+        &mut o,
         "budget_exhausted_total",
         "counter",
         "Requests for a resource refused because its budget was exhausted (README: Hardening).",

@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::event_loop::{AllocationInfo, Control, ShardSnapshot};
 use super::setup::Shared;
-use crate::budget::{ConnLimiter, Exhaustions};
+use crate::budget::{ConnLimiter, Exhaustions, SharedBytes};
 use crate::config::{Config, ReloadPlan};
 use crate::tls::CertResolver;
 
@@ -20,6 +20,8 @@ pub struct Inner {
     /// Shard threads still running.
     pub shards_alive: AtomicUsize,
     pub stream_conns: Arc<ConnLimiter>,
+    /// Bytes queued towards TCP/TLS clients, all shards.
+    pub stream_queued: Arc<SharedBytes>,
     /// Refusals by every budget of this server, for /metrics.
     pub exhaustions: Arc<Exhaustions>,
     pub shared: RwLock<Shared>,
@@ -69,6 +71,11 @@ impl ServerHandle {
 
     pub fn open_connections(&self) -> usize {
         self.0.stream_conns.open()
+    }
+
+    /// Bytes queued towards TCP/TLS clients that they have not read yet.
+    pub fn stream_queued_bytes(&self) -> usize {
+        self.0.stream_queued.used()
     }
 
     /// The current shared settings (credentials to mint with, relay addresses).

@@ -21,7 +21,7 @@ use std::thread::JoinHandle;
 use anyhow::Context;
 use tokio::sync::watch;
 
-use crate::budget::{Budget, ConnLimiter, Exhaustions};
+use crate::budget::{Budget, ConnLimiter, Exhaustions, SharedBytes};
 use crate::config::Config;
 
 pub use event_loop::{AllocationInfo, ShardSnapshot};
@@ -140,6 +140,7 @@ pub fn start(
 
     let limits = StreamLimits {
         idle_timeout: config.stream.idle_timeout.0,
+        auth_timeout: config.stream.auth_timeout.0,
         handshake_timeout: config.tls.handshake_timeout.0,
         max_message: config.stream.max_message_bytes.usize(),
         conns: ConnLimiter::new(
@@ -147,6 +148,16 @@ pub fn start(
             (Budget::StreamConnectionsPerIp, config.stream.max_connections_per_ip),
             exhaustions.clone(),
         ),
+        queue: Arc::new(conn_out::QueueLimits {
+            per_conn: config.stream.max_queued_bytes.usize(),
+            total: SharedBytes::new(
+                Budget::StreamQueuedBytesTotal,
+                config.stream.max_queued_bytes_total.usize(),
+                exhaustions.clone(),
+            ),
+            write_stall: config.stream.write_stall_timeout.0,
+            exhaustions: exhaustions.clone(),
+        }),
     };
     let shared = setup::Shared::new(config)?;
     let (controls, control_rxs): (Vec<_>, Vec<_>) = (0..n).map(|_| tokio::sync::mpsc::unbounded_channel()).unzip();
@@ -155,6 +166,7 @@ pub fn start(
         draining: Default::default(),
         shards_alive: Default::default(),
         stream_conns: limits.conns.clone(),
+        stream_queued: limits.queue.total.clone(),
         exhaustions,
         shared: std::sync::RwLock::new(shared.clone()),
         config: std::sync::Mutex::new(config.clone()),

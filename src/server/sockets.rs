@@ -146,6 +146,17 @@ pub fn enable_pktinfo(socket: &std::net::UdpSocket, v6: bool) -> io::Result<()> 
 
 use std::os::fd::AsRawFd;
 
+/// Asks the kernel to take no more from the application while `bytes` of a
+/// TCP socket's queue are not sent yet (TCP_NOTSENT_LOWAT). Without it a
+/// client that never reads leaves the kernel holding up to tcp_wmem's
+/// maximum (4 MiB by default) per connection, outside any budget; with it
+/// what waits stays in the budgeted queue. Throughput is not limited (the
+/// bytes in flight are not counted).
+pub fn limit_unsent(socket: &impl AsRawFd, bytes: usize) -> io::Result<()> {
+    let bytes = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    setsockopt_int(socket.as_raw_fd(), libc::IPPROTO_TCP, libc::TCP_NOTSENT_LOWAT, bytes)
+}
+
 fn setsockopt_int(fd: i32, level: i32, name: i32, value: libc::c_int) -> io::Result<()> {
     // SAFETY: a plain setsockopt on a socket we own, with an int value.
     let rc = unsafe {

@@ -2,6 +2,13 @@
 //! message to the shard's core, write replies and relayed data through a
 //! per-connection buffer. Each connection is its own task, so one client's
 //! garbage or slowness only ever costs that client.
+//!
+//! A connection is budgeted in time (DESIGN.md §10): one that holds no
+//! allocation `auth_timeout` after it was accepted (TLS handshake included)
+//! is closed however busy it is, so a STUN-only connection (Binding) lives
+//! that long at most; afterwards a connection that completes no message for
+//! `idle_timeout` and holds no allocation is closed. What is queued to the
+//! client is budgeted in `conn_out`.
 
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -14,19 +21,29 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
-use crate::budget::ConnLimiter;
+use crate::budget::{Budget, ConnLimiter};
 
-use super::conn_out::{write_loop, ConnOut};
+use super::conn_out::{write_loop, ConnOut, QueueLimits, WriteEnd};
 use super::shard::Shard;
+use super::sockets;
+
+/// Bytes the kernel (and rustls, for TLS) may hold unsent per connection;
+/// beyond them what waits is in the connection's budgeted queue (see
+/// sockets::limit_unsent).
+const KERNEL_UNSENT: usize = 16 * 1024;
 
 /// Limits shared by every stream connection of the process.
 #[derive(Debug, Clone)]
 pub struct StreamLimits {
     pub idle_timeout: Duration,
+    /// How long a connection may hold no allocation after it was accepted.
+    pub auth_timeout: Duration,
     pub handshake_timeout: Duration,
     pub max_message: usize,
     /// Open TCP+TLS connections across all shards, in total and per source.
     pub conns: Arc<ConnLimiter>,
+    /// What is queued to clients, per connection and in total.
+    pub queue: Arc<QueueLimits>,
 }
 
 /// Accepts connections on `listener` for as long as the shard runs.
@@ -52,6 +69,9 @@ pub async fn accept_loop(
             continue;
         };
         let _ = tcp.set_nodelay(true);
+        if let Err(e) = sockets::limit_unsent(&tcp, KERNEL_UNSENT) {
+            tracing::debug!(%peer, "TCP_NOTSENT_LOWAT: {e}");
+        }
         let (shard, limits, tls) = (shard.clone(), limits.clone(), tls.clone());
         tokio::task::spawn_local(async move {
             let _slot = slot;
@@ -69,6 +89,7 @@ async fn serve_accepted(
     limits: &StreamLimits,
 ) {
     let client = ClientAddr(canonical(peer));
+    let accepted = tokio::time::Instant::now();
     match tls {
         None => {
             let tuple = FiveTuple {
@@ -76,16 +97,19 @@ async fn serve_accepted(
                 server: local,
                 transport: Transport::Tcp,
             };
-            serve_connection(tcp, tuple, shard, limits).await;
+            serve_connection(tcp, tuple, shard, limits, accepted).await;
         }
         Some(acceptor) => match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
-            Ok(Ok(stream)) => {
+            Ok(Ok(mut stream)) => {
+                // rustls keeps up to 64 KiB of records by default; what
+                // waits beyond this belongs in the budgeted queue.
+                stream.get_mut().1.set_buffer_limit(Some(KERNEL_UNSENT));
                 let tuple = FiveTuple {
                     client,
                     server: local,
                     transport: Transport::Tls,
                 };
-                serve_connection(stream, tuple, shard, limits).await;
+                serve_connection(stream, tuple, shard, limits, accepted).await;
             }
             Ok(Err(e)) => tracing::debug!(%local, %client, "tls handshake failed: {e}"),
             Err(_) => tracing::debug!(%local, %client, "tls handshake timed out"),
@@ -93,18 +117,39 @@ async fn serve_accepted(
     }
 }
 
-/// Serves one framed connection until the client leaves, misbehaves or
-/// idles; its allocation, if any, dies with it (RFC 8656 §3.1).
-pub async fn serve_connection<S>(io: S, tuple: FiveTuple, shard: Rc<Shard>, limits: &StreamLimits)
-where
+/// Serves one framed connection (accepted at `accepted`) until the client
+/// leaves, misbehaves, idles, does not authenticate in time or stops
+/// reading; its allocation, if any, dies with it (RFC 8656 §3.1).
+pub async fn serve_connection<S>(
+    io: S,
+    tuple: FiveTuple,
+    shard: Rc<Shard>,
+    limits: &StreamLimits,
+    accepted: tokio::time::Instant,
+) where
     S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
     let (reader, writer) = tokio::io::split(io);
-    let out = Rc::new(ConnOut::default());
+    let out = Rc::new(ConnOut::new(limits.queue.clone()));
     shard.conns.borrow_mut().insert(tuple, out.clone());
-    let writer = tokio::task::spawn_local(write_loop(writer, out.clone()));
     let (client, transport) = (tuple.client, tuple.transport.name());
-    match run_connection(reader, tuple, &shard, &out, limits).await {
+    // Reader and writer run in this one task: whichever ends first ends both.
+    let close = tokio::select! {
+        close = run_connection(reader, tuple, &shard, &out, limits, accepted) => close,
+        end = write_loop(writer, &out) => match end {
+            WriteEnd::Stalled => Close::WriteStall,
+            WriteEnd::Failed(e) => Close::Io(e),
+        },
+    };
+    let budget = match close {
+        Close::WriteStall => Some(Budget::StreamWriteStall),
+        Close::AuthTimeout => Some(Budget::StreamPreAuthTime),
+        _ => None,
+    };
+    if let Some(b) = budget {
+        limits.queue.exhaustions.exhausted(b, Some(client.0.ip()));
+    }
+    match close {
         Close::Framing(e) => {
             shard.core.borrow_mut().count_drop(DropReason::StreamFraming);
             tracing::debug!(%client, transport, "closing connection: {e}");
@@ -112,9 +157,10 @@ where
         Close::Io(e) => tracing::debug!(%client, transport, "connection error: {e}"),
         Close::Idle => tracing::debug!(%client, transport, "closing idle connection"),
         Close::PeerClosed => tracing::trace!(%client, transport, "connection closed by client"),
+        Close::WriteStall => tracing::debug!(%client, transport, "closing connection: the client stopped reading"),
+        Close::AuthTimeout => tracing::debug!(%client, transport, "closing connection: no allocation in time"),
     }
     out.close();
-    writer.abort();
     shard.conns.borrow_mut().remove(&tuple);
     shard.core.borrow_mut().connection_closed(Instant::now(), tuple);
     shard.pump();
@@ -124,6 +170,10 @@ where
 enum Close {
     PeerClosed,
     Idle,
+    /// No allocation within `auth_timeout` of the accept.
+    AuthTimeout,
+    /// The client read nothing of what was queued for `write_stall_timeout`.
+    WriteStall,
     Framing(proto::framing::FramingError),
     Io(std::io::Error),
 }
@@ -134,6 +184,7 @@ async fn run_connection<R>(
     shard: &Rc<Shard>,
     conn: &ConnOut,
     limits: &StreamLimits,
+    accepted: tokio::time::Instant,
 ) -> Close
 where
     R: AsyncRead + Unpin,
@@ -144,6 +195,8 @@ where
     let mut filled = 0;
     let mut out = vec![0u8; 2048];
     let mut deadline = tokio::time::Instant::now() + limits.idle_timeout;
+    let auth_deadline = accepted + limits.auth_timeout;
+    let mut authenticated = false;
     loop {
         // Handle every complete frame already buffered (one clock read for
         // all of them).
@@ -181,10 +234,22 @@ where
         }
         // The drive rule (shard.rs), once for the frames of this read.
         shard.pump();
+        // However busy it is, a connection must hold an allocation by the
+        // auth deadline; from then on only the idle rule applies.
+        if !authenticated && now >= auth_deadline {
+            if !shard.core.borrow().has_allocation(&tuple) {
+                return Close::AuthTimeout;
+            }
+            authenticated = true;
+        }
         // Keep the partial frame, grow the buffer if that frame needs it.
         buf.copy_within(start..filled, 0);
         filled -= start;
-        if filled == buf.len() {
+        if filled == 0 && buf.len() > 2048 {
+            // A large frame has been handled: give its room back.
+            buf.truncate(2048);
+            buf.shrink_to_fit();
+        } else if filled == buf.len() {
             let want = (buf.len() * 2).min(limits.max_message.max(2048));
             if want <= buf.len() {
                 // next_frame refuses frames over max_message, so a full
@@ -193,10 +258,17 @@ where
             }
             buf.resize(want, 0);
         }
-        match tokio::time::timeout_at(deadline, io.read(&mut buf[filled..])).await {
+        let wake = if authenticated {
+            deadline
+        } else {
+            deadline.min(auth_deadline)
+        };
+        match tokio::time::timeout_at(wake, io.read(&mut buf[filled..])).await {
             Ok(Ok(0)) => return Close::PeerClosed,
             Ok(Ok(n)) => filled += n,
             Ok(Err(e)) => return Close::Io(e),
+            // The auth deadline: checked once the buffered frames are handled.
+            Err(_) if wake < deadline => {}
             // A connection carrying an allocation is kept: the allocation's
             // own lifetime (Refresh) governs it.
             Err(_) if filled == 0 && shard.core.borrow().has_allocation(&tuple) => {

@@ -49,3 +49,12 @@ pub fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]
         body: body.to_string(),
     }
 }
+
+/// The value of one unlabelled or labelled sample on `/metrics`.
+pub fn metric(addr: SocketAddr, series: &str) -> u64 {
+    let body = http(addr, "GET", "/metrics", &[]).body;
+    body.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|v| v.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{series} on /metrics"))
+}
