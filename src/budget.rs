@@ -23,6 +23,12 @@ pub enum Budget {
     HttpConnections,
     /// `http.max_connections_per_ip`: open HTTP connections from one source.
     HttpConnectionsPerIp,
+    /// `http.header_timeout`: a connection closed because its first request
+    /// head did not arrive in time (idle keep-alive closes are not counted).
+    HttpHeaderTimeout,
+    /// `http.idle_timeout`: a connection closed because it moved no byte
+    /// either way for that long.
+    HttpIdleTimeout,
     /// `stream.max_connections`: open TURN TCP/TLS connections in total.
     StreamConnections,
     /// `stream.max_connections_per_ip`: open TURN TCP/TLS connections from one source.
@@ -30,9 +36,11 @@ pub enum Budget {
 }
 
 impl Budget {
-    pub const ALL: [Budget; 4] = [
+    pub const ALL: [Budget; 6] = [
         Budget::HttpConnections,
         Budget::HttpConnectionsPerIp,
+        Budget::HttpHeaderTimeout,
+        Budget::HttpIdleTimeout,
         Budget::StreamConnections,
         Budget::StreamConnectionsPerIp,
     ];
@@ -41,6 +49,8 @@ impl Budget {
         match self {
             Budget::HttpConnections => "http_connections",
             Budget::HttpConnectionsPerIp => "http_connections_per_ip",
+            Budget::HttpHeaderTimeout => "http_header_timeout",
+            Budget::HttpIdleTimeout => "http_idle_timeout",
             Budget::StreamConnections => "stream_connections",
             Budget::StreamConnectionsPerIp => "stream_connections_per_ip",
         }

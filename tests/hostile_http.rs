@@ -1,0 +1,218 @@
+//! The HTTP listener against strangers (issue 12, items 1, 5 and 6), over
+//! real sockets on loopback: connection budgets and timeouts, CORS and the
+//! open laptop mode decided per request, and the local-only admin view.
+//! Several clients are played by binding to 127.0.0.2, 127.0.0.3, ...
+
+mod common;
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use common::http::{connect_from, http, http_from, Reply};
+use common::*;
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+/// A server with HTTP on 127.0.0.1 and these extra settings.
+fn server(extra: &[(&str, &str)]) -> ternd::Running {
+    let mut all = vec![("http.listen", "127.0.0.1:0")];
+    all.extend_from_slice(extra);
+    start(&turn_config(None, &all))
+}
+
+/// `ternd_budget_exhausted_total{budget="..."}` (or any other series) as
+/// /metrics shows it to a client at `source`.
+fn metric(source: &str, http_addr: SocketAddr, series: &str) -> f64 {
+    let r = http_from(
+        Some(ip(source)),
+        http_addr,
+        &http_addr.to_string(),
+        "GET",
+        "/metrics",
+        &[],
+    );
+    assert_eq!(r.status, 200);
+    r.body
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{series} not in /metrics"))
+}
+
+fn exhausted(budget: &str) -> String {
+    format!("ternd_budget_exhausted_total{{budget=\"{budget}\"}}")
+}
+
+/// Waits up to `within` for the server to close `s` (EOF or reset); the
+/// time it took, or None if it is still open.
+fn closed_within(s: &mut TcpStream, within: Duration) -> Option<Duration> {
+    let started = Instant::now();
+    let mut buf = [0u8; 4096];
+    while started.elapsed() < within {
+        s.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        match s.read(&mut buf) {
+            Ok(0) => return Some(started.elapsed()),
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(_) => return Some(started.elapsed()),
+        }
+    }
+    None
+}
+
+/// A STUN Binding over TURN's TCP listener answers.
+fn tcp_binding(addr: SocketAddr) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let req = binding_request();
+    s.write_all(&req.raw).unwrap();
+    let reply = read_stun(&mut s);
+    mapped_address(&req, &reply);
+}
+
+#[test]
+fn idle_connections_from_one_source_are_capped_then_timed_out() {
+    let server = server(&[
+        ("http.max_connections_per_ip", "8"),
+        ("http.header_timeout", "2s"),
+        ("http.idle_timeout", "20s"),
+    ]);
+    let a = server.bound().http[0];
+    let mut idle: Vec<TcpStream> = (0..8).map(|_| TcpStream::connect(a).unwrap()).collect();
+    // One of them sends half a request head, and then nothing.
+    idle[7]
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        .unwrap();
+    let opened = Instant::now();
+
+    // The ninth from the same source is closed at once.
+    let mut ninth = TcpStream::connect(a).unwrap();
+    let took = closed_within(&mut ninth, Duration::from_secs(5)).expect("the ninth connection is closed");
+    assert!(
+        took < Duration::from_secs(1),
+        "closed on accept, not by a timeout: {took:?}"
+    );
+
+    // Meanwhile honest clients are served: HTTP from another source, TURN
+    // over TCP (its own budget) from this one.
+    let r = http_from(Some(ip("127.0.0.2")), a, &a.to_string(), "GET", "/healthz", &[]);
+    assert_eq!((r.status, r.body.trim()), (200, "ok"));
+    tcp_binding(server.bound().tcp[0]);
+    assert!(metric("127.0.0.2", a, &exhausted("http_connections_per_ip")) >= 1.0);
+
+    // Every idle one is closed by the header timeout (2 s), not before.
+    for (i, s) in idle.iter_mut().enumerate() {
+        assert!(
+            closed_within(s, Duration::from_secs(8)).is_some(),
+            "idle connection {i} still open after {:?}",
+            opened.elapsed()
+        );
+    }
+    assert!(
+        opened.elapsed() >= Duration::from_millis(1900),
+        "{:?}",
+        opened.elapsed()
+    );
+    assert!(metric("127.0.0.1", a, &exhausted("http_header_timeout")) >= 8.0);
+
+    // A kept-alive connection idle between requests goes the same way.
+    let mut kept = TcpStream::connect(a).unwrap();
+    kept.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .unwrap();
+    kept.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !got.ends_with(b"ok\n") {
+        let n = kept.read(&mut buf).expect("a response");
+        assert!(n > 0 && got.len() < 4096, "{}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    let took = closed_within(&mut kept, Duration::from_secs(8)).expect("an idle keep-alive connection is closed");
+    assert!(took >= Duration::from_millis(1900), "{took:?}");
+    server.shutdown().unwrap();
+}
+
+#[test]
+fn the_total_cap_holds_across_sources() {
+    let server = server(&[("http.max_connections", "6"), ("http.max_connections_per_ip", "4")]);
+    let a = server.bound().http[0];
+    let mut held = Vec::new();
+    for source in [
+        "127.0.0.1",
+        "127.0.0.1",
+        "127.0.0.1",
+        "127.0.0.1",
+        "127.0.0.2",
+        "127.0.0.2",
+    ] {
+        held.push(connect_from(ip(source), a).unwrap());
+    }
+    let mut third = connect_from(ip("127.0.0.3"), a).unwrap();
+    let took = closed_within(&mut third, Duration::from_secs(5)).expect("over the total: closed");
+    assert!(took < Duration::from_secs(1), "{took:?}");
+    // A slot comes back when a client leaves.
+    drop(held.pop());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let refused = loop {
+        let mut s = connect_from(ip("127.0.0.3"), a).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut body = String::new();
+        let _ = s.read_to_string(&mut body);
+        if let Some(n) = body.lines().find_map(|l| {
+            l.strip_prefix(&exhausted("http_connections"))?
+                .trim()
+                .parse::<f64>()
+                .ok()
+        }) {
+            assert!(body.contains("ternd_http_connections 6"), "{body}");
+            break n;
+        }
+        assert!(Instant::now() < deadline, "no slot came back: {body}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(refused >= 1.0);
+    server.shutdown().unwrap();
+}
+
+#[test]
+fn a_connection_that_reads_no_response_is_closed_by_the_idle_timeout() {
+    let server = server(&[
+        ("http.header_timeout", "1s"),
+        ("http.idle_timeout", "2s"),
+        ("signaling.ping_interval", "1s"),
+    ]);
+    let a = server.bound().http[0];
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    s.set_recv_buffer_size(4096).unwrap();
+    s.connect(&a.into()).unwrap();
+    let mut s: TcpStream = s.into();
+    // Many pipelined requests for the 20 KB script, and never a byte read:
+    // the server's writes stall once the socket buffers are full.
+    let one = b"GET /app.js HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+    s.write_all(&one.repeat(400)).unwrap();
+    let opened = Instant::now();
+    let gauge = "ternd_http_connections";
+    let deadline = opened + Duration::from_secs(10);
+    // Only the /metrics request itself is left open.
+    while metric("127.0.0.2", a, gauge) > 1.0 {
+        assert!(Instant::now() < deadline, "the stalled connection is still open");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        opened.elapsed() >= Duration::from_millis(1900),
+        "{:?}",
+        opened.elapsed()
+    );
+    assert_eq!(metric("127.0.0.2", a, &exhausted("http_idle_timeout")), 1.0);
+    drop(s);
+    server.shutdown().unwrap();
+}
+
+#[allow(dead_code)]
+fn unused(_: Reply) {
+    let _ = http;
+}
