@@ -5,6 +5,7 @@ mod access;
 mod admin;
 mod conn_io;
 mod ice;
+mod local;
 mod metrics;
 mod page;
 mod serve;
