@@ -333,3 +333,29 @@ fn expired_usernames_leave_the_revoked_set() {
     assert_eq!(server.handle().revocations(), 1);
     server.shutdown().unwrap();
 }
+
+#[test]
+fn an_upgraded_websocket_keeps_its_connection_slot() {
+    let server = server(&[("http.max_connections_per_ip", "2")]);
+    let a = server.bound().http[0];
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let ws = rt.block_on(common::ws::connect(a));
+    let _second = TcpStream::connect(a).unwrap();
+    let mut third = TcpStream::connect(a).unwrap();
+    assert!(
+        closed_within(&mut third, Duration::from_secs(3)).is_some(),
+        "the WebSocket still holds one of the two slots"
+    );
+    assert_eq!(metric("127.0.0.2", a, "ternd_http_connections"), 3.0);
+    // Closed, it gives its slot back.
+    drop(ws);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while metric("127.0.0.2", a, "ternd_http_connections") > 2.0 {
+        assert!(Instant::now() < deadline, "the closed WebSocket still holds its slot");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    server.shutdown().unwrap();
+}

@@ -116,7 +116,9 @@ impl HttpServer {
     }
 }
 
-/// Open WebSockets would hold a graceful stop: they get this long.
+/// How long a stop waits for requests in flight (each connection is told to
+/// finish its request and close). Upgraded WebSockets are not waited for:
+/// they end with the HTTP thread's runtime.
 const STOP_GRACE: Duration = Duration::from_secs(2);
 
 /// Binds `http.listen` and serves the router. None when HTTP is disabled.
