@@ -100,3 +100,43 @@ impl AccessPolicy {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::local::tests::headers;
+
+    fn policy(origins: &[&str]) -> AccessPolicy {
+        AccessPolicy {
+            api_keys: vec![],
+            allowed_origins: origins.iter().map(|o| o.to_string()).collect(),
+            open: origins.is_empty(),
+        }
+    }
+
+    const LOCAL: &str = "127.0.0.1:40000";
+
+    #[test]
+    fn open_mode_serves_local_requests_without_cors() {
+        let p = policy(&[]);
+        let peer = LOCAL.parse().unwrap();
+        assert!(p.check_api(peer, &headers(&[("host", "localhost:8080")])).is_ok());
+        let proxied = headers(&[("host", "localhost:8080"), ("x-forwarded-for", "203.0.113.9")]);
+        assert_eq!(p.check_api(peer, &proxied).unwrap_err().status, StatusCode::FORBIDDEN);
+        let far = "192.0.2.7:40000".parse().unwrap();
+        assert!(p.check_api(far, &headers(&[("host", "localhost")])).is_err());
+        let mut out = HeaderMap::new();
+        p.cors(&headers(&[("origin", "https://evil.example")]), &mut out);
+        assert!(out.is_empty(), "never reflected because the API is open");
+    }
+
+    #[test]
+    fn cors_for_listed_origins_and_an_explicit_star() {
+        let mut out = HeaderMap::new();
+        let evil = headers(&[("origin", "https://evil.example")]);
+        policy(&["https://app.example.org"]).cors(&evil, &mut out);
+        assert!(out.is_empty());
+        policy(&["*"]).cors(&evil, &mut out);
+        assert_eq!(out[header::ACCESS_CONTROL_ALLOW_ORIGIN], "https://evil.example");
+    }
+}
