@@ -7,6 +7,7 @@
 
 use std::future::Future;
 use std::io;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -30,11 +31,13 @@ pub struct ConnIo<T> {
     read_timer: Option<Pin<Box<Sleep>>>,
     write_timer: Option<Pin<Box<Sleep>>>,
     exhaustions: Arc<Exhaustions>,
+    /// The client, for the log line of a timeout.
+    peer: IpAddr,
     timed_out: bool,
 }
 
 impl<T> ConnIo<T> {
-    pub fn new(io: T, permit: ConnPermit, idle: Duration, exhaustions: Arc<Exhaustions>) -> Self {
+    pub fn new(io: T, peer: IpAddr, permit: ConnPermit, idle: Duration, exhaustions: Arc<Exhaustions>) -> Self {
         ConnIo {
             io,
             _permit: permit,
@@ -43,6 +46,7 @@ impl<T> ConnIo<T> {
             read_timer: None,
             write_timer: None,
             exhaustions,
+            peer,
             timed_out: false,
         }
     }
@@ -71,7 +75,7 @@ impl<T> ConnIo<T> {
         }
         if !self.timed_out {
             self.timed_out = true;
-            self.exhaustions.exhausted(Budget::HttpIdleTimeout, None);
+            self.exhaustions.exhausted(Budget::HttpIdleTimeout, Some(self.peer));
         }
         Poll::Ready(io::Error::new(io::ErrorKind::TimedOut, "http.idle_timeout"))
     }
@@ -145,8 +149,10 @@ mod tests {
             (Budget::HttpConnectionsPerIp, 4),
             ex.clone(),
         );
-        l.acquire("127.0.0.1".parse().unwrap()).unwrap()
+        l.acquire(LOCAL).unwrap()
     }
+
+    const LOCAL: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
 
     const IDLE: Duration = Duration::from_millis(200);
 
@@ -154,7 +160,7 @@ mod tests {
     async fn a_silent_reader_times_out_and_is_counted_once() {
         let ex = Arc::new(Exhaustions::default());
         let (a, mut b) = tokio::io::duplex(64);
-        let mut io = ConnIo::new(a, permit(&ex), IDLE, ex.clone());
+        let mut io = ConnIo::new(a, LOCAL, permit(&ex), IDLE, ex.clone());
         // Bytes that keep arriving keep it open past the first deadline.
         for _ in 0..3 {
             tokio::time::sleep(IDLE / 2).await;
@@ -176,7 +182,7 @@ mod tests {
     async fn a_writer_to_a_peer_that_reads_nothing_times_out() {
         let ex = Arc::new(Exhaustions::default());
         let (a, _b) = tokio::io::duplex(64);
-        let mut io = ConnIo::new(a, permit(&ex), IDLE, ex.clone());
+        let mut io = ConnIo::new(a, LOCAL, permit(&ex), IDLE, ex.clone());
         let e = io.write_all(&[0u8; 1024]).await.unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::TimedOut);
     }

@@ -62,7 +62,7 @@ pub async fn accept_loop(
         let Some(permit) = limits.conns.acquire(peer.ip()) else {
             continue;
         };
-        let io = ConnIo::new(tcp, permit, limits.idle_timeout, limits.exhaustions.clone());
+        let io = ConnIo::new(tcp, peer.ip(), permit, limits.idle_timeout, limits.exhaustions.clone());
         let (tls, app, limits, stop, open) = (tls.clone(), app.clone(), limits.clone(), stop.clone(), open.clone());
         tokio::spawn(async move {
             let _open = open;
