@@ -21,6 +21,12 @@ pub enum Budget {
     HttpConnections,
     /// `http.max_connections_per_ip`: open HTTP connections from one source.
     HttpConnectionsPerIp,
+    /// `http.header_timeout`: a connection closed because its first request
+    /// head did not arrive in time (idle keep-alive closes are not counted).
+    HttpHeaderTimeout,
+    /// `http.idle_timeout`: a connection closed because it moved no byte
+    /// either way for that long.
+    HttpIdleTimeout,
     /// `stream.max_connections`: open TURN TCP/TLS connections in total.
     StreamConnections,
     /// `stream.max_connections_per_ip`: open TURN TCP/TLS connections from one source.
@@ -40,9 +46,11 @@ pub enum Budget {
 }
 
 impl Budget {
-    pub const ALL: [Budget; 8] = [
+    pub const ALL: [Budget; 10] = [
         Budget::HttpConnections,
         Budget::HttpConnectionsPerIp,
+        Budget::HttpHeaderTimeout,
+        Budget::HttpIdleTimeout,
         Budget::StreamConnections,
         Budget::StreamConnectionsPerIp,
         Budget::StreamQueuedBytes,
@@ -55,6 +63,8 @@ impl Budget {
         match self {
             Budget::HttpConnections => "http_connections",
             Budget::HttpConnectionsPerIp => "http_connections_per_ip",
+            Budget::HttpHeaderTimeout => "http_header_timeout",
+            Budget::HttpIdleTimeout => "http_idle_timeout",
             Budget::StreamConnections => "stream_connections",
             Budget::StreamConnectionsPerIp => "stream_connections_per_ip",
             Budget::StreamQueuedBytes => "stream_queued_bytes",

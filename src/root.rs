@@ -29,10 +29,10 @@ pub fn start(config: &Config) -> anyhow::Result<Running> {
         None
     };
     let exhaustions = Arc::new(Exhaustions::default());
-    let server = crate::server::start(config, tls.as_ref(), exhaustions)?;
+    let server = crate::server::start(config, tls.as_ref(), exhaustions.clone())?;
     let mut bound = server.bound().clone();
     let http_tls = tls.filter(|_| config.http.tls).map(|t| t.acceptor());
-    let http = crate::http::start(config, &server.handle(), &bound, http_tls)?;
+    let http = crate::http::start(config, &server.handle(), &bound, http_tls, exhaustions)?;
     if let Some(h) = &http {
         bound.http = h.bound.clone();
     }

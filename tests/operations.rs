@@ -240,11 +240,12 @@ fn admin_view_lists_closes_revokes_and_sets_the_log_level() {
     let r = http(a, "GET", "/admin/allocations", &[("X-Forwarded-For", "203.0.113.9")]);
     assert_eq!(r.status, 403);
 
-    let r = http(a, "POST", &format!("/admin/close?client={client}"), &[]);
+    let admin = [("X-Ternd-Admin", "1")];
+    let r = http(a, "POST", &format!("/admin/close?client={client}"), &admin);
     assert_eq!(r.json()["closed"], 1);
     assert_eq!(c.refresh(600), Err(437), "the allocation is gone");
 
-    let r = http(a, "POST", &format!("/admin/revoke?username={u}"), &[]);
+    let r = http(a, "POST", &format!("/admin/revoke?username={u}"), &admin);
     assert_eq!(r.status, 200);
     let mut again = TurnClient::new(Io::udp(udp), &u, &p);
     assert_eq!(
@@ -260,10 +261,10 @@ fn admin_view_lists_closes_revokes_and_sets_the_log_level() {
     })
     .expect("this test is the only one installing a logger in its process");
     server.handle().set_log_handle(log);
-    let r = http(a, "POST", "/admin/log-level?level=debug", &[]);
+    let r = http(a, "POST", "/admin/log-level?level=debug", &admin);
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(tracing::enabled!(tracing::Level::DEBUG), "the new level is in force");
-    let r = http(a, "POST", "/admin/log-level?level=loud", &[]);
+    let r = http(a, "POST", "/admin/log-level?level=loud", &admin);
     assert_eq!(r.status, 400, "{}", r.body);
     server.shutdown().unwrap();
 }

@@ -76,6 +76,14 @@ pub struct HttpSection {
     pub allowed_origins: Vec<String>,
     pub default_ttl: ConfigDuration,
     pub max_ttl: ConfigDuration,
+    /// Open HTTP(S) connections in total, WebSockets included.
+    pub max_connections: usize,
+    /// Open HTTP(S) connections from one source (an IPv4 address or IPv6 /64).
+    pub max_connections_per_ip: usize,
+    /// Time to send a request head, from connect or from the previous response.
+    pub header_timeout: ConfigDuration,
+    /// Time without a byte read or written before a connection is closed.
+    pub idle_timeout: ConfigDuration,
 }
 
 impl HttpSection {
@@ -393,11 +401,15 @@ impl Config {
         if !(548..=65555).contains(&self.stream.max_message_bytes.bytes()) {
             return invalid("stream.max_message_bytes", "must be between 548 and 65555");
         }
-        if self.stream.max_connections == 0 {
-            return invalid("stream.max_connections", "must be at least 1");
-        }
-        if self.stream.max_connections_per_ip == 0 {
-            return invalid("stream.max_connections_per_ip", "must be at least 1");
+        for (key, limit) in [
+            ("stream.max_connections", self.stream.max_connections),
+            ("stream.max_connections_per_ip", self.stream.max_connections_per_ip),
+            ("http.max_connections", self.http.max_connections),
+            ("http.max_connections_per_ip", self.http.max_connections_per_ip),
+        ] {
+            if limit == 0 {
+                return invalid(key, "must be at least 1");
+            }
         }
         if self.stream.idle_timeout.0 < Duration::from_secs(1) {
             return invalid("stream.idle_timeout", "must be at least 1s");
@@ -449,6 +461,18 @@ impl Config {
         }
         if self.http.default_ttl.0 < Duration::from_secs(60) || self.http.default_ttl.0 > self.http.max_ttl.0 {
             return invalid("http.default_ttl", "must be at least 1m and not above http.max_ttl");
+        }
+        if self.http.header_timeout.0 < Duration::from_millis(100) {
+            return invalid("http.header_timeout", "must be at least 100ms");
+        }
+        if self.http.idle_timeout.0 < self.http.header_timeout.0 {
+            return invalid("http.idle_timeout", "must not be shorter than http.header_timeout");
+        }
+        if self.http.idle_timeout.0 <= self.signaling.ping_interval.0 {
+            return invalid(
+                "http.idle_timeout",
+                "must be longer than signaling.ping_interval (an idle signaling socket would be cut between pings)",
+            );
         }
         if self.http.api_keys.iter().any(|k| k.expose().len() < 16) {
             return invalid("http.api_keys", "each key must be at least 16 characters");
@@ -575,5 +599,29 @@ pub(crate) mod tests {
         assert!(e.starts_with("config key `stream.idle_timeout`: "), "{e}");
         let e = load_error("udp.recv_buffer_bytes", "lots");
         assert!(e.starts_with("config key `udp.recv_buffer_bytes`: "), "{e}");
+    }
+
+    #[test]
+    fn http_connection_budgets_are_validated() {
+        for (key, value) in [
+            ("http.max_connections", "0"),
+            ("http.max_connections_per_ip", "0"),
+            ("http.header_timeout", "10ms"),
+        ] {
+            assert!(load_error(key, value).contains(key), "{key}={value}");
+        }
+        let e = load_with(&[("http.header_timeout", "30s"), ("http.idle_timeout", "20s")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("http.idle_timeout"), "{e}");
+        let e = load_with(&[("http.idle_timeout", "15s"), ("signaling.ping_interval", "15s")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("signaling.ping_interval"), "{e}");
+        let c = load_with(&[]).unwrap();
+        assert_eq!(c.http.max_connections, 1024);
+        assert_eq!(c.http.max_connections_per_ip, 64);
+        assert_eq!(c.http.header_timeout.0, Duration::from_secs(10));
+        assert_eq!(c.http.idle_timeout.0, Duration::from_secs(60));
     }
 }

@@ -1,17 +1,23 @@
 //! Who may use the HTTP API and the signaling socket: bearer API keys
 //! (compared in constant time), an allow list of web origins (CORS), and the
-//! open laptop default (no keys, no origins, loopback-only listeners).
+//! open laptop default (no keys, no origins, loopback-only listeners), which
+//! serves only requests from the host itself ([`super::local`]), decided per
+//! request. CORS headers go only to listed origins, never to any origin
+//! because the API is open.
+
+use std::net::SocketAddr;
 
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 
-use super::ApiError;
+use super::{local, ApiError};
 use crate::config::Secret;
 
 #[derive(Debug, Clone)]
 pub struct AccessPolicy {
     pub api_keys: Vec<Secret>,
     pub allowed_origins: Vec<String>,
-    /// No keys, no origins, every listener on loopback: anyone local may call.
+    /// No keys, no origins, every listener on loopback: local requests may
+    /// call without a key.
     pub open: bool,
 }
 
@@ -27,8 +33,8 @@ impl AccessPolicy {
         headers.get(header::ORIGIN).and_then(|v| v.to_str().ok())
     }
 
-    /// May this request mint credentials?
-    pub fn check_api(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+    /// May this request, from `peer`, mint credentials?
+    pub fn check_api(&self, peer: SocketAddr, headers: &HeaderMap) -> Result<(), ApiError> {
         if let Some(auth) = headers.get(header::AUTHORIZATION) {
             let key = auth
                 .to_str()
@@ -44,8 +50,16 @@ impl AccessPolicy {
                 Err(ApiError::new(StatusCode::FORBIDDEN, "wrong API key"))
             };
         }
-        if Self::origin(headers).is_some_and(|o| self.origin_listed(o)) || self.open {
+        if Self::origin(headers).is_some_and(|o| self.origin_listed(o)) {
             return Ok(());
+        }
+        if self.open {
+            return local::check(peer, headers).map_err(|_| {
+                ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "without an API key, only requests from this host (a loopback Host, no proxy) may call",
+                )
+            });
         }
         if self.api_keys.is_empty() {
             Err(ApiError::new(StatusCode::FORBIDDEN, "this origin is not allowed"))
@@ -73,15 +87,56 @@ impl AccessPolicy {
         same.is_some_and(|o| !host.is_empty() && o.eq_ignore_ascii_case(host))
     }
 
-    /// CORS headers for a response to `headers`' Origin, if it is allowed.
+    /// CORS headers for a response to `headers`' Origin, if it is listed
+    /// (`*` lists every origin: the operator's explicit choice).
     pub fn cors(&self, headers: &HeaderMap, out: &mut HeaderMap) {
         let Some(origin) = Self::origin(headers) else { return };
-        if !(self.origin_listed(origin) || self.open) {
+        if !self.origin_listed(origin) {
             return;
         }
         if let Ok(v) = HeaderValue::from_str(origin) {
             out.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
             out.insert(header::VARY, HeaderValue::from_static("Origin"));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::local::tests::headers;
+
+    fn policy(origins: &[&str]) -> AccessPolicy {
+        AccessPolicy {
+            api_keys: vec![],
+            allowed_origins: origins.iter().map(|o| o.to_string()).collect(),
+            open: origins.is_empty(),
+        }
+    }
+
+    const LOCAL: &str = "127.0.0.1:40000";
+
+    #[test]
+    fn open_mode_serves_local_requests_without_cors() {
+        let p = policy(&[]);
+        let peer = LOCAL.parse().unwrap();
+        assert!(p.check_api(peer, &headers(&[("host", "localhost:8080")])).is_ok());
+        let proxied = headers(&[("host", "localhost:8080"), ("x-forwarded-for", "203.0.113.9")]);
+        assert_eq!(p.check_api(peer, &proxied).unwrap_err().status, StatusCode::FORBIDDEN);
+        let far = "192.0.2.7:40000".parse().unwrap();
+        assert!(p.check_api(far, &headers(&[("host", "localhost")])).is_err());
+        let mut out = HeaderMap::new();
+        p.cors(&headers(&[("origin", "https://evil.example")]), &mut out);
+        assert!(out.is_empty(), "never reflected because the API is open");
+    }
+
+    #[test]
+    fn cors_for_listed_origins_and_an_explicit_star() {
+        let mut out = HeaderMap::new();
+        let evil = headers(&[("origin", "https://evil.example")]);
+        policy(&["https://app.example.org"]).cors(&evil, &mut out);
+        assert!(out.is_empty());
+        policy(&["*"]).cors(&evil, &mut out);
+        assert_eq!(out[header::ACCESS_CONTROL_ALLOW_ORIGIN], "https://evil.example");
     }
 }

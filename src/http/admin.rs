@@ -1,29 +1,41 @@
 //! The admin view, for operators on the host itself: list allocations,
 //! close one, revoke a REST username before it expires, change the log
-//! level. Only connections from loopback without proxy headers may use it
-//! (a reverse proxy on the same host would otherwise expose it).
+//! level. Only local requests may use it ([`super::local`]: a loopback peer,
+//! no proxy header, a loopback Host against DNS rebinding, no page of
+//! another site), and a request that changes something must carry
+//! `X-Ternd-Admin: 1`, which a browser sends cross-site only after a CORS
+//! preflight that ternd never grants.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, Query, Request, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-use super::{ApiError, AppState};
+use super::{local, ApiError, AppState};
 
-/// Middleware on every /admin route: loopback connections without proxy headers only.
+/// The header every state-changing admin request carries (value `1`).
+pub const ADMIN_HEADER: &str = "x-ternd-admin";
+
+/// Middleware on every /admin route: local requests only, and the custom
+/// header on anything but GET and HEAD.
 pub async fn local_only(ConnectInfo(peer): ConnectInfo<SocketAddr>, req: Request, next: Next) -> Response {
-    let headers: &HeaderMap = req.headers();
-    let proxied = headers.contains_key("x-forwarded-for") || headers.contains_key("forwarded");
-    if peer.ip().is_loopback() && !proxied {
-        next.run(req).await
-    } else {
-        ApiError::new(StatusCode::FORBIDDEN, "the admin view is only for local connections").into_response()
+    if let Err(why) = local::check(peer, req.headers()) {
+        return ApiError::new(StatusCode::FORBIDDEN, why.message()).into_response();
     }
+    let safe = matches!(*req.method(), Method::GET | Method::HEAD);
+    if !safe && req.headers().get(ADMIN_HEADER).is_none_or(|v| v != "1") {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "an admin request that changes something needs the header `X-Ternd-Admin: 1`",
+        )
+        .into_response();
+    }
+    next.run(req).await
 }
 
 pub async fn allocations(State(app): State<Arc<AppState>>) -> Response {
@@ -64,13 +76,14 @@ pub async fn close(State(app): State<Arc<AppState>>, Query(q): Query<HashMap<Str
     Json(serde_json::json!({ "closed": closed })).into_response()
 }
 
-/// `POST /admin/revoke?username=EXPIRY:USER`: refused from now on.
+/// `POST /admin/revoke?username=EXPIRY:USER`: refused from now on. The
+/// answer counts the usernames revoked now (expired ones are dropped).
 pub async fn revoke(State(app): State<Arc<AppState>>, Query(q): Query<HashMap<String, String>>) -> Response {
     let Some(user) = q.get("username").filter(|u| !u.is_empty()) else {
         return ApiError::new(StatusCode::BAD_REQUEST, "username=... is required").into_response();
     };
-    app.server.revoke(user).await;
-    Json(serde_json::json!({ "revoked": user })).into_response()
+    let revocations = app.server.revoke(user).await;
+    Json(serde_json::json!({ "revoked": user, "revocations": revocations })).into_response()
 }
 
 /// `POST /admin/log-level?level=debug`.

@@ -3,10 +3,11 @@
 //! current secret, ready for `new RTCPeerConnection(...)`.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Query, State};
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
@@ -16,12 +17,13 @@ const MAX_USER_LEN: usize = 64;
 
 pub async fn ice_servers(
     State(app): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let mut extra = HeaderMap::new();
     app.access.cors(&headers, &mut extra);
-    match mint(&app, &headers, &q) {
+    match mint(&app, peer, &headers, &q) {
         Ok(body) => {
             let mut r = (StatusCode::OK, body).into_response();
             r.headers_mut()
@@ -39,8 +41,13 @@ pub async fn ice_servers(
     }
 }
 
-fn mint(app: &AppState, headers: &HeaderMap, q: &HashMap<String, String>) -> Result<String, ApiError> {
-    app.access.check_api(headers)?;
+fn mint(
+    app: &AppState,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    q: &HashMap<String, String>,
+) -> Result<String, ApiError> {
+    app.access.check_api(peer, headers)?;
     let ttl = match q.get("ttl") {
         None => app.default_ttl,
         Some(v) => match v.parse::<u64>() {

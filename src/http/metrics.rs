@@ -130,6 +130,13 @@ pub async fn metrics(State(app): State<Arc<AppState>>) -> impl IntoResponse {
     let _ = writeln!(o, "ternd_stream_queued_bytes {}", app.server.stream_queued_bytes());
     family(
         &mut o,
+        "http_connections",
+        "gauge",
+        "Open HTTP and HTTPS connections, WebSockets included.",
+    );
+    let _ = writeln!(o, "ternd_http_connections {}", app.http_conns.open());
+    family(
+        &mut o,
         "budget_exhausted_total",
         "counter",
         "Requests for a resource refused because its budget was exhausted (README: Hardening).",

@@ -3,9 +3,12 @@
 
 mod access;
 mod admin;
+mod conn_io;
 mod ice;
+mod local;
 mod metrics;
 mod page;
+mod serve;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,10 +22,11 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 pub use access::AccessPolicy;
 
+use crate::budget::{Budget, ConnLimiter, Exhaustions};
 use crate::config::Config;
 use crate::server::ServerHandle;
 use crate::signaling::{Hub, SignalingLimits};
@@ -38,6 +42,8 @@ pub struct AppState {
     pub default_ttl: Duration,
     pub max_ttl: Duration,
     pub hub: Arc<Hub>,
+    /// Open HTTP connections (WebSockets included), for /metrics.
+    pub http_conns: Arc<ConnLimiter>,
 }
 
 /// A refusal, as `{"error":{"code":N,"message":"..."}}`.
@@ -110,21 +116,41 @@ impl HttpServer {
     }
 }
 
+/// How long a stop waits for requests in flight (each connection is told to
+/// finish its request and close). Upgraded WebSockets are not waited for:
+/// they end with the HTTP thread's runtime.
+const STOP_GRACE: Duration = Duration::from_secs(2);
+
 /// Binds `http.listen` and serves the router. None when HTTP is disabled.
+/// Refusals by the HTTP budgets are counted in `exhaustions` (the one the
+/// shards count in, so /metrics shows every budget).
 pub fn start(
     config: &Config,
     handle: &ServerHandle,
     bound: &crate::server::BoundAddrs,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    exhaustions: Arc<Exhaustions>,
 ) -> anyhow::Result<Option<HttpServer>> {
     if config.http.listen.is_empty() {
         return Ok(None);
     }
+    let h = &config.http;
+    let limits = Arc::new(serve::ConnLimits {
+        conns: ConnLimiter::new(
+            (Budget::HttpConnections, h.max_connections),
+            (Budget::HttpConnectionsPerIp, h.max_connections_per_ip),
+            exhaustions.clone(),
+        ),
+        header_timeout: h.header_timeout.0,
+        idle_timeout: h.idle_timeout.0,
+        handshake_timeout: config.tls.handshake_timeout.0,
+        exhaustions,
+    });
     let access = AccessPolicy {
-        api_keys: config.http.api_keys.clone(),
-        allowed_origins: config.http.allowed_origins.clone(),
+        api_keys: h.api_keys.clone(),
+        allowed_origins: h.allowed_origins.clone(),
         // Open only where validation allows it: unprotected on loopback.
-        open: config.http.unprotected() && config.http.loopback_only(),
+        open: h.unprotected() && h.loopback_only(),
     };
     let s = &config.signaling;
     let hub = Hub::new(SignalingLimits {
@@ -140,13 +166,14 @@ pub fn start(
         ports: crate::ice_servers::IcePorts::from_bound(bound),
         server: handle.clone(),
         access,
-        public_host: config.http.public_host.clone(),
-        default_ttl: config.http.default_ttl.0,
-        max_ttl: config.http.max_ttl.0,
+        public_host: h.public_host.clone(),
+        default_ttl: h.default_ttl.0,
+        max_ttl: h.max_ttl.0,
         hub,
+        http_conns: limits.conns.clone(),
     });
     let mut listeners = Vec::new();
-    for addr in &config.http.listen {
+    for addr in &h.listen {
         let l = std::net::TcpListener::bind(addr).with_context(|| format!("http.listen: cannot bind {addr}"))?;
         l.set_nonblocking(true)?;
         listeners.push(l);
@@ -157,7 +184,6 @@ pub fn start(
         .collect::<Result<Vec<_>, _>>()?;
     let (stop, stop_rx) = watch::channel(false);
     let app = router(state);
-    let handshake_timeout = config.tls.handshake_timeout.0;
     let thread = std::thread::Builder::new()
         .name("ternd-http".into())
         .spawn(move || {
@@ -169,43 +195,28 @@ pub fn start(
                 }
             };
             rt.block_on(async move {
-                let mut tasks = Vec::new();
+                // Every connection holds a sender until its socket closes.
+                let (open, mut all_closed) = mpsc::channel::<()>(1);
                 for l in listeners {
-                    let Ok(l) = tokio::net::TcpListener::from_std(l) else {
-                        continue;
-                    };
-                    let mut stop = stop_rx.clone();
-                    let app = app.clone();
-                    let tls = tls.clone();
-                    tasks.push(tokio::spawn(async move {
-                        let shutdown = async move {
-                            let _ = stop.wait_for(|s| *s).await;
-                        };
-                        match tls {
-                            None => {
-                                let service = app.into_make_service_with_connect_info::<SocketAddr>();
-                                if let Err(e) = axum::serve(l, service).with_graceful_shutdown(shutdown).await {
-                                    tracing::error!("http listener failed: {e}");
-                                }
-                            }
-                            Some(acceptor) => {
-                                tokio::select! {
-                                    _ = serve_tls(l, acceptor, app, handshake_timeout) => {}
-                                    _ = shutdown => {}
-                                }
-                            }
+                    match tokio::net::TcpListener::from_std(l) {
+                        Ok(l) => {
+                            let accept = serve::accept_loop(
+                                l,
+                                tls.clone(),
+                                app.clone(),
+                                limits.clone(),
+                                stop_rx.clone(),
+                                open.clone(),
+                            );
+                            tokio::spawn(accept);
                         }
-                    }));
+                        Err(e) => tracing::error!("http listener: {e}"),
+                    }
                 }
+                drop(open);
                 let mut stop = stop_rx;
                 let _ = stop.wait_for(|s| *s).await;
-                // Open WebSockets would hold graceful shutdown: give them a moment.
-                let _ = tokio::time::timeout(Duration::from_secs(2), async {
-                    for t in tasks {
-                        let _ = t.await;
-                    }
-                })
-                .await;
+                let _ = tokio::time::timeout(STOP_GRACE, all_closed.recv()).await;
             });
         })
         .context("cannot start the HTTP thread")?;
@@ -214,45 +225,6 @@ pub fn start(
         stop,
         thread: Some(thread),
     }))
-}
-
-/// HTTPS: accept, TLS handshake (bounded by `tls.handshake_timeout`, as on
-/// the TURN listeners), then one HTTP/1.1 connection with
-/// upgrades (for the WebSocket) per client.
-async fn serve_tls(
-    listener: tokio::net::TcpListener,
-    acceptor: tokio_rustls::TlsAcceptor,
-    app: Router,
-    handshake_timeout: Duration,
-) {
-    loop {
-        let (tcp, peer) = match listener.accept().await {
-            Ok(v) => v,
-            Err(e) => {
-                tracing::warn!("https accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let (acceptor, app) = (acceptor.clone(), app.clone());
-        tokio::spawn(async move {
-            let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
-                Ok(Ok(s)) => s,
-                _ => {
-                    tracing::debug!(%peer, "https handshake failed");
-                    return;
-                }
-            };
-            let app = app.layer(axum::Extension(axum::extract::ConnectInfo(peer)));
-            let service = hyper_util::service::TowerToHyperService::new(app);
-            let conn = hyper::server::conn::http1::Builder::new()
-                .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
-                .with_upgrades();
-            if let Err(e) = conn.await {
-                tracing::debug!(%peer, "https connection: {e}");
-            }
-        });
-    }
 }
 
 /// `GET /readyz`: 200 while every shard runs and the server is not

@@ -2,6 +2,7 @@
 //! HTTP endpoints: reload, drain, health, metrics and the admin view, all by
 //! message to the shards (nothing on the packet path is shared).
 
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -11,7 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::event_loop::{AllocationInfo, Control, ShardSnapshot};
 use super::setup::Shared;
 use crate::budget::{ConnLimiter, Exhaustions, SharedBytes};
-use crate::config::{Config, ReloadPlan};
+use crate::config::{Config, ReloadPlan, Secret};
 use crate::tls::CertResolver;
 
 pub struct Inner {
@@ -27,8 +28,9 @@ pub struct Inner {
     pub shared: RwLock<Shared>,
     pub config: Mutex<Config>,
     pub cert: Option<Arc<CertResolver>>,
-    /// Usernames revoked by an operator, kept across reloads.
-    pub revoked: Mutex<std::collections::HashSet<String>>,
+    /// Usernames revoked by an operator, kept across reloads; see
+    /// [`prune_revoked`] for what leaves it.
+    pub revoked: Mutex<HashSet<String>>,
     /// Changes the log level (set once logging is installed).
     pub log: Mutex<Option<crate::logging::LogHandle>>,
 }
@@ -148,14 +150,30 @@ impl ServerHandle {
     }
 
     /// Refuses `username` on every shard, now and after reloads; returns
-    /// once every shard has it in force.
-    pub async fn revoke(&self, username: &str) {
-        self.0
-            .revoked
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(username.to_string());
+    /// once every shard has it in force, with the number of usernames
+    /// revoked now (expired REST usernames pruned).
+    pub async fn revoke(&self, username: &str) -> usize {
+        let count = {
+            let static_users = self
+                .0
+                .config
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .turn
+                .users
+                .clone();
+            let mut revoked = self.0.revoked.lock().unwrap_or_else(|e| e.into_inner());
+            revoked.insert(username.to_string());
+            prune_revoked(&mut revoked, &static_users, unix_now());
+            revoked.len()
+        };
         self.ask(|tx| Control::Revoke(username.to_string(), tx)).await;
+        count
+    }
+
+    /// How many usernames are revoked now.
+    pub fn revocations(&self) -> usize {
+        self.0.revoked.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
     /// Applies `new` live: everything but the restart-only keys of
@@ -168,7 +186,11 @@ impl ServerHandle {
         let ReloadPlan { applied, needs_restart } = ReloadPlan::new(&running, new);
         // Everything fallible first, so a failure leaves the old settings in force.
         let mut shared = self.shared().reloaded(&applied)?;
-        shared.credentials.revoked = self.0.revoked.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        shared.credentials.revoked = {
+            let mut revoked = self.0.revoked.lock().unwrap_or_else(|e| e.into_inner());
+            prune_revoked(&mut revoked, &applied.turn.users, unix_now());
+            revoked.clone()
+        };
         if let Some(cert) = &self.0.cert {
             cert.reload(&applied.tls.cert_file, &applied.tls.key_file)?;
         }
@@ -188,5 +210,42 @@ impl ServerHandle {
         *self.0.shared.write().unwrap_or_else(|e| e.into_inner()) = shared;
         *self.0.config.lock().unwrap_or_else(|e| e.into_inner()) = applied;
         Ok(ReloadReport { needs_restart })
+    }
+}
+
+/// Drops from `revoked` every REST username (`EXPIRY:USER`) whose expiry
+/// has passed: it can never authenticate again, revoked or not, so keeping
+/// it only grows the set. A static user's name stays (its credential never
+/// expires), and so does anything else, until a restart. The shards' copies
+/// are replaced by this set on each reload (the core has no way to drop a
+/// name between reloads).
+fn prune_revoked(revoked: &mut HashSet<String>, static_users: &BTreeMap<String, Secret>, unix_now: u64) {
+    revoked.retain(|u| {
+        let expiry = u.split(':').next().and_then(|e| e.parse::<u64>().ok());
+        static_users.contains_key(u) || expiry.is_none_or(|e| e > unix_now)
+    });
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expired_rest_usernames_leave_the_revoked_set() {
+        let mut static_users = BTreeMap::new();
+        static_users.insert("100:static".to_string(), Secret::new("password"));
+        let mut revoked: HashSet<String> = ["100:gone", "200:live", "100:static", "alice", "x:y"]
+            .map(String::from)
+            .into();
+        prune_revoked(&mut revoked, &static_users, 150);
+        let mut left: Vec<_> = revoked.into_iter().collect();
+        left.sort();
+        assert_eq!(left, ["100:static", "200:live", "alice", "x:y"]);
     }
 }

@@ -26,9 +26,33 @@ impl Reply {
 
 /// One HTTP/1.1 request with `Connection: close`.
 pub fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
-    let mut s = TcpStream::connect(addr).unwrap();
+    http_from(None, addr, &addr.to_string(), method, path, headers)
+}
+
+/// A TCP connection to `addr` from `source` (any port), e.g. 127.0.0.2, so
+/// a test can be several loopback clients.
+pub fn connect_from(source: std::net::IpAddr, addr: SocketAddr) -> std::io::Result<TcpStream> {
+    let s = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
+    s.bind(&SocketAddr::new(source, 0).into())?;
+    s.connect_timeout(&addr.into(), Duration::from_secs(5))?;
+    Ok(s.into())
+}
+
+/// [`http`] from `source` (None: the kernel's choice) with `host` as the Host header.
+pub fn http_from(
+    source: Option<std::net::IpAddr>,
+    addr: SocketAddr,
+    host: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Reply {
+    let mut s = match source {
+        Some(ip) => connect_from(ip, addr).unwrap(),
+        None => TcpStream::connect(addr).unwrap(),
+    };
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
