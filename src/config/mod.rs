@@ -424,6 +424,19 @@ impl Config {
                  the request it answers)",
             );
         }
+        // A static name shaped like a REST one would be charged to the
+        // REST user part for quotas (proto::auth::quota_user).
+        if let Some(name) = self
+            .turn
+            .users
+            .keys()
+            .find(|u| proto::auth::quota_user(u) != u.as_str())
+        {
+            return invalid(
+                "turn.users",
+                &format!("`{name}` looks like a REST username (EXPIRY:USER); pick another name"),
+            );
+        }
         if self.turn.secrets.iter().any(|s| s.expose().len() < 16) {
             return invalid("turn.secrets", "each secret must be at least 16 characters");
         }
@@ -568,5 +581,9 @@ pub(crate) mod tests {
             assert!(e.contains(&format!("`{key}`")), "{key}: {e}");
         }
         load_with(&[("turn.realm", "turn.example.org"), ("server.software", &"s".repeat(32))]).unwrap();
+        let mut c = Config::default();
+        c.turn.users.insert("1700000000:eve".into(), "password-1".into());
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("`turn.users`"), "{e}");
     }
 }

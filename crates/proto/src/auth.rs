@@ -82,7 +82,8 @@ fn rest_expiry(username: &str) -> Option<u64> {
 /// Whom an allocation is charged to for `max_allocations_per_user`: the user
 /// part of a REST username (after the first ':' when the part before it is
 /// a number), so each freshly minted credential is not a new user; a static
-/// user, or a bare "expiry" REST name, is its own name.
+/// user, or a bare "expiry" REST name, is its own name (the driver refuses
+/// static names shaped like REST ones).
 pub fn quota_user(username: &str) -> &str {
     match username.split_once(':') {
         Some((expiry, user)) if expiry.parse::<u64>().is_ok() => user,
