@@ -174,6 +174,7 @@ mod tests {
             bandwidth_limit: 1000,
             legacy_channel_numbers: true,
             unauthenticated_rate: 5,
+            unauthenticated_rate_total: 50,
             relay_ipv4: Some([192, 0, 2, 9].into()),
             port_min: 40000,
             shard_count: 8,
@@ -187,9 +188,10 @@ mod tests {
             (
                 running.bandwidth_limit,
                 running.legacy_channel_numbers,
-                running.unauthenticated_rate
+                running.unauthenticated_rate,
+                running.unauthenticated_rate_total
             ),
-            (1000, true, 5)
+            (1000, true, 5, 50)
         );
         assert_eq!(running.relay_ipv4, Some([192, 0, 2, 1].into()));
         assert_eq!(
