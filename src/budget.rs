@@ -138,24 +138,7 @@ impl Exhaustions {
     }
 }
 
-/// The part of a source address that counts as one source: the address for
-/// IPv4, its /64 for IPv6 (one host or subscriber usually holds a whole
-/// /64), IPv4-mapped IPv6 read as IPv4.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct SourceKey(u128);
-
-impl SourceKey {
-    pub fn of(ip: IpAddr) -> SourceKey {
-        match ip {
-            IpAddr::V4(v4) => SourceKey(u32::from(v4) as u128),
-            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => SourceKey(u32::from(v4) as u128),
-                // Tagged above the IPv4 space so the two never collide.
-                None => SourceKey((u128::from(v6) >> 64) << 64 | 1 << 32),
-            },
-        }
-    }
-}
+pub use proto::addr::SourceKey;
 
 /// Open connections of one listener kind, in total and per source, each
 /// against its own budget.

@@ -69,14 +69,14 @@ fn uclient_echo_through_ternd_over_udp_and_tcp() {
             ("listen.tcp", "127.0.0.1:0"),
         ],
     ));
-    let peer_port = std::net::UdpSocket::bind("127.0.0.1:0")
+    let peer_port = std::net::UdpSocket::bind("127.0.0.2:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
     let _peer = Proc(
         Command::new(peer_bin)
-            .args(["-L", "127.0.0.1", "-p", &peer_port.to_string()])
+            .args(["-L", "127.0.0.2", "-p", &peer_port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -88,7 +88,7 @@ fn uclient_echo_through_ternd_over_udp_and_tcp() {
     let common = |port: &str| -> Vec<String> {
         [
             "-e",
-            "127.0.0.1",
+            "127.0.0.2",
             "-r",
             &peer_port.to_string(),
             "-n",

@@ -83,7 +83,7 @@ fn reload_rotates_secrets_swaps_the_certificate_and_changes_policy_without_dropp
         );
     };
     relay_ok(&mut live, 1);
-    let other: SocketAddr = "127.0.0.2:9".parse().unwrap();
+    let other: SocketAddr = "127.0.0.3:9".parse().unwrap();
     assert_eq!(
         live.create_permission(&[other]),
         Ok(()),
@@ -99,7 +99,7 @@ fn reload_rotates_secrets_swaps_the_certificate_and_changes_policy_without_dropp
             ("relay.ipv4", "127.0.0.1"),
             ("relay.ipv6", "::1"),
             ("relay.port_min", "61000"),
-            ("peers.allow", "127.0.0.1/32"),
+            ("peers.allow", "127.0.0.2/32"),
             ("tls.cert_file", cert2.cert_file.to_str().unwrap()),
             ("tls.key_file", cert2.key_file.to_str().unwrap()),
             ("listen.tls", "127.0.0.1:0"),
@@ -123,7 +123,7 @@ fn reload_rotates_secrets_swaps_the_certificate_and_changes_policy_without_dropp
     );
     // New handshakes see the new certificate.
     assert_eq!(tls_cert_der(tls, &cert2), cert2.cert_der);
-    // The policy change applies to new permissions: 127.0.0.2 is no longer allowed.
+    // The policy change applies to new permissions: 127.0.0.3 is no longer allowed.
     assert_eq!(live.create_permission(&[other]), Err(403));
     relay_ok(&mut live, 3);
 

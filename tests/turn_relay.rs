@@ -212,7 +212,7 @@ fn a_failed_relay_send_is_counted_and_the_allocation_keeps_working() {
     c.create_permission(&[peer.addr]).unwrap();
     // Port 0 is a permitted IP but the kernel refuses to send there (EINVAL),
     // as it would for an unroutable host candidate.
-    let bad: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let bad = SocketAddr::new(peer.addr.ip(), 0);
     for _ in 0..3 {
         c.send_indication(bad, b"lost");
     }

@@ -17,6 +17,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use proto::amplification::MAX_REALM_LEN;
+use proto::nonce::MAX_NONCE_LIFETIME;
 use proto::policy::IpNet;
 use serde::Deserialize;
 
@@ -26,6 +28,10 @@ pub use external_ip::ExternalIp;
 pub use relay_ip::RelayIp;
 pub use restart::{ReloadPlan, RESTART_KEYS};
 pub use secret::Secret;
+
+/// The longest `server.software`: it is sent on every authenticated response
+/// (never before authentication), so it stays short.
+pub const MAX_SOFTWARE_LEN: usize = 32;
 
 /// The reference config file, which is also the built-in default.
 pub const DEFAULT_TOML: &str = include_str!("../../config/ternd.toml");
@@ -121,10 +127,14 @@ pub struct TurnSection {
     pub max_lifetime: ConfigDuration,
     pub max_allocations: usize,
     pub max_allocations_per_user: usize,
+    /// Allocations per source prefix (IPv4 /32, IPv6 /64).
+    pub max_allocations_per_ip: usize,
     /// Bytes per second per allocation; 0: unlimited.
     pub bandwidth_limit: ByteSize,
     pub legacy_channel_numbers: bool,
     pub unauthenticated_rate: u32,
+    /// Unauthenticated requests per second from all sources together.
+    pub unauthenticated_rate_total: u32,
     /// Static users: name to password.
     pub users: BTreeMap<String, Secret>,
 }
@@ -395,8 +405,11 @@ impl Config {
         if self.server.shards > 1024 {
             return invalid("server.shards", "at most 1024");
         }
-        if self.software().is_some_and(|s| s.len() > 763) {
-            return invalid("server.software", "at most 763 bytes (RFC 8489 §14.14)");
+        if self.software().is_some_and(|s| s.len() > MAX_SOFTWARE_LEN) {
+            return invalid(
+                "server.software",
+                "at most 32 bytes (it rides in every authenticated response)",
+            );
         }
         if !(548..=65555).contains(&self.stream.max_message_bytes.bytes()) {
             return invalid("stream.max_message_bytes", "must be between 548 and 65555");
@@ -435,8 +448,25 @@ impl Config {
         if let Err(e) = check_log_filter(&self.log.level) {
             return invalid("log.level", &e);
         }
-        if self.turn.realm.is_empty() || self.turn.realm.len() > 763 {
-            return invalid("turn.realm", "must be 1 to 763 bytes (RFC 8489 §14.9)");
+        if self.turn.realm.is_empty() || self.turn.realm.len() > MAX_REALM_LEN {
+            return invalid(
+                "turn.realm",
+                "must be 1 to 16 bytes (it rides in every 401, which must stay within 1.7 times \
+                 the request it answers)",
+            );
+        }
+        // A static name shaped like a REST one would be charged to the
+        // REST user part for quotas (proto::auth::quota_user).
+        if let Some(name) = self
+            .turn
+            .users
+            .keys()
+            .find(|u| proto::auth::quota_user(u) != u.as_str())
+        {
+            return invalid(
+                "turn.users",
+                &format!("`{name}` looks like a REST username (EXPIRY:USER); pick another name"),
+            );
         }
         if self.turn.secrets.iter().any(|s| s.expose().len() < 16) {
             return invalid("turn.secrets", "each secret must be at least 16 characters");
@@ -447,11 +477,14 @@ impl Config {
         if self.turn.max_lifetime.0 < self.turn.default_lifetime.0 {
             return invalid("turn.max_lifetime", "must not be shorter than turn.default_lifetime");
         }
-        if self.turn.nonce_lifetime.0 < Duration::from_secs(10) {
-            return invalid("turn.nonce_lifetime", "must be at least 10s");
+        if self.turn.nonce_lifetime.0 < Duration::from_secs(10) || self.turn.nonce_lifetime.0 > MAX_NONCE_LIFETIME {
+            return invalid("turn.nonce_lifetime", "must be between 10s and 4h15m");
         }
         if self.turn.max_allocations == 0 {
             return invalid("turn.max_allocations", "must be at least 1");
+        }
+        if self.turn.max_allocations_per_ip == 0 {
+            return invalid("turn.max_allocations_per_ip", "must be at least 1");
         }
         if self.relay.port_min == 0 || self.relay.port_min > self.relay.port_max {
             return invalid("relay.port_min", "must be at least 1 and not above relay.port_max");
@@ -623,5 +656,26 @@ pub(crate) mod tests {
         assert_eq!(c.http.max_connections_per_ip, 64);
         assert_eq!(c.http.header_timeout.0, Duration::from_secs(10));
         assert_eq!(c.http.idle_timeout.0, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn hardening_keys_have_safe_defaults_and_are_checked() {
+        let c = Config::default();
+        assert_eq!(c.turn.max_allocations_per_ip, 64);
+        assert_eq!(c.turn.unauthenticated_rate_total, 10000);
+        for (key, value) in [
+            ("turn.max_allocations_per_ip", "0"),
+            ("turn.realm", "a-realm-of-17-byt"),
+            ("server.software", &"s".repeat(33)),
+            ("turn.nonce_lifetime", "5h"),
+        ] {
+            let e = load_error(key, value);
+            assert!(e.contains(&format!("`{key}`")), "{key}: {e}");
+        }
+        load_with(&[("turn.realm", "turn.example.org"), ("server.software", &"s".repeat(32))]).unwrap();
+        let mut c = Config::default();
+        c.turn.users.insert("1700000000:eve".into(), "password-1".into());
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("`turn.users`"), "{e}");
     }
 }

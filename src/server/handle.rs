@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 use super::event_loop::{AllocationInfo, Control, ShardSnapshot};
-use super::setup::Shared;
+use super::setup::{quota_limits, Shared};
 use crate::budget::{ConnLimiter, Exhaustions, SharedBytes};
 use crate::config::{Config, ReloadPlan, Secret};
 use crate::tls::CertResolver;
@@ -194,9 +194,7 @@ impl ServerHandle {
         if let Some(cert) = &self.0.cert {
             cert.reload(&applied.tls.cert_file, &applied.tls.key_file)?;
         }
-        shared
-            .quotas
-            .set_limits(applied.turn.max_allocations, applied.turn.max_allocations_per_user);
+        shared.quotas.set_limits(quota_limits(&applied));
         let n = self.shard_count();
         let configs = (0..n)
             .map(|i| shared.core_config(&applied, i, n))

@@ -10,7 +10,7 @@ use proto::auth::Credentials;
 use proto::clock::Clock;
 use proto::nonce::NonceKey;
 use proto::policy::PeerPolicy;
-use proto::quota::Quotas;
+use proto::quota::{QuotaLimits, Quotas};
 
 use super::interfaces;
 use crate::config::{Config, ExternalIp, RelayIp};
@@ -90,6 +90,15 @@ fn peer_policy(config: &Config, own: Vec<IpAddr>) -> PeerPolicy {
     }
 }
 
+/// The allocation quotas `config` asks for.
+pub fn quota_limits(config: &Config) -> QuotaLimits {
+    QuotaLimits {
+        total: config.turn.max_allocations,
+        per_user: config.turn.max_allocations_per_user,
+        per_source: config.turn.max_allocations_per_ip,
+    }
+}
+
 impl Shared {
     /// A copy with what `new` changes live: secrets, users, realm, peer
     /// policy. `new` is a [`crate::config::ReloadPlan`]'s applied config, so
@@ -147,10 +156,7 @@ impl Shared {
                 anchor: Some(Instant::now()),
                 anchor_unix: unix,
             },
-            quotas: Arc::new(Quotas::new(
-                config.turn.max_allocations,
-                config.turn.max_allocations_per_user,
-            )),
+            quotas: Arc::new(Quotas::with_limits(quota_limits(config))),
             reservations: Arc::default(),
             relay_ipv4,
             relay_ipv6,
@@ -183,7 +189,8 @@ impl Shared {
             bandwidth_limit: config.turn.bandwidth_limit.bytes(),
             legacy_channel_numbers: config.turn.legacy_channel_numbers,
             unauthenticated_rate: config.turn.unauthenticated_rate,
-            rng_seed: u64::from_le_bytes(random_bytes()?),
+            unauthenticated_rate_total: config.turn.unauthenticated_rate_total,
+            rng_seed: random_bytes()?,
         })
     }
 

@@ -167,7 +167,12 @@ pub mod turn;
 pub mod ws;
 
 /// A UDP peer on loopback that echoes every datagram back to its sender, on
-/// its own thread, until the returned guard is dropped.
+/// its own thread, until the returned guard is dropped. It stays off the
+/// relay addresses' other ports, which peer policy refuses whatever
+/// `peers.allow` says: on 127.0.0.2 for IPv4 (turn_config relays from
+/// 127.0.0.1), and for IPv6, where ::1 is the only loopback address, on a
+/// port at the top of turn_config's relay range (a relay that picks the same
+/// port just tries another).
 pub struct EchoPeer {
     pub addr: SocketAddr,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
@@ -182,7 +187,13 @@ impl EchoPeer {
     /// A peer that answers every datagram with `reply(datagram)` instead
     /// (a fake server sending crafted replies).
     pub fn replying(v6: bool, reply: fn(&[u8]) -> Vec<u8>) -> EchoPeer {
-        let sock = std::net::UdpSocket::bind(if v6 { "[::1]:0" } else { "127.0.0.1:0" }).unwrap();
+        let sock = if v6 {
+            (0..64u16)
+                .find_map(|i| std::net::UdpSocket::bind(("::1", 65535 - i)).ok())
+                .expect("a free port at the top of the relay range")
+        } else {
+            std::net::UdpSocket::bind("127.0.0.2:0").unwrap()
+        };
         sock.set_read_timeout(Some(std::time::Duration::from_millis(50)))
             .unwrap();
         let addr = sock.local_addr().unwrap();

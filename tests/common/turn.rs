@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,10 +29,14 @@ pub enum Io {
 
 impl Io {
     pub fn udp(server: SocketAddr) -> Io {
-        let bind: SocketAddr = if server.is_ipv4() { "127.0.0.1:0" } else { "[::1]:0" }
-            .parse()
-            .unwrap();
-        let s = UdpSocket::bind(bind).unwrap();
+        let bind: IpAddr = if server.is_ipv4() { "127.0.0.1" } else { "::1" }.parse().unwrap();
+        Io::udp_from(bind, server)
+    }
+
+    /// A UDP client on `source` (any 127.0.0.0/8 address works on loopback),
+    /// to act as several hosts.
+    pub fn udp_from(source: IpAddr, server: SocketAddr) -> Io {
+        let s = UdpSocket::bind((source, 0)).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         Io::Udp(s, server)
     }

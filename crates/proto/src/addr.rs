@@ -97,3 +97,29 @@ pub struct FiveTuple {
 pub fn canonical(addr: SocketAddr) -> SocketAddr {
     SocketAddr::new(addr.ip().to_canonical(), addr.port())
 }
+
+/// The part of a source address that counts as one source: the address for
+/// IPv4, its /64 for IPv6 (one host or subscriber usually holds a whole
+/// /64), IPv4-mapped IPv6 read as IPv4.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SourceKey(u128);
+
+impl SourceKey {
+    pub fn of(ip: IpAddr) -> SourceKey {
+        match ip {
+            IpAddr::V4(v4) => SourceKey(u32::from(v4) as u128),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => SourceKey(u32::from(v4) as u128),
+                // Tagged above the IPv4 space so the two never collide.
+                None => SourceKey((u128::from(v6) >> 64) << 64 | 1 << 32),
+            },
+        }
+    }
+}
+
+impl SourceKey {
+    /// The key as a number (to hash it into a budget bucket).
+    pub fn value(self) -> u128 {
+        self.0
+    }
+}

@@ -45,19 +45,19 @@ impl Credentials {
         self.static_keys.insert(username.to_string(), key);
     }
 
-    /// The candidate keys for `username` at `unix_now`, written to `out`
-    /// (one per REST secret, or the static user's key). Returns how many.
-    pub fn keys(&self, username: &str, unix_now: u64, out: &mut [[u8; 16]; 4]) -> Result<usize, UserError> {
+    /// The candidate keys for `username` at `unix_now`: the static user's
+    /// key, or one per REST secret, derived lazily and in configured order so
+    /// the caller stops at the first that verifies. Every secret is tried,
+    /// however many are configured.
+    pub fn keys<'a>(&'a self, username: &'a str, unix_now: u64) -> Result<Keys<'a>, UserError> {
         if self.revoked.contains(username) {
             return Err(UserError::Unknown);
         }
         if let Some(k) = self.static_keys.get(username) {
-            out[0] = *k;
-            return Ok(1);
+            return Ok(Keys::Static(Some(*k)));
         }
         // REST scheme: "expiry:user" (or just "expiry"), expiry in Unix seconds.
-        let expiry = username.split(':').next().and_then(|e| e.parse::<u64>().ok());
-        let Some(expiry) = expiry else {
+        let Some(expiry) = rest_expiry(username) else {
             return Err(UserError::Unknown);
         };
         if self.rest_secrets.is_empty() {
@@ -66,12 +66,57 @@ impl Credentials {
         if expiry <= unix_now {
             return Err(UserError::Expired);
         }
-        let mut n = 0;
-        for secret in self.rest_secrets.iter().take(out.len()) {
-            out[n] = long_term_key(username, &self.realm, &rest_password(secret, username));
-            n += 1;
+        Ok(Keys::Rest {
+            username,
+            realm: &self.realm,
+            secrets: self.rest_secrets.iter(),
+        })
+    }
+}
+
+/// The expiry of a REST username ("expiry:user" or "expiry"), if it is one.
+fn rest_expiry(username: &str) -> Option<u64> {
+    username.split(':').next().and_then(|e| e.parse::<u64>().ok())
+}
+
+/// Whom an allocation is charged to for `max_allocations_per_user`: the user
+/// part of a REST username (after the first ':' when the part before it is
+/// a number), so each freshly minted credential is not a new user; a static
+/// user, or a bare "expiry" REST name, is its own name (the driver refuses
+/// static names shaped like REST ones).
+pub fn quota_user(username: &str) -> &str {
+    match username.split_once(':') {
+        Some((expiry, user)) if expiry.parse::<u64>().is_ok() => user,
+        _ => username,
+    }
+}
+
+/// The candidate long-term keys of one username ([`Credentials::keys`]).
+#[derive(Debug, Clone)]
+pub enum Keys<'a> {
+    Static(Option<[u8; 16]>),
+    Rest {
+        username: &'a str,
+        realm: &'a str,
+        secrets: std::slice::Iter<'a, Vec<u8>>,
+    },
+}
+
+impl Iterator for Keys<'_> {
+    type Item = [u8; 16];
+
+    fn next(&mut self) -> Option<[u8; 16]> {
+        match self {
+            Keys::Static(k) => k.take(),
+            Keys::Rest {
+                username,
+                realm,
+                secrets,
+            } => {
+                let secret = secrets.next()?;
+                Some(long_term_key(username, realm, &rest_password(secret, username)))
+            }
         }
-        Ok(n)
     }
 }
 
@@ -90,9 +135,12 @@ pub fn rest_credentials(secret: &[u8], user: &str, expiry_unix: u64) -> (String,
     (username, password)
 }
 
+/// The standard base64 alphabet (RFC 4648 §4).
+pub(crate) const BASE64_ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
 /// Standard base64 with padding.
 pub fn base64(data: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const T: &[u8; 64] = BASE64_ALPHABET;
     let mut s = String::with_capacity(data.len().div_ceil(3) * 4);
     for c in data.chunks(3) {
         let b = [c[0], *c.get(1).unwrap_or(&0), *c.get(2).unwrap_or(&0)];
@@ -154,15 +202,37 @@ mod tests {
             ..Default::default()
         };
         c.add_static_user("alice", "pw");
-        let mut keys = [[0u8; 16]; 4];
-        assert_eq!(c.keys("alice", 0, &mut keys), Ok(1));
-        assert_eq!(keys[0], long_term_key("alice", "r", "pw"));
-        assert_eq!(c.keys("1000:bob", 999, &mut keys), Ok(2));
+        let keys = |u, t| c.keys(u, t).map(|k| k.collect::<Vec<_>>());
+        assert_eq!(keys("alice", 0), Ok(vec![long_term_key("alice", "r", "pw")]));
+        let bob = keys("1000:bob", 999).unwrap();
+        assert_eq!(bob.len(), 2);
         assert_eq!(
-            keys[1],
+            bob[1],
             long_term_key("1000:bob", "r", &rest_password(b"old", "1000:bob"))
         );
-        assert_eq!(c.keys("1000:bob", 1000, &mut keys), Err(UserError::Expired));
-        assert_eq!(c.keys("bob", 0, &mut keys), Err(UserError::Unknown));
+        assert_eq!(keys("1000:bob", 1000), Err(UserError::Expired));
+        assert_eq!(keys("bob", 0), Err(UserError::Unknown));
+    }
+
+    #[test]
+    fn every_rest_secret_is_tried() {
+        let secrets: Vec<Vec<u8>> = (0..9).map(|i| format!("secret-{i}").into_bytes()).collect();
+        let c = Credentials {
+            realm: "r".into(),
+            rest_secrets: secrets.clone(),
+            ..Default::default()
+        };
+        let last = long_term_key("1000:bob", "r", &rest_password(&secrets[8], "1000:bob"));
+        assert!(c.keys("1000:bob", 0).unwrap().any(|k| k == last), "the ninth secret");
+    }
+
+    #[test]
+    fn the_quota_user_of_a_rest_name_is_its_user_part() {
+        assert_eq!(quota_user("1700000000:alice"), "alice");
+        assert_eq!(quota_user("1800000000:alice"), "alice");
+        assert_eq!(quota_user("1700000000:a:b"), "a:b");
+        assert_eq!(quota_user("1700000000"), "1700000000");
+        assert_eq!(quota_user("alice"), "alice");
+        assert_eq!(quota_user("team:alice"), "team:alice", "a static name with a colon");
     }
 }

@@ -22,3 +22,11 @@ impl Clock {
         }
     }
 }
+
+/// The instant a unit test starts at. Any instant will do: the tests only
+/// move forward from it.
+#[cfg(test)]
+pub(crate) fn test_start() -> Instant {
+    #[allow(clippy::disallowed_methods)]
+    Instant::now()
+}

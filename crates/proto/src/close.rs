@@ -39,7 +39,7 @@ impl Server {
         for r in &a.relays {
             self.release_socket(r.id, r.local);
         }
-        self.config.quotas.release(&a.username);
+        self.config.quotas.release(&a.username, a.tuple.client.0.ip());
         self.stats.allocations_closed += 1;
         self.commands.push_back(Command::Event(Event::AllocationClosed {
             tuple: a.tuple,

@@ -43,9 +43,15 @@ pub struct ServerConfig {
     /// Accept channel numbers up to 0x7FFF as RFC 5766 did (RFC 8656 allows
     /// 0x4000-0x4FFF only); for older clients such as coturn's own tools.
     pub legacy_channel_numbers: bool,
-    /// Requests per second one source IP may make without authenticating; 0 = no limit.
+    /// Requests per second one source prefix (IPv4 /32, IPv6 /64) may make
+    /// without authenticating; 0 = no limit.
     pub unauthenticated_rate: u32,
-    pub rng_seed: u64,
+    /// Requests per second all sources together may make without
+    /// authenticating, shared out evenly among the shards; 0 = no limit.
+    pub unauthenticated_rate_total: u32,
+    /// Seeds the core's CSPRNG (relay ports, tokens, transaction ids, the
+    /// budget's hash key): 32 bytes from the OS in production, fixed in tests.
+    pub rng_seed: [u8; 32],
 }
 
 impl Default for ServerConfig {
@@ -76,7 +82,8 @@ impl Default for ServerConfig {
             bandwidth_limit: 0,
             legacy_channel_numbers: false,
             unauthenticated_rate: 0,
-            rng_seed: 0,
+            unauthenticated_rate_total: 0,
+            rng_seed: [0; 32],
         }
     }
 }
@@ -96,6 +103,7 @@ pub struct LiveConfig {
     pub bandwidth_limit: u64,
     pub legacy_channel_numbers: bool,
     pub unauthenticated_rate: u32,
+    pub unauthenticated_rate_total: u32,
 }
 
 impl ServerConfig {
@@ -111,6 +119,7 @@ impl ServerConfig {
             bandwidth_limit: self.bandwidth_limit,
             legacy_channel_numbers: self.legacy_channel_numbers,
             unauthenticated_rate: self.unauthenticated_rate,
+            unauthenticated_rate_total: self.unauthenticated_rate_total,
         }
     }
 
@@ -126,6 +135,7 @@ impl ServerConfig {
             bandwidth_limit,
             legacy_channel_numbers,
             unauthenticated_rate,
+            unauthenticated_rate_total,
         } = live;
         self.software = software;
         self.credentials = credentials;
@@ -136,6 +146,12 @@ impl ServerConfig {
         self.bandwidth_limit = bandwidth_limit;
         self.legacy_channel_numbers = legacy_channel_numbers;
         self.unauthenticated_rate = unauthenticated_rate;
+        self.unauthenticated_rate_total = unauthenticated_rate_total;
+    }
+
+    /// This shard's share of `unauthenticated_rate_total` (0 = no limit).
+    pub(crate) fn unauthenticated_rate_per_shard(&self) -> u32 {
+        self.unauthenticated_rate_total.div_ceil(self.shard_count.max(1) as u32)
     }
 }
 
@@ -149,7 +165,7 @@ mod tests {
             relay_ipv4: Some([192, 0, 2, 1].into()),
             port_min: 50000,
             shard_count: 2,
-            rng_seed: 7,
+            rng_seed: [7; 32],
             ..Default::default()
         };
         let new = ServerConfig {
@@ -158,10 +174,11 @@ mod tests {
             bandwidth_limit: 1000,
             legacy_channel_numbers: true,
             unauthenticated_rate: 5,
+            unauthenticated_rate_total: 50,
             relay_ipv4: Some([192, 0, 2, 9].into()),
             port_min: 40000,
             shard_count: 8,
-            rng_seed: 9,
+            rng_seed: [9; 32],
             ..Default::default()
         };
         running.apply(new.live());
@@ -171,11 +188,15 @@ mod tests {
             (
                 running.bandwidth_limit,
                 running.legacy_channel_numbers,
-                running.unauthenticated_rate
+                running.unauthenticated_rate,
+                running.unauthenticated_rate_total
             ),
-            (1000, true, 5)
+            (1000, true, 5, 50)
         );
         assert_eq!(running.relay_ipv4, Some([192, 0, 2, 1].into()));
-        assert_eq!((running.port_min, running.shard_count, running.rng_seed), (50000, 2, 7));
+        assert_eq!(
+            (running.port_min, running.shard_count, running.rng_seed),
+            (50000, 2, [7; 32])
+        );
     }
 }

@@ -42,7 +42,7 @@ drop_reasons! {
     UnknownRelay => "unknown_relay", "A peer datagram on a relay that no longer serves an allocation.";
     RelaySendFailed => "relay_send_failed", "The kernel refused to send a relayed datagram (unreachable, EPERM, full buffer); the allocation lives on.";
     ClientSendFailed => "client_send_failed", "A reply or relayed datagram to a client could not be sent or queued (full buffer, slow reader).";
-    RateLimited => "rate_limited", "Over the per-allocation bandwidth cap or the per-source unauthenticated budget.";
+    RateLimited => "rate_limited", "Over the per-allocation bandwidth cap or the unauthenticated budget (per source or in total).";
     StreamFraming => "stream_framing", "A TCP/TLS stream carried bytes that are neither STUN nor ChannelData; the connection is closed.";
 }
 

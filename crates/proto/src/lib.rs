@@ -24,6 +24,7 @@
 pub mod addr;
 pub mod allocation;
 mod allocations;
+pub mod amplification;
 mod answering;
 pub mod auth;
 mod binding;
@@ -55,5 +56,6 @@ pub use allocation::{ChannelNumber, RelayId};
 pub use config::{LiveConfig, ServerConfig};
 pub use drop_reason::{DropCounters, DropReason};
 pub use output::{BindError, CloseReason, Command, Event, Output, PeerOutput, PEER_HEADROOM, PEER_TAILROOM};
+pub use rng::seed_from_u64;
 pub use server::Server;
 pub use stats::Stats;

@@ -1,15 +1,29 @@
 //! Stateless nonces (RFC 8489 §9.2, DESIGN.md §2): the nonce carries its own
 //! expiry and a MAC over that expiry and the client's IP, so the server keeps
 //! no per-source state before a client authenticates.
+//!
+//! Short, because it rides in every 401 (DESIGN.md §10): 9 bytes, base64 in
+//! 12 characters (valid STUN quoted text, no padding). One byte is the low
+//! byte of the expiry in minutes; the other 8 are a 64-bit HMAC-SHA256 tag
+//! over the full expiry and the client IP. The checker rebuilds the full
+//! expiry as the one still-valid minute with that low byte, which is why a
+//! nonce lives at most [`MAX_NONCE_LIFETIME`].
 
 use std::net::IpAddr;
+use std::time::Duration;
 
 use ring::hmac;
 
+use crate::auth::BASE64_ALPHABET;
 use crate::wire::ct_eq;
 
-/// Nonce text length: 8 hex digits of expiry + 16 hex digits of MAC.
-pub const NONCE_LEN: usize = 24;
+/// Nonce text length: base64 of 1 byte of expiry and 8 bytes of MAC.
+pub const NONCE_LEN: usize = 12;
+/// Expiries are counted in minutes.
+const TICK_SECS: u64 = 60;
+/// The longest lifetime a 1-byte expiry can express: a nonce must expire
+/// before its low byte comes round again.
+pub const MAX_NONCE_LIFETIME: Duration = Duration::from_secs(255 * TICK_SECS);
 
 /// The key nonces are MAC'd with; shared by every shard.
 #[derive(Clone)]
@@ -29,54 +43,54 @@ pub enum NonceCheck {
     Stale,
 }
 
-fn hex(v: &[u8], out: &mut [u8]) {
-    const H: &[u8; 16] = b"0123456789abcdef";
-    for (i, b) in v.iter().enumerate() {
-        out[2 * i] = H[(b >> 4) as usize];
-        out[2 * i + 1] = H[(b & 15) as usize];
-    }
-}
-
 impl NonceKey {
     pub fn new(secret: &[u8]) -> Self {
         NonceKey(hmac::Key::new(hmac::HMAC_SHA256, secret))
     }
 
-    fn mac(&self, expiry: u32, ip: IpAddr) -> [u8; 8] {
+    /// The nonce for `ip` that expires at the start of minute `tick`.
+    fn encode(&self, tick: u64, ip: IpAddr) -> [u8; NONCE_LEN] {
         let mut ctx = hmac::Context::with_key(&self.0);
-        ctx.update(&expiry.to_be_bytes());
+        ctx.update(&tick.to_be_bytes());
         match ip {
             IpAddr::V4(v4) => ctx.update(&v4.octets()),
             IpAddr::V6(v6) => ctx.update(&v6.octets()),
         }
         let tag = ctx.sign();
-        let mut m = [0u8; 8];
-        m.copy_from_slice(&tag.as_ref()[..8]);
-        m
-    }
-
-    /// A nonce for `ip` valid until `expiry_unix`.
-    pub fn issue(&self, expiry_unix: u64, ip: IpAddr) -> [u8; NONCE_LEN] {
-        let expiry = expiry_unix.min(u32::MAX as u64) as u32;
+        let mut raw = [0u8; 9];
+        raw[0] = tick as u8;
+        raw[1..].copy_from_slice(&tag.as_ref()[..8]);
         let mut out = [0u8; NONCE_LEN];
-        hex(&expiry.to_be_bytes(), &mut out[..8]);
-        hex(&self.mac(expiry, ip), &mut out[8..]);
+        for (chunk, text) in raw.chunks(3).zip(out.chunks_mut(4)) {
+            let v = u32::from(chunk[0]) << 16 | u32::from(chunk[1]) << 8 | u32::from(chunk[2]);
+            for (i, c) in text.iter_mut().enumerate() {
+                *c = BASE64_ALPHABET[(v >> (18 - 6 * i) & 63) as usize];
+            }
+        }
         out
     }
 
+    /// A nonce for `ip` valid until `expiry_unix` (rounded up to a whole
+    /// minute), at most [`MAX_NONCE_LIFETIME`] after `unix_now`.
+    pub fn issue(&self, unix_now: u64, expiry_unix: u64, ip: IpAddr) -> [u8; NONCE_LEN] {
+        let expiry = expiry_unix.min(unix_now + MAX_NONCE_LIFETIME.as_secs());
+        self.encode(expiry.div_ceil(TICK_SECS), ip)
+    }
+
     pub fn check(&self, nonce: &[u8], ip: IpAddr, unix_now: u64) -> NonceCheck {
-        if nonce.len() != NONCE_LEN {
-            return NonceCheck::Stale;
-        }
-        let Some(expiry) = std::str::from_utf8(&nonce[..8])
-            .ok()
-            .and_then(|s| u32::from_str_radix(s, 16).ok())
-        else {
+        let sextet = |c: u8| BASE64_ALPHABET.iter().position(|&a| a == c).map(|i| i as u64);
+        let (Some(hi), Some(lo)) = (
+            nonce.first().copied().and_then(sextet),
+            nonce.get(1).copied().and_then(sextet),
+        ) else {
             return NonceCheck::Stale;
         };
-        let mut want = [0u8; 16];
-        hex(&self.mac(expiry, ip), &mut want);
-        if !ct_eq(&want, &nonce[8..]) || (expiry as u64) <= unix_now {
+        // A nonce is valid while unix_now < tick * 60, so the only tick it
+        // can still have is the one in (now, now + 256] with its low byte.
+        let first = unix_now / TICK_SECS + 1;
+        let low = hi << 2 | lo >> 4;
+        let tick = first + (low.wrapping_sub(first) & 0xFF);
+        if nonce.len() != NONCE_LEN || !ct_eq(&self.encode(tick, ip), nonce) {
             return NonceCheck::Stale;
         }
         NonceCheck::Valid
@@ -91,9 +105,11 @@ mod tests {
     fn issue_and_check() {
         let k = NonceKey::new(b"k");
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
-        let n = k.issue(1000, ip);
-        assert_eq!(k.check(&n, ip, 999), NonceCheck::Valid);
-        assert_eq!(k.check(&n, ip, 1000), NonceCheck::Stale, "expired");
+        let n = k.issue(0, 1020, ip);
+        assert!(n.iter().all(|c| c.is_ascii_graphic() && *c != b'"' && *c != b'\\'));
+        assert_eq!(k.check(&n, ip, 0), NonceCheck::Valid);
+        assert_eq!(k.check(&n, ip, 1019), NonceCheck::Valid);
+        assert_eq!(k.check(&n, ip, 1020), NonceCheck::Stale, "expired");
         assert_eq!(
             k.check(&n, "192.0.2.2".parse().unwrap(), 999),
             NonceCheck::Stale,
@@ -104,9 +120,33 @@ mod tests {
             NonceCheck::Stale,
             "other key"
         );
-        let mut forged = n;
-        forged[3] = b'f';
-        assert_eq!(k.check(&forged, ip, 999), NonceCheck::Stale, "expiry tampered");
+        for i in 0..NONCE_LEN {
+            let mut forged = n;
+            forged[i] = if forged[i] == b'A' { b'B' } else { b'A' };
+            assert_eq!(k.check(&forged, ip, 999), NonceCheck::Stale, "byte {i} tampered");
+        }
         assert_eq!(k.check(b"short", ip, 0), NonceCheck::Stale);
+        assert_eq!(k.check(b"", ip, 0), NonceCheck::Stale);
+    }
+
+    #[test]
+    fn an_expired_nonce_stays_expired_when_its_low_byte_comes_round() {
+        let k = NonceKey::new(b"k");
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let n = k.issue(0, 600, ip);
+        for minutes in [10, 11, 255, 256, 257, 266, 512, 100_000] {
+            assert_eq!(k.check(&n, ip, minutes * 60), NonceCheck::Stale, "{minutes} min");
+        }
+    }
+
+    #[test]
+    fn lifetimes_are_capped_so_the_expiry_byte_is_unambiguous() {
+        let k = NonceKey::new(b"k");
+        let ip: IpAddr = "2001:db8::1".parse().unwrap();
+        let now = 1_700_000_000;
+        let n = k.issue(now, now + 100_000, ip);
+        let max = MAX_NONCE_LIFETIME.as_secs();
+        assert_eq!(k.check(&n, ip, now + max - 1), NonceCheck::Valid);
+        assert_eq!(k.check(&n, ip, now + max + 60), NonceCheck::Stale);
     }
 }

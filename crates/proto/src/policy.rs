@@ -89,11 +89,14 @@ pub const DEFAULT_DENY: &[&str] = &[
     "::1/128",
     "::ffff:0:0/96",
     "64:ff9b::/96",
+    "64:ff9b:1::/48",
+    "100::/64",
     "2001::/32",
     "2002::/16",
     "2001:db8::/32",
     "fc00::/7",
     "fe80::/10",
+    "fec0::/10",
     "ff00::/8",
 ];
 
@@ -122,8 +125,12 @@ impl Default for PeerPolicy {
     }
 }
 
-/// Reduces IPv4-mapped (::ffff:a.b.c.d) and NAT64 (64:ff9b::a.b.c.d)
-/// addresses to the IPv4 address they reach, so the IPv4 rules apply.
+/// Reduces IPv4-mapped (::ffff:a.b.c.d), NAT64 (64:ff9b::a.b.c.d) and
+/// deprecated IPv4-compatible (::a.b.c.d, RFC 4291 §2.5.5.1) addresses to the
+/// IPv4 address they reach, so the IPv4 rules apply. IPv4-compatible forms are
+/// checked as their embedded address rather than denied outright: a host that
+/// still routes them reaches that IPv4 address, so that is what policy judges
+/// (:: and ::1 are not IPv4-compatible and stay IPv6).
 pub fn unmap(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => {
@@ -131,9 +138,13 @@ pub fn unmap(ip: IpAddr) -> IpAddr {
                 return IpAddr::V4(v4);
             }
             let s = v6.segments();
+            let o = v6.octets();
+            let embedded = IpAddr::V4(Ipv4Addr::new(o[12], o[13], o[14], o[15]));
             if s[0] == 0x64 && s[1] == 0xff9b && s[2..6] == [0, 0, 0, 0] {
-                let o = v6.octets();
-                return IpAddr::V4(Ipv4Addr::new(o[12], o[13], o[14], o[15]));
+                return embedded;
+            }
+            if s[..6] == [0; 6] && u128::from(v6) > 1 {
+                return embedded;
             }
             IpAddr::V6(v6)
         }
@@ -142,18 +153,20 @@ pub fn unmap(ip: IpAddr) -> IpAddr {
 }
 
 impl PeerPolicy {
-    /// True if a client may relay to `peer`: an explicitly allowed network,
-    /// one of the server's own relay addresses on a relay port, or anything
-    /// outside the denied ranges.
+    /// True if a client may relay to `peer`: one of the server's own relay
+    /// addresses on a relay port, an explicitly allowed network, or anything
+    /// outside the denied ranges. The own-address rule comes first: an allow
+    /// list covering the server's address must not open the host's other
+    /// ports (its own STUN listener, SSH, a local database).
     pub fn allows(&self, peer: PeerAddr) -> bool {
         let ip = peer.ip();
         let plain = unmap(ip);
+        if self.is_own(ip) {
+            return self.own_ports.contains(&peer.0.port());
+        }
         let listed = |nets: &[IpNet]| nets.iter().any(|n| n.contains(ip) || n.contains(plain));
         if listed(&self.allow) {
             return true;
-        }
-        if self.is_own(ip) {
-            return self.own_ports.contains(&peer.0.port());
         }
         !(listed(&self.deny) || plain.is_unspecified() || plain == IpAddr::V6(Ipv6Addr::LOCALHOST))
     }
@@ -230,6 +243,51 @@ mod tests {
             assert!(!p.allows(ip(form)), "{form} outside the relay range");
         }
         assert!(!p.is_own("10.0.0.6".parse().unwrap()));
+    }
+
+    #[test]
+    fn an_allow_list_covering_our_address_opens_relay_ports_only() {
+        let mut p = PeerPolicy::default();
+        p.allow.push("127.0.0.0/8".parse().unwrap());
+        p.own.push("127.0.0.1".parse().unwrap());
+        p.own_ports = 50000..=50010;
+        assert!(p.allows(PeerAddr("127.0.0.1:50005".parse().unwrap())));
+        assert!(
+            !p.allows(PeerAddr("127.0.0.1:3478".parse().unwrap())),
+            "our STUN listener"
+        );
+        assert!(!p.allows(PeerAddr("[::ffff:127.0.0.1]:22".parse().unwrap())));
+        assert!(
+            p.allows(PeerAddr("127.0.0.2:3478".parse().unwrap())),
+            "another loopback host"
+        );
+    }
+
+    #[test]
+    fn denies_local_nat64_site_local_discard_and_ipv4_compatible() {
+        let p = PeerPolicy::default();
+        for bad in [
+            "64:ff9b:1::1",
+            "64:ff9b:1:ffff::808:808",
+            "fec0::1",
+            "feff::1",
+            "100::1",
+            "100::ffff:ffff:ffff:ffff",
+            "::127.0.0.1",
+            "::10.0.0.1",
+            "::192.168.1.1",
+        ] {
+            assert!(!p.allows(ip(bad)), "{bad} must be denied");
+        }
+        // IPv4-compatible is judged as the IPv4 address it embeds.
+        assert_eq!(
+            unmap("::8.8.8.8".parse().unwrap()),
+            "8.8.8.8".parse::<IpAddr>().unwrap()
+        );
+        assert!(p.allows(ip("::8.8.8.8")));
+        assert_eq!(unmap("::1".parse().unwrap()), "::1".parse::<IpAddr>().unwrap());
+        assert_eq!(unmap("::".parse().unwrap()), "::".parse::<IpAddr>().unwrap());
+        assert!(p.allows(ip("100:0:0:1::1")), "outside 100::/64");
     }
 
     #[test]

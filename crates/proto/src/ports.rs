@@ -124,7 +124,7 @@ mod tests {
     #[test]
     fn picks_free_even_ports() {
         let mut p = Ports::new(50000, 50009, 0, 1);
-        let mut rng = Rng::new(1);
+        let mut rng = Rng::new(crate::rng::seed_from_u64(1));
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
         for _ in 0..5 {
             let port = p.pick(ip, true, false, &mut rng).unwrap();
@@ -138,7 +138,7 @@ mod tests {
     fn finds_the_last_free_port_of_a_whole_range() {
         // 16 384 ports, all taken but one: random probing would miss it.
         let mut p = Ports::new(49152, 65535, 0, 1);
-        let mut rng = Rng::new(7);
+        let mut rng = Rng::new(crate::rng::seed_from_u64(7));
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
         for port in 49152..=65535u16 {
             p.mark(ip, port);
@@ -156,7 +156,7 @@ mod tests {
     #[test]
     fn picks_pairs_for_the_r_bit_and_never_a_used_port() {
         let mut p = Ports::new(1000, 1199, 0, 1);
-        let mut rng = Rng::new(3);
+        let mut rng = Rng::new(crate::rng::seed_from_u64(3));
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
         let mut used = std::collections::HashSet::new();
         // Take ports in pairs until none is left; every pick is even, free,

@@ -12,7 +12,10 @@ impl Server {
     /// Writes a response to `request`: success when `code` is None, else an
     /// error with ERROR-CODE; `attrs` adds the other attributes, then
     /// MESSAGE-INTEGRITY with `key` if given, then FINGERPRINT if the request
-    /// had one. Every response is counted by method and code.
+    /// had one. Every response is counted by method and code. Without `key`
+    /// (a challenge, before authentication) the reply is no larger than
+    /// needed (DESIGN.md §10): no reason phrase (optional, RFC 8489 §14.8)
+    /// and no SOFTWARE (optional, §14.14).
     pub(crate) fn respond(
         &mut self,
         request: &Message<'_>,
@@ -42,7 +45,9 @@ impl Server {
         let class = if code.is_none() { Class::Success } else { Class::Error };
         let mut b = MessageBuilder::new(out, MessageType::new(to.method, class), &to.tid)?;
         if let Some(c) = code {
-            let reason = if c == ErrorCode::INSUFFICIENT_CAPACITY && self.draining {
+            let reason = if key.is_none() {
+                ""
+            } else if c == ErrorCode::INSUFFICIENT_CAPACITY && self.draining {
                 "Server Draining"
             } else {
                 c.reason()
@@ -50,7 +55,7 @@ impl Server {
             b.add_error_code(c, reason)?;
         }
         attrs(&mut b)?;
-        if let Some(s) = &self.config.software {
+        if let (Some(s), Some(_)) = (&self.config.software, key) {
             b.add_bytes(attr::SOFTWARE, s.as_bytes())?;
         }
         if let Some(k) = key {
@@ -87,6 +92,21 @@ impl Server {
         out: &mut [u8],
     ) -> Output {
         self.reply(request, Some(code), Some(key), out, |_| Ok(()))
+    }
+
+    /// [`Server::error`] answering a parsed request, with no attribute but
+    /// ERROR-CODE (and FINGERPRINT if the request had one).
+    pub(crate) fn bare_error(&mut self, request: &Message<'_>, code: ErrorCode, out: &mut [u8]) -> Output {
+        let (t, tid) = (request.message_type(), request.transaction_id());
+        self.error(
+            t,
+            &tid,
+            code,
+            &[],
+            request.has_fingerprint(),
+            request.as_bytes().len(),
+            out,
+        )
     }
 
     /// An error response kept as small as the RFC allows: the reason phrase is

@@ -50,8 +50,13 @@ pub struct Server {
 impl Server {
     pub fn new(config: ServerConfig) -> Self {
         let ports = Ports::new(config.port_min, config.port_max, config.shard_index, config.shard_count);
-        let rng = Rng::new(config.rng_seed);
-        let budget = SourceBudget::new(config.unauthenticated_rate);
+        let mut rng = Rng::new(config.rng_seed);
+        let budget_key = (rng.next_u64(), rng.next_u64());
+        let budget = SourceBudget::new(
+            config.unauthenticated_rate,
+            config.unauthenticated_rate_per_shard(),
+            budget_key,
+        );
         Server {
             config,
             stats: Stats::default(),
@@ -95,8 +100,11 @@ impl Server {
     /// Applies the settings that may change live ([`LiveConfig`]); the
     /// rest of the config stays as the server started with it.
     pub fn reload(&mut self, live: LiveConfig) {
-        self.budget = SourceBudget::new(live.unauthenticated_rate);
         self.config.apply(live);
+        self.budget.set_limits(
+            self.config.unauthenticated_rate,
+            self.config.unauthenticated_rate_per_shard(),
+        );
     }
 
     /// Refuses `username` from now on (its allocations are not touched).

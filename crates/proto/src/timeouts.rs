@@ -95,11 +95,7 @@ mod tests {
     use crate::rng::Rng;
     use crate::{Server, ServerConfig};
 
-    /// Any instant will do: the tests only move forward from it.
-    fn start() -> Instant {
-        #[allow(clippy::disallowed_methods)]
-        Instant::now()
-    }
+    use crate::clock::test_start as start;
 
     fn tuple(i: u16) -> FiveTuple {
         FiveTuple {
@@ -190,7 +186,7 @@ mod tests {
     #[test]
     fn random_operations_keep_the_timer_queue_bounded() {
         for seed in [1, 2, 0xDEAD_BEEF] {
-            let mut rng = Rng::new(seed);
+            let mut rng = Rng::new(crate::rng::seed_from_u64(seed));
             let mut s = Server::new(ServerConfig::default());
             let mut now = start();
             for step in 0..20_000 {

@@ -2,14 +2,16 @@
 //! on the pure core with a fake driver.
 
 mod common;
+mod rng;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use common::*;
+use proto::auth::rest_password;
 use proto::metrics::{code_index, method_index};
-use proto::quota::Quotas;
-use proto::wire::{attr, Class, MessageType, Method};
+use proto::quota::{QuotaLimits, Quotas};
+use proto::wire::{attr, long_term_key, Class, MessageType, Method};
 use proto::{BindError, Event, Transport};
 
 const EVEN_PORT: u16 = attr::EVEN_PORT;
@@ -488,6 +490,50 @@ fn quota_per_user_is_486_and_total_is_508() {
     assert_eq!(d.binds.len(), 2);
 }
 
+/// A REST client that mints a fresh credential per Allocate is still one
+/// user; one source prefix gets its own cap whatever the credentials.
+#[test]
+fn fresh_rest_credentials_share_the_users_quota_and_each_source_has_a_cap() {
+    let rest = |client: &str, user: &str, expiry: u64| {
+        let name = format!("{expiry}:{user}");
+        let key = long_term_key(&name, REALM, &rest_password(REST_SECRET, &name));
+        Client::with_key(client, Transport::Udp, &name, key)
+    };
+    let mut d = Driver::with(|c| c.quotas = Arc::new(Quotas::new(100, 2)));
+    for i in 0..2 {
+        d.allocate(&mut rest(
+            &format!("198.51.100.1:{}", 40000 + i),
+            "mallory",
+            ANCHOR_UNIX + 100 + i,
+        ));
+    }
+    let mut third = rest("198.51.100.2:40000", "mallory", ANCHOR_UNIX + 999);
+    d.allocate_with(&mut third, &[]).assert_error(Method::ALLOCATE, 486);
+    d.allocate(&mut rest("198.51.100.2:40001", "trent", ANCHOR_UNIX + 999));
+
+    let limits = QuotaLimits {
+        total: 100,
+        per_user: 100,
+        per_source: 3,
+    };
+    let mut d = Driver::with(|c| c.quotas = Arc::new(Quotas::with_limits(limits)));
+    for i in 0..3 {
+        d.allocate(&mut rest(
+            &format!("198.51.100.1:{}", 40000 + i),
+            &format!("u{i}"),
+            ANCHOR_UNIX + 100,
+        ));
+    }
+    let mut over = rest("198.51.100.1:41000", "u9", ANCHOR_UNIX + 100);
+    d.allocate_with(&mut over, &[]).assert_error(Method::ALLOCATE, 486);
+    d.allocate(&mut rest("198.51.100.2:41000", "u9", ANCHOR_UNIX + 100));
+    let v6 = |i: u16| rest(&format!("[2001:db8:0:1::{i}]:40000"), "v6", ANCHOR_UNIX + 100);
+    for i in 1..=3 {
+        d.allocate(&mut v6(i));
+    }
+    d.allocate_with(&mut v6(9), &[]).assert_error(Method::ALLOCATE, 486);
+}
+
 #[test]
 fn dont_fragment_is_accepted_and_passed_to_the_bind() {
     let mut d = Driver::default_setup();
@@ -495,4 +541,46 @@ fn dont_fragment_is_accepted_and_passed_to_the_bind() {
     let r = d.allocate_with(&mut c, &[A::Bytes(attr::DONT_FRAGMENT, vec![])]);
     r.assert_ok(Method::ALLOCATE, &c.key);
     assert!(d.binds[0].2);
+}
+
+/// RFC 8656 §7.2 wants relay ports hard to guess. The old SplitMix64 core
+/// generator gave its state away in one Data indication transaction id, and
+/// the next relay port followed: that prediction must now miss, every seed.
+#[test]
+fn a_data_indication_does_not_predict_the_next_relay_port() {
+    let mut hits = 0;
+    for seed in 0..32 {
+        let mut d = Driver::with(|c| c.rng_seed = proto::seed_from_u64(seed));
+        let mut a = Client::udp("198.51.100.1:40000");
+        d.allocate(&mut a);
+        let relay = d.relay_of(&a.tuple);
+        d.create_permission(&mut a, &[addr(PEER_A)])
+            .assert_ok(Method::CREATE_PERMISSION, &a.key);
+        let PeerOut::ToClient { bytes, .. } = d.peer_datagram(relay, addr(PEER_A), b"x") else {
+            panic!("the peer datagram is relayed");
+        };
+        // Transaction id bytes 0..8 are one whole generator output.
+        let seen = u64::from_be_bytes(bytes[8..16].try_into().unwrap());
+        let predicted = rng::splitmix_next_after(rng::splitmix_next_after(seen));
+        let predicted_port = 49152 + (predicted % 16384) as u16;
+        let mut b = Client::udp("198.51.100.2:40000");
+        let port = relayed(&d.allocate(&mut b))[0].port();
+        hits += usize::from(port == predicted_port);
+    }
+    assert_eq!(hits, 0, "relay ports predicted from a transaction id");
+}
+
+#[test]
+fn one_seed_gives_one_run() {
+    let ports = |seed| {
+        let mut d = Driver::with(|c| c.rng_seed = proto::seed_from_u64(seed));
+        (0..4)
+            .map(|i| {
+                let mut c = Client::udp(&format!("198.51.100.{}:40000", i + 1));
+                relayed(&d.allocate(&mut c))[0].port()
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ports(5), ports(5));
+    assert_ne!(ports(5), ports(6));
 }

@@ -29,7 +29,8 @@ fn signed(attrs: &[(u16, &[u8])], key: &[u8]) -> Vec<u8> {
     buf
 }
 
-/// Asserts a challenge: `code`, REALM, a 24-byte NONCE, no MESSAGE-INTEGRITY.
+/// Asserts a challenge: `code`, REALM, a short NONCE, no reason phrase, no
+/// SOFTWARE, no MESSAGE-INTEGRITY.
 #[track_caller]
 fn assert_challenge(r: &Resp, code: u16) -> Vec<u8> {
     assert_eq!(r.class(), Class::Error);
@@ -37,7 +38,10 @@ fn assert_challenge(r: &Resp, code: u16) -> Vec<u8> {
     assert_eq!(r.get(attr::REALM).as_deref(), Some(REALM.as_bytes()));
     assert!(!r.has_integrity(), "a challenge cannot be signed");
     let nonce = r.nonce().expect("NONCE");
-    assert_eq!(nonce.len(), 24);
+    assert_eq!(nonce.len(), proto::nonce::NONCE_LEN);
+    let code_attr = r.get(attr::ERROR_CODE).unwrap();
+    assert_eq!(code_attr.len(), 4, "no reason phrase");
+    assert_eq!(r.get(attr::SOFTWARE), None);
     nonce
 }
 
@@ -50,22 +54,44 @@ fn rest_client(client: &str, username: &str, secret: &[u8]) -> Client {
 fn no_integrity_is_401_with_realm_and_nonce_and_creates_nothing() {
     let mut d = Driver::default_setup();
     let mut c = Client::udp("198.51.100.1:40000");
-    for method in [
-        Method::ALLOCATE,
-        Method::REFRESH,
-        Method::CREATE_PERMISSION,
-        Method::CHANNEL_BIND,
-    ] {
-        let tid = c.tid();
-        let req = build(MessageType::new(method, Class::Request), &tid, &[transport_udp()], None);
-        let r = d.input(c.tuple, &req).resp();
-        assert_eq!(r.method(), method);
-        assert_eq!(r.tid(), tid);
-        assert_challenge(&r, 401);
-    }
+    let tid = c.tid();
+    let req = build(allocate_type(), &tid, &[transport_udp()], None);
+    let r = d.input(c.tuple, &req).resp();
+    assert_eq!((r.method(), r.tid()), (Method::ALLOCATE, tid));
+    assert_challenge(&r, 401);
     assert_eq!(d.server.allocation_count(), 0);
     assert_eq!(d.commands, 0);
     assert_eq!(d.server.poll_timeout(), None);
+}
+
+/// Unsigned requests that would fail even once authenticated get the bare
+/// error they would get then, not a 401 several times their size: an
+/// Allocate without REQUESTED-TRANSPORT (400), a request on a 5-tuple with
+/// no allocation (437). Once the tuple holds an allocation, 401 as usual.
+#[test]
+fn unsigned_requests_that_cannot_succeed_get_a_bare_error() {
+    let mut d = Driver::default_setup();
+    let mut c = Client::udp("198.51.100.1:40000");
+    let mut unsigned = |c: &mut Client, method, attrs: &[A]| {
+        let tid = c.tid();
+        let req = build(MessageType::new(method, Class::Request), &tid, attrs, None);
+        d.input(c.tuple, &req).resp()
+    };
+    let bare = |r: &Resp, method, code| {
+        r.assert_error(method, code);
+        assert_eq!(r.get(attr::REALM), None);
+        assert_eq!(r.get(attr::NONCE), None);
+    };
+    bare(&unsigned(&mut c, Method::ALLOCATE, &[]), Method::ALLOCATE, 400);
+    for method in [Method::REFRESH, Method::CREATE_PERMISSION, Method::CHANNEL_BIND] {
+        bare(&unsigned(&mut c, method, &[]), method, 437);
+    }
+    d.allocate(&mut c);
+    for method in [Method::REFRESH, Method::CREATE_PERMISSION, Method::CHANNEL_BIND] {
+        let tid = c.tid();
+        let req = build(MessageType::new(method, Class::Request), &tid, &[], None);
+        assert_challenge(&d.input(c.tuple, &req).resp(), 401);
+    }
 }
 
 #[test]
@@ -119,7 +145,8 @@ fn stale_nonce_is_438_with_a_fresh_nonce_that_works() {
     let mut early = Client::udp("198.51.100.1:40001");
     early.nonce = Some(old.clone());
     d.allocate(&mut early);
-    d.advance(1);
+    // Expiries are whole minutes, rounded up: stale within the next minute.
+    d.advance(60);
     let r = d.allocate_with(&mut c, &[]);
     let fresh = assert_challenge(&r, 438);
     assert_ne!(fresh, old);
@@ -184,6 +211,17 @@ fn rest_secret_rotation_accepts_both_secrets() {
 }
 
 #[test]
+fn every_configured_rest_secret_is_tried() {
+    let secrets: Vec<Vec<u8>> = (0..6).map(|i| format!("secret-{i}").into_bytes()).collect();
+    let mut d = Driver::with(|c| c.credentials.rest_secrets = secrets.clone());
+    let user = format!("{}:erin", ANCHOR_UNIX + 3600);
+    for (i, secret) in secrets.iter().enumerate() {
+        let mut c = rest_client(&format!("198.51.100.1:{}", 40000 + i), &user, secret);
+        d.allocate(&mut c);
+    }
+}
+
+#[test]
 fn static_users_authenticate() {
     let mut d = Driver::default_setup();
     let mut a = Client::new("198.51.100.1:40000", Transport::Udp, ALICE);
@@ -240,22 +278,86 @@ fn unauthenticated_budget_drops_past_the_rate_then_recovers() {
         d.input(c.tuple, &signed(&[], &c.key)),
         Out::Drop(DropReason::RateLimited)
     );
-    assert_eq!(d.server.stats().drops.get(DropReason::RateLimited), 4);
-    // Authenticated requests are not limited.
-    d.allocate(&mut c);
+    // So does a signed request: the budget is charged before any nonce or
+    // MAC work, which a stranger's request must not get for free.
+    assert_eq!(
+        d.request(&mut c, Method::ALLOCATE, &[transport_udp()]),
+        Out::Drop(DropReason::RateLimited)
+    );
+    assert_eq!(d.server.stats().drops.get(DropReason::RateLimited), 5);
     // Another source has its own budget.
     let mut o = Client::udp("203.0.113.9:40000");
     let req = unsigned(&mut o);
     assert_challenge(&d.input(o.tuple, &req).resp(), 401);
     // A second later the budget is back.
     d.advance(1);
+    d.allocate(&mut c);
     let mut p = Client::udp("198.51.100.1:40005");
-    for _ in 0..5 {
+    for _ in 0..4 {
         let req = unsigned(&mut p);
         assert_challenge(&d.input(p.tuple, &req).resp(), 401);
     }
     let req = unsigned(&mut p);
     assert_eq!(d.input(p.tuple, &req), Out::Drop(DropReason::RateLimited));
+    // Requests on an allocation are not charged: strangers cannot starve them.
+    for _ in 0..10 {
+        d.refresh(&mut c, Some(600)).assert_ok(Method::REFRESH, &c.key);
+    }
+}
+
+#[test]
+fn the_total_budget_caps_every_source_together() {
+    let mut d = Driver::with(|c| {
+        c.unauthenticated_rate = 5;
+        c.unauthenticated_rate_total = 20;
+    });
+    let mut answered = 0;
+    for i in 0..100u32 {
+        let mut c = Client::udp(&format!("198.51.100.{}:40000", i + 1));
+        let tid = c.tid();
+        let req = build(allocate_type(), &tid, &[transport_udp()], None);
+        match d.input(c.tuple, &req) {
+            Out::Reply(r) => {
+                assert_challenge(&r, 401);
+                answered += 1;
+            }
+            other => assert_eq!(other, Out::Drop(DropReason::RateLimited)),
+        }
+    }
+    assert_eq!(answered, 20);
+}
+
+/// A flood does not silence a victim's challenges: each source prefix has
+/// its own bucket, placed by a keyed hash the flooder cannot aim. The aimed
+/// addresses share 198.51.100.5's bucket under the old unkeyed hash
+/// (`u32(ip) * 0x9E3779B97F4A7C15 >> 52`), and 198.51.100.4 is a neighbour.
+#[test]
+fn a_flood_from_neighbours_or_aimed_addresses_does_not_silence_a_victim() {
+    let flooders = [
+        "198.51.100.4",
+        "198.51.4.105",
+        "198.51.14.129",
+        "198.51.30.214",
+        "198.51.40.238",
+        "198.51.57.67",
+    ];
+    for seed in 0..8 {
+        let mut d = Driver::with(|c| {
+            c.unauthenticated_rate = 5;
+            c.rng_seed = proto::seed_from_u64(seed);
+        });
+        for ip in flooders {
+            let mut f = Client::udp(&format!("{ip}:40000"));
+            for _ in 0..50 {
+                let tid = f.tid();
+                d.input(f.tuple, &build(allocate_type(), &tid, &[transport_udp()], None));
+            }
+        }
+        let mut v = Client::udp("198.51.100.5:40000");
+        let tid = v.tid();
+        let req = build(allocate_type(), &tid, &[transport_udp()], None);
+        assert_challenge(&d.input(v.tuple, &req).resp(), 401);
+    }
 }
 
 #[test]

@@ -41,6 +41,13 @@ impl Server {
         if self.pending_tuples.get(&tuple) == Some(&tid) {
             return Output::Nothing;
         }
+        // Step 3's 400 for a missing or malformed REQUESTED-TRANSPORT comes
+        // ahead of step 1's 401 for an unsigned request: such an Allocate
+        // fails either way, and a 401 to a bare 20-byte header would be 3.2
+        // times its size on the wire.
+        if !msg.has_integrity() && msg.get(attr::REQUESTED_TRANSPORT).is_none_or(|v| v.len() != 4) {
+            return self.refuse_stranger(now, tuple, msg, ErrorCode::BAD_REQUEST, out);
+        }
         // 1. "The server MUST require that the request be authenticated."
         let (username, key) = match self.authenticate(now, tuple, msg, out) {
             Ok(v) => v,
@@ -150,10 +157,19 @@ impl Server {
             families.truncate(1);
             additional_error = Some(ErrorCode::ADDRESS_FAMILY_NOT_SUPPORTED);
         }
-        // 9. Quotas: "486 (Allocation Quota Reached)" per user, 508 overall.
-        match self.config.quotas.try_acquire(&username) {
+        // 9. "At any point, the server MAY choose to reject the request with
+        // a 486 (Allocation Quota Reached) error if it feels the client is
+        // trying to exceed some locally defined allocation quota". The RFC
+        // asks for a quota "based on the username ... and not on the client's
+        // transport address": the per-user quota is that (a REST name's user
+        // part); a per-source-prefix cap comes on top, because an iceServers
+        // endpoint hands credentials to whoever asks, while addresses are
+        // not free. 508 when the server is full.
+        match self.config.quotas.try_acquire(&username, tuple.client.0.ip()) {
             Ok(()) => {}
-            Err(QuotaError::User) => return self.error_with_key(msg, ErrorCode::ALLOCATION_QUOTA_REACHED, &key, out),
+            Err(QuotaError::User | QuotaError::Source) => {
+                return self.error_with_key(msg, ErrorCode::ALLOCATION_QUOTA_REACHED, &key, out)
+            }
             Err(QuotaError::Total) => return self.error_with_key(msg, ErrorCode::INSUFFICIENT_CAPACITY, &key, out),
         }
         let lifetime = self.desired_lifetime(msg.get(attr::LIFETIME));
@@ -295,7 +311,7 @@ impl Server {
             }
             self.config.reservations.remove(&t);
         }
-        self.config.quotas.release(&p.username);
+        self.config.quotas.release(&p.username, p.tuple.client.0.ip());
     }
 
     /// Gives up on `p`: releases what it holds and answers with `code`.

@@ -26,6 +26,7 @@ impl Server {
         msg: &Message<'_>,
         out: &mut [u8],
     ) -> Result<(String, [u8; 16]), Output> {
+        self.charge_stranger(now, tuple, msg)?;
         // "If the message does not contain a MESSAGE-INTEGRITY or a
         // MESSAGE-INTEGRITY-SHA256 attribute, the server MUST generate an
         // error response with an error code of 401 (Unauthenticated)" with
@@ -39,16 +40,7 @@ impl Server {
         let (Some(user), Some(_realm), Some(nonce)) =
             (msg.get(attr::USERNAME), msg.get(attr::REALM), msg.get(attr::NONCE))
         else {
-            if !self.budget.charge(tuple.client.0.ip(), now) {
-                return Err(self.drop(DropReason::RateLimited));
-            }
-            let (t, tid, fp, len) = (
-                msg.message_type(),
-                msg.transaction_id(),
-                msg.has_fingerprint(),
-                msg.as_bytes().len(),
-            );
-            return Err(self.error(t, &tid, ErrorCode::BAD_REQUEST, &[], fp, len, out));
+            return Err(self.bare_error(msg, ErrorCode::BAD_REQUEST, out));
         };
         // "If the NONCE is no longer valid, the server MUST generate an error
         // response with an error code of 438 (Stale Nonce)".
@@ -61,24 +53,52 @@ impl Server {
         let Ok(username) = std::str::from_utf8(user) else {
             return Err(self.challenge(now, tuple, msg, ErrorCode::UNAUTHENTICATED, out));
         };
-        let mut keys = [[0u8; 16]; 4];
-        let n = match self.config.credentials.keys(username, unix, &mut keys) {
-            Ok(n) => n,
-            Err(UserError::Unknown | UserError::Expired) => {
-                return Err(self.challenge(now, tuple, msg, ErrorCode::UNAUTHENTICATED, out));
-            }
-        };
         // "Using the password associated with the username in the request,
         // the server MUST compute the value for the message integrity ...
-        // If the resulting value does not match ... 401".
-        match keys[..n].iter().find(|k| msg.verify_integrity(&k[..])) {
-            Some(k) => Ok((username.to_string(), *k)),
+        // If the resulting value does not match ... 401". Every REST secret
+        // in rotation is tried in turn.
+        let found = match self.config.credentials.keys(username, unix) {
+            Ok(mut keys) => keys.find(|k| msg.verify_integrity(&k[..])),
+            Err(UserError::Unknown | UserError::Expired) => None,
+        };
+        match found {
+            Some(k) => Ok((username.to_string(), k)),
             None => Err(self.challenge(now, tuple, msg, ErrorCode::UNAUTHENTICATED, out)),
         }
     }
 
+    /// The unauthenticated budget (DESIGN.md §10), charged before any nonce
+    /// or MAC work. A signed request on a 5-tuple holding an allocation is
+    /// not charged (that tuple has authenticated already), so a flood of
+    /// strangers cannot starve the Refreshes that keep allocations alive.
+    pub(crate) fn charge_stranger(&mut self, now: Instant, tuple: FiveTuple, msg: &Message<'_>) -> Result<(), Output> {
+        let known = msg.has_integrity() && self.allocations.by_tuple(&tuple).is_some();
+        if !known && !self.budget.charge(tuple.client.0.ip(), now) {
+            return Err(self.drop(DropReason::RateLimited));
+        }
+        Ok(())
+    }
+
+    /// Refuses, with a bare error response no larger than the request's
+    /// header allows (no REALM, no NONCE), an unsigned request that could
+    /// not succeed even once authenticated; a 401 to it would be the largest
+    /// answer for the smallest request (DESIGN.md §10).
+    pub(crate) fn refuse_stranger(
+        &mut self,
+        now: Instant,
+        tuple: FiveTuple,
+        msg: &Message<'_>,
+        code: ErrorCode,
+        out: &mut [u8],
+    ) -> Output {
+        match self.charge_stranger(now, tuple, msg) {
+            Ok(()) => self.bare_error(msg, code, out),
+            Err(o) => o,
+        }
+    }
+
     /// A 401 or 438 carrying REALM and a fresh NONCE (no MESSAGE-INTEGRITY:
-    /// the client has not proven a key). Counted against the source's budget.
+    /// the client has not proven a key).
     fn challenge(
         &mut self,
         now: Instant,
@@ -88,11 +108,11 @@ impl Server {
         out: &mut [u8],
     ) -> Output {
         let ip = tuple.client.0.ip();
-        if !self.budget.charge(ip, now) {
-            return self.drop(DropReason::RateLimited);
-        }
-        let expiry = self.unix(now) + self.config.nonce_lifetime.as_secs();
-        let nonce = self.config.nonce_key.issue(expiry, ip);
+        let unix = self.unix(now);
+        let nonce = self
+            .config
+            .nonce_key
+            .issue(unix, unix + self.config.nonce_lifetime.as_secs(), ip);
         let realm = self.config.credentials.realm.clone();
         self.reply(msg, Some(code), None, out, |b| {
             b.add_bytes(attr::REALM, realm.as_bytes())?;

@@ -28,6 +28,13 @@ impl Server {
                 return Output::Reply(n);
             }
         }
+        // An unsigned request from a 5-tuple with no allocation gets the 437
+        // it would get once authenticated ("If the 5-tuple does not match an
+        // existing allocation"), bare: nobody who holds an allocation lacks
+        // a nonce, and a 401 to a 20-byte header would amplify (DESIGN.md §10).
+        if !msg.has_integrity() && self.allocations.by_tuple(&tuple).is_none() {
+            return self.refuse_stranger(now, tuple, msg, ErrorCode::ALLOCATION_MISMATCH, out);
+        }
         let (username, key) = match self.authenticate(now, tuple, msg, out) {
             Ok(v) => v,
             Err(o) => return o,

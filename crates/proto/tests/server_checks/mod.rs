@@ -45,6 +45,13 @@ fn check_reply(tuple: FiveTuple, request: &[u8], reply: &[u8]) {
     let m = Message::parse(reply).expect("a reply parses");
     assert_eq!(m.transaction_id()[..], request[8..20]);
     assert!(m.fingerprint_ok());
+    // Nothing here authenticates: no reply may amplify (DESIGN.md §10).
+    assert!(
+        proto::amplification::within_bound(request.len(), reply.len()),
+        "{} byte reply to {} bytes",
+        reply.len(),
+        request.len()
+    );
     match m.message_type().class {
         Class::Success => {
             assert_eq!(m.message_type(), request_type.response(true));
@@ -64,8 +71,11 @@ fn check_reply(tuple: FiveTuple, request: &[u8], reply: &[u8]) {
                 assert!(m.get(attr::REALM).is_some() && m.get(attr::NONCE).is_some());
                 return;
             }
+            // 437: an unsigned request on a 5-tuple with no allocation.
             assert!(
-                code == ErrorCode::BAD_REQUEST || code == ErrorCode::UNKNOWN_ATTRIBUTE,
+                code == ErrorCode::BAD_REQUEST
+                    || code == ErrorCode::UNKNOWN_ATTRIBUTE
+                    || code == ErrorCode::ALLOCATION_MISMATCH,
                 "{code:?}"
             );
             if !reason.is_empty() {
