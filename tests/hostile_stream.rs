@@ -97,7 +97,7 @@ fn wait_for(within: Duration, mut done: impl FnMut() -> bool) -> bool {
 /// permit one peer, then never read again; returns the peer's socket, the
 /// clients (to keep their connections open) and their relay addresses.
 fn allocations_that_never_read(n: usize, connect: impl Fn() -> Io) -> (UdpSocket, Vec<TurnClient>, Vec<SocketAddr>) {
-    let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let peer = UdpSocket::bind("127.0.0.2:0").unwrap();
     let peer_addr = peer.local_addr().unwrap();
     let mut clients = Vec::with_capacity(n);
     let mut relays = Vec::with_capacity(n);
@@ -127,6 +127,7 @@ fn clients_that_never_read_hold_only_the_queue_budget_and_are_cut_off() {
             ("server.shards", "2"),
             ("stream.max_connections_per_ip", "5000"),
             ("turn.max_allocations_per_user", "5000"),
+            ("turn.max_allocations_per_ip", "5000"),
             ("turn.unauthenticated_rate", "0"),
             ("stream.max_queued_bytes", "32768"),
             ("stream.max_queued_bytes_total", &total),
