@@ -75,6 +75,18 @@ impl Budget {
     }
 }
 
+/// What the composition root hands every listener: where refusals are
+/// counted, and the connection caps in force (the configured ones, lowered
+/// if they did not fit the fd limit: `fd_limit`).
+#[derive(Debug, Clone)]
+pub struct Budgets {
+    pub exhaustions: Arc<Exhaustions>,
+    pub stream_connections: usize,
+    pub http_connections: usize,
+    pub stream_connections_per_ip: usize,
+    pub http_connections_per_ip: usize,
+}
+
 /// How often each budget was exhausted, shared by every listener of one
 /// server (the composition root makes one and hands it out). Lock-free: a
 /// refusal can come for every dropped datagram of a flood.

@@ -6,7 +6,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use crate::budget::Exhaustions;
+use crate::budget::{Budgets, Exhaustions};
 use crate::config::Config;
 use crate::http::HttpServer;
 use crate::server::{BoundAddrs, RunningServer, ServerHandle};
@@ -28,11 +28,21 @@ pub fn start(config: &Config) -> anyhow::Result<Running> {
     } else {
         None
     };
-    let exhaustions = Arc::new(Exhaustions::default());
-    let server = crate::server::start(config, tls.as_ref(), exhaustions.clone())?;
+    let fds = crate::fd_limit::plan(config, crate::fd_limit::raise_soft_limit());
+    if let Some(why) = &fds.lowered {
+        tracing::warn!("{why}");
+    }
+    let budgets = Budgets {
+        exhaustions: Arc::new(Exhaustions::default()),
+        stream_connections: fds.stream_connections,
+        http_connections: fds.http_connections,
+        stream_connections_per_ip: fds.stream_connections_per_ip,
+        http_connections_per_ip: fds.http_connections_per_ip,
+    };
+    let server = crate::server::start(config, tls.as_ref(), &budgets)?;
     let mut bound = server.bound().clone();
     let http_tls = tls.filter(|_| config.http.tls).map(|t| t.acceptor());
-    let http = crate::http::start(config, &server.handle(), &bound, http_tls, exhaustions)?;
+    let http = crate::http::start(config, &server.handle(), &bound, http_tls, &budgets)?;
     if let Some(h) = &http {
         bound.http = h.bound.clone();
     }

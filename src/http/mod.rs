@@ -26,7 +26,7 @@ use tokio::sync::{mpsc, watch};
 
 pub use access::AccessPolicy;
 
-use crate::budget::{Budget, ConnLimiter, Exhaustions};
+use crate::budget::{Budget, Budgets, ConnLimiter};
 use crate::config::Config;
 use crate::server::ServerHandle;
 use crate::signaling::{Hub, SignalingLimits};
@@ -129,16 +129,17 @@ pub fn start(
     handle: &ServerHandle,
     bound: &crate::server::BoundAddrs,
     tls: Option<tokio_rustls::TlsAcceptor>,
-    exhaustions: Arc<Exhaustions>,
+    budgets: &Budgets,
 ) -> anyhow::Result<Option<HttpServer>> {
+    let exhaustions = budgets.exhaustions.clone();
     if config.http.listen.is_empty() {
         return Ok(None);
     }
     let h = &config.http;
     let limits = Arc::new(serve::ConnLimits {
         conns: ConnLimiter::new(
-            (Budget::HttpConnections, h.max_connections),
-            (Budget::HttpConnectionsPerIp, h.max_connections_per_ip),
+            (Budget::HttpConnections, budgets.http_connections),
+            (Budget::HttpConnectionsPerIp, budgets.http_connections_per_ip),
             exhaustions.clone(),
         ),
         header_timeout: h.header_timeout.0,

@@ -21,7 +21,7 @@ use std::thread::JoinHandle;
 use anyhow::Context;
 use tokio::sync::watch;
 
-use crate::budget::{Budget, ConnLimiter, Exhaustions, SharedBytes};
+use crate::budget::{Budget, Budgets, ConnLimiter, SharedBytes};
 use crate::config::Config;
 
 pub use event_loop::{AllocationInfo, ShardSnapshot};
@@ -83,11 +83,8 @@ impl RunningServer {
 /// in use fails here with the address in the message. With port 0, the first
 /// shard's socket picks the port and the other shards join it. `tls` serves
 /// `listen.tls` (and its certificate follows reloads).
-pub fn start(
-    config: &Config,
-    tls: Option<&crate::tls::TlsSetup>,
-    exhaustions: Arc<Exhaustions>,
-) -> anyhow::Result<RunningServer> {
+pub fn start(config: &Config, tls: Option<&crate::tls::TlsSetup>, budgets: &Budgets) -> anyhow::Result<RunningServer> {
+    let exhaustions = budgets.exhaustions.clone();
     let n = config.shard_count();
     let acceptor = tls.filter(|_| !config.listen.tls.is_empty()).map(|t| t.acceptor());
 
@@ -144,8 +141,8 @@ pub fn start(
         handshake_timeout: config.tls.handshake_timeout.0,
         max_message: config.stream.max_message_bytes.usize(),
         conns: ConnLimiter::new(
-            (Budget::StreamConnections, config.stream.max_connections),
-            (Budget::StreamConnectionsPerIp, config.stream.max_connections_per_ip),
+            (Budget::StreamConnections, budgets.stream_connections),
+            (Budget::StreamConnectionsPerIp, budgets.stream_connections_per_ip),
             exhaustions.clone(),
         ),
         queue: Arc::new(conn_out::QueueLimits {
