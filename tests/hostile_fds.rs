@@ -11,37 +11,18 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::binary::Ternd;
 use common::turn::{Io, TurnClient};
 use common::*;
 
 const FD_LIMIT: u64 = 400;
 const ATTACK: usize = 420;
-
-struct Ternd {
-    child: Child,
-    udp: SocketAddr,
-    tcp: SocketAddr,
-    http: SocketAddr,
-}
-
-impl Drop for Ternd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Ternd {
-    fn fds(&self) -> usize {
-        std::fs::read_dir(format!("/proc/{}/fd", self.child.id())).map_or(0, |d| d.count())
-    }
-}
 
 /// The binary with `FD_LIMIT` descriptors (soft and hard, so it cannot raise
 /// them), on port 0 everywhere; the ports come from its banner.
@@ -62,7 +43,6 @@ fn spawn() -> Ternd {
     ] {
         cmd.args(["--set", set]);
     }
-    cmd.stdout(Stdio::piped()).stderr(Stdio::null());
     // SAFETY: setrlimit is async-signal-safe and touches only this child.
     unsafe {
         cmd.pre_exec(|| {
@@ -76,31 +56,7 @@ fn spawn() -> Ternd {
             Ok(())
         });
     }
-    let mut child = cmd.spawn().expect("ternd starts");
-    let (mut udp, mut tcp, mut http) = (None, None, None);
-    for line in BufReader::new(child.stdout.take().unwrap()).lines().take(100) {
-        let line = line.unwrap();
-        let url = |scheme_rest: &str| scheme_rest.split('?').next().unwrap().parse::<SocketAddr>().ok();
-        if let Some(rest) = line.trim().strip_prefix("turn:") {
-            if rest.contains("transport=udp") {
-                udp = udp.or(url(rest));
-            } else if rest.contains("transport=tcp") {
-                tcp = tcp.or(url(rest));
-            }
-        }
-        if let Some(rest) = line.strip_prefix("iceServers for RTCPeerConnection: http://") {
-            http = rest.trim_end_matches("/api/ice-servers").parse().ok();
-        }
-        if line.contains("Ctrl-C") {
-            break;
-        }
-    }
-    Ternd {
-        child,
-        udp: udp.expect("a turn: UDP URL in the banner"),
-        tcp: tcp.expect("a turn: TCP URL in the banner"),
-        http: http.expect("the iceServers URL in the banner"),
-    }
+    common::binary::spawn(&mut cmd)
 }
 
 /// Opens up to `n` connections to `to` from `n` different loopback sources
@@ -159,7 +115,8 @@ fn eventually(mut check: impl FnMut() -> bool) -> bool {
 fn strangers_connections_fit_the_fd_limit_and_leave_room_for_honest_clients() {
     let t = spawn();
     let http_attack = idle_from_many(t.http, ATTACK);
-    let tcp_attack = idle_from_many(t.tcp, ATTACK);
+    let tcp = t.tcp.expect("a TCP listener");
+    let tcp_attack = idle_from_many(tcp, ATTACK);
     assert!(
         http_attack.len() + tcp_attack.len() >= ATTACK,
         "the attack connects ({} + {})",
@@ -178,7 +135,7 @@ fn strangers_connections_fit_the_fd_limit_and_leave_room_for_honest_clients() {
     let mut turn = TurnClient::new(Io::udp(t.udp), "alice", "alice-password");
     let relay = turn.allocate().expect("an honest Allocate succeeds under the attack");
     assert_eq!(relay.ip(), "127.0.0.1".parse::<std::net::IpAddr>().unwrap());
-    assert!(eventually(|| tcp_binding(t.tcp)), "TURN/TCP Binding answers");
+    assert!(eventually(|| tcp_binding(tcp)), "TURN/TCP Binding answers");
     assert!(eventually(|| healthz(t.http)), "/healthz answers");
     assert!(t.fds() < FD_LIMIT as usize);
     drop(http_attack);

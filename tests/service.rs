@@ -5,47 +5,15 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
 use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::binary::Ternd;
 use common::http::http;
 use common::turn::{Io, Relayed, TurnClient};
 use common::EchoPeer;
-
-struct Ternd {
-    child: Child,
-    udp: SocketAddr,
-    http: SocketAddr,
-}
-
-impl Drop for Ternd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Ternd {
-    fn signal(&self, sig: i32) {
-        // SAFETY: a signal to the child we spawned, by PID.
-        unsafe { libc::kill(self.child.id() as i32, sig) };
-    }
-
-    fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                return s;
-            }
-            assert!(Instant::now() < deadline, "ternd did not exit within {within:?}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
 
 fn temp_dir(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("ternd-{tag}-{}-{:?}", std::process::id(), Instant::now()));
@@ -57,35 +25,11 @@ fn temp_dir(tag: &str) -> PathBuf {
 /// the bound ports.
 fn spawn(config: &std::path::Path, env: &[(&str, String)]) -> Ternd {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ternd"));
-    cmd.args(["--config", config.to_str().unwrap()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
+    cmd.args(["--config", config.to_str().unwrap()]);
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let mut child = cmd.spawn().unwrap();
-    let mut udp = None;
-    let mut http_addr = None;
-    let lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    for line in lines {
-        let line = line.unwrap();
-        if let Some(rest) = line.trim().strip_prefix("turn:") {
-            if let Some(hp) = rest.split('?').next().filter(|_| rest.contains("transport=udp")) {
-                udp.get_or_insert(hp.parse::<SocketAddr>().unwrap());
-            }
-        }
-        if let Some(rest) = line.strip_prefix("iceServers for RTCPeerConnection: http://") {
-            http_addr = Some(rest.trim_end_matches("/api/ice-servers").parse().unwrap());
-        }
-        if line.contains("Ctrl-C") {
-            break;
-        }
-    }
-    Ternd {
-        child,
-        udp: udp.expect("a turn: UDP URL in the banner"),
-        http: http_addr.expect("the iceServers URL in the banner"),
-    }
+    common::binary::spawn(&mut cmd)
 }
 
 const CONFIG: &str = r#"
