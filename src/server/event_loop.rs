@@ -199,7 +199,7 @@ async fn run_control(shard: Rc<Shard>, index: usize, mut rx: mpsc::UnboundedRece
                 let _ = reply.send(closed);
             }
             Control::Revoke(user, done) => {
-                shard.core.borrow_mut().revoke(&user);
+                shard.core.borrow_mut().revoke(now, &user);
                 let _ = done.send(());
             }
         }

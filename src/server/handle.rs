@@ -14,6 +14,7 @@ use super::setup::{quota_limits, Shared};
 use crate::budget::{ConnLimiter, Exhaustions, SharedBytes};
 use crate::config::{Config, ReloadPlan, Secret};
 use crate::tls::CertResolver;
+use proto::auth::rest_expiry;
 
 pub struct Inner {
     pub controls: Vec<mpsc::UnboundedSender<Control>>,
@@ -214,14 +215,11 @@ impl ServerHandle {
 /// Drops from `revoked` every REST username (`EXPIRY:USER`) whose expiry
 /// has passed: it can never authenticate again, revoked or not, so keeping
 /// it only grows the set. A static user's name stays (its credential never
-/// expires), and so does anything else, until a restart. The shards' copies
-/// are replaced by this set on each reload (the core has no way to drop a
-/// name between reloads).
+/// expires), and so does anything else, until a restart. The shards prune
+/// their own copies by the same rule on each revoke
+/// (`Credentials::prune_revoked`), and take this set on each reload.
 fn prune_revoked(revoked: &mut HashSet<String>, static_users: &BTreeMap<String, Secret>, unix_now: u64) {
-    revoked.retain(|u| {
-        let expiry = u.split(':').next().and_then(|e| e.parse::<u64>().ok());
-        static_users.contains_key(u) || expiry.is_none_or(|e| e > unix_now)
-    });
+    revoked.retain(|u| static_users.contains_key(u) || rest_expiry(u).is_none_or(|e| e > unix_now));
 }
 
 fn unix_now() -> u64 {

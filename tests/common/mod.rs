@@ -81,6 +81,9 @@ pub fn test_config(cert: Option<&TestCert>, extra: &[(&str, &str)]) -> Config {
         ("log.level".into(), "warn".into()),
         // HTTP only where a test asks for it (on port 0).
         ("http.listen".into(), "".into()),
+        // Small enough to fit a test machine's fd limit beside the relay
+        // range, so src/fd_limit.rs leaves every configured budget as set.
+        ("stream.max_connections".into(), "2000".into()),
     ];
     if let Some(c) = cert {
         overrides.push(("listen.tls".into(), "127.0.0.1:0,[::1]:0".into()));

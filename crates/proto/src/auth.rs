@@ -39,6 +39,15 @@ pub enum UserError {
 }
 
 impl Credentials {
+    /// Forgets revoked REST usernames whose expiry has passed: they can never
+    /// authenticate again, so keeping them only grows the set. Static users
+    /// and other names stay.
+    pub fn prune_revoked(&mut self, unix_now: u64) {
+        let static_keys = &self.static_keys;
+        self.revoked
+            .retain(|u| static_keys.contains_key(u) || rest_expiry(u).is_none_or(|e| e > unix_now));
+    }
+
     /// Adds a static user (the password is not kept, only the key).
     pub fn add_static_user(&mut self, username: &str, password: &str) {
         let key = long_term_key(username, &self.realm, password);
@@ -75,7 +84,7 @@ impl Credentials {
 }
 
 /// The expiry of a REST username ("expiry:user" or "expiry"), if it is one.
-fn rest_expiry(username: &str) -> Option<u64> {
+pub fn rest_expiry(username: &str) -> Option<u64> {
     username.split(':').next().and_then(|e| e.parse::<u64>().ok())
 }
 
@@ -159,6 +168,21 @@ pub fn base64(data: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn expired_rest_names_leave_the_revoked_set_static_users_stay() {
+        let mut c = Credentials::default();
+        c.add_static_user("alice", "pw");
+        for u in ["100:gone", "300:live", "alice", "not-rest"] {
+            c.revoked.insert(u.to_string());
+        }
+        c.prune_revoked(200);
+        let mut left: Vec<&str> = c.revoked.iter().map(String::as_str).collect();
+        left.sort();
+        assert_eq!(left, ["300:live", "alice", "not-rest"]);
+        // A name still revoked is still refused.
+        assert_eq!(c.keys("300:live", 200).err(), Some(UserError::Unknown));
+    }
 
     #[test]
     fn base64_vectors() {

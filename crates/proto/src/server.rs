@@ -107,9 +107,13 @@ impl Server {
         );
     }
 
-    /// Refuses `username` from now on (its allocations are not touched).
-    pub fn revoke(&mut self, username: &str) {
-        self.config.credentials.revoked.insert(username.to_string());
+    /// Refuses `username` from now on (its allocations are not touched),
+    /// and forgets revoked REST usernames that have expired meanwhile.
+    pub fn revoke(&mut self, now: Instant, username: &str) {
+        let unix = self.unix(now);
+        let credentials = &mut self.config.credentials;
+        credentials.revoked.insert(username.to_string());
+        credentials.prune_revoked(unix);
     }
 
     /// Counts of live permissions and channel bindings, for metrics.
