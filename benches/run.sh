@@ -250,14 +250,14 @@ measure_uclient() { # KIND: coturn's turnutils_uclient echo test; figure = serve
     local kind=$1 port pport t0 t1 ok= hz
     hz=$(getconf CLK_TCK)
     pport=$("$LOADGEN" free-port)
-    taskset -c "$LOAD_CPUS" turnutils_peer -L 127.0.0.1 -p "$pport" >"$WORK/peer.log" 2>&1 &
+    taskset -c "$LOAD_CPUS" turnutils_peer -L 127.0.0.2 -p "$pport" >"$WORK/peer.log" 2>&1 &
     AUX_PIDS+=("$!")
     port=$("$LOADGEN" free-port)
     start_server "$kind" "$port" uclient
     for _ in 1 2 3; do # uclient gives up on its first error; retry a failed run
         t0=$(proc_ticks "$SERVER_PID")
         # shellcheck disable=SC2086
-        if taskset -c "$LOAD_CPUS" timeout 300 turnutils_uclient $UCLIENT_ARGS -e 127.0.0.1 -r "$pport" \
+        if taskset -c "$LOAD_CPUS" timeout 300 turnutils_uclient $UCLIENT_ARGS -e 127.0.0.2 -r "$pport" \
             -u "$TURN_USER" -w "$TURN_PASS" -p "$port" 127.0.0.1 >"$WORK/uclient.log" 2>&1 \
             && grep -q 'Total transmit time' "$WORK/uclient.log"; then
             ok=1

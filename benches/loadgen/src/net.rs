@@ -301,9 +301,15 @@ impl Drop for Epoll {
     }
 }
 
-/// Non-blocking UDP socket bound to 127.0.0.1:0 (not connected).
+/// Where the echo peers live: a loopback address other than the relay's
+/// (127.0.0.1), as peers are other hosts; a TURN server refuses its own
+/// relay address on any port outside its relay range (ternd does,
+/// whatever `peers.allow` says).
+pub const PEER_HOST: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
+
+/// Non-blocking UDP socket bound to `PEER_HOST`:0 (not connected).
 pub fn bound_socket(bufsize: i32) -> io::Result<UdpSocket> {
-    let s = UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0))?;
+    let s = UdpSocket::bind(SocketAddrV4::new(PEER_HOST, 0))?;
     s.set_nonblocking(true)?;
     set_bufs(std::os::fd::AsRawFd::as_raw_fd(&s), bufsize);
     Ok(s)
