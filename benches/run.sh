@@ -126,7 +126,7 @@ start_server() {
             --set "relay.port_min=$RELAY_PORT_MIN" --set "relay.port_max=$RELAY_PORT_MAX" \
             --set peers.allow=127.0.0.0/8 --set "turn.users.$TURN_USER=$TURN_PASS" \
             --set "turn.realm=$TURN_REALM" --set turn.max_allocations=1000000 \
-            --set turn.max_allocations_per_user=1000000 --set turn.max_allocations_per_ip=1000000 --set turn.unauthenticated_rate=0 \
+            --set turn.max_allocations_per_user=1000000 --set turn.max_allocations_per_ip=1000000 --set turn.unauthenticated_rate=0 --set turn.unauthenticated_rate_total=0 \
             "${legacy[@]}" --log-level warn $TERND_ARGS >"$out" 2>&1 &
         ;;
     coturn/stun)
