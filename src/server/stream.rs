@@ -69,6 +69,13 @@ pub async fn accept_loop(
             continue;
         };
         let _ = tcp.set_nodelay(true);
+        // Every close is abortive (RST): a client that stopped reading would
+        // otherwise leave an orphaned socket behind, holding its unsent
+        // bytes in the kernel until TCP gives up minutes later. The server
+        // never closes with a last message in flight that a client needs.
+        if let Err(e) = socket2::SockRef::from(&tcp).set_linger(Some(Duration::ZERO)) {
+            tracing::debug!(%peer, "SO_LINGER: {e}");
+        }
         if let Err(e) = sockets::limit_unsent(&tcp, KERNEL_UNSENT) {
             tracing::debug!(%peer, "TCP_NOTSENT_LOWAT: {e}");
         }
