@@ -37,7 +37,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the STUN/TURN server (the default when no command is given).
     Serve(ServeArgs),
-    /// Check a config file and exit 0 if it is valid, 1 if not (for systemd ExecStartPre).
+    /// Check a config file, with the TERND__* environment and --set overrides
+    /// `serve` would apply, and exit 0 if it is valid, 1 if not (for systemd ExecStartPre).
     CheckConfig {
         /// The config file to check.
         file: PathBuf,
@@ -114,7 +115,10 @@ impl ServeArgs {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Some(Command::CheckConfig { file }) => check_config(&file),
+        Some(Command::CheckConfig { file }) => check_config(ServeArgs {
+            config: Some(file),
+            ..cli.serve
+        }),
         Some(Command::Credentials(args)) => report(credentials(&args)),
         Some(Command::Probe(args)) => crate::probe::run(&args),
         Some(Command::Serve(args)) => report(serve(&merge(cli.serve, args))),
@@ -142,8 +146,10 @@ fn report(r: anyhow::Result<()>) -> ExitCode {
     }
 }
 
-fn check_config(file: &std::path::Path) -> ExitCode {
-    match Config::load_file(file) {
+/// Loads exactly what `serve` with `args` would load.
+fn check_config(args: ServeArgs) -> ExitCode {
+    let file = args.config.clone().unwrap_or_default();
+    match args.sources().and_then(|s| Ok(Config::load(&s)?)) {
         Ok(c) => {
             println!(
                 "{}: OK ({} UDP, {} TCP, {} TLS listener(s), {} shard(s))",
@@ -156,7 +162,7 @@ fn check_config(file: &std::path::Path) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("{}: invalid: {e}", file.display());
+            eprintln!("{}: invalid: {e:#}", file.display());
             ExitCode::FAILURE
         }
     }

@@ -119,3 +119,32 @@ fn credentials_command_mints_working_rest_credentials() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("turn.secrets"));
 }
+
+/// `check-config` checks what `serve` would load: the file, `TERND__*`
+/// variables and `--set` overrides, and names the bad key.
+#[test]
+fn check_config_validates_the_environment_and_overrides_too() {
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/config/ternd.toml");
+    let check = |cmd: &mut Command| {
+        let out = cmd.output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (code, err) = check(ternd().args(["check-config", file]).env("TERND__SERVER__SHARDZ", "2"));
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("`server.shardz`"), "{err}");
+    let (code, err) = check(ternd().args(["check-config", file]).env("TERND__SERVER__SHARDS", "abc"));
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("server.shards"), "{err}");
+    let (code, err) = check(ternd().args(["check-config", file, "--set", "server.shards=abc"]));
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("server.shards"), "{err}");
+    let (code, err) = check(ternd().args(["check-config", file, "--set", "log.levle=debug"]));
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("`log.levle`"), "{err}");
+    let (code, err) = check(
+        ternd()
+            .args(["check-config", file, "--set", "server.shards=2"])
+            .env("TERND__LOG__LEVEL", "debug"),
+    );
+    assert_eq!(code, Some(0), "{err}");
+}
