@@ -6,6 +6,7 @@
 mod byte_size;
 mod duration;
 mod external_ip;
+mod one_or_many;
 mod peer_nets;
 mod quantity;
 mod relay_ip;
@@ -21,6 +22,8 @@ use proto::amplification::MAX_REALM_LEN;
 use proto::nonce::MAX_NONCE_LIFETIME;
 use proto::policy::IpNet;
 use serde::Deserialize;
+
+use one_or_many::one_or_many;
 
 pub use byte_size::{parse_byte_size, ByteSize};
 pub use duration::{parse_duration, ConfigDuration};
@@ -41,7 +44,8 @@ pub const DEFAULT_TOML: &str = include_str!("../../config/ternd.toml");
 pub const ENV_PREFIX: &str = "TERND";
 
 /// Keys whose values are lists: from the environment and `--set` they are
-/// written comma-separated.
+/// written comma-separated; in a file, an array or a single string (each
+/// such field is read with `one_or_many`).
 pub const LIST_KEYS: &[&str] = &[
     "listen.udp",
     "listen.tcp",
@@ -75,10 +79,13 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpSection {
+    #[serde(deserialize_with = "one_or_many")]
     pub listen: Vec<SocketAddr>,
     pub tls: bool,
     pub public_host: String,
+    #[serde(deserialize_with = "one_or_many")]
     pub api_keys: Vec<Secret>,
+    #[serde(deserialize_with = "one_or_many")]
     pub allowed_origins: Vec<String>,
     pub default_ttl: ConfigDuration,
     pub max_ttl: ConfigDuration,
@@ -120,7 +127,9 @@ pub struct SignalingSection {
 #[serde(deny_unknown_fields)]
 pub struct TurnSection {
     pub realm: String,
+    #[serde(deserialize_with = "one_or_many")]
     pub secrets: Vec<Secret>,
+    #[serde(deserialize_with = "one_or_many")]
     pub secret_files: Vec<PathBuf>,
     pub nonce_lifetime: ConfigDuration,
     pub default_lifetime: ConfigDuration,
@@ -146,6 +155,7 @@ pub struct RelaySection {
     pub ipv4: RelayIp,
     #[serde(deserialize_with = "RelayIp::v6")]
     pub ipv6: RelayIp,
+    #[serde(deserialize_with = "one_or_many")]
     pub external_ip: Vec<ExternalIp>,
     pub port_min: u16,
     pub port_max: u16,
@@ -173,8 +183,11 @@ pub struct ServerSection {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListenSection {
+    #[serde(deserialize_with = "one_or_many")]
     pub udp: Vec<SocketAddr>,
+    #[serde(deserialize_with = "one_or_many")]
     pub tcp: Vec<SocketAddr>,
+    #[serde(deserialize_with = "one_or_many")]
     pub tls: Vec<SocketAddr>,
 }
 
