@@ -9,6 +9,7 @@ mod external_ip;
 mod one_or_many;
 mod peer_nets;
 mod quantity;
+mod rate;
 mod relay_ip;
 mod restart;
 mod secret;
@@ -138,7 +139,8 @@ pub struct TurnSection {
     pub max_allocations_per_user: usize,
     /// Allocations per source prefix (IPv4 /32, IPv6 /64).
     pub max_allocations_per_ip: usize,
-    /// Bytes per second per allocation; 0: unlimited.
+    /// Bytes per second per allocation (written in bytes or bits); 0: unlimited.
+    #[serde(deserialize_with = "rate::deserialize_rate")]
     pub bandwidth_limit: ByteSize,
     pub legacy_channel_numbers: bool,
     pub unauthenticated_rate: u32,
