@@ -21,6 +21,14 @@ fn load_err(sources: Sources) -> String {
     Config::load(&sources).expect_err("must be rejected").to_string()
 }
 
+/// The error for `--set key=value` overrides on top of the defaults.
+fn set_err(sets: &[(&str, &str)]) -> String {
+    load_err(Sources {
+        overrides: sets.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        ..Default::default()
+    })
+}
+
 /// The error for a file holding `contents`.
 fn file_err(name: &str, contents: &str) -> String {
     load_err(Sources {
@@ -89,9 +97,10 @@ fn the_reference_file_states_the_defaults() {
 fn unknown_keys_are_rejected_by_name() {
     let e = file_err("unknown-key.toml", "[listen]\nudpp = [\"127.0.0.1:3478\"]\n");
     assert!(e.contains("`listen.udpp`"), "{e}");
+    assert!(e.contains("did you mean `listen.udp`?"), "a near miss: {e}");
 
     let e = file_err("unknown-section.toml", "[relays]\nports = 1\n");
-    assert!(e.contains("`relays`"), "{e}");
+    assert!(e.contains("`relays`") && e.contains("did you mean `relay`?"), "{e}");
 
     let env = HashMap::from([("TERND__STREAM__IDLE".to_string(), "5s".to_string())]);
     let e = load_err(Sources {
@@ -100,11 +109,13 @@ fn unknown_keys_are_rejected_by_name() {
     });
     assert!(e.contains("`stream.idle`"), "{e}");
 
-    let e = load_err(Sources {
-        overrides: vec![("log.colour".into(), "red".into())],
-        ..Default::default()
-    });
-    assert!(e.contains("`log.colour`"), "{e}");
+    let e = set_err(&[("log.colour", "red")]);
+    assert!(
+        e.contains("`log.colour`") && !e.contains("did you mean"),
+        "no near miss: {e}"
+    );
+    let e = set_err(&[("log.levle", "debug")]);
+    assert!(e.contains("did you mean `log.level`?"), "{e}");
 }
 
 #[test]
@@ -283,4 +294,17 @@ fn a_single_string_is_a_one_element_list() {
     assert!(e.starts_with("config key `listen.udp`"), "{e}");
     let e = file_err("one-number.toml", "[listen]\nudp = 3478\n");
     assert!(e.starts_with("config key `listen.udp`"), "{e}");
+}
+
+#[test]
+fn every_validation_failure_is_reported_at_once() {
+    let e = set_err(&[
+        ("server.shards", "5000"),
+        ("turn.max_allocations", "0"),
+        ("signaling.max_room_size", "1"),
+    ]);
+    assert!(e.starts_with("3 config errors:\n"), "{e}");
+    for key in ["server.shards", "turn.max_allocations", "signaling.max_room_size"] {
+        assert!(e.contains(&format!("\n  config key `{key}`: ")), "{key}: {e}");
+    }
 }
