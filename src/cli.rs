@@ -54,7 +54,7 @@ pub struct CredentialArgs {
     /// The user the credentials are for (appears in logs as EXPIRY:USER).
     #[arg(long, default_value = "user")]
     pub user: String,
-    /// How long they stay valid, e.g. 10m, 1h, 1d.
+    /// How long they stay valid, e.g. 10m, 1h, 1d (at least 1s).
     #[arg(long, default_value = "1h", value_parser = parse_ttl)]
     pub ttl: std::time::Duration,
     /// Print an RTCPeerConnection iceServers JSON object instead.
@@ -67,8 +67,13 @@ pub struct CredentialArgs {
     pub config: ServeArgs,
 }
 
+/// A TTL under a second would mint credentials that are already expired.
 fn parse_ttl(s: &str) -> Result<std::time::Duration, String> {
-    crate::config::parse_duration(s)
+    let ttl = crate::config::parse_duration(s)?;
+    if ttl.as_secs() == 0 {
+        return Err("must be at least 1s (shorter credentials are expired before anyone can use them)".into());
+    }
+    Ok(ttl)
 }
 
 #[derive(Debug, Clone, Default, Args)]
@@ -193,7 +198,11 @@ fn credentials(args: &CredentialArgs) -> anyhow::Result<()> {
             )
         );
     } else {
-        println!("username: {username}\npassword: {password}");
+        println!(
+            "username: {username}\npassword: {password}\nexpires: {} (in {})",
+            crate::utc_time::rfc3339(expiry),
+            crate::config::format_duration(args.ttl)
+        );
     }
     Ok(())
 }

@@ -87,6 +87,12 @@ fn credentials_command_mints_working_rest_credentials() {
     let field = |k: &str| text.lines().find_map(|l| l.strip_prefix(k)).unwrap().trim().to_string();
     let (user, pass) = (field("username:"), field("password:"));
     assert!(user.ends_with(":cli-user"), "{user}");
+    let expiry: u64 = user.split_once(':').unwrap().0.parse().unwrap();
+    assert_eq!(
+        field("expires:"),
+        format!("{} (in 10m)", ternd::utc_time::rfc3339(expiry)),
+        "the expiry, as a time and from now"
+    );
     let server = start(&turn_config(None, &[]));
     let mut c = TurnClient::new(Io::udp(server.bound().udp[0]), &user, &pass);
     assert!(c.allocate().is_ok(), "minted credentials authenticate");
@@ -113,6 +119,23 @@ fn credentials_command_mints_working_rest_credentials() {
         json.contains("\"credential\":") && json.contains("turn:turn.example.org:3478?transport=tcp"),
         "{json}"
     );
+
+    // A TTL under a second mints nothing: it would be expired already.
+    for ttl in ["0s", "0", "500ms"] {
+        let out = ternd()
+            .args([
+                "credentials",
+                "--ttl",
+                ttl,
+                "--set",
+                &format!("turn.secrets={TEST_SECRET}"),
+            ])
+            .output()
+            .unwrap();
+        assert!(!out.status.success() && out.stdout.is_empty(), "--ttl {ttl}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("--ttl") && err.contains("at least 1s"), "{err}");
+    }
 
     // Without a configured secret there is nothing to mint from.
     let out = ternd().args(["credentials"]).output().unwrap();

@@ -28,7 +28,7 @@ use serde::Deserialize;
 use one_or_many::one_or_many;
 
 pub use byte_size::{parse_byte_size, ByteSize};
-pub use duration::{parse_duration, ConfigDuration};
+pub use duration::{format_duration, parse_duration, ConfigDuration};
 pub use external_ip::ExternalIp;
 pub use relay_ip::RelayIp;
 pub use restart::{ReloadPlan, RESTART_KEYS};
