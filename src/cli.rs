@@ -37,7 +37,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the STUN/TURN server (the default when no command is given).
     Serve(ServeArgs),
-    /// Check a config file and exit 0 if it is valid, 1 if not (for systemd ExecStartPre).
+    /// Check a config file, with the TERND__* environment and --set overrides
+    /// `serve` would apply, and exit 0 if it is valid, 1 if not (for systemd ExecStartPre).
     CheckConfig {
         /// The config file to check.
         file: PathBuf,
@@ -53,7 +54,7 @@ pub struct CredentialArgs {
     /// The user the credentials are for (appears in logs as EXPIRY:USER).
     #[arg(long, default_value = "user")]
     pub user: String,
-    /// How long they stay valid, e.g. 10m, 1h, 1d.
+    /// How long they stay valid, e.g. 10m, 1h, 1d (at least 1s).
     #[arg(long, default_value = "1h", value_parser = parse_ttl)]
     pub ttl: std::time::Duration,
     /// Print an RTCPeerConnection iceServers JSON object instead.
@@ -66,8 +67,13 @@ pub struct CredentialArgs {
     pub config: ServeArgs,
 }
 
+/// A TTL under a second would mint credentials that are already expired.
 fn parse_ttl(s: &str) -> Result<std::time::Duration, String> {
-    crate::config::parse_duration(s)
+    let ttl = crate::config::parse_duration(s)?;
+    if ttl.as_secs() == 0 {
+        return Err("must be at least 1s (shorter credentials are expired before anyone can use them)".into());
+    }
+    Ok(ttl)
 }
 
 #[derive(Debug, Clone, Default, Args)]
@@ -114,7 +120,10 @@ impl ServeArgs {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Some(Command::CheckConfig { file }) => check_config(&file),
+        Some(Command::CheckConfig { file }) => check_config(ServeArgs {
+            config: Some(file),
+            ..cli.serve
+        }),
         Some(Command::Credentials(args)) => report(credentials(&args)),
         Some(Command::Probe(args)) => crate::probe::run(&args),
         Some(Command::Serve(args)) => report(serve(&merge(cli.serve, args))),
@@ -142,8 +151,10 @@ fn report(r: anyhow::Result<()>) -> ExitCode {
     }
 }
 
-fn check_config(file: &std::path::Path) -> ExitCode {
-    match Config::load_file(file) {
+/// Loads exactly what `serve` with `args` would load.
+fn check_config(args: ServeArgs) -> ExitCode {
+    let file = args.config.clone().unwrap_or_default();
+    match args.sources().and_then(|s| Ok(Config::load(&s)?)) {
         Ok(c) => {
             println!(
                 "{}: OK ({} UDP, {} TCP, {} TLS listener(s), {} shard(s))",
@@ -156,7 +167,7 @@ fn check_config(file: &std::path::Path) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("{}: invalid: {e}", file.display());
+            eprintln!("{}: invalid: {e:#}", file.display());
             ExitCode::FAILURE
         }
     }
@@ -187,7 +198,11 @@ fn credentials(args: &CredentialArgs) -> anyhow::Result<()> {
             )
         );
     } else {
-        println!("username: {username}\npassword: {password}");
+        println!(
+            "username: {username}\npassword: {password}\nexpires: {} (in {})",
+            crate::utc_time::rfc3339(expiry),
+            crate::config::format_duration(args.ttl)
+        );
     }
     Ok(())
 }

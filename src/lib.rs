@@ -17,5 +17,6 @@ pub mod server;
 pub mod signaling;
 pub mod systemd;
 pub mod tls;
+pub mod utc_time;
 
 pub use root::{run, start, Running};

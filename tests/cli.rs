@@ -87,6 +87,12 @@ fn credentials_command_mints_working_rest_credentials() {
     let field = |k: &str| text.lines().find_map(|l| l.strip_prefix(k)).unwrap().trim().to_string();
     let (user, pass) = (field("username:"), field("password:"));
     assert!(user.ends_with(":cli-user"), "{user}");
+    let expiry: u64 = user.split_once(':').unwrap().0.parse().unwrap();
+    assert_eq!(
+        field("expires:"),
+        format!("{} (in 10m)", ternd::utc_time::rfc3339(expiry)),
+        "the expiry, as a time and from now"
+    );
     let server = start(&turn_config(None, &[]));
     let mut c = TurnClient::new(Io::udp(server.bound().udp[0]), &user, &pass);
     assert!(c.allocate().is_ok(), "minted credentials authenticate");
@@ -114,8 +120,54 @@ fn credentials_command_mints_working_rest_credentials() {
         "{json}"
     );
 
+    // A TTL under a second mints nothing: it would be expired already.
+    for ttl in ["0s", "0", "500ms"] {
+        let out = ternd()
+            .args([
+                "credentials",
+                "--ttl",
+                ttl,
+                "--set",
+                &format!("turn.secrets={TEST_SECRET}"),
+            ])
+            .output()
+            .unwrap();
+        assert!(!out.status.success() && out.stdout.is_empty(), "--ttl {ttl}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("--ttl") && err.contains("at least 1s"), "{err}");
+    }
+
     // Without a configured secret there is nothing to mint from.
     let out = ternd().args(["credentials"]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("turn.secrets"));
+}
+
+/// `check-config` checks what `serve` would load: the file, `TERND__*`
+/// variables and `--set` overrides, and names the bad key.
+#[test]
+fn check_config_validates_the_environment_and_overrides_too() {
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/config/ternd.toml");
+    let check = |cmd: &mut Command| {
+        let out = cmd.output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (code, err) = check(ternd().args(["check-config", file]).env("TERND__SERVER__SHARDZ", "2"));
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("`server.shardz`"), "{err}");
+    let (code, err) = check(ternd().args(["check-config", file]).env("TERND__SERVER__SHARDS", "abc"));
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("server.shards"), "{err}");
+    let (code, err) = check(ternd().args(["check-config", file, "--set", "server.shards=abc"]));
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("server.shards"), "{err}");
+    let (code, err) = check(ternd().args(["check-config", file, "--set", "log.levle=debug"]));
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("`log.levle`"), "{err}");
+    let (code, err) = check(
+        ternd()
+            .args(["check-config", file, "--set", "server.shards=2"])
+            .env("TERND__LOG__LEVEL", "debug"),
+    );
+    assert_eq!(code, Some(0), "{err}");
 }

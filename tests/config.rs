@@ -21,6 +21,22 @@ fn load_err(sources: Sources) -> String {
     Config::load(&sources).expect_err("must be rejected").to_string()
 }
 
+/// The error for `--set key=value` overrides on top of the defaults.
+fn set_err(sets: &[(&str, &str)]) -> String {
+    load_err(Sources {
+        overrides: sets.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        ..Default::default()
+    })
+}
+
+/// The error for a file holding `contents`.
+fn file_err(name: &str, contents: &str) -> String {
+    load_err(Sources {
+        file: Some(temp_file(name, contents)),
+        ..Default::default()
+    })
+}
+
 /// The `.toml` files under `dir` (relative to the repository), recursively.
 fn toml_files(dir: &str) -> Vec<PathBuf> {
     let mut out = Vec::new();
@@ -79,19 +95,12 @@ fn the_reference_file_states_the_defaults() {
 
 #[test]
 fn unknown_keys_are_rejected_by_name() {
-    let f = temp_file("unknown-key.toml", "[listen]\nudpp = [\"127.0.0.1:3478\"]\n");
-    let e = load_err(Sources {
-        file: Some(f),
-        ..Default::default()
-    });
+    let e = file_err("unknown-key.toml", "[listen]\nudpp = [\"127.0.0.1:3478\"]\n");
     assert!(e.contains("`listen.udpp`"), "{e}");
+    assert!(e.contains("did you mean `listen.udp`?"), "a near miss: {e}");
 
-    let f = temp_file("unknown-section.toml", "[relays]\nports = 1\n");
-    let e = load_err(Sources {
-        file: Some(f),
-        ..Default::default()
-    });
-    assert!(e.contains("`relays`"), "{e}");
+    let e = file_err("unknown-section.toml", "[relays]\nports = 1\n");
+    assert!(e.contains("`relays`") && e.contains("did you mean `relay`?"), "{e}");
 
     let env = HashMap::from([("TERND__STREAM__IDLE".to_string(), "5s".to_string())]);
     let e = load_err(Sources {
@@ -100,11 +109,13 @@ fn unknown_keys_are_rejected_by_name() {
     });
     assert!(e.contains("`stream.idle`"), "{e}");
 
-    let e = load_err(Sources {
-        overrides: vec![("log.colour".into(), "red".into())],
-        ..Default::default()
-    });
-    assert!(e.contains("`log.colour`"), "{e}");
+    let e = set_err(&[("log.colour", "red")]);
+    assert!(
+        e.contains("`log.colour`") && !e.contains("did you mean"),
+        "no near miss: {e}"
+    );
+    let e = set_err(&[("log.levle", "debug")]);
+    assert!(e.contains("did you mean `log.level`?"), "{e}");
 }
 
 #[test]
@@ -264,4 +275,36 @@ fn help_and_version_work() {
     let out = ternd().arg("--help").output().unwrap();
     let help = String::from_utf8_lossy(&out.stdout);
     assert!(help.contains("check-config") && help.contains("--config"), "{help}");
+}
+
+#[test]
+fn a_single_string_is_a_one_element_list() {
+    let f = temp_file(
+        "one-or-many.toml",
+        "[listen]\nudp = \"127.0.0.1:3478\"\ntcp = [\"127.0.0.1:3478\", \"[::1]:3478\"]\n\
+         [peers]\ndeny = \"198.51.100.0/24\"\n[http]\nallowed_origins = \"https://app.example.org\"\n",
+    );
+    let c = Config::load_file(&f).unwrap();
+    assert_eq!(c.listen.udp, vec!["127.0.0.1:3478".parse().unwrap()]);
+    assert_eq!(c.listen.tcp.len(), 2);
+    assert_eq!(c.peers.deny.len(), 1);
+    assert_eq!(c.http.allowed_origins, ["https://app.example.org"]);
+
+    let e = file_err("one-bad.toml", "[listen]\nudp = \"not-an-address\"\n");
+    assert!(e.starts_with("config key `listen.udp`"), "{e}");
+    let e = file_err("one-number.toml", "[listen]\nudp = 3478\n");
+    assert!(e.starts_with("config key `listen.udp`"), "{e}");
+}
+
+#[test]
+fn every_validation_failure_is_reported_at_once() {
+    let e = set_err(&[
+        ("server.shards", "5000"),
+        ("turn.max_allocations", "0"),
+        ("signaling.max_room_size", "1"),
+    ]);
+    assert!(e.starts_with("3 config errors:\n"), "{e}");
+    for key in ["server.shards", "turn.max_allocations", "signaling.max_room_size"] {
+        assert!(e.contains(&format!("\n  config key `{key}`: ")), "{key}: {e}");
+    }
 }

@@ -25,7 +25,18 @@ impl ByteSize {
 pub fn parse_byte_size(s: &str) -> Result<u64, String> {
     let s = s.trim();
     let (n, unit) = number_and_unit(s).ok_or_else(|| format!("`{s}` is not a size (use e.g. 65536, 64KiB, 1MB)"))?;
-    let mult: u64 = match unit.to_ascii_lowercase().as_str() {
+    let mult = byte_unit(unit).ok_or_else(|| {
+        format!(
+            "unknown unit `{}` in `{s}` (use B, kB, KiB, MB, MiB, GB or GiB)",
+            unit.to_ascii_lowercase()
+        )
+    })?;
+    n.checked_mul(mult).ok_or_else(|| format!("`{s}` is too large"))
+}
+
+/// The bytes in one `unit` ("" and "B" are bytes), not case-sensitive.
+pub(super) fn byte_unit(unit: &str) -> Option<u64> {
+    Some(match unit.to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "kb" => 1000,
         "kib" => 1 << 10,
@@ -33,13 +44,8 @@ pub fn parse_byte_size(s: &str) -> Result<u64, String> {
         "mib" => 1 << 20,
         "gb" => 1_000_000_000,
         "gib" => 1 << 30,
-        other => {
-            return Err(format!(
-                "unknown unit `{other}` in `{s}` (use B, kB, KiB, MB, MiB, GB or GiB)"
-            ))
-        }
-    };
-    n.checked_mul(mult).ok_or_else(|| format!("`{s}` is too large"))
+        _ => return None,
+    })
 }
 
 impl<'de> Deserialize<'de> for ByteSize {

@@ -27,6 +27,23 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     d.ok_or_else(|| format!("`{s}` is too long"))
 }
 
+/// Writes whole seconds back in the units [`parse_duration`] reads, largest
+/// first: 5400 s is "1h30m", 0 is "0s".
+pub fn format_duration(d: Duration) -> String {
+    let mut left = d.as_secs();
+    let mut out = String::new();
+    for (unit, secs) in [("d", 86_400), ("h", 3600), ("m", 60), ("s", 1)] {
+        if left >= secs {
+            out.push_str(&format!("{}{unit}", left / secs));
+            left %= secs;
+        }
+    }
+    if out.is_empty() {
+        out.push_str("0s");
+    }
+    out
+}
+
 impl<'de> Deserialize<'de> for ConfigDuration {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         deserialize_quantity(
@@ -53,5 +70,19 @@ mod tests {
         assert!(parse_duration("1w").is_err());
         assert!(parse_duration("s").is_err());
         assert!(parse_duration("-1s").is_err());
+    }
+
+    #[test]
+    fn formats_largest_units_first() {
+        for (secs, text) in [
+            (0, "0s"),
+            (45, "45s"),
+            (600, "10m"),
+            (3600, "1h"),
+            (5400, "1h30m"),
+            (90_061, "1d1h1m1s"),
+        ] {
+            assert_eq!(format_duration(Duration::from_secs(secs)), text);
+        }
     }
 }

@@ -6,11 +6,14 @@
 mod byte_size;
 mod duration;
 mod external_ip;
+mod one_or_many;
 mod peer_nets;
 mod quantity;
+mod rate;
 mod relay_ip;
 mod restart;
 mod secret;
+mod suggest;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -22,8 +25,10 @@ use proto::nonce::MAX_NONCE_LIFETIME;
 use proto::policy::IpNet;
 use serde::Deserialize;
 
+use one_or_many::one_or_many;
+
 pub use byte_size::{parse_byte_size, ByteSize};
-pub use duration::{parse_duration, ConfigDuration};
+pub use duration::{format_duration, parse_duration, ConfigDuration};
 pub use external_ip::ExternalIp;
 pub use relay_ip::RelayIp;
 pub use restart::{ReloadPlan, RESTART_KEYS};
@@ -41,7 +46,8 @@ pub const DEFAULT_TOML: &str = include_str!("../../config/ternd.toml");
 pub const ENV_PREFIX: &str = "TERND";
 
 /// Keys whose values are lists: from the environment and `--set` they are
-/// written comma-separated.
+/// written comma-separated; in a file, an array or a single string (each
+/// such field is read with `one_or_many`).
 pub const LIST_KEYS: &[&str] = &[
     "listen.udp",
     "listen.tcp",
@@ -75,10 +81,13 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpSection {
+    #[serde(deserialize_with = "one_or_many")]
     pub listen: Vec<SocketAddr>,
     pub tls: bool,
     pub public_host: String,
+    #[serde(deserialize_with = "one_or_many")]
     pub api_keys: Vec<Secret>,
+    #[serde(deserialize_with = "one_or_many")]
     pub allowed_origins: Vec<String>,
     pub default_ttl: ConfigDuration,
     pub max_ttl: ConfigDuration,
@@ -120,7 +129,9 @@ pub struct SignalingSection {
 #[serde(deny_unknown_fields)]
 pub struct TurnSection {
     pub realm: String,
+    #[serde(deserialize_with = "one_or_many")]
     pub secrets: Vec<Secret>,
+    #[serde(deserialize_with = "one_or_many")]
     pub secret_files: Vec<PathBuf>,
     pub nonce_lifetime: ConfigDuration,
     pub default_lifetime: ConfigDuration,
@@ -129,7 +140,8 @@ pub struct TurnSection {
     pub max_allocations_per_user: usize,
     /// Allocations per source prefix (IPv4 /32, IPv6 /64).
     pub max_allocations_per_ip: usize,
-    /// Bytes per second per allocation; 0: unlimited.
+    /// Bytes per second per allocation (written in bytes or bits); 0: unlimited.
+    #[serde(deserialize_with = "rate::deserialize_rate")]
     pub bandwidth_limit: ByteSize,
     pub legacy_channel_numbers: bool,
     pub unauthenticated_rate: u32,
@@ -146,6 +158,7 @@ pub struct RelaySection {
     pub ipv4: RelayIp,
     #[serde(deserialize_with = "RelayIp::v6")]
     pub ipv6: RelayIp,
+    #[serde(deserialize_with = "one_or_many")]
     pub external_ip: Vec<ExternalIp>,
     pub port_min: u16,
     pub port_max: u16,
@@ -173,8 +186,11 @@ pub struct ServerSection {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListenSection {
+    #[serde(deserialize_with = "one_or_many")]
     pub udp: Vec<SocketAddr>,
+    #[serde(deserialize_with = "one_or_many")]
     pub tcp: Vec<SocketAddr>,
+    #[serde(deserialize_with = "one_or_many")]
     pub tls: Vec<SocketAddr>,
 }
 
@@ -229,6 +245,20 @@ pub enum ConfigError {
     Invalid { key: String, message: String },
     #[error("--set expects KEY=VALUE, got `{0}`")]
     BadOverride(String),
+    /// More than one of the above, each on its own line.
+    #[error("{} config errors:\n  {}", .0.len(), .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  "))]
+    Several(Vec<ConfigError>),
+}
+
+impl ConfigError {
+    /// Ok for none, the error itself for one, [`ConfigError::Several`] beyond.
+    fn all(mut errors: Vec<ConfigError>) -> Result<(), ConfigError> {
+        match errors.len() {
+            0 => Ok(()),
+            1 => Err(errors.remove(0)),
+            _ => Err(ConfigError::Several(errors)),
+        }
+    }
 }
 
 /// Where config comes from, beyond the built-in defaults.
@@ -272,19 +302,35 @@ fn explain(e: config::ConfigError) -> ConfigError {
         other => {
             let msg = other.to_string();
             return ConfigError::Load(match unknown_field(&msg) {
-                Some((field, expected)) => format!("unknown config section `{field}`{expected}"),
+                Some((field, expected)) => {
+                    format!(
+                        "unknown config section `{field}`{expected}{}",
+                        did_you_mean("", field, expected)
+                    )
+                }
                 None => msg,
             });
         }
     };
     if let Some((field, expected)) = unknown_field(&message) {
-        return ConfigError::Load(format!("unknown config key `{key}.{field}`{expected}"));
+        return ConfigError::Load(format!(
+            "unknown config key `{key}.{field}`{expected}{}",
+            did_you_mean(&format!("{key}."), field, expected)
+        ));
     }
     let message = match origin {
         Some(origin) => format!("{message} (in {origin})"),
         None => message,
     };
     ConfigError::Invalid { key, message }
+}
+
+/// "; did you mean `prefix.known`?" when a name in serde's `expected` list is
+/// a likely typo of `field`; empty otherwise.
+fn did_you_mean(prefix: &str, field: &str, expected: &str) -> String {
+    suggest::closest(field, suggest::expected_names(expected))
+        .map(|known| format!("; did you mean `{prefix}{known}`?"))
+        .unwrap_or_default()
 }
 
 /// Splits serde's "unknown field `x`, expected …" into `x` and the rest.
@@ -381,38 +427,40 @@ impl Config {
     }
 
     /// Checks what serde cannot: relations between keys and value ranges.
+    /// Reports every failure, not just the first, so one edit fixes them all.
     fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |key: &str, message: &str| {
-            Err(ConfigError::Invalid {
+        let mut errors = Vec::new();
+        let mut invalid = |key: &str, message: &str| {
+            errors.push(ConfigError::Invalid {
                 key: key.to_string(),
                 message: message.to_string(),
             })
         };
         if self.listen.udp.is_empty() && self.listen.tcp.is_empty() && self.listen.tls.is_empty() {
-            return invalid(
+            invalid(
                 "listen",
                 "no listener configured (listen.udp, listen.tcp and listen.tls are all empty)",
             );
         }
         if !self.listen.tls.is_empty() {
             if self.tls.cert_file.as_os_str().is_empty() {
-                return invalid("tls.cert_file", "required when listen.tls is not empty");
+                invalid("tls.cert_file", "required when listen.tls is not empty");
             }
             if self.tls.key_file.as_os_str().is_empty() {
-                return invalid("tls.key_file", "required when listen.tls is not empty");
+                invalid("tls.key_file", "required when listen.tls is not empty");
             }
         }
         if self.server.shards > 1024 {
-            return invalid("server.shards", "at most 1024");
+            invalid("server.shards", "at most 1024");
         }
         if self.software().is_some_and(|s| s.len() > MAX_SOFTWARE_LEN) {
-            return invalid(
+            invalid(
                 "server.software",
                 "at most 32 bytes (it rides in every authenticated response)",
             );
         }
         if !(548..=65555).contains(&self.stream.max_message_bytes.bytes()) {
-            return invalid("stream.max_message_bytes", "must be between 548 and 65555");
+            invalid("stream.max_message_bytes", "must be between 548 and 65555");
         }
         for (key, limit) in [
             ("stream.max_connections", self.stream.max_connections),
@@ -421,35 +469,35 @@ impl Config {
             ("http.max_connections_per_ip", self.http.max_connections_per_ip),
         ] {
             if limit == 0 {
-                return invalid(key, "must be at least 1");
+                invalid(key, "must be at least 1");
             }
         }
         if self.stream.idle_timeout.0 < Duration::from_secs(1) {
-            return invalid("stream.idle_timeout", "must be at least 1s");
+            invalid("stream.idle_timeout", "must be at least 1s");
         }
         if self.stream.auth_timeout.0 < Duration::from_secs(1) {
-            return invalid("stream.auth_timeout", "must be at least 1s");
+            invalid("stream.auth_timeout", "must be at least 1s");
         }
         if self.stream.write_stall_timeout.0 < Duration::from_secs(1) {
-            return invalid("stream.write_stall_timeout", "must be at least 1s");
+            invalid("stream.write_stall_timeout", "must be at least 1s");
         }
         if self.stream.max_queued_bytes.bytes() < 4096 {
-            return invalid("stream.max_queued_bytes", "must be at least 4096");
+            invalid("stream.max_queued_bytes", "must be at least 4096");
         }
         if self.stream.max_queued_bytes_total.bytes() < self.stream.max_queued_bytes.bytes() {
-            return invalid(
+            invalid(
                 "stream.max_queued_bytes_total",
                 "must be at least stream.max_queued_bytes",
             );
         }
         if self.tls.handshake_timeout.0 < Duration::from_millis(100) {
-            return invalid("tls.handshake_timeout", "must be at least 100ms");
+            invalid("tls.handshake_timeout", "must be at least 100ms");
         }
         if let Err(e) = check_log_filter(&self.log.level) {
-            return invalid("log.level", &e);
+            invalid("log.level", &e);
         }
         if self.turn.realm.is_empty() || self.turn.realm.len() > MAX_REALM_LEN {
-            return invalid(
+            invalid(
                 "turn.realm",
                 "must be 1 to 16 bytes (it rides in every 401, which must stay within 1.7 times \
                  the request it answers)",
@@ -463,55 +511,55 @@ impl Config {
             .keys()
             .find(|u| proto::auth::quota_user(u) != u.as_str())
         {
-            return invalid(
+            invalid(
                 "turn.users",
                 &format!("`{name}` looks like a REST username (EXPIRY:USER); pick another name"),
             );
         }
         if self.turn.secrets.iter().any(|s| s.expose().len() < 16) {
-            return invalid("turn.secrets", "each secret must be at least 16 characters");
+            invalid("turn.secrets", "each secret must be at least 16 characters");
         }
         if self.turn.default_lifetime.0 < Duration::from_secs(60) {
-            return invalid("turn.default_lifetime", "must be at least 1m");
+            invalid("turn.default_lifetime", "must be at least 1m");
         }
         if self.turn.max_lifetime.0 < self.turn.default_lifetime.0 {
-            return invalid("turn.max_lifetime", "must not be shorter than turn.default_lifetime");
+            invalid("turn.max_lifetime", "must not be shorter than turn.default_lifetime");
         }
         if self.turn.nonce_lifetime.0 < Duration::from_secs(10) || self.turn.nonce_lifetime.0 > MAX_NONCE_LIFETIME {
-            return invalid("turn.nonce_lifetime", "must be between 10s and 4h15m");
+            invalid("turn.nonce_lifetime", "must be between 10s and 4h15m");
         }
         if self.turn.max_allocations == 0 {
-            return invalid("turn.max_allocations", "must be at least 1");
+            invalid("turn.max_allocations", "must be at least 1");
         }
         if self.turn.max_allocations_per_ip == 0 {
-            return invalid("turn.max_allocations_per_ip", "must be at least 1");
+            invalid("turn.max_allocations_per_ip", "must be at least 1");
         }
         if self.relay.port_min == 0 || self.relay.port_min > self.relay.port_max {
-            return invalid("relay.port_min", "must be at least 1 and not above relay.port_max");
+            invalid("relay.port_min", "must be at least 1 and not above relay.port_max");
         }
         if self.http.tls && (self.tls.cert_file.as_os_str().is_empty() || self.tls.key_file.as_os_str().is_empty()) {
-            return invalid("http.tls", "needs tls.cert_file and tls.key_file");
+            invalid("http.tls", "needs tls.cert_file and tls.key_file");
         }
         if self.http.default_ttl.0 < Duration::from_secs(60) || self.http.default_ttl.0 > self.http.max_ttl.0 {
-            return invalid("http.default_ttl", "must be at least 1m and not above http.max_ttl");
+            invalid("http.default_ttl", "must be at least 1m and not above http.max_ttl");
         }
         if self.http.header_timeout.0 < Duration::from_millis(100) {
-            return invalid("http.header_timeout", "must be at least 100ms");
+            invalid("http.header_timeout", "must be at least 100ms");
         }
         if self.http.idle_timeout.0 < self.http.header_timeout.0 {
-            return invalid("http.idle_timeout", "must not be shorter than http.header_timeout");
+            invalid("http.idle_timeout", "must not be shorter than http.header_timeout");
         }
         if self.http.idle_timeout.0 <= self.signaling.ping_interval.0 {
-            return invalid(
+            invalid(
                 "http.idle_timeout",
                 "must be longer than signaling.ping_interval (an idle signaling socket would be cut between pings)",
             );
         }
         if self.http.api_keys.iter().any(|k| k.expose().len() < 16) {
-            return invalid("http.api_keys", "each key must be at least 16 characters");
+            invalid("http.api_keys", "each key must be at least 16 characters");
         }
         if !self.http.listen.is_empty() && self.http.unprotected() && !self.http.loopback_only() {
-            return invalid(
+            invalid(
                 "http.api_keys",
                 "an HTTP listener on a non-loopback address needs http.api_keys or http.allowed_origins \
                  (the iceServers API would hand TURN credentials to anyone)",
@@ -519,34 +567,34 @@ impl Config {
         }
         for o in &self.http.allowed_origins {
             if o != "*" && !(o.starts_with("http://") || o.starts_with("https://")) {
-                return invalid(
+                invalid(
                     "http.allowed_origins",
                     &format!("`{o}` is not an origin like https://app.example.org"),
                 );
             }
         }
         if self.signaling.max_room_size < 2 {
-            return invalid("signaling.max_room_size", "must be at least 2");
+            invalid("signaling.max_room_size", "must be at least 2");
         }
         if self.signaling.max_message_bytes.bytes() < 1024 {
-            return invalid("signaling.max_message_bytes", "must be at least 1024");
+            invalid("signaling.max_message_bytes", "must be at least 1024");
         }
         if self.signaling.max_messages_per_sec == 0 {
-            return invalid("signaling.max_messages_per_sec", "must be at least 1");
+            invalid("signaling.max_messages_per_sec", "must be at least 1");
         }
         if self.signaling.max_queued_bytes_per_peer.bytes() < 2 * self.signaling.max_message_bytes.bytes() {
-            return invalid(
+            invalid(
                 "signaling.max_queued_bytes_per_peer",
                 "must be at least twice signaling.max_message_bytes",
             );
         }
         if self.signaling.max_queued_bytes.bytes() < self.signaling.max_queued_bytes_per_peer.bytes() {
-            return invalid(
+            invalid(
                 "signaling.max_queued_bytes",
                 "must be at least signaling.max_queued_bytes_per_peer",
             );
         }
-        Ok(())
+        ConfigError::all(errors)
     }
 
     /// The number of shards to run: `server.shards`, or one per core.

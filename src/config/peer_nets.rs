@@ -2,11 +2,11 @@
 //! into the core's [`IpNet`].
 
 use proto::policy::IpNet;
-use serde::{Deserialize, Deserializer};
+use serde::Deserializer;
 
 /// `deserialize_with` for a list of networks ("10.0.0.0/8", "2001:db8::1").
 pub fn deserialize_nets<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpNet>, D::Error> {
-    Vec::<String>::deserialize(d)?
+    super::one_or_many::one_or_many::<_, String>(d)?
         .iter()
         .map(|s| s.parse::<IpNet>())
         .collect::<Result<_, _>>()
