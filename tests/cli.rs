@@ -14,22 +14,27 @@ fn ternd() -> Command {
     Command::new(env!("CARGO_BIN_EXE_ternd"))
 }
 
+/// `ternd serve` on loopback port-0 listeners with one shard.
+fn serve_on_port_0() -> Command {
+    let mut cmd = ternd();
+    cmd.args([
+        "--set",
+        "listen.udp=127.0.0.1:0",
+        "--set",
+        "relay.ipv4=127.0.0.1",
+        "--set",
+        "http.listen=127.0.0.1:0",
+        "--shards",
+        "1",
+    ]);
+    cmd
+}
+
 #[test]
 fn serve_prints_a_banner_and_stops_cleanly_on_signals() {
     for signal in [libc::SIGTERM, libc::SIGINT] {
-        let mut child = ternd()
-            .args([
-                "--set",
-                "listen.udp=127.0.0.1:0",
-                "--set",
-                "listen.tcp=127.0.0.1:0",
-                "--set",
-                "relay.ipv4=127.0.0.1",
-                "--set",
-                "http.listen=127.0.0.1:0",
-                "--shards",
-                "1",
-            ])
+        let mut child = serve_on_port_0()
+            .args(["--set", "listen.tcp=127.0.0.1:0"])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -66,6 +71,32 @@ fn serve_prints_a_banner_and_stops_cleanly_on_signals() {
         };
         assert!(status.success(), "exit status {status:?} after signal {signal}");
     }
+}
+
+/// Serves on port 0 with stderr piped, stops after the banner and returns
+/// what it logged.
+fn serve_stderr() -> String {
+    let mut child = serve_on_port_0()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        if line.map_or(true, |l| l.contains("Ctrl-C")) {
+            break;
+        }
+    }
+    // SAFETY: sending a signal to the child we spawned, by its PID.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn logs_to_a_pipe_carry_no_colour_codes() {
+    let stderr = serve_stderr();
+    assert!(stderr.contains("ternd started"), "{stderr}");
+    assert!(!stderr.contains("\x1b["), "{stderr:?}");
 }
 
 #[test]
