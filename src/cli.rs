@@ -227,7 +227,7 @@ fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     );
     use std::io::Write as _;
     let _ = std::io::stdout().flush();
-    tracing::info!(bound = ?running.bound(), "ternd started");
+    tracing::info!("ternd started: {}", running.bound());
 
     let notifier = crate::systemd::Notifier::from_env();
     notifier.notify("READY=1\nSTATUS=serving");

@@ -21,6 +21,8 @@ fn serve_on_port_0() -> Command {
         "--set",
         "listen.udp=127.0.0.1:0",
         "--set",
+        "listen.tcp=127.0.0.1:0",
+        "--set",
         "relay.ipv4=127.0.0.1",
         "--set",
         "http.listen=127.0.0.1:0",
@@ -34,7 +36,6 @@ fn serve_on_port_0() -> Command {
 fn serve_prints_a_banner_and_stops_cleanly_on_signals() {
     for signal in [libc::SIGTERM, libc::SIGINT] {
         let mut child = serve_on_port_0()
-            .args(["--set", "listen.tcp=127.0.0.1:0"])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -97,6 +98,21 @@ fn logs_to_a_pipe_carry_no_colour_codes() {
     let stderr = serve_stderr();
     assert!(stderr.contains("ternd started"), "{stderr}");
     assert!(!stderr.contains("\x1b["), "{stderr:?}");
+}
+
+#[test]
+fn start_line_lists_the_bound_addresses_readably() {
+    let stderr = serve_stderr();
+    let start = stderr
+        .lines()
+        .find(|l| l.contains("ternd started"))
+        .unwrap_or_else(|| panic!("a start line in {stderr}"));
+    assert!(!start.contains("BoundAddrs {"), "{start}");
+    assert!(
+        start.contains(" udp=127.0.0.1:") && start.contains(" http=127.0.0.1:"),
+        "{start}"
+    );
+    assert!(start.contains(" tcp=127.0.0.1:") && !start.contains("tls="), "{start}");
 }
 
 #[test]

@@ -38,6 +38,25 @@ pub struct BoundAddrs {
     pub http: Vec<SocketAddr>,
 }
 
+/// One line for the log: `udp=a,b tcp=c http=d`, empty lists left out.
+impl std::fmt::Display for BoundAddrs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let lists = [
+            ("udp", &self.udp),
+            ("tcp", &self.tcp),
+            ("tls", &self.tls),
+            ("http", &self.http),
+        ];
+        let mut sep = "";
+        for (name, addrs) in lists.into_iter().filter(|(_, a)| !a.is_empty()) {
+            let joined: Vec<String> = addrs.iter().map(SocketAddr::to_string).collect();
+            write!(f, "{sep}{name}={}", joined.join(","))?;
+            sep = " ";
+        }
+        Ok(())
+    }
+}
+
 /// The running shards. Dropping it without [`RunningServer::shutdown`] leaves
 /// them running until the process exits.
 pub struct RunningServer {
@@ -216,4 +235,24 @@ pub fn start(config: &Config, tls: Option<&crate::tls::TlsSetup>, budgets: &Budg
         shards,
         stop,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bound_addrs_display_as_one_readable_line() {
+        let bound = BoundAddrs {
+            udp: vec!["127.0.0.1:3478".parse().unwrap(), "[::]:3478".parse().unwrap()],
+            tcp: vec![],
+            tls: vec!["0.0.0.0:5349".parse().unwrap()],
+            http: vec!["127.0.0.1:8080".parse().unwrap()],
+        };
+        assert_eq!(
+            bound.to_string(),
+            "udp=127.0.0.1:3478,[::]:3478 tls=0.0.0.0:5349 http=127.0.0.1:8080"
+        );
+        assert_eq!(BoundAddrs::default().to_string(), "");
+    }
 }
