@@ -63,20 +63,11 @@ pub fn render(bound: &BoundAddrs, shards: usize, shared: &Shared) -> String {
             "  (listening on all addresses: use this host's public address instead of 127.0.0.1 / [::1] for remote clients)"
         );
     }
-    let relays: Vec<String> = shared
-        .relay_ipv4
-        .iter()
-        .chain(&shared.relay_ipv6)
-        .map(|ip| ip.to_string())
-        .collect();
+    let bound_relays: Vec<IpAddr> = shared.relay_ipv4.iter().chain(&shared.relay_ipv6).copied().collect();
     let _ = writeln!(
         s,
         "Relay addresses: {}",
-        if relays.is_empty() {
-            "none (TURN disabled)".into()
-        } else {
-            relays.join(", ")
-        }
+        relay_addresses(&bound_relays, &shared.external_ips)
     );
     if let Some((user, pass)) = shared.mint("demo", Duration::from_secs(24 * 3600)) {
         let origin = if shared.generated_secret {
@@ -103,4 +94,54 @@ pub fn render(bound: &BoundAddrs, shards: usize, shared: &Shared) -> String {
     }
     let _ = writeln!(s, "Ctrl-C stops the server.");
     s
+}
+
+/// The relay addresses as peers see them: the advertised public address of
+/// each bound one (`relay.external_ip`), with the bound address in
+/// parentheses when they differ.
+fn relay_addresses(bound: &[IpAddr], external_ips: &[(IpAddr, IpAddr)]) -> String {
+    if bound.is_empty() {
+        return "none (TURN disabled)".into();
+    }
+    let mut shown = Vec::new();
+    for &local in bound {
+        let publics: Vec<IpAddr> = external_ips
+            .iter()
+            .filter(|(private, _)| *private == local)
+            .map(|(_, public)| *public)
+            .collect();
+        if publics.is_empty() {
+            shown.push(local.to_string());
+        }
+        for public in publics {
+            shown.push(if public == local {
+                local.to_string()
+            } else {
+                format!("{public} (bound to {local})")
+            });
+        }
+    }
+    shown.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn relay_line_shows_the_advertised_address_first() {
+        let v4 = ip("10.0.0.5");
+        let v6 = ip("2001:db8::5");
+        assert_eq!(
+            relay_addresses(&[v4, v6], &[(v4, ip("203.0.113.7"))]),
+            "203.0.113.7 (bound to 10.0.0.5), 2001:db8::5"
+        );
+        assert_eq!(relay_addresses(&[v4], &[(v4, v4)]), "10.0.0.5");
+        assert_eq!(relay_addresses(&[v4], &[]), "10.0.0.5");
+        assert_eq!(relay_addresses(&[], &[]), "none (TURN disabled)");
+    }
 }
