@@ -183,6 +183,21 @@ fn health_and_sample_page_are_served() {
 }
 
 #[test]
+fn unknown_paths_and_methods_answer_json_errors() {
+    let server = start(&turn_config(None, &[("http.listen", "127.0.0.1:0")]));
+    let a = server.bound().http[0];
+    for (method, path, code) in [("GET", "/no-such-page", 404), ("DELETE", "/healthz", 405)] {
+        let r = http(a, method, path, &[]);
+        assert_eq!(r.status, code, "{method} {path}");
+        assert!(r.header("content-type").unwrap().starts_with("application/json"));
+        let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(body["error"]["code"], code, "{}", r.body);
+        assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+    server.shutdown().unwrap();
+}
+
+#[test]
 fn https_serves_the_same_api_with_the_tls_certificate() {
     let cert = TestCert::new();
     let cfg = turn_config(Some(&cert), &[("http.listen", "127.0.0.1:0"), ("http.tls", "true")]);

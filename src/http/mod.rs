@@ -84,6 +84,13 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/api/ice-servers", get(ice::ice_servers).options(ice::preflight))
         .route("/ws", get(ws))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "this endpoint does not take that method",
+            )
+        })
         .with_state(state)
 }
 
