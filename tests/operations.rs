@@ -221,6 +221,31 @@ fn metrics_move_with_traffic_and_keep_a_fixed_series_count() {
 }
 
 #[test]
+fn admin_index_lists_the_endpoints_to_local_requests_only() {
+    let server = start(&turn_config(None, &[("http.listen", "127.0.0.1:0")]));
+    let a = server.bound().http[0];
+    let r = http(a, "GET", "/admin/", &[]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let endpoints = r.json()["endpoints"].as_array().unwrap().clone();
+    for (method, path) in [
+        ("GET", "/admin/allocations"),
+        ("POST", "/admin/close?client=IP:PORT"),
+        ("POST", "/admin/revoke?username=EXPIRY:USER"),
+        ("POST", "/admin/log-level?level=FILTER"),
+    ] {
+        let e = endpoints
+            .iter()
+            .find(|e| e["path"] == path)
+            .unwrap_or_else(|| panic!("{path} listed"));
+        assert_eq!(e["method"], method);
+        assert!(e["description"].as_str().is_some_and(|d| !d.is_empty()));
+    }
+    let r = http(a, "GET", "/admin/", &[("X-Forwarded-For", "203.0.113.9")]);
+    assert_eq!(r.status, 403);
+    server.shutdown().unwrap();
+}
+
+#[test]
 fn admin_view_lists_closes_revokes_and_sets_the_log_level() {
     let server = start(&turn_config(None, &[("http.listen", "127.0.0.1:0")]));
     let a = server.bound().http[0];

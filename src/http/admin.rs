@@ -38,6 +38,44 @@ pub async fn local_only(ConnectInfo(peer): ConnectInfo<SocketAddr>, req: Request
     next.run(req).await
 }
 
+/// The admin endpoints as `GET /admin/` lists them: method, path, what it does.
+const ENDPOINTS: [(&str, &str, &str); 5] = [
+    ("GET", "/admin/", "this list"),
+    (
+        "GET",
+        "/admin/allocations",
+        "the live allocations with their users, relays and bytes",
+    ),
+    (
+        "POST",
+        "/admin/close?client=IP:PORT",
+        "closes that client's allocations",
+    ),
+    (
+        "POST",
+        "/admin/revoke?username=EXPIRY:USER",
+        "refuses that REST username from now on",
+    ),
+    (
+        "POST",
+        "/admin/log-level?level=FILTER",
+        "changes the log level (a log.level filter) now",
+    ),
+];
+
+/// `GET /admin/`: the admin endpoints, so the README's pointer lands somewhere.
+pub async fn index() -> Response {
+    let list: Vec<serde_json::Value> = ENDPOINTS
+        .iter()
+        .map(|(method, path, what)| serde_json::json!({ "method": method, "path": path, "description": what }))
+        .collect();
+    Json(serde_json::json!({
+        "endpoints": list,
+        "note": "local requests only; a POST needs the header `X-Ternd-Admin: 1`",
+    }))
+    .into_response()
+}
+
 pub async fn allocations(State(app): State<Arc<AppState>>) -> Response {
     let list: Vec<serde_json::Value> = app
         .server

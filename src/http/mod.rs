@@ -76,6 +76,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(metrics::metrics))
         .merge(
             Router::new()
+                .route("/admin/", get(admin::index))
                 .route("/admin/allocations", get(admin::allocations))
                 .route("/admin/close", axum::routing::post(admin::close))
                 .route("/admin/revoke", axum::routing::post(admin::revoke))
