@@ -62,16 +62,6 @@ fn closed_within(s: &mut TcpStream, within: Duration) -> Option<Duration> {
     None
 }
 
-/// A STUN Binding over TURN's TCP listener answers.
-fn tcp_binding(addr: SocketAddr) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let req = binding_request();
-    s.write_all(&req.raw).unwrap();
-    let reply = read_stun(&mut s);
-    mapped_address(&req, &reply);
-}
-
 #[test]
 fn idle_connections_from_one_source_are_capped_then_timed_out() {
     let server = server(&[
@@ -99,7 +89,7 @@ fn idle_connections_from_one_source_are_capped_then_timed_out() {
     // over TCP (its own budget) from this one.
     let r = http_from(Some(ip("127.0.0.2")), a, &a.to_string(), "GET", "/healthz", &[]);
     assert_eq!((r.status, r.body.trim()), (200, "ok"));
-    tcp_binding(server.bound().tcp[0]);
+    tcp_binding(server.bound().tcp[0]).expect("a STUN Binding over TCP answers");
     assert!(metric("127.0.0.2", a, &exhausted("http_connections_per_ip")) >= 1.0);
 
     // Every idle one is closed by the header timeout (2 s), not before.

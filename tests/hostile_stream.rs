@@ -81,18 +81,6 @@ fn closed_by_server(s: &mut TcpStream, within: Duration) -> bool {
     false
 }
 
-/// Waits (at most `within`) until `done()`.
-fn wait_for(within: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let until = Instant::now() + within;
-    while Instant::now() < until {
-        if done() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    done()
-}
-
 /// `n` clients (each on a connection from `connect`) that allocate and
 /// permit one peer, then never read again; returns the peer's socket, the
 /// clients (to keep their connections open) and their relay addresses.

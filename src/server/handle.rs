@@ -14,7 +14,7 @@ use super::setup::{quota_limits, Shared};
 use crate::budget::{ConnLimiter, Exhaustions, SharedBytes};
 use crate::config::{Config, ReloadPlan, Secret};
 use crate::tls::CertResolver;
-use proto::auth::rest_expiry;
+use proto::auth::revocation_lapsed;
 
 pub struct Inner {
     pub controls: Vec<mpsc::UnboundedSender<Control>>,
@@ -219,7 +219,7 @@ impl ServerHandle {
 /// their own copies by the same rule on each revoke
 /// (`Credentials::prune_revoked`), and take this set on each reload.
 fn prune_revoked(revoked: &mut HashSet<String>, static_users: &BTreeMap<String, Secret>, unix_now: u64) {
-    revoked.retain(|u| static_users.contains_key(u) || rest_expiry(u).is_none_or(|e| e > unix_now));
+    revoked.retain(|u| static_users.contains_key(u) || !revocation_lapsed(u, unix_now));
 }
 
 fn unix_now() -> u64 {

@@ -147,6 +147,36 @@ pub fn udp_binding(server: SocketAddr) -> (SocketAddr, SocketAddr) {
 }
 
 /// Reads exactly one STUN message (header-framed) from a blocking stream.
+/// Waits (at most `within`) until `done()`.
+pub fn wait_for(within: std::time::Duration, mut done: impl FnMut() -> bool) -> bool {
+    let until = std::time::Instant::now() + within;
+    while std::time::Instant::now() < until {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    done()
+}
+
+/// One STUN Binding over a fresh TCP connection to `addr`: the
+/// XOR-MAPPED-ADDRESS of a well-formed success (checked by the `stun`
+/// crate), or None when the server refuses or drops the connection.
+pub fn tcp_binding(addr: SocketAddr) -> Option<SocketAddr> {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5))).ok()?;
+    let req = binding_request();
+    s.write_all(&req.raw).ok()?;
+    let mut head = [0u8; 20];
+    std::io::Read::read_exact(&mut s, &mut head).ok()?;
+    let len = u16::from_be_bytes([head[2], head[3]]) as usize;
+    let mut reply = head.to_vec();
+    reply.resize(20 + len, 0);
+    std::io::Read::read_exact(&mut s, &mut reply[20..]).ok()?;
+    Some(mapped_address(&req, &reply))
+}
+
 pub fn read_stun<R: std::io::Read>(r: &mut R) -> Vec<u8> {
     let mut head = [0u8; 20];
     r.read_exact(&mut head).expect("a STUN header");

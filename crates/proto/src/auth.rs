@@ -45,7 +45,7 @@ impl Credentials {
     pub fn prune_revoked(&mut self, unix_now: u64) {
         let static_keys = &self.static_keys;
         self.revoked
-            .retain(|u| static_keys.contains_key(u) || rest_expiry(u).is_none_or(|e| e > unix_now));
+            .retain(|u| static_keys.contains_key(u) || !revocation_lapsed(u, unix_now));
     }
 
     /// Adds a static user (the password is not kept, only the key).
@@ -81,6 +81,12 @@ impl Credentials {
             secrets: self.rest_secrets.iter(),
         })
     }
+}
+
+/// A revoked REST username whose expiry has passed: it can never
+/// authenticate again, so a revocation set need not keep it.
+pub fn revocation_lapsed(username: &str, unix_now: u64) -> bool {
+    rest_expiry(username).is_some_and(|e| e <= unix_now)
 }
 
 /// The expiry of a REST username ("expiry:user" or "expiry"), if it is one.
