@@ -276,6 +276,7 @@ fn the_tester_reports_each_url_explains_errors_and_exports_json() {
         !r["json"].as_str().unwrap().contains("wrong-credential"),
         "credentials stay out of the JSON"
     );
+    assert_eq!(r["copied"], r["json"], "the copy button copies the shown JSON");
 
     // The page fits a phone-width screen.
     assert!(

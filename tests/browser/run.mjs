@@ -141,6 +141,11 @@ async function servers(context) {
   await page.fill('#gather-timeout', '4000');
   const second = await gatherOnPage(page);
   const json = await page.textContent('#results-json');
+  // "Copy results as JSON" puts the same document on the clipboard.
+  await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: base });
+  await page.click('#copy-results');
+  await page.waitForFunction(() => /copied/.test(document.getElementById('gather-status').textContent), null, { timeout: WAIT, polling: 100 });
+  const copied = await page.evaluate(() => navigator.clipboard.readText());
   await page.click('#results summary');
   await screenshot(page, 'errors');
 
@@ -148,7 +153,7 @@ async function servers(context) {
   await page.setViewportSize({ width: 390, height: 844 });
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   await screenshot(page, 'phone');
-  return { ok: true, prefilled, first, pasted, second, json, overflow };
+  return { ok: true, prefilled, first, pasted, second, json, copied, overflow };
 }
 
 // ---- live call statistics, through the DOM -----------------------------------
