@@ -35,6 +35,7 @@ function addRow({ url = '', username = '', credential = '' } = {}) {
   const tr = document.createElement('tr');
   const input = (cls, value, placeholder) => {
     const i = Object.assign(document.createElement('input'), { className: cls, value, placeholder, autocomplete: 'off', spellcheck: false });
+    i.setAttribute('aria-label', cls);
     tr.insertCell().append(i);
   };
   input('url', url, 'stun:host:3478 or turn:host:3478?transport=udp');
@@ -190,7 +191,7 @@ async function gatherOne(entry, { policy, poolSize, timeoutMs }) {
 // turn: URL is after a relay candidate (Chromium also asks TURN/UDP servers
 // for a srflx one, so a srflx alone does not make it work); a stun: URL is
 // after a srflx candidate.
-export function verdict(r, timeoutMs) {
+export function verdict(r, { timeoutMs, policy }) {
   const first = (type) => r.candidates.find((c) => c.type === type);
   const turn = /^turns?:/i.test(r.url);
   const relay = first('relay');
@@ -206,11 +207,10 @@ export function verdict(r, timeoutMs) {
     return { outcome: code === null ? 'invalid' : `error ${code}`, cls: code === 701 ? 'unreachable' : 'error', ms: err.ms, code, explanation };
   }
   if (r.timedOut) return { outcome: 'timed out', cls: 'unreachable', ms: r.ms, code: null, explanation: TIMEOUT_TEXT(timeoutMs) + also };
-  return {
-    outcome: turn ? 'no relay' : 'no srflx', cls: 'none', ms: r.ms, code: null,
-    explanation: turn ? `Gathering finished without a relay candidate and without an error.${also}`
-      : 'Gathering finished without a server-reflexive candidate: the mapped address equals a host address (no NAT between here and the server), or the browser had no address of this family.',
-  };
+  const why = !turn && policy === 'relay' ? '"relay only" is ticked, and a stun: URL yields no relay candidates.'
+    : turn ? `Gathering finished without a relay candidate and without an error.${also}`
+      : 'Gathering finished without a server-reflexive candidate: the mapped address equals a host address (no NAT between here and the server), or the browser had no address of this family.';
+  return { outcome: turn ? 'no relay' : 'no srflx', cls: 'none', ms: r.ms, code: null, explanation: why };
 }
 
 let results = null; // the last run, as written to #results-json
@@ -240,7 +240,7 @@ export async function gatherAll({ relay, timeoutMs, poolSize } = {}) {
     const t0 = performance.now();
     const servers = await Promise.all(list.map(async (e, i) => {
       const r = await gatherOne(e, opts);
-      const v = verdict(r, timeoutMs);
+      const v = verdict(r, opts);
       const tr = rows[i];
       tr.className = v.cls;
       tr.dataset.url = r.url;
