@@ -788,6 +788,12 @@ fn follows_401_then_438_and_reports_refusals_with_their_code() {
     assert!(rt.contains("error 403") && rt.contains("CreatePermission"), "{rt}");
     // Refresh 0 is refused too: a warning, not a failure of its own.
     assert!(line("WARN  delete allocations udp").contains("403"));
+    // The 403 to its own relay address is the peer policy's.
+    assert!(line("FIX   relay-peer-forbidden").contains("127.0.0.1:50000"));
+    assert_eq!(
+        out.lines().next(),
+        Some("VERDICT: relay unusable: the server refuses its own relay address 127.0.0.1:50000 as a peer (403)")
+    );
 
     let o = with_password("wrong");
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
@@ -795,6 +801,20 @@ fn follows_401_then_438_and_reports_refusals_with_their_code() {
         String::from_utf8_lossy(&o.stdout)
             .lines()
             .any(|l| l.starts_with("FAIL  allocate udp") && l.contains("error 401")),
+        "{}",
+        text(&o)
+    );
+    assert_line(&o, "FIX   credentials-rejected");
+
+    // No credentials at all: the 401 says what to give.
+    let o = probe(&args(&["--json", "--timeout", "2s", &url]));
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert_eq!(codes(&o), ["credentials-missing"], "{}", text(&o));
+    assert!(
+        diagnosis(&o, "credentials-missing")["advice"]
+            .as_str()
+            .unwrap()
+            .contains("--secret"),
         "{}",
         text(&o)
     );
