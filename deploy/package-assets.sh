@@ -1,7 +1,7 @@
 #!/bin/sh
 # Generates the files the Debian package ships besides the binary: shell
-# completions (bash, zsh, fish) and the man page, from the binary itself
-# (`ternd completions SHELL`, `ternd man`), into target/release/ where
+# completions (bash, zsh, fish) and the man pages, from the binary itself
+# (`ternd completions SHELL`, `ternd man --dir`), into target/release/ where
 # Cargo.toml's [package.metadata.deb] assets expect them:
 #
 #   cargo build --release && deploy/package-assets.sh && cargo deb --no-build
@@ -15,4 +15,6 @@ mkdir -p "$out/completions" "$out/man"
 "$ternd" completions bash >"$out/completions/ternd.bash"
 "$ternd" completions zsh >"$out/completions/_ternd"
 "$ternd" completions fish >"$out/completions/ternd.fish"
-"$ternd" man | gzip -9n >"$out/man/ternd.1.gz"
+rm -f "$out/man/"*.1 "$out/man/"*.1.gz
+"$ternd" man --dir "$out/man"   # ternd.1, ternd-probe.1, ...
+gzip -9nf "$out/man/"*.1

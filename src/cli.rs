@@ -53,8 +53,13 @@ pub enum Command {
     Firewall(FirewallArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions { shell: clap_complete::Shell },
-    /// Print the man page (roff), e.g. `ternd man | man -l -`.
-    Man,
+    /// Print the man page (roff), e.g. `ternd man | man -l -`, or write one page per
+    /// command (ternd.1, ternd-probe.1, ...) into a directory.
+    Man {
+        /// Write ternd.1 and a page per subcommand here instead of printing ternd.1.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Clone, Args)]
@@ -150,7 +155,11 @@ pub fn main() -> ExitCode {
             clap_complete::generate(shell, &mut Cli::command(), "ternd", &mut buf);
             report(write_stdout(&buf).context("cannot write the completions"))
         }
-        Some(Command::Man) => {
+        Some(Command::Man { dir: Some(dir) }) => report(
+            clap_mangen::generate_to(Cli::command(), &dir)
+                .with_context(|| format!("cannot write man pages to {}", dir.display())),
+        ),
+        Some(Command::Man { dir: None }) => {
             let mut buf = Vec::new();
             report(
                 clap_mangen::Man::new(Cli::command())

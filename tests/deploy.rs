@@ -320,6 +320,13 @@ fn installed_completions_and_man_page() {
     let man = String::from_utf8_lossy(&man.stdout);
     assert!(man.contains(".TH ternd 1"), "{man}");
     assert!(man.contains("STUN/TURN"), "{man}");
+    // A page per subcommand, with its options.
+    let probe = run(Command::new("sh").args(["-c", "gzip -dc /usr/share/man/man1/ternd-probe.1.gz"]));
+    let probe = String::from_utf8_lossy(&probe.stdout);
+    assert!(
+        probe.contains(".TH ternd-probe 1") && probe.contains("alt\\-server"),
+        "{probe}"
+    );
 }
 
 #[test]
@@ -407,6 +414,7 @@ fn debian_package_installs_checks_its_config_and_purges_cleanly() {
         "/etc/ternd",
         "/usr/lib/sysctl.d/60-ternd.conf",
         "/usr/share/man/man1/ternd.1.gz",
+        "/usr/share/man/man1/ternd-probe.1.gz",
         "/usr/share/bash-completion/completions/ternd",
     ] {
         assert!(!Path::new(leftover).exists(), "{leftover} is left after purge");
