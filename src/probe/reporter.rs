@@ -28,36 +28,38 @@ impl Reporter {
         &self.checks
     }
 
-    /// Prints the verdict, the checks and the diagnoses; true when no check failed.
+    /// Prints the verdict, the checks and the diagnoses; true when no check
+    /// failed. A reader that stops early (`ternd probe URL | head -1` for the
+    /// verdict) is fine: write errors are ignored, the exit code still tells.
     pub fn finish(self, diagnoses: &[Diagnosis]) -> bool {
+        use std::fmt::Write as _;
         use std::io::Write as _;
         let ok = self.checks.iter().all(Check::ok);
         let verdict = verdict(&self.checks, diagnoses);
+        let mut out = String::new();
         if self.json {
-            println!(
-                "{}",
-                serde_json::json!({
-                    "verdict": verdict,
-                    "ok": ok,
-                    "diagnoses": diagnoses.iter().map(Diagnosis::to_json).collect::<Vec<_>>(),
-                    "checks": self.checks.iter().map(Check::to_json).collect::<Vec<_>>(),
-                })
-            );
+            let doc = serde_json::json!({
+                "verdict": verdict,
+                "ok": ok,
+                "diagnoses": diagnoses.iter().map(Diagnosis::to_json).collect::<Vec<_>>(),
+                "checks": self.checks.iter().map(Check::to_json).collect::<Vec<_>>(),
+            });
+            let _ = writeln!(out, "{doc}");
         } else {
-            println!("VERDICT: {verdict}");
+            let _ = writeln!(out, "VERDICT: {verdict}");
             for c in &self.checks {
-                println!("{}", c.to_line());
+                let _ = writeln!(out, "{}", c.to_line());
             }
             for d in diagnoses {
-                println!("{}", d.to_line());
+                let _ = writeln!(out, "{}", d.to_line());
             }
-            if ok {
-                println!("all {} check(s) passed", self.checks.len());
-            } else {
-                println!("some checks FAILED");
-            }
+            let _ = match ok {
+                true => writeln!(out, "all {} check(s) passed", self.checks.len()),
+                false => writeln!(out, "some checks FAILED"),
+            };
         }
-        let _ = std::io::stdout().flush();
+        let mut stdout = std::io::stdout().lock();
+        let _ = stdout.write_all(out.as_bytes()).and_then(|()| stdout.flush());
         ok
     }
 }
