@@ -116,22 +116,32 @@ pub fn rest_username_expired(username: &str, now: u64) -> Option<Diagnosis> {
 }
 
 /// Addresses nobody outside one network can send to: private (RFC 1918),
-/// shared (RFC 6598 CGNAT), loopback, link-local, unspecified, IPv6 unique
-/// local. Documentation ranges (192.0.2/24, 198.51.100/24, 203.0.113/24,
-/// 2001:db8::/32) count as public: labs and examples use them as such.
+/// shared (RFC 6598 CGNAT), loopback, link-local, unspecified, "this
+/// network" (0/8), IETF protocol assignments (192.0.0/24), benchmarking
+/// (198.18/15), multicast and reserved (224/4, 240/4), IPv6 unique local,
+/// link-local and multicast. Documentation ranges (192.0.2/24,
+/// 198.51.100/24, 203.0.113/24, 2001:db8::/32) count as public: labs and
+/// examples use them as such.
 pub fn not_routable(ip: IpAddr) -> bool {
     match ip.to_canonical() {
         IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
+            let [a, b, c, _] = v4.octets();
             v4.is_private()
                 || v4.is_loopback()
                 || v4.is_link_local()
-                || v4.is_unspecified()
+                || a == 0
+                || a >= 224
                 || (a == 100 && (64..128).contains(&b))
+                || (a == 192 && b == 0 && c == 0)
+                || (a == 198 && (b == 18 || b == 19))
         }
         IpAddr::V6(v6) => {
             let first = v6.segments()[0];
-            v6.is_loopback() || v6.is_unspecified() || first & 0xfe00 == 0xfc00 || first & 0xffc0 == 0xfe80
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || first & 0xfe00 == 0xfc00
+                || first & 0xffc0 == 0xfe80
+                || first & 0xff00 == 0xff00
         }
     }
 }
