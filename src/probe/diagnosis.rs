@@ -288,7 +288,8 @@ fn dead_binding(checks: &[Check], transport: &str, server: SocketAddr) -> Diagno
         Severity::Error,
         format!("nothing answers on {server} ({})", tried.join(", ")),
         "the server is not running there, the address or port is wrong, or a firewall drops the \
-         traffic (listen.udp / listen.tcp / listen.tls, and `ternd firewall` for the rules to open)",
+         traffic (listen.udp / listen.tcp / listen.tls, and `ternd firewall` for the rules to open); \
+         if only the network you are on blocks it, turns: on port 443 (listen.tls) gets through most",
     )
 }
 
