@@ -7,6 +7,7 @@ pub mod budget;
 pub mod cli;
 pub mod config;
 pub mod fd_limit;
+pub mod firewall;
 pub mod http;
 pub mod ice_servers;
 pub mod logging;
