@@ -23,6 +23,13 @@ declare -A want=(
   [nftables]=/usr/sbin/nft
   [procps]=/usr/sbin/sysctl
   [libnss3-tools]=/usr/bin/certutil
+  # The XDP fast path (src/fastpath, issue 14): build.rs compiles it with
+  # clang against libbpf's headers; tests/fastpath.rs turns veth offloads
+  # off with ethtool, and bpftool helps when it fails.
+  [clang]=/usr/bin/clang
+  [libbpf-dev]=/usr/include/bpf/bpf_helpers.h
+  [bpftool]=/usr/sbin/bpftool
+  [ethtool]=/usr/sbin/ethtool
 )
 missing=()
 for pkg in "${!want[@]}"; do
