@@ -199,6 +199,7 @@ pub mod lab_verify;
 pub mod process;
 pub mod turn;
 pub mod ws;
+pub mod xdp_lab;
 
 /// A UDP peer on loopback that echoes every datagram back to its sender, on
 /// its own thread, until the returned guard is dropped. It stays off the

@@ -8,9 +8,12 @@
  * no VLAN tags, no fragments; ChannelData padding of at most 3 bytes; the
  * next hop comes from bpf_fib_lookup, which needs forwarding enabled on the
  * interface (else XDP_PASS); on loopback a local destination is handed to
- * the stack already rewritten. UDP checksums are updated incrementally, so
- * a datagram that arrived corrupted leaves corrupted (and is dropped by its
- * receiver); an IPv4 datagram without a checksum leaves without one. */
+ * the stack already rewritten, with its UDP checksum summed afresh (local
+ * senders leave it to an offload; payloads up to 2 KiB there). Elsewhere UDP
+ * checksums are updated incrementally, so a datagram that arrived corrupted
+ * leaves corrupted (and is dropped by its receiver), and senders must put
+ * full checksums on the wire (a local veth: `ethtool -K IF tx off`); an
+ * IPv4 datagram without a checksum leaves without one. */
 
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -64,6 +67,19 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } stats SEC(".maps");
+
+/* Room to copy a payload into, to sum it (loopback only: see payload_sum). */
+#define SCRATCH 2048
+struct scratch {
+	__u8 b[SCRATCH];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct scratch);
+} scratch SEC(".maps");
 
 /* One parsed Ethernet/IP/UDP datagram. */
 struct flow {
@@ -157,6 +173,38 @@ __noinline __u32 stun_crc32(struct stun_buf *buf, __u32 n)
 			crc = (crc >> 1) ^ (0xEDB88320 & -(crc & 1));
 	}
 	return ~crc;
+}
+
+/* One's-complement sum of the first `len` bytes of `s`, zero-padded to an
+ * even length by the caller. A global function: verified once. */
+__noinline __u32 sum_scratch(struct scratch *s, __u32 len)
+{
+	__u32 sum = 0;
+	if (!s)
+		return 0;
+	for (__u32 i = 0; i < SCRATCH / 2; i++) {
+		if (2 * i >= len)
+			break;
+		sum += *(__u16 *)(s->b + ((2 * i) & (SCRATCH - 2)));
+	}
+	return sum;
+}
+
+/* The sum of `len` payload bytes at packet offset `off`; -1 if too long. */
+static __always_inline int payload_sum(struct xdp_md *ctx, __u32 off, __u32 len, __u64 *sum)
+{
+	__u32 zero = 0;
+	*sum = 0;
+	if (len == 0)
+		return 0;
+	struct scratch *s = bpf_map_lookup_elem(&scratch, &zero);
+	if (!s || len < 1 || len > SCRATCH - 2)
+		return -1;
+	if (bpf_xdp_load_bytes(ctx, off, s->b, len))
+		return -1;
+	s->b[len & (SCRATCH - 1)] = 0;
+	*sum = sum_scratch(s, len);
+	return 0;
 }
 
 /* Where the next hop is: fills the MACs and returns the action, or -1 for
@@ -339,7 +387,19 @@ static __noinline int client_to_peer(struct xdp_md *ctx, int v6, int l3len, stru
 	 * bytes), so only the headers, the ChannelData header and the last
 	 * word with the padding change. */
 	__u16 check = 0;
-	if (f->check) {
+	if (f->check && action == 0) {
+		/* Handed to the local stack: a sender on this host may have left
+		 * only the pseudo-header sum in the field (CHECKSUM_PARTIAL, which
+		 * loopback cannot turn off), so sum the payload afresh. */
+		__u64 ps;
+		if (payload_sum(ctx, sizeof(struct ethhdr) + l3len + sizeof(struct udphdr) + 4, len, &ps))
+			return XDP_PASS;
+		__u64 sum = pseudo_sum(v6, val.relay, val.peer, bpf_htons(out_len)) + bpf_htons(IPPROTO_UDP) +
+			    val.relay_port + val.peer_port + ps;
+		check = ~fold(sum);
+		if (!check)
+			check = 0xffff;
+	} else if (f->check) {
 		__u32 k4 = 4 + len;
 		__u32 tail = k4 & ~1u;
 		__u8 in[4] = {}, outw[2] = {};
@@ -407,7 +467,17 @@ static __noinline int peer_to_client(struct xdp_md *ctx, int v6, int l3len, stru
 		return XDP_PASS;
 	__u16 cd[2] = {val.channel, bpf_htons(len)};
 	__u16 check = 0;
-	if (f->check) {
+	if (f->check && action == 0) {
+		/* As in client_to_peer: sum afresh for the local stack. */
+		__u64 ps;
+		if (payload_sum(ctx, sizeof(struct ethhdr) + l3len + sizeof(struct udphdr), len, &ps))
+			return XDP_PASS;
+		__u64 sum = pseudo_sum(v6, val.server, val.client, bpf_htons(out_len)) + bpf_htons(IPPROTO_UDP) +
+			    val.server_port + val.client_port + cd[0] + cd[1] + ps;
+		check = ~fold(sum);
+		if (!check)
+			check = 0xffff;
+	} else if (f->check) {
 		__u64 removed = pseudo_sum(v6, f->src, f->dst, bpf_htons(f->udp_len)) + f->sport + f->dport;
 		__u64 added = pseudo_sum(v6, val.server, val.client, bpf_htons(out_len)) + val.server_port +
 			      val.client_port + cd[0] + cd[1];
@@ -530,8 +600,12 @@ static __noinline int binding(struct xdp_md *ctx, int v6, int l3len, struct flow
 	__builtin_memcpy(mac, eth.h_source, ETH_ALEN);
 	__builtin_memcpy(eth.h_source, eth.h_dest, ETH_ALEN);
 	__builtin_memcpy(eth.h_dest, mac, ETH_ALEN);
+	/* Grow at the front (XDP guarantees 256 bytes of headroom; tailroom is
+	 * up to the driver), cut any Ethernet trailer at the back. */
 	int delta = (int)(sizeof(struct ethhdr) + l3len + out_len) - (int)(end - data);
-	if (bpf_xdp_adjust_tail(ctx, delta))
+	if (delta > 0 && bpf_xdp_adjust_head(ctx, -delta))
+		return XDP_PASS;
+	if (delta < 0 && bpf_xdp_adjust_tail(ctx, delta))
 		return XDP_PASS;
 	struct flow g = *f;
 	if (write_headers(ctx, v6, &eth, iph, g.dst, g.src, g.dport, g.sport, out_len, check))
