@@ -196,6 +196,7 @@ pub mod lab_agent;
 pub mod lab_chromium;
 pub mod lab_ternd;
 pub mod lab_verify;
+pub mod netns;
 pub mod process;
 pub mod turn;
 pub mod ws;
