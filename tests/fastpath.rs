@@ -361,3 +361,43 @@ fn the_program_is_detached_after_sigterm_sigkill_and_a_reload_that_turns_it_off(
     );
     relay_works(&lab, &ternd, false);
 }
+
+/// RFC 8656 §7: an allocation that is not refreshed expires; the kernel
+/// relays until then and stops with the userspace path (the core's timer
+/// takes the channels back, and the kernel checks the same deadline).
+/// Takes a minute: the shortest lifetime ternd accepts.
+#[test]
+fn an_expiring_allocation_stops_the_kernel_when_the_core_stops() {
+    if !prerequisites() {
+        return;
+    }
+    let lab = Lab::new(Topology::Veth);
+    let Some(ternd) = start(&lab, "xdp", "default_lifetime = \"1m\"") else {
+        return;
+    };
+    let t0 = std::time::Instant::now();
+    let mut c = lab.client(false);
+    let relay = lab.allocate(&mut c, false);
+    let peer = lab.peer_socket(false);
+    c.channel_bind(0x4000, peer.local_addr().unwrap()).unwrap();
+    exchange(&mut c, &peer, relay, 0x4000, b"warm-up", 0);
+    let before = counters(&ternd);
+    std::thread::sleep(Duration::from_secs(55).saturating_sub(t0.elapsed()));
+    exchange(&mut c, &peer, relay, 0x4000, b"at 55 s", 0);
+    assert_eq!(
+        counters(&ternd).kernel_to_peer,
+        before.kernel_to_peer + 1,
+        "in the kernel until the end"
+    );
+    std::thread::sleep(Duration::from_secs(61).saturating_sub(t0.elapsed()));
+    assert!(relay_stopped(&mut c, &peer, relay, 0x4000), "relaying after expiry");
+    let line = "reason=Expired";
+    assert!(
+        common::wait_for(Duration::from_secs(5), || ternd.log_text().contains(line)),
+        "no expiry in the log:\n{}",
+        ternd.log_text()
+    );
+    assert!(ternd
+        .log_text()
+        .contains("to_peer_bytes=14 to_peer_packets=2 to_client_bytes=14"));
+}
