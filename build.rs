@@ -12,6 +12,17 @@ fn main() {
     println!("cargo::rerun-if-env-changed=TERND_CLANG");
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     let clang = std::env::var("TERND_CLANG").unwrap_or_else(|_| "clang".into());
+    // Build again once clang or libbpf's headers appear (tests/run.sh
+    // installs them after CI's first build): cargo reruns a build script
+    // whenever a path it watches is missing or changed.
+    let clang_path = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|dir| dir.join(&clang))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/clang"));
+    println!("cargo::rerun-if-changed={}", clang_path.display());
+    println!("cargo::rerun-if-changed=/usr/include/bpf/bpf_helpers.h");
     let object = out.join("xdp_relay.o");
     let result = Command::new(&clang)
         .args(["-O2", "-g", "-Wall", "-Werror", "-target", "bpf"])

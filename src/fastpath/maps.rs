@@ -114,14 +114,17 @@ pub struct ChannelKeys {
 }
 
 impl ChannelKeys {
-    /// The keys of `c`, or None if an address is one the kernel cannot
-    /// match (a relay bound to a wildcard, families that differ).
+    /// The keys of `c`, or None if the kernel cannot relay it: a relay
+    /// bound to a wildcard, or a client and a peer of different families
+    /// (RFC 6156 lets an IPv6 client reach IPv4 peers; the XDP program
+    /// rewrites headers in place and leaves that to userspace).
     pub fn of(c: &proto::KernelChannel) -> Option<ChannelKeys> {
         let (client, family) = ip_bytes(c.tuple.client.0.ip());
         let (server, server_family) = ip_bytes(c.tuple.server.0.ip());
         let (peer, peer_family) = ip_bytes(c.peer.0.ip());
         let (relay, relay_family) = ip_bytes(c.relay_addr.ip());
-        if family != server_family || peer_family != relay_family || c.relay_addr.ip().is_unspecified() {
+        let same = family == server_family && family == peer_family && family == relay_family;
+        if !same || c.relay_addr.ip().is_unspecified() {
             return None;
         }
         Some(ChannelKeys {
@@ -246,5 +249,53 @@ impl Maps {
             Ok(true) => per_cpu.iter().sum(),
             _ => 0,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proto::{ChannelNumber, ClientAddr, FiveTuple, KernelChannel, PeerAddr, RelayId, ServerAddr, Transport};
+
+    use super::ChannelKeys;
+
+    fn channel(client: &str, peer: &str, relay: &str) -> KernelChannel {
+        let client: std::net::SocketAddr = client.parse().unwrap();
+        let server = if client.is_ipv4() {
+            "192.0.2.1:3478"
+        } else {
+            "[2001:db8::1]:3478"
+        };
+        KernelChannel {
+            tuple: FiveTuple {
+                client: ClientAddr(client),
+                server: ServerAddr(server.parse().unwrap()),
+                transport: Transport::Udp,
+            },
+            relay: RelayId(7),
+            relay_addr: relay.parse().unwrap(),
+            number: ChannelNumber(0x4001),
+            peer: PeerAddr(peer.parse().unwrap()),
+        }
+    }
+
+    #[test]
+    fn keys_are_in_wire_order_and_mixed_families_stay_in_userspace() {
+        let k = ChannelKeys::of(&channel("198.51.100.7:4000", "203.0.113.9:5000", "192.0.2.1:50000")).unwrap();
+        assert_eq!(k.to_peer.client[..4], [198, 51, 100, 7]);
+        assert_eq!(k.to_peer.client[4..], [0; 12]);
+        assert_eq!(k.to_peer.client_port.to_ne_bytes(), 4000u16.to_be_bytes());
+        assert_eq!(k.to_peer.channel.to_ne_bytes(), [0x40, 0x01]);
+        assert_eq!(k.to_client.relay_port.to_ne_bytes(), 50000u16.to_be_bytes());
+        assert_eq!((k.to_peer.family, k.to_client.family), (4, 4));
+        let v6 = ChannelKeys::of(&channel(
+            "[2001:db8::7]:4000",
+            "[2001:db8::9]:5000",
+            "[2001:db8::1]:50000",
+        ))
+        .unwrap();
+        assert_eq!(v6.to_client.family, 6);
+        // RFC 6156: an IPv6 client with an IPv4 relay, and a wildcard relay.
+        assert!(ChannelKeys::of(&channel("[2001:db8::7]:4000", "203.0.113.9:5000", "192.0.2.1:50000")).is_none());
+        assert!(ChannelKeys::of(&channel("198.51.100.7:4000", "203.0.113.9:5000", "0.0.0.0:50000")).is_none());
     }
 }
