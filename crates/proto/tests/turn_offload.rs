@@ -115,16 +115,15 @@ fn the_allocation_going_away_comes_before_its_close_event_and_kernel_traffic_cou
 #[test]
 fn expiry_and_operator_close_stop_the_kernel_too() {
     let mut d = offloading();
-    let c = bound_client(&mut d);
+    bound_client(&mut d);
     d.advance(600);
     // The permission lapsed at 300; the allocation (600 s) expires at 600.
     assert_eq!(kinds(&d, 1), [(300, "permission lapsed"), (600, "allocation gone")]);
     let mut d = offloading();
-    let c2 = bound_client(&mut d);
-    assert!(d.server.close_allocation(d.now, &c2.tuple));
+    let c = bound_client(&mut d);
+    assert!(d.server.close_allocation(d.now, &c.tuple));
     d.pump();
     assert_eq!(kinds(&d, 1), [(0, "allocation gone")]);
-    let _ = c;
 }
 
 #[test]
