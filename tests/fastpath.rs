@@ -248,6 +248,29 @@ fn indications_unbound_peers_and_closed_allocations_use_the_userspace_path() {
     // The channel still relays in the kernel next to all that.
     exchange(&mut c, &bound, relay, 0x4001, b"still fast", 1);
     assert_eq!(counters(&ternd).kernel_to_peer, before.kernel_to_peer + 1);
+
+    // The admin view counts the kernel's share; an operator's close stops it.
+    let client = c.io.local_addr().to_string();
+    let admin = move |method: &'static str, path: String| {
+        let headers: &[(&str, &str)] = &[("X-Ternd-Admin", "1")];
+        common::http::http(common::xdp_lab::HTTP.parse().unwrap(), method, &path, headers).json()
+    };
+    let list = common::xdp_lab::in_ns(&lab.server, {
+        let admin = admin.clone();
+        move || admin("GET", "/admin/allocations".into())
+    });
+    let mine = &list["allocations"][0];
+    assert_eq!(mine["client"], client.as_str());
+    let expected = b"warm-up".len() + 2 * b"by indication".len() + b"still fast".len();
+    assert_eq!(mine["to_peer_bytes"], expected as u64, "{list}");
+    let closed = common::xdp_lab::in_ns(&lab.server, move || {
+        admin("POST", format!("/admin/close?client={client}"))
+    });
+    assert_eq!(closed["closed"], 1);
+    assert!(
+        relay_stopped(&mut c, &bound, relay, 0x4001),
+        "relaying after an operator's close"
+    );
 }
 
 /// An allocation with a bandwidth cap is enforced in userspace: the kernel
