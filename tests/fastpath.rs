@@ -255,10 +255,7 @@ fn indications_unbound_peers_and_closed_allocations_use_the_userspace_path() {
         let headers: &[(&str, &str)] = &[("X-Ternd-Admin", "1")];
         common::http::http(common::xdp_lab::HTTP.parse().unwrap(), method, &path, headers).json()
     };
-    let list = common::xdp_lab::in_ns(&lab.server, {
-        let admin = admin.clone();
-        move || admin("GET", "/admin/allocations".into())
-    });
+    let list = common::xdp_lab::in_ns(&lab.server, move || admin("GET", "/admin/allocations".into()));
     let mine = &list["allocations"][0];
     assert_eq!(mine["client"], client.as_str());
     let expected = b"warm-up".len() + 2 * b"by indication".len() + b"still fast".len();
