@@ -31,6 +31,13 @@ CEILING=${CEILING:-1}           # 1: also measure the bare ceilings (no server /
 SERVERS=${SERVERS:-"ternd coturn"}
 TERND_ARGS=${TERND_ARGS:-}      # extra ternd arguments, e.g. "--set udp.recv_buffer_bytes=4194304"
 COTURN_ARGS=${COTURN_ARGS:-}    # extra turnserver arguments
+COTURN_BIN=${COTURN_BIN:-turnserver} # the coturn to compare with (any build, e.g. one built from source)
+# The kernel fast path (issue 14): "xdp-generic" runs the whole benchmark in a
+# private network namespace (its own loopback, forwarding on) with ternd's XDP
+# program attached to that loopback; coturn runs there too, without it. The
+# XDP work of loopback traffic is done in the sending process's softirq, so
+# compare "cores busy" (both cores, all processes) rather than "server %".
+TERND_FASTPATH=${TERND_FASTPATH:-off}
 SKIP_BUILD=${SKIP_BUILD:-0}     # 1: use already built binaries
 OTHER_MAX=${OTHER_MAX:-10}      # % of a core used by other processes above which a run is disturbed
 RETRIES=${RETRIES:-2}           # re-runs of a disturbed run
@@ -59,6 +66,22 @@ TURN_USER=bench TURN_PASS=benchpass TURN_REALM=bench
 
 log() { echo "[bench] $*" >&2; }
 die() { echo "[bench] error: $*" >&2; exit 1; }
+
+# With the fast path, run this same script inside a fresh namespace and
+# delete it afterwards (its loopback, its XDP program, nothing left behind).
+if [[ $TERND_FASTPATH != off && -z ${TERND_BENCH_NETNS:-} ]]; then
+    [[ $(id -u) -eq 0 ]] || die "TERND_FASTPATH=$TERND_FASTPATH needs root (namespaces, XDP)"
+    ns=ternd-bench-$$
+    ip netns add "$ns" || die "cannot create namespace $ns"
+    ip -n "$ns" link set lo up
+    ip netns exec "$ns" sysctl -qw net.ipv4.conf.all.forwarding=1 net.ipv4.conf.lo.forwarding=1
+    rc=0
+    ip netns exec "$ns" env TERND_BENCH_NETNS="$ns" bash "${BASH_SOURCE[0]}" "$@" || rc=$?
+    ip netns del "$ns"
+    exit "$rc"
+fi
+FASTPATH_ARGS=()
+[[ $TERND_FASTPATH != off ]] && FASTPATH_ARGS=(--set "fastpath.mode=$TERND_FASTPATH" --set fastpath.interfaces=lo)
 has_suite() { [[ ",$SUITE," == *",$1,"* ]]; }
 
 # ---- cleanup: only processes this script started, by PID -----------------
@@ -86,7 +109,7 @@ trap 'exit 130' INT TERM
 # ---- prerequisites and builds --------------------------------------------
 command -v taskset >/dev/null || die "taskset not found (util-linux)"
 if [[ " $SERVERS " == *" coturn "* ]] || has_suite uclient; then
-    if ! command -v turnserver >/dev/null || ! command -v turnutils_uclient >/dev/null; then
+    if ! command -v "$COTURN_BIN" >/dev/null || ! command -v turnutils_uclient >/dev/null; then
         log "turnserver / turnutils_uclient not found; installing coturn"
         SUDO=; [[ $(id -u) -eq 0 ]] || SUDO=sudo
         $SUDO apt-get update && $SUDO apt-get install -y coturn
@@ -114,7 +137,7 @@ start_server() {
     ternd/stun)
         # shellcheck disable=SC2086
         taskset -c "$SERVER_CPUS" "$TERND" --set "listen.udp=127.0.0.1:$port" --set listen.tcp= --set http.listen= \
-            --set "server.shards=$SHARDS" --log-level warn $TERND_ARGS >"$out" 2>&1 &
+            --set "server.shards=$SHARDS" "${FASTPATH_ARGS[@]}" --log-level warn $TERND_ARGS >"$out" 2>&1 &
         ;;
     ternd/*)
         local legacy=()
@@ -127,12 +150,12 @@ start_server() {
             --set peers.allow=127.0.0.0/8 --set "turn.users.$TURN_USER=$TURN_PASS" \
             --set "turn.realm=$TURN_REALM" --set turn.max_allocations=1000000 \
             --set turn.max_allocations_per_user=1000000 --set turn.max_allocations_per_ip=1000000 --set turn.unauthenticated_rate=0 --set turn.unauthenticated_rate_total=0 \
-            "${legacy[@]}" --log-level warn $TERND_ARGS >"$out" 2>&1 &
+            "${legacy[@]}" "${FASTPATH_ARGS[@]}" --log-level warn $TERND_ARGS >"$out" 2>&1 &
         ;;
     coturn/stun)
         # STUN only, no auth needed for Binding; UDP only; SHARDS relay threads.
         # shellcheck disable=SC2086
-        taskset -c "$SERVER_CPUS" turnserver -n --listening-ip=127.0.0.1 --listening-port="$port" \
+        taskset -c "$SERVER_CPUS" "$COTURN_BIN" -n --listening-ip=127.0.0.1 --listening-port="$port" \
             --no-tcp --no-tls --no-dtls --relay-threads="$SHARDS" --no-cli --stun-only \
             --log-file=stdout --simple-log --pidfile="$WORK/turnserver.pid" \
             --userdb="$WORK/turndb" $COTURN_ARGS >"$out" 2>&1 &
@@ -140,7 +163,7 @@ start_server() {
     coturn/*)
         # Quotas 0 = unlimited, no bandwidth cap; relay-ip pins relays to loopback.
         # shellcheck disable=SC2086
-        taskset -c "$SERVER_CPUS" turnserver -n --listening-ip=127.0.0.1 --listening-port="$port" \
+        taskset -c "$SERVER_CPUS" "$COTURN_BIN" -n --listening-ip=127.0.0.1 --listening-port="$port" \
             --relay-ip=127.0.0.1 --min-port="$RELAY_PORT_MIN" --max-port="$RELAY_PORT_MAX" \
             --no-tcp --no-tls --no-dtls --relay-threads="$SHARDS" --lt-cred-mech \
             --user="$TURN_USER:$TURN_PASS" --realm="$TURN_REALM" --allow-loopback-peers \
@@ -468,7 +491,9 @@ mbit() { # mbit PKTS PAYLOAD
     awk -v v="${1%\*}" -v p="$2" -v s="${1//[^*]/}" 'BEGIN { if (v+0 > 0) printf "%.1f%s", v * p * 8 / 1e6, s; else print "-" }'
 }
 
+coturn_version=$("$COTURN_BIN" --version 2>/dev/null | head -n 1 || true)
 echo
+echo "ternd: $("$TERND" --version 2>/dev/null | head -n 1), fast path $TERND_FASTPATH${TERND_BENCH_NETNS:+ (namespace $TERND_BENCH_NETNS)}; coturn: $COTURN_BIN ${coturn_version:-(version unknown)}"
 echo "ternd vs coturn, UDP on 127.0.0.1, server on CPU $SERVER_CPUS, load on CPU $LOAD_CPUS, $ROUNDS rounds x ${DURATION}s, $SHARDS shard(s)/relay thread(s)"
 printf '%-46s %14s %15s %7s  %-6s %s\n' "figure" "ternd (median)" "coturn (median)" "ratio" "better" "notes"
 for fig in "${FIGS[@]}"; do

@@ -6,6 +6,7 @@ pub mod banner;
 pub mod budget;
 pub mod cli;
 pub mod config;
+pub mod fastpath;
 pub mod fd_limit;
 pub mod firewall;
 pub mod http;

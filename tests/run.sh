@@ -25,6 +25,13 @@ declare -A want=(
   [libnss3-tools]=/usr/bin/certutil
   # tests/ops_kit.rs: `nginx -t` on deploy/nginx/ternd.conf.
   [nginx]=/usr/sbin/nginx
+  # The XDP fast path (src/fastpath, issue 14): build.rs compiles it with
+  # clang against libbpf's headers; tests/fastpath.rs turns veth offloads
+  # off with ethtool, and bpftool helps when it fails.
+  [clang]=/usr/bin/clang
+  [libbpf-dev]=/usr/include/bpf/bpf_helpers.h
+  [bpftool]=/usr/sbin/bpftool
+  [ethtool]=/usr/sbin/ethtool
 )
 missing=()
 for pkg in "${!want[@]}"; do

@@ -60,6 +60,7 @@ pub const LIST_KEYS: &[&str] = &[
     "http.listen",
     "http.api_keys",
     "http.allowed_origins",
+    "fastpath.interfaces",
 ];
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -76,6 +77,7 @@ pub struct Config {
     pub http: HttpSection,
     pub signaling: SignalingSection,
     pub log: LogSection,
+    pub fastpath: FastpathSection,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -234,6 +236,28 @@ pub enum LogFormat {
 pub struct LogSection {
     pub level: String,
     pub format: LogFormat,
+}
+
+/// How the kernel fast path (XDP, issue 14) runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FastpathMode {
+    /// Userspace only.
+    Off,
+    /// Native (driver) XDP; fails at start if it cannot attach.
+    Xdp,
+    /// Generic (skb) XDP, for interfaces without native support such as `lo`.
+    XdpGeneric,
+    /// Native, else generic, else off with a warning.
+    Auto,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FastpathSection {
+    pub mode: FastpathMode,
+    #[serde(deserialize_with = "one_or_many")]
+    pub interfaces: Vec<String>,
 }
 
 /// A config that could not be loaded; the message names the key or file.
@@ -492,6 +516,12 @@ impl Config {
         }
         if self.tls.handshake_timeout.0 < Duration::from_millis(100) {
             invalid("tls.handshake_timeout", "must be at least 100ms");
+        }
+        if self.fastpath.mode != FastpathMode::Off && self.fastpath.interfaces.is_empty() {
+            invalid(
+                "fastpath.interfaces",
+                "list the interfaces to attach to when fastpath.mode is not \"off\"",
+            );
         }
         if let Err(e) = check_log_filter(&self.log.level) {
             invalid("log.level", &e);

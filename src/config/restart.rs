@@ -34,6 +34,12 @@ pub const RESTART_KEYS: &[(&str, KeepRunning)] = &[
         to.tls.handshake_timeout = from.tls.handshake_timeout
     }),
     ("log.format", |to, from| to.log.format = from.log.format),
+    // A reload may turn the fast path off; anything else waits for a restart.
+    ("fastpath", |to, from| {
+        if to.fastpath.mode != super::FastpathMode::Off {
+            to.fastpath = from.fastpath.clone();
+        }
+    }),
 ];
 
 /// What a reload from the running config to a new one does.
@@ -64,7 +70,7 @@ impl ReloadPlan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{ByteSize, LogFormat, RelayIp, Secret};
+    use crate::config::{ByteSize, FastpathMode, LogFormat, RelayIp, Secret};
 
     #[test]
     fn live_keys_apply_and_restart_keys_wait() {
@@ -87,6 +93,19 @@ mod tests {
         assert_eq!(plan.applied.relay, running.relay);
         assert_eq!(plan.applied.udp, running.udp);
         assert_eq!(plan.applied.log.format, running.log.format);
+    }
+
+    #[test]
+    fn a_reload_may_turn_the_fast_path_off_but_not_on() {
+        let mut running = Config::default();
+        running.fastpath.mode = FastpathMode::Xdp;
+        running.fastpath.interfaces = vec!["eth0".into()];
+        let plan = ReloadPlan::new(&running, &Config::default());
+        assert!(plan.needs_restart.is_empty());
+        assert_eq!(plan.applied.fastpath.mode, FastpathMode::Off);
+        let plan = ReloadPlan::new(&Config::default(), &running);
+        assert_eq!(plan.needs_restart, ["fastpath"]);
+        assert_eq!(plan.applied.fastpath.mode, FastpathMode::Off);
     }
 
     #[test]
@@ -114,6 +133,8 @@ mod tests {
         new.udp.send_buffer_bytes = ByteSize(1);
         new.tls.handshake_timeout.0 += std::time::Duration::from_secs(1);
         new.log.format = LogFormat::Json;
+        new.fastpath.mode = FastpathMode::Auto;
+        new.fastpath.interfaces = vec!["eth0".into()];
         let plan = ReloadPlan::new(&running, &new);
         let all: Vec<&str> = RESTART_KEYS.iter().map(|(k, _)| *k).collect();
         assert_eq!(plan.needs_restart, all);

@@ -75,6 +75,48 @@ pub async fn metrics(State(app): State<Arc<AppState>>) -> impl IntoResponse {
         t.to_client_packets
     );
 
+    // The kernel's part: its relayed traffic is in the totals above already
+    // (read back by each shard before answering); these are its own counts.
+    let fastpath = app.server.fastpath_counters();
+    family(
+        &mut o,
+        "fastpath_attached",
+        "gauge",
+        "1 while the XDP fast path is attached.",
+    );
+    let _ = writeln!(o, "ternd_fastpath_attached {}", u8::from(fastpath.is_some()));
+    let f = fastpath.unwrap_or_default();
+    family(
+        &mut o,
+        "fastpath_binding_responses_total",
+        "counter",
+        "Binding requests answered by the XDP fast path.",
+    );
+    let _ = writeln!(o, "ternd_fastpath_binding_responses_total {}", f.bindings);
+    family(
+        &mut o,
+        "fastpath_relayed_packets_total",
+        "counter",
+        "Datagrams the XDP fast path relayed (also counted in relayed_packets_total).",
+    );
+    let _ = writeln!(
+        o,
+        "ternd_fastpath_relayed_packets_total{{direction=\"to_peer\"}} {}",
+        f.to_peer
+    );
+    let _ = writeln!(
+        o,
+        "ternd_fastpath_relayed_packets_total{{direction=\"to_client\"}} {}",
+        f.to_client
+    );
+    family(
+        &mut o,
+        "fastpath_passed_total",
+        "counter",
+        "UDP datagrams the XDP fast path looked at and passed to userspace.",
+    );
+    let _ = writeln!(o, "ternd_fastpath_passed_total {}", f.passed);
+
     family(
         &mut o,
         "requests_total",

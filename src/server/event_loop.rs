@@ -18,6 +18,7 @@ use super::mmsg::{self, UdpBatch};
 use super::shard::Shard;
 use super::stream::{self, StreamLimits};
 use super::{relay, udp};
+use crate::fastpath::Mirror;
 
 /// The sockets a shard serves, already bound (so errors surface at startup).
 pub struct ShardSockets {
@@ -76,6 +77,8 @@ pub struct ShardSetup {
     pub limits: StreamLimits,
     pub relay_buffers: (usize, usize),
     pub shutdown: watch::Receiver<bool>,
+    /// The kernel fast path's maps, when it is attached.
+    pub fastpath: Option<std::sync::Arc<crate::fastpath::Maps>>,
 }
 
 /// Runs a shard to completion on the current thread; returns its counters.
@@ -100,6 +103,7 @@ pub fn run(setup: ShardSetup) -> std::io::Result<proto::Stats> {
             spawn_relay_reader: |shard, id, socket| tokio::task::spawn_local(relay::read_peers(shard, id, socket)),
             timer_armed: Cell::new(None),
             timer_wake: Notify::new(),
+            fastpath: RefCell::new(setup.fastpath.map(|maps| Mirror::new(maps, setup.index))),
         });
         for (addr, sock) in udp {
             tokio::task::spawn_local(udp::serve(sock, ServerAddr(addr), shard.clone()));
@@ -156,6 +160,12 @@ async fn run_control(shard: Rc<Shard>, index: usize, mut rx: mpsc::UnboundedRece
         let now = Instant::now();
         match c {
             Control::Reload(cfg, done) => {
+                if !cfg.offload {
+                    // The fast path is being turned off: take back what this shard installed.
+                    if let Some(mut m) = shard.fastpath.borrow_mut().take() {
+                        m.clear(&mut shard.core.borrow_mut());
+                    }
+                }
                 shard.core.borrow_mut().reload(cfg.live());
                 let _ = done.send(());
             }
@@ -167,6 +177,7 @@ async fn run_control(shard: Rc<Shard>, index: usize, mut rx: mpsc::UnboundedRece
                 let _ = reply.send(());
             }
             Control::Snapshot(reply) => {
+                shard.flush_kernel_traffic();
                 let core = shard.core.borrow();
                 let (permissions, channels) = core.permission_and_channel_counts(now);
                 let _ = reply.send(ShardSnapshot {
@@ -178,6 +189,7 @@ async fn run_control(shard: Rc<Shard>, index: usize, mut rx: mpsc::UnboundedRece
                 });
             }
             Control::List(reply) => {
+                shard.flush_kernel_traffic();
                 let core = shard.core.borrow();
                 let list = core
                     .allocations()

@@ -12,7 +12,8 @@ use tokio::sync::{mpsc, oneshot};
 use super::event_loop::{AllocationInfo, Control, ShardSnapshot};
 use super::setup::{quota_limits, Shared};
 use crate::budget::{ConnLimiter, Exhaustions, SharedBytes};
-use crate::config::{Config, ReloadPlan, Secret};
+use crate::config::{Config, FastpathMode, ReloadPlan, Secret};
+use crate::fastpath::{FastPath, Stat};
 use crate::tls::CertResolver;
 use proto::auth::revocation_lapsed;
 
@@ -34,6 +35,17 @@ pub struct Inner {
     pub revoked: Mutex<HashSet<String>>,
     /// Changes the log level (set once logging is installed).
     pub log: Mutex<Option<crate::logging::LogHandle>>,
+    /// The kernel fast path while attached; dropping it detaches.
+    pub fastpath: Mutex<Option<FastPath>>,
+}
+
+/// The kernel fast path's own counters, all CPUs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FastpathCounters {
+    pub bindings: u64,
+    pub to_peer: u64,
+    pub to_client: u64,
+    pub passed: u64,
 }
 
 #[derive(Clone)]
@@ -172,6 +184,18 @@ impl ServerHandle {
         count
     }
 
+    /// The fast path's counters, if it is attached.
+    pub fn fastpath_counters(&self) -> Option<FastpathCounters> {
+        let guard = self.0.fastpath.lock().unwrap_or_else(|e| e.into_inner());
+        let maps = guard.as_ref()?.maps();
+        Some(FastpathCounters {
+            bindings: maps.stat(Stat::Binding),
+            to_peer: maps.stat(Stat::ToPeer),
+            to_client: maps.stat(Stat::ToClient),
+            passed: maps.stat(Stat::Pass),
+        })
+    }
+
     /// How many usernames are revoked now.
     pub fn revocations(&self) -> usize {
         self.0.revoked.lock().unwrap_or_else(|e| e.into_inner()).len()
@@ -197,8 +221,13 @@ impl ServerHandle {
         }
         shared.quotas.set_limits(quota_limits(&applied));
         let n = self.shard_count();
+        let offload = applied.fastpath.mode != FastpathMode::Off
+            && self.0.fastpath.lock().unwrap_or_else(|e| e.into_inner()).is_some();
         let configs = (0..n)
-            .map(|i| shared.core_config(&applied, i, n))
+            .map(|i| {
+                let c = shared.core_config(&applied, i, n)?;
+                Ok(proto::ServerConfig { offload, ..c })
+            })
             .collect::<anyhow::Result<Vec<_>>>()?;
         let mut configs = configs.into_iter();
         self.ask_each(|_, tx| {
@@ -206,6 +235,10 @@ impl ServerHandle {
             Control::Reload(Box::new(cfg), tx)
         })
         .await;
+        if !offload {
+            // Every shard took its entries back: detach (drops the bpf_links).
+            drop(self.0.fastpath.lock().unwrap_or_else(|e| e.into_inner()).take());
+        }
         *self.0.shared.write().unwrap_or_else(|e| e.into_inner()) = shared;
         *self.0.config.lock().unwrap_or_else(|e| e.into_inner()) = applied;
         Ok(ReloadReport { needs_restart })

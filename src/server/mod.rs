@@ -25,7 +25,7 @@ use crate::budget::{Budget, Budgets, ConnLimiter, SharedBytes};
 use crate::config::Config;
 
 pub use event_loop::{AllocationInfo, ShardSnapshot};
-pub use handle::{ReloadReport, ServerHandle};
+pub use handle::{FastpathCounters, ReloadReport, ServerHandle};
 pub use stream::StreamLimits;
 
 /// The addresses the server actually listens on (ports resolved when the
@@ -176,6 +176,9 @@ pub fn start(config: &Config, tls: Option<&crate::tls::TlsSetup>, budgets: &Budg
         }),
     };
     let shared = setup::Shared::new(config)?;
+    // After the listeners (it answers Binding on them), before the shards.
+    let fastpath = crate::fastpath::FastPath::start(&config.fastpath, &bound.udp)?;
+    let maps = fastpath.as_ref().map(|f| f.maps());
     let (controls, control_rxs): (Vec<_>, Vec<_>) = (0..n).map(|_| tokio::sync::mpsc::unbounded_channel()).unzip();
     let handle = ServerHandle(Arc::new(handle::Inner {
         controls,
@@ -189,6 +192,7 @@ pub fn start(config: &Config, tls: Option<&crate::tls::TlsSetup>, budgets: &Budg
         cert: tls.map(|t| t.resolver.clone()),
         revoked: Default::default(),
         log: Default::default(),
+        fastpath: std::sync::Mutex::new(fastpath),
     }));
     let (stop, stop_rx) = watch::channel(false);
     let mut shards = Vec::with_capacity(n);
@@ -197,7 +201,10 @@ pub fn start(config: &Config, tls: Option<&crate::tls::TlsSetup>, budgets: &Budg
             index,
             control,
             sockets,
-            core_config: shared.core_config(config, index, n)?,
+            core_config: proto::ServerConfig {
+                offload: maps.is_some(),
+                ..shared.core_config(config, index, n)?
+            },
             tls: acceptor.clone(),
             limits: limits.clone(),
             relay_buffers: (
@@ -205,6 +212,7 @@ pub fn start(config: &Config, tls: Option<&crate::tls::TlsSetup>, budgets: &Budg
                 config.relay.send_buffer_bytes.usize(),
             ),
             shutdown: stop_rx.clone(),
+            fastpath: maps.clone(),
         };
         let h = std::thread::Builder::new()
             .name(format!("ternd-shard-{index}"))

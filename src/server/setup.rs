@@ -190,6 +190,8 @@ impl Shared {
             legacy_channel_numbers: config.turn.legacy_channel_numbers,
             unauthenticated_rate: config.turn.unauthenticated_rate,
             unauthenticated_rate_total: config.turn.unauthenticated_rate_total,
+            // On once the fast path is attached (server::start, reload).
+            offload: false,
             rng_seed: random_bytes()?,
         })
     }

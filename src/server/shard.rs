@@ -24,6 +24,7 @@ use tokio::task::JoinHandle;
 use super::conn_out::ConnOut;
 use super::mmsg::{self, Udp, UdpBatch};
 use super::sockets;
+use crate::fastpath::Mirror;
 
 /// Starts the task that reads a relay socket's peers (injected by the event
 /// loop, so this module needs no import of the relay reader).
@@ -50,6 +51,8 @@ pub struct Shard {
     /// The deadline the timer task sleeps until, and its wake-up call.
     pub timer_armed: Cell<Option<Instant>>,
     pub timer_wake: Notify,
+    /// This shard's side of the kernel fast path, while it is attached.
+    pub fastpath: RefCell<Option<Mirror>>,
 }
 
 impl Shard {
@@ -97,6 +100,14 @@ impl Shard {
         }
     }
 
+    /// Reports what the kernel fast path relayed since the last call to the
+    /// core (before its counters are read for metrics or the admin view).
+    pub fn flush_kernel_traffic(&self) {
+        if let Some(m) = self.fastpath.borrow_mut().as_mut() {
+            m.flush(&mut self.core.borrow_mut());
+        }
+    }
+
     /// Sends relayed bytes to a peer now (from stream clients). Failures
     /// (unreachable networks, EPERM from a firewall, a full buffer) drop the
     /// datagram and are counted; the allocation is not affected.
@@ -139,7 +150,19 @@ impl Shard {
                     }
                 }
                 Command::SendToClient { tuple, data } => self.to_client(&tuple, &data),
-                Command::Event(e) => log_event(&e),
+                Command::Event(mut e) => {
+                    if let (Event::AllocationClosed { tuple, traffic, .. }, Some(m)) =
+                        (&mut e, self.fastpath.borrow_mut().as_mut())
+                    {
+                        m.closing(tuple, traffic);
+                    }
+                    log_event(&e)
+                }
+                Command::Offload(o) => {
+                    if let Some(m) = self.fastpath.borrow_mut().as_mut() {
+                        m.apply(o, &mut self.core.borrow_mut());
+                    }
+                }
             }
         }
         let next = self.core.borrow().poll_timeout();

@@ -5,8 +5,6 @@
 //! the next `ternd-lab up` (every lab test starts one) removes it.
 #![allow(dead_code)]
 
-use std::fs::File;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -181,17 +179,7 @@ impl Lab {
     /// it creates belong to that namespace and may be returned and used from
     /// any thread.
     pub fn in_node<T: Send + 'static>(&self, node: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-        let path = format!("/run/netns/{}", self.netns(node));
-        std::thread::spawn(move || {
-            let ns = File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
-            // SAFETY: setns(2) on an open namespace fd; it changes only this
-            // thread, which ends when `f` returns.
-            let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
-            assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
-            f()
-        })
-        .join()
-        .unwrap_or_else(|e| std::panic::resume_unwind(e))
+        super::netns::in_ns(&self.netns(node), f)
     }
 
     /// `ternd-lab status` output, for failure messages.

@@ -196,9 +196,11 @@ pub mod lab_agent;
 pub mod lab_chromium;
 pub mod lab_ternd;
 pub mod lab_verify;
+pub mod netns;
 pub mod process;
 pub mod turn;
 pub mod ws;
+pub mod xdp_lab;
 
 /// A UDP peer on loopback that echoes every datagram back to its sender, on
 /// its own thread, until the returned guard is dropped. It stays off the

@@ -116,6 +116,11 @@ impl Bucket {
         }
     }
 
+    /// True for a rate of 0: no cap.
+    pub fn is_unlimited(&self) -> bool {
+        self.rate == 0
+    }
+
     /// Takes `n` bytes if available. A rate of 0 means unlimited.
     pub fn take(&mut self, n: usize, now: Instant) -> bool {
         if self.rate == 0 {
@@ -177,6 +182,18 @@ pub struct Allocation {
     pub bucket_to_client: Bucket,
     /// The deadline this allocation's live timer entry is queued for.
     pub armed: Option<Instant>,
+    /// The channels the driver's kernel fast path relays for this
+    /// allocation, as last told (see [`crate::output::Offload`]).
+    pub offloaded: Vec<OffloadedChannel>,
+}
+
+/// A channel the kernel may relay on its own until `until`: the earliest of
+/// the binding's, the permission's and the allocation's expiry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OffloadedChannel {
+    pub number: ChannelNumber,
+    pub peer: PeerAddr,
+    pub until: Instant,
 }
 
 impl Allocation {

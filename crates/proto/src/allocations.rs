@@ -158,4 +158,9 @@ impl Allocations {
     pub fn iter(&self) -> impl Iterator<Item = &Allocation> {
         self.slots.iter().filter_map(|s| s.alloc.as_ref())
     }
+
+    /// Every live allocation, mutably.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut Allocation> {
+        self.slots.iter_mut().filter_map(|s| s.alloc.as_mut())
+    }
 }

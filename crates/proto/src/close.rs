@@ -36,6 +36,7 @@ impl Server {
     /// Deletes allocation `slot`: releases its relays, ports and quota.
     pub(crate) fn delete_allocation(&mut self, slot: SlotId, now: Instant, reason: CloseReason) {
         let Some(a) = self.allocations.remove(slot) else { return };
+        self.offload_gone(&a);
         for r in &a.relays {
             self.release_socket(r.id, r.local);
         }

@@ -49,6 +49,9 @@ pub struct ServerConfig {
     /// Requests per second all sources together may make without
     /// authenticating, shared out evenly among the shards; 0 = no limit.
     pub unauthenticated_rate_total: u32,
+    /// Tell the driver which channels its kernel fast path may relay
+    /// ([`crate::Command::Offload`]).
+    pub offload: bool,
     /// Seeds the core's CSPRNG (relay ports, tokens, transaction ids, the
     /// budget's hash key): 32 bytes from the OS in production, fixed in tests.
     pub rng_seed: [u8; 32],
@@ -83,6 +86,7 @@ impl Default for ServerConfig {
             legacy_channel_numbers: false,
             unauthenticated_rate: 0,
             unauthenticated_rate_total: 0,
+            offload: false,
             rng_seed: [0; 32],
         }
     }
@@ -104,6 +108,7 @@ pub struct LiveConfig {
     pub legacy_channel_numbers: bool,
     pub unauthenticated_rate: u32,
     pub unauthenticated_rate_total: u32,
+    pub offload: bool,
 }
 
 impl ServerConfig {
@@ -120,6 +125,7 @@ impl ServerConfig {
             legacy_channel_numbers: self.legacy_channel_numbers,
             unauthenticated_rate: self.unauthenticated_rate,
             unauthenticated_rate_total: self.unauthenticated_rate_total,
+            offload: self.offload,
         }
     }
 
@@ -136,6 +142,7 @@ impl ServerConfig {
             legacy_channel_numbers,
             unauthenticated_rate,
             unauthenticated_rate_total,
+            offload,
         } = live;
         self.software = software;
         self.credentials = credentials;
@@ -147,6 +154,7 @@ impl ServerConfig {
         self.legacy_channel_numbers = legacy_channel_numbers;
         self.unauthenticated_rate = unauthenticated_rate;
         self.unauthenticated_rate_total = unauthenticated_rate_total;
+        self.offload = offload;
     }
 
     /// This shard's share of `unauthenticated_rate_total` (0 = no limit).

@@ -36,6 +36,7 @@ pub mod drop_reason;
 pub mod framing;
 pub mod metrics;
 pub mod nonce;
+mod offload;
 pub mod output;
 mod pending;
 pub mod policy;
@@ -55,7 +56,9 @@ pub use addr::{canonical, ClientAddr, Family, FiveTuple, PeerAddr, ServerAddr, T
 pub use allocation::{ChannelNumber, RelayId};
 pub use config::{LiveConfig, ServerConfig};
 pub use drop_reason::{DropCounters, DropReason};
-pub use output::{BindError, CloseReason, Command, Event, Output, PeerOutput, PEER_HEADROOM, PEER_TAILROOM};
+pub use output::{
+    BindError, CloseReason, Command, Event, KernelChannel, Offload, Output, PeerOutput, PEER_HEADROOM, PEER_TAILROOM,
+};
 pub use rng::seed_from_u64;
 pub use server::Server;
 pub use stats::Stats;

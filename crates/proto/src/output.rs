@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::addr::{FiveTuple, PeerAddr};
-use crate::allocation::{RelayId, Traffic};
+use crate::allocation::{ChannelNumber, RelayId, Traffic};
 use crate::drop_reason::DropReason;
 
 /// Bytes the driver must leave free in front of a peer datagram handed to
@@ -81,6 +81,46 @@ pub enum Command {
     SendToClient { tuple: FiveTuple, data: Vec<u8> },
     /// Something worth logging happened.
     Event(Event),
+    /// Change what the kernel fast path relays on its own (only with
+    /// [`crate::ServerConfig::offload`] on).
+    Offload(Offload),
+}
+
+/// One channel as the kernel fast path sees it: ChannelData from the client
+/// on `tuple` with `number` goes from `relay_addr` to `peer`, and datagrams
+/// from `peer` to `relay_addr` go back to the client as ChannelData.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KernelChannel {
+    pub tuple: FiveTuple,
+    pub relay: RelayId,
+    /// The address the relay socket is bound to.
+    pub relay_addr: SocketAddr,
+    pub number: ChannelNumber,
+    pub peer: PeerAddr,
+}
+
+/// What the driver mirrors into the kernel's maps. The core stays the only
+/// source of truth: the kernel relays a channel only between a
+/// [`Offload::ChannelBound`] and the removal that follows it, and never
+/// after `until` (the kernel checks it too, so an expiry stops both paths at
+/// the same moment). Allocations with a bandwidth cap, stream clients and
+/// peers that are our own addresses are never offloaded: the userspace path
+/// enforces what the kernel cannot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Offload {
+    /// Relay this channel in the kernel until `until` (new, or refreshed).
+    ChannelBound {
+        channel: KernelChannel,
+        until: std::time::Instant,
+    },
+    /// The binding expired (RFC 8656 §12): stop.
+    ChannelExpired(KernelChannel),
+    /// The peer's permission lapsed (RFC 8656 §9) while the binding lives: stop.
+    PermissionLapsed(KernelChannel),
+    /// The allocation is gone: stop every channel of these relays and
+    /// report what the kernel relayed for them ([`crate::Server::kernel_traffic`])
+    /// before the [`Event::AllocationClosed`] that follows is logged.
+    AllocationGone { tuple: FiveTuple, relays: Vec<RelayId> },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

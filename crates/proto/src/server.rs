@@ -100,7 +100,11 @@ impl Server {
     /// Applies the settings that may change live ([`LiveConfig`]); the
     /// rest of the config stays as the server started with it.
     pub fn reload(&mut self, live: LiveConfig) {
+        let offload = self.config.offload;
         self.config.apply(live);
+        if offload != self.config.offload {
+            self.reset_offload();
+        }
         self.budget.set_limits(
             self.config.unauthenticated_rate,
             self.config.unauthenticated_rate_per_shard(),

@@ -47,7 +47,8 @@ impl Server {
     }
 
     /// Queues allocation `slot`'s timer for its next deadline unless an entry
-    /// at or before it is already queued. Deadlines only move earlier when a
+    /// at or before it is already queued, and tells the kernel fast path
+    /// what changed. Deadlines only move earlier when a
     /// permission or channel is added, so the queue holds O(allocations)
     /// entries however often clients refresh.
     pub(crate) fn arm(&mut self, slot: SlotId, now: Instant) {
@@ -61,6 +62,8 @@ impl Server {
             self.timers.push(next, Timer::Allocation { slot, gen });
             self.compact_timers();
         }
+        // Every change to an allocation's deadlines comes through here.
+        self.sync_offload(slot, now);
     }
 
     /// Drops the entries that can no longer do anything (deleted
@@ -124,6 +127,7 @@ mod tests {
             bucket: Bucket::new(0, now),
             bucket_to_client: Bucket::new(0, now),
             armed: None,
+            offloaded: Vec::new(),
         });
         s.arm(slot, now);
         slot

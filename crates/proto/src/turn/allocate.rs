@@ -384,6 +384,7 @@ impl Server {
             bucket: Bucket::new(self.config.bandwidth_limit, now),
             bucket_to_client: Bucket::new(self.config.bandwidth_limit, now),
             armed: None,
+            offloaded: Vec::new(),
         };
         let slot = self.allocations.insert(alloc);
         self.arm(slot, now);

@@ -15,8 +15,8 @@ use proto::clock::Clock;
 use proto::quota::Quotas;
 use proto::wire::{attr, long_term_key, Class, ErrorCode, Message, MessageBuilder, MessageType, Method, TransactionId};
 use proto::{
-    BindError, ClientAddr, Command, DropReason, Event, FiveTuple, Output, PeerAddr, PeerOutput, RelayId, Server,
-    ServerAddr, ServerConfig, Transport, PEER_HEADROOM, PEER_TAILROOM,
+    BindError, ClientAddr, Command, DropReason, Event, FiveTuple, Offload, Output, PeerAddr, PeerOutput, RelayId,
+    Server, ServerAddr, ServerConfig, Transport, PEER_HEADROOM, PEER_TAILROOM,
 };
 
 pub const REALM: &str = "ternd.test";
@@ -339,6 +339,8 @@ pub struct Driver {
     pub releases: Vec<RelayId>,
     pub sent: Vec<(FiveTuple, Vec<u8>)>,
     pub events: Vec<Event>,
+    /// Every Offload command, in order, with the time it came.
+    pub offloads: Vec<(Instant, Offload)>,
     /// Commands seen in total (of any kind).
     pub commands: usize,
     /// Binds answered AddrInUse because a live relay held the address.
@@ -361,6 +363,7 @@ impl Driver {
             releases: Vec::new(),
             sent: Vec::new(),
             events: Vec::new(),
+            offloads: Vec::new(),
             commands: 0,
             conflicts: 0,
             releasing_held: false,
@@ -415,6 +418,7 @@ impl Driver {
                 }
                 Command::SendToClient { tuple, data } => self.sent.push((tuple, data)),
                 Command::Event(e) => self.events.push(e),
+                Command::Offload(o) => self.offloads.push((self.now, o)),
             }
         }
     }
