@@ -218,3 +218,72 @@ fn check_config_validates_the_environment_and_overrides_too() {
     );
     assert_eq!(code, Some(0), "{err}");
 }
+
+/// A fresh, empty directory for one test's files.
+fn scratch_dir(tag: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("ternd-cli-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Failed authentication is counted by reason in /metrics and logged
+/// naming the reason; the 401 challenge every client gets first is neither.
+#[test]
+fn auth_failures_are_counted_and_logged_by_reason() {
+    let dir = scratch_dir("auth-log");
+    let log_path = dir.join("stderr.log");
+    let ternd = common::binary::spawn_logging(
+        serve_on_port_0().args([
+            "--set",
+            &format!("turn.secrets={TEST_SECRET}"),
+            "--set",
+            "turn.users.alice=alice-password",
+        ]),
+        std::fs::File::create(&log_path).unwrap(),
+    );
+    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    let count =
+        |reason: &str| common::http::metric(ternd.http, &format!("ternd_auth_failures_total{{reason=\"{reason}\"}}"));
+    let reasons = ["unknown_user", "bad_integrity", "expired_rest_username"];
+    let counts = || reasons.map(count);
+
+    // A good client: challenged with 401 first, then allocates.
+    let (user, pass) = rest_credentials("good");
+    let mut good = TurnClient::new(Io::udp(ternd.udp), &user, &pass);
+    assert!(good.allocate().is_ok());
+    assert_eq!(counts(), [0, 0, 0], "the challenge is no failure");
+    assert!(!log().contains("authentication refused"), "{}", log());
+
+    let expired_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - 60;
+    let (expired_user, expired_pass) = proto::auth::rest_credentials(TEST_SECRET.as_bytes(), "late", expired_at);
+    let (wrong_user, wrong_pass) = rest_credentials_from("not-the-secret", "mallory");
+    let cases = [
+        ("nobody".to_string(), "pw".to_string(), "unknown_user", [1, 0, 0]),
+        (wrong_user, wrong_pass, "bad_integrity", [1, 1, 0]),
+        (expired_user.clone(), expired_pass, "expired_rest_username", [1, 1, 1]),
+    ];
+    for (user, pass, reason, expected) in cases {
+        let mut c = TurnClient::new(Io::udp(ternd.udp), &user, &pass);
+        assert_eq!(c.allocate(), Err(401), "{reason}");
+        assert_eq!(counts(), expected, "{reason}");
+        let line = format!("reason=\"{reason}\"");
+        assert!(
+            wait_for(Duration::from_secs(5), || log()
+                .lines()
+                .any(|l| l.contains("authentication refused") && l.contains(&line))),
+            "a log line naming {reason}:\n{}",
+            log()
+        );
+    }
+    let text = log();
+    assert!(text.contains(&format!("user=\"{expired_user}\"")), "{text}");
+    for secret in [TEST_SECRET, "alice-password", "not-the-secret"] {
+        assert!(!text.contains(secret), "the log holds no secret: {text}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

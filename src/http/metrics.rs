@@ -103,8 +103,15 @@ pub async fn metrics(State(app): State<Arc<AppState>>) -> impl IntoResponse {
             );
         }
     }
-    family(&mut o, "auth_failures_total", "counter", "Responses 401, 438 and 441.");
-    let _ = writeln!(o, "ternd_auth_failures_total {}", total.requests.auth_failures());
+    family(
+        &mut o,
+        "auth_failures_total",
+        "counter",
+        "Signed requests refused by authentication, by reason (the 401 challenge to a request without credentials is not one).",
+    );
+    for (reason, n) in total.auth_failures.iter() {
+        let _ = writeln!(o, "ternd_auth_failures_total{{reason=\"{}\"}} {n}", reason.label());
+    }
     family(
         &mut o,
         "drops_total",

@@ -29,7 +29,12 @@ impl Drop for Ternd {
 /// Starts `cmd` (a `ternd` command line) and reads its banner, up to the
 /// "Ctrl-C" line, for the UDP, TCP and iceServers URLs.
 pub fn spawn(cmd: &mut Command) -> Ternd {
-    cmd.stdout(Stdio::piped()).stderr(Stdio::null());
+    spawn_logging(cmd, Stdio::null())
+}
+
+/// [`spawn`] with its log (stderr) going to `log`.
+pub fn spawn_logging(cmd: &mut Command, log: impl Into<Stdio>) -> Ternd {
+    cmd.stdout(Stdio::piped()).stderr(log);
     let mut child = cmd.spawn().expect("ternd starts");
     let (mut udp, mut tcp, mut http) = (None, None, None);
     let mut banner = String::new();

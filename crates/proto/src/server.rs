@@ -10,6 +10,7 @@ use std::time::Instant;
 use crate::addr::FiveTuple;
 use crate::allocation::{Allocation, RelayId};
 use crate::allocations::Allocations;
+use crate::auth_failure::AuthLogLimit;
 use crate::binding;
 use crate::budget::SourceBudget;
 use crate::config::{LiveConfig, ServerConfig};
@@ -45,6 +46,7 @@ pub struct Server {
     pub(crate) budget: SourceBudget,
     /// Refusing new allocations (SIGTERM drain); existing ones carry on.
     pub(crate) draining: bool,
+    pub(crate) auth_log: AuthLogLimit,
 }
 
 impl Server {
@@ -70,6 +72,7 @@ impl Server {
             rng,
             budget,
             draining: false,
+            auth_log: AuthLogLimit::default(),
         }
     }
 
