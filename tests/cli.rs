@@ -184,8 +184,9 @@ fn credentials_command_mints_working_rest_credentials() {
         assert!(err.contains("--ttl") && err.contains("at least 1s"), "{err}");
     }
 
-    // Without a configured secret there is nothing to mint from.
-    let out = ternd().args(["credentials"]).output().unwrap();
+    // Without a configured secret, and no server to ask, there is nothing
+    // to mint from.
+    let out = ternd().args(["credentials", "--set", "http.listen="]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("turn.secrets"));
 }
@@ -286,4 +287,34 @@ fn auth_failures_are_counted_and_logged_by_reason() {
         assert!(!text.contains(secret), "the log holds no secret: {text}");
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The quick start: `ternd serve` with no config runs on a random secret;
+/// `ternd credentials` right after (same config, so it finds the server's
+/// HTTP listener) gets credentials that allocate on that server.
+#[test]
+fn credentials_after_the_quick_start_come_from_the_running_server() {
+    let ternd_serve = common::binary::spawn(&mut serve_on_port_0());
+    let out = ternd()
+        .args([
+            "credentials",
+            "--user",
+            "x",
+            "--set",
+            &format!("http.listen={}", ternd_serve.http),
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("minted by the running ternd"), "{stderr}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let field = |k: &str| text.lines().find_map(|l| l.strip_prefix(k)).unwrap().trim().to_string();
+    let (user, pass) = (field("username:"), field("password:"));
+    assert!(user.ends_with(":x"), "{user}");
+    assert!(field("expires:").ends_with("(in 1h)"), "{text}");
+    let mut c = TurnClient::new(Io::udp(ternd_serve.udp), &user, &pass);
+    assert!(c.allocate().is_ok(), "the minted credentials allocate");
+    let mut wrong = TurnClient::new(Io::udp(ternd_serve.udp), &user, "not-the-password");
+    assert_eq!(wrong.allocate(), Err(401));
 }
