@@ -296,3 +296,62 @@ fn admin_view_lists_closes_revokes_and_sets_the_log_level() {
     assert_eq!(r.status, 400, "{}", r.body);
     server.shutdown().unwrap();
 }
+
+/// /metrics carries the build, the process (RSS, open fds), free relay ports
+/// per family, and the signaling sockets and rooms, each with a value that
+/// moves as it should.
+#[test]
+fn metrics_show_build_process_ports_and_signaling() {
+    let server = start(&turn_config(
+        None,
+        &[
+            ("http.listen", "127.0.0.1:0"),
+            ("relay.port_min", "61000"),
+            ("relay.port_max", "61099"),
+        ],
+    ));
+    let http_addr = server.bound().http[0];
+    let m = scrape(http_addr);
+    assert_eq!(
+        value(
+            &m,
+            &format!("ternd_build_info{{version=\"{}\"}}", env!("CARGO_PKG_VERSION"))
+        ),
+        1.0
+    );
+    // The server runs in this test process: /proc/self is its own.
+    let rss = value(&m, "process_resident_memory_bytes");
+    assert!(rss > 4e6 && rss < 16e9, "{rss}");
+    let fds = value(&m, "process_open_fds");
+    let ours = std::fs::read_dir("/proc/self/fd").unwrap().count() as f64;
+    assert!(fds > 5.0 && (fds - ours).abs() < 32.0, "{fds} vs {ours}");
+    assert!(value(&m, "process_max_fds") >= fds);
+    assert_eq!(value(&m, "ternd_relay_ports_free{family=\"ipv4\"}"), 100.0);
+    assert_eq!(value(&m, "ternd_relay_ports_free{family=\"ipv6\"}"), 100.0);
+    assert_eq!(value(&m, "ternd_signaling_connections"), 0.0);
+    assert_eq!(value(&m, "ternd_signaling_rooms"), 0.0);
+
+    let (u, p) = rest_credentials("ports");
+    let mut c = TurnClient::new(Io::udp(server.bound().udp[0]), &u, &p);
+    c.allocate().unwrap();
+    let m = scrape(http_addr);
+    assert_eq!(value(&m, "ternd_relay_ports_free{family=\"ipv4\"}"), 99.0);
+    assert_eq!(value(&m, "ternd_relay_ports_free{family=\"ipv6\"}"), 100.0);
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (a, b) = rt.block_on(async {
+        let mut a = common::ws::connect(http_addr).await;
+        common::ws::send(&mut a, serde_json::json!({"type": "join", "room": "metrics"})).await;
+        assert_eq!(common::ws::recv(&mut a).await["type"], "welcome");
+        let b = common::ws::connect(http_addr).await;
+        (a, b)
+    });
+    let m = scrape(http_addr);
+    assert_eq!(value(&m, "ternd_signaling_connections"), 2.0);
+    assert_eq!(value(&m, "ternd_signaling_rooms"), 1.0, "one joined, one not yet");
+    drop((a, b));
+    server.shutdown().unwrap();
+}

@@ -8,6 +8,7 @@ mod ice;
 mod local;
 mod metrics;
 mod page;
+mod process;
 mod serve;
 
 use std::net::SocketAddr;

@@ -119,6 +119,13 @@ impl Server {
         credentials.prune_revoked(unix);
     }
 
+    /// Relay ports of this shard's block not held by an allocation, on the
+    /// IPv4 and the IPv6 relay address (None: no relay of that family).
+    pub fn free_relay_ports(&self) -> (Option<usize>, Option<usize>) {
+        let free = |ip: Option<std::net::IpAddr>| ip.map(|ip| self.ports.free(ip));
+        (free(self.config.relay_ipv4), free(self.config.relay_ipv6))
+    }
+
     /// Counts of live permissions and channel bindings, for metrics.
     pub fn permission_and_channel_counts(&self, now: Instant) -> (usize, usize) {
         self.allocations.iter().fold((0, 0), |(p, c), a| {
