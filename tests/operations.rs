@@ -355,3 +355,45 @@ fn metrics_show_build_process_ports_and_signaling() {
     drop((a, b));
     server.shutdown().unwrap();
 }
+
+/// A certificate renewed in place (files rewritten or renamed over, no
+/// signal) is served to new handshakes within a bounded time; a broken or
+/// mismatched pair is refused and the running certificate stays.
+#[test]
+fn a_certificate_whose_files_change_is_reloaded_without_a_signal() {
+    let cert1 = TestCert::new();
+    let server = start(&config_with(&cert1, SECRET_A, &[("tls.watch_interval", "100ms")]));
+    let tls = server.bound().tls[0];
+    assert_eq!(tls_cert_der(tls, &cert1), cert1.cert_der);
+    let serves = |want: &TestCert| wait_for(Duration::from_secs(5), || tls_cert_der(tls, want) == want.cert_der);
+
+    // Rewritten in place, key first (a moment of mismatch is refused, then fine).
+    let cert2 = TestCert::new();
+    std::fs::copy(&cert2.key_file, &cert1.key_file).unwrap();
+    std::fs::copy(&cert2.cert_file, &cert1.cert_file).unwrap();
+    assert!(serves(&cert2), "the rewritten certificate is served within 5 s");
+
+    // A corrupt certificate file, then a certificate without its key: refused.
+    std::fs::write(&cert1.cert_file, "-----BEGIN CERTIFICATE-----\nnot base64\n").unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        tls_cert_der(tls, &cert2),
+        cert2.cert_der,
+        "a corrupt file keeps the old one"
+    );
+    let cert3 = TestCert::new();
+    std::fs::copy(&cert3.cert_file, &cert1.cert_file).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        tls_cert_der(tls, &cert2),
+        cert2.cert_der,
+        "a mismatched pair keeps the old one"
+    );
+
+    // Renamed over (how certbot and atomic writers replace files).
+    let cert4 = TestCert::new();
+    std::fs::rename(&cert4.key_file, &cert1.key_file).unwrap();
+    std::fs::rename(&cert4.cert_file, &cert1.cert_file).unwrap();
+    assert!(serves(&cert4), "the renamed-in certificate is served within 5 s");
+    server.shutdown().unwrap();
+}
