@@ -232,18 +232,14 @@ fn scratch_dir(tag: &str) -> std::path::PathBuf {
 /// naming the reason; the 401 challenge every client gets first is neither.
 #[test]
 fn auth_failures_are_counted_and_logged_by_reason() {
-    let dir = scratch_dir("auth-log");
-    let log_path = dir.join("stderr.log");
-    let ternd = common::binary::spawn_logging(
-        serve_on_port_0().args([
-            "--set",
+    let served = Logged::serve(
+        "auth-log",
+        &[
             &format!("turn.secrets={TEST_SECRET}"),
-            "--set",
             "turn.users.alice=alice-password",
-        ]),
-        std::fs::File::create(&log_path).unwrap(),
+        ],
     );
-    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    let (ternd, log) = (&served.ternd, || served.log());
     let count =
         |reason: &str| common::http::metric(ternd.http, &format!("ternd_auth_failures_total{{reason=\"{reason}\"}}"));
     let reasons = ["unknown_user", "bad_integrity", "expired_rest_username"];
@@ -286,7 +282,6 @@ fn auth_failures_are_counted_and_logged_by_reason() {
     for secret in [TEST_SECRET, "alice-password", "not-the-secret"] {
         assert!(!text.contains(secret), "the log holds no secret: {text}");
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The quick start: `ternd serve` with no config runs on a random secret;
@@ -317,4 +312,75 @@ fn credentials_after_the_quick_start_come_from_the_running_server() {
     assert!(c.allocate().is_ok(), "the minted credentials allocate");
     let mut wrong = TurnClient::new(Io::udp(ternd_serve.udp), &user, "not-the-password");
     assert_eq!(wrong.allocate(), Err(401));
+}
+
+/// `ternd serve` with its log (stderr) in a file of a scratch directory,
+/// removed when dropped.
+struct Logged {
+    ternd: common::binary::Ternd,
+    dir: std::path::PathBuf,
+}
+
+impl Logged {
+    /// On port-0 loopback listeners plus `extra` overrides.
+    fn serve(tag: &str, extra: &[&str]) -> Logged {
+        let dir = scratch_dir(tag);
+        let mut cmd = serve_on_port_0();
+        for e in extra {
+            cmd.args(["--set", e]);
+        }
+        let log = std::fs::File::create(dir.join("stderr.log")).unwrap();
+        let ternd = common::binary::spawn_logging(&mut cmd, log);
+        Logged { ternd, dir }
+    }
+
+    /// The log so far.
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("stderr.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Logged {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// HTTP on 127.0.0.1 with STUN/TURN on 127.0.0.2 only: ternd says at start
+/// that the iceServers URLs name the TURN address, and how to change it.
+#[test]
+fn a_host_mismatch_between_http_and_turn_is_warned_at_start() {
+    let served = Logged::serve("host-mismatch", &["listen.udp=127.0.0.2:0", "listen.tcp=127.0.0.2:0"]);
+    let log = || served.log();
+    let found = wait_for(Duration::from_secs(5), || {
+        log()
+            .lines()
+            .any(|l| l.contains("WARN") && l.contains("127.0.0.2") && l.contains("http.public_host"))
+    });
+    assert!(found, "{}", log());
+}
+
+/// The certificate watcher logs what it does: a refused pair (the old
+/// certificate stays) and a reload.
+#[test]
+fn certificate_file_changes_are_logged() {
+    let cert = TestCert::new();
+    let (cert_file, key_file) = (cert.cert_file.to_str().unwrap(), cert.key_file.to_str().unwrap());
+    let served = Logged::serve(
+        "cert-watch",
+        &[
+            "listen.tls=127.0.0.1:0",
+            &format!("tls.cert_file={cert_file}"),
+            &format!("tls.key_file={key_file}"),
+            "tls.watch_interval=100ms",
+        ],
+    );
+    let log = || served.log();
+    std::fs::write(&cert.cert_file, "not a certificate\n").unwrap();
+    let logged = |what: &str| wait_for(Duration::from_secs(5), || log().contains(what));
+    assert!(logged("the running certificate stays"), "{}", log());
+    let next = TestCert::new();
+    std::fs::copy(&next.key_file, &cert.key_file).unwrap();
+    std::fs::copy(&next.cert_file, &cert.cert_file).unwrap();
+    assert!(logged("TLS certificate reloaded"), "{}", log());
 }
