@@ -1,11 +1,12 @@
 //! The command line (clap): `ternd [serve]`, `ternd check-config FILE`,
-//! `ternd credentials`, `ternd probe URL...`.
+//! `ternd credentials`, `ternd probe URL...`, `ternd firewall`, and the
+//! shell completions and man page generated from this definition.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use crate::config::{parse_override, Config, Sources};
 
@@ -47,6 +48,27 @@ pub enum Command {
     Credentials(CredentialArgs),
     /// Check a STUN/TURN server (ternd, coturn, ...) from here: binding, allocate, relay round trip, NAT mapping.
     Probe(crate::probe::ProbeArgs),
+    /// Print firewall rules (nftables, ufw or firewalld) opening every port of the config:
+    /// the STUN/TURN and HTTP listeners and the relay port range.
+    Firewall(FirewallArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions { shell: clap_complete::Shell },
+    /// Print the man page (roff), e.g. `ternd man | man -l -`, or write one page per
+    /// command (ternd.1, ternd-probe.1, ...) into a directory.
+    Man {
+        /// Write ternd.1 and a page per subcommand here instead of printing ternd.1.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct FirewallArgs {
+    /// The rule syntax.
+    #[arg(long, value_enum, default_value = "nftables")]
+    pub format: crate::firewall::Format,
+    #[command(flatten)]
+    pub config: ServeArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -126,6 +148,26 @@ pub fn main() -> ExitCode {
         }),
         Some(Command::Credentials(args)) => report(credentials(&args)),
         Some(Command::Probe(args)) => crate::probe::run(&args),
+        Some(Command::Firewall(args)) => report(firewall(&args)),
+        Some(Command::Completions { shell }) => {
+            // Into a buffer first: generate() panics on a write error (a closed pipe).
+            let mut buf = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "ternd", &mut buf);
+            report(write_stdout(&buf).context("cannot write the completions"))
+        }
+        Some(Command::Man { dir: Some(dir) }) => report(
+            clap_mangen::generate_to(Cli::command(), &dir)
+                .with_context(|| format!("cannot write man pages to {}", dir.display())),
+        ),
+        Some(Command::Man { dir: None }) => {
+            let mut buf = Vec::new();
+            report(
+                clap_mangen::Man::new(Cli::command())
+                    .render(&mut buf)
+                    .and_then(|()| write_stdout(&buf))
+                    .context("cannot write the man page"),
+            )
+        }
         Some(Command::Serve(args)) => report(serve(&merge(cli.serve, args))),
         None => report(serve(&cli.serve)),
     }
@@ -171,6 +213,23 @@ fn check_config(args: ServeArgs) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn write_stdout(bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    out.write_all(bytes)?;
+    out.flush()
+}
+
+fn firewall(args: &FirewallArgs) -> anyhow::Result<()> {
+    let config = Config::load(&args.config.sources()?)?;
+    let source = match &args.config.config {
+        Some(f) => f.display().to_string(),
+        None => "the built-in defaults".to_string(),
+    };
+    print!("{}", crate::firewall::render(&config, args.format, &source));
+    Ok(())
 }
 
 fn credentials(args: &CredentialArgs) -> anyhow::Result<()> {

@@ -8,6 +8,7 @@ mod cert_watch;
 pub mod cli;
 pub mod config;
 pub mod fd_limit;
+pub mod firewall;
 pub mod http;
 pub mod ice_servers;
 pub mod logging;

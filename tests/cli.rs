@@ -384,3 +384,43 @@ fn certificate_file_changes_are_logged() {
     std::fs::copy(&next.cert_file, &cert.cert_file).unwrap();
     assert!(logged("TLS certificate reloaded"), "{}", log());
 }
+
+#[test]
+fn completions_and_man_pages_come_from_the_command_definition() {
+    for (shell, marker) in [
+        ("bash", "complete -F _ternd"),
+        ("zsh", "#compdef ternd"),
+        ("fish", "complete -c ternd"),
+        ("elvish", "ternd"),
+        ("powershell", "ternd"),
+    ] {
+        let o = process::output(ternd().args(["completions", shell]), Duration::from_secs(10));
+        assert!(o.status.success(), "{shell}: {o:?}");
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert!(text.contains(marker) && text.contains("firewall"), "{shell}:\n{text}");
+    }
+    let o = process::output(ternd().arg("man"), Duration::from_secs(10));
+    assert!(o.status.success(), "{o:?}");
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with(".ie"), "{o:?}");
+    // A reader that goes away early gets no panic, just an error exit.
+    let mut child = ternd()
+        .args(["completions", "bash"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(status.success() || status.code() == Some(1), "{status:?} {err}");
+
+    let dir = TestCert::new();
+    let o = process::output(ternd().args(["man", "--dir"]).arg(&dir.dir), Duration::from_secs(10));
+    assert!(o.status.success(), "{o:?}");
+    for page in ["ternd.1", "ternd-serve.1", "ternd-probe.1", "ternd-firewall.1"] {
+        let text = std::fs::read_to_string(dir.dir.join(page)).unwrap_or_else(|e| panic!("{page}: {e}"));
+        assert!(text.contains(".TH ternd"), "{page}");
+    }
+}

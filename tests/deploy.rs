@@ -294,6 +294,41 @@ fn serves_with_generated_secret() {
     );
 }
 
+/// The package's shell completions name every subcommand, and its man page
+/// is gzipped roff about ternd.
+fn installed_completions_and_man_page() {
+    for (file, marker) in [
+        ("/usr/share/bash-completion/completions/ternd", "complete -F _ternd"),
+        ("/usr/share/zsh/vendor-completions/_ternd", "#compdef ternd"),
+        ("/usr/share/fish/vendor_completions.d/ternd.fish", "complete -c ternd"),
+    ] {
+        let text = std::fs::read_to_string(file).unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert!(text.contains(marker), "{file} lacks `{marker}`");
+        for sub in [
+            "serve",
+            "check-config",
+            "credentials",
+            "probe",
+            "firewall",
+            "completions",
+            "man",
+        ] {
+            assert!(text.contains(sub), "{file} does not complete `{sub}`");
+        }
+    }
+    let man = run(Command::new("sh").args(["-c", "gzip -dc /usr/share/man/man1/ternd.1.gz"]));
+    let man = String::from_utf8_lossy(&man.stdout);
+    assert!(man.contains(".TH ternd 1"), "{man}");
+    assert!(man.contains("STUN/TURN"), "{man}");
+    // A page per subcommand, with its options.
+    let probe = run(Command::new("sh").args(["-c", "gzip -dc /usr/share/man/man1/ternd-probe.1.gz"]));
+    let probe = String::from_utf8_lossy(&probe.stdout);
+    assert!(
+        probe.contains(".TH ternd-probe 1") && probe.contains("alt\\-server"),
+        "{probe}"
+    );
+}
+
 #[test]
 fn debian_package_installs_checks_its_config_and_purges_cleanly() {
     // SAFETY: geteuid has no preconditions.
@@ -321,6 +356,11 @@ fn debian_package_installs_checks_its_config_and_purges_cleanly() {
     let stage = TempDir::new("deb");
     std::fs::create_dir_all(stage.0.join("target/release")).unwrap();
     std::fs::copy(TERND, stage.0.join("target/release/ternd")).unwrap();
+    // Completions and the man page, generated from that binary.
+    run(Command::new("sh")
+        .arg(repo().join("deploy/package-assets.sh"))
+        .current_dir(repo())
+        .env("CARGO_TARGET_DIR", stage.0.join("target")));
     let out_dir = stage.0.join("out");
     run(Command::new("cargo")
         .args(["deb", "--no-build", "--fast", "--output"])
@@ -365,10 +405,18 @@ fn debian_package_installs_checks_its_config_and_purges_cleanly() {
     let wants = Path::new("/etc/systemd/system/multi-user.target.wants/ternd.service");
     assert!(wants.symlink_metadata().is_ok(), "postinst enables ternd.service");
     assert!(Path::new("/usr/lib/sysctl.d/60-ternd.conf").exists());
+    installed_completions_and_man_page();
 
     installed.purge();
     assert!(!dpkg_installed("ternd"));
-    for leftover in ["/usr/bin/ternd", "/etc/ternd", "/usr/lib/sysctl.d/60-ternd.conf"] {
+    for leftover in [
+        "/usr/bin/ternd",
+        "/etc/ternd",
+        "/usr/lib/sysctl.d/60-ternd.conf",
+        "/usr/share/man/man1/ternd.1.gz",
+        "/usr/share/man/man1/ternd-probe.1.gz",
+        "/usr/share/bash-completion/completions/ternd",
+    ] {
         assert!(!Path::new(leftover).exists(), "{leftover} is left after purge");
     }
     assert!(

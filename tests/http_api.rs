@@ -179,6 +179,23 @@ fn health_and_sample_page_are_served() {
     assert_eq!(r.status, 200);
     assert!(r.header("content-type").unwrap().starts_with("text/html"));
     assert!(r.body.contains("app.js"));
+    // Every file the page loads is served, same-origin only by its CSP.
+    for (path, kind) in [
+        ("/", "text/html"),
+        ("/style.css", "text/css"),
+        ("/app.js", "text/javascript"),
+        ("/tester.js", "text/javascript"),
+        ("/stats.js", "text/javascript"),
+    ] {
+        let r = http(a, "GET", path, &[]);
+        assert_eq!(r.status, 200, "{path}");
+        assert!(r.header("content-type").unwrap().starts_with(kind), "{path}");
+        let csp = r.header("content-security-policy").unwrap_or_default();
+        assert!(
+            csp.contains("default-src 'none'") && csp.contains("script-src 'self'"),
+            "{path}: {csp}"
+        );
+    }
     server.shutdown().unwrap();
 }
 

@@ -19,7 +19,7 @@ mod common;
 use serde_json::Value;
 
 use common::lab::{prerequisites, Nat};
-use common::lab_agent::{connect_pair, gather, mapping_verdict, probe, Finished};
+use common::lab_agent::{connect_pair, gather, mapping_verdict, probe, probe_checks, Finished};
 use common::lab_ternd::{verified_lab_with_ternd, PUBLIC};
 
 fn types(f: &Finished) -> (String, String) {
@@ -70,8 +70,8 @@ fn webrtc_ice_behind_each_nat_gathers_host_srflx_and_relay_and_probe_sees_the_ma
             "endpoint-independent"
         };
         assert_eq!(mapping_verdict(&p), want, "{}: {}", c.name, p.report());
-        let binding = p
-            .events
+        let checks = probe_checks(&p);
+        let binding = checks
             .iter()
             .find(|e| e["check"] == "binding")
             .expect("a binding check");

@@ -39,11 +39,38 @@ fn text(o: &Output) -> String {
     )
 }
 
-/// The JSON objects of a `--json` run, one per line.
+/// Asserts a line of the text report starts with `prefix`.
+fn assert_line(o: &Output, prefix: &str) {
+    assert!(
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .any(|l| l.starts_with(prefix)),
+        "a `{prefix}` line\n{}",
+        text(o)
+    );
+}
+
+/// The document of a `--json` run: `{"verdict", "ok", "diagnoses", "checks"}`.
+fn json_doc(o: &Output) -> Value {
+    let out = String::from_utf8_lossy(&o.stdout);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("not one JSON document ({e})\n{}", text(o)))
+}
+
+/// The checks of a `--json` run.
 fn json_lines(o: &Output) -> Vec<Value> {
-    String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}\n{}", text(o))))
+    json_doc(o)["checks"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no checks\n{}", text(o)))
+        .clone()
+}
+
+/// The diagnosis codes of a `--json` run.
+fn codes(o: &Output) -> Vec<String> {
+    json_doc(o)["diagnoses"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no diagnoses\n{}", text(o)))
+        .iter()
+        .map(|d| d["code"].as_str().unwrap_or("").to_string())
         .collect()
 }
 
@@ -87,9 +114,18 @@ fn assert_all_pass(o: &Output, transports: &[&str]) {
         // 61: not a multiple of 4, so TCP/TLS ChannelData is padded.
         assert_eq!(r["bytes"], 61, "{r}");
     }
-    let summary = lines.last().unwrap();
-    assert_eq!(summary["summary"], true);
-    assert_eq!(summary["ok"], true);
+    let doc = json_doc(o);
+    assert_eq!(doc["ok"], true);
+    let verdict = doc["verdict"].as_str().unwrap();
+    assert!(
+        verdict.starts_with(&format!(
+            "TURN works over {}; relay round trip OK",
+            transports.join(",")
+        )),
+        "{verdict}"
+    );
+    // Everything is on loopback: relay and reflexive addresses are the server's and ours.
+    assert_eq!(doc["diagnoses"], serde_json::json!([]), "{}", text(o));
 }
 
 #[test]
@@ -138,13 +174,22 @@ fn passes_against_ternd_over_udp_tcp_and_tls_with_a_rest_secret() {
         "{}",
         text(&o)
     );
+    assert_line(&o, "FIX   tls-untrusted");
+
+    // The system's CA store: rustls-native-certs reads SSL_CERT_FILE in
+    // place of the OS bundle, so the test's CA there is trusted without --ca.
+    let o = probe_with_env(
+        &args(&["--json", "--secret", TEST_SECRET, &turns]),
+        &[("SSL_CERT_FILE", &cert.cert_file.display().to_string())],
+    );
+    assert_all_pass(&o, &["tls"]);
 
     // Every allocation was deleted by a successful Refresh (lifetime 0):
-    // 2 per transport and run.
+    // 2 per transport and run (5).
     let stats = server.shutdown().unwrap();
-    assert_eq!(stats.allocations_created, 8);
+    assert_eq!(stats.allocations_created, 10);
     let refresh = proto::metrics::method_index(proto::wire::Method::REFRESH);
-    assert_eq!(stats.requests.responses[refresh][proto::metrics::code_index(None)], 8);
+    assert_eq!(stats.requests.responses[refresh][proto::metrics::code_index(None)], 10);
 }
 
 #[test]
@@ -163,6 +208,12 @@ fn passes_with_a_static_user_and_prints_one_line_per_check() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let out = String::from_utf8_lossy(&o.stdout);
     let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines[0],
+        "VERDICT: TURN works over udp,tcp; relay round trip OK",
+        "{}",
+        text(&o)
+    );
     // The stun: URL and the turn: UDP URL share one binding check.
     for want in [
         format!("PASS  binding udp {}", v4(&b.udp)),
@@ -218,7 +269,16 @@ fn wrong_password_fails_with_401_and_exit_code_1() {
     let a = checks(&lines, "allocate");
     assert_eq!(a[0]["ok"], false);
     assert_eq!(a[0]["error_code"], 401);
-    assert_eq!(lines.last().unwrap()["ok"], false);
+    assert_eq!(json_doc(&o)["ok"], false);
+    assert_eq!(codes(&o), ["credentials-rejected"]);
+    assert!(
+        json_doc(&o)["verdict"]
+            .as_str()
+            .unwrap()
+            .starts_with("relay unusable: 127.0.0.1"),
+        "{}",
+        text(&o)
+    );
 }
 
 #[test]
@@ -578,6 +638,27 @@ enum AllocateSuccess {
     WrongKey,
     /// Signed, but without XOR-MAPPED-ADDRESS (RFC 8656 §7.3 requires it).
     NoMapped,
+    /// Signed, relay address 10.0.0.5 (relay.external_ip unset); every
+    /// other request succeeds, but nothing is relayed.
+    PrivateRelay,
+    /// Signed, relay address the server's own (127.0.0.2); every other
+    /// request succeeds, but nothing is relayed (a firewall on the relay ports).
+    DropsData,
+    /// Signed, relay address 198.51.100.7, not the server's; every other
+    /// request succeeds, but nothing is relayed (no hairpin).
+    Hairpin,
+    /// Binding answers with the reflexive address 172.17.0.1 (a Docker bridge).
+    PrivateReflexive,
+}
+
+impl AllocateSuccess {
+    /// Answers CreatePermission, ChannelBind and Refresh with success.
+    fn relays(self) -> bool {
+        matches!(
+            self,
+            AllocateSuccess::PrivateRelay | AllocateSuccess::DropsData | AllocateSuccess::Hairpin
+        )
+    }
 }
 
 /// A fake TURN server whose messages are built and read by the webrtc-rs
@@ -599,7 +680,8 @@ fn fake_turn(req: &[u8], success: AllocateSuccess) -> Vec<u8> {
 
     let mut m = Message::new();
     m.raw = req.to_vec();
-    if m.decode().is_err() {
+    // Send indications and ChannelData are dropped: nothing is relayed.
+    if m.decode().is_err() || m.typ.class == CLASS_INDICATION {
         return Vec::new();
     }
     let key = MessageIntegrity::new_long_term_integrity("fake-user".into(), "fake".into(), "fake-pass".into());
@@ -609,10 +691,11 @@ fn fake_turn(req: &[u8], success: AllocateSuccess) -> Vec<u8> {
         r.build(&[Box::new(tid), Box::new(MessageType::new(method, class))])
             .unwrap()
     };
-    let addr = |port| XorMappedAddress {
-        ip: "127.0.0.1".parse().unwrap(),
+    let at = |ip: &str, port| XorMappedAddress {
+        ip: ip.parse().unwrap(),
         port,
     };
+    let addr = |port| at("127.0.0.1", port);
     let error = |r: &mut Message, code: ErrorCode, nonce: Option<&str>| {
         reply(r, CLASS_ERROR_RESPONSE);
         ErrorCodeAttribute {
@@ -629,7 +712,12 @@ fn fake_turn(req: &[u8], success: AllocateSuccess) -> Vec<u8> {
     let nonce = m.get(ATTR_NONCE).ok();
     if m.typ.method == METHOD_BINDING {
         reply(&mut r, CLASS_SUCCESS_RESPONSE);
-        addr(40000).add_to(&mut r).unwrap();
+        match success {
+            AllocateSuccess::PrivateReflexive => at("172.17.0.1", 40000),
+            _ => addr(40000),
+        }
+        .add_to(&mut r)
+        .unwrap();
     } else if nonce.is_none() {
         error(&mut r, CODE_UNAUTHORIZED, Some("n1"));
     } else if nonce.as_deref() == Some(b"n1") {
@@ -638,7 +726,14 @@ fn fake_turn(req: &[u8], success: AllocateSuccess) -> Vec<u8> {
         error(&mut r, CODE_UNAUTHORIZED, None);
     } else if m.typ.method == METHOD_ALLOCATE {
         reply(&mut r, CLASS_SUCCESS_RESPONSE);
-        addr(50000).add_to_as(&mut r, ATTR_XOR_RELAYED_ADDRESS).unwrap();
+        match success {
+            AllocateSuccess::PrivateRelay => at("10.0.0.5", 50000),
+            AllocateSuccess::DropsData => at("127.0.0.2", 50000),
+            AllocateSuccess::Hairpin => at("198.51.100.7", 50000),
+            _ => addr(50000),
+        }
+        .add_to_as(&mut r, ATTR_XOR_RELAYED_ADDRESS)
+        .unwrap();
         if success != AllocateSuccess::NoMapped {
             addr(40000).add_to(&mut r).unwrap();
         }
@@ -652,6 +747,9 @@ fn fake_turn(req: &[u8], success: AllocateSuccess) -> Vec<u8> {
             }
             _ => key.add_to(&mut r).unwrap(),
         }
+    } else if success.relays() {
+        reply(&mut r, CLASS_SUCCESS_RESPONSE);
+        key.add_to(&mut r).unwrap();
     } else {
         error(&mut r, CODE_FORBIDDEN, None);
     }
@@ -690,6 +788,12 @@ fn follows_401_then_438_and_reports_refusals_with_their_code() {
     assert!(rt.contains("error 403") && rt.contains("CreatePermission"), "{rt}");
     // Refresh 0 is refused too: a warning, not a failure of its own.
     assert!(line("WARN  delete allocations udp").contains("403"));
+    // The 403 to its own relay address is the peer policy's.
+    assert!(line("FIX   relay-peer-forbidden").contains("127.0.0.1:50000"));
+    assert_eq!(
+        out.lines().next(),
+        Some("VERDICT: relay unusable: the server refuses its own relay address 127.0.0.1:50000 as a peer (403)")
+    );
 
     let o = with_password("wrong");
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
@@ -697,6 +801,20 @@ fn follows_401_then_438_and_reports_refusals_with_their_code() {
         String::from_utf8_lossy(&o.stdout)
             .lines()
             .any(|l| l.starts_with("FAIL  allocate udp") && l.contains("error 401")),
+        "{}",
+        text(&o)
+    );
+    assert_line(&o, "FIX   credentials-rejected");
+
+    // No credentials at all: the 401 says what to give.
+    let o = probe(&args(&["--json", "--timeout", "2s", &url]));
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert_eq!(codes(&o), ["credentials-missing"], "{}", text(&o));
+    assert!(
+        diagnosis(&o, "credentials-missing")["advice"]
+            .as_str()
+            .unwrap()
+            .contains("--secret"),
         "{}",
         text(&o)
     );
@@ -719,15 +837,7 @@ fn an_allocate_success_without_valid_integrity_or_mapped_address_fails() {
     ];
     for (reply, why) in cases {
         let fake = EchoPeer::replying(false, reply);
-        let o = probe(&args(&[
-            "--timeout",
-            "2s",
-            "--user",
-            "fake-user",
-            "--password",
-            "fake-pass",
-            &format!("turn:{}", fake.addr),
-        ]));
+        let o = probe_fake_text(fake.addr);
         assert_eq!(o.status.code(), Some(1), "{}", text(&o));
         assert!(
             String::from_utf8_lossy(&o.stdout)
@@ -797,6 +907,262 @@ fn a_reply_from_another_address_is_named_in_the_timeout() {
         String::from_utf8_lossy(&o.stdout)
             .lines()
             .any(|l| l.starts_with("FAIL  binding udp") && l.contains(&format!("a reply came from {other_addr}"))),
+        "{}",
+        text(&o)
+    );
+}
+
+/// `ternd probe --json --timeout TIMEOUT --user USER --password PASSWORD URL`.
+fn probe_as(user: &str, password: &str, timeout: &str, url: &str) -> Output {
+    probe(&args(&[
+        "--json",
+        "--timeout",
+        timeout,
+        "--user",
+        user,
+        "--password",
+        password,
+        url,
+    ]))
+}
+
+/// `probe_fake` with the text report.
+fn probe_fake_text(fake: SocketAddr) -> Output {
+    probe(&args(&[
+        "--timeout",
+        "2s",
+        "--user",
+        "fake-user",
+        "--password",
+        "fake-pass",
+        &format!("turn:{fake}"),
+    ]))
+}
+
+/// `probe_as` fake-user/fake-pass against a fake TURN server at `fake`.
+fn probe_fake(fake: SocketAddr) -> Output {
+    probe_as("fake-user", "fake-pass", "2s", &format!("turn:{fake}"))
+}
+
+fn verdict(o: &Output) -> String {
+    json_doc(o)["verdict"].as_str().unwrap_or("").to_string()
+}
+
+fn diagnosis(o: &Output, code: &str) -> Value {
+    json_doc(o)["diagnoses"]
+        .as_array()
+        .and_then(|d| d.iter().find(|d| d["code"] == code).cloned())
+        .unwrap_or_else(|| panic!("a `{code}` diagnosis\n{}", text(o)))
+}
+
+#[test]
+fn a_private_relay_address_explains_a_lost_round_trip() {
+    let fake = EchoPeer::replying(false, |req| fake_turn(req, AllocateSuccess::PrivateRelay));
+    let o = probe_fake(fake.addr);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert_eq!(codes(&o), ["private-relay-address", "relay-data-lost"], "{}", text(&o));
+    let d = diagnosis(&o, "private-relay-address");
+    assert_eq!(d["severity"], "error");
+    assert!(d["advice"].as_str().unwrap().contains("relay.external_ip"), "{d}");
+    let lost = diagnosis(&o, "relay-data-lost");
+    assert!(
+        lost["advice"].as_str().unwrap().contains("relay.external_ip is unset"),
+        "{lost}"
+    );
+    assert_eq!(
+        verdict(&o),
+        "relay unusable: the relay address 10.0.0.5:50000 is private"
+    );
+    // The failed check names the step, so scripts can tell too.
+    let rt = checks(&json_lines(&o), "relay-round-trip")[0].clone();
+    assert_eq!(
+        (rt["step"].as_str(), rt["timeout"].as_bool()),
+        (Some("A→B"), Some(true)),
+        "{rt}"
+    );
+    // The text report: the verdict first, a FIX line per diagnosis.
+    let o = probe_fake_text(fake.addr);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(
+        out.lines().next(),
+        Some("VERDICT: relay unusable: the relay address 10.0.0.5:50000 is private"),
+        "{}",
+        text(&o)
+    );
+    assert_line(&o, "FIX   private-relay-address");
+}
+
+#[test]
+fn relayed_data_lost_blames_the_relay_port_firewall_or_a_missing_hairpin() {
+    // Relay on the server's own address: nothing in between but a firewall.
+    let fake = EchoPeer::replying(false, |req| fake_turn(req, AllocateSuccess::DropsData));
+    let o = probe_fake(fake.addr);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert_eq!(codes(&o), ["relay-data-lost"], "{}", text(&o));
+    let d = diagnosis(&o, "relay-data-lost");
+    assert!(
+        d["summary"]
+            .as_str()
+            .unwrap()
+            .contains("between two relay ports of 127.0.0.2"),
+        "{d}"
+    );
+    assert!(d["advice"].as_str().unwrap().contains("relay.port_min"), "{d}");
+    assert!(
+        verdict(&o).starts_with("relay unusable: relayed data lost"),
+        "{}",
+        text(&o)
+    );
+
+    // Relay on another (public) address: the data loops through a NAT.
+    let fake = EchoPeer::replying(false, |req| fake_turn(req, AllocateSuccess::Hairpin));
+    let o = probe_fake(fake.addr);
+    assert_eq!(codes(&o), ["relay-data-lost"], "{}", text(&o));
+    let d = diagnosis(&o, "relay-data-lost");
+    assert!(
+        d["summary"]
+            .as_str()
+            .unwrap()
+            .contains("198.51.100.7:50000 is not the server's"),
+        "{d}"
+    );
+    assert!(d["advice"].as_str().unwrap().contains("hairpin"), "{d}");
+}
+
+#[test]
+fn a_private_reflexive_address_is_a_warning_and_a_bare_address_a_hint() {
+    let fake = EchoPeer::replying(false, |req| fake_turn(req, AllocateSuccess::PrivateReflexive));
+    // host:port without a scheme: probed as stun:, said so.
+    let o = probe(&args(&["--json", "--timeout", "2s", &fake.addr.to_string()]));
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(
+        codes(&o),
+        ["private-reflexive-address", "url-without-scheme"],
+        "{}",
+        text(&o)
+    );
+    assert_eq!(verdict(&o), "STUN works over udp; but: private-reflexive-address");
+    let hint = diagnosis(&o, "url-without-scheme");
+    assert_eq!(hint["severity"], "hint");
+    assert!(
+        hint["advice"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("did you mean stun:{}", fake.addr)),
+        "{hint}"
+    );
+    assert!(
+        diagnosis(&o, "private-reflexive-address")["summary"]
+            .as_str()
+            .unwrap()
+            .contains("172.17.0.1:40000"),
+        "{}",
+        text(&o)
+    );
+}
+
+/// A fake server on `port` of 127.0.0.1: UDP bound but silent; TCP (when
+/// `tcp`) answering each Binding like the fake TURN server. Stops when dropped.
+struct SilentUdp {
+    addr: SocketAddr,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    _udp: UdpSocket,
+}
+
+impl SilentUdp {
+    fn start(tcp: bool) -> SilentUdp {
+        let port = free_port();
+        let udp = UdpSocket::bind(("127.0.0.1", port)).unwrap();
+        let addr = udp.local_addr().unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let s2 = stop.clone();
+        let listener = tcp.then(|| std::net::TcpListener::bind(addr).unwrap());
+        let thread = std::thread::spawn(move || {
+            let Some(listener) = listener else { return };
+            listener.set_nonblocking(true).unwrap();
+            let end = Instant::now() + Duration::from_secs(20);
+            while !s2.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < end {
+                let Ok((mut s, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                };
+                use std::io::{Read, Write};
+                s.set_nonblocking(false).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+                let mut head = [0u8; 20];
+                if s.read_exact(&mut head).is_err() {
+                    continue;
+                }
+                let mut req = head.to_vec();
+                req.resize(20 + u16::from_be_bytes([head[2], head[3]]) as usize, 0);
+                if s.read_exact(&mut req[20..]).is_ok() {
+                    let _ = s.write_all(&fake_turn(&req, AllocateSuccess::Signed));
+                }
+            }
+        });
+        SilentUdp {
+            addr,
+            stop,
+            thread: Some(thread),
+            _udp: udp,
+        }
+    }
+}
+
+impl Drop for SilentUdp {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[test]
+fn udp_silent_but_tcp_answering_suggests_tcp_and_skips_the_allocate() {
+    let server = SilentUdp::start(true);
+    let o = probe_as("u", "p", "1s", &format!("turn:{}", server.addr));
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let lines = json_lines(&o);
+    // Binding dead → no Allocate sent, and no NAT mapping test.
+    assert_eq!(checks(&lines, "binding")[0]["dead"], true, "{}", text(&o));
+    assert_eq!(checks(&lines, "allocate")[0]["status"], "skip", "{}", text(&o));
+    assert_eq!(checks(&lines, "nat-mapping")[0]["status"], "skip", "{}", text(&o));
+    let fallback = checks(&lines, "fallback-binding")[0].clone();
+    assert_eq!(fallback["status"], "info", "{fallback}");
+    assert_eq!(fallback["reflexive"], "127.0.0.1:40000", "{fallback}");
+    assert_eq!(codes(&o), ["udp-blocked"], "{}", text(&o));
+    let d = diagnosis(&o, "udp-blocked");
+    let advice = d["advice"].as_str().unwrap();
+    assert!(
+        advice.contains(&format!("turn:{}?transport=tcp", server.addr)) && advice.contains("turns:127.0.0.1:5349"),
+        "{d}"
+    );
+    assert!(verdict(&o).contains("UDP to"), "{}", text(&o));
+}
+
+#[test]
+fn nothing_answering_is_one_diagnosis_and_an_expired_rest_username_is_flagged_before_sending() {
+    let server = SilentUdp::start(false);
+    let o = probe_as("1600000000:alice", "p", "1s", &format!("turn:{}", server.addr));
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    // Nothing was sent with the credentials (the Allocate was skipped), yet the expiry is flagged.
+    assert_eq!(codes(&o), ["no-answer", "rest-username-expired"], "{}", text(&o));
+    assert_eq!(
+        verdict(&o),
+        format!("server unreachable: nothing answers on {} (udp, tcp)", server.addr)
+    );
+    let d = diagnosis(&o, "rest-username-expired");
+    assert!(d["summary"].as_str().unwrap().contains("2020-09-13T12:26:40Z"), "{d}");
+
+    // Against a server that answers: its 401 is explained by the expiry.
+    let fake = EchoPeer::replying(false, stale_nonce_server);
+    let o = probe_as("1600000000:alice", "p", "2s", &format!("turn:{}", fake.addr));
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert_eq!(codes(&o), ["rest-username-expired"], "{}", text(&o));
+    assert!(
+        verdict(&o).starts_with("relay unusable: the REST username `1600000000:alice` expired"),
         "{}",
         text(&o)
     );

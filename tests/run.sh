@@ -2,7 +2,7 @@
 # Runs ternd's whole test suite. On a fresh Debian machine it first installs
 # what the tests use (coturn's client tools, Chromium, and playwright-core
 # from npm for tests/browser.rs; iproute2, nftables and NSS's certutil for
-# the NAT lab, tests/nat_lab*.rs), so this one command is all a newcomer or CI
+# the NAT lab, tests/nat_lab*.rs; nginx for tests/ops_kit.rs), so this one command is all a newcomer or CI
 # needs. Under CI=true anything that cannot be installed fails the run instead
 # of letting tests skip.
 set -euo pipefail
@@ -23,6 +23,8 @@ declare -A want=(
   [nftables]=/usr/sbin/nft
   [procps]=/usr/sbin/sysctl
   [libnss3-tools]=/usr/bin/certutil
+  # tests/ops_kit.rs: `nginx -t` on deploy/nginx/ternd.conf.
+  [nginx]=/usr/sbin/nginx
 )
 missing=()
 for pkg in "${!want[@]}"; do
@@ -32,7 +34,16 @@ if ((${#missing[@]})); then
   echo "tests/run.sh: installing ${missing[*]}"
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # Packages installed for the tests do not start their services (nginx
+    # would take port 80): the tests start what they need themselves.
+    own_policy=
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+      printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && own_policy=1
+    fi
+    rc=0
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || rc=$?
+    if [ -n "$own_policy" ]; then rm -f /usr/sbin/policy-rc.d; fi
+    if [ "$rc" -ne 0 ]; then exit "$rc"; fi
   else
     echo "tests/run.sh: cannot install ${missing[*]} (needs root and apt-get)" >&2
     if [ "${CI:-}" = true ]; then exit 1; fi

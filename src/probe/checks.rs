@@ -18,6 +18,8 @@ pub struct Options {
     pub bind: Option<IpAddr>,
     pub timeout: Duration,
     pub tls: Arc<rustls::ClientConfig>,
+    /// `--ca` was given (named in TLS failures).
+    pub extra_ca: bool,
 }
 
 /// One URL resolved to the address the checks use.
@@ -45,24 +47,53 @@ fn fail_fields(c: Check, e: &ProbeError) -> Check {
     }
 }
 
-/// Opens a session to `t`; the error is the detail of a FAIL line.
-pub fn open(t: &Target, opts: &Options, creds: Option<Credentials>, deadline: Instant) -> Result<Session, String> {
+/// Why [`open`] failed: the detail of a FAIL line, and whether the server
+/// is unreachable (no connection at all) rather than answering wrongly.
+#[derive(Debug)]
+pub struct OpenError {
+    pub text: String,
+    pub unreachable: bool,
+}
+
+impl std::fmt::Display for OpenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// Opens a session to `t`.
+pub fn open(t: &Target, opts: &Options, creds: Option<Credentials>, deadline: Instant) -> Result<Session, OpenError> {
     let tls = match t.url.transport {
         Transport::Tls => Some(TlsParams {
             config: opts.tls.clone(),
-            name: rustls::pki_types::ServerName::try_from(t.url.host.clone())
-                .map_err(|e| format!("`{}` is not a TLS server name: {e}", t.url.host))?,
+            name: rustls::pki_types::ServerName::try_from(t.url.host.clone()).map_err(|e| OpenError {
+                text: format!("`{}` is not a TLS server name: {e}", t.url.host),
+                unreachable: false,
+            })?,
         }),
         _ => None,
     };
     let conn = Conn::connect(t.url.transport, t.addr, opts.bind, tls.as_ref(), deadline).map_err(|e| {
         let text = e.to_string();
         if t.url.transport == Transport::Tls && (text.contains("certificate") || text.contains("Certificate")) {
-            format!("TLS: {text} (give --ca FILE for a private CA or self-signed certificate, or --insecure)")
+            OpenError {
+                text: format!(
+                    "TLS: {text} (system CA roots{}; give --ca FILE for a private CA or self-signed certificate, or --insecure)",
+                    if opts.extra_ca { " and --ca" } else { "" }
+                ),
+                unreachable: false,
+            }
         } else if super::conn::is_timeout(&e) {
-            "connect: timed out".to_string()
+            OpenError {
+                text: "connect: timed out".to_string(),
+                unreachable: true,
+            }
         } else {
-            format!("connect: {text}")
+            OpenError {
+                text: format!("connect: {text}"),
+                // A refused or reset connection; a TLS error after connecting is an answer.
+                unreachable: !matches!(e.kind(), std::io::ErrorKind::InvalidData | std::io::ErrorKind::Other),
+            }
         }
     })?;
     Ok(Session::new(conn, creds, deadline))
@@ -81,7 +112,7 @@ pub fn binding(t: &Target, opts: &Options) -> Check {
     let deadline = Instant::now() + opts.timeout;
     let mut s = match open(t, opts, None, deadline) {
         Ok(s) => s,
-        Err(e) => return base(Status::Fail, e),
+        Err(e) => return base(Status::Fail, e.text).with("dead", e.unreachable),
     };
     match s
         .request(Method::BINDING, &|_| Ok(()))
@@ -107,7 +138,9 @@ pub fn binding(t: &Target, opts: &Options) -> Check {
             }
             c
         }
-        Err(e) => fail_fields(base(Status::Fail, e.to_string()), &e),
+        // No STUN answer at all: the server is dead from here.
+        Err(e) => fail_fields(base(Status::Fail, e.to_string()), &e)
+            .with("dead", matches!(e, ProbeError::Timeout(..) | ProbeError::Io(_))),
     }
 }
 
@@ -126,7 +159,7 @@ pub fn turn(t: &Target, opts: &Options) -> Vec<Check> {
     let mut out = Vec::new();
     let deadline = Instant::now() + opts.timeout;
     let alloc = open(t, opts, t.creds.clone(), deadline)
-        .map_err(ProbeError::Io)
+        .map_err(|e| ProbeError::Io(e.text))
         .and_then(|mut s| match s.allocate() {
             Ok(a) => Ok((s, a)),
             Err(e) => {
@@ -140,7 +173,10 @@ pub fn turn(t: &Target, opts: &Options) -> Vec<Check> {
     let (mut a, alloc_a) = match alloc {
         Ok(x) => x,
         Err(e) => {
-            out.push(fail_fields(base(Status::Fail, "allocate", what, e.to_string()), &e));
+            out.push(
+                fail_fields(base(Status::Fail, "allocate", what, e.to_string()), &e)
+                    .with("credentials", t.creds.is_some()),
+            );
             return out;
         }
     };
@@ -158,14 +194,15 @@ pub fn turn(t: &Target, opts: &Options) -> Vec<Check> {
     .with("relay", alloc_a.relay.to_string())
     .with("lifetime", alloc_a.lifetime)
     .with("rtt_ms", ms(alloc_a.rtt))
-    .with("reflexive", alloc_a.reflexive.to_string());
+    .with("reflexive", alloc_a.reflexive.to_string())
+    .with("credentials", t.creds.is_some());
     out.push(check);
 
     let what = format!("relay round trip {transport}");
     let deadline = Instant::now() + opts.timeout;
     a.deadline = deadline;
     let result = open(t, opts, t.creds.clone(), deadline)
-        .map_err(|e| ProbeError::Io(format!("second allocation: {e}")))
+        .map_err(|e| ("second allocation", ProbeError::Io(format!("second allocation: {e}"))))
         .map(|mut b| {
             let r = round_trip(&mut a, &mut b, alloc_a.relay, deadline);
             b.deadline = Instant::now() + opts.timeout;
@@ -186,7 +223,10 @@ pub fn turn(t: &Target, opts: &Options) -> Vec<Check> {
         .with("peer_relay", relay_b.to_string())
         .with("bytes", PAYLOAD)
         .with("rtt_ms", ms(rtt)),
-        Err(e) => fail_fields(base(Status::Fail, "relay-round-trip", what, e.to_string()), &e),
+        Err((step, e)) => fail_fields(base(Status::Fail, "relay-round-trip", what, e.to_string()), &e)
+            .with("relay", alloc_a.relay.to_string())
+            .with("step", step)
+            .with("timeout", matches!(e, ProbeError::Timeout(..))),
     });
     // RFC 8656 §8: Refresh with lifetime 0 deletes the allocations. Best
     // effort (they expire anyway), so a failure is a warning.
@@ -208,8 +248,8 @@ fn round_trip(
     b: &mut Session,
     relay_a: SocketAddr,
     deadline: Instant,
-) -> Result<(SocketAddr, Duration), ProbeError> {
-    let step = |what: &'static str| move |e: ProbeError| prefix(what, e);
+) -> Result<(SocketAddr, Duration), (&'static str, ProbeError)> {
+    let step = |what: &'static str| move |e: ProbeError| (what, prefix(what, e));
     let relay_b = b.allocate().map_err(step("second allocation"))?.relay;
     a.create_permission(relay_b).map_err(step("CreatePermission A→B"))?;
     b.create_permission(relay_a).map_err(step("CreatePermission B→A"))?;
@@ -217,7 +257,7 @@ fn round_trip(
     // §12.6): A's Send indication reaches B as ChannelData, and B's
     // ChannelData reaches A as a Data indication.
     b.channel_bind(CHANNEL, relay_a).map_err(step("ChannelBind B→A"))?;
-    let mut payload: [u8; PAYLOAD] = random()?;
+    let mut payload: [u8; PAYLOAD] = random().map_err(step("payload"))?;
 
     let started = Instant::now();
     a.send_indication(relay_b, &payload)
@@ -225,10 +265,13 @@ fn round_trip(
     match b.recv_relayed(deadline).map_err(step("A→B"))? {
         Relayed::Channel { channel, data } if channel == CHANNEL && data == payload => {}
         other => {
-            return Err(ProbeError::Malformed(format!(
-                "A→B: expected ChannelData of {PAYLOAD} B on channel {CHANNEL:#06x}, got {}",
-                describe(&other)
-            )))
+            return Err((
+                "A→B",
+                ProbeError::Malformed(format!(
+                    "A→B: expected ChannelData of {PAYLOAD} B on channel {CHANNEL:#06x}, got {}",
+                    describe(&other)
+                )),
+            ))
         }
     }
     payload.reverse();
@@ -236,10 +279,13 @@ fn round_trip(
     match a.recv_relayed(deadline).map_err(step("B→A"))? {
         Relayed::Indication { peer, data } if peer == relay_b && data == payload => {}
         other => {
-            return Err(ProbeError::Malformed(format!(
-                "B→A: expected a Data indication of {PAYLOAD} B from {relay_b}, got {}",
-                describe(&other)
-            )))
+            return Err((
+                "B→A",
+                ProbeError::Malformed(format!(
+                    "B→A: expected a Data indication of {PAYLOAD} B from {relay_b}, got {}",
+                    describe(&other)
+                )),
+            ))
         }
     }
     Ok((relay_b, started.elapsed()))

@@ -1,19 +1,23 @@
 //! `ternd probe URL...`: a STUN/TURN client that checks a server (ternd or
 //! any other, e.g. coturn) from where the user sits: Binding over each
 //! transport, Allocate with credentials, a relay round trip between two
-//! allocations, and the NAT's mapping behaviour. One line per check with a
-//! verdict, exit code 0 when nothing failed, 1 otherwise.
+//! allocations, and the NAT's mapping behaviour. A one-line verdict first,
+//! one line per check, then diagnoses (what the results mean and what to
+//! change); exit code 0 when nothing failed, 1 otherwise.
 
 mod checks;
 mod conn;
+mod diagnosis;
 mod ice_servers;
 mod mapping;
 mod report;
+mod reporter;
 mod session;
 mod tls;
 mod turn;
 mod untrusted;
 mod url;
+mod verdict;
 
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
@@ -24,9 +28,11 @@ use std::time::Duration;
 use clap::Args;
 
 use checks::{Options, Target};
-use report::{Check, Reporter, Status};
+use diagnosis::Diagnosis;
+use report::{Check, Status};
+use reporter::Reporter;
 pub use session::Credentials;
-pub use url::{ServerUrl, Transport};
+pub use url::{ServerUrl, Transport, UrlArg};
 
 #[derive(Debug, Clone, Args)]
 // A heading of their own keeps the probe's options apart from the server's
@@ -34,6 +40,7 @@ pub use url::{ServerUrl, Transport};
 #[command(next_help_heading = "Probe options")]
 #[command(after_help = "Examples:\n  \
     ternd probe stun:turn.example.org\n  \
+    ternd probe --json turn.example.org:3478 | jq .verdict\n  \
     TERND_PROBE_SECRET=S ternd probe turn:turn.example.org turn:turn.example.org?transport=tcp turns:turn.example.org\n  \
     TERND_PROBE_PASSWORD=pw ternd probe --user alice --alt-server 203.0.113.2 turn:203.0.113.1\n  \
     TERND_PROBE_KEY=KEY ternd probe --ice-servers http://127.0.0.1:8080/api/ice-servers --json\n\n\
@@ -41,9 +48,9 @@ pub use url::{ServerUrl, Transport};
     Exit code: 0 when no check failed, 1 when one did, 2 for usage errors.")]
 pub struct ProbeArgs {
     /// Servers to check: stun:HOST[:PORT], turn:HOST[:PORT][?transport=udp|tcp], turns:HOST[:PORT]
-    /// (RFC 7064/7065; default ports 3478, TLS 5349).
+    /// (RFC 7064/7065; default ports 3478, TLS 5349). A bare HOST[:PORT] is probed as stun:HOST[:PORT].
     #[arg(value_name = "URL", required_unless_present = "ice_servers")]
-    pub urls: Vec<ServerUrl>,
+    pub urls: Vec<UrlArg>,
     /// Username of static long-term credentials (used instead of --secret when both are given).
     #[arg(long, requires = "password")]
     pub user: Option<String>,
@@ -75,8 +82,8 @@ pub struct ProbeArgs {
     /// Local address to bind (default: the unspecified address of the server's family).
     #[arg(long, value_name = "IP")]
     pub bind: Option<IpAddr>,
-    /// CA certificate(s) (PEM) to trust for turns:/https://. There are no system roots:
-    /// a private or self-signed certificate needs --ca or --insecure.
+    /// CA certificate(s) (PEM) to trust for turns:/https://, besides the system's CA store
+    /// (SSL_CERT_FILE/SSL_CERT_DIR or the OS default). A self-signed certificate needs --ca or --insecure.
     #[arg(long, value_name = "FILE", conflicts_with = "insecure")]
     pub ca: Option<PathBuf>,
     /// Do not verify TLS certificates (still encrypted; for self-signed test servers).
@@ -85,7 +92,7 @@ pub struct ProbeArgs {
     /// Overall timeout of each check (UDP retransmits from 500 ms, doubling), e.g. 5s, 1500ms.
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_timeout)]
     pub timeout: Duration,
-    /// Machine-readable output: one JSON object per check, then {"summary":true,"ok":...}.
+    /// Machine-readable output: one JSON document {"verdict":"...","ok":...,"diagnoses":[{"code":...}],"checks":[...]}.
     #[arg(long)]
     pub json: bool,
 }
@@ -129,6 +136,7 @@ fn run_checks(args: &ProbeArgs) -> anyhow::Result<bool> {
         bind: args.bind,
         timeout: args.timeout,
         tls: tls::client_config(args.ca.as_deref(), args.insecure)?,
+        extra_ca: args.ca.is_some(),
     };
     let alt_server = args
         .alt_server
@@ -137,51 +145,35 @@ fn run_checks(args: &ProbeArgs) -> anyhow::Result<bool> {
         .transpose()?;
     let global = global_credentials(args)?;
     let mut report = Reporter::new(args.json);
+    let mut early: Vec<Diagnosis> = Vec::new();
 
-    let mut entries: Vec<(ServerUrl, Option<Credentials>)> =
-        args.urls.iter().map(|u| (u.clone(), global.clone())).collect();
+    let mut entries: Vec<(ServerUrl, Option<Credentials>)> = Vec::new();
+    for a in &args.urls {
+        if let Some(written) = &a.bare {
+            early.push(diagnosis::url_without_scheme(written, &a.url.to_string()));
+        }
+        entries.push((a.url.clone(), global.clone()));
+    }
     if let Some(url) = &args.ice_servers {
-        // The URL may carry a key in its userinfo or query: never printed.
-        let source = untrusted::redact_url(url);
-        match ice_servers::fetch(url, args.key.as_deref(), args.timeout, &opts.tls) {
-            Ok(list) => {
-                report.add(
-                    Check::new(
-                        Status::Pass,
-                        "ice-servers",
-                        "ice servers",
-                        format!("{} URL(s) from {source}", list.len()),
-                    )
-                    .with("source", source.as_str()),
-                );
-                let (list, skipped) = ice_servers::cap(list);
-                if skipped > 0 {
-                    report.add(Check::new(
-                        Status::Warn,
-                        "ice-servers",
-                        "ice servers",
-                        format!(
-                            "{skipped} more URL(s) not probed (at most {} per document)",
-                            ice_servers::MAX_URLS
-                        ),
-                    ));
-                }
-                for (u, creds) in list {
-                    match u {
-                        // Credentials from the document win; else the command line's.
-                        Ok(u) => entries.push((u, creds.or_else(|| global.clone()))),
-                        Err(e) => report.add(Check::new(Status::Fail, "ice-servers", "ice servers url", e)),
-                    }
-                }
+        fetch_ice_servers(url, args, &opts, &global, &mut report, &mut entries);
+    }
+    // Before sending anything: credentials that can only get a 401.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    for (_, creds) in &entries {
+        if let Some(d) = creds
+            .as_ref()
+            .and_then(|c| diagnosis::rest_username_expired(&c.username, now))
+        {
+            if !early.contains(&d) {
+                early.push(d);
             }
-            Err(e) => report.add(
-                Check::new(Status::Fail, "ice-servers", "ice servers", format!("{source}: {e}"))
-                    .with("source", source.as_str()),
-            ),
         }
     }
 
     let mut bound: HashSet<(Transport, SocketAddr)> = HashSet::new();
+    let mut dead: HashSet<(Transport, SocketAddr)> = HashSet::new();
     let mut turned: HashSet<(Transport, SocketAddr, Option<Credentials>)> = HashSet::new();
     let mut primary_udp: Option<SocketAddr> = None;
     for (url, creds) in entries {
@@ -200,18 +192,50 @@ fn run_checks(args: &ProbeArgs) -> anyhow::Result<bool> {
             primary_udp = Some(addr);
         }
         let target = Target { url, addr, creds };
-        if bound.insert((target.url.transport, addr)) {
-            report.add(checks::binding(&target, &opts));
-        }
-        if target.url.turn && turned.insert((target.url.transport, addr, target.creds.clone())) {
-            for c in checks::turn(&target, &opts) {
-                report.add(c);
+        let key = (target.url.transport, addr);
+        if bound.insert(key) {
+            let c = checks::binding(&target, &opts);
+            if c.fields.get("dead").and_then(|d| d.as_bool()) == Some(true) {
+                dead.insert(key);
             }
+            report.add(c);
         }
+        if !target.url.turn || !turned.insert((target.url.transport, addr, target.creds.clone())) {
+            continue;
+        }
+        if dead.contains(&key) {
+            // No Binding answer, so an Allocate cannot get one either.
+            let t = target.url.transport.name();
+            report.add(
+                Check::new(
+                    Status::Skip,
+                    "allocate",
+                    format!("allocate {t} {addr}"),
+                    "skipped: the Binding got no answer",
+                )
+                .with("transport", t)
+                .with("server", addr.to_string())
+                .with("url", target.url.to_string()),
+            );
+            continue;
+        }
+        for c in checks::turn(&target, &opts) {
+            report.add(c);
+        }
+    }
+    // UDP silent: does TCP answer on the same port? (Then UDP is blocked on the way.)
+    let mut udp_dead: Vec<SocketAddr> = dead
+        .iter()
+        .filter(|(t, a)| *t == Transport::Udp && !bound.contains(&(Transport::Tcp, *a)))
+        .map(|(_, a)| *a)
+        .collect();
+    udp_dead.sort();
+    for addr in udp_dead {
+        report.add(fallback_binding(addr, &opts));
     }
 
     match primary_udp {
-        Some(primary) => {
+        Some(primary) if !dead.contains(&(Transport::Udp, primary)) => {
             let alt_server = match alt_server {
                 Some((host, port)) => Some(
                     resolve(&host, port.unwrap_or(primary.port()), Some(primary.ip()))
@@ -226,6 +250,12 @@ fn run_checks(args: &ProbeArgs) -> anyhow::Result<bool> {
             };
             report.add(mapping::nat_mapping(&probes, &opts));
         }
+        Some(_) => report.add(Check::new(
+            Status::Skip,
+            "nat-mapping",
+            "nat mapping",
+            "skipped: the primary UDP Binding got no answer",
+        )),
         None if args.alt_server.is_some() || args.alt_port.is_some() => report.add(Check::new(
             Status::Fail,
             "nat-mapping",
@@ -234,7 +264,95 @@ fn run_checks(args: &ProbeArgs) -> anyhow::Result<bool> {
         )),
         None => {}
     }
-    Ok(report.finish())
+    let diagnoses = merge_diagnoses(diagnosis::diagnose(report.checks()), early);
+    Ok(report.finish(&diagnoses))
+}
+
+/// The checks' diagnoses first (the verdict cites the first error), then
+/// those found before sending; an expired REST username takes the place of
+/// the 401 it explains.
+fn merge_diagnoses(mut found: Vec<Diagnosis>, early: Vec<Diagnosis>) -> Vec<Diagnosis> {
+    for d in early {
+        match found.iter().position(|f| f.code == "credentials-rejected") {
+            Some(i) if d.code == "rest-username-expired" => found[i] = d,
+            _ => found.push(d),
+        }
+    }
+    found
+}
+
+/// A TCP Binding to `addr` after UDP got no answer there: reported as INFO
+/// (the user did not ask for it), and read by the diagnoses.
+fn fallback_binding(addr: SocketAddr, opts: &Options) -> Check {
+    let url = ServerUrl {
+        scheme: "stun",
+        host: addr.ip().to_string(),
+        port: addr.port(),
+        transport: Transport::Tcp,
+        turn: false,
+    };
+    let c = checks::binding(&Target { url, addr, creds: None }, opts);
+    let detail = match c.status {
+        Status::Pass => format!("TCP answers where UDP does not: {}", c.detail),
+        _ => format!("no answer over TCP either: {}", c.detail),
+    };
+    Check {
+        status: Status::Info,
+        kind: "fallback-binding",
+        what: format!("binding tcp {addr} (fallback)"),
+        detail,
+        fields: c.fields,
+    }
+}
+
+/// `--ice-servers URL`: the document's URLs join `entries`, with its
+/// credentials (else the command line's).
+fn fetch_ice_servers(
+    url: &str,
+    args: &ProbeArgs,
+    opts: &Options,
+    global: &Option<Credentials>,
+    report: &mut Reporter,
+    entries: &mut Vec<(ServerUrl, Option<Credentials>)>,
+) {
+    // The URL may carry a key in its userinfo or query: never printed.
+    let source = untrusted::redact_url(url);
+    match ice_servers::fetch(url, args.key.as_deref(), args.timeout, &opts.tls) {
+        Ok(list) => {
+            report.add(
+                Check::new(
+                    Status::Pass,
+                    "ice-servers",
+                    "ice servers",
+                    format!("{} URL(s) from {source}", list.len()),
+                )
+                .with("source", source.as_str()),
+            );
+            let (list, skipped) = ice_servers::cap(list);
+            if skipped > 0 {
+                report.add(Check::new(
+                    Status::Warn,
+                    "ice-servers",
+                    "ice servers",
+                    format!(
+                        "{skipped} more URL(s) not probed (at most {} per document)",
+                        ice_servers::MAX_URLS
+                    ),
+                ));
+            }
+            for (u, creds) in list {
+                match u {
+                    // Credentials from the document win; else the command line's.
+                    Ok(u) => entries.push((u, creds.or_else(|| global.clone()))),
+                    Err(e) => report.add(Check::new(Status::Fail, "ice-servers", "ice servers url", e)),
+                }
+            }
+        }
+        Err(e) => report.add(
+            Check::new(Status::Fail, "ice-servers", "ice servers", format!("{source}: {e}"))
+                .with("source", source.as_str()),
+        ),
+    }
 }
 
 /// --user/--password, or REST credentials minted from --secret.

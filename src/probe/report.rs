@@ -1,5 +1,5 @@
-//! One line per check (`PASS`/`FAIL`/`WARN`/`INFO`, what, detail) or, with
-//! `--json`, one JSON object per check and a final summary.
+//! The outcome of one check: a line (`PASS`/`FAIL`/`WARN`/`INFO`/`SKIP`,
+//! what, detail) or a JSON object with the same facts.
 
 use serde_json::{Map, Value};
 
@@ -11,6 +11,8 @@ pub enum Status {
     Warn,
     /// A finding, neither good nor bad (e.g. the NAT's behaviour).
     Info,
+    /// Not tried, because an earlier check showed it cannot work.
+    Skip,
 }
 
 impl Status {
@@ -20,6 +22,7 @@ impl Status {
             Status::Fail => "FAIL",
             Status::Warn => "WARN",
             Status::Info => "INFO",
+            Status::Skip => "SKIP",
         }
     }
 }
@@ -28,7 +31,8 @@ impl Status {
 #[derive(Debug, Clone)]
 pub struct Check {
     pub status: Status,
-    /// The JSON `check` name: binding, allocate, relay-round-trip, nat-mapping, ice-servers.
+    /// The JSON `check` name: binding, fallback-binding, allocate,
+    /// relay-round-trip, cleanup, nat-mapping, ice-servers.
     pub kind: &'static str,
     /// The human label, e.g. "binding udp 127.0.0.1:3478".
     pub what: String,
@@ -77,50 +81,6 @@ impl Check {
     }
 }
 
-/// Prints checks as they complete, so a slow check does not hide earlier ones.
-pub struct Reporter {
-    json: bool,
-    all_ok: bool,
-    count: usize,
-}
-
-impl Reporter {
-    pub fn new(json: bool) -> Reporter {
-        Reporter {
-            json,
-            all_ok: true,
-            count: 0,
-        }
-    }
-
-    pub fn add(&mut self, c: Check) {
-        use std::io::Write as _;
-        self.all_ok &= c.ok();
-        self.count += 1;
-        if self.json {
-            println!("{}", c.to_json());
-        } else {
-            println!("{}", c.to_line());
-        }
-        let _ = std::io::stdout().flush();
-    }
-
-    /// Prints the summary; true when no check failed.
-    pub fn finish(self) -> bool {
-        if self.json {
-            println!(
-                "{}",
-                serde_json::json!({"summary": true, "ok": self.all_ok, "checks": self.count})
-            );
-        } else if self.all_ok {
-            println!("all {} check(s) passed", self.count);
-        } else {
-            println!("some checks FAILED");
-        }
-        self.all_ok
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,5 +101,6 @@ mod tests {
         assert_eq!(j["reflexive"], "127.0.0.1:5");
         assert!(!Check::new(Status::Fail, "allocate", "a", "b").ok());
         assert!(Check::new(Status::Warn, "allocate", "a", "b").ok());
+        assert!(Check::new(Status::Skip, "allocate", "a", "b").ok());
     }
 }

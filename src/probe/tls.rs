@@ -1,6 +1,8 @@
-//! TLS trust for `turns:` and `https://`: a CA file (`--ca`), or no
-//! verification at all (`--insecure`). There are no system roots: a server
-//! with a self-signed certificate needs one of the two.
+//! TLS trust for `turns:` and `https://`: the system's CA store (through
+//! rustls-native-certs: SSL_CERT_FILE / SSL_CERT_DIR when set, else the
+//! OS's bundle, on Debian /etc/ssl/certs) plus a CA file (`--ca`), or no
+//! verification at all (`--insecure`). A server with a self-signed
+//! certificate needs `--ca` or `--insecure`.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -23,6 +25,10 @@ pub fn client_config(ca: Option<&Path>, insecure: bool) -> anyhow::Result<Arc<ru
             .with_no_client_auth()
     } else {
         let mut roots = rustls::RootCertStore::empty();
+        // Unreadable or unparsable system certificates are skipped: the
+        // store is best effort, and --ca still works without it.
+        let system = rustls_native_certs::load_native_certs();
+        roots.add_parsable_certificates(system.certs);
         if let Some(file) = ca {
             let mut n = 0;
             for cert in CertificateDer::pem_file_iter(file)

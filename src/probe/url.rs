@@ -99,6 +99,39 @@ impl std::str::FromStr for ServerUrl {
     }
 }
 
+/// A server named on the command line: a URI, or a bare `HOST[:PORT]`
+/// probed as `stun:HOST[:PORT]` with a "did you mean" hint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UrlArg {
+    pub url: ServerUrl,
+    /// The text as written, when it had no scheme.
+    pub bare: Option<String>,
+}
+
+impl std::str::FromStr for UrlArg {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let strict = s.parse::<ServerUrl>();
+        let known_scheme = s
+            .split_once(':')
+            .is_some_and(|(p, _)| ["stun", "stuns", "turn", "turns"].contains(&p.to_ascii_lowercase().as_str()));
+        match strict {
+            Ok(url) => Ok(UrlArg { url, bare: None }),
+            // `host:port`, `[v6]:port` or `host`: what people paste from a
+            // config file. Anything else keeps the URI parser's reason.
+            Err(e) if known_scheme || s.contains('/') => Err(e),
+            Err(e) => match format!("stun:{s}").parse::<ServerUrl>() {
+                Ok(url) => Ok(UrlArg {
+                    url,
+                    bare: Some(s.to_string()),
+                }),
+                Err(_) => Err(e),
+            },
+        }
+    }
+}
+
 /// Splits `HOST[:PORT]` where HOST may be `[v6]`. An unbracketed IPv6
 /// literal is refused: its last group would read as a port.
 pub fn split_host_port(s: &str) -> Result<(String, Option<u16>), String> {
@@ -176,6 +209,7 @@ mod tests {
     fn rejects_bad_uris_with_a_reason() {
         for (s, why) in [
             ("example.org", "not a STUN/TURN URI"),
+            ("stun:a b", "not a host"),
             ("http://x", "unknown scheme"),
             ("turn://x", "no `//`"),
             ("stun:x?transport=udp", "only turn:"),
@@ -189,6 +223,28 @@ mod tests {
             ("turn:a b", "not a host"),
         ] {
             let e = p(s).unwrap_err();
+            assert!(e.contains(why), "{s}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_bare_host_and_port_is_probed_as_stun() {
+        for (s, want) in [
+            ("127.0.0.1:3479", "stun:127.0.0.1:3479"),
+            ("example.org", "stun:example.org:3478"),
+            ("[::1]:9", "stun:[::1]:9"),
+        ] {
+            let a: UrlArg = s.parse().unwrap();
+            assert_eq!((a.url.to_string(), a.bare.as_deref()), (want.to_string(), Some(s)));
+        }
+        let a: UrlArg = "turn:h".parse().unwrap();
+        assert_eq!(a.bare, None);
+        for (s, why) in [
+            ("http://x", "unknown scheme"),
+            ("turn:x?transport=sctp", "unknown query"),
+            ("a b:1", "unknown scheme"),
+        ] {
+            let e = s.parse::<UrlArg>().unwrap_err();
             assert!(e.contains(why), "{s}: {e}");
         }
     }

@@ -163,9 +163,18 @@ pub fn probe(lab: &Lab, node: &str) -> Finished {
     spawn(lab, node, env!("CARGO_BIN_EXE_ternd"), &args).finish(Duration::from_secs(20))
 }
 
+/// The checks of a `probe --json` run (its one document's `checks`).
+pub fn probe_checks(f: &Finished) -> Vec<Value> {
+    f.events
+        .first()
+        .and_then(|d| d["checks"].as_array())
+        .cloned()
+        .unwrap_or_default()
+}
+
 /// The nat-mapping verdict of a probe run.
 pub fn mapping_verdict(f: &Finished) -> String {
-    f.events
+    probe_checks(f)
         .iter()
         .find(|e| e["check"] == "nat-mapping")
         .and_then(|e| e["verdict"].as_str())
