@@ -24,6 +24,15 @@ const OFF_RECHECK: Duration = Duration::from_secs(1);
 /// What identifies one version of a file (None: it cannot be read now).
 type Stamp = Option<(u64, u64, u64, i64, i64)>;
 
+/// The versions of the certificate and key files.
+pub type Stamps = (Stamp, Stamp);
+
+/// Stamps the pair; taken before the files are first loaded, so a change
+/// made while the server starts is seen as one.
+pub fn stamps(cert_file: &Path, key_file: &Path) -> Stamps {
+    (stamp(cert_file), stamp(key_file))
+}
+
 fn stamp(path: &Path) -> Stamp {
     // metadata() follows symlinks: a swapped link shows as another inode.
     let m = std::fs::metadata(path).ok()?;
@@ -46,42 +55,38 @@ impl Drop for CertWatch {
 }
 
 /// Starts watching the files the running config names (a reload may name
-/// others; they are followed).
-pub fn start(handle: ServerHandle, resolver: Arc<CertResolver>) -> std::io::Result<CertWatch> {
+/// others; they are followed), from the versions `seen` when they were loaded.
+pub fn start(handle: ServerHandle, resolver: Arc<CertResolver>, mut seen: Stamps) -> std::io::Result<CertWatch> {
     let (stop, stopped) = mpsc::channel::<()>();
+    let files = |h: &ServerHandle| {
+        let c = h.config();
+        (c.tls.cert_file, c.tls.key_file, c.tls.watch_interval.0)
+    };
     let thread = std::thread::Builder::new()
         .name("ternd-certwatch".into())
-        .spawn(move || {
-            let files = |h: &ServerHandle| {
-                let c = h.config();
-                (c.tls.cert_file, c.tls.key_file, c.tls.watch_interval.0)
-            };
-            let (cert, key, _) = files(&handle);
-            let mut seen = (stamp(&cert), stamp(&key));
-            loop {
-                let (cert, key, every) = files(&handle);
-                let wait = if every.is_zero() { OFF_RECHECK } else { every };
-                match stopped.recv_timeout(wait) {
-                    Err(mpsc::RecvTimeoutError::Timeout) => {}
-                    _ => return,
-                }
-                if every.is_zero() {
-                    continue;
-                }
-                let now = (stamp(&cert), stamp(&key));
-                if now == seen {
-                    continue;
-                }
-                seen = now;
-                match resolver.reload(&cert, &key) {
-                    Ok(()) => tracing::info!(
-                        cert_file = %cert.display(),
-                        "TLS certificate reloaded: its files changed"
-                    ),
-                    Err(e) => tracing::error!(
-                        "TLS certificate files changed but were refused, the running certificate stays: {e:#}"
-                    ),
-                }
+        .spawn(move || loop {
+            let (cert, key, every) = files(&handle);
+            let wait = if every.is_zero() { OFF_RECHECK } else { every };
+            match stopped.recv_timeout(wait) {
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                _ => return,
+            }
+            if every.is_zero() {
+                continue;
+            }
+            let now = stamps(&cert, &key);
+            if now == seen {
+                continue;
+            }
+            seen = now;
+            match resolver.reload(&cert, &key) {
+                Ok(()) => tracing::info!(
+                    cert_file = %cert.display(),
+                    "TLS certificate reloaded: its files changed"
+                ),
+                Err(e) => tracing::error!(
+                    "TLS certificate files changed but were refused, the running certificate stays: {e:#}"
+                ),
             }
         })?;
     Ok(CertWatch {

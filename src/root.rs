@@ -26,6 +26,7 @@ pub struct Running {
 /// the shards (every listener bound first), then HTTP on the shards' handle.
 pub fn start(config: &Config) -> anyhow::Result<Running> {
     let wants_tls = !config.listen.tls.is_empty() || (config.http.tls && !config.http.listen.is_empty());
+    let cert_stamps = crate::cert_watch::stamps(&config.tls.cert_file, &config.tls.key_file);
     let tls = if wants_tls {
         Some(TlsSetup::load(&config.tls.cert_file, &config.tls.key_file)?)
     } else {
@@ -45,7 +46,11 @@ pub fn start(config: &Config) -> anyhow::Result<Running> {
     let server = crate::server::start(config, tls.as_ref(), &budgets)?;
     let mut bound = server.bound().clone();
     let cert_watch = match &tls {
-        Some(t) => Some(crate::cert_watch::start(server.handle(), t.resolver.clone())?),
+        Some(t) => Some(crate::cert_watch::start(
+            server.handle(),
+            t.resolver.clone(),
+            cert_stamps,
+        )?),
         None => None,
     };
     let http_tls = tls.filter(|_| config.http.tls).map(|t| t.acceptor());
