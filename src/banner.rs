@@ -79,9 +79,15 @@ pub fn render(bound: &BoundAddrs, shards: usize, shared: &Shared) -> String {
         let _ = writeln!(s, "  username: {user}");
         let _ = writeln!(s, "  password: {pass}");
         if let Some(a) = bound.udp.first() {
+            // coturn's uclient needs a peer: `-y` makes two clients each
+            // other's peer through their relay addresses (the server's own,
+            // which the peer policy allows). `-s` sends Send indications
+            // instead of binding channels: the Debian 4.6 uclient picks
+            // channel numbers above RFC 8656's 0x4000-0x4FFF, which the
+            // default config refuses with 400.
             let _ = writeln!(
                 s,
-                "Try it: turnutils_uclient -u '{user}' -w '{pass}' -p {} {}",
+                "Try it: turnutils_uclient -y -s -u '{user}' -w '{pass}' -p {} {}",
                 a.port(),
                 host_of(a).trim_matches(|c| c == '[' || c == ']')
             );

@@ -235,16 +235,17 @@ fn firewall(args: &FirewallArgs) -> anyhow::Result<()> {
 fn credentials(args: &CredentialArgs) -> anyhow::Result<()> {
     let config = Config::load(&args.config.sources()?)?;
     let secrets = crate::server::setup::configured_secrets(&config)?;
-    let Some(secret) = secrets.first() else {
-        anyhow::bail!(
-            "turn.secrets and turn.secret_files are empty: configure a shared secret (or TERND__TURN__SECRETS) to mint credentials"
-        );
+    let (username, password, expiry) = match secrets.first() {
+        Some(secret) => {
+            let expiry = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_secs()
+                + args.ttl.as_secs();
+            let (username, password) = proto::auth::rest_credentials(secret, &args.user, expiry);
+            (username, password, expiry)
+        }
+        None => mint_by_running_server(&config, args)?,
     };
-    let expiry = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_secs()
-        + args.ttl.as_secs();
-    let (username, password) = proto::auth::rest_credentials(secret, &args.user, expiry);
     if args.json {
         println!(
             "{}",
@@ -257,13 +258,66 @@ fn credentials(args: &CredentialArgs) -> anyhow::Result<()> {
             )
         );
     } else {
+        // The server caps the TTL at its http.max_ttl: say what was minted.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_secs();
+        let ttl = match expiry.saturating_sub(now) {
+            left if left.abs_diff(args.ttl.as_secs()) <= 5 => args.ttl,
+            left => std::time::Duration::from_secs(left),
+        };
         println!(
             "username: {username}\npassword: {password}\nexpires: {} (in {})",
             crate::utc_time::rfc3339(expiry),
-            crate::config::format_duration(args.ttl)
+            crate::config::format_duration(ttl)
         );
     }
     Ok(())
+}
+
+/// With no secret configured, a `ternd serve` on the same config runs on a
+/// random secret made at start (the quick start): ask it, over its local
+/// iceServers endpoint, to mint the credentials. Why this and not a file
+/// holding the secret: the secret never leaves the server's memory, so
+/// nothing is left on disk after a crash, nothing depends on a runtime
+/// directory's owner and mode (DynamicUser, a shared /tmp), and there is
+/// no stale secret of an earlier run to mint useless credentials from; and
+/// the endpoint asked is one that, in this keyless setup, already answers
+/// only requests from this host (loopback peer, loopback Host), so asking it
+/// grants no one anything new. Returns (username, password, expiry).
+fn mint_by_running_server(config: &Config, args: &CredentialArgs) -> anyhow::Result<(String, String, u64)> {
+    let none = "turn.secrets and turn.secret_files are empty: configure a shared secret (or TERND__TURN__SECRETS) to mint credentials, or start `ternd serve` with this config first";
+    if config.http.tls || config.http.listen.is_empty() {
+        anyhow::bail!("{none}");
+    }
+    let mut errors = Vec::new();
+    for a in &config.http.listen {
+        let ip = match a.ip() {
+            std::net::IpAddr::V4(ip) if ip.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::IpAddr::V6(ip) if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+            ip => ip,
+        };
+        let base = format!("http://{}", std::net::SocketAddr::new(ip, a.port()));
+        let user: String = args
+            .user
+            .bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+                _ => format!("%{b:02X}"),
+            })
+            .collect();
+        let url = format!("{base}/api/ice-servers?user={user}&ttl={}", args.ttl.as_secs());
+        match crate::probe::fetch_credentials(&url, std::time::Duration::from_secs(5)) {
+            Ok((username, password)) => {
+                let expiry = proto::auth::rest_expiry(&username)
+                    .with_context(|| format!("{base} minted a username without an expiry"))?;
+                eprintln!("(minted by the running ternd at {base}: no turn.secrets configured)");
+                return Ok((username, password, expiry));
+            }
+            Err(e) => errors.push(format!("{base}: {e}")),
+        }
+    }
+    anyhow::bail!("{none} (no running ternd minted any: {})", errors.join("; "))
 }
 
 fn serve(args: &ServeArgs) -> anyhow::Result<()> {

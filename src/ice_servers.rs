@@ -1,7 +1,7 @@
 //! The iceServers JSON (`{"iceServers":[...],"ttl":N}`) that the HTTP API
 //! hands out and `ternd credentials --json` prints, and the ports it names.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use crate::config::Config;
 use crate::server::BoundAddrs;
@@ -64,4 +64,113 @@ pub fn ice_servers_json(ports: IcePorts, host: &str, username: &str, password: &
         servers.push(serde_json::json!({ "urls": turn, "username": username, "credential": password }));
     }
     serde_json::json!({ "iceServers": servers, "ttl": ttl }).to_string()
+}
+
+/// Where the host of the handed-out URLs comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IceHost {
+    /// Always this name or address: `http.public_host`, or where STUN/TURN
+    /// listen when HTTP listens elsewhere.
+    Fixed(String),
+    /// The Host header of each request: STUN/TURN listen wherever HTTP does.
+    FromRequest,
+}
+
+/// Chooses [`IceHost`]: `http.public_host` when set; else the Host header,
+/// unless STUN/TURN listen only on specific addresses and HTTP on others
+/// (HTTP on 127.0.0.1 with TURN on 127.0.0.2, HTTP on all addresses with
+/// TURN on one): then the Host header names a place with no STUN/TURN, so
+/// the first TURN listener's address is used instead (its public address
+/// when `relay.external_ip` maps it), and the second value is a warning for
+/// the start log.
+pub fn choose_host(
+    public_host: &str,
+    http: &[SocketAddr],
+    turn: &BoundAddrs,
+    external_ips: &[(IpAddr, IpAddr)],
+) -> (IceHost, Option<String>) {
+    if !public_host.is_empty() {
+        return (IceHost::Fixed(public_host.to_string()), None);
+    }
+    let turn_ips: Vec<IpAddr> = turn
+        .udp
+        .iter()
+        .chain(&turn.tcp)
+        .chain(&turn.tls)
+        .map(|a| a.ip())
+        .collect();
+    let Some(&first) = turn_ips.first() else {
+        return (IceHost::FromRequest, None);
+    };
+    let elsewhere = |h: &SocketAddr| !turn_ips.contains(&h.ip());
+    if turn_ips.iter().any(|ip| ip.is_unspecified()) || !http.iter().any(elsewhere) {
+        return (IceHost::FromRequest, None);
+    }
+    let host = external_ips
+        .iter()
+        .find(|(private, _)| *private == first)
+        .map_or(first, |(_, public)| *public)
+        .to_string();
+    let http_list: Vec<String> = http.iter().map(|a| a.ip().to_string()).collect();
+    let turn_list: Vec<String> = turn_ips.iter().map(IpAddr::to_string).collect();
+    let warning = format!(
+        "HTTP listens on {} but STUN/TURN only on {}: the iceServers URLs name {host}, not the Host of the request; set http.public_host to name another",
+        http_list.join(", "),
+        turn_list.join(", ")
+    );
+    (IceHost::Fixed(host), Some(warning))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addrs(list: &[&str]) -> Vec<SocketAddr> {
+        list.iter().map(|a| a.parse().unwrap()).collect()
+    }
+
+    fn turn(list: &[&str]) -> BoundAddrs {
+        BoundAddrs {
+            udp: addrs(list),
+            tcp: addrs(list),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_host_header_serves_only_where_turn_listens_too() {
+        let http = addrs(&["127.0.0.1:8080"]);
+        let fixed = |h: &str| IceHost::Fixed(h.to_string());
+        // The laptop default: TURN on all addresses.
+        let wild = turn(&["0.0.0.0:3478", "[::]:3478"]);
+        assert_eq!(choose_host("", &http, &wild, &[]), (IceHost::FromRequest, None));
+        // Same address.
+        let same = turn(&["127.0.0.1:3478"]);
+        assert_eq!(choose_host("", &http, &same, &[]), (IceHost::FromRequest, None));
+        // public_host wins.
+        let other = turn(&["127.0.0.2:3478"]);
+        assert_eq!(
+            choose_host("turn.example.org", &http, &other, &[]),
+            (fixed("turn.example.org"), None)
+        );
+        // Elsewhere: the TURN address, with a warning.
+        let (host, warning) = choose_host("", &http, &other, &[]);
+        assert_eq!(host, fixed("127.0.0.2"));
+        assert!(warning.unwrap().contains("http.public_host"));
+        // HTTP on all addresses, TURN on one: its public address if mapped.
+        let private: IpAddr = "10.0.0.5".parse().unwrap();
+        let public: IpAddr = "203.0.113.7".parse().unwrap();
+        let (host, _) = choose_host(
+            "",
+            &addrs(&["0.0.0.0:8080"]),
+            &turn(&["10.0.0.5:3478"]),
+            &[(private, public)],
+        );
+        assert_eq!(host, fixed("203.0.113.7"));
+        // No TURN listener: nothing better than the Host header.
+        assert_eq!(
+            choose_host("", &http, &BoundAddrs::default(), &[]),
+            (IceHost::FromRequest, None)
+        );
+    }
 }

@@ -4,6 +4,7 @@
 
 pub mod banner;
 pub mod budget;
+mod cert_watch;
 pub mod cli;
 pub mod config;
 pub mod fastpath;

@@ -7,6 +7,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use crate::budget::{Budgets, Exhaustions};
+use crate::cert_watch::CertWatch;
 use crate::config::Config;
 use crate::http::HttpServer;
 use crate::server::{BoundAddrs, RunningServer, ServerHandle};
@@ -17,12 +18,15 @@ pub struct Running {
     bound: BoundAddrs,
     server: RunningServer,
     http: Option<HttpServer>,
+    /// Reloads the certificate when its files change (with TLS only).
+    _cert_watch: Option<CertWatch>,
 }
 
 /// Starts ternd for `config`: one TLS setup for TURN over TLS and HTTPS,
 /// the shards (every listener bound first), then HTTP on the shards' handle.
 pub fn start(config: &Config) -> anyhow::Result<Running> {
     let wants_tls = !config.listen.tls.is_empty() || (config.http.tls && !config.http.listen.is_empty());
+    let cert_stamps = crate::cert_watch::stamps(&config.tls.cert_file, &config.tls.key_file);
     let tls = if wants_tls {
         Some(TlsSetup::load(&config.tls.cert_file, &config.tls.key_file)?)
     } else {
@@ -41,12 +45,25 @@ pub fn start(config: &Config) -> anyhow::Result<Running> {
     };
     let server = crate::server::start(config, tls.as_ref(), &budgets)?;
     let mut bound = server.bound().clone();
+    let cert_watch = match &tls {
+        Some(t) => Some(crate::cert_watch::start(
+            server.handle(),
+            t.resolver.clone(),
+            cert_stamps,
+        )?),
+        None => None,
+    };
     let http_tls = tls.filter(|_| config.http.tls).map(|t| t.acceptor());
     let http = crate::http::start(config, &server.handle(), &bound, http_tls, &budgets)?;
     if let Some(h) = &http {
         bound.http = h.bound.clone();
     }
-    Ok(Running { bound, server, http })
+    Ok(Running {
+        bound,
+        server,
+        http,
+        _cert_watch: cert_watch,
+    })
 }
 
 /// Runs ternd for `config` until `shutdown` completes, then stops it and
@@ -78,6 +95,7 @@ impl Running {
 
     /// Stops HTTP, then every shard; returns the shards' counters summed.
     pub fn shutdown(self) -> anyhow::Result<proto::Stats> {
+        drop(self._cert_watch);
         if let Some(h) = self.http {
             h.shutdown();
         }

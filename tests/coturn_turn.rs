@@ -19,8 +19,23 @@ impl Drop for Proc {
     }
 }
 
+/// What one uclient run reported.
+struct Summary {
+    sent: u64,
+    recv: u64,
+    lost: u64,
+    exited_ok: bool,
+    text: String,
+}
+
 /// Runs uclient with `args` and returns (sent, received, lost) from its summary.
 fn uclient(args: &[String]) -> (u64, u64, u64, String) {
+    let s = uclient_run(args);
+    (s.sent, s.recv, s.lost, s.text)
+}
+
+/// Runs uclient with `args`, bounded in time, and reads its summary.
+fn uclient_run(args: &[String]) -> Summary {
     let bin = tool("turnutils_uclient").expect("checked by the caller");
     let mut child = Command::new(bin)
         .args(args)
@@ -48,10 +63,75 @@ fn uclient(args: &[String]) -> (u64, u64, u64, String) {
             .parse()
             .ok()
     };
-    let sent = num_after("tot_send_msgs=").unwrap_or(0);
-    let recv = num_after("tot_recv_msgs=").unwrap_or(0);
-    let lost = num_after("Total lost packets").unwrap_or(u64::MAX);
-    (sent, recv, lost, text)
+    Summary {
+        sent: num_after("tot_send_msgs=").unwrap_or(0),
+        recv: num_after("tot_recv_msgs=").unwrap_or(0),
+        lost: num_after("Total lost packets").unwrap_or(u64::MAX),
+        exited_ok: out.status.success(),
+        text,
+    }
+}
+
+/// Splits a banner command line into words: blanks separate, single quotes
+/// group (what a shell does with the line as printed).
+fn shell_words(line: &str) -> Vec<String> {
+    let (mut words, mut word, mut quoted, mut any) = (Vec::new(), String::new(), false, false);
+    for c in line.chars() {
+        match c {
+            '\'' => (quoted, any) = (!quoted, true),
+            c if c.is_whitespace() && !quoted => {
+                if any {
+                    words.push(std::mem::take(&mut word));
+                }
+                any = false;
+            }
+            c => {
+                word.push(c);
+                any = true;
+            }
+        }
+    }
+    assert!(!quoted, "unbalanced quote in {line}");
+    if any {
+        words.push(word);
+    }
+    words
+}
+
+/// The banner's "Try it:" line runs as printed against `ternd serve` with
+/// the embedded default config (only its listeners moved to free loopback
+/// ports): two uclients relay to each other through ternd, nothing lost.
+#[test]
+fn the_banner_uclient_line_works_as_printed() {
+    if tool("turnutils_uclient").is_none() {
+        return;
+    }
+    let ternd = common::binary::spawn(Command::new(env!("CARGO_BIN_EXE_ternd")).args([
+        "serve",
+        "--set",
+        "listen.udp=127.0.0.1:0",
+        "--set",
+        "listen.tcp=127.0.0.1:0",
+        "--set",
+        "http.listen=127.0.0.1:0",
+    ]));
+    let line = ternd
+        .banner
+        .lines()
+        .find_map(|l| l.strip_prefix("Try it: "))
+        .unwrap_or_else(|| panic!("a \"Try it:\" line in\n{}", ternd.banner));
+    let words = shell_words(line);
+    assert_eq!(words[0], "turnutils_uclient", "{line}");
+    let run = uclient_run(&words[1..]);
+    assert!(run.exited_ok, "{line}\n{}", run.text);
+    assert!(run.sent > 0, "{line}\n{}", run.text);
+    assert_eq!(run.recv, run.sent, "every message relayed\n{}", run.text);
+    assert_eq!(run.lost, 0, "{}", run.text);
+}
+
+#[test]
+fn shell_words_follow_single_quotes() {
+    assert_eq!(shell_words("a -u '1:x y' -w ''"), ["a", "-u", "1:x y", "-w", ""]);
 }
 
 #[test]

@@ -248,3 +248,61 @@ fn http_raw(addr: SocketAddr) -> String {
     let _ = s.read_to_end(&mut out);
     String::from_utf8_lossy(&out).to_string()
 }
+
+/// The URLs of one `/api/ice-servers` answer.
+fn ice_urls(http_addr: SocketAddr) -> Vec<String> {
+    let r = http(
+        http_addr,
+        "GET",
+        "/api/ice-servers",
+        &[("Authorization", &format!("Bearer {KEY}"))],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let j = r.json();
+    j["iceServers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| {
+            s["urls"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|u| u.as_str().unwrap().to_string())
+        })
+        .collect()
+}
+
+/// "stun:HOST:PORT" or "turn:HOST:PORT?transport=tcp" -> HOST:PORT.
+fn url_addr(url: &str) -> SocketAddr {
+    let rest = url.split_once(':').unwrap().1;
+    rest.split('?').next().unwrap().parse().unwrap()
+}
+
+/// HTTP on 127.0.0.1, STUN/TURN on 127.0.0.2 only: the URLs name where
+/// STUN/TURN listen, not the Host of the request, and a real Binding over
+/// UDP and TCP reaches them.
+#[test]
+fn ice_server_urls_name_the_turn_listeners_when_http_listens_elsewhere() {
+    let server = start(&secured(&[
+        ("listen.udp", "127.0.0.2:0"),
+        ("listen.tcp", "127.0.0.2:0"),
+    ]));
+    let urls = ice_urls(server.bound().http[0]);
+    let stun = urls.iter().find(|u| u.starts_with("stun:")).unwrap();
+    let tcp = urls.iter().find(|u| u.ends_with("?transport=tcp")).unwrap();
+    assert!(urls.iter().all(|u| u.contains(":127.0.0.2:")), "{urls:?}");
+    let (local, mapped) = udp_binding(url_addr(stun));
+    assert_eq!(mapped, local, "a STUN Binding over UDP at {stun}");
+    assert!(tcp_binding(url_addr(tcp)).is_some(), "a STUN Binding over TCP at {tcp}");
+    server.shutdown().unwrap();
+
+    // http.public_host, when set, is what the URLs name.
+    let server = start(&secured(&[
+        ("listen.udp", "127.0.0.2:0"),
+        ("http.public_host", "127.0.0.3"),
+    ]));
+    let urls = ice_urls(server.bound().http[0]);
+    assert!(urls.iter().all(|u| u.contains(":127.0.0.3:")), "{urls:?}");
+    server.shutdown().unwrap();
+}

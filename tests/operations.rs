@@ -210,13 +210,16 @@ fn metrics_move_with_traffic_and_keep_a_fixed_series_count() {
         value(&after, "ternd_responses_total{method=\"allocate\",code=\"200\"}"),
         5.0
     );
-    assert!(value(&after, "ternd_auth_failures_total") >= 1.0);
+    assert_eq!(
+        value(&after, "ternd_auth_failures_total{reason=\"bad_integrity\"}"),
+        1.0
+    );
     assert!(value(&after, "ternd_requests_total{method=\"channel_bind\"}") >= 5.0);
     // Users and clients do not add series.
     assert_eq!(before.len(), after.len(), "the series count is fixed");
     assert!(after
         .iter()
-        .all(|(k, _)| !k.contains("user") && !k.contains("127.0.0.1")));
+        .all(|(k, _)| !k.contains("user=") && !k.contains(":user") && !k.contains("127.0.0.1")));
     server.shutdown().unwrap();
 }
 
@@ -291,5 +294,106 @@ fn admin_view_lists_closes_revokes_and_sets_the_log_level() {
     assert!(tracing::enabled!(tracing::Level::DEBUG), "the new level is in force");
     let r = http(a, "POST", "/admin/log-level?level=loud", &admin);
     assert_eq!(r.status, 400, "{}", r.body);
+    server.shutdown().unwrap();
+}
+
+/// /metrics carries the build, the process (RSS, open fds), free relay ports
+/// per family, and the signaling sockets and rooms, each with a value that
+/// moves as it should.
+#[test]
+fn metrics_show_build_process_ports_and_signaling() {
+    let server = start(&turn_config(
+        None,
+        &[
+            ("http.listen", "127.0.0.1:0"),
+            ("relay.port_min", "61000"),
+            ("relay.port_max", "61099"),
+        ],
+    ));
+    let http_addr = server.bound().http[0];
+    let m = scrape(http_addr);
+    assert_eq!(
+        value(
+            &m,
+            &format!("ternd_build_info{{version=\"{}\"}}", env!("CARGO_PKG_VERSION"))
+        ),
+        1.0
+    );
+    // The server runs in this test process: /proc/self is its own.
+    let rss = value(&m, "process_resident_memory_bytes");
+    assert!(rss > 4e6 && rss < 16e9, "{rss}");
+    let fds = value(&m, "process_open_fds");
+    let ours = std::fs::read_dir("/proc/self/fd").unwrap().count() as f64;
+    assert!(fds > 5.0 && (fds - ours).abs() < 32.0, "{fds} vs {ours}");
+    assert!(value(&m, "process_max_fds") >= fds);
+    assert_eq!(value(&m, "ternd_relay_ports_free{family=\"ipv4\"}"), 100.0);
+    assert_eq!(value(&m, "ternd_relay_ports_free{family=\"ipv6\"}"), 100.0);
+    assert_eq!(value(&m, "ternd_signaling_connections"), 0.0);
+    assert_eq!(value(&m, "ternd_signaling_rooms"), 0.0);
+
+    let (u, p) = rest_credentials("ports");
+    let mut c = TurnClient::new(Io::udp(server.bound().udp[0]), &u, &p);
+    c.allocate().unwrap();
+    let m = scrape(http_addr);
+    assert_eq!(value(&m, "ternd_relay_ports_free{family=\"ipv4\"}"), 99.0);
+    assert_eq!(value(&m, "ternd_relay_ports_free{family=\"ipv6\"}"), 100.0);
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (a, b) = rt.block_on(async {
+        let mut a = common::ws::connect(http_addr).await;
+        common::ws::send(&mut a, serde_json::json!({"type": "join", "room": "metrics"})).await;
+        assert_eq!(common::ws::recv(&mut a).await["type"], "welcome");
+        let b = common::ws::connect(http_addr).await;
+        (a, b)
+    });
+    let m = scrape(http_addr);
+    assert_eq!(value(&m, "ternd_signaling_connections"), 2.0);
+    assert_eq!(value(&m, "ternd_signaling_rooms"), 1.0, "one joined, one not yet");
+    drop((a, b));
+    server.shutdown().unwrap();
+}
+
+/// A certificate renewed in place (files rewritten or renamed over, no
+/// signal) is served to new handshakes within a bounded time; a broken or
+/// mismatched pair is refused and the running certificate stays.
+#[test]
+fn a_certificate_whose_files_change_is_reloaded_without_a_signal() {
+    let cert1 = TestCert::new();
+    let server = start(&config_with(&cert1, SECRET_A, &[("tls.watch_interval", "100ms")]));
+    let tls = server.bound().tls[0];
+    assert_eq!(tls_cert_der(tls, &cert1), cert1.cert_der);
+    let serves = |want: &TestCert| wait_for(Duration::from_secs(5), || tls_cert_der(tls, want) == want.cert_der);
+
+    // Rewritten in place, key first (a moment of mismatch is refused, then fine).
+    let cert2 = TestCert::new();
+    std::fs::copy(&cert2.key_file, &cert1.key_file).unwrap();
+    std::fs::copy(&cert2.cert_file, &cert1.cert_file).unwrap();
+    assert!(serves(&cert2), "the rewritten certificate is served within 5 s");
+
+    // A corrupt certificate file, then a certificate without its key: refused.
+    std::fs::write(&cert1.cert_file, "-----BEGIN CERTIFICATE-----\nnot base64\n").unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        tls_cert_der(tls, &cert2),
+        cert2.cert_der,
+        "a corrupt file keeps the old one"
+    );
+    let cert3 = TestCert::new();
+    std::fs::copy(&cert3.cert_file, &cert1.cert_file).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        tls_cert_der(tls, &cert2),
+        cert2.cert_der,
+        "a mismatched pair keeps the old one"
+    );
+
+    // Renamed over (how certbot and atomic writers replace files).
+    let cert4 = TestCert::new();
+    std::fs::rename(&cert4.key_file, &cert1.key_file).unwrap();
+    std::fs::rename(&cert4.cert_file, &cert1.cert_file).unwrap();
+    assert!(serves(&cert4), "the renamed-in certificate is served within 5 s");
     server.shutdown().unwrap();
 }

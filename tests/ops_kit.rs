@@ -42,18 +42,6 @@ fn stdout_ok(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-/// Metrics added by a parallel change (issue 16, helper i16fix: build info,
-/// process memory and fds, free relay ports, signaling rooms). The dashboard
-/// shows them already; the coordinator removes each name here once that
-/// change is merged and the scrape has it.
-const ADDED_IN_PARALLEL: [&str; 5] = [
-    "ternd_build_info",
-    "process_resident_memory_bytes",
-    "process_open_fds",
-    "ternd_relay_ports_free",
-    "ternd_signaling_rooms",
-];
-
 /// PromQL words that are not metric names: keywords, and aggregations
 /// (which may come before their parenthesis: `sum by (x) (...)`).
 const KEYWORDS: [&str; 23] = [
@@ -237,7 +225,7 @@ fn every_grafana_query_names_a_metric_ternd_exports() {
     };
     let unknown: Vec<&String> = used
         .iter()
-        .filter(|n| !exported.contains(*n) && !histogram_base(n) && !ADDED_IN_PARALLEL.contains(&n.as_str()))
+        .filter(|n| !exported.contains(*n) && !histogram_base(n))
         .collect();
     assert!(
         unknown.is_empty(),

@@ -202,6 +202,8 @@ pub struct TlsSection {
     pub cert_file: PathBuf,
     pub key_file: PathBuf,
     pub handshake_timeout: ConfigDuration,
+    /// How often the certificate files are checked for a change (0 = never).
+    pub watch_interval: ConfigDuration,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]

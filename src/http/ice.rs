@@ -12,6 +12,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::{ApiError, AppState};
+use crate::ice_servers::IceHost;
 
 const MAX_USER_LEN: usize = 64;
 
@@ -72,10 +73,9 @@ fn mint(
         StatusCode::SERVICE_UNAVAILABLE,
         "no TURN secret configured",
     ))?;
-    let host = if app.public_host.is_empty() {
-        request_host(headers).unwrap_or_else(|| "127.0.0.1".into())
-    } else {
-        app.public_host.clone()
+    let host = match &app.ice_host {
+        IceHost::Fixed(host) => host.clone(),
+        IceHost::FromRequest => request_host(headers).unwrap_or_else(|| "127.0.0.1".into()),
     };
     Ok(crate::ice_servers::ice_servers_json(
         app.ports,

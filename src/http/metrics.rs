@@ -37,6 +37,28 @@ pub async fn metrics(State(app): State<Arc<AppState>>) -> impl IntoResponse {
     for s in &shards {
         let _ = writeln!(o, "ternd_shard_allocations{{shard=\"{}\"}} {}", s.index, s.allocations);
     }
+    family(
+        &mut o,
+        "relay_ports_free",
+        "gauge",
+        "Relay ports in relay.port_min..=port_max not held by an allocation, by family (another process may hold some).",
+    );
+    for (family_label, pick) in [
+        (
+            "ipv4",
+            (|s| s.free_relay_ports.0) as fn(&crate::server::ShardSnapshot) -> Option<usize>,
+        ),
+        ("ipv6", |s| s.free_relay_ports.1),
+    ] {
+        let free: Vec<usize> = shards.iter().filter_map(pick).collect();
+        if !free.is_empty() {
+            let _ = writeln!(
+                o,
+                "ternd_relay_ports_free{{family=\"{family_label}\"}} {}",
+                free.iter().sum::<usize>()
+            );
+        }
+    }
     family(&mut o, "permissions", "gauge", "Live permissions.");
     let _ = writeln!(o, "ternd_permissions {}", sum(|s| s.permissions));
     family(&mut o, "channels", "gauge", "Live channel bindings.");
@@ -145,8 +167,15 @@ pub async fn metrics(State(app): State<Arc<AppState>>) -> impl IntoResponse {
             );
         }
     }
-    family(&mut o, "auth_failures_total", "counter", "Responses 401, 438 and 441.");
-    let _ = writeln!(o, "ternd_auth_failures_total {}", total.requests.auth_failures());
+    family(
+        &mut o,
+        "auth_failures_total",
+        "counter",
+        "Signed requests refused by authentication, by reason (the 401 challenge to a request without credentials is not one).",
+    );
+    for (reason, n) in total.auth_failures.iter() {
+        let _ = writeln!(o, "ternd_auth_failures_total{{reason=\"{}\"}} {n}", reason.label());
+    }
     family(
         &mut o,
         "drops_total",
@@ -215,6 +244,13 @@ pub async fn metrics(State(app): State<Arc<AppState>>) -> impl IntoResponse {
     let _ = writeln!(o, "ternd_signaling_queued_bytes {}", sig.queued_bytes);
     family(&mut o, "signaling_connections", "gauge", "Open signaling WebSockets.");
     let _ = writeln!(o, "ternd_signaling_connections {}", sig.connections);
+    family(
+        &mut o,
+        "signaling_rooms",
+        "gauge",
+        "Signaling rooms with at least one member.",
+    );
+    let _ = writeln!(o, "ternd_signaling_rooms {}", sig.rooms);
     family(&mut o, "shards", "gauge", "Shards configured.");
     let _ = writeln!(o, "ternd_shards {}", app.server.shard_count());
     family(
@@ -226,5 +262,6 @@ pub async fn metrics(State(app): State<Arc<AppState>>) -> impl IntoResponse {
     let _ = writeln!(o, "ternd_shards_answering {}", shards.len());
     family(&mut o, "draining", "gauge", "1 while draining for a shutdown.");
     let _ = writeln!(o, "ternd_draining {}", u8::from(app.server.is_draining()));
+    super::process::render(&mut o);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], o)
 }

@@ -8,6 +8,7 @@ mod ice;
 mod local;
 mod metrics;
 mod page;
+mod process;
 mod serve;
 
 use std::net::SocketAddr;
@@ -38,7 +39,8 @@ pub struct AppState {
     /// The ports clients reach STUN/TURN on (for the iceServers URLs).
     pub ports: crate::ice_servers::IcePorts,
     pub access: AccessPolicy,
-    pub public_host: String,
+    /// Where the host of the iceServers URLs comes from.
+    pub ice_host: crate::ice_servers::IceHost,
     pub default_ttl: Duration,
     pub max_ttl: Duration,
     pub hub: Arc<Hub>,
@@ -169,11 +171,16 @@ pub fn start(
         max_queued_bytes_per_peer: s.max_queued_bytes_per_peer.usize(),
         max_queued_bytes: s.max_queued_bytes.usize(),
     });
+    let (ice_host, mismatch) =
+        crate::ice_servers::choose_host(&h.public_host, &h.listen, bound, &handle.shared().external_ips);
+    if let Some(warning) = mismatch {
+        tracing::warn!("{warning}");
+    }
     let state = Arc::new(AppState {
         ports: crate::ice_servers::IcePorts::from_bound(bound),
         server: handle.clone(),
         access,
-        public_host: h.public_host.clone(),
+        ice_host,
         default_ttl: h.default_ttl.0,
         max_ttl: h.max_ttl.0,
         hub,

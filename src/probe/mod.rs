@@ -108,6 +108,16 @@ fn parse_timeout(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// The first credentials of the iceServers document at `url` (plain
+/// http:// on this host; see `ternd credentials`).
+pub fn fetch_credentials(url: &str, timeout: Duration) -> Result<(String, String), String> {
+    let tls = tls::client_config(None, false).map_err(|e| format!("{e:#}"))?;
+    ice_servers::fetch(url, None, timeout, &tls)?
+        .into_iter()
+        .find_map(|(_, c)| c.map(|c| (c.username, c.password)))
+        .ok_or_else(|| "the iceServers document holds no credentials".to_string())
+}
+
 /// Runs the probe: 0 when every check passed, 1 when one failed, 2 for
 /// bad input found after parsing (an unreadable --ca file, a bad --alt-server).
 pub fn run(args: &ProbeArgs) -> ExitCode {

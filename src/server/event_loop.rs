@@ -53,6 +53,8 @@ pub struct ShardSnapshot {
     pub allocations: usize,
     pub permissions: usize,
     pub channels: usize,
+    /// Free relay ports of the shard's block, IPv4 and IPv6 (None: no relay of that family).
+    pub free_relay_ports: (Option<usize>, Option<usize>),
 }
 
 /// One allocation as the admin view shows it.
@@ -186,6 +188,7 @@ async fn run_control(shard: Rc<Shard>, index: usize, mut rx: mpsc::UnboundedRece
                     allocations: core.allocation_count(),
                     permissions,
                     channels,
+                    free_relay_ports: core.free_relay_ports(),
                 });
             }
             Control::List(reply) => {

@@ -231,5 +231,20 @@ fn log_event(e: &Event) {
             to_client_packets = traffic.to_client_packets,
             "allocation closed"
         ),
+        // Rate-limited by the core (one per reason per second and shard);
+        // the USERNAME is quoted and escaped, it is the client's bytes.
+        Event::AuthRefused {
+            tuple,
+            reason,
+            username,
+            held_back,
+        } => tracing::info!(
+            client = %tuple.client,
+            transport = tuple.transport.name(),
+            reason = reason.label(),
+            user = ?username.as_deref().unwrap_or(""),
+            held_back,
+            "authentication refused"
+        ),
     }
 }

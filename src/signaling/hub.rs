@@ -35,6 +35,8 @@ pub struct HubStats {
     pub queued_bytes: usize,
     /// Sockets the hub still delivers to (not closed, not dropped).
     pub connections: usize,
+    /// Rooms with at least one member.
+    pub rooms: usize,
 }
 
 /// How the hub reaches one connection's socket task.
@@ -127,6 +129,7 @@ impl Hub {
             drops: s.rooms.drops().clone(),
             queued_bytes: s.rooms.queued_bytes(),
             connections: s.conns.len(),
+            rooms: s.rooms.room_count(),
         }
     }
 

@@ -145,6 +145,11 @@ impl Rooms {
         &self.drops
     }
 
+    /// Rooms with at least one member (a peer in its resume grace counts).
+    pub fn room_count(&self) -> usize {
+        self.rooms.len()
+    }
+
     /// Relayed bytes held now: in the driver's queues and for peers in their grace.
     pub fn queued_bytes(&self) -> usize {
         self.budget.total()

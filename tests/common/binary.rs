@@ -15,6 +15,8 @@ pub struct Ternd {
     /// The first TURN-over-TCP address, if it listens on TCP.
     pub tcp: Option<SocketAddr>,
     pub http: SocketAddr,
+    /// The banner as printed, up to and including the "Ctrl-C" line.
+    pub banner: String,
 }
 
 impl Drop for Ternd {
@@ -27,15 +29,23 @@ impl Drop for Ternd {
 /// Starts `cmd` (a `ternd` command line) and reads its banner, up to the
 /// "Ctrl-C" line, for the UDP, TCP and iceServers URLs.
 pub fn spawn(cmd: &mut Command) -> Ternd {
-    cmd.stdout(Stdio::piped()).stderr(Stdio::null());
+    spawn_logging(cmd, Stdio::null())
+}
+
+/// [`spawn`] with its log (stderr) going to `log`.
+pub fn spawn_logging(cmd: &mut Command, log: impl Into<Stdio>) -> Ternd {
+    cmd.stdout(Stdio::piped()).stderr(log);
     let mut child = cmd.spawn().expect("ternd starts");
     let (mut udp, mut tcp, mut http) = (None, None, None);
+    let mut banner = String::new();
     let addr = |rest: &str| rest.split('?').next().and_then(|hp| hp.parse::<SocketAddr>().ok());
     for line in BufReader::new(child.stdout.take().expect("stdout is piped"))
         .lines()
         .take(100)
     {
         let Ok(line) = line else { break };
+        banner.push_str(&line);
+        banner.push('\n');
         if let Some(rest) = line.trim().strip_prefix("turn:") {
             if rest.contains("transport=udp") {
                 udp = udp.or(addr(rest));
@@ -55,6 +65,7 @@ pub fn spawn(cmd: &mut Command) -> Ternd {
         udp: udp.expect("a turn: UDP URL in the banner"),
         tcp,
         http: http.expect("the iceServers URL in the banner"),
+        banner,
     }
 }
 

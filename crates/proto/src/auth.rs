@@ -36,6 +36,8 @@ pub enum UserError {
     Unknown,
     /// A REST username whose expiry timestamp has passed.
     Expired,
+    /// A username an operator revoked.
+    Revoked,
 }
 
 impl Credentials {
@@ -60,7 +62,7 @@ impl Credentials {
     /// however many are configured.
     pub fn keys<'a>(&'a self, username: &'a str, unix_now: u64) -> Result<Keys<'a>, UserError> {
         if self.revoked.contains(username) {
-            return Err(UserError::Unknown);
+            return Err(UserError::Revoked);
         }
         if let Some(k) = self.static_keys.get(username) {
             return Ok(Keys::Static(Some(*k)));
@@ -187,7 +189,7 @@ mod tests {
         left.sort();
         assert_eq!(left, ["300:live", "alice", "not-rest"]);
         // A name still revoked is still refused.
-        assert_eq!(c.keys("300:live", 200).err(), Some(UserError::Unknown));
+        assert_eq!(c.keys("300:live", 200).err(), Some(UserError::Revoked));
     }
 
     #[test]

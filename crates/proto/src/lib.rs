@@ -27,6 +27,7 @@ mod allocations;
 pub mod amplification;
 mod answering;
 pub mod auth;
+pub mod auth_failure;
 mod binding;
 mod budget;
 pub mod clock;
@@ -54,6 +55,7 @@ pub mod wire;
 
 pub use addr::{canonical, ClientAddr, Family, FiveTuple, PeerAddr, ServerAddr, Transport};
 pub use allocation::{ChannelNumber, RelayId};
+pub use auth_failure::{AuthFailure, AuthFailureCounters};
 pub use config::{LiveConfig, ServerConfig};
 pub use drop_reason::{DropCounters, DropReason};
 pub use output::{

@@ -74,19 +74,6 @@ impl RequestCounters {
             }
         }
     }
-
-    /// Responses with code 401, 438 or 441: failed authentication.
-    pub fn auth_failures(&self) -> u64 {
-        let idx = [
-            code_index(Some(ErrorCode(401))),
-            code_index(Some(ErrorCode(438))),
-            code_index(Some(ErrorCode(441))),
-        ];
-        self.responses
-            .iter()
-            .map(|r| idx.iter().map(|&i| r[i]).sum::<u64>())
-            .sum()
-    }
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::addr::{FiveTuple, PeerAddr};
 use crate::allocation::{ChannelNumber, RelayId, Traffic};
+use crate::auth_failure::AuthFailure;
 use crate::drop_reason::DropReason;
 
 /// Bytes the driver must leave free in front of a peer datagram handed to
@@ -138,6 +139,17 @@ pub enum Event {
         reason: CloseReason,
         /// What the allocation relayed over its life.
         traffic: Traffic,
+    },
+    /// A signed request failed authentication (rate-limited per reason:
+    /// [`crate::auth_failure::AUTH_LOG_INTERVAL`]). Never carries the
+    /// password, key or MESSAGE-INTEGRITY.
+    AuthRefused {
+        tuple: FiveTuple,
+        reason: AuthFailure,
+        /// The USERNAME as sent (lossy UTF-8, cut to 64 characters), if any.
+        username: Option<String>,
+        /// Refusals of this reason not reported since the last event.
+        held_back: u64,
     },
 }
 

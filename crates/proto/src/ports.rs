@@ -45,6 +45,16 @@ impl Ports {
         (self.hi - self.lo) as usize + 1
     }
 
+    /// Ports of this block not held by an allocation on `ip` (another
+    /// process may still hold some of them).
+    pub fn free(&self, ip: IpAddr) -> usize {
+        let used: u32 = self
+            .in_use
+            .get(&ip)
+            .map_or(0, |m| m.iter().map(|w| w.count_ones()).sum());
+        self.span() - used as usize
+    }
+
     /// A free port on `ip`, chosen at random: even if `even`, and with the
     /// port above it free too if `pair` (EVEN-PORT with the R bit, RFC 8656
     /// §7.2 step 5).
@@ -132,6 +142,10 @@ mod tests {
             p.mark(ip, port);
         }
         assert_eq!(p.pick(ip, true, false, &mut rng), None, "all five even ports are taken");
+        assert_eq!(p.free(ip), 5, "the five odd ones are free");
+        assert_eq!(p.free("192.0.2.2".parse().unwrap()), 10, "another address is untouched");
+        p.release(ip, 50000);
+        assert_eq!(p.free(ip), 6);
     }
 
     #[test]

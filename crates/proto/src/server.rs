@@ -10,6 +10,7 @@ use std::time::Instant;
 use crate::addr::FiveTuple;
 use crate::allocation::{Allocation, RelayId};
 use crate::allocations::Allocations;
+use crate::auth_failure::AuthLogLimit;
 use crate::binding;
 use crate::budget::SourceBudget;
 use crate::config::{LiveConfig, ServerConfig};
@@ -45,6 +46,7 @@ pub struct Server {
     pub(crate) budget: SourceBudget,
     /// Refusing new allocations (SIGTERM drain); existing ones carry on.
     pub(crate) draining: bool,
+    pub(crate) auth_log: AuthLogLimit,
 }
 
 impl Server {
@@ -70,6 +72,7 @@ impl Server {
             rng,
             budget,
             draining: false,
+            auth_log: AuthLogLimit::default(),
         }
     }
 
@@ -118,6 +121,13 @@ impl Server {
         let credentials = &mut self.config.credentials;
         credentials.revoked.insert(username.to_string());
         credentials.prune_revoked(unix);
+    }
+
+    /// Relay ports of this shard's block not held by an allocation, on the
+    /// IPv4 and the IPv6 relay address (None: no relay of that family).
+    pub fn free_relay_ports(&self) -> (Option<usize>, Option<usize>) {
+        let free = |ip: Option<std::net::IpAddr>| ip.map(|ip| self.ports.free(ip));
+        (free(self.config.relay_ipv4), free(self.config.relay_ipv6))
     }
 
     /// Counts of live permissions and channel bindings, for metrics.

@@ -1,6 +1,7 @@
 //! Counters a shard keeps about its own traffic; the driver sums shards.
 
 use crate::allocation::Traffic;
+use crate::auth_failure::AuthFailureCounters;
 use crate::drop_reason::DropCounters;
 use crate::metrics::{code_index, method_index, RequestCounters};
 use crate::wire::Method;
@@ -13,6 +14,8 @@ pub struct Stats {
     pub allocations_closed: u64,
     pub traffic: Traffic,
     pub requests: RequestCounters,
+    /// Signed requests refused by authentication, by reason.
+    pub auth_failures: AuthFailureCounters,
 }
 
 impl Stats {
@@ -30,6 +33,7 @@ impl Stats {
     pub fn merge(&mut self, other: &Stats) {
         self.drops.merge(&other.drops);
         self.requests.merge(&other.requests);
+        self.auth_failures.merge(&other.auth_failures);
         self.allocations_created += other.allocations_created;
         self.allocations_closed += other.allocations_closed;
         self.traffic.add(&other.traffic);

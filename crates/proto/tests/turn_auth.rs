@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use common::*;
 use proto::auth::rest_password;
 use proto::wire::{attr, long_term_key, Class, MessageBuilder, MessageType, Method};
-use proto::{DropReason, Transport};
+use proto::{AuthFailure, DropReason, Event, Transport};
 
 fn allocate_type() -> MessageType {
     MessageType::new(Method::ALLOCATE, Class::Request)
@@ -380,4 +380,113 @@ fn spoofed_flood_of_unauthenticated_allocates_keeps_no_state() {
     assert_eq!(d.server.poll_command(), None);
     assert_eq!(d.server.poll_timeout(), None);
     assert_eq!(d.server.stats().error_responses(), 100_000);
+}
+
+/// Refusals reported as events: (reason, USERNAME).
+type Reported = Vec<(AuthFailure, Option<String>)>;
+
+/// The refusals of the last step: those reported as events, and every
+/// reason's count.
+fn refusals(d: &mut Driver) -> (Reported, Vec<(AuthFailure, u64)>) {
+    let events = d
+        .events
+        .drain(..)
+        .filter_map(|e| match e {
+            Event::AuthRefused { reason, username, .. } => Some((reason, username)),
+            _ => None,
+        })
+        .collect();
+    let counts = d.server.stats().auth_failures.iter().filter(|(_, n)| *n > 0).collect();
+    (events, counts)
+}
+
+/// Asserts that `r` was refused with `code`, reported as one event naming
+/// `reason` and `user`, and counted under `reason` (`counts`, the expected
+/// counts so far, is updated).
+#[track_caller]
+fn assert_refused(
+    d: &mut Driver,
+    counts: &mut Vec<(AuthFailure, u64)>,
+    (reason, user): (AuthFailure, Option<&str>),
+    code: u16,
+    r: Resp,
+) {
+    assert_eq!(r.code(), Some(code), "{reason:?}");
+    match counts.iter_mut().find(|(e, _)| *e == reason) {
+        Some((_, n)) => *n += 1,
+        None => counts.push((reason, 1)),
+    }
+    counts.sort_by_key(|(e, _)| *e as usize);
+    assert_eq!(refusals(d), (vec![(reason, user.map(String::from))], counts.clone()));
+}
+
+/// Every refused signed request is counted under its reason and reported
+/// as an event naming it (with the USERNAME, never a key), at most once a
+/// second per reason; the 401 challenge to a request without credentials is
+/// neither.
+#[test]
+fn each_refusal_is_counted_and_reported_by_reason_but_not_the_challenge() {
+    let mut d = Driver::default_setup();
+    let mut counts = Vec::new();
+
+    // The challenge: a 401, but no failure.
+    let mut c = Client::udp("198.51.100.1:40000");
+    d.fetch_nonce(&mut c);
+    assert_eq!(refusals(&mut d), (vec![], vec![]));
+
+    let mut x = Client::new("198.51.100.1:40001", Transport::Udp, ("mallory", "pw"));
+    let r = d.allocate_with(&mut x, &[]);
+    assert_refused(&mut d, &mut counts, (AuthFailure::UnknownUser, Some("mallory")), 401, r);
+
+    let mut x = Client::new("198.51.100.1:40002", Transport::Udp, (ALICE.0, "wrong"));
+    let r = d.allocate_with(&mut x, &[]);
+    assert_refused(&mut d, &mut counts, (AuthFailure::BadIntegrity, Some(ALICE.0)), 401, r);
+    // More of a reason within a second are counted, not reported; the next
+    // event says how many were held back.
+    assert_eq!(d.allocate_with(&mut x, &[]).code(), Some(401));
+    assert_eq!(refusals(&mut d).0, vec![]);
+    assert_eq!(d.server.stats().auth_failures.get(AuthFailure::BadIntegrity), 2);
+    counts[1].1 += 1;
+    d.advance(1);
+    let valid = format!("{}:dave", ANCHOR_UNIX + 600);
+    let mut x = rest_client("198.51.100.1:40003", &valid, b"not-the-secret");
+    let r = d.allocate_with(&mut x, &[]);
+    assert!(matches!(d.events.last(), Some(Event::AuthRefused { held_back: 1, .. })));
+    assert_refused(&mut d, &mut counts, (AuthFailure::BadIntegrity, Some(&valid)), 401, r);
+
+    let expired = format!("{}:erin", ANCHOR_UNIX - 1);
+    let mut x = rest_client("198.51.100.1:40004", &expired, REST_SECRET);
+    let r = d.allocate_with(&mut x, &[]);
+    let reason = (AuthFailure::ExpiredRestUsername, Some(expired.as_str()));
+    assert_refused(&mut d, &mut counts, reason, 401, r);
+
+    d.server.revoke(d.now, &valid);
+    let mut x = rest_client("198.51.100.1:40005", &valid, REST_SECRET);
+    let r = d.allocate_with(&mut x, &[]);
+    assert_refused(&mut d, &mut counts, (AuthFailure::Revoked, Some(&valid)), 401, r);
+
+    let nonce = c.nonce.clone().unwrap();
+    let realm: (u16, &[u8]) = (attr::REALM, REALM.as_bytes());
+    let r = d
+        .input(c.tuple, &signed(&[realm, (attr::NONCE, &nonce)], &c.key))
+        .resp();
+    assert_refused(&mut d, &mut counts, (AuthFailure::MissingAttributes, None), 400, r);
+
+    let bad_utf8: &[u8] = &[b'a', 0xff, b'b'];
+    let req = signed(&[(attr::USERNAME, bad_utf8), realm, (attr::NONCE, &nonce)], &c.key);
+    let r = d.input(c.tuple, &req).resp();
+    let reason = (AuthFailure::MalformedUsername, Some("a\u{fffd}b"));
+    assert_refused(&mut d, &mut counts, reason, 401, r);
+
+    let mut stale = Client::udp("198.51.100.1:40006");
+    stale.nonce = Some(b"AAAAAAAAAAAA".to_vec());
+    let r = d.allocate_with(&mut stale, &[]);
+    assert_refused(&mut d, &mut counts, (AuthFailure::StaleNonce, Some(ALICE.0)), 438, r);
+
+    d.allocate(&mut c);
+    d.events.clear();
+    let mut b = Client::new("198.51.100.1:40000", Transport::Udp, BOB);
+    b.nonce = c.nonce.clone();
+    let r = d.refresh(&mut b, Some(600));
+    assert_refused(&mut d, &mut counts, (AuthFailure::WrongUser, Some(BOB.0)), 441, r);
 }

@@ -264,6 +264,7 @@ impl Fuzz {
         for e in new {
             match e {
                 Event::AllocationCreated { .. } => self.model.created += 1,
+                Event::AuthRefused { .. } => {}
                 Event::AllocationClosed { tuple, .. } => {
                     self.model.closed += 1;
                     self.model.permissions.retain(|(t, _), _| *t != tuple);

@@ -10,8 +10,9 @@ use std::time::Instant;
 
 use crate::addr::FiveTuple;
 use crate::auth::UserError;
+use crate::auth_failure::AuthFailure;
 use crate::nonce::NonceCheck;
-use crate::output::Output;
+use crate::output::{Command, Event, Output};
 use crate::server::Server;
 use crate::wire::{attr, ErrorCode, Message};
 use crate::DropReason;
@@ -40,17 +41,20 @@ impl Server {
         let (Some(user), Some(_realm), Some(nonce)) =
             (msg.get(attr::USERNAME), msg.get(attr::REALM), msg.get(attr::NONCE))
         else {
+            self.auth_failed(now, tuple, msg.get(attr::USERNAME), AuthFailure::MissingAttributes);
             return Err(self.bare_error(msg, ErrorCode::BAD_REQUEST, out));
         };
         // "If the NONCE is no longer valid, the server MUST generate an error
         // response with an error code of 438 (Stale Nonce)".
         let unix = self.unix(now);
         if self.config.nonce_key.check(nonce, tuple.client.0.ip(), unix) != NonceCheck::Valid {
+            self.auth_failed(now, tuple, Some(user), AuthFailure::StaleNonce);
             return Err(self.challenge(now, tuple, msg, ErrorCode::STALE_NONCE, out));
         }
         // "If the value of the USERNAME ... attribute is not valid, the server
         // MUST generate an error response with an error code of 401".
         let Ok(username) = std::str::from_utf8(user) else {
+            self.auth_failed(now, tuple, Some(user), AuthFailure::MalformedUsername);
             return Err(self.challenge(now, tuple, msg, ErrorCode::UNAUTHENTICATED, out));
         };
         // "Using the password associated with the username in the request,
@@ -58,12 +62,34 @@ impl Server {
         // If the resulting value does not match ... 401". Every REST secret
         // in rotation is tried in turn.
         let found = match self.config.credentials.keys(username, unix) {
-            Ok(mut keys) => keys.find(|k| msg.verify_integrity(&k[..])),
-            Err(UserError::Unknown | UserError::Expired) => None,
+            Ok(mut keys) => keys
+                .find(|k| msg.verify_integrity(&k[..]))
+                .ok_or(AuthFailure::BadIntegrity),
+            Err(UserError::Unknown) => Err(AuthFailure::UnknownUser),
+            Err(UserError::Expired) => Err(AuthFailure::ExpiredRestUsername),
+            Err(UserError::Revoked) => Err(AuthFailure::Revoked),
         };
         match found {
-            Some(k) => Ok((username.to_string(), k)),
-            None => Err(self.challenge(now, tuple, msg, ErrorCode::UNAUTHENTICATED, out)),
+            Ok(k) => Ok((username.to_string(), k)),
+            Err(reason) => {
+                self.auth_failed(now, tuple, Some(user), reason);
+                Err(self.challenge(now, tuple, msg, ErrorCode::UNAUTHENTICATED, out))
+            }
+        }
+    }
+
+    /// Counts a failed authentication and, within the log limit, reports it
+    /// as an event (the USERNAME only: never a key or MESSAGE-INTEGRITY).
+    pub(crate) fn auth_failed(&mut self, now: Instant, tuple: FiveTuple, user: Option<&[u8]>, reason: AuthFailure) {
+        self.stats.auth_failures.add(reason);
+        if let Some(held_back) = self.auth_log.allow(reason, now) {
+            let username = user.map(|u| String::from_utf8_lossy(u).chars().take(64).collect());
+            self.commands.push_back(Command::Event(Event::AuthRefused {
+                tuple,
+                reason,
+                username,
+                held_back,
+            }));
         }
     }
 

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use super::addresses::{address_family, peer_address};
 use crate::addr::{FiveTuple, PeerAddr};
 use crate::allocation::{CachedResponse, ChannelNumber, MAX_CHANNELS, MAX_PERMISSIONS};
+use crate::auth_failure::AuthFailure;
 use crate::output::{CloseReason, Output};
 use crate::server::Server;
 use crate::wire::{attr, ErrorCode, Message, Method};
@@ -52,6 +53,7 @@ impl Server {
         // RFC 8656 §5: requests on an allocation must use the credentials
         // that created it, else 441 (Wrong Credentials).
         if a.username != username {
+            self.auth_failed(now, tuple, Some(username.as_bytes()), AuthFailure::WrongUser);
             return self.error_with_key(msg, ErrorCode::WRONG_CREDENTIALS, &key, out);
         }
         let output = match msg.message_type().method {
