@@ -185,7 +185,7 @@ fn credentials(args: &CredentialArgs) -> anyhow::Result<()> {
         .duration_since(std::time::UNIX_EPOCH)?
         .as_secs()
         + args.ttl.as_secs();
-    let (username, password) = proto::auth::rest_credentials(secret, &args.user, expiry);
+    let (username, password) = proto::auth::rest_credentials(config.turn.rest_hmac.into(), secret, &args.user, expiry);
     if args.json {
         println!(
             "{}",

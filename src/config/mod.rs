@@ -7,6 +7,7 @@ mod byte_size;
 mod duration;
 mod external_ip;
 mod one_or_many;
+mod password_algorithms;
 mod peer_nets;
 mod quantity;
 mod rate;
@@ -30,6 +31,7 @@ use one_or_many::one_or_many;
 pub use byte_size::{parse_byte_size, ByteSize};
 pub use duration::{format_duration, parse_duration, ConfigDuration};
 pub use external_ip::ExternalIp;
+pub use password_algorithms::{ConfigPasswordAlgorithm, ConfigRestHmac};
 pub use relay_ip::RelayIp;
 pub use restart::{ReloadPlan, RESTART_KEYS};
 pub use secret::Secret;
@@ -149,6 +151,12 @@ pub struct TurnSection {
     pub unauthenticated_rate_total: u32,
     /// Static users: name to password.
     pub users: BTreeMap<String, Secret>,
+    /// Password algorithms offered (RFC 8489 §9.2), in order of preference.
+    pub password_algorithms: Vec<ConfigPasswordAlgorithm>,
+    /// Accept USERHASH (RFC 8489 §14.4) for static users.
+    pub userhash: bool,
+    /// The HMAC of REST passwords.
+    pub rest_hmac: ConfigRestHmac,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -495,6 +503,9 @@ impl Config {
         }
         if let Err(e) = check_log_filter(&self.log.level) {
             invalid("log.level", &e);
+        }
+        if let Err(e) = password_algorithms::check(&self.turn.password_algorithms) {
+            invalid("turn.password_algorithms", e);
         }
         if self.turn.realm.is_empty() || self.turn.realm.len() > MAX_REALM_LEN {
             invalid(

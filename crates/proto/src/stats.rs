@@ -2,6 +2,7 @@
 
 use crate::allocation::Traffic;
 use crate::drop_reason::DropCounters;
+use crate::logins::LoginCounters;
 use crate::metrics::{code_index, method_index, RequestCounters};
 use crate::wire::Method;
 
@@ -13,6 +14,7 @@ pub struct Stats {
     pub allocations_closed: u64,
     pub traffic: Traffic,
     pub requests: RequestCounters,
+    pub logins: LoginCounters,
 }
 
 impl Stats {
@@ -30,6 +32,7 @@ impl Stats {
     pub fn merge(&mut self, other: &Stats) {
         self.drops.merge(&other.drops);
         self.requests.merge(&other.requests);
+        self.logins.merge(&other.logins);
         self.allocations_created += other.allocations_created;
         self.allocations_closed += other.allocations_closed;
         self.traffic.add(&other.traffic);
