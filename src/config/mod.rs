@@ -56,6 +56,7 @@ pub const LIST_KEYS: &[&str] = &[
     "listen.tls",
     "turn.secrets",
     "turn.secret_files",
+    "turn.password_algorithms",
     "relay.external_ip",
     "peers.allow",
     "peers.deny",
@@ -152,6 +153,7 @@ pub struct TurnSection {
     /// Static users: name to password.
     pub users: BTreeMap<String, Secret>,
     /// Password algorithms offered (RFC 8489 §9.2), in order of preference.
+    #[serde(deserialize_with = "one_or_many")]
     pub password_algorithms: Vec<ConfigPasswordAlgorithm>,
     /// Accept USERHASH (RFC 8489 §14.4) for static users.
     pub userhash: bool,

@@ -124,7 +124,7 @@ pub async fn metrics(State(app): State<Arc<AppState>>) -> impl IntoResponse {
     for (alg, user, mac, n) in total.logins.iter() {
         let _ = writeln!(
             o,
-            "ternd_authenticated_requests_total{{password_algorithm=\"{alg}\",user_id=\"{user}\",integrity=\"{mac}\"}} {n}"
+            "ternd_authenticated_requests_total{{password_algorithm=\"{alg}\",identity=\"{user}\",integrity=\"{mac}\"}} {n}"
         );
     }
     family(

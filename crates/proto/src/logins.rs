@@ -7,8 +7,8 @@ use crate::wire::Mac;
 
 /// Password algorithms in label order.
 pub const ALGORITHMS: [PasswordAlgorithm; 2] = [PasswordAlgorithm::Md5, PasswordAlgorithm::Sha256];
-/// How the user was named, in label order.
-pub const USER_IDS: [&str; 2] = ["username", "userhash"];
+/// How the user was named, in label order: USERNAME (plain) or USERHASH (hashed).
+pub const USER_IDS: [&str; 2] = ["plain", "hashed"];
 /// Integrity attributes, in label order.
 pub const MACS: [&str; 2] = ["sha1", "sha256"];
 
@@ -62,7 +62,7 @@ mod tests {
         let nonzero: Vec<_> = d.iter().filter(|x| x.3 > 0).collect();
         assert_eq!(
             nonzero,
-            [("md5", "username", "sha1", 2), ("sha256", "userhash", "sha256", 2)]
+            [("md5", "plain", "sha1", 2), ("sha256", "hashed", "sha256", 2)]
         );
         assert_eq!(d.iter().count(), 8);
     }

@@ -144,7 +144,7 @@ fn s9_2_2_sha256_key_and_message_integrity_sha256() {
     assert_eq!(r.msg().integrity_mac(), Some(proto::wire::Mac::Sha256));
     assert!(r.verifies(&key));
     let counted: Vec<_> = d.server.stats().logins.iter().filter(|x| x.3 > 0).collect();
-    assert_eq!(counted, [("sha256", "username", "sha256", 1)]);
+    assert_eq!(counted, [("sha256", "plain", "sha256", 1)]);
 }
 
 /// §9.2.4: PASSWORD-ALGORITHM MD5 from the offered list, with
@@ -278,7 +278,7 @@ fn s14_4_userhash_names_static_users_only_when_offered() {
             let a = d.server.allocations().next().unwrap();
             assert_eq!(a.username, ALICE.0, "the allocation belongs to the user the hash names");
             let counted: Vec<_> = d.server.stats().logins.iter().filter(|x| x.3 > 0).collect();
-            assert_eq!(counted, [("sha256", "userhash", "sha256", 1)]);
+            assert_eq!(counted, [("sha256", "hashed", "sha256", 1)]);
         }
     }
 }
