@@ -140,6 +140,10 @@ fn bad_values_name_the_key() {
         ("http.api_keys", "too-short"),
         ("signaling.max_queued_bytes_per_peer", "65536"),
         ("signaling.max_queued_bytes", "1000"),
+        ("tls.alpn", "h2"),
+        ("turn.password_algorithms", "sha256"),
+        ("turn.password_algorithms", "sha512,md5"),
+        ("turn.rest_hmac", "md5"),
     ] {
         let e = load_err(Sources {
             overrides: vec![(key.into(), value.into())],

@@ -112,6 +112,16 @@ fn passes_against_ternd_over_udp_tcp_and_tls_with_a_rest_secret() {
     assert_all_pass(&o, &["udp", "tcp", "tls"]);
     // Without --alt-server/--alt-port the mapping test says what it needs.
     let lines = json_lines(&o);
+    // turns: offers ALPN "stun.turn" (RFC 7443) and ternd agrees.
+    let bindings = checks(&lines, "binding");
+    let tls = bindings
+        .iter()
+        .find(|c| c["transport"] == "tls")
+        .expect("a TLS binding");
+    assert_eq!(tls["alpn"], "stun.turn", "{tls}");
+    assert!(bindings
+        .iter()
+        .all(|c| c["transport"] == "tls" || c.get("alpn").is_none()));
     let m = checks(&lines, "nat-mapping");
     assert_eq!(m.len(), 1, "{}", text(&o));
     assert_eq!(m[0]["verdict"], "unknown");
@@ -145,6 +155,28 @@ fn passes_against_ternd_over_udp_tcp_and_tls_with_a_rest_secret() {
     assert_eq!(stats.allocations_created, 8);
     let refresh = proto::metrics::method_index(proto::wire::Method::REFRESH);
     assert_eq!(stats.requests.responses[refresh][proto::metrics::code_index(None)], 8);
+}
+
+/// `turn.rest_hmac = "sha256"` on the server, `--rest-hmac sha256` on the
+/// probe: REST passwords minted with HMAC-SHA-256 authenticate, and the
+/// SHA-1 ones a default probe mints do not.
+#[test]
+fn rest_passwords_minted_with_hmac_sha256() {
+    let server = start(&turn_config(None, &[("turn.rest_hmac", "sha256")]));
+    let turn = format!("turn:{}", v4(&server.bound().udp));
+    let o = probe(&args(&[
+        "--json",
+        "--secret",
+        TEST_SECRET,
+        "--rest-hmac",
+        "sha256",
+        &turn,
+    ]));
+    assert_all_pass(&o, &["udp"]);
+    let o = probe(&args(&["--json", "--secret", TEST_SECRET, &turn]));
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let lines = json_lines(&o);
+    assert_eq!(checks(&lines, "allocate")[0]["error_code"], 401, "{}", text(&o));
 }
 
 #[test]

@@ -57,6 +57,7 @@ pub const LIST_KEYS: &[&str] = &[
     "turn.secrets",
     "turn.secret_files",
     "turn.password_algorithms",
+    "tls.alpn",
     "relay.external_ip",
     "peers.allow",
     "peers.deny",
@@ -210,6 +211,9 @@ pub struct TlsSection {
     pub cert_file: PathBuf,
     pub key_file: PathBuf,
     pub handshake_timeout: ConfigDuration,
+    /// ALPN protocols (RFC 7443) the TURN TLS listeners accept.
+    #[serde(deserialize_with = "one_or_many")]
+    pub alpn: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -505,6 +509,17 @@ impl Config {
         }
         if let Err(e) = check_log_filter(&self.log.level) {
             invalid("log.level", &e);
+        }
+        if let Some(p) = self
+            .tls
+            .alpn
+            .iter()
+            .find(|p| !crate::tls::STUN_ALPN.contains(&p.as_str()))
+        {
+            invalid(
+                "tls.alpn",
+                &format!("`{p}` is not a STUN ALPN protocol (RFC 7443): \"stun.turn\" or \"stun.nat-discovery\""),
+            );
         }
         if let Err(e) = password_algorithms::check(&self.turn.password_algorithms) {
             invalid("turn.password_algorithms", e);

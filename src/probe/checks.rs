@@ -45,11 +45,19 @@ fn fail_fields(c: Check, e: &ProbeError) -> Check {
     }
 }
 
+/// `config` offering ALPN "stun.turn" (RFC 7443 §4), as a TURN client
+/// should: a server that speaks ALPN agrees to it, one that does not ignores it.
+fn with_stun_alpn(config: &std::sync::Arc<rustls::ClientConfig>) -> std::sync::Arc<rustls::ClientConfig> {
+    let mut c = (**config).clone();
+    c.alpn_protocols = vec![b"stun.turn".to_vec()];
+    std::sync::Arc::new(c)
+}
+
 /// Opens a session to `t`; the error is the detail of a FAIL line.
 pub fn open(t: &Target, opts: &Options, creds: Option<Credentials>, deadline: Instant) -> Result<Session, String> {
     let tls = match t.url.transport {
         Transport::Tls => Some(TlsParams {
-            config: opts.tls.clone(),
+            config: with_stun_alpn(&opts.tls),
             name: rustls::pki_types::ServerName::try_from(t.url.host.clone())
                 .map_err(|e| format!("`{}` is not a TLS server name: {e}", t.url.host))?,
         }),
@@ -104,6 +112,10 @@ pub fn binding(t: &Target, opts: &Options) -> Check {
             .with("rtt_ms", ms(rtt));
             if let Some(l) = local {
                 c = c.with("local", l.to_string()).with("nat", l != reflexive);
+            }
+            if let Some(p) = s.conn.alpn() {
+                c.detail.push_str(&format!("  alpn {p}"));
+                c = c.with("alpn", p);
             }
             c
         }

@@ -105,7 +105,9 @@ impl RunningServer {
 pub fn start(config: &Config, tls: Option<&crate::tls::TlsSetup>, budgets: &Budgets) -> anyhow::Result<RunningServer> {
     let exhaustions = budgets.exhaustions.clone();
     let n = config.shard_count();
-    let acceptor = tls.filter(|_| !config.listen.tls.is_empty()).map(|t| t.acceptor());
+    let acceptor = tls
+        .filter(|_| !config.listen.tls.is_empty())
+        .map(|t| t.acceptor_with_alpn(&config.tls.alpn));
 
     let mut per_shard: Vec<event_loop::ShardSockets> = (0..n)
         .map(|_| event_loop::ShardSockets {
