@@ -27,6 +27,7 @@ mod allocations;
 pub mod amplification;
 mod answering;
 pub mod auth;
+mod base64;
 mod binding;
 mod budget;
 pub mod clock;

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use ring::hmac;
 
-use crate::auth::BASE64_ALPHABET;
+use crate::base64::ALPHABET;
 use crate::password_algorithm::{cookie, COOKIE_LEN};
 use crate::wire::ct_eq;
 
@@ -74,7 +74,7 @@ impl NonceKey {
         for (chunk, text) in raw.chunks(3).zip(out.chunks_mut(4)) {
             let v = u32::from(chunk[0]) << 16 | u32::from(chunk[1]) << 8 | u32::from(chunk[2]);
             for (i, c) in text.iter_mut().enumerate() {
-                *c = BASE64_ALPHABET[(v >> (18 - 6 * i) & 63) as usize];
+                *c = ALPHABET[(v >> (18 - 6 * i) & 63) as usize];
             }
         }
         out
@@ -122,7 +122,7 @@ impl NonceKey {
     }
 
     fn check_body(&self, nonce: &[u8], ip: IpAddr, unix_now: u64, features: u32) -> NonceCheck {
-        let sextet = |c: u8| BASE64_ALPHABET.iter().position(|&a| a == c).map(|i| i as u64);
+        let sextet = |c: u8| ALPHABET.iter().position(|&a| a == c).map(|i| i as u64);
         let (Some(hi), Some(lo)) = (
             nonce.first().copied().and_then(sextet),
             nonce.get(1).copied().and_then(sextet),

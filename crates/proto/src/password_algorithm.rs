@@ -92,7 +92,7 @@ pub fn cookie_features(nonce: &[u8]) -> Option<u32> {
     let text = rest.get(..4)?;
     let mut v = 0u32;
     for &c in text {
-        v = v << 6 | crate::auth::BASE64_ALPHABET.iter().position(|&a| a == c)? as u32;
+        v = v << 6 | crate::base64::ALPHABET.iter().position(|&a| a == c)? as u32;
     }
     Some(v)
 }
@@ -102,7 +102,7 @@ pub fn cookie(features: u32) -> [u8; COOKIE_LEN] {
     let mut out = [0u8; COOKIE_LEN];
     out[..NONCE_COOKIE.len()].copy_from_slice(NONCE_COOKIE);
     for (i, c) in out[NONCE_COOKIE.len()..].iter_mut().enumerate() {
-        *c = crate::auth::BASE64_ALPHABET[(features >> (18 - 6 * i) & 63) as usize];
+        *c = crate::base64::ALPHABET[(features >> (18 - 6 * i) & 63) as usize];
     }
     out
 }
