@@ -9,6 +9,7 @@ mod external_ip;
 mod one_or_many;
 mod password_algorithms;
 mod peer_nets;
+mod proxy_listener;
 mod quantity;
 mod rate;
 mod relay_ip;
@@ -32,6 +33,7 @@ pub use byte_size::{parse_byte_size, ByteSize};
 pub use duration::{format_duration, parse_duration, ConfigDuration};
 pub use external_ip::ExternalIp;
 pub use password_algorithms::{ConfigPasswordAlgorithm, ConfigRestHmac};
+pub use proxy_listener::ProxyListener;
 pub use relay_ip::RelayIp;
 pub use restart::{ReloadPlan, RESTART_KEYS};
 pub use secret::Secret;
@@ -54,6 +56,8 @@ pub const LIST_KEYS: &[&str] = &[
     "listen.udp",
     "listen.tcp",
     "listen.tls",
+    "listen.proxy_protocol",
+    "listen.proxy_trusted",
     "turn.secrets",
     "turn.secret_files",
     "turn.password_algorithms",
@@ -203,6 +207,12 @@ pub struct ListenSection {
     pub tcp: Vec<SocketAddr>,
     #[serde(deserialize_with = "one_or_many")]
     pub tls: Vec<SocketAddr>,
+    /// Stream listeners that expect a PROXY protocol header.
+    #[serde(deserialize_with = "one_or_many")]
+    pub proxy_protocol: Vec<ProxyListener>,
+    /// Sources allowed to send PROXY protocol headers.
+    #[serde(deserialize_with = "peer_nets::deserialize_nets")]
+    pub proxy_trusted: Vec<IpNet>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -519,6 +529,22 @@ impl Config {
             invalid(
                 "tls.alpn",
                 &format!("`{p}` is not a STUN ALPN protocol (RFC 7443): \"stun.turn\" or \"stun.nat-discovery\""),
+            );
+        }
+        for p in &self.listen.proxy_protocol {
+            let listeners = if p.tls { &self.listen.tls } else { &self.listen.tcp };
+            if !listeners.contains(&p.addr) {
+                let key = if p.tls { "listen.tls" } else { "listen.tcp" };
+                invalid(
+                    "listen.proxy_protocol",
+                    &format!("{} is not in {key} (name a listener as it is configured there)", p.addr),
+                );
+            }
+        }
+        if !self.listen.proxy_protocol.is_empty() && self.listen.proxy_trusted.is_empty() {
+            invalid(
+                "listen.proxy_trusted",
+                "must name the load balancers' addresses when listen.proxy_protocol is set",
             );
         }
         if let Err(e) = password_algorithms::check(&self.turn.password_algorithms) {
