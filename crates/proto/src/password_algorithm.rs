@@ -42,7 +42,8 @@ pub const NONCE_COOKIE: &[u8; 9] = b"obMatJos2";
 /// The cookie and its 4 characters of feature bits.
 pub const COOKIE_LEN: usize = NONCE_COOKIE.len() + 4;
 /// Security feature "Password algorithms" (§18.1). Bits count from the
-/// least significant end (RFC 8489 erratum 6290; libjuice and coturn agree).
+/// least significant end (RFC 8489 erratum 6290, as libjuice reads them;
+/// stun-rs 0.1 still reads the original numbering, from the left).
 pub const FEATURE_PASSWORD_ALGORITHMS: u32 = 0x01;
 /// Security feature "Username anonymity": USERHASH is accepted (§18.1).
 pub const FEATURE_USERNAME_ANONYMITY: u32 = 0x02;
