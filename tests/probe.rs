@@ -179,6 +179,38 @@ fn rest_passwords_minted_with_hmac_sha256() {
     assert_eq!(checks(&lines, "allocate")[0]["error_code"], 401, "{}", text(&o));
 }
 
+/// RFC 8489 §9.2: offered SHA-256 behind the nonce cookie, the probe
+/// takes it (SHA-256 key, MESSAGE-INTEGRITY-SHA256) and says so; offered
+/// nothing, it uses MD5.
+#[test]
+fn the_probe_negotiates_sha256_when_offered() {
+    for (offer, want) in [("sha256,md5", "sha256"), ("md5", "md5")] {
+        let server = start(&turn_config(None, &[("turn.password_algorithms", offer)]));
+        let turn = format!("turn:{}", v4(&server.bound().udp));
+        let o = probe(&args(&[
+            "--json",
+            "--user",
+            "alice",
+            "--password",
+            "alice-password",
+            &turn,
+        ]));
+        assert_all_pass(&o, &["udp"]);
+        let lines = json_lines(&o);
+        assert_eq!(
+            checks(&lines, "allocate")[0]["password_algorithm"],
+            want,
+            "{}",
+            text(&o)
+        );
+        let stats = server.shutdown().unwrap();
+        assert!(stats
+            .logins
+            .iter()
+            .any(|(alg, id, _, n)| alg == want && id == "plain" && n > 0));
+    }
+}
+
 #[test]
 fn passes_with_a_static_user_and_prints_one_line_per_check() {
     let server = start(&turn_config(None, &[]));

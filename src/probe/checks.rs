@@ -171,6 +171,11 @@ pub fn turn(t: &Target, opts: &Options) -> Vec<Check> {
     .with("lifetime", alloc_a.lifetime)
     .with("rtt_ms", ms(alloc_a.rtt))
     .with("reflexive", alloc_a.reflexive.to_string());
+    // RFC 8489 §9.2: the password algorithm the server let the probe use.
+    let check = match a.password_algorithm {
+        Some(p) => check.with("password_algorithm", p.label()),
+        None => check,
+    };
     out.push(check);
 
     let what = format!("relay round trip {transport}");
