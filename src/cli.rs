@@ -241,7 +241,8 @@ fn credentials(args: &CredentialArgs) -> anyhow::Result<()> {
                 .duration_since(std::time::UNIX_EPOCH)?
                 .as_secs()
                 + args.ttl.as_secs();
-            let (username, password) = proto::auth::rest_credentials(secret, &args.user, expiry);
+            let (username, password) =
+                proto::auth::rest_credentials(config.turn.rest_hmac.into(), secret, &args.user, expiry);
             (username, password, expiry)
         }
         None => mint_by_running_server(&config, args)?,

@@ -11,6 +11,9 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
+/// The ALPN protocol IDs of STUN (RFC 7443 §4): TURN, and NAT discovery.
+pub const STUN_ALPN: [&str; 2] = ["stun.turn", "stun.nat-discovery"];
+
 /// Hands every handshake the current certificate.
 #[derive(Debug)]
 pub struct CertResolver(RwLock<Arc<CertifiedKey>>);
@@ -77,5 +80,15 @@ impl TlsSetup {
 
     pub fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
         tokio_rustls::TlsAcceptor::from(self.config.clone())
+    }
+
+    /// An acceptor that negotiates one of `alpn` (RFC 7301): rustls then
+    /// refuses a client whose offer shares none with a fatal
+    /// no_application_protocol alert, and accepts a client that offers
+    /// nothing. The certificate stays the shared, reloadable one.
+    pub fn acceptor_with_alpn(&self, alpn: &[String]) -> tokio_rustls::TlsAcceptor {
+        let mut config = (*self.config).clone();
+        config.alpn_protocols = alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+        tokio_rustls::TlsAcceptor::from(Arc::new(config))
     }
 }

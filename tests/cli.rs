@@ -257,7 +257,8 @@ fn auth_failures_are_counted_and_logged_by_reason() {
         .unwrap()
         .as_secs()
         - 60;
-    let (expired_user, expired_pass) = proto::auth::rest_credentials(TEST_SECRET.as_bytes(), "late", expired_at);
+    let (expired_user, expired_pass) =
+        proto::auth::rest_credentials(proto::auth::RestHmac::Sha1, TEST_SECRET.as_bytes(), "late", expired_at);
     let (wrong_user, wrong_pass) = rest_credentials_from("not-the-secret", "mallory");
     let cases = [
         ("nobody".to_string(), "pw".to_string(), "unknown_user", [1, 0, 0]),

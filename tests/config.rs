@@ -140,6 +140,13 @@ fn bad_values_name_the_key() {
         ("http.api_keys", "too-short"),
         ("signaling.max_queued_bytes_per_peer", "65536"),
         ("signaling.max_queued_bytes", "1000"),
+        ("tls.alpn", "h2"),
+        ("listen.proxy_protocol", "tcp:192.0.2.1:3478"),
+        ("listen.proxy_protocol", "udp:0.0.0.0:3478"),
+        ("listen.proxy_trusted", "not-a-net"),
+        ("turn.password_algorithms", "sha256"),
+        ("turn.password_algorithms", "sha512,md5"),
+        ("turn.rest_hmac", "md5"),
     ] {
         let e = load_err(Sources {
             overrides: vec![(key.into(), value.into())],

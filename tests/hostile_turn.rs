@@ -18,7 +18,7 @@ fn ip(s: &str) -> IpAddr {
 /// a fresh username for each `secs`.
 fn rest_for(user: &str, secs: u64) -> (String, String) {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
-    proto::auth::rest_credentials(TEST_SECRET.as_bytes(), user, now + secs)
+    proto::auth::rest_credentials(proto::auth::RestHmac::Sha1, TEST_SECRET.as_bytes(), user, now + secs)
 }
 
 /// Allocates from a new socket on `source` with `creds`; Ok or the error code.

@@ -74,6 +74,29 @@ fn ice_servers_json_has_the_rtcconfiguration_shape_and_working_credentials() {
     server.shutdown().unwrap();
 }
 
+/// `turn.rest_hmac = "sha256"`: the iceServers API mints HMAC-SHA-256
+/// passwords (coturn issue 2062), and they authenticate.
+#[test]
+fn ice_servers_mint_hmac_sha256_passwords_when_configured() {
+    let server = start(&secured(&[("turn.rest_hmac", "sha256")]));
+    let auth = format!("Bearer {KEY}");
+    let r = http(
+        server.bound().http[0],
+        "GET",
+        "/api/ice-servers?user=bob",
+        &[("Authorization", &auth)],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let j = r.json();
+    let turn = &j["iceServers"][1];
+    let (username, credential) = (turn["username"].as_str().unwrap(), turn["credential"].as_str().unwrap());
+    assert_eq!(credential.len(), 44, "base64 of an HMAC-SHA-256: {credential}");
+    let want = proto::auth::RestHmac::Sha256.password(TEST_SECRET.as_bytes(), username);
+    assert_eq!(credential, want);
+    let mut c = TurnClient::new(Io::udp(server.bound().udp[0]), username, credential);
+    assert!(c.allocate().is_ok(), "minted credentials authenticate an Allocate");
+}
+
 #[test]
 fn ttl_is_capped_and_validated() {
     let server = start(&secured(&[]));

@@ -148,6 +148,16 @@ fn passes_against_ternd_over_udp_tcp_and_tls_with_a_rest_secret() {
     assert_all_pass(&o, &["udp", "tcp", "tls"]);
     // Without --alt-server/--alt-port the mapping test says what it needs.
     let lines = json_lines(&o);
+    // turns: offers ALPN "stun.turn" (RFC 7443) and ternd agrees.
+    let bindings = checks(&lines, "binding");
+    let tls = bindings
+        .iter()
+        .find(|c| c["transport"] == "tls")
+        .expect("a TLS binding");
+    assert_eq!(tls["alpn"], "stun.turn", "{tls}");
+    assert!(bindings
+        .iter()
+        .all(|c| c["transport"] == "tls" || c.get("alpn").is_none()));
     let m = checks(&lines, "nat-mapping");
     assert_eq!(m.len(), 1, "{}", text(&o));
     assert_eq!(m[0]["verdict"], "unknown");
@@ -190,6 +200,60 @@ fn passes_against_ternd_over_udp_tcp_and_tls_with_a_rest_secret() {
     assert_eq!(stats.allocations_created, 10);
     let refresh = proto::metrics::method_index(proto::wire::Method::REFRESH);
     assert_eq!(stats.requests.responses[refresh][proto::metrics::code_index(None)], 10);
+}
+
+/// `turn.rest_hmac = "sha256"` on the server, `--rest-hmac sha256` on the
+/// probe: REST passwords minted with HMAC-SHA-256 authenticate, and the
+/// SHA-1 ones a default probe mints do not.
+#[test]
+fn rest_passwords_minted_with_hmac_sha256() {
+    let server = start(&turn_config(None, &[("turn.rest_hmac", "sha256")]));
+    let turn = format!("turn:{}", v4(&server.bound().udp));
+    let o = probe(&args(&[
+        "--json",
+        "--secret",
+        TEST_SECRET,
+        "--rest-hmac",
+        "sha256",
+        &turn,
+    ]));
+    assert_all_pass(&o, &["udp"]);
+    let o = probe(&args(&["--json", "--secret", TEST_SECRET, &turn]));
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let lines = json_lines(&o);
+    assert_eq!(checks(&lines, "allocate")[0]["error_code"], 401, "{}", text(&o));
+}
+
+/// RFC 8489 §9.2: offered SHA-256 behind the nonce cookie, the probe
+/// takes it (SHA-256 key, MESSAGE-INTEGRITY-SHA256) and says so; offered
+/// nothing, it uses MD5.
+#[test]
+fn the_probe_negotiates_sha256_when_offered() {
+    for (offer, want) in [("sha256,md5", "sha256"), ("md5", "md5")] {
+        let server = start(&turn_config(None, &[("turn.password_algorithms", offer)]));
+        let turn = format!("turn:{}", v4(&server.bound().udp));
+        let o = probe(&args(&[
+            "--json",
+            "--user",
+            "alice",
+            "--password",
+            "alice-password",
+            &turn,
+        ]));
+        assert_all_pass(&o, &["udp"]);
+        let lines = json_lines(&o);
+        assert_eq!(
+            checks(&lines, "allocate")[0]["password_algorithm"],
+            want,
+            "{}",
+            text(&o)
+        );
+        let stats = server.shutdown().unwrap();
+        assert!(stats
+            .logins
+            .iter()
+            .any(|(alg, id, _, n)| alg == want && id == "plain" && n > 0));
+    }
 }
 
 #[test]

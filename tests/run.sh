@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs ternd's whole test suite. On a fresh Debian machine it first installs
 # what the tests use (coturn's client tools, Chromium, and playwright-core
-# from npm for tests/browser.rs; iproute2, nftables and NSS's certutil for
-# the NAT lab, tests/nat_lab*.rs; nginx for tests/ops_kit.rs), so this one command is all a newcomer or CI
+# from npm for tests/browser.rs, node-datachannel (libjuice) for
+# tests/libjuice.rs; iproute2, nftables and NSS's certutil for the NAT lab,
+# tests/nat_lab*.rs; nginx for tests/ops_kit.rs), so this one command is all a newcomer or CI
 # needs. Under CI=true anything that cannot be installed fails the run instead
 # of letting tests skip.
 set -euo pipefail
@@ -62,6 +63,17 @@ if [ ! -d tests/browser/node_modules/playwright-core ]; then
   echo "tests/run.sh: npm ci --prefix tests/browser"
   if ! { command -v npm >/dev/null && npm ci --prefix tests/browser --no-audit --no-fund >/dev/null; }; then
     echo "tests/run.sh: cannot install tests/browser/node_modules (needs node and npm)" >&2
+    if [ "${CI:-}" = true ]; then exit 1; fi
+  fi
+fi
+
+# node-datachannel (pinned in tests/libjuice/package-lock.json; its libjuice
+# binary ships inside the registry package) is the RFC 8489 client of
+# tests/libjuice.rs.
+if [ ! -d tests/libjuice/node_modules/node-datachannel ]; then
+  echo "tests/run.sh: npm ci --prefix tests/libjuice"
+  if ! { command -v npm >/dev/null && npm ci --prefix tests/libjuice --no-audit --no-fund >/dev/null; }; then
+    echo "tests/run.sh: cannot install tests/libjuice/node_modules (needs node and npm)" >&2
     if [ "${CI:-}" = true ]; then exit 1; fi
   fi
 fi

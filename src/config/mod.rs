@@ -7,7 +7,9 @@ mod byte_size;
 mod duration;
 mod external_ip;
 mod one_or_many;
+mod password_algorithms;
 mod peer_nets;
+mod proxy_listener;
 mod quantity;
 mod rate;
 mod relay_ip;
@@ -30,6 +32,8 @@ use one_or_many::one_or_many;
 pub use byte_size::{parse_byte_size, ByteSize};
 pub use duration::{format_duration, parse_duration, ConfigDuration};
 pub use external_ip::ExternalIp;
+pub use password_algorithms::{ConfigPasswordAlgorithm, ConfigRestHmac};
+pub use proxy_listener::ProxyListener;
 pub use relay_ip::RelayIp;
 pub use restart::{ReloadPlan, RESTART_KEYS};
 pub use secret::Secret;
@@ -52,8 +56,12 @@ pub const LIST_KEYS: &[&str] = &[
     "listen.udp",
     "listen.tcp",
     "listen.tls",
+    "listen.proxy_protocol",
+    "listen.proxy_trusted",
     "turn.secrets",
     "turn.secret_files",
+    "turn.password_algorithms",
+    "tls.alpn",
     "relay.external_ip",
     "peers.allow",
     "peers.deny",
@@ -151,6 +159,13 @@ pub struct TurnSection {
     pub unauthenticated_rate_total: u32,
     /// Static users: name to password.
     pub users: BTreeMap<String, Secret>,
+    /// Password algorithms offered (RFC 8489 §9.2), in order of preference.
+    #[serde(deserialize_with = "one_or_many")]
+    pub password_algorithms: Vec<ConfigPasswordAlgorithm>,
+    /// Accept USERHASH (RFC 8489 §14.4) for static users.
+    pub userhash: bool,
+    /// The HMAC of REST passwords.
+    pub rest_hmac: ConfigRestHmac,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -194,6 +209,12 @@ pub struct ListenSection {
     pub tcp: Vec<SocketAddr>,
     #[serde(deserialize_with = "one_or_many")]
     pub tls: Vec<SocketAddr>,
+    /// Stream listeners that expect a PROXY protocol header.
+    #[serde(deserialize_with = "one_or_many")]
+    pub proxy_protocol: Vec<ProxyListener>,
+    /// Sources allowed to send PROXY protocol headers.
+    #[serde(deserialize_with = "peer_nets::deserialize_nets")]
+    pub proxy_trusted: Vec<IpNet>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -204,6 +225,9 @@ pub struct TlsSection {
     pub handshake_timeout: ConfigDuration,
     /// How often the certificate files are checked for a change (0 = never).
     pub watch_interval: ConfigDuration,
+    /// ALPN protocols (RFC 7443) the TURN TLS listeners accept.
+    #[serde(deserialize_with = "one_or_many")]
+    pub alpn: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -527,6 +551,36 @@ impl Config {
         }
         if let Err(e) = check_log_filter(&self.log.level) {
             invalid("log.level", &e);
+        }
+        if let Some(p) = self
+            .tls
+            .alpn
+            .iter()
+            .find(|p| !crate::tls::STUN_ALPN.contains(&p.as_str()))
+        {
+            invalid(
+                "tls.alpn",
+                &format!("`{p}` is not a STUN ALPN protocol (RFC 7443): \"stun.turn\" or \"stun.nat-discovery\""),
+            );
+        }
+        for p in &self.listen.proxy_protocol {
+            let listeners = if p.tls { &self.listen.tls } else { &self.listen.tcp };
+            if !listeners.contains(&p.addr) {
+                let key = if p.tls { "listen.tls" } else { "listen.tcp" };
+                invalid(
+                    "listen.proxy_protocol",
+                    &format!("{} is not in {key} (name a listener as it is configured there)", p.addr),
+                );
+            }
+        }
+        if !self.listen.proxy_protocol.is_empty() && self.listen.proxy_trusted.is_empty() {
+            invalid(
+                "listen.proxy_trusted",
+                "must name the load balancers' addresses when listen.proxy_protocol is set",
+            );
+        }
+        if let Err(e) = password_algorithms::check(&self.turn.password_algorithms) {
+            invalid("turn.password_algorithms", e);
         }
         if self.turn.realm.is_empty() || self.turn.realm.len() > MAX_REALM_LEN {
             invalid(

@@ -33,6 +33,7 @@ pub const RESTART_KEYS: &[(&str, KeepRunning)] = &[
     ("tls.handshake_timeout", |to, from| {
         to.tls.handshake_timeout = from.tls.handshake_timeout
     }),
+    ("tls.alpn", |to, from| to.tls.alpn = from.tls.alpn.clone()),
     ("log.format", |to, from| to.log.format = from.log.format),
     // A reload may turn the fast path off; anything else waits for a restart.
     ("fastpath", |to, from| {
@@ -132,6 +133,7 @@ mod tests {
         new.stream.max_connections += 1;
         new.udp.send_buffer_bytes = ByteSize(1);
         new.tls.handshake_timeout.0 += std::time::Duration::from_secs(1);
+        new.tls.alpn.clear();
         new.log.format = LogFormat::Json;
         new.fastpath.mode = FastpathMode::Auto;
         new.fastpath.interfaces = vec!["eth0".into()];

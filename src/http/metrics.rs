@@ -187,6 +187,19 @@ pub async fn metrics(State(app): State<Arc<AppState>>) -> impl IntoResponse {
     }
     family(
         &mut o,
+        "authenticated_requests_total",
+        "counter",
+        "Requests that passed long-term authentication (RFC 8489 §9.2), by password algorithm, \
+         USERNAME or USERHASH, and integrity HMAC.",
+    );
+    for (alg, user, mac, n) in total.logins.iter() {
+        let _ = writeln!(
+            o,
+            "ternd_authenticated_requests_total{{password_algorithm=\"{alg}\",identity=\"{user}\",integrity=\"{mac}\"}} {n}"
+        );
+    }
+    family(
+        &mut o,
         "stream_connections",
         "gauge",
         "Open TCP and TLS client connections.",

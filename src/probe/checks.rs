@@ -47,6 +47,14 @@ fn fail_fields(c: Check, e: &ProbeError) -> Check {
     }
 }
 
+/// `config` offering ALPN "stun.turn" (RFC 7443 §4), as a TURN client
+/// should: a server that speaks ALPN agrees to it, one that does not ignores it.
+fn with_stun_alpn(config: &std::sync::Arc<rustls::ClientConfig>) -> std::sync::Arc<rustls::ClientConfig> {
+    let mut c = (**config).clone();
+    c.alpn_protocols = vec![b"stun.turn".to_vec()];
+    std::sync::Arc::new(c)
+}
+
 /// Why [`open`] failed: the detail of a FAIL line, and whether the server
 /// is unreachable (no connection at all) rather than answering wrongly.
 #[derive(Debug)]
@@ -65,7 +73,7 @@ impl std::fmt::Display for OpenError {
 pub fn open(t: &Target, opts: &Options, creds: Option<Credentials>, deadline: Instant) -> Result<Session, OpenError> {
     let tls = match t.url.transport {
         Transport::Tls => Some(TlsParams {
-            config: opts.tls.clone(),
+            config: with_stun_alpn(&opts.tls),
             name: rustls::pki_types::ServerName::try_from(t.url.host.clone()).map_err(|e| OpenError {
                 text: format!("`{}` is not a TLS server name: {e}", t.url.host),
                 unreachable: false,
@@ -136,6 +144,10 @@ pub fn binding(t: &Target, opts: &Options) -> Check {
             if let Some(l) = local {
                 c = c.with("local", l.to_string()).with("nat", l != reflexive);
             }
+            if let Some(p) = s.conn.alpn() {
+                c.detail.push_str(&format!("  alpn {p}"));
+                c = c.with("alpn", p);
+            }
             c
         }
         // No STUN answer at all: the server is dead from here.
@@ -196,6 +208,11 @@ pub fn turn(t: &Target, opts: &Options) -> Vec<Check> {
     .with("rtt_ms", ms(alloc_a.rtt))
     .with("reflexive", alloc_a.reflexive.to_string())
     .with("credentials", t.creds.is_some());
+    // RFC 8489 §9.2: the password algorithm the server let the probe use.
+    let check = match a.password_algorithm {
+        Some(p) => check.with("password_algorithm", p.label()),
+        None => check,
+    };
     out.push(check);
 
     let what = format!("relay round trip {transport}");

@@ -105,6 +105,17 @@ impl Conn {
         }
     }
 
+    /// The ALPN protocol a TLS server agreed to (RFC 7443), if any.
+    pub fn alpn(&self) -> Option<String> {
+        match self {
+            Conn::Tls { stream, .. } => stream
+                .conn
+                .alpn_protocol()
+                .map(|p| String::from_utf8_lossy(p).into_owned()),
+            _ => None,
+        }
+    }
+
     pub fn is_stream(&self) -> bool {
         !matches!(self, Conn::Udp { .. })
     }

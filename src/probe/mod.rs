@@ -66,6 +66,9 @@ pub struct ProbeArgs {
     /// The NAME part of minted REST usernames.
     #[arg(long, value_name = "NAME", default_value = "probe", requires = "secret")]
     pub rest_user: String,
+    /// The HMAC of minted REST passwords, as the server's turn.rest_hmac: sha1 or sha256.
+    #[arg(long, value_name = "HMAC", default_value = "sha1", value_parser = parse_rest_hmac, requires = "secret")]
+    pub rest_hmac: proto::auth::RestHmac,
     /// Fetch {"iceServers":[...]} from this http:// or https:// URL and probe every URL in it
     /// with its username/credential.
     #[arg(long, value_name = "URL")]
@@ -99,6 +102,14 @@ pub struct ProbeArgs {
 
 /// How long REST credentials minted by the probe stay valid.
 const REST_TTL: Duration = Duration::from_secs(3600);
+
+fn parse_rest_hmac(s: &str) -> Result<proto::auth::RestHmac, String> {
+    match s {
+        "sha1" => Ok(proto::auth::RestHmac::Sha1),
+        "sha256" => Ok(proto::auth::RestHmac::Sha256),
+        _ => Err(format!("`{s}`: sha1 or sha256")),
+    }
+}
 
 fn parse_timeout(s: &str) -> Result<Duration, String> {
     let d = crate::config::parse_duration(s)?;
@@ -368,7 +379,8 @@ fn global_credentials(args: &ProbeArgs) -> anyhow::Result<Option<Credentials>> {
         .duration_since(std::time::UNIX_EPOCH)?
         .as_secs()
         + REST_TTL.as_secs();
-    let (username, password) = proto::auth::rest_credentials(secret.as_bytes(), &args.rest_user, expiry);
+    let (username, password) =
+        proto::auth::rest_credentials(args.rest_hmac, secret.as_bytes(), &args.rest_user, expiry);
     Ok(Some(Credentials { username, password }))
 }
 

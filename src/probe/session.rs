@@ -6,7 +6,11 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use proto::wire::{attr, Class, ErrorCode, Message, MessageBuilder, MessageType, Method, ParseError, TransactionId};
+use proto::password_algorithm::{cookie_features, PasswordAlgorithm, FEATURE_PASSWORD_ALGORITHMS};
+use proto::wire::{
+    attr, long_term_key, long_term_key_sha256, Class, ErrorCode, Key, Mac, Message, MessageBuilder, MessageType,
+    Method, ParseError, TransactionId,
+};
 
 use super::conn::{remaining, Conn};
 use super::untrusted::printable;
@@ -112,7 +116,12 @@ pub struct Session {
     creds: Option<Credentials>,
     realm: Vec<u8>,
     nonce: Vec<u8>,
-    key: Option<[u8; 16]>,
+    key: Option<Key>,
+    /// The PASSWORD-ALGORITHMS a server offered with its nonce cookie,
+    /// echoed back with the PASSWORD-ALGORITHM chosen (RFC 8489 §9.2.4).
+    algorithms: Vec<u8>,
+    /// The password algorithm the session authenticates with, once challenged.
+    pub password_algorithm: Option<PasswordAlgorithm>,
     /// An Allocate succeeded on this session (and no Refresh 0 deleted it).
     pub allocated: bool,
     /// Indications and ChannelData that arrived while waiting for a response.
@@ -128,6 +137,8 @@ impl Session {
             realm: Vec::new(),
             nonce: Vec::new(),
             key: None,
+            algorithms: Vec::new(),
+            password_algorithm: None,
             allocated: false,
             backlog: VecDeque::new(),
         }
@@ -183,7 +194,24 @@ impl Session {
                     };
                     let realm_str =
                         std::str::from_utf8(&realm).map_err(|_| ProbeError::Malformed("REALM is not UTF-8".into()))?;
-                    self.key = Some(proto::wire::long_term_key(&creds.username, realm_str, &creds.password));
+                    let offered = offered_algorithms(&nonce, m.get(attr::PASSWORD_ALGORITHMS));
+                    let algorithm = if offered.is_some_and(|list| {
+                        list.chunks_exact(4)
+                            .any(|e| e[..2] == PasswordAlgorithm::Sha256.number().to_be_bytes())
+                    }) {
+                        PasswordAlgorithm::Sha256
+                    } else {
+                        PasswordAlgorithm::Md5
+                    };
+                    self.algorithms = offered.map(<[u8]>::to_vec).unwrap_or_default();
+                    self.key = Some(match algorithm {
+                        PasswordAlgorithm::Md5 => Key::md5(long_term_key(&creds.username, realm_str, &creds.password)),
+                        PasswordAlgorithm::Sha256 => {
+                            Key::sha256(long_term_key_sha256(&creds.username, realm_str, &creds.password))
+                                .with_mac(Mac::Sha256)
+                        }
+                    });
+                    self.password_algorithm = Some(algorithm);
                     self.realm = realm;
                     self.nonce = nonce;
                     challenged = true;
@@ -234,7 +262,13 @@ impl Session {
             b.add_bytes(attr::USERNAME, creds.username.as_bytes())?;
             b.add_bytes(attr::REALM, &self.realm)?;
             b.add_bytes(attr::NONCE, &self.nonce)?;
-            b.add_message_integrity(&key)?;
+            if let (false, Some(a)) = (self.algorithms.is_empty(), self.password_algorithm) {
+                b.add_bytes(attr::PASSWORD_ALGORITHMS, &self.algorithms)?;
+                let mut chosen = [0u8; 4];
+                chosen[..2].copy_from_slice(&a.number().to_be_bytes());
+                b.add_bytes(attr::PASSWORD_ALGORITHM, &chosen)?;
+            }
+            b.add_integrity_with(&key)?;
         }
         b.add_fingerprint()?;
         Ok(b.finish())
@@ -324,16 +358,24 @@ impl Session {
     }
 }
 
+/// The PASSWORD-ALGORITHMS a challenge offers, when its nonce cookie
+/// announces "Password algorithms" (RFC 8489 §9.2.4); otherwise the
+/// exchange is RFC 5389's, with MD5.
+fn offered_algorithms<'a>(nonce: &[u8], list: Option<&'a [u8]>) -> Option<&'a [u8]> {
+    let announced = cookie_features(nonce).is_some_and(|f| f & FEATURE_PASSWORD_ALGORITHMS != 0);
+    list.filter(|_| announced)
+}
+
 /// Why a response to an authenticated request cannot be trusted, if it
 /// cannot. A success must carry MESSAGE-INTEGRITY with the request's key.
 /// An error response is accepted unsigned (401 and 438 cannot be signed with
 /// a key the server rejects or a nonce it no longer knows; any other error
 /// is a failure anyway), but not with a MESSAGE-INTEGRITY that does not verify.
-fn integrity_problem(m: &Message, key: &[u8; 16]) -> Option<&'static str> {
+fn integrity_problem(m: &Message, key: &Key) -> Option<&'static str> {
     let signed = m.has_integrity();
     match m.message_type().class {
         Class::Success if !signed => Some("the response has no MESSAGE-INTEGRITY"),
-        Class::Success | Class::Error if signed && !m.verify_integrity(key) => {
+        Class::Success | Class::Error if signed && !m.verify_integrity(key.as_bytes()) => {
             Some("the response's MESSAGE-INTEGRITY does not verify (wrong password?)")
         }
         _ => None,

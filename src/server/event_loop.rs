@@ -8,11 +8,14 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use proto::{FiveTuple, ServerAddr};
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio_rustls::TlsAcceptor;
+
+use super::proxy_protocol::ProxyRules;
 
 use super::mmsg::{self, UdpBatch};
 use super::shard::Shard;
@@ -23,8 +26,9 @@ use crate::fastpath::Mirror;
 /// The sockets a shard serves, already bound (so errors surface at startup).
 pub struct ShardSockets {
     pub udp: Vec<std::net::UdpSocket>,
-    pub tcp: Vec<std::net::TcpListener>,
-    pub tls: Vec<std::net::TcpListener>,
+    /// Stream listeners, each with the PROXY protocol rules it follows, if any.
+    pub tcp: Vec<(std::net::TcpListener, Option<Arc<ProxyRules>>)>,
+    pub tls: Vec<(std::net::TcpListener, Option<Arc<ProxyRules>>)>,
 }
 
 /// Requests from outside the shard (signals, HTTP), handled between packets.
@@ -110,16 +114,22 @@ pub fn run(setup: ShardSetup) -> std::io::Result<proto::Stats> {
         for (addr, sock) in udp {
             tokio::task::spawn_local(udp::serve(sock, ServerAddr(addr), shard.clone()));
         }
-        let streams = setup
-            .sockets
-            .tcp
-            .into_iter()
-            .map(|l| (l, None))
-            .chain(setup.sockets.tls.into_iter().map(|l| (l, setup.tls.clone())));
-        for (listener, tls) in streams {
+        let streams = setup.sockets.tcp.into_iter().map(|(l, proxy)| (l, None, proxy)).chain(
+            setup
+                .sockets
+                .tls
+                .into_iter()
+                .map(|(l, proxy)| (l, setup.tls.clone(), proxy)),
+        );
+        for (listener, tls, proxy) in streams {
             let listener = tokio::net::TcpListener::from_std(listener)?;
             let addr = ServerAddr(listener.local_addr()?);
-            tokio::task::spawn_local(stream::accept_loop(listener, addr, tls, shard.clone(), limits.clone()));
+            let accepting = stream::Accepting {
+                local: addr,
+                tls,
+                proxy,
+            };
+            tokio::task::spawn_local(stream::accept_loop(listener, accepting, shard.clone(), limits.clone()));
         }
         tokio::task::spawn_local(run_timers(shard.clone()));
         tokio::task::spawn_local(run_control(shard.clone(), setup.index, setup.control));

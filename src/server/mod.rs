@@ -6,6 +6,7 @@ mod event_loop;
 mod handle;
 mod interfaces;
 mod mmsg;
+pub mod proxy_protocol;
 mod recv_loop;
 mod relay;
 pub mod setup;
@@ -105,7 +106,9 @@ impl RunningServer {
 pub fn start(config: &Config, tls: Option<&crate::tls::TlsSetup>, budgets: &Budgets) -> anyhow::Result<RunningServer> {
     let exhaustions = budgets.exhaustions.clone();
     let n = config.shard_count();
-    let acceptor = tls.filter(|_| !config.listen.tls.is_empty()).map(|t| t.acceptor());
+    let acceptor = tls
+        .filter(|_| !config.listen.tls.is_empty())
+        .map(|t| t.acceptor_with_alpn(&config.tls.alpn));
 
     let mut per_shard: Vec<event_loop::ShardSockets> = (0..n)
         .map(|_| event_loop::ShardSockets {
@@ -131,9 +134,19 @@ pub fn start(config: &Config, tls: Option<&crate::tls::TlsSetup>, budgets: &Budg
         }
         bound.udp.push(actual);
     }
+    let proxy_rules = Arc::new(proxy_protocol::ProxyRules {
+        trusted: config.listen.proxy_trusted.clone(),
+        timeout: config.tls.handshake_timeout.0,
+    });
     for (addrs, is_tls) in [(&config.listen.tcp, false), (&config.listen.tls, true)] {
         let key = if is_tls { "listen.tls" } else { "listen.tcp" };
         for &addr in addrs {
+            let proxied = config
+                .listen
+                .proxy_protocol
+                .iter()
+                .any(|p| p.tls == is_tls && p.addr == addr);
+            let proxy = proxied.then(|| proxy_rules.clone());
             sockets::ensure_free(addr, socket2::Type::STREAM).with_context(|| format!("{key} {addr}"))?;
             let mut actual =
                 sockets::resolve_port(addr, socket2::Type::STREAM).with_context(|| format!("{key} {addr}"))?;
@@ -141,9 +154,9 @@ pub fn start(config: &Config, tls: Option<&crate::tls::TlsSetup>, budgets: &Budg
                 let l = sockets::tcp(actual).with_context(|| format!("{key}: cannot bind {actual}"))?;
                 actual = l.local_addr()?;
                 if is_tls {
-                    s.tls.push(l)
+                    s.tls.push((l, proxy.clone()))
                 } else {
-                    s.tcp.push(l)
+                    s.tcp.push((l, proxy.clone()))
                 }
             }
             if is_tls {

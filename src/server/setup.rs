@@ -9,6 +9,7 @@ use anyhow::{bail, Context};
 use proto::auth::Credentials;
 use proto::clock::Clock;
 use proto::nonce::NonceKey;
+use proto::password_algorithm::Offer;
 use proto::policy::PeerPolicy;
 use proto::quota::{QuotaLimits, Quotas};
 
@@ -70,6 +71,11 @@ fn credentials(config: &Config, secrets: Vec<Vec<u8>>) -> Credentials {
     let mut c = Credentials {
         realm: config.turn.realm.clone(),
         rest_secrets: secrets,
+        offer: Offer {
+            algorithms: config.turn.password_algorithms.iter().map(|&a| a.into()).collect(),
+            userhash: config.turn.userhash,
+        },
+        rest_hmac: config.turn.rest_hmac.into(),
         ..Credentials::default()
     };
     for (user, password) in &config.turn.users {
@@ -200,7 +206,12 @@ impl Shared {
     pub fn mint(&self, user: &str, ttl: std::time::Duration) -> Option<(String, String)> {
         let secret = self.credentials.rest_secrets.first()?;
         let expiry = self.clock.unix(Instant::now()) + ttl.as_secs();
-        Some(proto::auth::rest_credentials(secret, user, expiry))
+        Some(proto::auth::rest_credentials(
+            self.credentials.rest_hmac,
+            secret,
+            user,
+            expiry,
+        ))
     }
 }
 

@@ -24,6 +24,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::budget::{Budget, ConnLimiter};
 
 use super::conn_out::{write_loop, ConnOut, QueueLimits, WriteEnd};
+use super::proxy_protocol::{ProxyError, ProxyRules};
 use super::shard::Shard;
 use super::sockets;
 
@@ -46,14 +47,18 @@ pub struct StreamLimits {
     pub queue: Arc<QueueLimits>,
 }
 
+/// What one stream listener does with what it accepts.
+#[derive(Clone)]
+pub struct Accepting {
+    pub local: ServerAddr,
+    pub tls: Option<TlsAcceptor>,
+    /// Read a PROXY protocol header first, from trusted sources only.
+    pub proxy: Option<Arc<ProxyRules>>,
+}
+
 /// Accepts connections on `listener` for as long as the shard runs.
-pub async fn accept_loop(
-    listener: TcpListener,
-    local: ServerAddr,
-    tls: Option<TlsAcceptor>,
-    shard: Rc<Shard>,
-    limits: Rc<StreamLimits>,
-) {
+pub async fn accept_loop(listener: TcpListener, accepting: Accepting, shard: Rc<Shard>, limits: Rc<StreamLimits>) {
+    let local = accepting.local;
     loop {
         let (tcp, peer) = match listener.accept().await {
             Ok(v) => v,
@@ -65,8 +70,14 @@ pub async fn accept_loop(
             }
         };
         // Over budget: closed at once (counted and logged by the limiter).
-        let Some(slot) = limits.conns.acquire(peer.ip()) else {
-            continue;
+        // Behind a PROXY-protocol balancer the budget is the real client's,
+        // charged once its header is read.
+        let slot = match accepting.proxy {
+            None => match limits.conns.acquire(peer.ip()) {
+                Some(slot) => Some(slot),
+                None => continue,
+            },
+            Some(_) => None,
         };
         let _ = tcp.set_nodelay(true);
         // Every close is abortive (RST): a client that stopped reading would
@@ -79,10 +90,31 @@ pub async fn accept_loop(
         if let Err(e) = sockets::limit_unsent(&tcp, KERNEL_UNSENT) {
             tracing::debug!(%peer, "TCP_NOTSENT_LOWAT: {e}");
         }
-        let (shard, limits, tls) = (shard.clone(), limits.clone(), tls.clone());
+        let (shard, limits, accepting) = (shard.clone(), limits.clone(), accepting.clone());
         tokio::task::spawn_local(async move {
-            let _slot = slot;
-            serve_accepted(tcp, peer, local, tls, shard, &limits).await;
+            let mut tcp = tcp;
+            let (_slot, client) = match (&accepting.proxy, slot) {
+                (None, slot) => (slot, peer),
+                (Some(rules), _) => {
+                    let client = match rules.read(&mut tcp, peer).await {
+                        Ok(client) => client,
+                        Err(e) => {
+                            let reason = match e {
+                                ProxyError::Untrusted => DropReason::ProxyUntrusted,
+                                ProxyError::Header => DropReason::ProxyHeader,
+                            };
+                            tracing::debug!(%local, %peer, "PROXY protocol: {}", reason.label());
+                            shard.core.borrow_mut().count_drop(reason);
+                            return;
+                        }
+                    };
+                    match limits.conns.acquire(client.ip()) {
+                        Some(slot) => (Some(slot), client),
+                        None => return,
+                    }
+                }
+            };
+            serve_accepted(tcp, client, local, accepting.tls, shard, &limits).await;
         });
     }
 }

@@ -305,7 +305,7 @@ pub fn rest_credentials_from(secret: &str, user: &str) -> (String, String) {
         .unwrap()
         .as_secs()
         + 3600;
-    proto::auth::rest_credentials(secret.as_bytes(), user, expiry)
+    proto::auth::rest_credentials(proto::auth::RestHmac::Sha1, secret.as_bytes(), user, expiry)
 }
 
 /// The path of a coturn tool, or None when it is missing outside CI (under

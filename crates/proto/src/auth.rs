@@ -5,7 +5,9 @@ use std::collections::HashMap;
 
 use ring::hmac;
 
-use crate::wire::long_term_key;
+pub use crate::base64::base64;
+use crate::password_algorithm::{Offer, PasswordAlgorithm};
+use crate::wire::{long_term_key, long_term_key_sha256, userhash, Key};
 
 /// Where long-term keys come from. Secrets are kept here only to derive
 /// keys; nothing in the core ever formats them.
@@ -14,10 +16,46 @@ pub struct Credentials {
     pub realm: String,
     /// REST shared secrets, all accepted (rotation: add the new one, later drop the old).
     pub rest_secrets: Vec<Vec<u8>>,
-    /// Static users: username -> long-term key MD5(username:realm:password).
-    pub static_keys: HashMap<String, [u8; 16]>,
+    /// Static users: username -> their long-term keys.
+    pub static_keys: HashMap<String, StaticKeys>,
+    /// Static users by USERHASH (RFC 8489 §14.4), for [`Offer::userhash`].
+    pub userhashes: HashMap<[u8; 32], String>,
     /// Usernames an operator revoked before they expire.
     pub revoked: std::collections::HashSet<String>,
+    /// What the server offers beyond MD5 and USERNAME (RFC 8489 §9.2).
+    pub offer: Offer,
+    /// The HMAC REST passwords are made with.
+    pub rest_hmac: RestHmac,
+}
+
+/// A static user's long-term keys (RFC 8489 §9.2.2), one per password
+/// algorithm; the password itself is not kept.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct StaticKeys {
+    pub md5: [u8; 16],
+    pub sha256: [u8; 32],
+}
+
+/// The HMAC of the TURN REST scheme: base64(HMAC(secret, username)) is the
+/// password. SHA-1 is what every deployment and browser helper expects;
+/// SHA-256 is what coturn issue 2062 asks for, for operators who mint both
+/// ends themselves.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RestHmac {
+    #[default]
+    Sha1,
+    Sha256,
+}
+
+impl RestHmac {
+    /// The REST password for `username`: base64(HMAC(secret, username)).
+    pub fn password(self, secret: &[u8], username: &str) -> String {
+        let alg = match self {
+            RestHmac::Sha1 => hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY,
+            RestHmac::Sha256 => hmac::HMAC_SHA256,
+        };
+        base64(hmac::sign(&hmac::Key::new(alg, secret), username.as_bytes()).as_ref())
+    }
 }
 
 impl std::fmt::Debug for Credentials {
@@ -50,22 +88,48 @@ impl Credentials {
             .retain(|u| static_keys.contains_key(u) || !revocation_lapsed(u, unix_now));
     }
 
-    /// Adds a static user (the password is not kept, only the key).
+    /// Adds a static user (the password is not kept, only the keys and the
+    /// USERHASH, all under the current realm).
     pub fn add_static_user(&mut self, username: &str, password: &str) {
-        let key = long_term_key(username, &self.realm, password);
-        self.static_keys.insert(username.to_string(), key);
+        let keys = StaticKeys {
+            md5: long_term_key(username, &self.realm, password),
+            sha256: long_term_key_sha256(username, &self.realm, password),
+        };
+        self.static_keys.insert(username.to_string(), keys);
+        self.userhashes
+            .insert(userhash(username, &self.realm), username.to_string());
     }
 
-    /// The candidate keys for `username` at `unix_now`: the static user's
-    /// key, or one per REST secret, derived lazily and in configured order so
-    /// the caller stops at the first that verifies. Every secret is tried,
-    /// however many are configured.
+    /// The static user whose USERHASH (RFC 8489 §14.4) is `hash`.
+    pub fn user_by_hash(&self, hash: &[u8]) -> Option<&str> {
+        let hash: [u8; 32] = hash.try_into().ok()?;
+        self.userhashes.get(&hash).map(String::as_str)
+    }
+
+    /// [`Credentials::keys_for`] with MD5, the RFC 5389 key.
     pub fn keys<'a>(&'a self, username: &'a str, unix_now: u64) -> Result<Keys<'a>, UserError> {
+        self.keys_for(username, unix_now, PasswordAlgorithm::Md5)
+    }
+
+    /// The candidate keys for `username` at `unix_now` under `algorithm`:
+    /// the static user's key, or one per REST secret, derived lazily and in
+    /// configured order so the caller stops at the first that verifies.
+    /// Every secret is tried, however many are configured.
+    pub fn keys_for<'a>(
+        &'a self,
+        username: &'a str,
+        unix_now: u64,
+        algorithm: PasswordAlgorithm,
+    ) -> Result<Keys<'a>, UserError> {
         if self.revoked.contains(username) {
             return Err(UserError::Revoked);
         }
         if let Some(k) = self.static_keys.get(username) {
-            return Ok(Keys::Static(Some(*k)));
+            let key = match algorithm {
+                PasswordAlgorithm::Md5 => Key::md5(k.md5),
+                PasswordAlgorithm::Sha256 => Key::sha256(k.sha256),
+            };
+            return Ok(Keys::Static(Some(key)));
         }
         // REST scheme: "expiry:user" (or just "expiry"), expiry in Unix seconds.
         let Some(expiry) = rest_expiry(username) else {
@@ -81,6 +145,8 @@ impl Credentials {
             username,
             realm: &self.realm,
             secrets: self.rest_secrets.iter(),
+            algorithm,
+            hmac: self.rest_hmac,
         })
     }
 }
@@ -111,27 +177,34 @@ pub fn quota_user(username: &str) -> &str {
 /// The candidate long-term keys of one username ([`Credentials::keys`]).
 #[derive(Debug, Clone)]
 pub enum Keys<'a> {
-    Static(Option<[u8; 16]>),
+    Static(Option<Key>),
     Rest {
         username: &'a str,
         realm: &'a str,
         secrets: std::slice::Iter<'a, Vec<u8>>,
+        algorithm: PasswordAlgorithm,
+        hmac: RestHmac,
     },
 }
 
 impl Iterator for Keys<'_> {
-    type Item = [u8; 16];
+    type Item = Key;
 
-    fn next(&mut self) -> Option<[u8; 16]> {
+    fn next(&mut self) -> Option<Key> {
         match self {
             Keys::Static(k) => k.take(),
             Keys::Rest {
                 username,
                 realm,
                 secrets,
+                algorithm,
+                hmac,
             } => {
-                let secret = secrets.next()?;
-                Some(long_term_key(username, realm, &rest_password(secret, username)))
+                let password = hmac.password(secrets.next()?, username);
+                Some(match algorithm {
+                    PasswordAlgorithm::Md5 => Key::md5(long_term_key(username, realm, &password)),
+                    PasswordAlgorithm::Sha256 => Key::sha256(long_term_key_sha256(username, realm, &password)),
+                })
             }
         }
     }
@@ -139,38 +212,17 @@ impl Iterator for Keys<'_> {
 
 /// The REST password for `username`: base64(HMAC-SHA1(secret, username)).
 pub fn rest_password(secret: &[u8], username: &str) -> String {
-    let key = hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, secret);
-    base64(hmac::sign(&key, username.as_bytes()).as_ref())
+    RestHmac::Sha1.password(secret, username)
 }
 
 /// A TURN REST credential (draft-uberti-behave-turn-rest §2.2) for `user`
 /// valid until `expiry_unix` (seconds since the Unix epoch; the caller reads
-/// the clock): username `EXPIRY:USER`, password [`rest_password`] of it.
-pub fn rest_credentials(secret: &[u8], user: &str, expiry_unix: u64) -> (String, String) {
+/// the clock): username `EXPIRY:USER`, password `hmac`'s
+/// [`RestHmac::password`] of it.
+pub fn rest_credentials(hmac: RestHmac, secret: &[u8], user: &str, expiry_unix: u64) -> (String, String) {
     let username = format!("{expiry_unix}:{user}");
-    let password = rest_password(secret, &username);
+    let password = hmac.password(secret, &username);
     (username, password)
-}
-
-/// The standard base64 alphabet (RFC 4648 §4).
-pub(crate) const BASE64_ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-/// Standard base64 with padding.
-pub fn base64(data: &[u8]) -> String {
-    const T: &[u8; 64] = BASE64_ALPHABET;
-    let mut s = String::with_capacity(data.len().div_ceil(3) * 4);
-    for c in data.chunks(3) {
-        let b = [c[0], *c.get(1).unwrap_or(&0), *c.get(2).unwrap_or(&0)];
-        let v = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
-        for i in 0..4 {
-            if i <= c.len() {
-                s.push(T[(v >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                s.push('=');
-            }
-        }
-    }
-    s
 }
 
 #[cfg(test)]
@@ -193,24 +245,13 @@ mod tests {
     }
 
     #[test]
-    fn base64_vectors() {
-        // RFC 4648 §10.
-        for (i, o) in [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foobar", "Zm9vYmFy"),
-        ] {
-            assert_eq!(base64(i.as_bytes()), o);
-        }
-    }
-
-    #[test]
     fn rest_credentials_put_the_expiry_first() {
-        let (u, p) = rest_credentials(b"s", "alice", 1700000000);
+        let (u, p) = rest_credentials(RestHmac::Sha1, b"s", "alice", 1700000000);
         assert_eq!(u, "1700000000:alice");
         assert_eq!(p, rest_password(b"s", "1700000000:alice"));
+        let (_, p256) = rest_credentials(RestHmac::Sha256, b"s", "alice", 1700000000);
+        assert_eq!(p256.len(), 44, "base64 of 32 bytes");
+        assert_ne!(p256, p);
     }
 
     #[test]
@@ -235,12 +276,12 @@ mod tests {
         };
         c.add_static_user("alice", "pw");
         let keys = |u, t| c.keys(u, t).map(|k| k.collect::<Vec<_>>());
-        assert_eq!(keys("alice", 0), Ok(vec![long_term_key("alice", "r", "pw")]));
+        assert_eq!(keys("alice", 0), Ok(vec![Key::md5(long_term_key("alice", "r", "pw"))]));
         let bob = keys("1000:bob", 999).unwrap();
         assert_eq!(bob.len(), 2);
         assert_eq!(
             bob[1],
-            long_term_key("1000:bob", "r", &rest_password(b"old", "1000:bob"))
+            Key::md5(long_term_key("1000:bob", "r", &rest_password(b"old", "1000:bob")))
         );
         assert_eq!(keys("1000:bob", 1000), Err(UserError::Expired));
         assert_eq!(keys("bob", 0), Err(UserError::Unknown));
@@ -254,8 +295,36 @@ mod tests {
             rest_secrets: secrets.clone(),
             ..Default::default()
         };
-        let last = long_term_key("1000:bob", "r", &rest_password(&secrets[8], "1000:bob"));
+        let last = Key::md5(long_term_key("1000:bob", "r", &rest_password(&secrets[8], "1000:bob")));
         assert!(c.keys("1000:bob", 0).unwrap().any(|k| k == last), "the ninth secret");
+    }
+
+    #[test]
+    fn sha256_keys_and_userhash_of_static_and_rest_users() {
+        let mut c = Credentials {
+            realm: "r".into(),
+            rest_secrets: vec![b"s".to_vec()],
+            rest_hmac: RestHmac::Sha256,
+            ..Default::default()
+        };
+        c.add_static_user("alice", "pw");
+        let sha = |u, a| c.keys_for(u, 0, a).unwrap().next().unwrap();
+        assert_eq!(
+            sha("alice", PasswordAlgorithm::Sha256),
+            Key::sha256(long_term_key_sha256("alice", "r", "pw"))
+        );
+        let rest_pw = RestHmac::Sha256.password(b"s", "1000:bob");
+        assert_eq!(
+            sha("1000:bob", PasswordAlgorithm::Sha256),
+            Key::sha256(long_term_key_sha256("1000:bob", "r", &rest_pw))
+        );
+        assert_eq!(
+            sha("1000:bob", PasswordAlgorithm::Md5),
+            Key::md5(long_term_key("1000:bob", "r", &rest_pw))
+        );
+        assert_eq!(c.user_by_hash(&userhash("alice", "r")), Some("alice"));
+        assert_eq!(c.user_by_hash(&userhash("alice", "other")), None);
+        assert_eq!(c.user_by_hash(b"short"), None);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::addr::{Family, FiveTuple};
 use crate::allocation::RelayId;
 use crate::answering::Answering;
-use crate::wire::{ErrorCode, Method, TransactionId};
+use crate::wire::{ErrorCode, Key, Method, TransactionId};
 
 /// An Allocate waiting for the driver to bind its relay socket(s).
 #[derive(Debug, Clone)]
@@ -16,7 +16,7 @@ pub(crate) struct PendingAllocate {
     pub tid: TransactionId,
     pub fingerprint: bool,
     pub username: String,
-    pub key: [u8; 16],
+    pub key: Key,
     pub lifetime: Duration,
     /// Families still to bind, in order.
     pub families: Vec<Family>,

@@ -6,7 +6,7 @@ use crate::answering::Answering;
 use crate::drop_reason::DropReason;
 use crate::output::Output;
 use crate::server::Server;
-use crate::wire::{attr, BufferTooSmall, Class, ErrorCode, Message, MessageBuilder, MessageType, TransactionId};
+use crate::wire::{attr, BufferTooSmall, Class, ErrorCode, Key, Message, MessageBuilder, MessageType, TransactionId};
 
 impl Server {
     /// Writes a response to `request`: success when `code` is None, else an
@@ -20,7 +20,7 @@ impl Server {
         &mut self,
         request: &Message<'_>,
         code: Option<ErrorCode>,
-        key: Option<&[u8]>,
+        key: Option<&Key>,
         out: &mut [u8],
         attrs: impl FnOnce(&mut MessageBuilder<'_>) -> Result<(), BufferTooSmall>,
     ) -> Result<usize, BufferTooSmall> {
@@ -38,7 +38,7 @@ impl Server {
         &mut self,
         to: Answering,
         code: Option<ErrorCode>,
-        key: Option<&[u8]>,
+        key: Option<&Key>,
         out: &mut [u8],
         attrs: impl FnOnce(&mut MessageBuilder<'_>) -> Result<(), BufferTooSmall>,
     ) -> Result<usize, BufferTooSmall> {
@@ -59,7 +59,7 @@ impl Server {
             b.add_bytes(attr::SOFTWARE, s.as_bytes())?;
         }
         if let Some(k) = key {
-            b.add_message_integrity(k)?;
+            b.add_integrity_with(k)?;
         }
         if to.fingerprint {
             b.add_fingerprint()?;
@@ -73,7 +73,7 @@ impl Server {
         &mut self,
         request: &Message<'_>,
         code: Option<ErrorCode>,
-        key: Option<&[u8]>,
+        key: Option<&Key>,
         out: &mut [u8],
         attrs: impl FnOnce(&mut MessageBuilder<'_>) -> Result<(), BufferTooSmall>,
     ) -> Output {
@@ -88,7 +88,7 @@ impl Server {
         &mut self,
         request: &Message<'_>,
         code: ErrorCode,
-        key: &[u8],
+        key: &Key,
         out: &mut [u8],
     ) -> Output {
         self.reply(request, Some(code), Some(key), out, |_| Ok(()))

@@ -3,6 +3,7 @@
 use crate::allocation::Traffic;
 use crate::auth_failure::AuthFailureCounters;
 use crate::drop_reason::DropCounters;
+use crate::logins::LoginCounters;
 use crate::metrics::{code_index, method_index, RequestCounters};
 use crate::wire::Method;
 
@@ -16,6 +17,7 @@ pub struct Stats {
     pub requests: RequestCounters,
     /// Signed requests refused by authentication, by reason.
     pub auth_failures: AuthFailureCounters,
+    pub logins: LoginCounters,
 }
 
 impl Stats {
@@ -34,6 +36,7 @@ impl Stats {
         self.drops.merge(&other.drops);
         self.requests.merge(&other.requests);
         self.auth_failures.merge(&other.auth_failures);
+        self.logins.merge(&other.logins);
         self.allocations_created += other.allocations_created;
         self.allocations_closed += other.allocations_closed;
         self.traffic.add(&other.traffic);

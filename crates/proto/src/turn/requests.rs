@@ -9,7 +9,7 @@ use crate::allocation::{CachedResponse, ChannelNumber, MAX_CHANNELS, MAX_PERMISS
 use crate::auth_failure::AuthFailure;
 use crate::output::{CloseReason, Output};
 use crate::server::Server;
-use crate::wire::{attr, ErrorCode, Message, Method};
+use crate::wire::{attr, ErrorCode, Key, Message, Method};
 
 impl Server {
     /// Authenticates a request on an existing allocation, runs it, and caches
@@ -73,7 +73,7 @@ impl Server {
     }
 
     /// RFC 8656 §7.3 "Receiving a Refresh Request".
-    fn refresh(&mut self, now: Instant, slot: u32, msg: &Message<'_>, key: &[u8; 16], out: &mut [u8]) -> Output {
+    fn refresh(&mut self, now: Instant, slot: u32, msg: &Message<'_>, key: &Key, out: &mut [u8]) -> Output {
         // RFC 8656 §7.3: "If the server receives a Refresh Request with a
         // REQUESTED-ADDRESS-FAMILY attribute and the attribute value does not
         // match the address family of the allocation, the server MUST reply
@@ -134,14 +134,7 @@ impl Server {
 
     /// RFC 8656 §9.2 "Receiving a CreatePermission Request": all peers are
     /// checked first, then all permissions installed (all or nothing).
-    fn create_permission(
-        &mut self,
-        now: Instant,
-        slot: u32,
-        msg: &Message<'_>,
-        key: &[u8; 16],
-        out: &mut [u8],
-    ) -> Output {
+    fn create_permission(&mut self, now: Instant, slot: u32, msg: &Message<'_>, key: &Key, out: &mut [u8]) -> Output {
         let mut peers = [PeerAddr(([0, 0, 0, 0], 0).into()); 8];
         let n = match self.checked_peers(slot, msg, &mut peers) {
             Ok(n) => n,
@@ -161,7 +154,7 @@ impl Server {
     }
 
     /// RFC 8656 §11.2 "Receiving a ChannelBind Request".
-    fn channel_bind(&mut self, now: Instant, slot: u32, msg: &Message<'_>, key: &[u8; 16], out: &mut [u8]) -> Output {
+    fn channel_bind(&mut self, now: Instant, slot: u32, msg: &Message<'_>, key: &Key, out: &mut [u8]) -> Output {
         // "The request contains both a CHANNEL-NUMBER and an XOR-PEER-ADDRESS
         // attribute" and "the channel number is in the range 0x4000 through
         // 0x4FFF (inclusive)" -- else 400.

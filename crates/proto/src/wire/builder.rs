@@ -124,6 +124,14 @@ impl<'b> MessageBuilder<'b> {
         )
     }
 
+    /// The integrity attribute `key` signs with (RFC 8489 §14.5, §14.6).
+    pub fn add_integrity_with(&mut self, key: &integrity::Key) -> Result<(), BufferTooSmall> {
+        match key.mac {
+            Algorithm::Sha1 => self.add_message_integrity(key.as_bytes()),
+            Algorithm::Sha256 => self.add_message_integrity_sha256(key.as_bytes()),
+        }
+    }
+
     fn add_integrity(&mut self, typ: u16, n: usize, key: &[u8], alg: Algorithm) -> Result<(), BufferTooSmall> {
         let off = self.len;
         self.reserve(typ, n)?;

@@ -9,10 +9,61 @@ use super::{ATTR_HEADER_LEN, HEADER_LEN};
 pub const SHA1_LEN: usize = 20;
 pub const SHA256_LEN: usize = 32;
 
-#[derive(Debug, Clone, Copy)]
+/// Which HMAC protects a message: MESSAGE-INTEGRITY (SHA-1, §14.5) or
+/// MESSAGE-INTEGRITY-SHA256 (§14.6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Algorithm {
     Sha1,
     Sha256,
+}
+
+/// A long-term credential key (RFC 8489 §9.2.2), 16 bytes (MD5) or 32
+/// (SHA-256), and the HMAC it signs with: the one the request used, so the
+/// response carries the same integrity attribute (§9.2.4: a client that sent
+/// MESSAGE-INTEGRITY-SHA256 checks MESSAGE-INTEGRITY-SHA256).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Key {
+    bytes: [u8; SHA256_LEN],
+    len: u8,
+    pub mac: Algorithm,
+}
+
+impl std::fmt::Debug for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Key({} bytes, {:?})", self.len, self.mac)
+    }
+}
+
+impl Key {
+    /// An MD5 key (PASSWORD-ALGORITHM MD5, or none) signing with HMAC-SHA1.
+    pub fn md5(k: [u8; 16]) -> Key {
+        let mut bytes = [0; SHA256_LEN];
+        bytes[..16].copy_from_slice(&k);
+        Key {
+            bytes,
+            len: 16,
+            mac: Algorithm::Sha1,
+        }
+    }
+
+    /// A SHA-256 key (PASSWORD-ALGORITHM SHA-256) signing with HMAC-SHA1
+    /// until [`Key::with_mac`] says otherwise.
+    pub fn sha256(bytes: [u8; SHA256_LEN]) -> Key {
+        Key {
+            bytes,
+            len: SHA256_LEN as u8,
+            mac: Algorithm::Sha1,
+        }
+    }
+
+    /// This key, signing with `mac`.
+    pub fn with_mac(self, mac: Algorithm) -> Key {
+        Key { mac, ..self }
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
 }
 
 /// RFC 8489 §9.2.2: key = MD5(username ":" OpaqueString(realm) ":" OpaqueString(password)).
@@ -25,6 +76,29 @@ pub fn long_term_key(username: &str, realm: &str, password: &str) -> [u8; 16] {
     h.update(b":");
     h.update(password.as_bytes());
     h.finalize().into()
+}
+
+/// RFC 8489 §9.2.2 with PASSWORD-ALGORITHM SHA-256:
+/// key = SHA-256(username ":" OpaqueString(realm) ":" OpaqueString(password)).
+pub fn long_term_key_sha256(username: &str, realm: &str, password: &str) -> [u8; SHA256_LEN] {
+    let mut h = ring::digest::Context::new(&ring::digest::SHA256);
+    for part in [username, ":", realm, ":", password] {
+        h.update(part.as_bytes());
+    }
+    let mut out = [0; SHA256_LEN];
+    out.copy_from_slice(h.finish().as_ref());
+    out
+}
+
+/// RFC 8489 §14.4 USERHASH: SHA-256(OpaqueString(username) ":" OpaqueString(realm)).
+pub fn userhash(username: &str, realm: &str) -> [u8; SHA256_LEN] {
+    let mut h = ring::digest::Context::new(&ring::digest::SHA256);
+    for part in [username, ":", realm] {
+        h.update(part.as_bytes());
+    }
+    let mut out = [0; SHA256_LEN];
+    out.copy_from_slice(h.finish().as_ref());
+    out
 }
 
 /// HMAC over the message up to the integrity attribute at `attr_off`, with

@@ -203,6 +203,16 @@ impl<'a> Message<'a> {
         self.integrity.is_some() || self.integrity_sha256.is_some()
     }
 
+    /// The HMAC [`Self::verify_integrity`] checks: SHA-256 when the message
+    /// has MESSAGE-INTEGRITY-SHA256, else SHA-1 when it has MESSAGE-INTEGRITY.
+    pub fn integrity_mac(&self) -> Option<integrity::Algorithm> {
+        if self.integrity_sha256.is_some() {
+            Some(integrity::Algorithm::Sha256)
+        } else {
+            self.integrity.map(|_| integrity::Algorithm::Sha1)
+        }
+    }
+
     /// RFC 8489 §14.7: CRC-32 of the message up to FINGERPRINT, XOR 0x5354554e.
     /// True when there is no FINGERPRINT at all.
     pub fn fingerprint_ok(&self) -> bool {

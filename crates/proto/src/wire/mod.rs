@@ -27,7 +27,7 @@ mod method;
 
 pub use builder::{BufferTooSmall, MessageBuilder};
 pub use error_code::ErrorCode;
-pub use integrity::{ct_eq, long_term_key};
+pub use integrity::{ct_eq, long_term_key, long_term_key_sha256, userhash, Algorithm as Mac, Key};
 pub use message::{BodyError, HeaderError, Message, ParseError, RawAttr, MAX_ATTRIBUTES};
 pub use method::{Class, MessageType, Method};
 
