@@ -17,7 +17,7 @@ use tokio_rustls::TlsAcceptor;
 use super::mmsg::{self, UdpBatch};
 use super::shard::Shard;
 use super::stream::{self, StreamLimits};
-use super::{relay, udp};
+use super::{relay, tcp_relay, udp};
 
 /// The sockets a shard serves, already bound (so errors surface at startup).
 pub struct ShardSockets {
@@ -98,6 +98,13 @@ pub fn run(setup: ShardSetup) -> std::io::Result<proto::Stats> {
             peer_batch: RefCell::new(UdpBatch::new(proto::PEER_HEADROOM, proto::PEER_TAILROOM, false)),
             relay_buffers: setup.relay_buffers,
             spawn_relay_reader: |shard, id, socket| tokio::task::spawn_local(relay::read_peers(shard, id, socket)),
+            spawn_tcp_relay: super::shard::SpawnTcpRelay {
+                accept: |shard, id, listener| tokio::task::spawn_local(tcp_relay::accept_peers(shard, id, listener)),
+                connect: |shard, id, from, peer| {
+                    tokio::task::spawn_local(tcp_relay::connect_peer(shard, id, from, peer))
+                },
+            },
+            peer_conns: RefCell::new(HashMap::new()),
             timer_armed: Cell::new(None),
             timer_wake: Notify::new(),
         });

@@ -12,6 +12,7 @@ pub mod setup;
 mod shard;
 mod sockets;
 mod stream;
+mod tcp_relay;
 mod udp;
 
 use std::net::SocketAddr;

@@ -16,8 +16,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use proto::framing::next_frame;
-use proto::{canonical, ClientAddr, DropReason, FiveTuple, Output, ServerAddr, Transport};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use proto::{canonical, ClientAddr, ConnectionId, DropReason, FiveTuple, Output, ServerAddr, Transport};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
@@ -26,6 +26,7 @@ use crate::budget::{Budget, ConnLimiter};
 use super::conn_out::{write_loop, ConnOut, QueueLimits, WriteEnd};
 use super::shard::Shard;
 use super::sockets;
+use super::tcp_relay;
 
 /// Bytes the kernel (and rustls, for TLS) may hold unsent per connection;
 /// beyond them what waits is in the connection's budgeted queue (see
@@ -136,18 +137,32 @@ pub async fn serve_connection<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
-    let (reader, writer) = tokio::io::split(io);
+    let (mut reader, mut writer) = tokio::io::split(io);
     let out = Rc::new(ConnOut::new(limits.queue.clone()));
     shard.conns.borrow_mut().insert(tuple, out.clone());
     let (client, transport) = (tuple.client, tuple.transport.name());
     // Reader and writer run in this one task: whichever ends first ends both.
-    let close = tokio::select! {
-        close = run_connection(reader, tuple, &shard, &out, limits, accepted) => close,
-        end = write_loop(writer, &out) => match end {
+    let mut close = tokio::select! {
+        close = run_connection(&mut reader, tuple, &shard, &out, limits, accepted) => close,
+        end = write_loop(&mut writer, &out) => match end {
             WriteEnd::Stalled => Close::WriteStall,
             WriteEnd::Failed(e) => Close::Io(e),
         },
     };
+    // RFC 6062 §5.4: a client data connection carries raw bytes from now on.
+    if let Close::Spliced { id, reply, early } = close {
+        let mut io = reader.unsplit(writer);
+        let mut first = out.take_pending();
+        first.extend_from_slice(&reply);
+        close = match io.write_all(&first).await {
+            Ok(()) => {
+                let (up, down) = tcp_relay::splice(&shard, id, &mut io, &early).await;
+                tracing::debug!(%client, conn = id.0, to_peer_bytes = up, to_client_bytes = down, "data connection closed");
+                Close::PeerClosed
+            }
+            Err(e) => Close::Io(e),
+        };
+    }
     let budget = match close {
         Close::WriteStall => Some(Budget::StreamWriteStall),
         Close::AuthTimeout => Some(Budget::StreamPreAuthTime),
@@ -166,6 +181,7 @@ pub async fn serve_connection<S>(
         Close::PeerClosed => tracing::trace!(%client, transport, "connection closed by client"),
         Close::WriteStall => tracing::debug!(%client, transport, "closing connection: the client stopped reading"),
         Close::AuthTimeout => tracing::debug!(%client, transport, "closing connection: no allocation in time"),
+        Close::Spliced { .. } => {}
     }
     out.close();
     shard.conns.borrow_mut().remove(&tuple);
@@ -183,6 +199,14 @@ enum Close {
     WriteStall,
     Framing(proto::framing::FramingError),
     Io(std::io::Error),
+    /// A ConnectionBind made this a client data connection (RFC 6062 §5.4):
+    /// send `reply`, then splice it to peer connection `id`, starting with
+    /// the `early` bytes that followed the request.
+    Spliced {
+        id: ConnectionId,
+        reply: Vec<u8>,
+        early: Vec<u8>,
+    },
 }
 
 async fn run_connection<R>(
@@ -230,6 +254,18 @@ where
                             len,
                         } => shard.to_peer(relay, peer.0, &buf[base + s..base + s + len]),
                         Output::Reply(n) => {
+                            // A successful ConnectionBind (type 0x000B).
+                            if msg[..2] == [0x00, 0x0B] {
+                                let bound = shard.core.borrow().data_connection(&tuple);
+                                if let Some(id) = bound {
+                                    shard.pump();
+                                    return Close::Spliced {
+                                        id,
+                                        reply: out[..n].to_vec(),
+                                        early: buf[start..filled].to_vec(),
+                                    };
+                                }
+                            }
                             if !conn.push(&out[..n]) {
                                 shard.core.borrow_mut().count_drop(DropReason::ClientSendFailed);
                             }

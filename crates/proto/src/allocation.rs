@@ -177,6 +177,9 @@ pub struct Allocation {
     pub bucket_to_client: Bucket,
     /// The deadline this allocation's live timer entry is queued for.
     pub armed: Option<Instant>,
+    /// A TCP relay allocation (RFC 6062): its relays are TCP listeners and
+    /// data goes over peer data connections, not Send or ChannelData.
+    pub tcp: bool,
 }
 
 impl Allocation {
