@@ -76,6 +76,9 @@ pub struct ShardSetup {
     pub limits: StreamLimits,
     pub relay_buffers: (usize, usize),
     pub shutdown: watch::Receiver<bool>,
+    /// Every shard's inbox for RFC 6062 ConnectionBinds, and this one's.
+    pub foreign_binds: Vec<mpsc::UnboundedSender<super::shard::ForeignBind>>,
+    pub foreign_inbox: mpsc::UnboundedReceiver<super::shard::ForeignBind>,
 }
 
 /// Runs a shard to completion on the current thread; returns its counters.
@@ -105,6 +108,8 @@ pub fn run(setup: ShardSetup) -> std::io::Result<proto::Stats> {
                 },
             },
             peer_conns: RefCell::new(HashMap::new()),
+            index: setup.index,
+            foreign_binds: setup.foreign_binds,
             timer_armed: Cell::new(None),
             timer_wake: Notify::new(),
         });
@@ -123,6 +128,7 @@ pub fn run(setup: ShardSetup) -> std::io::Result<proto::Stats> {
             tokio::task::spawn_local(stream::accept_loop(listener, addr, tls, shard.clone(), limits.clone()));
         }
         tokio::task::spawn_local(run_timers(shard.clone()));
+        tokio::task::spawn_local(tcp_relay::serve_foreign_binds(shard.clone(), setup.foreign_inbox));
         tokio::task::spawn_local(run_control(shard.clone(), setup.index, setup.control));
         tracing::debug!(shard = setup.index, "shard running");
         // Ends when the sender flips to true or is dropped.

@@ -18,7 +18,9 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use proto::{BindError, Command, ConnectionId, DropReason, Event, FiveTuple, PeerAddr, RelayId, Transport};
-use tokio::sync::Notify;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::task::JoinHandle;
 
 use super::conn_out::ConnOut;
@@ -50,8 +52,32 @@ pub enum PeerConn {
     Connecting(JoinHandle<()>),
     /// Open, unread, waiting for its ConnectionBind.
     Waiting(tokio::net::TcpStream),
-    /// Spliced to a client data connection; notify to end the splice.
-    Spliced(Rc<Notify>),
+    /// Spliced to a client data connection (perhaps on another shard);
+    /// notify to end the splice.
+    Spliced(Arc<Notify>),
+}
+
+/// An RFC 6062 ConnectionBind that arrived on another shard's listener,
+/// sent to the shard whose core made its CONNECTION-ID (ids name their
+/// shard). The data connection stays where it is; the peer connection (a
+/// plain TCP socket) moves to it.
+pub enum ForeignBind {
+    /// Handle `frame` from the client data connection on `tuple`.
+    Bind {
+        tuple: FiveTuple,
+        frame: Vec<u8>,
+        answer: oneshot::Sender<BindAnswer>,
+    },
+    /// The client data connection on `tuple` ended.
+    Closed { tuple: FiveTuple },
+}
+
+/// The owning shard's answer to [`ForeignBind::Bind`].
+pub struct BindAnswer {
+    /// The response to send (empty: none).
+    pub reply: Vec<u8>,
+    /// On success: the peer connection, and what ends its splice.
+    pub peer: Option<(std::net::TcpStream, Arc<Notify>)>,
 }
 
 /// Everything one shard's tasks share (single-threaded: RefCell, no locks).
@@ -70,6 +96,9 @@ pub struct Shard {
     pub spawn_tcp_relay: SpawnTcpRelay,
     /// RFC 6062 peer data connections by CONNECTION-ID.
     pub peer_conns: RefCell<HashMap<ConnectionId, PeerConn>>,
+    /// This shard's index, and every shard's inbox for [`ForeignBind`]s.
+    pub index: usize,
+    pub foreign_binds: Vec<mpsc::UnboundedSender<ForeignBind>>,
     /// The deadline the timer task sleeps until, and its wake-up call.
     pub timer_armed: Cell<Option<Instant>>,
     pub timer_wake: Notify,
@@ -137,6 +166,18 @@ impl Shard {
         if !ok {
             self.core.borrow_mut().count_drop(DropReason::RelaySendFailed);
         }
+    }
+
+    /// Takes waiting peer connection `id` to splice it: the stream, and the
+    /// signal [`Command::ClosePeer`] will use to end the splice.
+    pub fn take_for_splice(&self, id: ConnectionId) -> Option<(tokio::net::TcpStream, Arc<Notify>)> {
+        let mut conns = self.peer_conns.borrow_mut();
+        let Some(PeerConn::Waiting(stream)) = conns.remove(&id) else {
+            return None;
+        };
+        let close = Arc::new(Notify::new());
+        conns.insert(id, PeerConn::Spliced(close.clone()));
+        Some((stream, close))
     }
 
     /// Follows the drive rule (module docs): carries out every queued

@@ -16,8 +16,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use proto::framing::next_frame;
-use proto::{canonical, ClientAddr, ConnectionId, DropReason, FiveTuple, Output, ServerAddr, Transport};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use proto::{canonical, ClientAddr, DropReason, FiveTuple, Output, ServerAddr, Transport};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
@@ -150,16 +150,10 @@ pub async fn serve_connection<S>(
         },
     };
     // RFC 6062 §5.4: a client data connection carries raw bytes from now on.
-    if let Close::Spliced { id, reply, early } = close {
-        let mut io = reader.unsplit(writer);
-        let mut first = out.take_pending();
-        first.extend_from_slice(&reply);
-        close = match io.write_all(&first).await {
-            Ok(()) => {
-                let (up, down) = tcp_relay::splice(&shard, id, &mut io, &early).await;
-                tracing::debug!(%client, conn = id.0, to_peer_bytes = up, to_client_bytes = down, "data connection closed");
-                Close::PeerClosed
-            }
+    if let Close::Spliced(splice, early) = close {
+        let io = reader.unsplit(writer);
+        close = match tcp_relay::run_data_connection(&shard, tuple, io, out.take_pending(), *splice, &early).await {
+            Ok(()) => Close::PeerClosed,
             Err(e) => Close::Io(e),
         };
     }
@@ -181,7 +175,7 @@ pub async fn serve_connection<S>(
         Close::PeerClosed => tracing::trace!(%client, transport, "connection closed by client"),
         Close::WriteStall => tracing::debug!(%client, transport, "closing connection: the client stopped reading"),
         Close::AuthTimeout => tracing::debug!(%client, transport, "closing connection: no allocation in time"),
-        Close::Spliced { .. } => {}
+        Close::Spliced(..) => {}
     }
     out.close();
     shard.conns.borrow_mut().remove(&tuple);
@@ -199,14 +193,9 @@ enum Close {
     WriteStall,
     Framing(proto::framing::FramingError),
     Io(std::io::Error),
-    /// A ConnectionBind made this a client data connection (RFC 6062 §5.4):
-    /// send `reply`, then splice it to peer connection `id`, starting with
-    /// the `early` bytes that followed the request.
-    Spliced {
-        id: ConnectionId,
-        reply: Vec<u8>,
-        early: Vec<u8>,
-    },
+    /// A ConnectionBind made this a client data connection (RFC 6062 §5.4),
+    /// with these bytes after the request.
+    Spliced(Box<tcp_relay::Splice>, Vec<u8>),
 }
 
 async fn run_connection<R>(
@@ -242,6 +231,22 @@ where
                     let base = start;
                     start += frame.len();
                     deadline = now + limits.idle_timeout;
+                    // RFC 6062 ConnectionBind (type 0x000B): answered by the
+                    // shard that owns the connection; on success this
+                    // connection is spliced to the peer from here on.
+                    if msg.len() >= 20 && msg[..2] == [0x00, 0x0B] {
+                        match tcp_relay::connection_bind(shard, tuple, msg).await {
+                            tcp_relay::BindResult::Spliced(s) => {
+                                return Close::Spliced(s, buf[start..filled].to_vec());
+                            }
+                            tcp_relay::BindResult::Reply(r) => {
+                                if !r.is_empty() && !conn.push(&r) {
+                                    shard.core.borrow_mut().count_drop(DropReason::ClientSendFailed);
+                                }
+                                continue;
+                            }
+                        }
+                    }
                     let output = shard
                         .core
                         .borrow_mut()
@@ -254,18 +259,6 @@ where
                             len,
                         } => shard.to_peer(relay, peer.0, &buf[base + s..base + s + len]),
                         Output::Reply(n) => {
-                            // A successful ConnectionBind (type 0x000B).
-                            if msg[..2] == [0x00, 0x0B] {
-                                let bound = shard.core.borrow().data_connection(&tuple);
-                                if let Some(id) = bound {
-                                    shard.pump();
-                                    return Close::Spliced {
-                                        id,
-                                        reply: out[..n].to_vec(),
-                                        early: buf[start..filled].to_vec(),
-                                    };
-                                }
-                            }
                             if !conn.push(&out[..n]) {
                                 shard.core.borrow_mut().count_drop(DropReason::ClientSendFailed);
                             }

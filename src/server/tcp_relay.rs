@@ -6,14 +6,15 @@
 //! early waits in the kernel (and TCP flow control holds the rest back).
 
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use proto::{canonical, ConnectionId, PeerAddr, RelayId};
+use proto::{canonical, ConnectionId, FiveTuple, Output, PeerAddr, RelayId};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpListener;
-use tokio::sync::Notify;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot, Notify};
 
-use super::shard::{PeerConn, Shard};
+use super::shard::{BindAnswer, ForeignBind, PeerConn, Shard};
 use super::sockets;
 
 /// Bytes buffered per direction of a splice: the copy waits for the slower
@@ -79,25 +80,16 @@ pub async fn connect_peer(shard: Rc<Shard>, id: ConnectionId, from: std::net::So
     shard.pump();
 }
 
-/// Splices the client data connection `client` to peer data connection
-/// `id` (RFC 6062 §5.4: "Data received on it MUST be sent as-is to the
-/// associated peer data connection" and back): first `early` (bytes the
-/// client sent after its ConnectionBind), then both ways until either side
-/// closes or the core closes the connection. Returns the bytes relayed
-/// (to the peer, to the client).
-pub async fn splice<C>(shard: &Rc<Shard>, id: ConnectionId, client: &mut C, early: &[u8]) -> (u64, u64)
+/// Splices client data connection `client` to `peer` (RFC 6062 §5.4:
+/// "Data received on it MUST be sent as-is to the associated peer data
+/// connection" and back): first `early` (bytes the client sent after its
+/// ConnectionBind), then both ways until either side closes or `close` is
+/// notified (the core closed the connection). Returns the bytes relayed (to
+/// the peer, to the client) when both sides closed in order.
+pub async fn splice<C>(client: &mut C, mut peer: TcpStream, close: &Notify, early: &[u8]) -> (u64, u64)
 where
     C: AsyncRead + AsyncWrite + Unpin,
 {
-    let taken = shard.peer_conns.borrow_mut().remove(&id);
-    let Some(PeerConn::Waiting(mut peer)) = taken else {
-        return (0, 0);
-    };
-    let close = Rc::new(Notify::new());
-    shard
-        .peer_conns
-        .borrow_mut()
-        .insert(id, PeerConn::Spliced(close.clone()));
     let copied = async {
         peer.write_all(early).await?;
         let (up, down) =
@@ -108,12 +100,146 @@ where
         r = copied => r,
         () = close.notified() => Ok((0, 0)),
     };
-    shard.peer_conns.borrow_mut().remove(&id);
-    match result {
-        Ok(v) => v,
-        Err(e) => {
-            tracing::debug!(conn = id.0, "splice ended: {e}");
-            (0, 0)
+    result.unwrap_or_else(|e| {
+        tracing::debug!("splice ended: {e}");
+        (0, 0)
+    })
+}
+
+/// Serves the ConnectionBinds other shards forward to this one (the owner
+/// of their CONNECTION-IDs), for as long as the shard runs.
+pub async fn serve_foreign_binds(shard: Rc<Shard>, mut inbox: mpsc::UnboundedReceiver<ForeignBind>) {
+    let mut out = vec![0u8; 1024];
+    while let Some(msg) = inbox.recv().await {
+        let now = Instant::now();
+        match msg {
+            ForeignBind::Bind { tuple, frame, answer } => {
+                let output = shard.core.borrow_mut().handle_client(now, tuple, &frame, &mut out);
+                let reply = match output {
+                    Output::Reply(n) => out[..n].to_vec(),
+                    _ => Vec::new(),
+                };
+                let bound = shard.core.borrow().data_connection(&tuple);
+                let peer = bound
+                    .and_then(|id| shard.take_for_splice(id))
+                    .and_then(|(stream, close)| Some((stream.into_std().ok()?, close)));
+                if bound.is_some() && peer.is_none() {
+                    shard.core.borrow_mut().connection_closed(now, tuple);
+                }
+                let _ = answer.send(BindAnswer { reply, peer });
+            }
+            ForeignBind::Closed { tuple } => shard.core.borrow_mut().connection_closed(now, tuple),
         }
+        shard.pump();
     }
+}
+
+/// How long a shard waits for the owner of a CONNECTION-ID to answer a
+/// forwarded ConnectionBind (it answers between two packets).
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A client data connection about to be spliced.
+pub struct Splice {
+    /// The ConnectionBind success response, sent before any peer byte.
+    reply: Vec<u8>,
+    peer: TcpStream,
+    close: Arc<Notify>,
+    /// The shard whose core holds the connection, if not this one.
+    owner: Option<usize>,
+}
+
+/// What a ConnectionBind on a client connection led to.
+pub enum BindResult {
+    /// Send this (empty: nothing) and carry on framing.
+    Reply(Vec<u8>),
+    /// Splice the connection from here on.
+    Spliced(Box<Splice>),
+}
+
+/// Handles ConnectionBind `frame` from the client connection on `tuple`
+/// (RFC 6062 §5.4): on this shard's core, or forwarded to the shard whose
+/// core made the CONNECTION-ID it names.
+pub async fn connection_bind(shard: &Rc<Shard>, tuple: FiveTuple, frame: &[u8]) -> BindResult {
+    let shards = shard.foreign_binds.len();
+    let owner = proto::connection::bind_target(frame)
+        .map(|id| id.shard(shards))
+        .filter(|&owner| owner != shard.index && owner < shards);
+    let Some(owner) = owner else {
+        let mut out = vec![0u8; 1024];
+        let output = shard
+            .core
+            .borrow_mut()
+            .handle_client(Instant::now(), tuple, frame, &mut out);
+        let reply = match output {
+            Output::Reply(n) => out[..n].to_vec(),
+            _ => Vec::new(),
+        };
+        let bound = shard.core.borrow().data_connection(&tuple);
+        let result = match bound.and_then(|id| shard.take_for_splice(id)) {
+            Some((peer, close)) => BindResult::Spliced(Box::new(Splice {
+                reply,
+                peer,
+                close,
+                owner: None,
+            })),
+            None => BindResult::Reply(reply),
+        };
+        shard.pump();
+        return result;
+    };
+    let (answer, answered) = oneshot::channel();
+    let sent = shard.foreign_binds[owner].send(ForeignBind::Bind {
+        tuple,
+        frame: frame.to_vec(),
+        answer,
+    });
+    if sent.is_err() {
+        return BindResult::Reply(Vec::new());
+    }
+    let Ok(Ok(BindAnswer { reply, peer })) = tokio::time::timeout(FORWARD_TIMEOUT, answered).await else {
+        return BindResult::Reply(Vec::new());
+    };
+    match peer.and_then(|(std, close)| Some((TcpStream::from_std(std).ok()?, close))) {
+        Some((peer, close)) => BindResult::Spliced(Box::new(Splice {
+            reply,
+            peer,
+            close,
+            owner: Some(owner),
+        })),
+        None => BindResult::Reply(reply),
+    }
+}
+
+/// Runs a client data connection once its ConnectionBind succeeded: sends
+/// what was queued for it and the success response, then splices it to the
+/// peer, and finally tells the owning core the data connection ended.
+pub async fn run_data_connection<C>(
+    shard: &Rc<Shard>,
+    tuple: FiveTuple,
+    mut client: C,
+    mut queued: Vec<u8>,
+    splice_to: Splice,
+    early: &[u8],
+) -> std::io::Result<()>
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+{
+    let Splice {
+        reply,
+        peer,
+        close,
+        owner,
+    } = splice_to;
+    queued.extend_from_slice(&reply);
+    let written = client.write_all(&queued).await;
+    if written.is_ok() {
+        let (up, down) = splice(&mut client, peer, &close, early).await;
+        tracing::debug!(client = %tuple.client, to_peer_bytes = up, to_client_bytes = down, "data connection closed");
+    }
+    // This shard's core learns of the end from the caller
+    // (connection_closed); an owner elsewhere is told here.
+    if let Some(owner) = owner {
+        let _ = shard.foreign_binds[owner].send(ForeignBind::Closed { tuple });
+    }
+    written
 }

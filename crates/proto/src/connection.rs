@@ -31,6 +31,21 @@ impl ConnectionId {
     }
 }
 
+/// The CONNECTION-ID a ConnectionBind request names, read without any
+/// check beyond the framing (the owning shard's core does the checks): a
+/// driver uses it to hand the request to the shard that made the id.
+pub fn bind_target(frame: &[u8]) -> Option<ConnectionId> {
+    let msg = crate::wire::Message::parse(frame).ok()?;
+    let t = msg.message_type();
+    if t.method != crate::wire::Method::CONNECTION_BIND || t.class != crate::wire::Class::Request {
+        return None;
+    }
+    match msg.get(crate::wire::attr::CONNECTION_ID)? {
+        v if v.len() == 4 => Some(ConnectionId(u32::from_be_bytes([v[0], v[1], v[2], v[3]]))),
+        _ => None,
+    }
+}
+
 /// Where a peer data connection is in its life.
 #[derive(Debug, Clone)]
 pub(crate) enum ConnState {
