@@ -86,6 +86,11 @@ fn assert_all_pass(o: &Output, transports: &[&str]) {
         assert_eq!(r["ok"], true, "{r}");
         // 61: not a multiple of 4, so TCP/TLS ChannelData is padded.
         assert_eq!(r["bytes"], 61, "{r}");
+        // RFC 6062 TCP relays, both ways, on stream transports.
+        if *t != "udp" {
+            let tcp = pick("tcp-relay");
+            assert_eq!(tcp["status"], "pass", "{tcp}");
+        }
     }
     let summary = lines.last().unwrap();
     assert_eq!(summary["summary"], true);
@@ -140,11 +145,14 @@ fn passes_against_ternd_over_udp_tcp_and_tls_with_a_rest_secret() {
     );
 
     // Every allocation was deleted by a successful Refresh (lifetime 0):
-    // 2 per transport and run.
+    // 2 per transport and run, and 2 TCP relay ones per TCP or TLS run.
     let stats = server.shutdown().unwrap();
-    assert_eq!(stats.allocations_created, 8);
+    assert_eq!(stats.allocations_created, 8 + 6);
     let refresh = proto::metrics::method_index(proto::wire::Method::REFRESH);
-    assert_eq!(stats.requests.responses[refresh][proto::metrics::code_index(None)], 8);
+    assert_eq!(
+        stats.requests.responses[refresh][proto::metrics::code_index(None)],
+        8 + 6
+    );
 }
 
 #[test]
@@ -558,6 +566,9 @@ fn passes_against_coturn_with_a_static_user_and_a_rest_secret() {
                 assert_eq!(c["ok"], true, "rest={rest} {kind} {t}: {c}");
             }
         }
+        // The probe's RFC 6062 client against coturn's TCP relays.
+        let tcp = checks(&lines, "tcp-relay");
+        assert_eq!(tcp[0]["status"], "pass", "rest={rest}: {}", tcp[0]);
         let relay: SocketAddr = checks(&lines, "allocate")[0]["relay"]
             .as_str()
             .unwrap()

@@ -10,6 +10,7 @@ mod ice_servers;
 mod mapping;
 mod report;
 mod session;
+mod tcp_relay;
 mod tls;
 mod turn;
 mod untrusted;
@@ -196,6 +197,9 @@ fn run_checks(args: &ProbeArgs) -> anyhow::Result<bool> {
         if target.url.turn && turned.insert((target.url.transport, addr, target.creds.clone())) {
             for c in checks::turn(&target, &opts) {
                 report.add(c);
+            }
+            if target.url.transport != Transport::Udp {
+                report.add(tcp_relay::check(&target, &opts));
             }
         }
     }
