@@ -241,41 +241,79 @@ fn uclient_retried(args: &[String]) -> (u64, u64, u64, String) {
     panic!("{last} three times: {args:?}");
 }
 
+fn uclient_args(extra: &[&str], port: u16) -> Vec<String> {
+    let port = port.to_string();
+    let common = [
+        "-W",
+        TEST_SECRET,
+        "-u",
+        "uclient",
+        "-n",
+        "20",
+        "-m",
+        "4",
+        "-l",
+        "300",
+        "-p",
+        &port,
+    ];
+    extra
+        .iter()
+        .chain(common.iter())
+        .chain(["127.0.0.1"].iter())
+        .map(|s| s.to_string())
+        .collect()
+}
+
+/// TLS client connections are left to the probe test (tests/probe.rs):
+/// uclient picks TLS 1.0/1.1 contexts at random for some connections,
+/// which ternd (rustls) refuses, and then hangs.
 #[test]
 fn uclient_tcp_relay_client_to_client_through_two_shards() {
     if tool("turnutils_uclient").is_none() {
         return;
     }
     let server = start(&turn_config(None, &[("turn.legacy_channel_numbers", "true")]));
-    let tcp = server.bound().tcp[0].port().to_string();
+    let tcp = server.bound().tcp[0].port();
+    // -T: TCP relays (RFC 6062); -y: the clients are each other's peers,
+    // so each one's Connect is another's ConnectionAttempt.
     for round in 0..3 {
-        // -T: TCP relays (RFC 6062), -y: the clients are each other's
-        // peers, so each Connect is the other's ConnectionAttempt.
-        let args: Vec<String> = [
-            "-T",
-            "-y",
-            "-W",
-            TEST_SECRET,
-            "-u",
-            "uclient",
-            "-n",
-            "20",
-            "-m",
-            "4",
-            "-l",
-            "300",
-            "-p",
-            &tcp,
-            "127.0.0.1",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        let (sent, recv, lost, text) = uclient_retried(&args);
+        let (sent, recv, lost, text) = uclient_retried(&uclient_args(&["-T", "-y"], tcp));
         assert_eq!(sent, 80, "round {round}: 4 clients x 20 messages\n{text}");
         assert_eq!(recv, sent, "round {round}: every message relayed\n{text}");
         assert_eq!(lost, 0, "round {round}\n{text}");
     }
     let stats = server.shutdown().unwrap();
     assert!(stats.allocations_created >= 3 * 4, "{}", stats.allocations_created);
+}
+
+/// `-P` (passive: the peer side opens the connection to the relay) with
+/// `-y` delivers only one direction's messages with coturn itself; ternd
+/// must deliver exactly what coturn does. The active peers connect from
+/// 127.0.0.2 (`-L`): ternd's policy admits its own relay IP (127.0.0.1) on
+/// relay ports only.
+#[test]
+fn uclient_passive_tcp_relay_matches_coturn() {
+    let (Some(_), Some(turnserver)) = (tool("turnutils_uclient"), tool("turnserver")) else {
+        return;
+    };
+    let server = start(&turn_config(None, &[("turn.legacy_channel_numbers", "true")]));
+    let coturn = coturn::Coturn::start(
+        &turnserver,
+        "tcp-relay.test",
+        &["--use-auth-secret", &format!("--static-auth-secret={TEST_SECRET}")],
+    );
+    let passive = ["-P", "-y", "-L", "127.0.0.2"];
+    let ternd = uclient_retried(&uclient_args(&passive, server.bound().tcp[0].port()));
+    let reference = uclient_retried(&uclient_args(&passive, coturn.addr.port()));
+    assert_eq!(reference.0, 80, "coturn: sent\n{}", reference.3);
+    assert!(reference.1 > 0, "coturn relayed something\n{}", reference.3);
+    assert_eq!(
+        (ternd.0, ternd.1, ternd.2),
+        (reference.0, reference.1, reference.2),
+        "ternd (sent, received, lost) as coturn's\nternd:\n{}\ncoturn:\n{}",
+        ternd.3,
+        reference.3
+    );
+    server.shutdown().unwrap();
 }
