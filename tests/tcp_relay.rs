@@ -165,7 +165,8 @@ fn s5_2_connect_then_connection_bind_splices_to_a_real_peer() {
         echo_through(&mut data, &payload);
     }
     assert_eq!(connection_bind(tcp, id).err(), Some(400), "bound already");
-    server.shutdown().unwrap();
+    let c = server.shutdown().unwrap().tcp_relay;
+    assert_eq!((c.connected, c.failed, c.bound), (1, 1, 1), "{c:?}");
 }
 
 #[test]
@@ -285,6 +286,10 @@ fn uclient_tcp_relay_client_to_client_through_two_shards() {
     }
     let stats = server.shutdown().unwrap();
     assert!(stats.allocations_created >= 3 * 4, "{}", stats.allocations_created);
+    // Each run: every client Connects to another and is connected to.
+    let c = stats.tcp_relay;
+    assert!(c.connected >= 3 * 4 && c.accepted >= 3 * 4, "{c:?}");
+    assert_eq!(c.bound, c.connected + c.accepted, "every connection bound: {c:?}");
 }
 
 /// `-P` (passive: the peer side opens the connection to the relay) with

@@ -181,6 +181,7 @@ mod tests {
             max_lifetime: Duration::from_secs(60),
             bandwidth_limit: 1000,
             legacy_channel_numbers: true,
+            tcp_relay: false,
             unauthenticated_rate: 5,
             unauthenticated_rate_total: 50,
             relay_ipv4: Some([192, 0, 2, 9].into()),
@@ -192,6 +193,7 @@ mod tests {
         running.apply(new.live());
         assert_eq!(running.software.as_deref(), Some("ternd"));
         assert_eq!(running.max_lifetime, Duration::from_secs(60));
+        assert!(!running.tcp_relay, "turn.tcp_relay changes on reload");
         assert_eq!(
             (
                 running.bandwidth_limit,

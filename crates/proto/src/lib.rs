@@ -61,4 +61,4 @@ pub use drop_reason::{DropCounters, DropReason};
 pub use output::{BindError, CloseReason, Command, Event, Output, PeerOutput, PEER_HEADROOM, PEER_TAILROOM};
 pub use rng::seed_from_u64;
 pub use server::Server;
-pub use stats::Stats;
+pub use stats::{Stats, TcpRelayCounters};

@@ -143,6 +143,7 @@ fn s5_2_a_failed_connection_is_447() {
     assert!(!d.server.peer_connected(d.now, id, false));
     d.pump();
     Resp(d.sent.last().unwrap().1.clone()).assert_error(Method::CONNECT, 447);
+    assert_eq!(d.server.stats().tcp_relay.failed, 1);
     // The peer may be tried again.
     assert_eq!(connect(&mut d, &mut c, addr(PEER_A)), Out::Nothing);
 }
@@ -267,6 +268,8 @@ fn s5_3_an_unbound_connection_is_closed_after_30_s() {
     assert!(d.closed_peers.is_empty());
     d.advance(1);
     assert_eq!(d.closed_peers, vec![id]);
+    let counters = d.server.stats().tcp_relay;
+    assert_eq!((counters.accepted, counters.expired, counters.bound), (1, 1, 0));
     // Too late to bind it now.
     let mut dc = data_client(&c, "198.51.100.1:40001");
     d.request(&mut dc, Method::CONNECTION_BIND, &[connection_id(id)])

@@ -107,6 +107,7 @@ impl Server {
             // "If the connection attempt fails or times out, the server MUST
             // return a 447 (Connection Timeout or Failure) error."
             self.connections.remove(id);
+            self.stats.tcp_relay.failed += 1;
             self.send_response(
                 control,
                 answering,
@@ -122,6 +123,7 @@ impl Server {
         // associated with this peer data connection is received after 30
         // seconds, the peer data connection MUST be closed."
         self.connections.connected(id, now + CONNECTION_TIMEOUT);
+        self.stats.tcp_relay.connected += 1;
         self.timers
             .push(now + CONNECTION_TIMEOUT, Timer::Connection { id: id.0 });
         self.send_response(control, answering, None, &key, Some(id));
@@ -181,6 +183,7 @@ impl Server {
                 data: buf[..n].to_vec(),
             });
         }
+        self.stats.tcp_relay.accepted += 1;
         Some(id)
     }
 
@@ -235,6 +238,7 @@ impl Server {
         // peer data connection MUST be sent as-is on this client data
         // connection."
         self.connections.bind(id, tuple);
+        self.stats.tcp_relay.bound += 1;
         self.reply(msg, None, Some(&key), out, |_| Ok(()))
     }
 
@@ -272,6 +276,7 @@ impl Server {
             }
             ConnState::Pending => {
                 self.connections.remove(id);
+                self.stats.tcp_relay.expired += 1;
                 self.commands.push_back(Command::ClosePeer { id });
             }
             ConnState::Bound { .. } => {}
