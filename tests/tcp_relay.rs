@@ -152,21 +152,36 @@ fn s5_2_connect_then_connection_bind_splices_to_a_real_peer() {
     c.create_permission(&[peer]).unwrap();
     // A peer the policy refuses (peers.allow is 127/8 here): 403.
     assert_eq!(connect(&mut c, "192.168.1.1:80".parse().unwrap()), Err(403));
-    // Nothing listens there: 447.
-    let closed = TcpListener::bind("127.0.0.2:0").unwrap().local_addr().unwrap();
+    // Nothing listens there (a port held by a socket that does not
+    // listen, so nothing else takes it meanwhile): 447.
+    let held = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    held.bind(&SocketAddr::from(([127, 0, 0, 2], 0)).into()).unwrap();
+    let closed = held.local_addr().unwrap().as_socket().unwrap();
     assert_eq!(connect(&mut c, closed), Err(447));
     let id = connect(&mut c, peer).expect("connected");
     assert_eq!(connect(&mut c, peer), Err(446), "one connection per peer");
     assert_eq!(connection_bind(tcp, id ^ 1).err(), Some(400), "an unknown id");
     // Several data connections land on either shard: each is spliced.
     let mut data = connection_bind(tcp, id).expect("bound");
-    for size in [1, 100, 4000, 70_000] {
+    let sizes = [1, 100, 4000, 70_000];
+    for size in sizes {
         let payload: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
         echo_through(&mut data, &payload);
     }
     assert_eq!(connection_bind(tcp, id).err(), Some(400), "bound already");
-    let c = server.shutdown().unwrap().tcp_relay;
+    // Once the data connection is gone, what it relayed is counted.
+    drop(data);
+    let handle = server.handle();
+    assert!(
+        wait_for(Duration::from_secs(5), || handle.open_connections() == 1),
+        "the data connection ends with its client"
+    );
+    let stats = server.shutdown().unwrap();
+    let c = stats.tcp_relay;
     assert_eq!((c.connected, c.failed, c.bound), (1, 1, 1), "{c:?}");
+    let total: u64 = sizes.iter().sum();
+    let t = stats.traffic;
+    assert_eq!((t.to_peer_bytes, t.to_client_bytes), (total, total), "{t:?}");
 }
 
 #[test]

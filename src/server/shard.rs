@@ -68,8 +68,12 @@ pub enum ForeignBind {
         frame: Vec<u8>,
         answer: oneshot::Sender<BindAnswer>,
     },
-    /// The client data connection on `tuple` ended.
-    Closed { tuple: FiveTuple },
+    /// The client data connection on `tuple` ended, having relayed these bytes.
+    Closed {
+        tuple: FiveTuple,
+        to_peer: u64,
+        to_client: u64,
+    },
 }
 
 /// The owning shard's answer to [`ForeignBind::Bind`].

@@ -5,12 +5,13 @@
 //! connections are not read before they are spliced, so what a peer sends
 //! early waits in the kernel (and TCP flow control holds the rest back).
 
+use std::cell::Cell;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use proto::{canonical, ConnectionId, FiveTuple, Output, PeerAddr, RelayId};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, Notify};
 
@@ -85,25 +86,50 @@ pub async fn connect_peer(shard: Rc<Shard>, id: ConnectionId, from: std::net::So
 /// connection" and back): first `early` (bytes the client sent after its
 /// ConnectionBind), then both ways until either side closes or `close` is
 /// notified (the core closed the connection). Returns the bytes relayed (to
-/// the peer, to the client) when both sides closed in order.
+/// the peer, to the client), however it ended.
 pub async fn splice<C>(client: &mut C, mut peer: TcpStream, close: &Notify, early: &[u8]) -> (u64, u64)
 where
     C: AsyncRead + AsyncWrite + Unpin,
 {
+    let (up, down) = (Cell::new(0u64), Cell::new(0u64));
     let copied = async {
         peer.write_all(early).await?;
-        let (up, down) =
-            tokio::io::copy_bidirectional_with_sizes(client, &mut peer, SPLICE_BUFFER, SPLICE_BUFFER).await?;
-        Ok::<_, std::io::Error>((up + early.len() as u64, down))
+        up.set(early.len() as u64);
+        let (mut client_rx, mut client_tx) = tokio::io::split(client);
+        let (mut peer_rx, mut peer_tx) = peer.split();
+        tokio::try_join!(
+            copy_counted(&mut client_rx, &mut peer_tx, &up),
+            copy_counted(&mut peer_rx, &mut client_tx, &down),
+        )
+        .map(|_| ())
     };
     let result = tokio::select! {
         r = copied => r,
-        () = close.notified() => Ok((0, 0)),
+        () = close.notified() => Ok(()),
     };
-    result.unwrap_or_else(|e| {
+    if let Err(e) = result {
         tracing::debug!("splice ended: {e}");
-        (0, 0)
-    })
+    }
+    (up.get(), down.get())
+}
+
+/// Copies `from` to `to` until `from` ends (then shuts `to` down for
+/// writing), counting into `count`. One buffer of SPLICE_BUFFER bytes: a
+/// slow `to` holds `from` back (backpressure), nothing queues.
+async fn copy_counted<R, W>(from: &mut R, to: &mut W, count: &Cell<u64>) -> std::io::Result<()>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut buf = vec![0u8; SPLICE_BUFFER];
+    loop {
+        let n = from.read(&mut buf).await?;
+        if n == 0 {
+            return to.shutdown().await;
+        }
+        to.write_all(&buf[..n]).await?;
+        count.set(count.get() + n as u64);
+    }
 }
 
 /// Serves the ConnectionBinds other shards forward to this one (the owner
@@ -128,7 +154,15 @@ pub async fn serve_foreign_binds(shard: Rc<Shard>, mut inbox: mpsc::UnboundedRec
                 }
                 let _ = answer.send(BindAnswer { reply, peer });
             }
-            ForeignBind::Closed { tuple } => shard.core.borrow_mut().connection_closed(now, tuple),
+            ForeignBind::Closed {
+                tuple,
+                to_peer,
+                to_client,
+            } => {
+                let mut core = shard.core.borrow_mut();
+                core.count_spliced(&tuple, to_peer, to_client);
+                core.connection_closed(now, tuple);
+            }
         }
         shard.pump();
     }
@@ -232,14 +266,23 @@ where
     } = splice_to;
     queued.extend_from_slice(&reply);
     let written = client.write_all(&queued).await;
+    let (mut to_peer, mut to_client) = (0, 0);
     if written.is_ok() {
-        let (up, down) = splice(&mut client, peer, &close, early).await;
-        tracing::debug!(client = %tuple.client, to_peer_bytes = up, to_client_bytes = down, "data connection closed");
+        (to_peer, to_client) = splice(&mut client, peer, &close, early).await;
+        tracing::debug!(client = %tuple.client, to_peer_bytes = to_peer, to_client_bytes = to_client, "data connection closed");
     }
-    // This shard's core learns of the end from the caller
-    // (connection_closed); an owner elsewhere is told here.
-    if let Some(owner) = owner {
-        let _ = shard.foreign_binds[owner].send(ForeignBind::Closed { tuple });
+    // The core holding the connection counts what went through; this
+    // shard's core learns of the end from the caller (connection_closed),
+    // an owner elsewhere is told here.
+    match owner {
+        None => shard.core.borrow_mut().count_spliced(&tuple, to_peer, to_client),
+        Some(owner) => {
+            let _ = shard.foreign_binds[owner].send(ForeignBind::Closed {
+                tuple,
+                to_peer,
+                to_client,
+            });
+        }
     }
     written
 }

@@ -248,6 +248,26 @@ impl Server {
         self.connections.by_data(tuple)
     }
 
+    /// Counts what the splice of the client data connection on `data`
+    /// relayed into its allocation's traffic (logs, admin view, metrics).
+    pub fn count_spliced(&mut self, data: &FiveTuple, to_peer: u64, to_client: u64) {
+        let Some(id) = self.connections.by_data(data) else {
+            return;
+        };
+        let Some(control) = self.connections.get(id).map(|c| c.control) else {
+            return;
+        };
+        let traffic = crate::allocation::Traffic {
+            to_peer_bytes: to_peer,
+            to_client_bytes: to_client,
+            ..Default::default()
+        };
+        self.stats.traffic.add(&traffic);
+        if let Some(slot) = self.allocations.by_tuple(&control) {
+            self.allocations.live_mut(slot).traffic.add(&traffic);
+        }
+    }
+
     /// Peer data connection `id` ended (either side closed, or the driver
     /// could not keep it): forget it.
     pub fn peer_connection_closed(&mut self, id: ConnectionId) {
