@@ -224,6 +224,34 @@ fn s5_3_a_peer_connecting_to_the_relay_is_announced_and_bound() {
     server.shutdown().unwrap();
 }
 
+/// `turn.bandwidth_limit` holds each way of a splice to its rate.
+#[test]
+fn a_splice_keeps_to_the_bandwidth_limit() {
+    let server = start(&turn_config(None, &[("turn.bandwidth_limit", "20000")]));
+    let tcp = server.bound().tcp[0];
+    let peer = echo_peer();
+    let mut c = control(tcp);
+    allocate_tcp(&mut c).unwrap();
+    c.create_permission(&[peer]).unwrap();
+    let id = connect(&mut c, peer).unwrap();
+    let mut data = connection_bind(tcp, id).unwrap();
+    // 60 000 B at 20 000 B/s with a one-second burst: at least 2 s.
+    let started = std::time::Instant::now();
+    data.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let payload = vec![7u8; 60_000];
+    let writer = {
+        let mut w = data.try_clone().unwrap();
+        std::thread::spawn(move || w.write_all(&payload).unwrap())
+    };
+    let mut back = vec![0u8; 60_000];
+    data.read_exact(&mut back).expect("all of it, slowly");
+    writer.join().unwrap();
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(1800), "paced: {took:?}");
+    assert!(took < Duration::from_secs(8), "not stalled: {took:?}");
+    server.shutdown().unwrap();
+}
+
 /// Runs uclient with `args` (bounded); None if it hung and was stopped.
 fn uclient(args: &[String]) -> Option<(u64, u64, u64, String)> {
     let bin = tool("turnutils_uclient")?;

@@ -85,9 +85,10 @@ pub async fn connect_peer(shard: Rc<Shard>, id: ConnectionId, from: std::net::So
 /// "Data received on it MUST be sent as-is to the associated peer data
 /// connection" and back): first `early` (bytes the client sent after its
 /// ConnectionBind), then both ways until either side closes or `close` is
-/// notified (the core closed the connection). Returns the bytes relayed (to
-/// the peer, to the client), however it ended.
-pub async fn splice<C>(client: &mut C, mut peer: TcpStream, close: &Notify, early: &[u8]) -> (u64, u64)
+/// notified (the core closed the connection). Each way is held to `rate`
+/// bytes per second (`turn.bandwidth_limit`; 0: no limit). Returns the
+/// bytes relayed (to the peer, to the client), however it ended.
+pub async fn splice<C>(client: &mut C, mut peer: TcpStream, close: &Notify, early: &[u8], rate: u64) -> (u64, u64)
 where
     C: AsyncRead + AsyncWrite + Unpin,
 {
@@ -98,8 +99,8 @@ where
         let (mut client_rx, mut client_tx) = tokio::io::split(client);
         let (mut peer_rx, mut peer_tx) = peer.split();
         tokio::try_join!(
-            copy_counted(&mut client_rx, &mut peer_tx, &up),
-            copy_counted(&mut peer_rx, &mut client_tx, &down),
+            copy_counted(&mut client_rx, &mut peer_tx, &up, rate),
+            copy_counted(&mut peer_rx, &mut client_tx, &down, rate),
         )
         .map(|_| ())
     };
@@ -115,17 +116,26 @@ where
 
 /// Copies `from` to `to` until `from` ends (then shuts `to` down for
 /// writing), counting into `count`. One buffer of SPLICE_BUFFER bytes: a
-/// slow `to` holds `from` back (backpressure), nothing queues.
-async fn copy_counted<R, W>(from: &mut R, to: &mut W, count: &Cell<u64>) -> std::io::Result<()>
+/// slow `to` holds `from` back (backpressure), nothing queues. With a
+/// `rate`, reading pauses while more than one second's worth beyond it has
+/// gone through (the burst UDP relays allow too), and TCP flow control
+/// slows the sender.
+async fn copy_counted<R, W>(from: &mut R, to: &mut W, count: &Cell<u64>, rate: u64) -> std::io::Result<()>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
+    let started = tokio::time::Instant::now();
     let mut buf = vec![0u8; SPLICE_BUFFER];
     loop {
         let n = from.read(&mut buf).await?;
         if n == 0 {
             return to.shutdown().await;
+        }
+        if rate > 0 {
+            let after = count.get() + n as u64;
+            let due = Duration::from_secs_f64(after.saturating_sub(rate) as f64 / rate as f64);
+            tokio::time::sleep_until(started + due).await;
         }
         to.write_all(&buf[..n]).await?;
         count.set(count.get() + n as u64);
@@ -268,7 +278,8 @@ where
     let written = client.write_all(&queued).await;
     let (mut to_peer, mut to_client) = (0, 0);
     if written.is_ok() {
-        (to_peer, to_client) = splice(&mut client, peer, &close, early).await;
+        let rate = shard.core.borrow().config().bandwidth_limit;
+        (to_peer, to_client) = splice(&mut client, peer, &close, early, rate).await;
         tracing::debug!(client = %tuple.client, to_peer_bytes = to_peer, to_client_bytes = to_client, "data connection closed");
     }
     // The core holding the connection counts what went through; this
