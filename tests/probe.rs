@@ -6,7 +6,7 @@
 mod common;
 
 use std::net::{SocketAddr, UdpSocket};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use common::lab_agent::strings as args;
@@ -113,6 +113,11 @@ fn assert_all_pass(o: &Output, transports: &[&str]) {
         assert_eq!(r["ok"], true, "{r}");
         // 61: not a multiple of 4, so TCP/TLS ChannelData is padded.
         assert_eq!(r["bytes"], 61, "{r}");
+        // RFC 6062 TCP relays, both ways, on stream transports.
+        if *t != "udp" {
+            let tcp = pick("tcp-relay");
+            assert_eq!(tcp["status"], "pass", "{tcp}");
+        }
     }
     let doc = json_doc(o);
     assert_eq!(doc["ok"], true);
@@ -195,11 +200,14 @@ fn passes_against_ternd_over_udp_tcp_and_tls_with_a_rest_secret() {
     assert_all_pass(&o, &["tls"]);
 
     // Every allocation was deleted by a successful Refresh (lifetime 0):
-    // 2 per transport and run (5).
+    // 2 per transport and run (5), and 2 TCP relay ones per TCP or TLS run (4).
     let stats = server.shutdown().unwrap();
-    assert_eq!(stats.allocations_created, 10);
+    assert_eq!(stats.allocations_created, 10 + 8);
     let refresh = proto::metrics::method_index(proto::wire::Method::REFRESH);
-    assert_eq!(stats.requests.responses[refresh][proto::metrics::code_index(None)], 10);
+    assert_eq!(
+        stats.requests.responses[refresh][proto::metrics::code_index(None)],
+        10 + 8
+    );
 }
 
 /// `turn.rest_hmac = "sha256"` on the server, `--rest-hmac sha256` on the
@@ -583,83 +591,17 @@ fn malformed_replies_are_fail_lines_not_panics() {
     );
 }
 
-/// coturn's `turnserver`, killed by PID and reaped when dropped.
-struct Coturn(Child);
-
-impl Drop for Coturn {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A port free for both UDP and TCP on 127.0.0.1 right now.
-fn free_port() -> u16 {
-    for _ in 0..50 {
-        let u = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = u.local_addr().unwrap().port();
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no port free for both UDP and TCP");
-}
-
-/// Waits (bounded) until something answers a STUN Binding on `addr`.
-fn wait_for_stun(addr: SocketAddr) {
-    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
-    let req = binding_request();
-    let mut buf = [0u8; 1500];
-    for _ in 0..50 {
-        sock.send_to(&req.raw, addr).unwrap();
-        if sock.recv_from(&mut buf).is_ok() {
-            return;
-        }
-    }
-    panic!("turnserver does not answer on {addr}");
-}
-
 #[test]
 fn passes_against_coturn_with_a_static_user_and_a_rest_secret() {
     let Some(bin) = tool("turnserver") else { return };
     for rest in [false, true] {
-        let port = free_port();
-        // Relay ports from a range that depends on the listening port, so
-        // parallel runs do not share one.
-        let min = 40000 + (port % 200) * 100;
-        let mut a = args(&[
-            "-n",
-            "--listening-ip=127.0.0.1",
-            "--relay-ip=127.0.0.1",
-            "--realm=probe.test",
-            "--allow-loopback-peers",
-            "--no-cli",
-            "--no-tls",
-            "--no-dtls",
-            "--log-file=stdout",
-            "--simple-log",
-        ]);
-        a.push(format!("--listening-port={port}"));
-        a.push(format!("--min-port={min}"));
-        a.push(format!("--max-port={}", min + 99));
-        if rest {
-            a.push("--use-auth-secret".into());
-            a.push(format!("--static-auth-secret={TEST_SECRET}"));
+        let auth: &[&str] = if rest {
+            &["--use-auth-secret", &format!("--static-auth-secret={TEST_SECRET}")]
         } else {
-            a.push("--lt-cred-mech".into());
-            a.push("--user=alice:alice-password".into());
-        }
-        let _coturn = Coturn(
-            Command::new(&bin)
-                .args(&a)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("start turnserver"),
-        );
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        wait_for_stun(addr);
+            &["--lt-cred-mech", "--user=alice:alice-password"]
+        };
+        let coturn = coturn::Coturn::start(&bin, "probe.test", auth);
+        let addr = coturn.addr;
         let creds = if rest {
             args(&["--secret", TEST_SECRET])
         } else {
@@ -682,12 +624,15 @@ fn passes_against_coturn_with_a_static_user_and_a_rest_secret() {
                 assert_eq!(c["ok"], true, "rest={rest} {kind} {t}: {c}");
             }
         }
+        // The probe's RFC 6062 client against coturn's TCP relays.
+        let tcp = checks(&lines, "tcp-relay");
+        assert_eq!(tcp[0]["status"], "pass", "rest={rest}: {}", tcp[0]);
         let relay: SocketAddr = checks(&lines, "allocate")[0]["relay"]
             .as_str()
             .unwrap()
             .parse()
             .unwrap();
-        assert!((min..=min + 99).contains(&relay.port()), "coturn relay port: {relay}");
+        assert!(coturn.relay_ports.contains(&relay.port()), "coturn relay port: {relay}");
     }
 }
 
@@ -1136,7 +1081,7 @@ struct SilentUdp {
 
 impl SilentUdp {
     fn start(tcp: bool) -> SilentUdp {
-        let port = free_port();
+        let port = coturn::free_port();
         let udp = UdpSocket::bind(("127.0.0.1", port)).unwrap();
         let addr = udp.local_addr().unwrap();
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));

@@ -154,6 +154,8 @@ pub struct TurnSection {
     #[serde(deserialize_with = "rate::deserialize_rate")]
     pub bandwidth_limit: ByteSize,
     pub legacy_channel_numbers: bool,
+    /// RFC 6062 TCP relay allocations.
+    pub tcp_relay: bool,
     pub unauthenticated_rate: u32,
     /// Unauthenticated requests per second from all sources together.
     pub unauthenticated_rate_total: u32,

@@ -72,6 +72,15 @@ pub async fn metrics(State(app): State<Arc<AppState>>) -> impl IntoResponse {
         "Allocations closed (expired, deleted, connection closed).",
     );
     let _ = writeln!(o, "ternd_allocations_closed_total {}", total.allocations_closed);
+    family(
+        &mut o,
+        "tcp_relay_connections_total",
+        "counter",
+        "RFC 6062 peer data connections: connected (Connect), accepted (ConnectionAttempt), bound (ConnectionBind), failed (447), expired (unbound for 30 s).",
+    );
+    for (event, n) in total.tcp_relay.labelled() {
+        let _ = writeln!(o, "ternd_tcp_relay_connections_total{{event=\"{event}\"}} {n}");
+    }
 
     let t = &total.traffic;
     family(&mut o, "relayed_bytes_total", "counter", "Payload bytes relayed.");

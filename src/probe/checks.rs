@@ -308,7 +308,7 @@ fn round_trip(
     Ok((relay_b, started.elapsed()))
 }
 
-fn prefix(what: &str, e: ProbeError) -> ProbeError {
+pub fn prefix(what: &str, e: ProbeError) -> ProbeError {
     match e {
         ProbeError::Timeout(d, s) => ProbeError::Timeout(d, format!("{s} ({what})")),
         ProbeError::Io(s) => ProbeError::Io(format!("{what}: {s}")),

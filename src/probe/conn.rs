@@ -189,6 +189,39 @@ impl Conn {
     }
 }
 
+impl Conn {
+    /// Exactly `n` raw bytes: an RFC 6062 data connection carries no
+    /// framing once bound. Times out at `deadline`.
+    pub fn read_raw(&mut self, n: usize, deadline: Instant) -> io::Result<Vec<u8>> {
+        match self {
+            Conn::Udp { .. } => Err(io::Error::other("UDP carries no data connections")),
+            Conn::Tcp { stream, buf } => read_exact(stream, |s| s, buf, n, deadline),
+            Conn::Tls { stream, buf } => read_exact(stream.as_mut(), |s| &s.sock, buf, n, deadline),
+        }
+    }
+}
+
+fn read_exact<S: Read>(
+    stream: &mut S,
+    sock: impl Fn(&S) -> &TcpStream,
+    buf: &mut Vec<u8>,
+    n: usize,
+    deadline: Instant,
+) -> io::Result<Vec<u8>> {
+    let mut chunk = [0u8; 8192];
+    while buf.len() < n {
+        if remaining(deadline).is_none() {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "timed out"));
+        }
+        set_timeouts(sock(stream), deadline)?;
+        match stream.read(&mut chunk)? {
+            0 => return Err(io::ErrorKind::UnexpectedEof.into()),
+            k => buf.extend_from_slice(&chunk[..k]),
+        }
+    }
+    Ok(buf.drain(..n).collect())
+}
+
 fn read_frame<S: Read>(
     stream: &mut S,
     sock: impl Fn(&S) -> &TcpStream,

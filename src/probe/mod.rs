@@ -13,6 +13,7 @@ mod mapping;
 mod report;
 mod reporter;
 mod session;
+mod tcp_relay;
 mod tls;
 mod turn;
 mod untrusted;
@@ -232,6 +233,9 @@ fn run_checks(args: &ProbeArgs) -> anyhow::Result<bool> {
         }
         for c in checks::turn(&target, &opts) {
             report.add(c);
+        }
+        if target.url.transport != Transport::Udp {
+            report.add(tcp_relay::check(&target, &opts));
         }
     }
     // UDP silent: does TCP answer on the same port? (Then UDP is blocked on the way.)

@@ -144,6 +144,15 @@ impl Session {
         }
     }
 
+    /// Signs from the first request on with what `other` learnt (realm,
+    /// nonce, key): an RFC 6062 data connection's ConnectionBind, which
+    /// some servers (coturn) answer with a reset rather than a 401.
+    pub fn share_auth(&mut self, other: &Session) {
+        self.realm = other.realm.clone();
+        self.nonce = other.nonce.clone();
+        self.key = other.key;
+    }
+
     /// Sends a request with `add` attributes, authenticating once challenged,
     /// and returns the success response; an error response is `Refused`.
     pub fn request(&mut self, method: Method, add: AddAttrs) -> Result<Response, ProbeError> {

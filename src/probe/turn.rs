@@ -11,6 +11,8 @@ use super::session::{ProbeError, Session};
 
 /// RFC 8656 §18.8: REQUESTED-TRANSPORT = UDP (17), three bytes RFFU.
 const UDP_PROTOCOL: [u8; 4] = [17, 0, 0, 0];
+/// RFC 6062 §6.1: REQUESTED-TRANSPORT = TCP (6).
+pub const TCP_PROTOCOL: [u8; 4] = [6, 0, 0, 0];
 
 /// What a successful Allocate returned.
 pub struct Allocation {
@@ -30,9 +32,12 @@ pub enum Relayed {
 impl Session {
     /// RFC 8656 §7.1: Allocate a UDP relay.
     pub fn allocate(&mut self) -> Result<Allocation, ProbeError> {
-        let r = self.request(Method::ALLOCATE, &|b| {
-            b.add_bytes(attr::REQUESTED_TRANSPORT, &UDP_PROTOCOL)
-        })?;
+        self.allocate_transport(UDP_PROTOCOL)
+    }
+
+    /// Allocate a relay of this REQUESTED-TRANSPORT (UDP, or TCP for RFC 6062).
+    pub fn allocate_transport(&mut self, protocol: [u8; 4]) -> Result<Allocation, ProbeError> {
+        let r = self.request(Method::ALLOCATE, &|b| b.add_bytes(attr::REQUESTED_TRANSPORT, &protocol))?;
         self.allocated = true;
         Ok(Allocation {
             relay: r.xor_address(attr::XOR_RELAYED_ADDRESS)?,

@@ -99,6 +99,15 @@ impl ConnOut {
         true
     }
 
+    /// Takes what is queued and not yet handed to the writer, giving its
+    /// bytes back to the budgets (the connection is about to be written
+    /// directly: an RFC 6062 data connection).
+    pub fn take_pending(&self) -> Vec<u8> {
+        let taken = std::mem::take(&mut *self.pending.borrow_mut());
+        self.release(taken.len());
+        taken
+    }
+
     /// The connection is gone: nothing more is queued and what was held is
     /// given back.
     pub fn close(&self) {

@@ -20,7 +20,7 @@ use super::proxy_protocol::ProxyRules;
 use super::mmsg::{self, UdpBatch};
 use super::shard::Shard;
 use super::stream::{self, StreamLimits};
-use super::{relay, udp};
+use super::{relay, tcp_relay, udp};
 use crate::fastpath::Mirror;
 
 /// The sockets a shard serves, already bound (so errors surface at startup).
@@ -85,6 +85,9 @@ pub struct ShardSetup {
     pub shutdown: watch::Receiver<bool>,
     /// The kernel fast path's maps, when it is attached.
     pub fastpath: Option<std::sync::Arc<crate::fastpath::Maps>>,
+    /// Every shard's inbox for RFC 6062 ConnectionBinds, and this one's.
+    pub foreign_binds: Vec<mpsc::UnboundedSender<super::shard::ForeignBind>>,
+    pub foreign_inbox: mpsc::UnboundedReceiver<super::shard::ForeignBind>,
 }
 
 /// Runs a shard to completion on the current thread; returns its counters.
@@ -107,6 +110,15 @@ pub fn run(setup: ShardSetup) -> std::io::Result<proto::Stats> {
             peer_batch: RefCell::new(UdpBatch::new(proto::PEER_HEADROOM, proto::PEER_TAILROOM, false)),
             relay_buffers: setup.relay_buffers,
             spawn_relay_reader: |shard, id, socket| tokio::task::spawn_local(relay::read_peers(shard, id, socket)),
+            spawn_tcp_relay: super::shard::SpawnTcpRelay {
+                accept: |shard, id, listener| tokio::task::spawn_local(tcp_relay::accept_peers(shard, id, listener)),
+                connect: |shard, id, from, peer| {
+                    tokio::task::spawn_local(tcp_relay::connect_peer(shard, id, from, peer))
+                },
+            },
+            peer_conns: RefCell::new(HashMap::new()),
+            index: setup.index,
+            foreign_binds: setup.foreign_binds,
             timer_armed: Cell::new(None),
             timer_wake: Notify::new(),
             fastpath: RefCell::new(setup.fastpath.map(|maps| Mirror::new(maps, setup.index))),
@@ -132,6 +144,7 @@ pub fn run(setup: ShardSetup) -> std::io::Result<proto::Stats> {
             tokio::task::spawn_local(stream::accept_loop(listener, accepting, shard.clone(), limits.clone()));
         }
         tokio::task::spawn_local(run_timers(shard.clone()));
+        tokio::task::spawn_local(tcp_relay::serve_foreign_binds(shard.clone(), setup.foreign_inbox));
         tokio::task::spawn_local(run_control(shard.clone(), setup.index, setup.control));
         tracing::debug!(shard = setup.index, "shard running");
         // Ends when the sender flips to true or is dropped.

@@ -13,6 +13,7 @@ pub mod setup;
 mod shard;
 mod sockets;
 mod stream;
+mod tcp_relay;
 mod udp;
 
 use std::net::SocketAddr;
@@ -208,8 +209,11 @@ pub fn start(config: &Config, tls: Option<&crate::tls::TlsSetup>, budgets: &Budg
         fastpath: std::sync::Mutex::new(fastpath),
     }));
     let (stop, stop_rx) = watch::channel(false);
+    let (foreign_binds, foreign_inboxes): (Vec<_>, Vec<_>) =
+        (0..n).map(|_| tokio::sync::mpsc::unbounded_channel()).unzip();
     let mut shards = Vec::with_capacity(n);
-    for (index, (sockets, control)) in per_shard.into_iter().zip(control_rxs).enumerate() {
+    let per_shard = per_shard.into_iter().zip(control_rxs).zip(foreign_inboxes);
+    for (index, ((sockets, control), foreign_inbox)) in per_shard.enumerate() {
         let setup = event_loop::ShardSetup {
             index,
             control,
@@ -226,6 +230,8 @@ pub fn start(config: &Config, tls: Option<&crate::tls::TlsSetup>, budgets: &Budg
             ),
             shutdown: stop_rx.clone(),
             fastpath: maps.clone(),
+            foreign_binds: foreign_binds.clone(),
+            foreign_inbox,
         };
         let h = std::thread::Builder::new()
             .name(format!("ternd-shard-{index}"))

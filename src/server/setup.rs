@@ -194,6 +194,7 @@ impl Shared {
             reservations: self.reservations.clone(),
             bandwidth_limit: config.turn.bandwidth_limit.bytes(),
             legacy_channel_numbers: config.turn.legacy_channel_numbers,
+            tcp_relay: config.turn.tcp_relay,
             unauthenticated_rate: config.turn.unauthenticated_rate,
             unauthenticated_rate_total: config.turn.unauthenticated_rate_total,
             // On once the fast path is attached (server::start, reload).

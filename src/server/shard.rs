@@ -17,8 +17,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::time::Instant;
 
-use proto::{BindError, Command, DropReason, Event, FiveTuple, RelayId, Transport};
-use tokio::sync::Notify;
+use proto::{BindError, Command, ConnectionId, DropReason, Event, FiveTuple, PeerAddr, RelayId, Transport};
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::task::JoinHandle;
 
 use super::conn_out::ConnOut;
@@ -30,9 +32,57 @@ use crate::fastpath::Mirror;
 /// loop, so this module needs no import of the relay reader).
 pub type SpawnRelayReader = fn(Rc<Shard>, RelayId, Rc<Udp>) -> JoinHandle<()>;
 
+/// The tasks of TCP relay allocations (RFC 6062), injected by the event loop
+/// like [`SpawnRelayReader`].
+pub struct SpawnTcpRelay {
+    /// Accepts peers' connections on a TCP relay listener.
+    pub accept: fn(Rc<Shard>, RelayId, tokio::net::TcpListener) -> JoinHandle<()>,
+    /// Connects to a peer from a relay address.
+    pub connect: fn(Rc<Shard>, ConnectionId, SocketAddr, PeerAddr) -> JoinHandle<()>,
+}
+
 pub struct RelaySocket {
-    pub socket: Rc<Udp>,
+    /// The UDP socket; None for a TCP relay, whose listener its task owns.
+    pub socket: Option<Rc<Udp>>,
     task: JoinHandle<()>,
+}
+
+/// A peer data connection of a TCP relay allocation, as the driver holds it.
+pub enum PeerConn {
+    /// Being opened by this task.
+    Connecting(JoinHandle<()>),
+    /// Open, unread, waiting for its ConnectionBind.
+    Waiting(tokio::net::TcpStream),
+    /// Spliced to a client data connection (perhaps on another shard);
+    /// notify to end the splice.
+    Spliced(Arc<Notify>),
+}
+
+/// An RFC 6062 ConnectionBind that arrived on another shard's listener,
+/// sent to the shard whose core made its CONNECTION-ID (ids name their
+/// shard). The data connection stays where it is; the peer connection (a
+/// plain TCP socket) moves to it.
+pub enum ForeignBind {
+    /// Handle `frame` from the client data connection on `tuple`.
+    Bind {
+        tuple: FiveTuple,
+        frame: Vec<u8>,
+        answer: oneshot::Sender<BindAnswer>,
+    },
+    /// The client data connection on `tuple` ended, having relayed these bytes.
+    Closed {
+        tuple: FiveTuple,
+        to_peer: u64,
+        to_client: u64,
+    },
+}
+
+/// The owning shard's answer to [`ForeignBind::Bind`].
+pub struct BindAnswer {
+    /// The response to send (empty: none).
+    pub reply: Vec<u8>,
+    /// On success: the peer connection, and what ends its splice.
+    pub peer: Option<(std::net::TcpStream, Arc<Notify>)>,
 }
 
 /// Everything one shard's tasks share (single-threaded: RefCell, no locks).
@@ -48,6 +98,12 @@ pub struct Shard {
     pub peer_batch: RefCell<UdpBatch>,
     pub relay_buffers: (usize, usize),
     pub spawn_relay_reader: SpawnRelayReader,
+    pub spawn_tcp_relay: SpawnTcpRelay,
+    /// RFC 6062 peer data connections by CONNECTION-ID.
+    pub peer_conns: RefCell<HashMap<ConnectionId, PeerConn>>,
+    /// This shard's index, and every shard's inbox for [`ForeignBind`]s.
+    pub index: usize,
+    pub foreign_binds: Vec<mpsc::UnboundedSender<ForeignBind>>,
     /// The deadline the timer task sleeps until, and its wake-up call.
     pub timer_armed: Cell<Option<Instant>>,
     pub timer_wake: Notify,
@@ -76,7 +132,7 @@ impl Shard {
     /// The socket of relay `relay`, if it is still bound.
     pub fn relay_socket(&self, relay: RelayId) -> Option<Rc<Udp>> {
         match self.relays.borrow().get(relay.0 as usize) {
-            Some(Some(r)) => Some(r.socket.clone()),
+            Some(Some(r)) => r.socket.clone(),
             _ => None,
         }
     }
@@ -127,6 +183,18 @@ impl Shard {
         }
     }
 
+    /// Takes waiting peer connection `id` to splice it: the stream, and the
+    /// signal [`Command::ClosePeer`] will use to end the splice.
+    pub fn take_for_splice(&self, id: ConnectionId) -> Option<(tokio::net::TcpStream, Arc<Notify>)> {
+        let mut conns = self.peer_conns.borrow_mut();
+        let Some(PeerConn::Waiting(stream)) = conns.remove(&id) else {
+            return None;
+        };
+        let close = Arc::new(Notify::new());
+        conns.insert(id, PeerConn::Spliced(close.clone()));
+        Some((stream, close))
+    }
+
     /// Follows the drive rule (module docs): carries out every queued
     /// command of the core, then re-arms the timer.
     pub fn pump(self: &Rc<Self>) {
@@ -138,9 +206,25 @@ impl Shard {
                     relay,
                     addr,
                     dont_fragment,
+                    transport,
                 } => {
-                    let result = self.bind_relay(relay, addr, dont_fragment);
+                    let result = match transport {
+                        Transport::Udp => self.bind_relay(relay, addr, dont_fragment),
+                        Transport::Tcp | Transport::Tls => self.bind_tcp_relay(relay, addr),
+                    };
                     self.core.borrow_mut().relay_bound(Instant::now(), relay, result);
+                }
+                Command::ConnectPeer { id, from, peer, .. } => {
+                    let task = (self.spawn_tcp_relay.connect)(self.clone(), id, from, peer);
+                    self.peer_conns.borrow_mut().insert(id, PeerConn::Connecting(task));
+                }
+                Command::ClosePeer { id } => {
+                    let gone = self.peer_conns.borrow_mut().remove(&id);
+                    match gone {
+                        Some(PeerConn::Connecting(task)) => task.abort(),
+                        Some(PeerConn::Spliced(close)) => close.notify_one(),
+                        Some(PeerConn::Waiting(_)) | None => {}
+                    }
                 }
                 Command::ReleaseRelay { relay } => {
                     if let Some(slot) = self.relays.borrow_mut().get_mut(relay.0 as usize) {
@@ -174,18 +258,26 @@ impl Shard {
 
     fn bind_relay(self: &Rc<Self>, relay: RelayId, addr: SocketAddr, df: bool) -> Result<SocketAddr, BindError> {
         let (rcv, snd) = self.relay_buffers;
-        let std_sock = sockets::relay(addr, df, rcv, snd).map_err(|e| {
-            tracing::debug!(%addr, "relay bind failed: {e}");
-            match e.kind() {
-                std::io::ErrorKind::AddrInUse => BindError::AddrInUse,
-                std::io::ErrorKind::AddrNotAvailable => BindError::AddrNotAvailable,
-                std::io::ErrorKind::PermissionDenied => BindError::PermissionDenied,
-                _ => BindError::Other,
-            }
-        })?;
+        let std_sock = sockets::relay(addr, df, rcv, snd).map_err(|e| bind_error(addr, e))?;
         let local = std_sock.local_addr().map_err(|_| BindError::Other)?;
         let socket = Rc::new(mmsg::register(std_sock).map_err(|_| BindError::Other)?);
         let task = (self.spawn_relay_reader)(self.clone(), relay, socket.clone());
+        self.keep_relay(relay, Some(socket), task);
+        Ok(local)
+    }
+
+    /// A TCP relay (RFC 6062 §5.1: "A server implementing this extension
+    /// MUST accept relayed TCP connections by binding to a TCP listening port").
+    fn bind_tcp_relay(self: &Rc<Self>, relay: RelayId, addr: SocketAddr) -> Result<SocketAddr, BindError> {
+        let std_listener = sockets::tcp_relay(addr).map_err(|e| bind_error(addr, e))?;
+        let local = std_listener.local_addr().map_err(|_| BindError::Other)?;
+        let listener = tokio::net::TcpListener::from_std(std_listener).map_err(|_| BindError::Other)?;
+        let task = (self.spawn_tcp_relay.accept)(self.clone(), relay, listener);
+        self.keep_relay(relay, None, task);
+        Ok(local)
+    }
+
+    fn keep_relay(&self, relay: RelayId, socket: Option<Rc<Udp>>, task: JoinHandle<()>) {
         let mut relays = self.relays.borrow_mut();
         let i = relay.0 as usize;
         if relays.len() <= i {
@@ -194,7 +286,16 @@ impl Shard {
         if let Some(old) = relays[i].replace(RelaySocket { socket, task }) {
             old.task.abort();
         }
-        Ok(local)
+    }
+}
+
+fn bind_error(addr: SocketAddr, e: std::io::Error) -> BindError {
+    tracing::debug!(%addr, "relay bind failed: {e}");
+    match e.kind() {
+        std::io::ErrorKind::AddrInUse => BindError::AddrInUse,
+        std::io::ErrorKind::AddrNotAvailable => BindError::AddrNotAvailable,
+        std::io::ErrorKind::PermissionDenied => BindError::PermissionDenied,
+        _ => BindError::Other,
     }
 }
 

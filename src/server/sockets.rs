@@ -92,6 +92,29 @@ pub fn tcp(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     Ok(s.into())
 }
 
+/// A non-blocking TCP relay listener (RFC 6062) bound to exactly `addr`.
+/// SO_REUSEADDR and SO_REUSEPORT let the connections the relay opens to
+/// peers bind to this same address while it listens; the core hands each
+/// relay port to one allocation only.
+pub fn tcp_relay(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    let s = base_socket(addr, Type::STREAM, Protocol::TCP)?;
+    s.set_reuse_address(true)?;
+    s.bind(&SockAddr::from(addr))?;
+    s.listen(128)?;
+    Ok(s.into())
+}
+
+/// A non-blocking TCP socket bound to relay address `from`, ready to
+/// connect to a peer (RFC 6062 §5.2: "The local endpoint is the relayed
+/// transport address associated with the allocation").
+pub fn tcp_from_relay(from: SocketAddr) -> io::Result<tokio::net::TcpSocket> {
+    let s = base_socket(from, Type::STREAM, Protocol::TCP)?;
+    s.set_reuse_address(true)?;
+    s.bind(&SockAddr::from(from))?;
+    let std: std::net::TcpStream = s.into();
+    Ok(tokio::net::TcpSocket::from_std_stream(std))
+}
+
 /// A non-blocking UDP relay socket bound to exactly `addr` (no
 /// SO_REUSEPORT: a relay port belongs to one allocation). With
 /// `dont_fragment`, datagrams leave with DF set (RFC 8656 DONT-FRAGMENT).

@@ -27,6 +27,7 @@ use super::conn_out::{write_loop, ConnOut, QueueLimits, WriteEnd};
 use super::proxy_protocol::{ProxyError, ProxyRules};
 use super::shard::Shard;
 use super::sockets;
+use super::tcp_relay;
 
 /// Bytes the kernel (and rustls, for TLS) may hold unsent per connection;
 /// beyond them what waits is in the connection's budgeted queue (see
@@ -168,18 +169,26 @@ pub async fn serve_connection<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
-    let (reader, writer) = tokio::io::split(io);
+    let (mut reader, mut writer) = tokio::io::split(io);
     let out = Rc::new(ConnOut::new(limits.queue.clone()));
     shard.conns.borrow_mut().insert(tuple, out.clone());
     let (client, transport) = (tuple.client, tuple.transport.name());
     // Reader and writer run in this one task: whichever ends first ends both.
-    let close = tokio::select! {
-        close = run_connection(reader, tuple, &shard, &out, limits, accepted) => close,
-        end = write_loop(writer, &out) => match end {
+    let mut close = tokio::select! {
+        close = run_connection(&mut reader, tuple, &shard, &out, limits, accepted) => close,
+        end = write_loop(&mut writer, &out) => match end {
             WriteEnd::Stalled => Close::WriteStall,
             WriteEnd::Failed(e) => Close::Io(e),
         },
     };
+    // RFC 6062 §5.4: a client data connection carries raw bytes from now on.
+    if let Close::Spliced(splice, early) = close {
+        let io = reader.unsplit(writer);
+        close = match tcp_relay::run_data_connection(&shard, tuple, io, out.take_pending(), *splice, &early).await {
+            Ok(()) => Close::PeerClosed,
+            Err(e) => Close::Io(e),
+        };
+    }
     let budget = match close {
         Close::WriteStall => Some(Budget::StreamWriteStall),
         Close::AuthTimeout => Some(Budget::StreamPreAuthTime),
@@ -198,6 +207,7 @@ pub async fn serve_connection<S>(
         Close::PeerClosed => tracing::trace!(%client, transport, "connection closed by client"),
         Close::WriteStall => tracing::debug!(%client, transport, "closing connection: the client stopped reading"),
         Close::AuthTimeout => tracing::debug!(%client, transport, "closing connection: no allocation in time"),
+        Close::Spliced(..) => {}
     }
     out.close();
     shard.conns.borrow_mut().remove(&tuple);
@@ -215,6 +225,9 @@ enum Close {
     WriteStall,
     Framing(proto::framing::FramingError),
     Io(std::io::Error),
+    /// A ConnectionBind made this a client data connection (RFC 6062 §5.4),
+    /// with these bytes after the request.
+    Spliced(Box<tcp_relay::Splice>, Vec<u8>),
 }
 
 async fn run_connection<R>(
@@ -250,6 +263,22 @@ where
                     let base = start;
                     start += frame.len();
                     deadline = now + limits.idle_timeout;
+                    // RFC 6062 ConnectionBind (type 0x000B): answered by the
+                    // shard that owns the connection; on success this
+                    // connection is spliced to the peer from here on.
+                    if msg.len() >= 20 && msg[..2] == [0x00, 0x0B] {
+                        match tcp_relay::connection_bind(shard, tuple, msg).await {
+                            tcp_relay::BindResult::Spliced(s) => {
+                                return Close::Spliced(s, buf[start..filled].to_vec());
+                            }
+                            tcp_relay::BindResult::Reply(r) => {
+                                if !r.is_empty() && !conn.push(&r) {
+                                    shard.core.borrow_mut().count_drop(DropReason::ClientSendFailed);
+                                }
+                                continue;
+                            }
+                        }
+                    }
                     let output = shard
                         .core
                         .borrow_mut()

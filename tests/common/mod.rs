@@ -190,6 +190,7 @@ pub fn read_stun<R: std::io::Read>(r: &mut R) -> Vec<u8> {
 pub mod agent_bin;
 pub mod binary;
 pub mod chromium;
+pub mod coturn;
 pub mod http;
 pub mod lab;
 pub mod lab_agent;

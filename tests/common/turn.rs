@@ -150,7 +150,7 @@ pub fn decode(bytes: &[u8]) -> Message {
     m
 }
 
-fn xor_addr(m: &Message, t: AttrType) -> Option<SocketAddr> {
+pub fn xor_addr(m: &Message, t: AttrType) -> Option<SocketAddr> {
     let mut a = XorMappedAddress::default();
     a.get_from_as(m, t).ok()?;
     Some(SocketAddr::new(a.ip, a.port))
@@ -335,6 +335,21 @@ impl TurnClient {
             }
         }
         self.io.send(&f);
+    }
+
+    /// The connection, for raw bytes once it is a data connection (RFC 6062).
+    pub fn into_io(self) -> Io {
+        self.io
+    }
+
+    /// The next message that is not an answer to a request (an indication,
+    /// ChannelData), held back ones first.
+    pub fn next_unsolicited(&mut self) -> Option<Vec<u8>> {
+        if self.backlog.is_empty() {
+            self.io.recv()
+        } else {
+            Some(self.backlog.remove(0))
+        }
     }
 
     /// The next relayed datagram (Data indication or ChannelData).

@@ -182,6 +182,9 @@ pub struct Allocation {
     pub bucket_to_client: Bucket,
     /// The deadline this allocation's live timer entry is queued for.
     pub armed: Option<Instant>,
+    /// A TCP relay allocation (RFC 6062): its relays are TCP listeners and
+    /// data goes over peer data connections, not Send or ChannelData.
+    pub tcp: bool,
     /// The channels the driver's kernel fast path relays for this
     /// allocation, as last told (see [`crate::output::Offload`]).
     pub offloaded: Vec<OffloadedChannel>,

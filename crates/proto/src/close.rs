@@ -28,6 +28,12 @@ impl Server {
     pub fn connection_closed(&mut self, now: Instant, tuple: FiveTuple) {
         // An Allocate still waiting for its relay is abandoned when the bind is answered.
         self.pending_tuples.remove(&tuple);
+        // RFC 6062 §5.5: when one side of a data connection pair closes,
+        // the other is closed too.
+        if let Some(id) = self.connections.by_data(&tuple) {
+            self.connections.remove(id);
+            self.commands.push_back(Command::ClosePeer { id });
+        }
         if let Some(slot) = self.allocations.by_tuple(&tuple) {
             self.delete_allocation(slot, now, CloseReason::ConnectionClosed);
         }
@@ -37,6 +43,9 @@ impl Server {
     pub(crate) fn delete_allocation(&mut self, slot: SlotId, now: Instant, reason: CloseReason) {
         let Some(a) = self.allocations.remove(slot) else { return };
         self.offload_gone(&a);
+        if a.tcp {
+            self.close_connections_of(&a.tuple);
+        }
         for r in &a.relays {
             self.release_socket(r.id, r.local);
         }

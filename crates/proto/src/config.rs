@@ -43,6 +43,9 @@ pub struct ServerConfig {
     /// Accept channel numbers up to 0x7FFF as RFC 5766 did (RFC 8656 allows
     /// 0x4000-0x4FFF only); for older clients such as coturn's own tools.
     pub legacy_channel_numbers: bool,
+    /// RFC 6062 TCP relay allocations (REQUESTED-TRANSPORT TCP, Connect,
+    /// ConnectionBind); off: such an Allocate gets 442.
+    pub tcp_relay: bool,
     /// Requests per second one source prefix (IPv4 /32, IPv6 /64) may make
     /// without authenticating; 0 = no limit.
     pub unauthenticated_rate: u32,
@@ -84,6 +87,7 @@ impl Default for ServerConfig {
             reservations: Arc::default(),
             bandwidth_limit: 0,
             legacy_channel_numbers: false,
+            tcp_relay: true,
             unauthenticated_rate: 0,
             unauthenticated_rate_total: 0,
             offload: false,
@@ -106,6 +110,7 @@ pub struct LiveConfig {
     pub policy: PeerPolicy,
     pub bandwidth_limit: u64,
     pub legacy_channel_numbers: bool,
+    pub tcp_relay: bool,
     pub unauthenticated_rate: u32,
     pub unauthenticated_rate_total: u32,
     pub offload: bool,
@@ -123,6 +128,7 @@ impl ServerConfig {
             policy: self.policy.clone(),
             bandwidth_limit: self.bandwidth_limit,
             legacy_channel_numbers: self.legacy_channel_numbers,
+            tcp_relay: self.tcp_relay,
             unauthenticated_rate: self.unauthenticated_rate,
             unauthenticated_rate_total: self.unauthenticated_rate_total,
             offload: self.offload,
@@ -140,6 +146,7 @@ impl ServerConfig {
             policy,
             bandwidth_limit,
             legacy_channel_numbers,
+            tcp_relay,
             unauthenticated_rate,
             unauthenticated_rate_total,
             offload,
@@ -152,6 +159,7 @@ impl ServerConfig {
         self.policy = policy;
         self.bandwidth_limit = bandwidth_limit;
         self.legacy_channel_numbers = legacy_channel_numbers;
+        self.tcp_relay = tcp_relay;
         self.unauthenticated_rate = unauthenticated_rate;
         self.unauthenticated_rate_total = unauthenticated_rate_total;
         self.offload = offload;
@@ -181,6 +189,7 @@ mod tests {
             max_lifetime: Duration::from_secs(60),
             bandwidth_limit: 1000,
             legacy_channel_numbers: true,
+            tcp_relay: false,
             unauthenticated_rate: 5,
             unauthenticated_rate_total: 50,
             relay_ipv4: Some([192, 0, 2, 9].into()),
@@ -192,6 +201,7 @@ mod tests {
         running.apply(new.live());
         assert_eq!(running.software.as_deref(), Some("ternd"));
         assert_eq!(running.max_lifetime, Duration::from_secs(60));
+        assert!(!running.tcp_relay, "turn.tcp_relay changes on reload");
         assert_eq!(
             (
                 running.bandwidth_limit,

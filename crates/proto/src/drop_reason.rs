@@ -43,6 +43,7 @@ drop_reasons! {
     RelaySendFailed => "relay_send_failed", "The kernel refused to send a relayed datagram (unreachable, EPERM, full buffer); the allocation lives on.";
     ClientSendFailed => "client_send_failed", "A reply or relayed datagram to a client could not be sent or queued (full buffer, slow reader).";
     RateLimited => "rate_limited", "Over the per-allocation bandwidth cap or the unauthenticated budget (per source or in total).";
+    TcpAllocation => "tcp_allocation", "A Send indication on a TCP relay allocation (RFC 6062: data goes over data connections).";
     StreamFraming => "stream_framing", "A TCP/TLS stream carried bytes that are neither STUN nor ChannelData; the connection is closed.";
     ProxyUntrusted => "proxy_untrusted", "A connection to a PROXY-protocol listener from a source outside `listen.proxy_trusted`; closed unread.";
     ProxyHeader => "proxy_header", "A PROXY-protocol listener got no valid v1/v2 header in time; the connection is closed.";

@@ -6,7 +6,8 @@
 //! A driver owns one [`Server`] per shard and follows one rule:
 //! 1. Feed an input (or the batch of inputs one system call brought, all
 //!    with the same `now`): [`Server::handle_client`], [`Server::handle_peer`],
-//!    [`Server::relay_bound`], [`Server::handle_timeout`],
+//!    [`Server::relay_bound`], [`Server::peer_connected`],
+//!    [`Server::peer_accepted`], [`Server::handle_timeout`],
 //!    [`Server::connection_closed`], [`Server::close_allocation`],
 //!    [`Server::revoke`], [`Server::set_draining`] or [`Server::reload`].
 //!    The data path answers in the returned [`Output`] or [`PeerOutput`]
@@ -34,6 +35,7 @@ mod budget;
 pub mod clock;
 mod close;
 pub mod config;
+pub mod connection;
 pub mod drop_reason;
 pub mod framing;
 pub mod logins;
@@ -60,10 +62,11 @@ pub use addr::{canonical, ClientAddr, Family, FiveTuple, PeerAddr, ServerAddr, T
 pub use allocation::{ChannelNumber, RelayId};
 pub use auth_failure::{AuthFailure, AuthFailureCounters};
 pub use config::{LiveConfig, ServerConfig};
+pub use connection::ConnectionId;
 pub use drop_reason::{DropCounters, DropReason};
 pub use output::{
     BindError, CloseReason, Command, Event, KernelChannel, Offload, Output, PeerOutput, PEER_HEADROOM, PEER_TAILROOM,
 };
 pub use rng::seed_from_u64;
 pub use server::Server;
-pub use stats::Stats;
+pub use stats::{Stats, TcpRelayCounters};

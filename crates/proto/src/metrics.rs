@@ -4,18 +4,21 @@
 use crate::wire::{ErrorCode, Method};
 
 /// Methods counted, in label order; anything else is "other".
-pub const METHODS: [&str; 7] = [
+pub const METHODS: [&str; 9] = [
     "binding",
     "allocate",
     "refresh",
     "create_permission",
     "channel_bind",
     "send",
+    "connect",
+    "connection_bind",
     "other",
 ];
 /// Response codes counted ("200" = success), in label order; others are "other".
-pub const CODES: [&str; 16] = [
-    "200", "300", "400", "401", "403", "420", "437", "438", "440", "441", "442", "443", "486", "500", "508", "other",
+pub const CODES: [&str; 18] = [
+    "200", "300", "400", "401", "403", "420", "437", "438", "440", "441", "442", "443", "446", "447", "486", "500",
+    "508", "other",
 ];
 
 pub fn method_index(m: Method) -> usize {
@@ -26,7 +29,9 @@ pub fn method_index(m: Method) -> usize {
         Method::CREATE_PERMISSION => 3,
         Method::CHANNEL_BIND => 4,
         Method::SEND => 5,
-        _ => 6,
+        Method::CONNECT => 6,
+        Method::CONNECTION_BIND => 7,
+        _ => 8,
     }
 }
 

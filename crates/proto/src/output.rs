@@ -4,9 +4,10 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::addr::{FiveTuple, PeerAddr};
+use crate::addr::{FiveTuple, PeerAddr, Transport};
 use crate::allocation::{ChannelNumber, RelayId, Traffic};
 use crate::auth_failure::AuthFailure;
+use crate::connection::ConnectionId;
 use crate::drop_reason::DropReason;
 
 /// Bytes the driver must leave free in front of a peer datagram handed to
@@ -70,12 +71,30 @@ impl BindError {
 /// Work for the driver, off the hot path; drain with [`crate::Server::poll_command`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    /// Bind a UDP socket to `addr` for relay `relay`, then report with [`crate::Server::relay_bound`].
+    /// Bind a socket to `addr` for relay `relay`, then report with
+    /// [`crate::Server::relay_bound`]: a UDP socket, or for `Transport::Tcp`
+    /// (RFC 6062) a TCP listener (SO_REUSEADDR and SO_REUSEPORT, so
+    /// connections to peers can be bound to the same address) whose
+    /// incoming connections go to [`crate::Server::peer_accepted`].
     BindRelay {
         relay: RelayId,
         addr: SocketAddr,
         dont_fragment: bool,
+        transport: Transport,
     },
+    /// RFC 6062 §5.2: open a TCP connection from relay address `from` (of
+    /// relay `relay`) to `peer`, giving up after 30 s, and report with
+    /// [`crate::Server::peer_connected`]. Read nothing from it until it is
+    /// spliced: the kernel buffers what the peer sends meanwhile.
+    ConnectPeer {
+        id: ConnectionId,
+        relay: RelayId,
+        from: SocketAddr,
+        peer: PeerAddr,
+    },
+    /// Close peer data connection `id` (and the client data connection
+    /// spliced to it, if any), or stop connecting it.
+    ClosePeer { id: ConnectionId },
     /// Close the socket of relay `relay`.
     ReleaseRelay { relay: RelayId },
     /// Send these bytes to the client on `tuple` (deferred responses).

@@ -31,6 +31,8 @@ pub(crate) struct PendingAllocate {
     /// For dual-stack: why the IPv6 relay could not be had (ADDRESS-ERROR-CODE).
     pub additional_error: Option<ErrorCode>,
     pub token: Option<[u8; 8]>,
+    /// REQUESTED-TRANSPORT TCP (RFC 6062): the relays are TCP listeners.
+    pub tcp: bool,
 }
 
 impl PendingAllocate {

@@ -14,6 +14,7 @@ use crate::auth_failure::AuthLogLimit;
 use crate::binding;
 use crate::budget::SourceBudget;
 use crate::config::{LiveConfig, ServerConfig};
+use crate::connection::Connections;
 use crate::drop_reason::DropReason;
 use crate::output::{Command, Output, PeerOutput};
 use crate::pending::PendingAllocate;
@@ -44,6 +45,8 @@ pub struct Server {
     pub(crate) commands: VecDeque<Command>,
     pub(crate) rng: Rng,
     pub(crate) budget: SourceBudget,
+    /// RFC 6062 peer data connections of TCP relay allocations.
+    pub(crate) connections: Connections,
     /// Refusing new allocations (SIGTERM drain); existing ones carry on.
     pub(crate) draining: bool,
     pub(crate) auth_log: AuthLogLimit,
@@ -71,6 +74,7 @@ impl Server {
             commands: VecDeque::new(),
             rng,
             budget,
+            connections: Connections::default(),
             draining: false,
             auth_log: AuthLogLimit::default(),
         }
@@ -245,9 +249,10 @@ impl Server {
                         Err(_) => self.drop(DropReason::ReplyTooLarge),
                     },
                     Method::ALLOCATE => self.allocate(now, tuple, &msg, out),
-                    Method::REFRESH | Method::CREATE_PERMISSION | Method::CHANNEL_BIND => {
+                    Method::REFRESH | Method::CREATE_PERMISSION | Method::CHANNEL_BIND | Method::CONNECT => {
                         self.allocation_request(now, tuple, &msg, out)
                     }
+                    Method::CONNECTION_BIND => self.connection_bind(now, tuple, &msg, out),
                     // A method this server does not implement.
                     _ => self.error(
                         message_type,

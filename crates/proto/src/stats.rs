@@ -18,6 +18,43 @@ pub struct Stats {
     /// Signed requests refused by authentication, by reason.
     pub auth_failures: AuthFailureCounters,
     pub logins: LoginCounters,
+    pub tcp_relay: TcpRelayCounters,
+}
+
+/// What became of RFC 6062 peer data connections.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TcpRelayCounters {
+    /// Opened to a peer on a Connect.
+    pub connected: u64,
+    /// Accepted from a peer and announced by ConnectionAttempt.
+    pub accepted: u64,
+    /// Joined to a client data connection by ConnectionBind.
+    pub bound: u64,
+    /// Connects that failed or timed out (447).
+    pub failed: u64,
+    /// Closed unbound after 30 s.
+    pub expired: u64,
+}
+
+impl TcpRelayCounters {
+    /// (label, value) pairs for a metric.
+    pub fn labelled(&self) -> [(&'static str, u64); 5] {
+        [
+            ("connected", self.connected),
+            ("accepted", self.accepted),
+            ("bound", self.bound),
+            ("failed", self.failed),
+            ("expired", self.expired),
+        ]
+    }
+
+    fn add(&mut self, o: &TcpRelayCounters) {
+        self.connected += o.connected;
+        self.accepted += o.accepted;
+        self.bound += o.bound;
+        self.failed += o.failed;
+        self.expired += o.expired;
+    }
 }
 
 impl Stats {
@@ -40,5 +77,6 @@ impl Stats {
         self.allocations_created += other.allocations_created;
         self.allocations_closed += other.allocations_closed;
         self.traffic.add(&other.traffic);
+        self.tcp_relay.add(&other.tcp_relay);
     }
 }

@@ -34,6 +34,7 @@ impl Server {
                         self.arm(slot, now);
                     }
                 }
+                Timer::Connection { id } => self.connection_timeout(now, crate::ConnectionId(id)),
                 Timer::Reservation { token } => {
                     if self.reservations.get(&token).is_some_and(|r| r.expires <= now) {
                         if let Some(r) = self.reservations.remove(&token) {
@@ -72,16 +73,17 @@ impl Server {
     /// O(allocations + reservations) however fast allocations come and go.
     /// Each allocation keeps at most two entries, so this is amortised O(1).
     pub(crate) fn compact_timers(&mut self) {
-        let live = self.allocations.len() + self.reservations.len();
+        let live = self.allocations.len() + self.reservations.len() + self.connections.len();
         if self.timers.len() <= 4 * (live + 1) {
             return;
         }
-        let (allocations, reservations) = (&self.allocations, &self.reservations);
+        let (allocations, reservations, connections) = (&self.allocations, &self.reservations, &self.connections);
         self.timers.retain(|at, t| match *t {
             Timer::Allocation { slot, gen } => {
                 allocations.is_current(slot, gen) && allocations.get(slot).is_some_and(|a| a.armed == Some(at))
             }
             Timer::Reservation { token } => reservations.contains_key(&token),
+            Timer::Connection { id } => connections.contains(crate::ConnectionId(id)),
         });
     }
 }
@@ -128,6 +130,7 @@ mod tests {
             bucket_to_client: Bucket::new(0, now),
             armed: None,
             offloaded: Vec::new(),
+            tcp: false,
         });
         s.arm(slot, now);
         slot

@@ -12,6 +12,9 @@ pub enum Timer {
     Allocation { slot: u32, gen: u32 },
     /// A RESERVATION-TOKEN may have run out.
     Reservation { token: [u8; 8] },
+    /// An RFC 6062 Connect may have timed out, or a peer data connection
+    /// may have waited too long for its ConnectionBind.
+    Connection { id: u32 },
 }
 
 #[derive(Debug, Default)]

@@ -111,10 +111,12 @@ fn step3_missing_requested_transport_is_400() {
     assert_eq!(d.server.allocation_count(), 0);
 }
 
+/// With TCP relays turned off (`turn.tcp_relay = false`) TCP is a transport
+/// this server does not support; with them on, see tests/turn_tcp_relay.rs.
 #[test]
-fn step3_tcp_transport_is_442() {
-    let mut d = Driver::default_setup();
-    let mut c = Client::udp("198.51.100.1:40000");
+fn step3_tcp_transport_is_442_when_tcp_relays_are_off() {
+    let mut d = Driver::with(|c| c.tcp_relay = false);
+    let mut c = Client::new("198.51.100.1:40000", Transport::Tcp, ALICE);
     let r = d
         .request(
             &mut c,

@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use super::addresses::{address_family, FAMILY_IPV6};
-use crate::addr::{Family, FiveTuple};
+use crate::addr::{Family, FiveTuple, Transport};
 use crate::allocation::{Allocation, Bucket, CachedResponse, Relay, RelayId, Traffic};
 use crate::output::{BindError, Command, Event, Output};
 use crate::pending::PendingAllocate;
@@ -16,8 +16,10 @@ use crate::server::Server;
 use crate::timers::Timer;
 use crate::wire::{attr, ErrorCode, Message};
 
-/// REQUESTED-TRANSPORT protocol number for UDP (RFC 8656 §18.6).
+/// REQUESTED-TRANSPORT protocol numbers: UDP (RFC 8656 §18.6) and TCP
+/// (RFC 6062 §5.1).
 const UDP: u8 = 17;
+const TCP: u8 = 6;
 /// Ports tried per relay before answering 508, when each one is taken
 /// ([`BindError::AddrInUse`]); any other bind error answers 508 at once.
 const BIND_TRIES: u32 = 8;
@@ -66,15 +68,27 @@ impl Server {
         // is malformed, the server rejects the request with 400. If the
         // attribute is included but specifies a protocol that is not
         // supported by the server, the server rejects the request with 442."
-        match msg.get(attr::REQUESTED_TRANSPORT) {
-            Some(v) if v.len() == 4 && v[0] == UDP => {}
+        let tcp = match msg.get(attr::REQUESTED_TRANSPORT) {
+            Some(v) if v.len() == 4 && v[0] == UDP => false,
+            // RFC 6062 §5.1, with TCP relays turned on (`turn.tcp_relay`).
+            Some(v) if v.len() == 4 && v[0] == TCP && self.config.tcp_relay => true,
             Some(v) if v.len() == 4 => return self.error_with_key(msg, ErrorCode::UNSUPPORTED_TRANSPORT, &key, out),
             _ => return self.error_with_key(msg, ErrorCode::BAD_REQUEST, &key, out),
-        }
+        };
         // 4. DONT-FRAGMENT: supported (the relay socket sets DF).
         let dont_fragment = msg.get(attr::DONT_FRAGMENT).is_some();
         let token = msg.get(attr::RESERVATION_TOKEN);
         let even = msg.get(attr::EVEN_PORT);
+        if tcp {
+            // RFC 6062 §5.1: "If the client connection transport is not TCP
+            // or TLS, the server MUST reject the request with a 400 (Bad
+            // Request) error." "If the request contains the DONT-FRAGMENT,
+            // EVEN-PORT, or RESERVATION-TOKEN attribute, the server MUST
+            // reject the request with a 400 (Bad Request) error."
+            if !tuple.transport.is_stream() || dont_fragment || token.is_some() || even.is_some() {
+                return self.error_with_key(msg, ErrorCode::BAD_REQUEST, &key, out);
+            }
+        }
         let raf = msg.get(attr::REQUESTED_ADDRESS_FAMILY);
         let aaf = msg.get(attr::ADDITIONAL_ADDRESS_FAMILY);
         // 5. "The server checks if the request contains a RESERVATION-TOKEN
@@ -189,6 +203,7 @@ impl Server {
             tries: 0,
             additional_error,
             token: None,
+            tcp,
         };
         self.pending_tuples.insert(tuple, tid);
         self.bind_next(now, pending);
@@ -242,6 +257,7 @@ impl Server {
             relay,
             addr,
             dont_fragment: p.dont_fragment,
+            transport: if p.tcp { Transport::Tcp } else { Transport::Udp },
         });
         self.pending.insert(relay, p);
     }
@@ -385,6 +401,7 @@ impl Server {
             bucket_to_client: Bucket::new(self.config.bandwidth_limit, now),
             armed: None,
             offloaded: Vec::new(),
+            tcp: p.tcp,
         };
         let slot = self.allocations.insert(alloc);
         self.arm(slot, now);

@@ -19,6 +19,9 @@ impl Server {
         let Some(slot) = self.allocations.by_tuple(&tuple) else {
             return self.drop(DropReason::NoAllocation);
         };
+        if self.allocations.live(slot).tcp {
+            return self.drop(DropReason::TcpAllocation);
+        }
         // "If the indication does not contain both an XOR-PEER-ADDRESS
         // attribute and a DATA attribute, then the indication is discarded."
         let tid = msg.transaction_id();

@@ -3,6 +3,7 @@
 
 mod addresses;
 mod allocate;
+mod connect;
 mod data;
 mod requests;
 

@@ -59,6 +59,7 @@ impl Server {
         let output = match msg.message_type().method {
             Method::REFRESH => self.refresh(now, slot, msg, &key, out),
             Method::CREATE_PERMISSION => self.create_permission(now, slot, msg, &key, out),
+            Method::CONNECT => self.connect(now, slot, msg, &key, out),
             _ => self.channel_bind(now, slot, msg, &key, out),
         };
         if let Output::Reply(n) = output {
@@ -132,6 +133,16 @@ impl Server {
         Ok(n)
     }
 
+    /// [`Server::checked_peers`] for a request that names exactly one peer
+    /// (ChannelBind, Connect): 400 for more.
+    pub(super) fn one_checked_peer(&self, slot: u32, msg: &Message<'_>) -> Result<PeerAddr, ErrorCode> {
+        let mut peers = [PeerAddr(([0, 0, 0, 0], 0).into()); 8];
+        match self.checked_peers(slot, msg, &mut peers)? {
+            1 => Ok(peers[0]),
+            _ => Err(ErrorCode::BAD_REQUEST),
+        }
+    }
+
     /// RFC 8656 §9.2 "Receiving a CreatePermission Request": all peers are
     /// checked first, then all permissions installed (all or nothing).
     fn create_permission(&mut self, now: Instant, slot: u32, msg: &Message<'_>, key: &Key, out: &mut [u8]) -> Output {
@@ -166,10 +177,13 @@ impl Server {
         let Some(number) = number else {
             return self.error_with_key(msg, ErrorCode::BAD_REQUEST, key, out);
         };
-        let mut peers = [PeerAddr(([0, 0, 0, 0], 0).into()); 8];
-        let peer = match self.checked_peers(slot, msg, &mut peers) {
-            Ok(1) => peers[0],
-            Ok(_) => return self.error_with_key(msg, ErrorCode::BAD_REQUEST, key, out),
+        // RFC 6062: a TCP allocation relays over data connections, so a
+        // channel (like a Send indication) has no meaning on it.
+        if self.allocations.live(slot).tcp {
+            return self.error_with_key(msg, ErrorCode::BAD_REQUEST, key, out);
+        }
+        let peer = match self.one_checked_peer(slot, msg) {
+            Ok(peer) => peer,
             Err(code) => return self.error_with_key(msg, code, key, out),
         };
         // "The channel number is not currently bound to a different transport

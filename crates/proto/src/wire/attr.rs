@@ -28,6 +28,8 @@ pub const EVEN_PORT: u16 = 0x0018;
 pub const REQUESTED_TRANSPORT: u16 = 0x0019;
 pub const DONT_FRAGMENT: u16 = 0x001A;
 pub const RESERVATION_TOKEN: u16 = 0x0022;
+/// RFC 6062 §6.2: identifies a peer data connection (32 bits).
+pub const CONNECTION_ID: u16 = 0x002A;
 // RFC 8445 (ICE) comprehension-required, accepted and ignored by a server.
 pub const PRIORITY: u16 = 0x0024;
 pub const USE_CANDIDATE: u16 = 0x0025;
@@ -74,6 +76,7 @@ pub fn is_comprehension_required_known(typ: u16) -> bool {
             | REQUESTED_TRANSPORT
             | DONT_FRAGMENT
             | RESERVATION_TOKEN
+            | CONNECTION_ID
             | PRIORITY
             | USE_CANDIDATE
     )

@@ -23,6 +23,10 @@ impl Method {
     pub const DATA: Method = Method(0x007);
     pub const CREATE_PERMISSION: Method = Method(0x008);
     pub const CHANNEL_BIND: Method = Method(0x009);
+    /// RFC 6062 §6.1 (TCP relay allocations).
+    pub const CONNECT: Method = Method(0x00A);
+    pub const CONNECTION_BIND: Method = Method(0x00B);
+    pub const CONNECTION_ATTEMPT: Method = Method(0x00C);
 
     /// A short stable name, for logs and metric labels.
     pub fn name(self) -> &'static str {
@@ -34,6 +38,9 @@ impl Method {
             Method::DATA => "data",
             Method::CREATE_PERMISSION => "create_permission",
             Method::CHANNEL_BIND => "channel_bind",
+            Method::CONNECT => "connect",
+            Method::CONNECTION_BIND => "connection_bind",
+            Method::CONNECTION_ATTEMPT => "connection_attempt",
             _ => "other",
         }
     }

@@ -15,8 +15,8 @@ use proto::clock::Clock;
 use proto::quota::Quotas;
 use proto::wire::{attr, long_term_key, Class, ErrorCode, Message, MessageBuilder, MessageType, Method, TransactionId};
 use proto::{
-    BindError, ClientAddr, Command, DropReason, Event, FiveTuple, Offload, Output, PeerAddr, PeerOutput, RelayId,
-    Server, ServerAddr, ServerConfig, Transport, PEER_HEADROOM, PEER_TAILROOM,
+    BindError, ClientAddr, Command, ConnectionId, DropReason, Event, FiveTuple, Offload, Output, PeerAddr, PeerOutput,
+    RelayId, Server, ServerAddr, ServerConfig, Transport, PEER_HEADROOM, PEER_TAILROOM,
 };
 
 pub const REALM: &str = "ternd.test";
@@ -345,6 +345,12 @@ pub struct Driver {
     pub commands: usize,
     /// Binds answered AddrInUse because a live relay held the address.
     pub conflicts: usize,
+    /// The transport of every BindRelay seen.
+    pub bind_transports: Vec<(RelayId, Transport)>,
+    /// Every ConnectPeer seen: (id, relay, from, peer).
+    pub connects: Vec<(ConnectionId, RelayId, SocketAddr, SocketAddr)>,
+    /// Every ClosePeer seen.
+    pub closed_peers: Vec<ConnectionId>,
     releasing_held: bool,
 }
 
@@ -366,6 +372,9 @@ impl Driver {
             offloads: Vec::new(),
             commands: 0,
             conflicts: 0,
+            bind_transports: Vec::new(),
+            connects: Vec::new(),
+            closed_peers: Vec::new(),
             releasing_held: false,
         }
     }
@@ -398,7 +407,9 @@ impl Driver {
                     relay,
                     addr,
                     dont_fragment,
+                    transport,
                 } => {
+                    self.bind_transports.push((relay, transport));
                     self.binds.push((relay, addr, dont_fragment));
                     if !self.auto_bind {
                         self.held_binds.push((relay, addr));
@@ -417,6 +428,8 @@ impl Driver {
                     self.releases.push(relay);
                 }
                 Command::SendToClient { tuple, data } => self.sent.push((tuple, data)),
+                Command::ConnectPeer { id, relay, from, peer } => self.connects.push((id, relay, from, peer.0)),
+                Command::ClosePeer { id } => self.closed_peers.push(id),
                 Command::Event(e) => self.events.push(e),
                 Command::Offload(o) => self.offloads.push((self.now, o)),
             }
