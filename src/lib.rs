@@ -5,6 +5,7 @@
 pub mod banner;
 pub mod budget;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod fd_limit;
 pub mod http;
@@ -13,6 +14,7 @@ pub mod logging;
 pub mod probe;
 pub mod random;
 mod root;
+pub mod runtime_thread;
 pub mod server;
 pub mod signaling;
 pub mod systemd;

@@ -7,6 +7,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use crate::budget::{Budgets, Exhaustions};
+use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::http::HttpServer;
 use crate::server::{BoundAddrs, RunningServer, ServerHandle};
@@ -17,6 +18,7 @@ pub struct Running {
     bound: BoundAddrs,
     server: RunningServer,
     http: Option<HttpServer>,
+    cluster: Option<Cluster>,
 }
 
 /// Starts ternd for `config`: one TLS setup for TURN over TLS and HTTPS,
@@ -39,14 +41,27 @@ pub fn start(config: &Config) -> anyhow::Result<Running> {
         stream_connections_per_ip: fds.stream_connections_per_ip,
         http_connections_per_ip: fds.http_connections_per_ip,
     };
-    let server = crate::server::start(config, tls.as_ref(), &budgets)?;
+    let (events, events_rx) = if crate::cluster::wanted(config) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        (Some(tx), Some(rx))
+    } else {
+        (None, None)
+    };
+    let server = crate::server::start(config, tls.as_ref(), &budgets, events)?;
     let mut bound = server.bound().clone();
+    let cluster = crate::cluster::start(config, &server.handle(), &bound, events_rx)?;
     let http_tls = tls.filter(|_| config.http.tls).map(|t| t.acceptor());
-    let http = crate::http::start(config, &server.handle(), &bound, http_tls, &budgets)?;
+    let cluster_handle = cluster.as_ref().map(Cluster::handle);
+    let http = crate::http::start(config, &server.handle(), &bound, http_tls, &budgets, cluster_handle)?;
     if let Some(h) = &http {
         bound.http = h.bound.clone();
     }
-    Ok(Running { bound, server, http })
+    Ok(Running {
+        bound,
+        server,
+        http,
+        cluster,
+    })
 }
 
 /// Runs ternd for `config` until `shutdown` completes, then stops it and
@@ -76,11 +91,16 @@ impl Running {
         self.server.handle()
     }
 
-    /// Stops HTTP, then every shard; returns the shards' counters summed.
+    /// Stops HTTP, then every shard, then the cluster task (which leaves
+    /// the registry); returns the shards' counters summed.
     pub fn shutdown(self) -> anyhow::Result<proto::Stats> {
         if let Some(h) = self.http {
             h.shutdown();
         }
-        self.server.shutdown()
+        let stats = self.server.shutdown();
+        if let Some(c) = self.cluster {
+            c.shutdown();
+        }
+        stats
     }
 }

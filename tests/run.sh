@@ -23,6 +23,8 @@ declare -A want=(
   [nftables]=/usr/sbin/nft
   [procps]=/usr/sbin/sysctl
   [libnss3-tools]=/usr/bin/certutil
+  # tests/cluster.rs: a real Redis for the cluster (started per test).
+  [redis-server]=/usr/bin/redis-server
 )
 missing=()
 for pkg in "${!want[@]}"; do

@@ -75,7 +75,34 @@ pub struct Config {
     pub peers: PeersSection,
     pub http: HttpSection,
     pub signaling: SignalingSection,
+    pub cluster: ClusterSection,
+    pub usage: UsageSection,
     pub log: LogSection,
+}
+
+/// `[cluster]`: several nodes sharing one Redis (empty `redis_url`: one node).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSection {
+    /// May carry a password: hidden by `{:?}`, never logged whole.
+    pub redis_url: Secret,
+    pub node_id: String,
+    pub advertise: String,
+    pub heartbeat: ConfigDuration,
+}
+
+impl ClusterSection {
+    pub fn enabled(&self) -> bool {
+        !self.redis_url.expose().is_empty()
+    }
+}
+
+/// `[usage]`: one record per closed allocation.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsageSection {
+    pub file: PathBuf,
+    pub stream_max_records: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -593,6 +620,32 @@ impl Config {
                 "signaling.max_queued_bytes",
                 "must be at least signaling.max_queued_bytes_per_peer",
             );
+        }
+        let c = &self.cluster;
+        if c.enabled() {
+            let url = c.redis_url.expose();
+            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                invalid("cluster.redis_url", "must start with redis:// or rediss://");
+            } else if redis::Client::open(url).is_err() {
+                invalid("cluster.redis_url", "is not a valid Redis URL");
+            }
+        }
+        if c.heartbeat.0 < Duration::from_millis(100) || c.heartbeat.0 > Duration::from_secs(60) {
+            invalid("cluster.heartbeat", "must be between 100ms and 1m");
+        }
+        if c.node_id.len() > 64
+            || !c
+                .node_id
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || "._-".contains(ch))
+        {
+            invalid("cluster.node_id", "must be at most 64 characters of A-Z a-z 0-9 . _ -");
+        }
+        if c.advertise.len() > 253 || c.advertise.chars().any(|ch| ch.is_whitespace() || "/?#@".contains(ch)) {
+            invalid("cluster.advertise", "must be a host name or an IP address");
+        }
+        if self.usage.stream_max_records == 0 {
+            invalid("usage.stream_max_records", "must be at least 1");
         }
         ConfigError::all(errors)
     }

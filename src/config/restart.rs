@@ -34,6 +34,8 @@ pub const RESTART_KEYS: &[(&str, KeepRunning)] = &[
         to.tls.handshake_timeout = from.tls.handshake_timeout
     }),
     ("log.format", |to, from| to.log.format = from.log.format),
+    ("cluster", |to, from| to.cluster = from.cluster.clone()),
+    ("usage", |to, from| to.usage = from.usage.clone()),
 ];
 
 /// What a reload from the running config to a new one does.
@@ -114,6 +116,8 @@ mod tests {
         new.udp.send_buffer_bytes = ByteSize(1);
         new.tls.handshake_timeout.0 += std::time::Duration::from_secs(1);
         new.log.format = LogFormat::Json;
+        new.cluster.node_id = "another".into();
+        new.usage.stream_max_records += 1;
         let plan = ReloadPlan::new(&running, &new);
         let all: Vec<&str> = RESTART_KEYS.iter().map(|(k, _)| *k).collect();
         assert_eq!(plan.needs_restart, all);

@@ -1,6 +1,9 @@
-//! `GET /api/ice-servers?ttl=SECONDS&user=NAME`: an RTCConfiguration-shaped
-//! `{"iceServers":[...],"ttl":N}` with REST credentials minted from the
-//! current secret, ready for `new RTCPeerConnection(...)`.
+//! `GET /api/ice-servers?ttl=SECONDS&user=NAME&node=ID`: an
+//! RTCConfiguration-shaped `{"iceServers":[...],"ttl":N}` with REST
+//! credentials minted from the current secret, ready for `new
+//! RTCPeerConnection(...)`. In a cluster the URLs are those of one node: the
+//! least loaded live one, or `node` (404 when it is not live or drains);
+//! every node accepts the credentials (the secrets are shared).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -72,6 +75,20 @@ fn mint(
         StatusCode::SERVICE_UNAVAILABLE,
         "no TURN secret configured",
     ))?;
+    if let Some(node) = chosen_node(app, q.get("node").map(String::as_str))? {
+        let ports = crate::ice_servers::IcePorts {
+            udp: node.udp_port,
+            tcp: node.tcp_port,
+            tls: node.tls_port,
+        };
+        return Ok(crate::ice_servers::ice_servers_json(
+            ports,
+            &node.advertise,
+            &username,
+            &password,
+            ttl.as_secs(),
+        ));
+    }
     let host = if app.public_host.is_empty() {
         request_host(headers).unwrap_or_else(|| "127.0.0.1".into())
     } else {
@@ -84,6 +101,24 @@ fn mint(
         &password,
         ttl.as_secs(),
     ))
+}
+
+/// The node a caller goes to in a cluster (from the registry as of the last
+/// heartbeat, so no wait for Redis); None means this node, as when alone or
+/// while Redis is away.
+fn chosen_node(app: &AppState, wanted: Option<&str>) -> Result<Option<crate::cluster::NodeRecord>, ApiError> {
+    let Some(status) = app.cluster.as_ref().map(|c| c.status()).filter(|s| s.enabled) else {
+        return Ok(None);
+    };
+    let now_ms = crate::utc_time::unix_ms();
+    match (status.choose(wanted, now_ms), wanted) {
+        (Some(node), _) => Ok(Some(node)),
+        (None, Some(id)) if id != status.node_id => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no live, non-draining node has that id",
+        )),
+        (None, _) => Ok(None),
+    }
 }
 
 /// The host part of the Host header (without the port).

@@ -50,6 +50,8 @@ pub struct Shard {
     /// The deadline the timer task sleeps until, and its wake-up call.
     pub timer_armed: Cell<Option<Instant>>,
     pub timer_wake: Notify,
+    /// Where allocation lifecycle events also go (cluster, usage records).
+    pub events: Option<super::EventTap>,
 }
 
 impl Shard {
@@ -139,7 +141,14 @@ impl Shard {
                     }
                 }
                 Command::SendToClient { tuple, data } => self.to_client(&tuple, &data),
-                Command::Event(e) => log_event(&e),
+                Command::Event(e) => {
+                    log_event(&e);
+                    if let Some(tap) = &self.events {
+                        // Lifecycle only (never per packet); a stopped
+                        // receiver just means no one listens any more.
+                        let _ = tap.send(e);
+                    }
+                }
             }
         }
         let next = self.core.borrow().poll_timeout();
@@ -193,6 +202,7 @@ fn log_event(e: &Event) {
         Event::AllocationClosed {
             tuple,
             username,
+            relays: _,
             age,
             reason,
             traffic,
