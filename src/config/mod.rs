@@ -728,6 +728,31 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn cluster_keys_are_checked_and_the_redis_password_never_shows() {
+        let c = Config::default();
+        assert!(!c.cluster.enabled(), "a single node by default");
+        assert_eq!(c.cluster.heartbeat.0, Duration::from_secs(1));
+        for (key, value) in [
+            ("cluster.redis_url", "http://redis:6379"),
+            ("cluster.redis_url", "redis://[bad"),
+            ("cluster.heartbeat", "10ms"),
+            ("cluster.node_id", "no spaces"),
+            ("cluster.advertise", "a/b"),
+            ("usage.stream_max_records", "0"),
+        ] {
+            let e = load_error(key, value);
+            assert!(e.contains(&format!("`{key}`")), "{key}={value}: {e}");
+        }
+        let c = load_with(&[(
+            "cluster.redis_url",
+            "rediss://ternd:hunter2-secret@redis.example:6380/1",
+        )])
+        .unwrap();
+        assert!(c.cluster.enabled());
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    #[test]
     fn bad_values_name_the_key_first() {
         let e = load_error("stream.idle_timeout", "5 fortnights");
         assert!(e.starts_with("config key `stream.idle_timeout`: "), "{e}");
