@@ -49,10 +49,19 @@ pub fn start(config: &Config) -> anyhow::Result<Running> {
     };
     let server = crate::server::start(config, tls.as_ref(), &budgets, events)?;
     let mut bound = server.bound().clone();
-    let cluster = crate::cluster::start(config, &server.handle(), &bound, events_rx)?;
+    let hub = crate::signaling::Hub::new(crate::signaling::SignalingLimits::from_config(&config.signaling));
+    let cluster = crate::cluster::start(config, &server.handle(), &bound, events_rx, &hub)?;
     let http_tls = tls.filter(|_| config.http.tls).map(|t| t.acceptor());
     let cluster_handle = cluster.as_ref().map(Cluster::handle);
-    let http = crate::http::start(config, &server.handle(), &bound, http_tls, &budgets, cluster_handle)?;
+    let http = crate::http::start(
+        config,
+        &server.handle(),
+        &bound,
+        http_tls,
+        &budgets,
+        hub,
+        cluster_handle,
+    )?;
     if let Some(h) = &http {
         bound.http = h.bound.clone();
     }

@@ -14,6 +14,15 @@ use common::redis_server::RedisServer;
 use common::turn::{Io, Relayed, TurnClient};
 use common::{rest_credentials_from, wait_for, EchoPeer};
 
+/// Runs the WebSocket side of a test.
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
 /// Waits until every node sees Redis and all of `nodes` in the registry.
 fn wait_for_cluster(nodes: &[&Node]) {
     let n = nodes.len() as u64;
@@ -255,6 +264,41 @@ fn with_redis_gone_nodes_relay_alone_and_resynchronise_when_it_returns() {
         "B puts A's revocation in force within 1 s after the outage"
     );
     assert_eq!(echo(&mut call, peer.addr, b"after"), b"after");
+
+    // Rooms span the nodes again.
+    use common::ws::{connect, join, recv, send};
+    block_on(async {
+        let mut pa = connect(a.http()).await;
+        let (ia, _, _) = join(&mut pa, "after-outage").await;
+        let mut ib = String::new();
+        let mut pb = None;
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while pb.is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "B sees A's peer within 3 s of Redis's return"
+            );
+            let mut ws = connect(b.http()).await;
+            let (id, peers, _) = join(&mut ws, "after-outage").await;
+            if peers == std::slice::from_ref(&ia) {
+                ib = id;
+                pb = Some(ws);
+            } else {
+                send(&mut ws, serde_json::json!({"type": "leave"})).await;
+                drop(ws);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        let mut pb = pb.unwrap();
+        send(&mut pb, serde_json::json!({"type": "offer", "to": ia, "sdp": "x"})).await;
+        loop {
+            let m = recv(&mut pa).await;
+            if m["type"] == "offer" {
+                assert_eq!(m["from"], ib.as_str());
+                break;
+            }
+        }
+    });
 }
 
 #[test]
@@ -332,4 +376,120 @@ fn a_single_node_writes_usage_records_to_its_file_without_redis() {
     assert_eq!(line["to_peer_bytes"], 0);
     assert_eq!(metric(a.http(), "ternd_usage_records_total{sink=\"file\"}"), 1);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// p50 and p99 of `samples`.
+fn percentiles(mut samples: Vec<Duration>) -> (Duration, Duration) {
+    samples.sort();
+    let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
+    (at(0.5), at(0.99))
+}
+
+/// Round trips of a relayed message between `x` and `y` (ids `ix`, `iy`).
+async fn round_trips(x: &mut common::ws::Ws, y: &mut common::ws::Ws, ix: &str, iy: &str, n: usize) -> Vec<Duration> {
+    use common::ws::{recv, send};
+    let mut out = Vec::new();
+    for i in 0..n {
+        let t = Instant::now();
+        send(x, serde_json::json!({"type": "candidate", "to": iy, "n": i})).await;
+        assert_eq!(recv(y).await["n"], i);
+        send(y, serde_json::json!({"type": "candidate", "to": ix, "n": i})).await;
+        assert_eq!(recv(x).await["n"], i);
+        out.push(t.elapsed() / 2);
+    }
+    out
+}
+
+#[test]
+fn signaling_rooms_span_nodes_with_presence_resume_order_and_limits() {
+    use common::ws::{connect, expect_error, expect_nothing_pending, join, recv, send, welcome};
+    use serde_json::json;
+    let redis = RedisServer::start();
+    // Room of 3; a rate that lets the latency rounds through.
+    let room_size = [
+        ("signaling.max_room_size", "3"),
+        ("signaling.max_messages_per_sec", "5000"),
+    ];
+    let a = node("a", 71, &redis.url(), &room_size);
+    let b = node("b", 72, &redis.url(), &room_size);
+    let c = node("c", 73, &redis.url(), &room_size);
+    wait_for_cluster(&[&a, &b, &c]);
+    block_on(async {
+        let mut pa = connect(a.http()).await;
+        let (ia, peers, _) = join(&mut pa, "spanning").await;
+        assert!(peers.is_empty());
+        // A's join reaches B by pub/sub; give it a moment before B joins.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut pb = connect(b.http()).await;
+        let (ib, peers, token_b) = join(&mut pb, "spanning").await;
+        assert_eq!(peers, std::slice::from_ref(&ia), "B's welcome lists the peer on A");
+        assert_eq!(
+            recv(&mut pa).await,
+            json!({"type": "peer-joined", "id": ib}),
+            "presence across nodes"
+        );
+
+        // offer/answer, then candidates in the order sent.
+        send(&mut pa, json!({"type": "offer", "to": ib, "sdp": "v=0 offer"})).await;
+        assert_eq!(
+            recv(&mut pb).await,
+            json!({"type": "offer", "from": ia, "sdp": "v=0 offer"})
+        );
+        send(&mut pb, json!({"type": "answer", "to": ia, "sdp": "v=0 answer"})).await;
+        assert_eq!(
+            recv(&mut pa).await,
+            json!({"type": "answer", "from": ib, "sdp": "v=0 answer"})
+        );
+        for i in 0..30 {
+            send(&mut pa, json!({"type": "candidate", "to": ib, "n": i})).await;
+        }
+        for i in 0..30 {
+            assert_eq!(recv(&mut pb).await["n"], i, "order per sender kept");
+        }
+
+        // Latency: across nodes vs on one node.
+        let (p50, p99) = percentiles(round_trips(&mut pa, &mut pb, &ia, &ib, 200).await);
+        let mut qa = connect(a.http()).await;
+        let (iq, _, _) = join(&mut qa, "same-node").await;
+        let mut ra = connect(a.http()).await;
+        let (ir, _, _) = join(&mut ra, "same-node").await;
+        assert_eq!(recv(&mut qa).await["type"], "peer-joined");
+        let (s50, s99) = percentiles(round_trips(&mut qa, &mut ra, &iq, &ir, 200).await);
+        eprintln!("signaling one-way latency: across nodes p50 {p50:?} p99 {p99:?}; same node p50 {s50:?} p99 {s99:?}");
+
+        // The room's size holds across nodes: 3 with one on C.
+        let mut pc = connect(c.http()).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let (ic, peers, _) = join(&mut pc, "spanning").await;
+        let mut expected = vec![ia.clone(), ib.clone()];
+        expected.sort();
+        assert_eq!(peers, expected);
+        assert_eq!(recv(&mut pa).await, json!({"type": "peer-joined", "id": ic}));
+        assert_eq!(recv(&mut pb).await, json!({"type": "peer-joined", "id": ic}));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let mut full = connect(a.http()).await;
+        send(&mut full, json!({"type": "join", "room": "spanning"})).await;
+        expect_error(&mut full, "room-full").await;
+
+        // B's peer drops and resumes on C: same id, nobody hears it leave.
+        drop(pb);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut pb2 = connect(c.http()).await;
+        send(&mut pb2, json!({"type": "join", "room": "spanning", "resume": token_b})).await;
+        let (again, peers, _) = welcome(&mut pb2).await;
+        assert_eq!(again, ib, "the id resumes on another node");
+        let mut expected = vec![ia.clone(), ic.clone()];
+        expected.sort();
+        assert_eq!(peers, expected);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        send(&mut pa, json!({"type": "candidate", "to": ib, "n": "after-resume"})).await;
+        assert_eq!(recv(&mut pb2).await["n"], "after-resume", "relayed to its new node");
+        expect_nothing_pending(&mut pa).await;
+        expect_nothing_pending(&mut pc).await;
+
+        // A leave on C is heard on A.
+        send(&mut pc, json!({"type": "leave"})).await;
+        assert_eq!(recv(&mut pa).await, json!({"type": "peer-left", "id": ic}));
+        assert_eq!(recv(&mut pb2).await, json!({"type": "peer-left", "id": ic}));
+    });
 }

@@ -7,6 +7,8 @@ pub const NODES: &str = "ternd:nodes";
 pub const REVOKE_CHANNEL: &str = "ternd:revoke";
 /// Channel: a node's per-user allocation counts changed (payload: node id).
 pub const QUOTA_CHANNEL: &str = "ternd:quota";
+/// Channel: signaling rooms across nodes (payload: a `signaling::bus::Envelope`).
+pub const SIGNAL_CHANNEL: &str = "ternd:signal";
 /// The usage-record stream.
 pub const USAGE_STREAM: &str = "ternd:usage";
 /// Prefix of the revocation keys (`ternd:revoked:USERNAME`).

@@ -49,6 +49,7 @@ pub use status::Status;
 use crate::config::Config;
 use crate::ice_servers::IcePorts;
 use crate::server::{BoundAddrs, ServerHandle};
+use crate::signaling::Hub;
 
 /// Whether `config` needs the cluster task (Redis, or usage records to a file),
 /// and so a copy of the shards' allocation events.
@@ -129,6 +130,7 @@ pub fn start(
     server: &ServerHandle,
     bound: &BoundAddrs,
     events: Option<UnboundedReceiver<proto::Event>>,
+    hub: &Arc<Hub>,
 ) -> anyhow::Result<Option<Cluster>> {
     if !wanted(config) {
         return Ok(None);
@@ -153,6 +155,7 @@ pub fn start(
         ports: IcePorts::from_bound(bound),
         usage_file: Some(config.usage.file.clone()).filter(|f| !f.as_os_str().is_empty()),
         stream_max_records: config.usage.stream_max_records,
+        hub: c.enabled().then(|| hub.clone()),
     };
     if c.enabled() {
         tracing::info!(

@@ -27,6 +27,8 @@ pub struct Status {
     pub usage_dropped: AtomicU64,
     /// Revocations heard from the cluster and put in force here.
     pub revocations_applied: AtomicU64,
+    /// Signaling messages for other nodes lost because Redis was away.
+    pub signal_dropped: AtomicU64,
 }
 
 impl Status {

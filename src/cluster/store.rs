@@ -191,6 +191,11 @@ impl Store {
         p.query_async::<()>(&mut self.conn).await
     }
 
+    /// Publishes `payload` on `channel` (signaling across nodes).
+    pub async fn publish(&mut self, channel: &str, payload: &str) -> RedisResult<()> {
+        self.conn.publish::<_, _, ()>(channel, payload).await
+    }
+
     /// Removes this node from the registry at once (a clean stop).
     pub async fn leave(&mut self) -> RedisResult<()> {
         redis::pipe()

@@ -21,14 +21,19 @@ pub enum Heard {
     Revoked(String),
     /// This node's per-user allocation counts changed.
     QuotaChanged(String),
+    /// A signaling message from a node (JSON `Envelope`).
+    Signal(String),
 }
 
 /// Listens until `tx` is closed, reconnecting `retry` after each failure.
 pub async fn listen(client: redis::Client, tx: UnboundedSender<Heard>, retry: Duration) {
     loop {
         if let Ok(Ok(mut pubsub)) = tokio::time::timeout(TIMEOUT, client.get_async_pubsub()).await {
-            let subscribed =
-                tokio::time::timeout(TIMEOUT, pubsub.subscribe(&[keys::REVOKE_CHANNEL, keys::QUOTA_CHANNEL])).await;
+            let subscribed = tokio::time::timeout(
+                TIMEOUT,
+                pubsub.subscribe(&[keys::REVOKE_CHANNEL, keys::QUOTA_CHANNEL, keys::SIGNAL_CHANNEL]),
+            )
+            .await;
             if matches!(subscribed, Ok(Ok(()))) {
                 if tx.send(Heard::Connected).is_err() {
                     return;
@@ -38,10 +43,10 @@ pub async fn listen(client: redis::Client, tx: UnboundedSender<Heard>, retry: Du
                     let Ok(payload) = m.get_payload::<String>() else {
                         continue;
                     };
-                    let heard = if m.get_channel_name() == keys::REVOKE_CHANNEL {
-                        Heard::Revoked(payload)
-                    } else {
-                        Heard::QuotaChanged(payload)
+                    let heard = match m.get_channel_name() {
+                        keys::REVOKE_CHANNEL => Heard::Revoked(payload),
+                        keys::SIGNAL_CHANNEL => Heard::Signal(payload),
+                        _ => Heard::QuotaChanged(payload),
                     };
                     if tx.send(heard).is_err() {
                         return;

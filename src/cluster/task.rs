@@ -15,6 +15,7 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
 
+use super::keys;
 use super::node::{LoadSampler, NodeRecord};
 use super::status::Status;
 use super::store::Store;
@@ -22,6 +23,8 @@ use super::subscriber::{self, Heard};
 use super::usage::{self, UsageRecord};
 use crate::ice_servers::IcePorts;
 use crate::server::ServerHandle;
+use crate::signaling::bus::{BusMessage, Envelope};
+use crate::signaling::Hub;
 use crate::utc_time::unix_ms;
 
 /// Usage records kept while Redis is away; older ones are dropped (and
@@ -38,6 +41,8 @@ pub struct Settings {
     pub ports: IcePorts,
     pub usage_file: Option<PathBuf>,
     pub stream_max_records: usize,
+    /// The signaling hub whose rooms span the cluster.
+    pub hub: Option<Arc<Hub>>,
 }
 
 pub struct Inputs {
@@ -60,6 +65,8 @@ struct Task {
     read_remote: bool,
     /// Revocations must be exchanged in full (start, or Redis back).
     resync: bool,
+    /// The signaling rooms must be exchanged in full (subscribed again).
+    hello: bool,
 }
 
 pub async fn run(settings: Settings, server: ServerHandle, status: Arc<Status>, inputs: Inputs) {
@@ -74,6 +81,10 @@ pub async fn run(settings: Settings, server: ServerHandle, status: Arc<Status>, 
             .ok()
     });
     let (heard_tx, mut heard) = unbounded_channel();
+    let (bus_tx, mut bus) = unbounded_channel::<BusMessage>();
+    if let Some(hub) = &settings.hub {
+        hub.join_cluster(status.node_id.clone(), bus_tx);
+    }
     if let Some(c) = &settings.client {
         let retry = status.heartbeat.min(Duration::from_secs(1));
         tokio::spawn(subscriber::listen(c.clone(), heard_tx, retry));
@@ -91,6 +102,7 @@ pub async fn run(settings: Settings, server: ServerHandle, status: Arc<Status>, 
         dirty_users: true,
         read_remote: true,
         resync: true,
+        hello: false,
     };
     loop {
         let mut now = false;
@@ -106,6 +118,7 @@ pub async fn run(settings: Settings, server: ServerHandle, status: Arc<Status>, 
                 now = true;
             }
             Some(h) = heard.recv() => now = t.on_heard(h).await,
+            Some(m) = bus.recv() => t.publish(m).await,
             _ = tick.tick() => {
                 t.heartbeat().await;
                 now = true;
@@ -167,7 +180,26 @@ impl Task {
                 self.resync = true;
                 self.read_remote = true;
                 self.dirty_users = true;
+                self.hello = true;
                 true
+            }
+            Heard::Signal(payload) => {
+                match serde_json::from_str::<Envelope>(&payload) {
+                    Ok(e) if e.node == self.status.node_id => {}
+                    Ok(e) => {
+                        if let Some(hub) = &self.settings.hub {
+                            if let BusMessage::Hello { node } = &e.msg {
+                                // It (re)starts with the peers it announces next.
+                                hub.forget_remote(Some(node));
+                            }
+                            hub.handle_bus(e.msg);
+                        }
+                    }
+                    Err(_) => {
+                        self.status.redis_errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                false
             }
             Heard::Lost => {
                 self.degrade("the subscription dropped");
@@ -187,6 +219,27 @@ impl Task {
                 }
                 false
             }
+        }
+    }
+
+    /// Sends a signaling message to the other nodes, in order; lost (at
+    /// most once) while Redis is away.
+    async fn publish(&mut self, msg: BusMessage) {
+        let Some(store) = &mut self.store else { return };
+        if !self.status.is_up() {
+            self.status.signal_dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let envelope = Envelope {
+            node: self.status.node_id.clone(),
+            msg,
+        };
+        let Ok(payload) = serde_json::to_string(&envelope) else {
+            return;
+        };
+        if let Err(e) = store.publish(keys::SIGNAL_CHANNEL, &payload).await {
+            self.status.signal_dropped.fetch_add(1, Ordering::Relaxed);
+            self.degrade(&e.to_string());
         }
     }
 
@@ -226,6 +279,17 @@ impl Task {
         .await;
         match result {
             Ok(nodes) => {
+                if let Some(hub) = &self.settings.hub {
+                    // A node whose heartbeat expired took its peers with it.
+                    for gone in self
+                        .status
+                        .nodes()
+                        .iter()
+                        .filter(|old| !nodes.iter().any(|n| n.id == old.id))
+                    {
+                        hub.forget_remote(Some(&gone.id));
+                    }
+                }
                 self.status.set_nodes(nodes);
                 // Refresh this node's counts' expiry, and re-read the others'.
                 self.dirty_users = true;
@@ -248,6 +312,15 @@ impl Task {
                 self.settings.redacted_url
             );
             self.status.set_up(true);
+        }
+        if self.hello && self.status.is_up() {
+            self.hello = false;
+            if let Some(hub) = self.settings.hub.clone() {
+                // Everyone answers with their peers; ours follow.
+                let node = self.status.node_id.clone();
+                self.publish(BusMessage::Hello { node }).await;
+                hub.announce_all();
+            }
         }
     }
 
@@ -305,6 +378,10 @@ impl Task {
         }
         self.status.set_up(false);
         self.server.shared().quotas.set_remote_users(Default::default());
+        if let Some(hub) = &self.settings.hub {
+            // Signaling falls back to this node's own rooms.
+            hub.forget_remote(None);
+        }
         self.resync = true;
         self.dirty_users = true;
         self.read_remote = true;

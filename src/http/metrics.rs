@@ -54,6 +54,17 @@ fn cluster_metrics(o: &mut String, s: &crate::cluster::Status) {
             "ternd_cluster_revocations_applied_total {}",
             s.revocations_applied.load(Relaxed)
         );
+        family(
+            o,
+            "cluster_signaling_lost_total",
+            "counter",
+            "Signaling messages for other nodes lost because Redis was away.",
+        );
+        let _ = writeln!(
+            o,
+            "ternd_cluster_signaling_lost_total {}",
+            s.signal_dropped.load(Relaxed)
+        );
     }
     family(o, "usage_records_total", "counter", "Usage records written, by sink.");
     let _ = writeln!(

@@ -30,7 +30,7 @@ use crate::budget::{Budget, Budgets, ConnLimiter};
 use crate::cluster::ClusterHandle;
 use crate::config::Config;
 use crate::server::ServerHandle;
-use crate::signaling::{Hub, SignalingLimits};
+use crate::signaling::Hub;
 
 /// What every HTTP handler can see.
 pub struct AppState {
@@ -141,6 +141,7 @@ pub fn start(
     bound: &crate::server::BoundAddrs,
     tls: Option<tokio_rustls::TlsAcceptor>,
     budgets: &Budgets,
+    hub: Arc<Hub>,
     cluster: Option<ClusterHandle>,
 ) -> anyhow::Result<Option<HttpServer>> {
     let exhaustions = budgets.exhaustions.clone();
@@ -165,16 +166,6 @@ pub fn start(
         // Open only where validation allows it: unprotected on loopback.
         open: h.unprotected() && h.loopback_only(),
     };
-    let s = &config.signaling;
-    let hub = Hub::new(SignalingLimits {
-        max_message_bytes: s.max_message_bytes.usize(),
-        max_room_size: s.max_room_size,
-        max_messages_per_sec: s.max_messages_per_sec,
-        resume_grace: s.resume_grace.0,
-        ping_interval: s.ping_interval.0,
-        max_queued_bytes_per_peer: s.max_queued_bytes_per_peer.usize(),
-        max_queued_bytes: s.max_queued_bytes.usize(),
-    });
     let state = Arc::new(AppState {
         ports: crate::ice_servers::IcePorts::from_bound(bound),
         server: handle.clone(),
