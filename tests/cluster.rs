@@ -493,3 +493,63 @@ fn signaling_rooms_span_nodes_with_presence_resume_order_and_limits() {
         assert_eq!(recv(&mut pb2).await, json!({"type": "peer-left", "id": ic}));
     });
 }
+
+#[test]
+fn a_caller_on_one_node_calls_a_callee_on_another_relay_only_in_chromium() {
+    if !common::chromium::prerequisites(false) {
+        return;
+    }
+    let redis = RedisServer::start();
+    let a = node("a", 81, &redis.url(), &[]);
+    let b = node("b", 82, &redis.url(), &[]);
+    let c = node("c", 83, &redis.url(), &[]);
+    wait_for_cluster(&[&a, &b, &c]);
+    let relayed_before: u64 = [&a, &b, &c]
+        .iter()
+        .map(|n| metric(n.http(), "ternd_relayed_packets_total{direction=\"to_peer\"}"))
+        .sum();
+    let mut cmd = std::process::Command::new("node");
+    cmd.arg(common::chromium::browser_dir().join("run.mjs"))
+        .arg(format!("http://{}", a.http()))
+        .arg("cluster-call")
+        .arg(format!("http://{}", b.http()));
+    let r = common::chromium::run_json(&mut cmd, "run.mjs cluster-call", Duration::from_secs(55));
+
+    // Each page signals through its own node, yet they met in one room.
+    assert_eq!(r["state"]["a"]["peer"], r["state"]["b"]["id"], "{}", r["state"]);
+    assert_eq!(r["state"]["b"]["peer"], r["state"]["a"]["id"], "{}", r["state"]);
+    let relay_ips: Vec<String> = [&a, &b, &c].iter().map(|n| n.ip.to_string()).collect();
+    for side in ["a", "b"] {
+        let pair = &r["pairs"][side];
+        for end in ["local", "remote"] {
+            assert_eq!(pair[end]["type"], "relay", "{side}: {pair}");
+            let ip = pair[end]["address"].as_str().unwrap_or_default().to_string();
+            assert!(relay_ips.contains(&ip), "{side}.{end} on a node's relay: {pair}");
+        }
+    }
+    let texts = |v: &serde_json::Value| -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|m| m["text"].as_str().map(String::from))
+            .collect()
+    };
+    assert!(
+        texts(&r["chatB"]).contains(&"hello from node a".to_string()),
+        "{}",
+        r["chatB"]
+    );
+    assert!(
+        texts(&r["chatA"]).contains(&"hello from node b".to_string()),
+        "{}",
+        r["chatA"]
+    );
+    let relayed_after: u64 = [&a, &b, &c]
+        .iter()
+        .map(|n| metric(n.http(), "ternd_relayed_packets_total{direction=\"to_peer\"}"))
+        .sum();
+    assert!(
+        relayed_after > relayed_before,
+        "the call went through the cluster's relays"
+    );
+}

@@ -3,6 +3,7 @@
 //
 //   node tests/browser/run.mjs <http-url> gather [api-key]
 //   node tests/browser/run.mjs <http-url> call
+//   node tests/browser/run.mjs <http-url> cluster-call <other-node-http-url>
 //
 // SCREENSHOT=/tmp/x.png saves a picture of the (first) page at the end.
 import { runScenario, WAIT } from './harness.mjs';
@@ -11,12 +12,12 @@ const [base, scenario, key] = process.argv.slice(2);
 let browser;
 let pageErrors;
 
-async function open(context, path) {
+async function open(context, path, at = base) {
   const page = await context.newPage();
   const name = `page${context.pages().length}`;
   page.on('pageerror', (e) => pageErrors.push(`${name}: ${e.message}`));
   page.on('console', (m) => process.stderr.write(`[${name} ${m.type()}] ${m.text()}\n`));
-  await page.goto(base + path, { timeout: WAIT });
+  await page.goto(at + path, { timeout: WAIT });
   await page.waitForFunction(() => window.ternd, null, { timeout: WAIT });
   return page;
 }
@@ -73,9 +74,32 @@ async function call() {
   return { ok: true, pairs, pairsAfter, before, after, chatB: await b.evaluate(() => window.ternd.chat) };
 }
 
+// The caller's page on one node, the callee's on another (a cluster): they
+// meet in one room through the two nodes' signaling sockets and call
+// relay-only through whichever nodes their iceServers name.
+async function clusterCall(otherBase) {
+  const path = '/?room=spanning&relay=1&autostart=1&media=generated';
+  const a = await open(await browser.newContext(), path);
+  await a.waitForFunction(() => window.ternd.state().id, null, { timeout: WAIT });
+  const b = await open(await browser.newContext(), path, otherBase);
+  await connected(a);
+  await connected(b);
+  await chat(a, b, 'hello from node a');
+  await chat(b, a, 'hello from node b');
+  await screenshot(a);
+  return {
+    ok: true,
+    pairs: { a: await a.evaluate(() => window.ternd.selectedPair()), b: await b.evaluate(() => window.ternd.selectedPair()) },
+    state: { a: await a.evaluate(() => window.ternd.state()), b: await b.evaluate(() => window.ternd.state()) },
+    chatA: await a.evaluate(() => window.ternd.chat),
+    chatB: await b.evaluate(() => window.ternd.chat),
+  };
+}
+
 await runScenario('run.mjs', 50000, async (b, errors) => {
   [browser, pageErrors] = [b, errors];
   return scenario === 'gather' ? gather(await browser.newContext())
     : scenario === 'call' ? call()
-      : { ok: false, error: `unknown scenario ${scenario}` };
+      : scenario === 'cluster-call' ? clusterCall(key)
+        : { ok: false, error: `unknown scenario ${scenario}` };
 });
