@@ -23,6 +23,27 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
         .block_on(f)
 }
 
+/// Joins `room` on `on` once its welcome lists exactly `peers` (the other
+/// nodes' seats arrive by pub/sub): leaves and tries again until `within`.
+async fn join_seeing(on: &Node, room: &str, peers: &[String], within: Duration) -> (common::ws::Ws, String, String) {
+    use common::ws::{connect, join, send};
+    let deadline = Instant::now() + within;
+    loop {
+        let mut ws = connect(on.http()).await;
+        let (id, seen, token) = join(&mut ws, room).await;
+        if seen == peers {
+            return (ws, id, token);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node {} lists {peers:?} in `{room}` within {within:?} (saw {seen:?})",
+            on.id
+        );
+        send(&mut ws, serde_json::json!({"type": "leave"})).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Waits until every node sees Redis and all of `nodes` in the registry.
 fn wait_for_cluster(nodes: &[&Node]) {
     let n = nodes.len() as u64;
@@ -270,26 +291,7 @@ fn with_redis_gone_nodes_relay_alone_and_resynchronise_when_it_returns() {
     block_on(async {
         let mut pa = connect(a.http()).await;
         let (ia, _, _) = join(&mut pa, "after-outage").await;
-        let mut ib = String::new();
-        let mut pb = None;
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while pb.is_none() {
-            assert!(
-                Instant::now() < deadline,
-                "B sees A's peer within 3 s of Redis's return"
-            );
-            let mut ws = connect(b.http()).await;
-            let (id, peers, _) = join(&mut ws, "after-outage").await;
-            if peers == std::slice::from_ref(&ia) {
-                ib = id;
-                pb = Some(ws);
-            } else {
-                send(&mut ws, serde_json::json!({"type": "leave"})).await;
-                drop(ws);
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-        let mut pb = pb.unwrap();
+        let (mut pb, ib, _) = join_seeing(&b, "after-outage", std::slice::from_ref(&ia), Duration::from_secs(3)).await;
         send(&mut pb, serde_json::json!({"type": "offer", "to": ia, "sdp": "x"})).await;
         loop {
             let m = recv(&mut pa).await;
@@ -418,11 +420,9 @@ fn signaling_rooms_span_nodes_with_presence_resume_order_and_limits() {
         let mut pa = connect(a.http()).await;
         let (ia, peers, _) = join(&mut pa, "spanning").await;
         assert!(peers.is_empty());
-        // A's join reaches B by pub/sub; give it a moment before B joins.
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let mut pb = connect(b.http()).await;
-        let (ib, peers, token_b) = join(&mut pb, "spanning").await;
-        assert_eq!(peers, std::slice::from_ref(&ia), "B's welcome lists the peer on A");
+        // B's welcome lists the peer on A (its join reaches B by pub/sub).
+        let (mut pb, ib, token_b) =
+            join_seeing(&b, "spanning", std::slice::from_ref(&ia), Duration::from_secs(3)).await;
         assert_eq!(
             recv(&mut pa).await,
             json!({"type": "peer-joined", "id": ib}),
@@ -458,15 +458,12 @@ fn signaling_rooms_span_nodes_with_presence_resume_order_and_limits() {
         eprintln!("signaling one-way latency: across nodes p50 {p50:?} p99 {p99:?}; same node p50 {s50:?} p99 {s99:?}");
 
         // The room's size holds across nodes: 3 with one on C.
-        let mut pc = connect(c.http()).await;
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        let (ic, peers, _) = join(&mut pc, "spanning").await;
         let mut expected = vec![ia.clone(), ib.clone()];
         expected.sort();
-        assert_eq!(peers, expected);
+        let (mut pc, ic, _) = join_seeing(&c, "spanning", &expected, Duration::from_secs(3)).await;
         assert_eq!(recv(&mut pa).await, json!({"type": "peer-joined", "id": ic}));
         assert_eq!(recv(&mut pb).await, json!({"type": "peer-joined", "id": ic}));
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // A heard C's seat (the peer-joined above): the room is full on A.
         let mut full = connect(a.http()).await;
         send(&mut full, json!({"type": "join", "room": "spanning"})).await;
         expect_error(&mut full, "room-full").await;
