@@ -164,9 +164,10 @@ fn the_per_user_quota_holds_across_nodes_and_a_killed_nodes_share_comes_back() {
 #[test]
 fn ice_servers_send_callers_to_the_least_loaded_live_node() {
     let redis = RedisServer::start();
-    let a = node("a", 31, &redis.url(), &[]);
-    let b = node("b", 32, &redis.url(), &[]);
-    let mut c = node("c", 33, &redis.url(), &[]);
+    let eu = [("cluster.region", "eu")];
+    let a = node("a", 31, &redis.url(), &eu);
+    let b = node("b", 32, &redis.url(), &eu);
+    let mut c = node("c", 33, &redis.url(), &[("cluster.region", "us")]);
     wait_for_cluster(&[&a, &b, &c]);
     let _load: Vec<TurnClient> = [&a, &a, &b]
         .iter()
@@ -201,6 +202,8 @@ fn ice_servers_send_callers_to_the_least_loaded_live_node() {
         .expect("credentials from A's API work on C");
     assert_eq!(a.chosen("?node=b"), Ok(b.ip.to_string()), "?node= picks one");
     assert_eq!(a.chosen("?node=nope"), Err(404));
+    assert_eq!(a.chosen("?region=eu"), Ok(b.ip.to_string()), "the least loaded of eu");
+    assert_eq!(a.chosen("?region=mars"), Ok(c_ip.clone()), "no such region: any node");
 
     // B drains (it holds an allocation, so it stays up, draining): never chosen.
     b.ternd.signal(libc::SIGTERM);

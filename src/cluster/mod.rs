@@ -42,7 +42,7 @@ use anyhow::Context;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio::sync::watch;
 
-pub use node::NodeRecord;
+pub use node::{NodeRecord, Wanted};
 pub use redacted::redacted;
 pub use status::Status;
 
@@ -152,6 +152,7 @@ pub fn start(
         client,
         redacted_url: redacted(c.redis_url.expose()),
         advertise: advertise(config, bound),
+        region: c.region.clone(),
         ports: IcePorts::from_bound(bound),
         usage_file: Some(config.usage.file.clone()).filter(|f| !f.as_os_str().is_empty()),
         stream_max_records: config.usage.stream_max_records,

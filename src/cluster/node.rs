@@ -9,6 +9,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NodeRecord {
     pub id: String,
+    /// `cluster.region` (empty: none).
+    #[serde(default)]
+    pub region: String,
     /// The host its stun:/turn:/turns: URLs carry.
     pub advertise: String,
     pub udp_port: Option<u16>,
@@ -24,31 +27,36 @@ pub struct NodeRecord {
     pub at_ms: u64,
 }
 
+/// What a caller asks the iceServers API for.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Wanted<'a> {
+    /// This node by id, or none.
+    pub node: Option<&'a str>,
+    /// Preferably a node of this region (any node when it has none live).
+    pub region: Option<&'a str>,
+}
+
 /// The node a new caller should go to among `nodes`: never a draining one
-/// nor one whose heartbeat is older than `max_age`; `wanted` picks one by
-/// id, otherwise the least loaded (fewest allocations, then least traffic,
-/// then least CPU, then id, so every node answers alike).
-pub fn choose<'a>(
-    nodes: &'a [NodeRecord],
-    wanted: Option<&str>,
-    now_ms: u64,
-    max_age: Duration,
-) -> Option<&'a NodeRecord> {
+/// nor one whose heartbeat is older than `max_age`; `wanted.node` picks one
+/// by id, otherwise the least loaded (fewest allocations, then least
+/// traffic, then least CPU, then id, so every node answers alike), in
+/// `wanted.region` when that has a live node.
+pub fn choose<'a>(nodes: &'a [NodeRecord], wanted: Wanted, now_ms: u64, max_age: Duration) -> Option<&'a NodeRecord> {
     let max_age = u64::try_from(max_age.as_millis()).unwrap_or(u64::MAX);
-    let live = nodes
+    let live: Vec<&'a NodeRecord> = nodes
         .iter()
-        .filter(|n| !n.draining && now_ms.saturating_sub(n.at_ms) <= max_age);
-    match wanted {
-        Some(id) => live.into_iter().find(|n| n.id == id),
-        None => live.min_by(|a, b| {
-            (a.allocations, a.relayed_bps, a.cpu_percent, &a.id).cmp(&(
-                b.allocations,
-                b.relayed_bps,
-                b.cpu_percent,
-                &b.id,
-            ))
-        }),
+        .filter(|n| !n.draining && now_ms.saturating_sub(n.at_ms) <= max_age)
+        .collect();
+    if let Some(id) = wanted.node {
+        return live.into_iter().find(|n| n.id == id);
     }
+    let least = |region: Option<&str>| {
+        live.iter()
+            .copied()
+            .filter(|n| region.is_none_or(|r| n.region == r))
+            .min_by_key(|n| (n.allocations, n.relayed_bps, n.cpu_percent, &n.id))
+    };
+    wanted.region.and_then(|r| least(Some(r))).or_else(|| least(None))
 }
 
 /// Measures this process's CPU and relayed rate between two heartbeats.
@@ -101,6 +109,7 @@ mod tests {
     fn node(id: &str, allocations: usize, draining: bool, at_ms: u64) -> NodeRecord {
         NodeRecord {
             id: id.into(),
+            region: if id < "c" { "eu".into() } else { "us".into() },
             advertise: "192.0.2.1".into(),
             udp_port: Some(3478),
             tcp_port: None,
@@ -122,18 +131,33 @@ mod tests {
             node("c", 2, false, 10_000),
             node("d", 0, false, 6_000),
         ];
-        assert_eq!(
-            choose(&nodes, None, 10_500, age).unwrap().id,
-            "c",
-            "b drains, d is dead"
-        );
-        assert_eq!(choose(&nodes, Some("a"), 10_500, age).unwrap().id, "a");
+        let any = Wanted::default();
+        let node = |id| Wanted {
+            node: Some(id),
+            region: None,
+        };
+        let region = |r| Wanted {
+            node: None,
+            region: Some(r),
+        };
+        assert_eq!(choose(&nodes, any, 10_500, age).unwrap().id, "c", "b drains, d is dead");
+        assert_eq!(choose(&nodes, node("a"), 10_500, age).unwrap().id, "a");
         assert!(
-            choose(&nodes, Some("b"), 10_500, age).is_none(),
+            choose(&nodes, node("b"), 10_500, age).is_none(),
             "never a draining node"
         );
-        assert!(choose(&nodes, Some("d"), 10_500, age).is_none(), "never a dead node");
-        assert!(choose(&nodes, None, 20_000, age).is_none());
+        assert!(choose(&nodes, node("d"), 10_500, age).is_none(), "never a dead node");
+        assert_eq!(
+            choose(&nodes, region("eu"), 10_500, age).unwrap().id,
+            "a",
+            "eu: a (b drains)"
+        );
+        assert_eq!(
+            choose(&nodes, region("mars"), 10_500, age).unwrap().id,
+            "c",
+            "no such region: any"
+        );
+        assert!(choose(&nodes, any, 20_000, age).is_none());
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::RwLock;
 use std::time::Duration;
 
-use super::node::{choose, NodeRecord};
+use super::node::{choose, NodeRecord, Wanted};
 
 #[derive(Debug, Default)]
 pub struct Status {
@@ -75,7 +75,7 @@ impl Status {
 
     /// The node a new caller goes to (see [`choose`]); None while Redis is
     /// away or nothing fits (the caller then serves this node itself).
-    pub fn choose(&self, wanted: Option<&str>, now_ms: u64) -> Option<NodeRecord> {
+    pub fn choose(&self, wanted: Wanted, now_ms: u64) -> Option<NodeRecord> {
         if !self.is_up() {
             return None;
         }

@@ -38,6 +38,7 @@ pub struct Settings {
     /// The Redis URL with its password hidden, for log lines.
     pub redacted_url: String,
     pub advertise: String,
+    pub region: String,
     pub ports: IcePorts,
     pub usage_file: Option<PathBuf>,
     pub stream_max_records: usize,
@@ -253,6 +254,7 @@ impl Task {
         let (relayed_bps, cpu_percent) = self.load.sample(relayed);
         NodeRecord {
             id: self.status.node_id.clone(),
+            region: self.settings.region.clone(),
             advertise: self.settings.advertise.clone(),
             udp_port: self.settings.ports.udp,
             tcp_port: self.settings.ports.tcp,

@@ -88,6 +88,7 @@ pub struct ClusterSection {
     pub redis_url: Secret,
     pub node_id: String,
     pub advertise: String,
+    pub region: String,
     pub heartbeat: ConfigDuration,
 }
 
@@ -641,6 +642,14 @@ impl Config {
         {
             invalid("cluster.node_id", "must be at most 64 characters of A-Z a-z 0-9 . _ -");
         }
+        if c.region.len() > 64
+            || !c
+                .region
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || "._-".contains(ch))
+        {
+            invalid("cluster.region", "must be at most 64 characters of A-Z a-z 0-9 . _ -");
+        }
         if c.advertise.len() > 253 || c.advertise.chars().any(|ch| ch.is_whitespace() || "/?#@".contains(ch)) {
             invalid("cluster.advertise", "must be a host name or an IP address");
         }
@@ -738,6 +747,7 @@ pub(crate) mod tests {
             ("cluster.heartbeat", "10ms"),
             ("cluster.node_id", "no spaces"),
             ("cluster.advertise", "a/b"),
+            ("cluster.region", "eu west"),
             ("usage.stream_max_records", "0"),
         ] {
             let e = load_error(key, value);

@@ -2,7 +2,8 @@
 //! RTCConfiguration-shaped `{"iceServers":[...],"ttl":N}` with REST
 //! credentials minted from the current secret, ready for `new
 //! RTCPeerConnection(...)`. In a cluster the URLs are those of one node: the
-//! least loaded live one, or `node` (404 when it is not live or drains);
+//! least loaded live one (of `region=NAME` when that has one), or `node`
+//! (404 when it is not live or drains);
 //! every node accepts the credentials (the secrets are shared).
 
 use std::collections::HashMap;
@@ -75,7 +76,11 @@ fn mint(
         StatusCode::SERVICE_UNAVAILABLE,
         "no TURN secret configured",
     ))?;
-    if let Some(node) = chosen_node(app, q.get("node").map(String::as_str))? {
+    let wanted = crate::cluster::Wanted {
+        node: q.get("node").map(String::as_str),
+        region: q.get("region").map(String::as_str),
+    };
+    if let Some(node) = chosen_node(app, wanted)? {
         let ports = crate::ice_servers::IcePorts {
             udp: node.udp_port,
             tcp: node.tcp_port,
@@ -106,12 +111,12 @@ fn mint(
 /// The node a caller goes to in a cluster (from the registry as of the last
 /// heartbeat, so no wait for Redis); None means this node, as when alone or
 /// while Redis is away.
-fn chosen_node(app: &AppState, wanted: Option<&str>) -> Result<Option<crate::cluster::NodeRecord>, ApiError> {
+fn chosen_node(app: &AppState, wanted: crate::cluster::Wanted) -> Result<Option<crate::cluster::NodeRecord>, ApiError> {
     let Some(status) = app.cluster.as_ref().map(|c| c.status()).filter(|s| s.enabled) else {
         return Ok(None);
     };
     let now_ms = crate::utc_time::unix_ms();
-    match (status.choose(wanted, now_ms), wanted) {
+    match (status.choose(wanted, now_ms), wanted.node) {
         (Some(node), _) => Ok(Some(node)),
         (None, Some(id)) if id != status.node_id => Err(ApiError::new(
             StatusCode::NOT_FOUND,
