@@ -634,21 +634,12 @@ impl Config {
         if c.heartbeat.0 < Duration::from_millis(100) || c.heartbeat.0 > Duration::from_secs(60) {
             invalid("cluster.heartbeat", "must be between 100ms and 1m");
         }
-        if c.node_id.len() > 64
-            || !c
-                .node_id
-                .chars()
-                .all(|ch| ch.is_ascii_alphanumeric() || "._-".contains(ch))
-        {
-            invalid("cluster.node_id", "must be at most 64 characters of A-Z a-z 0-9 . _ -");
-        }
-        if c.region.len() > 64
-            || !c
-                .region
-                .chars()
-                .all(|ch| ch.is_ascii_alphanumeric() || "._-".contains(ch))
-        {
-            invalid("cluster.region", "must be at most 64 characters of A-Z a-z 0-9 . _ -");
+        // A Kubernetes node name (spec.nodeName) is up to 253 characters.
+        for (key, value, max) in [("cluster.node_id", &c.node_id, 253), ("cluster.region", &c.region, 64)] {
+            let name_char = |ch: char| ch.is_ascii_alphanumeric() || "._-".contains(ch);
+            if value.len() > max || !value.chars().all(name_char) {
+                invalid(key, &format!("must be at most {max} characters of A-Z a-z 0-9 . _ -"));
+            }
         }
         if c.advertise.len() > 253 || c.advertise.chars().any(|ch| ch.is_whitespace() || "/?#@".contains(ch)) {
             invalid("cluster.advertise", "must be a host name or an IP address");
