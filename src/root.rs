@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use crate::budget::{Budgets, Exhaustions};
 use crate::cert_watch::CertWatch;
+use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::http::HttpServer;
 use crate::server::{BoundAddrs, RunningServer, ServerHandle};
@@ -20,6 +21,7 @@ pub struct Running {
     http: Option<HttpServer>,
     /// Reloads the certificate when its files change (with TLS only).
     _cert_watch: Option<CertWatch>,
+    cluster: Option<Cluster>,
 }
 
 /// Starts ternd for `config`: one TLS setup for TURN over TLS and HTTPS,
@@ -43,7 +45,13 @@ pub fn start(config: &Config) -> anyhow::Result<Running> {
         stream_connections_per_ip: fds.stream_connections_per_ip,
         http_connections_per_ip: fds.http_connections_per_ip,
     };
-    let server = crate::server::start(config, tls.as_ref(), &budgets)?;
+    let (events, events_rx) = if crate::cluster::wanted(config) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        (Some(tx), Some(rx))
+    } else {
+        (None, None)
+    };
+    let server = crate::server::start(config, tls.as_ref(), &budgets, events)?;
     let mut bound = server.bound().clone();
     let cert_watch = match &tls {
         Some(t) => Some(crate::cert_watch::start(
@@ -53,8 +61,19 @@ pub fn start(config: &Config) -> anyhow::Result<Running> {
         )?),
         None => None,
     };
+    let hub = crate::signaling::Hub::new(crate::signaling::SignalingLimits::from_config(&config.signaling));
+    let cluster = crate::cluster::start(config, &server.handle(), &bound, events_rx, &hub)?;
     let http_tls = tls.filter(|_| config.http.tls).map(|t| t.acceptor());
-    let http = crate::http::start(config, &server.handle(), &bound, http_tls, &budgets)?;
+    let cluster_handle = cluster.as_ref().map(Cluster::handle);
+    let http = crate::http::start(
+        config,
+        &server.handle(),
+        &bound,
+        http_tls,
+        &budgets,
+        hub,
+        cluster_handle,
+    )?;
     if let Some(h) = &http {
         bound.http = h.bound.clone();
     }
@@ -63,6 +82,7 @@ pub fn start(config: &Config) -> anyhow::Result<Running> {
         server,
         http,
         _cert_watch: cert_watch,
+        cluster,
     })
 }
 
@@ -93,12 +113,17 @@ impl Running {
         self.server.handle()
     }
 
-    /// Stops HTTP, then every shard; returns the shards' counters summed.
+    /// Stops HTTP, then every shard, then the cluster task (which leaves
+    /// the registry); returns the shards' counters summed.
     pub fn shutdown(self) -> anyhow::Result<proto::Stats> {
         drop(self._cert_watch);
         if let Some(h) = self.http {
             h.shutdown();
         }
-        self.server.shutdown()
+        let stats = self.server.shutdown();
+        if let Some(c) = self.cluster {
+            c.shutdown();
+        }
+        stats
     }
 }

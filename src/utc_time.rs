@@ -1,6 +1,13 @@
 //! RFC 3339 UTC timestamps ("2026-12-06T23:45:00Z") from Unix seconds, for
 //! what ternd prints to people (credential expiry), without a date crate.
 
+/// The wall clock now, in Unix milliseconds (0 before 1970).
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 /// `unix_secs` as an RFC 3339 UTC time, to the second.
 pub fn rfc3339(unix_secs: u64) -> String {
     let (days, secs) = (unix_secs / 86_400, unix_secs % 86_400);

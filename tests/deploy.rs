@@ -219,6 +219,79 @@ fn shipped_configs_pass_check_config_and_keep_relays_clear_of_ephemeral_ports() 
     }
 }
 
+/// Each ternd service of the compose file with its `TERND__*` settings
+/// (the shared `x-env` block, then its own), `${HOST_IP}` filled in.
+fn compose_nodes(yaml: &str, host_ip: &str) -> Vec<(String, Vec<(String, String)>)> {
+    let mut shared = Vec::new();
+    let mut nodes: Vec<(String, Vec<(String, String)>)> = Vec::new();
+    let mut section = String::new();
+    for line in yaml.lines() {
+        let trimmed = line.trim();
+        if trimmed.starts_with('#') || trimmed.is_empty() {
+            continue;
+        }
+        let indent = line.len() - line.trim_start().len();
+        if indent == 0 || (indent == 2 && trimmed.ends_with(':')) {
+            section = trimmed.split(':').next().unwrap_or("").to_string();
+            if section.starts_with("ternd-") {
+                nodes.push((section.clone(), Vec::new()));
+            }
+            continue;
+        }
+        let Some((key, value)) = trimmed.split_once(": ") else {
+            continue;
+        };
+        if !key.starts_with("TERND__") {
+            continue;
+        }
+        let value = value
+            .trim_matches('"')
+            .replace("${HOST_IP:?set HOST_IP to the host's public address}", host_ip)
+            .replace("${HOST_IP}", host_ip);
+        let pair = (key.to_string(), value);
+        if section == "x-env" {
+            shared.push(pair);
+        } else if let Some((_, env)) = nodes.last_mut().filter(|(name, _)| *name == section) {
+            env.push(pair);
+        }
+    }
+    for (_, env) in &mut nodes {
+        env.splice(0..0, shared.clone());
+    }
+    nodes
+}
+
+#[test]
+fn the_compose_cluster_nodes_pass_check_config_with_distinct_ports() {
+    let yaml = read("deploy/docker-compose.cluster.yml");
+    let nodes = compose_nodes(&yaml, "203.0.113.7");
+    assert_eq!(nodes.len(), 3, "three ternd nodes");
+    let dir = TempDir::new("compose");
+    let secret = dir.0.join("turn-secret");
+    std::fs::write(&secret, "compose-test-secret-0123456789").unwrap();
+    let mut ports = Vec::new();
+    for (name, env) in &nodes {
+        let mut cmd = Command::new(TERND);
+        cmd.arg("check-config").arg(repo().join("deploy/docker/ternd.toml"));
+        cmd.env_clear().env("PATH", "/usr/bin:/bin");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        // The entrypoint reads these from the compose secrets.
+        cmd.env("TERND__TURN__SECRET_FILES", &secret);
+        cmd.env("TERND__CLUSTER__REDIS_URL", "redis://redis:6379/0");
+        let out = run(&mut cmd);
+        assert!(String::from_utf8_lossy(&out.stdout).contains("OK"), "{name}");
+        let get = |k: &str| env.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone()).unwrap();
+        assert_eq!(get("TERND__CLUSTER__NODE_ID"), *name);
+        assert_eq!(get("TERND__CLUSTER__ADVERTISE"), "203.0.113.7");
+        ports.push((get("TERND__LISTEN__UDP"), get("TERND__RELAY__PORT_MIN")));
+    }
+    ports.sort();
+    ports.dedup();
+    assert_eq!(ports.len(), 3, "each node its own port and relay range: {ports:?}");
+}
+
 fn dpkg_installed(package: &str) -> bool {
     Command::new("dpkg-query")
         .args(["-W", "-f=${Status}", package])

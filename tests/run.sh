@@ -33,6 +33,8 @@ declare -A want=(
   [libbpf-dev]=/usr/include/bpf/bpf_helpers.h
   [bpftool]=/usr/sbin/bpftool
   [ethtool]=/usr/sbin/ethtool
+  # tests/cluster.rs: a real Redis for the cluster (started per test).
+  [redis-server]=/usr/bin/redis-server
 )
 missing=()
 for pkg in "${!want[@]}"; do

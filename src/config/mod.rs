@@ -84,8 +84,36 @@ pub struct Config {
     pub peers: PeersSection,
     pub http: HttpSection,
     pub signaling: SignalingSection,
+    pub cluster: ClusterSection,
+    pub usage: UsageSection,
     pub log: LogSection,
     pub fastpath: FastpathSection,
+}
+
+/// `[cluster]`: several nodes sharing one Redis (empty `redis_url`: one node).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSection {
+    /// May carry a password: hidden by `{:?}`, never logged whole.
+    pub redis_url: Secret,
+    pub node_id: String,
+    pub advertise: String,
+    pub region: String,
+    pub heartbeat: ConfigDuration,
+}
+
+impl ClusterSection {
+    pub fn enabled(&self) -> bool {
+        !self.redis_url.expose().is_empty()
+    }
+}
+
+/// `[usage]`: one record per closed allocation.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsageSection {
+    pub file: PathBuf,
+    pub stream_max_records: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -682,6 +710,31 @@ impl Config {
                 "must be at least signaling.max_queued_bytes_per_peer",
             );
         }
+        let c = &self.cluster;
+        if c.enabled() {
+            let url = c.redis_url.expose();
+            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                invalid("cluster.redis_url", "must start with redis:// or rediss://");
+            } else if redis::Client::open(url).is_err() {
+                invalid("cluster.redis_url", "is not a valid Redis URL");
+            }
+        }
+        if c.heartbeat.0 < Duration::from_millis(100) || c.heartbeat.0 > Duration::from_secs(60) {
+            invalid("cluster.heartbeat", "must be between 100ms and 1m");
+        }
+        // A Kubernetes node name (spec.nodeName) is up to 253 characters.
+        for (key, value, max) in [("cluster.node_id", &c.node_id, 253), ("cluster.region", &c.region, 64)] {
+            let name_char = |ch: char| ch.is_ascii_alphanumeric() || "._-".contains(ch);
+            if value.len() > max || !value.chars().all(name_char) {
+                invalid(key, &format!("must be at most {max} characters of A-Z a-z 0-9 . _ -"));
+            }
+        }
+        if c.advertise.len() > 253 || c.advertise.chars().any(|ch| ch.is_whitespace() || "/?#@".contains(ch)) {
+            invalid("cluster.advertise", "must be a host name or an IP address");
+        }
+        if self.usage.stream_max_records == 0 {
+            invalid("usage.stream_max_records", "must be at least 1");
+        }
         ConfigError::all(errors)
     }
 
@@ -760,6 +813,32 @@ pub(crate) mod tests {
                 "{e}"
             );
         }
+    }
+
+    #[test]
+    fn cluster_keys_are_checked_and_the_redis_password_never_shows() {
+        let c = Config::default();
+        assert!(!c.cluster.enabled(), "a single node by default");
+        assert_eq!(c.cluster.heartbeat.0, Duration::from_secs(1));
+        for (key, value) in [
+            ("cluster.redis_url", "http://redis:6379"),
+            ("cluster.redis_url", "redis://[bad"),
+            ("cluster.heartbeat", "10ms"),
+            ("cluster.node_id", "no spaces"),
+            ("cluster.advertise", "a/b"),
+            ("cluster.region", "eu west"),
+            ("usage.stream_max_records", "0"),
+        ] {
+            let e = load_error(key, value);
+            assert!(e.contains(&format!("`{key}`")), "{key}={value}: {e}");
+        }
+        let c = load_with(&[(
+            "cluster.redis_url",
+            "rediss://ternd:hunter2-secret@redis.example:6380/1",
+        )])
+        .unwrap();
+        assert!(c.cluster.enabled());
+        assert!(!format!("{c:?}").contains("hunter2"));
     }
 
     #[test]

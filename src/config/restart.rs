@@ -41,6 +41,8 @@ pub const RESTART_KEYS: &[(&str, KeepRunning)] = &[
             to.fastpath = from.fastpath.clone();
         }
     }),
+    ("cluster", |to, from| to.cluster = from.cluster.clone()),
+    ("usage", |to, from| to.usage = from.usage.clone()),
 ];
 
 /// What a reload from the running config to a new one does.
@@ -137,6 +139,8 @@ mod tests {
         new.log.format = LogFormat::Json;
         new.fastpath.mode = FastpathMode::Auto;
         new.fastpath.interfaces = vec!["eth0".into()];
+        new.cluster.node_id = "another".into();
+        new.usage.stream_max_records += 1;
         let plan = ReloadPlan::new(&running, &new);
         let all: Vec<&str> = RESTART_KEYS.iter().map(|(k, _)| *k).collect();
         assert_eq!(plan.needs_restart, all);

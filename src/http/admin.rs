@@ -54,7 +54,7 @@ const ENDPOINTS: [(&str, &str, &str); 5] = [
     (
         "POST",
         "/admin/revoke?username=EXPIRY:USER",
-        "refuses that REST username from now on",
+        "refuses that REST username from now on (on every node of a cluster) and closes its allocations",
     ),
     (
         "POST",
@@ -114,13 +114,17 @@ pub async fn close(State(app): State<Arc<AppState>>, Query(q): Query<HashMap<Str
     Json(serde_json::json!({ "closed": closed })).into_response()
 }
 
-/// `POST /admin/revoke?username=EXPIRY:USER`: refused from now on. The
-/// answer counts the usernames revoked now (expired ones are dropped).
+/// `POST /admin/revoke?username=EXPIRY:USER`: refused from now on, its
+/// live allocations closed; in a cluster, on every node. The answer counts
+/// the usernames revoked now on this node (expired ones are dropped).
 pub async fn revoke(State(app): State<Arc<AppState>>, Query(q): Query<HashMap<String, String>>) -> Response {
     let Some(user) = q.get("username").filter(|u| !u.is_empty()) else {
         return ApiError::new(StatusCode::BAD_REQUEST, "username=... is required").into_response();
     };
     let revocations = app.server.revoke(user).await;
+    if let Some(c) = &app.cluster {
+        c.revoke(user);
+    }
     Json(serde_json::json!({ "revoked": user, "revocations": revocations })).into_response()
 }
 

@@ -1,6 +1,10 @@
-//! `GET /api/ice-servers?ttl=SECONDS&user=NAME`: an RTCConfiguration-shaped
-//! `{"iceServers":[...],"ttl":N}` with REST credentials minted from the
-//! current secret, ready for `new RTCPeerConnection(...)`.
+//! `GET /api/ice-servers?ttl=SECONDS&user=NAME&node=ID`: an
+//! RTCConfiguration-shaped `{"iceServers":[...],"ttl":N}` with REST
+//! credentials minted from the current secret, ready for `new
+//! RTCPeerConnection(...)`. In a cluster the URLs are those of one node: the
+//! least loaded live one (of `region=NAME` when that has one), or `node`
+//! (404 when it is not live or drains);
+//! every node accepts the credentials (the secrets are shared).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -73,6 +77,24 @@ fn mint(
         StatusCode::SERVICE_UNAVAILABLE,
         "no TURN secret configured",
     ))?;
+    let wanted = crate::cluster::Wanted {
+        node: q.get("node").map(String::as_str),
+        region: q.get("region").map(String::as_str),
+    };
+    if let Some(node) = chosen_node(app, wanted)? {
+        let ports = crate::ice_servers::IcePorts {
+            udp: node.udp_port,
+            tcp: node.tcp_port,
+            tls: node.tls_port,
+        };
+        return Ok(crate::ice_servers::ice_servers_json(
+            ports,
+            &node.advertise,
+            &username,
+            &password,
+            ttl.as_secs(),
+        ));
+    }
     let host = match &app.ice_host {
         IceHost::Fixed(host) => host.clone(),
         IceHost::FromRequest => request_host(headers).unwrap_or_else(|| "127.0.0.1".into()),
@@ -84,6 +106,24 @@ fn mint(
         &password,
         ttl.as_secs(),
     ))
+}
+
+/// The node a caller goes to in a cluster (from the registry as of the last
+/// heartbeat, so no wait for Redis); None means this node, as when alone or
+/// while Redis is away.
+fn chosen_node(app: &AppState, wanted: crate::cluster::Wanted) -> Result<Option<crate::cluster::NodeRecord>, ApiError> {
+    let Some(status) = app.cluster.as_ref().map(|c| c.status()).filter(|s| s.enabled) else {
+        return Ok(None);
+    };
+    let now_ms = crate::utc_time::unix_ms();
+    match (status.choose(wanted, now_ms), wanted.node) {
+        (Some(node), _) => Ok(Some(node)),
+        (None, Some(id)) if id != status.node_id => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no live, non-draining node has that id",
+        )),
+        (None, _) => Ok(None),
+    }
 }
 
 /// The host part of the Host header (without the port).

@@ -17,6 +17,75 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP ternd_{name} {help}\n# TYPE ternd_{name} {kind}");
 }
 
+/// The cluster's and usage records' series (README "Running a cluster").
+fn cluster_metrics(o: &mut String, s: &crate::cluster::Status) {
+    use std::sync::atomic::Ordering::Relaxed;
+    if s.enabled {
+        family(
+            o,
+            "cluster_up",
+            "gauge",
+            "1 while Redis answers; 0 when degraded to this node alone.",
+        );
+        let _ = writeln!(o, "ternd_cluster_up {}", u8::from(s.is_up()));
+        let now_ms = crate::utc_time::unix_ms();
+        family(
+            o,
+            "cluster_nodes",
+            "gauge",
+            "Nodes with a live heartbeat, as of the last one read.",
+        );
+        let _ = writeln!(o, "ternd_cluster_nodes {}", s.live_nodes(now_ms));
+        family(
+            o,
+            "cluster_redis_errors_total",
+            "counter",
+            "Redis commands that failed or timed out.",
+        );
+        let _ = writeln!(o, "ternd_cluster_redis_errors_total {}", s.redis_errors.load(Relaxed));
+        family(
+            o,
+            "cluster_revocations_applied_total",
+            "counter",
+            "Revocations made on another node and put in force here.",
+        );
+        let _ = writeln!(
+            o,
+            "ternd_cluster_revocations_applied_total {}",
+            s.revocations_applied.load(Relaxed)
+        );
+        family(
+            o,
+            "cluster_signaling_lost_total",
+            "counter",
+            "Signaling messages for other nodes lost because Redis was away.",
+        );
+        let _ = writeln!(
+            o,
+            "ternd_cluster_signaling_lost_total {}",
+            s.signal_dropped.load(Relaxed)
+        );
+    }
+    family(o, "usage_records_total", "counter", "Usage records written, by sink.");
+    let _ = writeln!(
+        o,
+        "ternd_usage_records_total{{sink=\"file\"}} {}",
+        s.usage_file_records.load(Relaxed)
+    );
+    let _ = writeln!(
+        o,
+        "ternd_usage_records_total{{sink=\"stream\"}} {}",
+        s.usage_stream_records.load(Relaxed)
+    );
+    family(
+        o,
+        "usage_records_dropped_total",
+        "counter",
+        "Usage records lost (file error, or backlog full while Redis was away).",
+    );
+    let _ = writeln!(o, "ternd_usage_records_dropped_total {}", s.usage_dropped.load(Relaxed));
+}
+
 pub async fn metrics(State(app): State<Arc<AppState>>) -> impl IntoResponse {
     let shards = app.server.snapshots().await;
     let mut total = proto::Stats::default();
@@ -282,6 +351,9 @@ pub async fn metrics(State(app): State<Arc<AppState>>) -> impl IntoResponse {
         "Shards whose event loop answered this scrape.",
     );
     let _ = writeln!(o, "ternd_shards_answering {}", shards.len());
+    if let Some(c) = &app.cluster {
+        cluster_metrics(&mut o, c.status());
+    }
     family(&mut o, "draining", "gauge", "1 while draining for a shutdown.");
     let _ = writeln!(o, "ternd_draining {}", u8::from(app.server.is_draining()));
     super::process::render(&mut o);

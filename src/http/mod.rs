@@ -28,9 +28,10 @@ use tokio::sync::{mpsc, watch};
 pub use access::AccessPolicy;
 
 use crate::budget::{Budget, Budgets, ConnLimiter};
+use crate::cluster::ClusterHandle;
 use crate::config::Config;
 use crate::server::ServerHandle;
-use crate::signaling::{Hub, SignalingLimits};
+use crate::signaling::Hub;
 
 /// What every HTTP handler can see.
 pub struct AppState {
@@ -46,6 +47,8 @@ pub struct AppState {
     pub hub: Arc<Hub>,
     /// Open HTTP connections (WebSockets included), for /metrics.
     pub http_conns: Arc<ConnLimiter>,
+    /// The cluster (registry, revocations), or usage records alone.
+    pub cluster: Option<ClusterHandle>,
 }
 
 /// A refusal, as `{"error":{"code":N,"message":"..."}}`.
@@ -138,6 +141,8 @@ pub fn start(
     bound: &crate::server::BoundAddrs,
     tls: Option<tokio_rustls::TlsAcceptor>,
     budgets: &Budgets,
+    hub: Arc<Hub>,
+    cluster: Option<ClusterHandle>,
 ) -> anyhow::Result<Option<HttpServer>> {
     let exhaustions = budgets.exhaustions.clone();
     if config.http.listen.is_empty() {
@@ -161,16 +166,6 @@ pub fn start(
         // Open only where validation allows it: unprotected on loopback.
         open: h.unprotected() && h.loopback_only(),
     };
-    let s = &config.signaling;
-    let hub = Hub::new(SignalingLimits {
-        max_message_bytes: s.max_message_bytes.usize(),
-        max_room_size: s.max_room_size,
-        max_messages_per_sec: s.max_messages_per_sec,
-        resume_grace: s.resume_grace.0,
-        ping_interval: s.ping_interval.0,
-        max_queued_bytes_per_peer: s.max_queued_bytes_per_peer.usize(),
-        max_queued_bytes: s.max_queued_bytes.usize(),
-    });
     let (ice_host, mismatch) =
         crate::ice_servers::choose_host(&h.public_host, &h.listen, bound, &handle.shared().external_ips);
     if let Some(warning) = mismatch {
@@ -185,6 +180,7 @@ pub fn start(
         max_ttl: h.max_ttl.0,
         hub,
         http_conns: limits.conns.clone(),
+        cluster,
     });
     let mut listeners = Vec::new();
     for addr in &h.listen {
@@ -198,42 +194,31 @@ pub fn start(
         .collect::<Result<Vec<_>, _>>()?;
     let (stop, stop_rx) = watch::channel(false);
     let app = router(state);
-    let thread = std::thread::Builder::new()
-        .name("ternd-http".into())
-        .spawn(move || {
-            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                Ok(rt) => rt,
-                Err(e) => {
-                    tracing::error!("cannot start the HTTP runtime: {e}");
-                    return;
+    let thread = crate::runtime_thread::spawn("ternd-http", move || async move {
+        // Every connection holds a sender until its socket closes.
+        let (open, mut all_closed) = mpsc::channel::<()>(1);
+        for l in listeners {
+            match tokio::net::TcpListener::from_std(l) {
+                Ok(l) => {
+                    let accept = serve::accept_loop(
+                        l,
+                        tls.clone(),
+                        app.clone(),
+                        limits.clone(),
+                        stop_rx.clone(),
+                        open.clone(),
+                    );
+                    tokio::spawn(accept);
                 }
-            };
-            rt.block_on(async move {
-                // Every connection holds a sender until its socket closes.
-                let (open, mut all_closed) = mpsc::channel::<()>(1);
-                for l in listeners {
-                    match tokio::net::TcpListener::from_std(l) {
-                        Ok(l) => {
-                            let accept = serve::accept_loop(
-                                l,
-                                tls.clone(),
-                                app.clone(),
-                                limits.clone(),
-                                stop_rx.clone(),
-                                open.clone(),
-                            );
-                            tokio::spawn(accept);
-                        }
-                        Err(e) => tracing::error!("http listener: {e}"),
-                    }
-                }
-                drop(open);
-                let mut stop = stop_rx;
-                let _ = stop.wait_for(|s| *s).await;
-                let _ = tokio::time::timeout(STOP_GRACE, all_closed.recv()).await;
-            });
-        })
-        .context("cannot start the HTTP thread")?;
+                Err(e) => tracing::error!("http listener: {e}"),
+            }
+        }
+        drop(open);
+        let mut stop = stop_rx;
+        let _ = stop.wait_for(|s| *s).await;
+        let _ = tokio::time::timeout(STOP_GRACE, all_closed.recv()).await;
+    })
+    .context("cannot start the HTTP thread")?;
     Ok(Some(HttpServer {
         bound,
         stop,
@@ -242,13 +227,20 @@ pub fn start(
 }
 
 /// `GET /readyz`: 200 while every shard runs and the server is not
-/// draining; 503 otherwise (load balancers stop sending new clients).
+/// draining; 503 otherwise (load balancers stop sending new clients). In a
+/// cluster a second line says `cluster=ok` or `cluster=degraded` (Redis
+/// away: the node still relays and stays ready, alone).
 async fn readyz(State(app): State<Arc<AppState>>) -> Response {
-    if app.server.is_ready() && app.server.ping().await {
-        (StatusCode::OK, "ready\n").into_response()
+    let (status, state) = if app.server.is_ready() && app.server.ping().await {
+        (StatusCode::OK, "ready")
     } else if app.server.is_draining() {
-        (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response()
+        (StatusCode::SERVICE_UNAVAILABLE, "draining")
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready")
+    };
+    let cluster = app.cluster.as_ref().and_then(|c| c.status().health());
+    match cluster {
+        Some(health) => (status, format!("{state}\ncluster={health}\n")).into_response(),
+        None => (status, format!("{state}\n")).into_response(),
     }
 }

@@ -45,7 +45,8 @@ pub enum Control {
     List(oneshot::Sender<Vec<AllocationInfo>>),
     /// Close the allocation of this client (admin).
     Close(FiveTuple, oneshot::Sender<bool>),
-    /// Refuse this username from now on (admin); answer when in force.
+    /// Refuse this username from now on and close its allocations (admin,
+    /// cluster); answer when in force.
     Revoke(String, oneshot::Sender<()>),
 }
 
@@ -88,6 +89,7 @@ pub struct ShardSetup {
     /// Every shard's inbox for RFC 6062 ConnectionBinds, and this one's.
     pub foreign_binds: Vec<mpsc::UnboundedSender<super::shard::ForeignBind>>,
     pub foreign_inbox: mpsc::UnboundedReceiver<super::shard::ForeignBind>,
+    pub events: Option<super::EventTap>,
 }
 
 /// Runs a shard to completion on the current thread; returns its counters.
@@ -122,6 +124,7 @@ pub fn run(setup: ShardSetup) -> std::io::Result<proto::Stats> {
             timer_armed: Cell::new(None),
             timer_wake: Notify::new(),
             fastpath: RefCell::new(setup.fastpath.map(|maps| Mirror::new(maps, setup.index))),
+            events: setup.events,
         });
         for (addr, sock) in udp {
             tokio::task::spawn_local(udp::serve(sock, ServerAddr(addr), shard.clone()));
@@ -237,7 +240,17 @@ async fn run_control(shard: Rc<Shard>, index: usize, mut rx: mpsc::UnboundedRece
                 let _ = reply.send(closed);
             }
             Control::Revoke(user, done) => {
-                shard.core.borrow_mut().revoke(now, &user);
+                let mut core = shard.core.borrow_mut();
+                core.revoke(now, &user);
+                let live: Vec<FiveTuple> = core
+                    .allocations()
+                    .filter(|a| a.username == user)
+                    .map(|a| a.tuple)
+                    .collect();
+                for tuple in live {
+                    core.close_allocation(now, &tuple);
+                }
+                drop(core);
                 let _ = done.send(());
             }
         }

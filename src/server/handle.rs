@@ -162,8 +162,9 @@ impl ServerHandle {
         }
     }
 
-    /// Refuses `username` on every shard, now and after reloads; returns
-    /// once every shard has it in force, with the number of usernames
+    /// Refuses `username` on every shard, now and after reloads, and closes
+    /// its live allocations; returns once every shard has it in force, with
+    /// the number of usernames
     /// revoked now (expired REST usernames pruned).
     pub async fn revoke(&self, username: &str) -> usize {
         let count = {
@@ -194,6 +195,17 @@ impl ServerHandle {
             to_client: maps.stat(Stat::ToClient),
             passed: maps.stat(Stat::Pass),
         })
+    }
+
+    /// The usernames revoked now (for the cluster's resynchronisation).
+    pub fn revoked_names(&self) -> Vec<String> {
+        self.0
+            .revoked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .cloned()
+            .collect()
     }
 
     /// How many usernames are revoked now.

@@ -30,6 +30,10 @@ pub use event_loop::{AllocationInfo, ShardSnapshot};
 pub use handle::{FastpathCounters, ReloadReport, ServerHandle};
 pub use stream::StreamLimits;
 
+/// A copy of every allocation lifecycle event, for whoever listens (the
+/// cluster and usage records); sent on the cold path only.
+pub type EventTap = tokio::sync::mpsc::UnboundedSender<proto::Event>;
+
 /// The addresses the server actually listens on (ports resolved when the
 /// config asked for port 0); `http` is filled in by the composition root.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -104,7 +108,12 @@ impl RunningServer {
 /// in use fails here with the address in the message. With port 0, the first
 /// shard's socket picks the port and the other shards join it. `tls` serves
 /// `listen.tls` (and its certificate follows reloads).
-pub fn start(config: &Config, tls: Option<&crate::tls::TlsSetup>, budgets: &Budgets) -> anyhow::Result<RunningServer> {
+pub fn start(
+    config: &Config,
+    tls: Option<&crate::tls::TlsSetup>,
+    budgets: &Budgets,
+    events: Option<EventTap>,
+) -> anyhow::Result<RunningServer> {
     let exhaustions = budgets.exhaustions.clone();
     let n = config.shard_count();
     let acceptor = tls
@@ -232,6 +241,7 @@ pub fn start(config: &Config, tls: Option<&crate::tls::TlsSetup>, budgets: &Budg
             fastpath: maps.clone(),
             foreign_binds: foreign_binds.clone(),
             foreign_inbox,
+            events: events.clone(),
         };
         let h = std::thread::Builder::new()
             .name(format!("ternd-shard-{index}"))

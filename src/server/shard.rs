@@ -109,6 +109,8 @@ pub struct Shard {
     pub timer_wake: Notify,
     /// This shard's side of the kernel fast path, while it is attached.
     pub fastpath: RefCell<Option<Mirror>>,
+    /// Where allocation lifecycle events also go (cluster, usage records).
+    pub events: Option<super::EventTap>,
 }
 
 impl Shard {
@@ -240,7 +242,12 @@ impl Shard {
                     {
                         m.closing(tuple, traffic);
                     }
-                    log_event(&e)
+                    log_event(&e);
+                    if let Some(tap) = &self.events {
+                        // Lifecycle only (never per packet); a stopped
+                        // receiver just means no one listens any more.
+                        let _ = tap.send(e);
+                    }
                 }
                 Command::Offload(o) => {
                     if let Some(m) = self.fastpath.borrow_mut().as_mut() {
@@ -317,6 +324,7 @@ fn log_event(e: &Event) {
         Event::AllocationClosed {
             tuple,
             username,
+            relays: _,
             age,
             reason,
             traffic,

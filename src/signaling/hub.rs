@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, Notify};
 
 use super::budget::{DropCounts, Exhausted};
+use super::bus::BusMessage;
 use super::message::{ClientMessage, Refusal};
 use super::rooms::{ConnId, Output, Rooms};
 use super::SignalingLimits;
@@ -52,6 +53,8 @@ struct State {
     rooms: Rooms,
     conns: HashMap<ConnId, ConnHandle>,
     warn: WarnLimiter,
+    /// To the other nodes of a cluster (the cluster task publishes it).
+    bus: Option<mpsc::UnboundedSender<BusMessage>>,
 }
 
 /// Every room and peer of the process.
@@ -73,6 +76,7 @@ impl Hub {
                 rooms: Rooms::new(limits.clone(), secret),
                 conns: HashMap::new(),
                 warn: WarnLimiter::new(WARN_INTERVAL),
+                bus: None,
             }),
             limits,
             wake: Notify::new(),
@@ -123,6 +127,29 @@ impl Hub {
         s.rooms.handle_queue_gone(conn);
     }
 
+    /// Makes the rooms span the cluster: this node is `node`, and what the
+    /// other nodes must hear goes to `bus`.
+    pub fn join_cluster(&self, node: String, bus: mpsc::UnboundedSender<BusMessage>) {
+        let mut s = self.lock();
+        s.rooms.set_node(node);
+        s.bus = Some(bus);
+    }
+
+    /// A message from another node.
+    pub fn handle_bus(&self, msg: BusMessage) {
+        self.with_rooms(|rooms, now| rooms.handle_bus(msg, now));
+    }
+
+    /// Announces every local peer to the cluster (after a `hello`).
+    pub fn announce_all(&self) {
+        self.with_rooms(|rooms, _| rooms.announce_all());
+    }
+
+    /// Forgets the peers of node `node` (None: of every other node).
+    pub fn forget_remote(&self, node: Option<&str>) {
+        self.with_rooms(|rooms, _| rooms.forget_remote(node));
+    }
+
     pub fn stats(&self) -> HubStats {
         let s = self.lock();
         HubStats {
@@ -169,6 +196,11 @@ impl Hub {
                 }
                 Output::Close(conn) => {
                     s.conns.remove(&conn);
+                }
+                Output::Publish(msg) => {
+                    if let Some(bus) = &s.bus {
+                        let _ = bus.send(msg);
+                    }
                 }
             }
         }

@@ -90,6 +90,11 @@ impl Relayed {
         Relayed(text)
     }
 
+    /// A relayed message as another node built it (from the cluster bus).
+    pub fn from_text(text: String) -> Relayed {
+        Relayed(text)
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -65,12 +65,24 @@
 //! still open (the server has not noticed it die) closes the old socket.
 //! A reserved id counts toward `max_room_size`.
 //!
+//! # Across the nodes of a cluster
+//! With `cluster.redis_url`, a room spans every node (`bus`): peers on
+//! other nodes are listed in `welcome`, announced with `peer-joined` and
+//! `peer-left`, count toward `max_room_size` (two joins on two nodes at the
+//! same instant can both pass), receive relays through Redis pub/sub, and a
+//! peer may resume its id on any node with its token. Delivery between
+//! nodes is at most once and in order per sending node. While Redis is away
+//! each node's rooms hold only its own peers (the others hear `peer-left`);
+//! when it returns the nodes announce their peers again.
+//!
 //! # Layout
 //! `message` (wire format), `rooms` (the pure core: inputs with `now`,
-//! outputs drained), `rate`, `ids` and `budget` (its helpers), `hub` (the core behind
-//! a mutex, delivering to per-socket queues), `socket` (the per-socket task).
+//! outputs drained), `rate`, `ids` and `budget` (its helpers), `bus` (what
+//! nodes tell each other), `hub` (the core behind a mutex, delivering to
+//! per-socket queues and to the cluster), `socket` (the per-socket task).
 
 pub mod budget;
+pub mod bus;
 mod hub;
 mod ids;
 pub mod message;
@@ -79,6 +91,8 @@ pub mod rooms;
 mod socket;
 
 use std::time::Duration;
+
+use crate::config::SignalingSection;
 
 pub use hub::{Hub, HubStats, WARN_INTERVAL};
 pub use socket::serve_socket;
@@ -95,4 +109,18 @@ pub struct SignalingLimits {
     pub max_queued_bytes_per_peer: usize,
     /// Relayed bytes waiting in the whole hub.
     pub max_queued_bytes: usize,
+}
+
+impl SignalingLimits {
+    pub fn from_config(s: &SignalingSection) -> SignalingLimits {
+        SignalingLimits {
+            max_message_bytes: s.max_message_bytes.usize(),
+            max_room_size: s.max_room_size,
+            max_messages_per_sec: s.max_messages_per_sec,
+            resume_grace: s.resume_grace.0,
+            ping_interval: s.ping_interval.0,
+            max_queued_bytes_per_peer: s.max_queued_bytes_per_peer.usize(),
+            max_queued_bytes: s.max_queued_bytes.usize(),
+        }
+    }
 }

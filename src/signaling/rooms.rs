@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::Instant;
 
 use super::budget::{DropCounts, Exhausted, QueueBudget};
+use super::bus::BusMessage;
 use super::ids::IdSource;
 use super::message::{
     excerpt, ClientMessage, ErrorCode, PeerId, Refusal, RelayBody, Relayed, ResumeToken, RoomName, ServerMessage,
@@ -38,6 +39,8 @@ pub enum Output {
     /// Send what is already queued for this connection, then close it. The
     /// core has already forgotten it (its peer, if any, is in its grace).
     Close(ConnId),
+    /// Tell the other nodes of the cluster (only after [`Rooms::set_node`]).
+    Publish(BusMessage),
 }
 
 /// A peer's seat: which room and which id.
@@ -66,6 +69,36 @@ struct Peer {
 #[derive(Default)]
 struct Room {
     peers: BTreeMap<PeerId, Peer>,
+    /// Peers of this room on other nodes of the cluster.
+    remote: BTreeMap<PeerId, RemotePeer>,
+}
+
+struct RemotePeer {
+    node: String,
+    token: ResumeToken,
+}
+
+impl Room {
+    fn size(&self) -> usize {
+        self.peers.len() + self.remote.len()
+    }
+
+    /// Every id in the room but `except`, local and remote, sorted.
+    fn ids_except(&self, except: Option<&PeerId>) -> Vec<PeerId> {
+        let mut ids: Vec<PeerId> = self
+            .peers
+            .keys()
+            .chain(self.remote.keys())
+            .filter(|p| Some(*p) != except)
+            .cloned()
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    fn live_conns(&self) -> Vec<ConnId> {
+        self.peers.values().filter_map(|p| p.conn).collect()
+    }
 }
 
 /// Every connection, room and peer of one hub.
@@ -85,6 +118,8 @@ pub struct Rooms {
     queues: HashMap<ConnId, usize>,
     budget: QueueBudget,
     drops: DropCounts,
+    /// This node's id once it is part of a cluster (see `bus`).
+    node: Option<String>,
 }
 
 impl Rooms {
@@ -101,6 +136,7 @@ impl Rooms {
             queues: HashMap::new(),
             budget: QueueBudget::new(limits.max_queued_bytes_per_peer, limits.max_queued_bytes),
             drops: DropCounts::default(),
+            node: None,
         }
     }
 
@@ -241,7 +277,7 @@ impl Rooms {
         self.not_seated(conn)?;
         let max = self.limits.max_room_size;
         let room = self.rooms.entry(room_name.clone()).or_default();
-        if room.peers.len() >= max {
+        if room.size() >= max {
             return Err(Refusal::new(
                 ErrorCode::RoomFull,
                 format!("room `{}` already has {max} peers", room_name.as_str()),
@@ -249,13 +285,13 @@ impl Rooms {
         }
         let id = loop {
             let id = self.ids.peer_id();
-            if !room.peers.contains_key(&id) {
+            if !room.peers.contains_key(&id) && !room.remote.contains_key(&id) {
                 break id;
             }
         };
         let token = self.ids.resume_token();
-        let peers: Vec<PeerId> = room.peers.keys().cloned().collect();
-        let live: Vec<ConnId> = room.peers.values().filter_map(|p| p.conn).collect();
+        let peers = room.ids_except(None);
+        let live = room.live_conns();
         room.peers.insert(
             id.clone(),
             Peer {
@@ -271,6 +307,7 @@ impl Rooms {
             peer: id.clone(),
         };
         self.tokens.insert(token.clone(), seat.clone());
+        self.announce(&seat, &token, false);
         self.seat(conn, seat);
         for other in live {
             self.deliver(other, ServerMessage::PeerJoined(id.clone()));
@@ -300,7 +337,8 @@ impl Rooms {
         };
         let seat = match self.tokens.get(&token) {
             Some(seat) if seat.room == room => seat.clone(),
-            _ => return Err(bad()),
+            Some(_) => return Err(bad()),
+            None => return self.resume_remote(conn, room, &token).ok_or_else(bad),
         };
         let Some(room) = self.rooms.get_mut(&seat.room) else {
             return Err(bad());
@@ -315,12 +353,13 @@ impl Rooms {
         // Moved from the grace queue to the socket's (charged again on delivery).
         self.budget.release(std::mem::take(&mut peer.pending_bytes));
         peer.token = new_token.clone();
-        let peers = room.peers.keys().filter(|p| **p != seat.peer).cloned().collect();
+        let peers = room.ids_except(Some(&seat.peer));
         if let Some(until) = grace {
             self.graces.remove(&(until, seat.clone()));
         }
         self.tokens.remove(&token);
         self.tokens.insert(new_token.clone(), seat.clone());
+        self.announce(&seat, &new_token, true);
         if let Some(old) = old {
             self.conns.remove(&old);
             self.out.push_back(Output::Close(old));
@@ -355,18 +394,23 @@ impl Rooms {
         if to == seat.peer {
             return Err(unknown());
         }
-        let Some(target) = self.rooms.get_mut(&seat.room).and_then(|r| r.peers.get_mut(&to)) else {
+        let Some(room) = self.rooms.get_mut(&seat.room) else {
             return Err(unknown());
         };
+        if room.remote.contains_key(&to) {
+            let text = Relayed::new(&seat.peer, &body).as_str().to_string();
+            self.out.push_back(Output::Publish(BusMessage::Relay {
+                room: seat.room.as_str().to_string(),
+                to: to.0,
+                text,
+            }));
+            return Ok(());
+        }
+        if !room.peers.contains_key(&to) {
+            return Err(unknown());
+        }
         let msg = Relayed::new(&seat.peer, &body);
-        let size = msg.size();
-        let admitted = match target.conn {
-            Some(c) => self.budget.admit(self.queues.get(&c).copied().unwrap_or(0), size),
-            None if target.pending.len() >= MAX_PENDING => Err(Exhausted::PeerQueueFull),
-            None => self.budget.admit(target.pending_bytes, size),
-        };
-        if let Err(why) = admitted {
-            self.drops.add(why);
+        if let Err(why) = self.hand_to(&seat.room, &to, msg) {
             return Err(match why {
                 Exhausted::HubQueueFull => Refusal::new(
                     ErrorCode::ServerBusy,
@@ -377,6 +421,26 @@ impl Rooms {
                     format!("peer `{to}` has too many undelivered messages; try again later"),
                 ),
             });
+        }
+        Ok(())
+    }
+
+    /// Delivers `msg` to local peer `to` of `room`, or keeps it for them
+    /// during their grace, within the byte budgets (a refusal is counted).
+    /// Nothing happens when there is no such peer.
+    fn hand_to(&mut self, room: &RoomName, to: &PeerId, msg: Relayed) -> Result<(), Exhausted> {
+        let Some(target) = self.rooms.get_mut(room).and_then(|r| r.peers.get_mut(to)) else {
+            return Ok(());
+        };
+        let size = msg.size();
+        let admitted = match target.conn {
+            Some(c) => self.budget.admit(self.queues.get(&c).copied().unwrap_or(0), size),
+            None if target.pending.len() >= MAX_PENDING => Err(Exhausted::PeerQueueFull),
+            None => self.budget.admit(target.pending_bytes, size),
+        };
+        if let Err(why) = admitted {
+            self.drops.add(why);
+            return Err(why);
         }
         match target.conn {
             Some(c) => self.deliver(c, ServerMessage::Relayed(msg)),
@@ -407,9 +471,15 @@ impl Rooms {
         let Some(peer) = room.peers.remove(&seat.peer) else {
             return;
         };
-        let live: Vec<ConnId> = room.peers.values().filter_map(|p| p.conn).collect();
-        if room.peers.is_empty() {
+        let live = room.live_conns();
+        if room.size() == 0 {
             self.rooms.remove(&seat.room);
+        }
+        if self.node.is_some() {
+            self.out.push_back(Output::Publish(BusMessage::Left {
+                room: seat.room.as_str().to_string(),
+                peer: seat.peer.0.clone(),
+            }));
         }
         self.tokens.remove(&peer.token);
         self.budget.release(peer.pending_bytes);
@@ -484,6 +554,222 @@ impl Rooms {
 
     fn peer_mut(&mut self, seat: &Seat) -> Option<&mut Peer> {
         self.rooms.get_mut(&seat.room)?.peers.get_mut(&seat.peer)
+    }
+}
+
+/// Rooms that span the nodes of a cluster (see `bus`): the other nodes'
+/// peers sit here as remote seats, counted toward `max_room_size`, listed in
+/// `welcome`, relayed to through the bus, and resumable here with their token.
+impl Rooms {
+    /// Joins the cluster as node `node`: from now on seats are announced
+    /// with [`Output::Publish`].
+    pub fn set_node(&mut self, node: String) {
+        self.node = Some(node);
+    }
+
+    /// Tells the other nodes that `seat` sits here with `token`.
+    fn announce(&mut self, seat: &Seat, token: &ResumeToken, resumed: bool) {
+        let Some(node) = self.node.clone() else { return };
+        let (room, peer, token) = (seat.room.as_str().to_string(), seat.peer.0.clone(), token.0.clone());
+        self.out.push_back(Output::Publish(if resumed {
+            BusMessage::Resumed {
+                room,
+                peer,
+                node,
+                token,
+            }
+        } else {
+            BusMessage::Joined {
+                room,
+                peer,
+                node,
+                token,
+            }
+        }));
+    }
+
+    /// `join` with the token of a peer on another node (its socket dropped
+    /// there and came back here): the seat moves here, silently for the
+    /// others. None when no remote peer of `room` has that token.
+    fn resume_remote(&mut self, conn: ConnId, room_name: RoomName, token: &ResumeToken) -> Option<()> {
+        let room = self.rooms.get_mut(&room_name)?;
+        let id = room
+            .remote
+            .iter()
+            .find(|(_, r)| proto::wire::ct_eq(r.token.0.as_bytes(), token.0.as_bytes()))
+            .map(|(id, _)| id.clone())?;
+        room.remote.remove(&id);
+        let new_token = self.ids.resume_token();
+        room.peers.insert(
+            id.clone(),
+            Peer {
+                conn: Some(conn),
+                token: new_token.clone(),
+                grace_until: None,
+                pending: VecDeque::new(),
+                pending_bytes: 0,
+            },
+        );
+        let peers = room.ids_except(Some(&id));
+        let seat = Seat {
+            room: room_name,
+            peer: id.clone(),
+        };
+        self.tokens.insert(new_token.clone(), seat.clone());
+        self.announce(&seat, &new_token, true);
+        self.seat(conn, seat);
+        self.deliver(
+            conn,
+            ServerMessage::Welcome {
+                id,
+                peers,
+                resume: new_token,
+            },
+        );
+        Some(())
+    }
+
+    /// One message from another node.
+    pub fn handle_bus(&mut self, msg: BusMessage, now: Instant) {
+        match msg {
+            BusMessage::Joined {
+                room,
+                peer,
+                node,
+                token,
+            } => self.seat_remote(&room, peer, node, token, true),
+            BusMessage::Resumed {
+                room,
+                peer,
+                node,
+                token,
+            } => {
+                let Some(name) = RoomName::parse(&room) else { return };
+                let seat = Seat {
+                    room: name,
+                    peer: PeerId(peer.clone()),
+                };
+                if self.peer_mut(&seat).is_some() {
+                    self.moved_away(&seat, now);
+                }
+                self.seat_remote(&room, peer, node, token, false);
+            }
+            BusMessage::Left { room, peer } => {
+                if let Some(name) = RoomName::parse(&room) {
+                    self.unseat_remote(&name, &PeerId(peer));
+                }
+            }
+            BusMessage::Relay { room, to, text } => self.relay_from_bus(&room, PeerId(to), text),
+            BusMessage::Hello { .. } => self.announce_all(),
+        }
+    }
+
+    /// Announces every local peer again (a node joined or came back).
+    pub fn announce_all(&mut self) {
+        let seats: Vec<(Seat, ResumeToken)> = self
+            .rooms
+            .iter()
+            .flat_map(|(name, room)| {
+                room.peers.iter().map(move |(id, p)| {
+                    (
+                        Seat {
+                            room: name.clone(),
+                            peer: id.clone(),
+                        },
+                        p.token.clone(),
+                    )
+                })
+            })
+            .collect();
+        for (seat, token) in seats {
+            self.announce(&seat, &token, false);
+        }
+    }
+
+    /// Forgets the remote peers of `node` (None: of every node, when this
+    /// node is cut off from the cluster); the local peers hear `peer-left`.
+    pub fn forget_remote(&mut self, node: Option<&str>) {
+        let gone: Vec<(RoomName, PeerId)> = self
+            .rooms
+            .iter()
+            .flat_map(|(name, room)| {
+                room.remote
+                    .iter()
+                    .filter(|(_, r)| node.is_none_or(|n| r.node == n))
+                    .map(move |(id, _)| (name.clone(), id.clone()))
+            })
+            .collect();
+        for (name, id) in gone {
+            self.unseat_remote(&name, &id);
+        }
+    }
+
+    fn seat_remote(&mut self, room: &str, peer: String, node: String, token: String, announce: bool) {
+        let Some(name) = RoomName::parse(room) else { return };
+        let id = PeerId(peer);
+        let r = self.rooms.entry(name).or_default();
+        if r.peers.contains_key(&id) {
+            return; // an id clash across nodes: the local peer keeps it
+        }
+        let token = ResumeToken(token);
+        let new = r.remote.insert(id.clone(), RemotePeer { node, token }).is_none();
+        if new && announce {
+            for c in r.live_conns() {
+                self.deliver(c, ServerMessage::PeerJoined(id.clone()));
+            }
+        }
+    }
+
+    fn unseat_remote(&mut self, name: &RoomName, id: &PeerId) {
+        let Some(room) = self.rooms.get_mut(name) else { return };
+        if room.remote.remove(id).is_none() {
+            return;
+        }
+        let live = room.live_conns();
+        if room.size() == 0 {
+            self.rooms.remove(name);
+        }
+        for c in live {
+            self.deliver(c, ServerMessage::PeerLeft(id.clone()));
+        }
+    }
+
+    /// A local peer resumed on another node: its seat here goes without a
+    /// word to anyone (an old socket is closed), and what was kept for it
+    /// during its grace follows it there.
+    fn moved_away(&mut self, seat: &Seat, now: Instant) {
+        let Some(room) = self.rooms.get_mut(&seat.room) else {
+            return;
+        };
+        let Some(peer) = room.peers.remove(&seat.peer) else {
+            return;
+        };
+        self.tokens.remove(&peer.token);
+        self.budget.release(peer.pending_bytes);
+        if let Some(until) = peer.grace_until {
+            self.graces.remove(&(until, seat.clone()));
+        }
+        if let Some(old) = peer.conn {
+            if let Some(c) = self.conns.get_mut(&old) {
+                c.seat = None;
+            }
+            self.out.push_back(Output::Close(old));
+            self.handle_disconnect(old, now);
+        }
+        for m in peer.pending {
+            self.out.push_back(Output::Publish(BusMessage::Relay {
+                room: seat.room.as_str().to_string(),
+                to: seat.peer.0.clone(),
+                text: m.as_str().to_string(),
+            }));
+        }
+    }
+
+    /// A message relayed from another node to a peer here; dropped and
+    /// counted when the budgets refuse it (its sender cannot be told).
+    fn relay_from_bus(&mut self, room: &str, to: PeerId, text: String) {
+        let Some(name) = RoomName::parse(room) else { return };
+        let _ = self.hand_to(&name, &to, Relayed::from_text(text));
     }
 }
 
@@ -581,6 +867,107 @@ mod tests {
 
     fn offer(to: &PeerId) -> String {
         format!(r#"{{"type":"offer","to":"{to}","sdp":"v=0"}}"#)
+    }
+
+    /// Hands every `Publish` in `out` to `to` as from the bus; returns what
+    /// `to` then does.
+    fn carry(out: &[Output], to: &mut T) -> Vec<Output> {
+        for o in out {
+            if let Output::Publish(m) = o {
+                to.rooms.handle_bus(m.clone(), to.now);
+            }
+        }
+        to.drain()
+    }
+
+    fn clustered(node: &str) -> T {
+        let mut t = T::new();
+        t.rooms.set_node(node.into());
+        t
+    }
+
+    #[test]
+    fn rooms_span_nodes_through_the_bus() {
+        let (mut n1, mut n2) = (clustered("n1"), clustered("n2"));
+        let c1 = n1.connect();
+        let out = n1.send(c1, r#"{"type":"join","room":"r"}"#);
+        let id1 = match &out[0] {
+            Output::Publish(BusMessage::Joined { peer, node, .. }) if node == "n1" => PeerId(peer.clone()),
+            other => panic!("the join is announced first: {other:?}"),
+        };
+        assert!(carry(&out, &mut n2).is_empty(), "nobody on n2 to tell yet");
+        let c2 = n2.connect();
+        let out = n2.send(c2, r#"{"type":"join","room":"r"}"#);
+        let Some(Output::Deliver(_, ServerMessage::Welcome { id: id2, peers, resume })) = out
+            .iter()
+            .find(|o| matches!(o, Output::Deliver(_, ServerMessage::Welcome { .. })))
+        else {
+            panic!("a welcome: {out:?}");
+        };
+        let (id2, token2) = (id2.clone(), resume.clone());
+        assert_eq!(peers, &vec![id1.clone()], "the welcome lists the remote peer");
+        let told = carry(&out, &mut n1);
+        assert_eq!(told, [Output::Deliver(c1, ServerMessage::PeerJoined(id2.clone()))]);
+
+        let out = n2.send(c2, &offer(&id1));
+        assert!(
+            matches!(&out[..], [Output::Publish(BusMessage::Relay { to, .. })] if *to == id1.0),
+            "{out:?}"
+        );
+        let delivered = carry(&out, &mut n1);
+        assert!(
+            matches!(&delivered[..], [Output::Deliver(c, ServerMessage::Relayed(m))] if *c == c1 && m.as_str().contains(&id2.0)),
+            "{delivered:?}"
+        );
+
+        // A third seat anywhere fills a room of 3.
+        let (_, id3, _) = n1.join("r");
+        let c4 = n2.connect();
+        let out = n2.send(c4, r#"{"type":"join","room":"r"}"#);
+        assert!(error_code(&out, c4).is_none(), "n2 has not heard of the third yet");
+        let _ = carry(&out, &mut n1);
+        let c5 = n1.connect();
+        let out = n1.send(c5, r#"{"type":"join","room":"r"}"#);
+        assert_eq!(error_code(&out, c5), Some(ErrorCode::RoomFull), "remote seats count");
+        let _ = id3;
+
+        // n2's peer drops and resumes on n1 with the token n2 announced.
+        let out = n2.disconnect(c2);
+        assert!(out.is_empty(), "its grace begins silently: {out:?}");
+        let back = n1.connect();
+        let out = n1.send(
+            back,
+            &format!(r#"{{"type":"join","room":"r","resume":"{}"}}"#, token2.0),
+        );
+        assert!(
+            out.iter().any(
+                |o| matches!(o, Output::Deliver(c, ServerMessage::Welcome { id, .. }) if *c == back && *id == id2)
+            ),
+            "{out:?}"
+        );
+        assert!(!out
+            .iter()
+            .any(|o| matches!(o, Output::Deliver(_, ServerMessage::PeerJoined(_)))));
+        let moved = carry(&out, &mut n2);
+        assert!(
+            !moved
+                .iter()
+                .any(|o| matches!(o, Output::Deliver(_, ServerMessage::PeerLeft(_)))),
+            "n2 lets the seat go silently: {moved:?}"
+        );
+        // A node that is gone takes its seats with it: peer-left here.
+        let c4_id = n1.rooms.rooms[&RoomName::parse("r").unwrap()]
+            .remote
+            .keys()
+            .next()
+            .cloned()
+            .unwrap();
+        n1.rooms.forget_remote(Some("n2"));
+        let left = n1.drain();
+        assert!(
+            left.contains(&Output::Deliver(c1, ServerMessage::PeerLeft(c4_id))),
+            "{left:?}"
+        );
     }
 
     #[test]

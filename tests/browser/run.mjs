@@ -5,6 +5,7 @@
 //   node tests/browser/run.mjs <http-url> call
 //   node tests/browser/run.mjs <http-url> servers <api-key> <dead-port>
 //   node tests/browser/run.mjs <http-url> stats
+//   node tests/browser/run.mjs <http-url> cluster-call <other-node-http-url>
 //
 // SCREENSHOTS=<dir> saves pictures of the pages as <dir>/<scenario>-<what>.png.
 import { mkdirSync } from 'node:fs';
@@ -14,7 +15,7 @@ const [base, scenario, key, deadPort] = process.argv.slice(2);
 let browser;
 let pageErrors;
 
-async function open(context, path) {
+async function open(context, path, at = base) {
   const page = await context.newPage();
   const name = `page${context.pages().length}`;
   page.on('pageerror', (e) => pageErrors.push(`${name}: ${e.message}`));
@@ -23,7 +24,7 @@ async function open(context, path) {
     // The page's Content-Security-Policy must never have to block anything.
     if (/Content Security Policy/i.test(m.text())) pageErrors.push(`${name}: ${m.text()}`);
   });
-  await page.goto(base + path, { timeout: WAIT });
+  await page.goto(at + path, { timeout: WAIT });
   await page.waitForFunction(() => window.ternd, null, { timeout: WAIT });
   return page;
 }
@@ -194,11 +195,34 @@ async function statsScenario() {
   return { ok: true, early, later, restarted };
 }
 
+// The caller's page on one node, the callee's on another (a cluster): they
+// meet in one room through the two nodes' signaling sockets and call
+// relay-only through whichever nodes their iceServers name.
+async function clusterCall(otherBase) {
+  const path = '/?room=spanning&relay=1&autostart=1&media=generated';
+  const a = await open(await browser.newContext(), path);
+  await a.waitForFunction(() => window.ternd.state().id, null, { timeout: WAIT });
+  const b = await open(await browser.newContext(), path, otherBase);
+  await connected(a);
+  await connected(b);
+  await chat(a, b, 'hello from node a');
+  await chat(b, a, 'hello from node b');
+  await screenshot(a, 'call');
+  return {
+    ok: true,
+    pairs: { a: await a.evaluate(() => window.ternd.selectedPair()), b: await b.evaluate(() => window.ternd.selectedPair()) },
+    state: { a: await a.evaluate(() => window.ternd.state()), b: await b.evaluate(() => window.ternd.state()) },
+    chatA: await a.evaluate(() => window.ternd.chat),
+    chatB: await b.evaluate(() => window.ternd.chat),
+  };
+}
+
 await runScenario('run.mjs', 50000, async (b, errors) => {
   [browser, pageErrors] = [b, errors];
   return scenario === 'gather' ? gather(await browser.newContext())
     : scenario === 'call' ? call()
       : scenario === 'servers' ? servers(await browser.newContext())
         : scenario === 'stats' ? statsScenario()
-      : { ok: false, error: `unknown scenario ${scenario}` };
+          : scenario === 'cluster-call' ? clusterCall(key)
+            : { ok: false, error: `unknown scenario ${scenario}` };
 });

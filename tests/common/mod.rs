@@ -23,19 +23,25 @@ pub struct TestCert {
     pub cert_der: Vec<u8>,
 }
 
+/// A new empty directory under the system's temp dir, named `tag-PID-NANOS`.
+pub fn fresh_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "{tag}-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 impl TestCert {
     pub fn new() -> TestCert {
         let names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
         let ck = rcgen::generate_simple_self_signed(names).expect("generate a certificate");
-        let dir = std::env::temp_dir().join(format!(
-            "ternd-test-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = fresh_dir("ternd-test");
         let cert_file = dir.join("cert.pem");
         let key_file = dir.join("key.pem");
         std::fs::write(&cert_file, ck.cert.pem()).unwrap();
@@ -190,6 +196,7 @@ pub fn read_stun<R: std::io::Read>(r: &mut R) -> Vec<u8> {
 pub mod agent_bin;
 pub mod binary;
 pub mod chromium;
+pub mod cluster;
 pub mod coturn;
 pub mod http;
 pub mod lab;
@@ -199,6 +206,7 @@ pub mod lab_ternd;
 pub mod lab_verify;
 pub mod netns;
 pub mod process;
+pub mod redis_server;
 pub mod turn;
 pub mod ws;
 pub mod xdp_lab;

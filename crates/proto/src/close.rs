@@ -53,6 +53,7 @@ impl Server {
         self.stats.allocations_closed += 1;
         self.commands.push_back(Command::Event(Event::AllocationClosed {
             tuple: a.tuple,
+            relays: a.relays.iter().map(|r| r.public).collect(),
             username: a.username,
             age: now.saturating_duration_since(a.created),
             reason,

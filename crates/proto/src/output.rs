@@ -154,6 +154,8 @@ pub enum Event {
     AllocationClosed {
         tuple: FiveTuple,
         username: String,
+        /// The relayed transport addresses it had (as clients were told).
+        relays: Vec<SocketAddr>,
         age: Duration,
         reason: CloseReason,
         /// What the allocation relayed over its life.

@@ -1,6 +1,10 @@
 //! Allocation quotas shared by every shard (DESIGN.md §3: touched on
 //! Allocate and on deletion only, never per packet): in total, per user, and
 //! per source (IPv4 /32, IPv6 /64) so one address cannot take every relay port.
+//!
+//! In a cluster the per-user quota counts the other nodes' allocations too:
+//! the driver hands them in with [`Quotas::set_remote_users`] (a cache it
+//! keeps fresh from Redis), so an Allocate never waits for anything.
 
 use std::borrow::Borrow;
 use std::collections::HashMap;
@@ -35,6 +39,8 @@ struct Counts {
     total: usize,
     users: HashMap<String, usize>,
     sources: HashMap<SourceKey, usize>,
+    /// Allocations per user on the other nodes of a cluster, as last heard.
+    remote_users: HashMap<String, usize>,
 }
 
 #[derive(Debug, Default)]
@@ -80,7 +86,8 @@ impl Quotas {
         // the counters; the counts are still usable.
         let mut g = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let c = &mut *g;
-        if c.users.get(user).copied().unwrap_or(0) >= self.max_per_user.load(Ordering::Relaxed) {
+        let held = c.users.get(user).copied().unwrap_or(0) + c.remote_users.get(user).copied().unwrap_or(0);
+        if held >= self.max_per_user.load(Ordering::Relaxed) {
             return Err(QuotaError::User);
         }
         if c.sources.get(&source).copied().unwrap_or(0) >= self.max_per_source.load(Ordering::Relaxed) {
@@ -116,6 +123,18 @@ impl Quotas {
         drop_one(&mut c.sources, &SourceKey::of(source));
     }
 
+    /// The other nodes' allocations per user (quota user names, see
+    /// [`quota_user`]); empty when alone or cut off from the cluster, so the
+    /// quota falls back to this node's own counts.
+    pub fn set_remote_users(&self, remote: HashMap<String, usize>) {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).remote_users = remote;
+    }
+
+    /// This node's allocations per user (quota user names), for the cluster.
+    pub fn local_users(&self) -> HashMap<String, usize> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).users.clone()
+    }
+
     pub fn total(&self) -> usize {
         self.state.lock().unwrap_or_else(|e| e.into_inner()).total
     }
@@ -139,6 +158,22 @@ mod tests {
         assert_eq!(q.try_acquire("1700000002:bob", a), Ok(()));
         q.release("1700000000:alice", a);
         assert_eq!(q.try_acquire("1700000003:alice", a), Ok(()));
+    }
+
+    #[test]
+    fn other_nodes_allocations_count_against_the_user_quota() {
+        let q = Quotas::new(10, 3);
+        let a = ip("192.0.2.1");
+        q.set_remote_users(HashMap::from([("alice".to_string(), 2)]));
+        assert_eq!(q.try_acquire("1700000000:alice", a), Ok(()));
+        assert_eq!(q.try_acquire("1700000001:alice", a), Err(QuotaError::User));
+        assert_eq!(q.local_users(), HashMap::from([("alice".to_string(), 1)]));
+        q.set_remote_users(HashMap::new());
+        assert_eq!(
+            q.try_acquire("1700000002:alice", a),
+            Ok(()),
+            "alone again: local counts"
+        );
     }
 
     #[test]
