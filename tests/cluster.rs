@@ -193,12 +193,18 @@ fn ice_servers_send_callers_to_the_least_loaded_live_node() {
         })
         .collect();
     let c_ip = c.ip.to_string();
+    let b_ip = b.ip.to_string();
+    // Settled once every node has read every heartbeat carrying the new
+    // loads: C (0) overall, and B (1) rather than A (2) within region eu.
     let settled = wait_for(Duration::from_secs(3), || {
-        [&a, &b, &c]
-            .iter()
-            .all(|n| n.chosen("").as_deref() == Ok(c_ip.as_str()))
+        [&a, &b, &c].iter().all(|n| {
+            n.chosen("").as_deref() == Ok(c_ip.as_str()) && n.chosen("?region=eu").as_deref() == Ok(b_ip.as_str())
+        })
     });
-    assert!(settled, "every node sends callers to C (0 allocations; A has 2, B 1)");
+    assert!(
+        settled,
+        "every node sends callers to C (0 allocations; A has 2, B 1), and eu callers to B"
+    );
     let r = a.get("/api/ice-servers");
     let turn_urls = r.json()["iceServers"][1]["urls"].clone();
     assert_eq!(
@@ -385,6 +391,12 @@ fn a_single_node_writes_usage_records_to_its_file_without_redis() {
     let file = dir.join("usage.jsonl");
     let file_set = file.display().to_string();
     let a = node("alone", 61, "", &[("usage.file", &file_set)]);
+    // Ready once its shards answer (a moment after HTTP), and then with no
+    // cluster line.
+    assert!(
+        wait_for(Duration::from_secs(3), || a.get("/readyz").body != "not ready\n"),
+        "the node gets ready"
+    );
     assert_eq!(a.get("/readyz").body, "ready\n", "no cluster line when alone");
     let (mut client, r) = allocate(&a, "solo");
     r.unwrap();
