@@ -216,10 +216,29 @@ relay_args() { # relay_args ALLOCS PAYLOAD RATE
 }
 # us_per_msg PCT LINE: percent of one core over the interval -> microseconds per echoed message
 us_per_msg() { awk -v c="$1" -v e="$(field echoed_per_sec "$2")" 'BEGIN { if (e + 0 > 0 && c != "?") printf "%.2f", c * 1e4 / e; else print "?" }'; }
-# other_pct LINE: busy % (of one core) outside the server, the load generator and softirq
+# other_pct LINE: busy % (of one core) outside the server, the load
+# generator and softirq (binding lines: all CPUs' busy %, no softirq part)
 other_pct() {
-    awk -v m="$(field machine_busy_pct "$1")" -v s="$(field server_cpu_pct "$1")" -v g="$(field gen_cpu_pct "$1")" \
-        -v q="$(field machine_softirq_pct "$1")" 'BEGIN { if (m == "?") { print "?"; exit } v = m - s - g - q; printf "%.0f", (v < 0 ? 0 : v) }'
+    local m q
+    m=$(field machine_busy_pct "$1") q=$(field machine_softirq_pct "$1")
+    if [[ $m == "?" ]]; then
+        m=$(echo "$1" | tr ' ' '\n' | awk -F= '$1 ~ /^cpu[0-9]+_busy_pct$/ { s += $2; n++ } END { print (n ? s : "?") }')
+        q=0
+    fi
+    awk -v m="$m" -v s="$(field server_cpu_pct "$1")" -v g="$(field gen_cpu_pct "$1")" -v q="$q" \
+        'BEGIN { if (m == "?" || s == "?" || g == "?") { print "?"; exit } v = m - s - g - q; printf "%.0f", (v < 0 ? 0 : v) }'
+}
+# check_disturbed TOPO KIND COL LINE: note a disturbed run of KIND (binding,
+# sat, cpu); leaves the raw line's note in NOTE (not run in a subshell, so
+# that VAL keeps the mark)
+check_disturbed() {
+    local o
+    o=$(other_pct "$4")
+    NOTE="other ${o}%"
+    if [[ $o != "?" ]] && ((o > OTHER_MAX)); then
+        VAL[$1|disturbed_$2|$3]=1
+        NOTE+=" DISTURBED"
+    fi
 }
 
 declare -A VAL RAWS
@@ -227,14 +246,15 @@ declare -A VAL RAWS
 record() { VAL[$1|$2|$3]+="$4 "; }
 
 measure_column() { # TOPO COL ROUND
-    local topo=$1 col=$2 r=$3 line note a p q
+    local topo=$1 col=$2 r=$3 line a p q
     start_server "$col"
     # Binding requests/s
     line=$(loadgen binding --server "$LISTEN:$PORT" --duration "$DURATION" --warmup "$WARMUP" \
         --sockets "${BINDING_SHAPE%x*}" --window "${BINDING_SHAPE#*x}" --batch "$BATCH" --server-pid "$SERVER_PID") \
         || die "binding load failed against $col"
     record "$topo" binding "$col" "$(field answered_per_sec "$line")"
-    RAWS[$topo]+="round $r $col binding: $line"$'\n'
+    check_disturbed "$topo" binding "$col" "$line"
+    RAWS[$topo]+="round $r $col binding ($NOTE): $line"$'\n'
     # Relay at saturation
     IFS=: read -r a p <<<"$RELAY_SHAPE"
     # shellcheck disable=SC2046
@@ -243,8 +263,8 @@ measure_column() { # TOPO COL ROUND
     record "$topo" sat_loss "$col" "$(field loss_pct "$line")"
     record "$topo" sat_p50 "$col" "$(field rtt_p50_us "$line")"
     record "$topo" sat_p99 "$col" "$(field rtt_p99_us "$line")"
-    note=$(other_pct "$line")
-    RAWS[$topo]+="round $r $col saturation (other ${note}%$( [[ $note != "?" ]] && ((note > OTHER_MAX)) && echo ' DISTURBED')): $line"$'\n'
+    check_disturbed "$topo" sat "$col" "$line"
+    RAWS[$topo]+="round $r $col saturation ($NOTE): $line"$'\n'
     # CPU per message at a fixed offered rate
     IFS=: read -r a p q <<<"$CPU_LOAD"
     # shellcheck disable=SC2046
@@ -256,9 +276,8 @@ measure_column() { # TOPO COL ROUND
     record "$topo" cpu_loss "$col" "$(field loss_pct "$line")"
     record "$topo" cpu_p50 "$col" "$(field rtt_p50_us "$line")"
     record "$topo" cpu_p99 "$col" "$(field rtt_p99_us "$line")"
-    note=$(other_pct "$line")
-    [[ $note != "?" ]] && ((note > OTHER_MAX)) && record "$topo" disturbed "$col" 1
-    RAWS[$topo]+="round $r $col cpu (other ${note}%$( [[ $note != "?" ]] && ((note > OTHER_MAX)) && echo ' DISTURBED')): $line"$'\n'
+    check_disturbed "$topo" cpu "$col" "$line"
+    RAWS[$topo]+="round $r $col cpu ($NOTE): $line"$'\n'
     kill -0 "$SERVER_PID" 2>/dev/null || { tail -n 20 "$WORK/$col.log" >&2; die "$col exited during the run"; }
     stop_server
     log "$topo round $r $col done"
@@ -331,7 +350,9 @@ for topo in $TOPOLOGIES; do
         printf '%-44s' "$label"
         for col in $cols; do
             v=$(med "$topo" "$key" "$col" "$dec")
-            [[ -n ${VAL[$topo|disturbed|$col]:-} && $key == cpu_* ]] && v="$v*"
+            kind=cpu
+            case $key in binding) kind=binding ;; pps | sat_*) kind=sat ;; esac
+            [[ -n ${VAL[$topo|disturbed_$kind|$col]:-} ]] && v="$v*"
             printf ' %17s' "$v"
         done
         b=$(best_coturn "$topo" "$key" "$better" "$dec")
@@ -340,7 +361,7 @@ for topo in $TOPOLOGIES; do
     done
 done
 echo
-echo "* a run of this column at the fixed rate had more than $OTHER_MAX% of a core busy outside server, load generator and softirq: DISTURBED (rerun on a quiet machine)"
+echo "* a run behind this figure had more than $OTHER_MAX% of a core busy outside server, load generator and softirq: DISTURBED (rerun on a quiet machine)"
 echo "whole machine = every CPU's busy time in /proc/stat over the measured interval (user, system, irq, softirq, all processes, the load generator included), per echoed message (4 datagrams through the server)"
 echo
 echo "raw runs:"

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# ternd vs coturn benchmark. See benches/README.md.
+# ternd vs coturn benchmark. See benches/README.md. (The XDP fast path on a
+# veth namespace lab, five columns: benches/fastpath.sh.)
 #
 #   benches/run.sh                      # every suite, ROUNDS=5 DURATION=5
 #   ROUNDS=3 DURATION=3 benches/run.sh
