@@ -273,6 +273,7 @@ measure_column() { # TOPO COL ROUND
     record "$topo" cpu_softirq "$col" "$(us_per_msg "$(field machine_softirq_pct "$line")" "$line")"
     record "$topo" cpu_server "$col" "$(us_per_msg "$(field server_cpu_pct "$line")" "$line")"
     record "$topo" cpu_loadgen "$col" "$(us_per_msg "$(field gen_cpu_pct "$line")" "$line")"
+    record "$topo" cpu_rate "$col" "$(field echoed_per_sec "$line")"
     record "$topo" cpu_loss "$col" "$(field loss_pct "$line")"
     record "$topo" cpu_p50 "$col" "$(field rtt_p50_us "$line")"
     record "$topo" cpu_p99 "$col" "$(field rtt_p99_us "$line")"
@@ -333,6 +334,7 @@ FIGURES=(
     "cpu_softirq|  of which softirq|lower|2"
     "cpu_server|  server process alone|lower|2"
     "cpu_loadgen|  load generator process|lower|2"
+    "cpu_rate|  echoed/s (below the rate: CPU-bound)|higher|0"
     "cpu_loss|  loss % at that rate|lower|3"
     "cpu_p50|  RTT p50 us at that rate|lower|0"
     "cpu_p99|  RTT p99 us at that rate|lower|0"
@@ -362,6 +364,7 @@ for topo in $TOPOLOGIES; do
 done
 echo
 echo "* a run behind this figure had more than $OTHER_MAX% of a core busy outside server, load generator and softirq: DISTURBED (rerun on a quiet machine)"
+echo "CPU us/msg is only a cost where \"echoed/s\" reached the offered ${CPU_LOAD##*:}/s; below it, the machine was saturated"
 echo "whole machine = every CPU's busy time in /proc/stat over the measured interval (user, system, irq, softirq, all processes, the load generator included), per echoed message (4 datagrams through the server)"
 echo
 echo "raw runs:"
