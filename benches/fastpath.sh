@@ -36,6 +36,10 @@ SHARDS=${SHARDS:-1}             # ternd server.shards; coturn --relay-threads
 SERVER_CPUS=${SERVER_CPUS:-0}   # taskset CPU list of the server
 LOAD_CPUS=${LOAD_CPUS:-1}       # taskset CPU list of the load generator
 BINDING_SHAPE=${BINDING_SHAPE:-16x32}        # sockets x requests in flight
+# Binding requests one datagram per send, as real clients send them (true:
+# one UDP GSO message per socket and pass, which loopback delivers unsplit
+# to generic XDP, so the kernel passes it up instead of answering)
+BINDING_GSO=${BINDING_GSO:-false}
 RELAY_SHAPE=${RELAY_SHAPE:-100:100}          # saturation: allocations:payload, closed loop
 RELAY_INFLIGHT=${RELAY_INFLIGHT:-256}
 CPU_LOAD=${CPU_LOAD:-100:100:50000}          # cpu figure: allocations:payload:offered msgs/s
@@ -250,7 +254,7 @@ measure_column() { # TOPO COL ROUND
     start_server "$col"
     # Binding requests/s
     line=$(loadgen binding --server "$LISTEN:$PORT" --duration "$DURATION" --warmup "$WARMUP" \
-        --sockets "${BINDING_SHAPE%x*}" --window "${BINDING_SHAPE#*x}" --batch "$BATCH" --server-pid "$SERVER_PID") \
+        --sockets "${BINDING_SHAPE%x*}" --window "${BINDING_SHAPE#*x}" --batch "$BATCH" --gso "$BINDING_GSO" --server-pid "$SERVER_PID") \
         || die "binding load failed against $col"
     record "$topo" binding "$col" "$(field answered_per_sec "$line")"
     check_disturbed "$topo" binding "$col" "$line"
