@@ -45,6 +45,7 @@ RELAY_INFLIGHT=${RELAY_INFLIGHT:-256}
 CPU_LOAD=${CPU_LOAD:-100:100:50000}          # cpu figure: allocations:payload:offered msgs/s
 BATCH=${BATCH:-32}
 OTHER_MAX=${OTHER_MAX:-10}      # % of a core busy outside server, load generator and softirq: DISTURBED
+QUIET_WAIT=${QUIET_WAIT:-120}   # before each column, wait up to this many seconds for the two cores to be idle
 COTURN_DEBIAN_BIN=${COTURN_DEBIAN_BIN:-/usr/bin/turnserver}
 COTURN_BIN=${COTURN_BIN:-}      # newest coturn, e.g. built by benches/build-coturn.sh
 COTURN_ARGS=${COTURN_ARGS:-}   # extra arguments of both coturn columns
@@ -60,6 +61,9 @@ PORT=3478
 
 log() { echo "[fastpath] $*" >&2; }
 die() { echo "[fastpath] error: $*" >&2; exit 1; }
+# kill_pid, field, median, wait_quiet
+# shellcheck source=benches/common.sh
+. "$ROOT/benches/common.sh"
 
 [[ $(id -u) -eq 0 ]] || die "needs root (namespaces, XDP)"
 for t in ip ethtool clang taskset; do command -v "$t" >/dev/null || die "$t not found"; done
@@ -80,14 +84,6 @@ PREFIX=tfp$$
 WORK=$(mktemp -d /tmp/ternd-fastpath.XXXXXX)
 SERVER_PID=
 NAMESPACES=()
-kill_pid() {
-    local pid=$1
-    [[ -n $pid ]] || return 0
-    kill "$pid" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
 stop_server() { kill_pid "$SERVER_PID"; SERVER_PID=; }
 del_namespaces() {
     local ns
@@ -203,13 +199,6 @@ start_server() { # start_server COLUMN: in the server namespace, pinned, TURN wi
     fi
 }
 
-field() { # field NAME LINE
-    local kv
-    for kv in $2; do [[ $kv == "$1="* ]] && { echo "${kv#*=}"; return; }; done
-    echo "?"
-}
-median() { sort -g | awk -v d="${DEC:-0}" '{a[NR]=$1} END {if (NR==0) print "-"; else if (NR%2) printf "%.*f\n", d, a[(NR+1)/2]; else printf "%.*f\n", d, (a[NR/2]+a[NR/2+1])/2}'; }
-
 loadgen() { # loadgen ARGS...: in the client namespace, pinned, bounded
     nsx "$CNS" taskset -c "$LOAD_CPUS" timeout $((DURATION + WARMUP + 90)) "$LOADGEN" "$@"
 }
@@ -251,6 +240,7 @@ record() { VAL[$1|$2|$3]+="$4 "; }
 
 measure_column() { # TOPO COL ROUND
     local topo=$1 col=$2 r=$3 line a p q
+    wait_quiet
     start_server "$col"
     # Binding requests/s
     line=$(loadgen binding --server "$LISTEN:$PORT" --duration "$DURATION" --warmup "$WARMUP" \
@@ -311,7 +301,8 @@ done
 med() { # med TOPO FIG COL [DEC]
     local v=${VAL[$1|$2|$3]:-}
     [[ -n $v ]] || { echo "-"; return; }
-    echo "$v" | tr ' ' '\n' | awk 'NF && $1 != "?"' | DEC=${4:-0} median
+    v=$(echo "$v" | tr ' ' '\n' | awk 'NF && $1 != "?"' | DEC=${4:-0} median)
+    echo "${v/\?/-}"
 }
 best_coturn() { # best_coturn TOPO FIG higher|lower DEC: the best coturn column's median
     local c v best=-
