@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# ternd vs coturn benchmark. See benches/README.md.
+# ternd vs coturn benchmark. See benches/README.md. (The XDP fast path on a
+# veth namespace lab, five columns: benches/fastpath.sh.)
 #
 #   benches/run.sh                      # every suite, ROUNDS=5 DURATION=5
 #   ROUNDS=3 DURATION=3 benches/run.sh
@@ -66,6 +67,8 @@ TURN_USER=bench TURN_PASS=benchpass TURN_REALM=bench
 
 log() { echo "[bench] $*" >&2; }
 die() { echo "[bench] error: $*" >&2; exit 1; }
+# shellcheck source=benches/common.sh
+. "$ROOT/benches/common.sh"
 
 # With the fast path, run this same script inside a fresh namespace and
 # delete it afterwards (its loopback, its XDP program, nothing left behind).
@@ -88,14 +91,6 @@ has_suite() { [[ ",$SUITE," == *",$1,"* ]]; }
 SERVER_PID=
 AUX_PIDS=()                     # echo peer, hold client: killed by PID on exit
 WORK=$(mktemp -d /tmp/ternd-bench.XXXXXX)
-kill_pid() { # kill_pid PID: TERM, bounded wait (5 s), then KILL; reap
-    local pid=$1
-    [[ -n $pid ]] || return 0
-    kill "$pid" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
 stop_server() { kill_pid "$SERVER_PID"; SERVER_PID=; }
 stop_aux() {
     local p
@@ -299,16 +294,6 @@ measure_uclient() { # KIND: coturn's turnutils_uclient echo test; figure = serve
 lost=$(num 'Total lost packets') rtt_ms=$(num 'Average round trip delay') transmit_s=$(num 'Total transmit time is')"
 }
 
-field() { # field NAME LINE
-    local kv
-    for kv in $2; do [[ $kv == "$1="* ]] && { echo "${kv#*=}"; return; }; done
-    echo "?"
-}
-
-median() { # median of numbers on stdin (printed with DEC decimals, default 0)
-    sort -g | awk -v d="${DEC:-0}" '{a[NR]=$1} END {if (NR==0) print "?"; else if (NR%2) printf "%.*f\n", d, a[(NR+1)/2]; else printf "%.*f\n", d, (a[NR/2]+a[NR/2+1])/2}'
-}
-
 # ---- figures ---------------------------------------------------------------
 # A figure id names its suite and parameters: binding, relay:A:P,
 # latency:A:P:RATE, alloc, memory, uclient. Each figure is measured for the
@@ -344,28 +329,6 @@ kinds_of() { # kinds_of FIG ROUND
 # disturbed run is retried up to RETRIES times; medians use undisturbed runs
 # when a server has any. (memory and uclient runs are not checked: RSS does
 # not depend on CPU contention, and uclient's figure is CPU time, not a rate.)
-single_cpu() { [[ $1 =~ ^[0-9]+$ ]]; }
-cores_busy() { # busy % of the server core + the load core over 1 s (nothing of ours running)
-    local a b
-    a=$(grep -E "^cpu($SERVER_CPUS|$LOAD_CPUS) " /proc/stat)
-    sleep 1
-    b=$(grep -E "^cpu($SERVER_CPUS|$LOAD_CPUS) " /proc/stat)
-    printf '%s\n%s\n' "$a" "$b" | awk '{ t = 0; for (i = 2; i <= 9; i++) t += $i; idle = $5 + $6
-        if (NR <= 2) { T[$1] = t; I[$1] = idle } else { s += 100 * (1 - (idle - I[$1]) / (t - T[$1] + 1e-9)) } }
-        END { printf "%.0f", s }'
-}
-wait_quiet() { # wait (bounded by QUIET_WAIT) until other processes leave the two cores alone
-    single_cpu "$SERVER_CPUS" && single_cpu "$LOAD_CPUS" || return 0
-    local busy=0 waited=0
-    while (( waited < QUIET_WAIT )); do
-        busy=$(cores_busy)
-        (( busy <= OTHER_MAX )) && return 0
-        (( waited == 0 )) && log "the cores are ${busy}% busy with other processes: waiting up to ${QUIET_WAIT}s"
-        sleep 4
-        waited=$((waited + 5))
-    done
-    log "still ${busy}% busy after ${QUIET_WAIT}s: measuring anyway"
-}
 log "suites=$SUITE rounds=$ROUNDS duration=${DURATION}s warmup=${WARMUP}s shards=$SHARDS server_cpus=$SERVER_CPUS load_cpus=$LOAD_CPUS"
 declare -A CLEAN ALL RAW EXTRA_CLEAN EXTRA_ALL
 for r in $(seq "$ROUNDS"); do

@@ -38,6 +38,7 @@ const USAGE: &str = "usage: ternd-loadgen <binding|relay|alloc|hold|probe|reflec
   relay     --server ADDR|none [--allocations 1] [--payload 100] [--inflight 256] [--rate 0 (msgs/s, 0 = window only)]
             [--duration 5] [--warmup 1] [--batch 32] [--timeout-ms 200] [--peers 4] [--parallel 64] [--setup-timeout 60]
             [--user bench] [--password benchpass] [--progress true] [--server-pid PID]
+            [--peer-ip 127.0.0.2] [--peer-netns NAME (echo peers in that namespace, e.g. the veth lab's peer)]
   alloc     --server ADDR [--clients 16] [--pool 0 (0: new socket per cycle)] [--duration 5] [--warmup 1] [--rto-ms 500] [--user bench] [--password benchpass] [--server-pid PID]
   hold      --server ADDR [--allocations 10000] [--parallel 64] [--setup-timeout 120] [--hold 60] [--user bench] [--password benchpass]
   probe     --server ADDR [--timeout 5]
@@ -123,7 +124,7 @@ fn main() {
                 rest,
                 &[
                     "server", "allocations", "payload", "inflight", "rate", "duration", "warmup", "batch", "timeout-ms", "peers",
-                    "parallel", "setup-timeout", "user", "password", "progress", "server-pid",
+                    "parallel", "setup-timeout", "user", "password", "progress", "server-pid", "peer-ip", "peer-netns",
                 ],
             );
             let server: String = o.get("server", None);
@@ -146,6 +147,8 @@ fn main() {
                 warmup: o.secs("warmup", 1.0),
                 timeout: Duration::from_millis(o.get("timeout-ms", Some(200u64)).max(1)),
                 peers: o.get("peers", Some(4usize)).clamp(1, 64),
+                peer_ip: o.get("peer-ip", Some(net::PEER_HOST)),
+                peer_netns: o.map.get("peer-netns").cloned(),
                 user: o.get("user", Some("bench".to_string())),
                 password: o.get("password", Some("benchpass".to_string())),
                 parallel: o.get("parallel", Some(64usize)).max(1),
@@ -232,7 +235,7 @@ fn main() {
 /// Send a Binding request every 100 ms until a success response arrives or
 /// `timeout` passes.
 fn probe(server: SocketAddrV4, timeout: Duration) -> std::io::Result<bool> {
-    let s = UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0))?;
+    let s = UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0))?;
     s.connect(server)?;
     s.set_read_timeout(Some(Duration::from_millis(100)))?;
     let deadline = Instant::now() + timeout;

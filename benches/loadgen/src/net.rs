@@ -158,10 +158,11 @@ impl Batch {
     }
 }
 
-/// Non-blocking UDP socket bound to 127.0.0.1:0 and connected to `server`,
-/// with enlarged kernel buffers.
+/// Non-blocking UDP socket connected to `server` (source address chosen by
+/// the route: 127.0.0.1 towards loopback, the veth address in a namespace
+/// lab), with enlarged kernel buffers.
 pub fn connected_socket(server: SocketAddrV4, bufsize: i32) -> io::Result<UdpSocket> {
-    let s = UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0))?;
+    let s = UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0))?;
     s.connect(server)?;
     s.set_nonblocking(true)?;
     set_bufs(std::os::fd::AsRawFd::as_raw_fd(&s), bufsize);
@@ -201,6 +202,20 @@ pub fn cpu_time() -> Duration {
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
     let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
     tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// Whole-machine (busy, softirq, total) jiffies from /proc/stat's `cpu` line
+/// (all CPUs, all processes; softirq is where XDP and the network stack's
+/// receive work land, charged to no process of ours). Zero if unreadable.
+pub fn machine_jiffies() -> (u64, u64, u64) {
+    let Ok(s) = std::fs::read_to_string("/proc/stat") else { return (0, 0, 0) };
+    let Some(line) = s.lines().find(|l| l.starts_with("cpu ")) else { return (0, 0, 0) };
+    let v: Vec<u64> = line.split_ascii_whitespace().skip(1).map(|x| x.parse().unwrap_or(0)).collect();
+    if v.len() < 7 {
+        return (0, 0, 0);
+    }
+    let total: u64 = v.iter().take(8).sum();
+    (total - v[3] - v[4], v[6], total)
 }
 
 /// Per-CPU (busy, total) jiffies from /proc/stat, index = CPU number.
@@ -301,18 +316,40 @@ impl Drop for Epoll {
     }
 }
 
-/// Where the echo peers live: a loopback address other than the relay's
-/// (127.0.0.1), as peers are other hosts; a TURN server refuses its own
-/// relay address on any port outside its relay range (ternd does,
-/// whatever `peers.allow` says).
+/// Where the echo peers live by default: a loopback address other than the
+/// relay's (127.0.0.1), as peers are other hosts; a TURN server refuses its
+/// own relay address on any port outside its relay range (ternd does,
+/// whatever `peers.allow` says). `relay --peer-ip` picks another (the peer
+/// namespace's address in the veth lab).
 pub const PEER_HOST: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
 
-/// Non-blocking UDP socket bound to `PEER_HOST`:0 (not connected).
-pub fn bound_socket(bufsize: i32) -> io::Result<UdpSocket> {
-    let s = UdpSocket::bind(SocketAddrV4::new(PEER_HOST, 0))?;
+/// Non-blocking UDP socket bound to `host`:0 (not connected).
+pub fn bound_socket(host: Ipv4Addr, bufsize: i32) -> io::Result<UdpSocket> {
+    let s = UdpSocket::bind(SocketAddrV4::new(host, 0))?;
     s.set_nonblocking(true)?;
     set_bufs(std::os::fd::AsRawFd::as_raw_fd(&s), bufsize);
     Ok(s)
+}
+
+/// Runs `f` with this thread in network namespace `ns` (a name under
+/// /run/netns), then moves the thread back; sockets `f` creates stay in
+/// `ns`. `None`: runs `f` where we are.
+pub fn in_netns<T>(ns: Option<&str>, f: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
+    let Some(ns) = ns else { return f() };
+    let home = std::fs::File::open("/proc/thread-self/ns/net")?;
+    let there = std::fs::File::open(format!("/run/netns/{ns}"))
+        .map_err(|e| io::Error::other(format!("namespace {ns}: {e}")))?;
+    let enter = |file: &std::fs::File| {
+        // SAFETY: setns(2) on an open namespace fd; changes only this thread.
+        if unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(file), libc::CLONE_NEWNET) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    };
+    enter(&there)?;
+    let r = f();
+    enter(&home)?;
+    r
 }
 
 /// Per-CPU busy share between two `cpu_jiffies` readings.
@@ -330,6 +367,7 @@ pub struct Usage {
     at: std::time::Instant,
     cpu: Duration,
     jiffies: Vec<(u64, u64)>,
+    machine: (u64, u64, u64),
     rcvbuf_errors: u64,
     /// Server CPU time: (user, system).
     server_cpu: Option<(Duration, Duration)>,
@@ -342,6 +380,7 @@ impl Usage {
             at: std::time::Instant::now(),
             cpu: cpu_time(),
             jiffies: cpu_jiffies(),
+            machine: machine_jiffies(),
             rcvbuf_errors: udp_rcvbuf_errors(),
         }
     }
@@ -368,6 +407,15 @@ impl Usage {
         for (i, b) in busy_pcts(&self.jiffies, &end.jiffies).iter().enumerate() {
             s += &format!(" cpu{i}_busy_pct={b:.1}");
         }
+        // Whole machine, in percent of one core: every CPU's busy time and
+        // its softirq part (jiffies over the interval's jiffies per CPU).
+        let ncpu = self.jiffies.len().max(1) as f64;
+        let per_cpu = (end.machine.2.saturating_sub(self.machine.2) as f64 / ncpu).max(1.0);
+        s += &format!(
+            " machine_busy_pct={:.1} machine_softirq_pct={:.1}",
+            100.0 * end.machine.0.saturating_sub(self.machine.0) as f64 / per_cpu,
+            100.0 * end.machine.1.saturating_sub(self.machine.1) as f64 / per_cpu
+        );
         s
     }
 

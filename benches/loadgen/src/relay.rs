@@ -40,6 +40,10 @@ pub struct Config {
     pub warmup: Duration,
     pub timeout: Duration,
     pub peers: usize,
+    /// Address the echo peers bind to.
+    pub peer_ip: std::net::Ipv4Addr,
+    /// Network namespace the echo peers live in (None: ours).
+    pub peer_netns: Option<String>,
     pub user: String,
     pub password: String,
     pub parallel: usize,
@@ -133,7 +137,9 @@ pub fn run(cfg: &Config) -> io::Result<String> {
     let a_n = cfg.allocations.max(1);
     let payload = cfg.payload.max(MIN_PAYLOAD);
     // Echo peers.
-    let echoes: Vec<UdpSocket> = (0..cfg.peers.max(1)).map(|_| net::bound_socket(4 << 20)).collect::<io::Result<_>>()?;
+    let echoes: Vec<UdpSocket> = net::in_netns(cfg.peer_netns.as_deref(), || {
+        (0..cfg.peers.max(1)).map(|_| net::bound_socket(cfg.peer_ip, 4 << 20)).collect()
+    })?;
     let peer_addrs: Vec<SocketAddrV4> = echoes
         .iter()
         .map(|s| match s.local_addr() {
