@@ -143,3 +143,35 @@ fn change_request_answers_come_from_the_asked_address() {
     assert_eq!(code.code.0, 420);
     server.shutdown().unwrap();
 }
+
+// `ternd probe` (the real binary) against the RFC 5780 server, with no
+// --alt-server/--alt-port: OTHER-ADDRESS gives the mapping test its second
+// address and port (§4.3), CHANGE-REQUEST drives the filtering test (§4.4);
+// on loopback both are endpoint-independent.
+#[test]
+fn probe_reports_mapping_and_filtering_from_other_address() {
+    let (server, primary, alternate) = start_rfc5780();
+    let o = process::output(
+        Command::new(env!("CARGO_BIN_EXE_ternd")).args(["probe", "--json", &format!("stun:{primary}")]),
+        Duration::from_secs(30),
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let check = |name: &str| {
+        doc["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["check"] == name)
+            .unwrap_or_else(|| panic!("no {name} check: {out}"))
+            .clone()
+    };
+    let filtering = check("nat-filtering");
+    assert_eq!(filtering["verdict"], "endpoint-independent", "{out}");
+    assert_eq!(filtering["other_address"], alternate.to_string(), "{out}");
+    let mapping = check("nat-mapping");
+    assert_eq!(mapping["verdict"], "endpoint-independent", "{out}");
+    assert_eq!(mapping["mappings"].as_array().map(Vec::len), Some(3), "{out}");
+    assert!(o.status.success(), "{out}");
+    server.shutdown().unwrap();
+}
