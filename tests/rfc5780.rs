@@ -175,3 +175,75 @@ fn probe_reports_mapping_and_filtering_from_other_address() {
     assert!(o.status.success(), "{out}");
     server.shutdown().unwrap();
 }
+
+/// The verdicts `turnutils_natdiscovery -m -f` printed: (mapping,
+/// filtering) in RFC 4787 words, "?" where it printed none.
+fn natdiscovery_verdicts(stdout: &str) -> (&'static str, &'static str) {
+    let text = stdout.to_lowercase();
+    let pick = |what: &str| {
+        if text.contains(&format!("endpoint independent {what}")) {
+            "endpoint-independent"
+        } else if text.contains(&format!("address and port dependent {what}")) {
+            "address-and-port-dependent"
+        } else if text.contains(&format!("address dependent {what}")) {
+            "address-dependent"
+        } else {
+            "?"
+        }
+    };
+    (pick("mapping"), pick("filtering"))
+}
+
+// Behind every NAT of the lab, `ternd probe` and coturn's
+// `turnutils_natdiscovery` (an independent RFC 5780 client) agree on the
+// mapping (§4.3) and filtering (§4.4), and both match the routers' own
+// configuration (common::lab::Nat).
+#[test]
+fn turnutils_natdiscovery_and_probe_agree_behind_each_nat() {
+    use common::lab::{prerequisites, Nat};
+    use common::lab_agent::{filtering_verdict, mapping_verdict, probe};
+    use common::lab_ternd::{verified_lab_with_ternd, PUBLIC};
+    if !prerequisites() {
+        return;
+    }
+    let Some(bin) = tool("turnutils_natdiscovery") else {
+        return;
+    };
+    let (lab, _ternd) = verified_lab_with_ternd(
+        &[
+            ("full", Nat::FullCone),
+            ("restricted", Nat::RestrictedCone),
+            ("port", Nat::PortRestrictedCone),
+            ("symmetric", Nat::Symmetric),
+        ],
+        false,
+    );
+    for c in lab.clients.clone() {
+        let want = match c.nat {
+            Nat::FullCone => ("endpoint-independent", "endpoint-independent"),
+            Nat::RestrictedCone => ("endpoint-independent", "address-dependent"),
+            Nat::PortRestrictedCone => ("endpoint-independent", "address-and-port-dependent"),
+            _ => ("address-and-port-dependent", "address-and-port-dependent"),
+        };
+        // The order matters: the lab's address-restricted router lets in
+        // every remote IP its client wrote to, from any local port, for 5
+        // minutes (deploy/lab/ternd-lab: the `contacted` set), so the
+        // filtering tests run before anything writes to the alternate IP:
+        // natdiscovery -f, then the probe (filtering before its mapping
+        // test), then natdiscovery -m.
+        let natdiscovery = |test: &str| {
+            let o = process::output(
+                lab.command(&c.name, &bin).args([test, "-p", "3478", PUBLIC]),
+                Duration::from_secs(60),
+            );
+            String::from_utf8_lossy(&o.stdout).into_owned()
+        };
+        let filtering = natdiscovery("-f");
+        let p = probe(&lab, &c.name);
+        let ours = (mapping_verdict(&p), filtering_verdict(&p));
+        assert_eq!((ours.0.as_str(), ours.1.as_str()), want, "{}: {}", c.name, p.report());
+        let mapping = natdiscovery("-m");
+        let stdout = format!("{mapping}{filtering}");
+        assert_eq!(natdiscovery_verdicts(&stdout), want, "{}: {stdout}", c.name);
+    }
+}
