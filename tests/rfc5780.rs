@@ -200,7 +200,7 @@ fn natdiscovery_verdicts(stdout: &str) -> (&'static str, &'static str) {
 // configuration (common::lab::Nat).
 #[test]
 fn turnutils_natdiscovery_and_probe_agree_behind_each_nat() {
-    use common::lab::{prerequisites, Nat};
+    use common::lab::{prerequisites, Nat, UDP_NATS};
     use common::lab_agent::{filtering_verdict, mapping_verdict, probe};
     use common::lab_ternd::{verified_lab_with_ternd, PUBLIC};
     if !prerequisites() {
@@ -209,15 +209,7 @@ fn turnutils_natdiscovery_and_probe_agree_behind_each_nat() {
     let Some(bin) = tool("turnutils_natdiscovery") else {
         return;
     };
-    let (lab, _ternd) = verified_lab_with_ternd(
-        &[
-            ("full", Nat::FullCone),
-            ("restricted", Nat::RestrictedCone),
-            ("port", Nat::PortRestrictedCone),
-            ("symmetric", Nat::Symmetric),
-        ],
-        false,
-    );
+    let (lab, _ternd) = verified_lab_with_ternd(&UDP_NATS, false);
     for c in lab.clients.clone() {
         let want = match c.nat {
             Nat::FullCone => ("endpoint-independent", "endpoint-independent"),
