@@ -802,6 +802,31 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn listen_alternate_needs_another_ip_and_port_than_the_primary() {
+        let ok = load_with(&[("listen.udp", "127.0.0.1:3478"), ("listen.alternate", "127.0.0.2:3479")]).unwrap();
+        let nd = ok.nat_discovery().expect("RFC 5780 on");
+        assert_eq!(nd.alternate, "127.0.0.2:3479".parse().unwrap());
+        assert!(load_with(&[]).unwrap().nat_discovery().is_none(), "off by default");
+        for (udp, alternate) in [
+            ("0.0.0.0:3478", "127.0.0.2:3479"),
+            ("127.0.0.1:3478", "127.0.0.1:3479"),
+            ("127.0.0.1:3478", "127.0.0.2:3478"),
+            ("127.0.0.1:0", "127.0.0.2:3479"),
+            ("127.0.0.1:3478", "[::1]:3479"),
+        ] {
+            let e = load_with(&[("listen.udp", udp), ("listen.alternate", alternate)])
+                .expect_err("must be refused")
+                .to_string();
+            assert!(
+                e.starts_with("config key `listen.alternate`: "),
+                "{udp} {alternate}: {e}"
+            );
+        }
+        let e = load_error("listen.alternate", "nonsense");
+        assert!(e.contains("listen.alternate"), "{e}");
+    }
+
+    #[test]
     fn debug_output_hides_every_secret() {
         const SECRET: &str = "rest-secret-0123456789";
         const API_KEY: &str = "api-key-0123456789abcdef";
