@@ -170,6 +170,15 @@ fn passes_against_ternd_over_udp_tcp_and_tls_with_a_rest_secret() {
         .as_str()
         .unwrap()
         .contains("needs a second server address"));
+    // Nor can the filtering test run: this server does no RFC 5780.
+    let f = checks(&lines, "nat-filtering");
+    assert_eq!(
+        (f.len(), &f[0]["verdict"]),
+        (1, &Value::from("unknown")),
+        "{}",
+        text(&o)
+    );
+    assert!(f[0]["detail"].as_str().unwrap().contains("no OTHER-ADDRESS"));
 
     // TLS trust: --insecure works with the self-signed certificate; neither
     // --ca nor --insecure fails and says what to give. (The secret from

@@ -3,6 +3,7 @@
 //! `config` crate, then checked once so the rest of the program only sees
 //! valid values.
 
+mod alternate;
 mod byte_size;
 mod duration;
 mod external_ip;
@@ -245,6 +246,10 @@ pub struct ListenSection {
     /// Sources allowed to send PROXY protocol headers.
     #[serde(deserialize_with = "peer_nets::deserialize_nets")]
     pub proxy_trusted: Vec<IpNet>,
+    /// RFC 5780 NAT behaviour discovery: the alternate UDP address (another
+    /// IP and another port than the first of `udp`); None = off.
+    #[serde(deserialize_with = "alternate::deserialize")]
+    pub alternate: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -522,6 +527,27 @@ impl Config {
                 "no listener configured (listen.udp, listen.tcp and listen.tls are all empty)",
             );
         }
+        if let Some(alt) = self.listen.alternate {
+            match self.listen.udp.first() {
+                None => invalid(
+                    "listen.alternate",
+                    "needs a UDP listener (listen.udp) as the primary address",
+                ),
+                Some(p) if p.ip().is_unspecified() || alt.ip().is_unspecified() => invalid(
+                    "listen.alternate",
+                    "needs specific addresses (not a wildcard) for it and the first of listen.udp",
+                ),
+                Some(p) if p.port() == 0 || alt.port() == 0 => invalid(
+                    "listen.alternate",
+                    "needs fixed ports for it and the first of listen.udp",
+                ),
+                Some(p) if p.ip() == alt.ip() || p.port() == alt.port() || p.is_ipv4() != alt.is_ipv4() => invalid(
+                    "listen.alternate",
+                    "must differ from the first of listen.udp in both IP and port, in the same family",
+                ),
+                Some(_) => {}
+            }
+        }
         if !self.listen.tls.is_empty() {
             if self.tls.cert_file.as_os_str().is_empty() {
                 invalid("tls.cert_file", "required when listen.tls is not empty");
@@ -746,6 +772,13 @@ impl Config {
         }
     }
 
+    /// The RFC 5780 setup (`listen.alternate` with the first of `listen.udp`).
+    pub fn nat_discovery(&self) -> Option<proto::nat_discovery::NatDiscovery> {
+        let alternate = self.listen.alternate?;
+        let primary = *self.listen.udp.first()?;
+        Some(proto::nat_discovery::NatDiscovery { primary, alternate })
+    }
+
     pub fn software(&self) -> Option<&str> {
         Some(self.server.software.as_str()).filter(|s| !s.is_empty())
     }
@@ -766,6 +799,31 @@ pub(crate) mod tests {
     /// The error for `--set key=value` on top of the defaults.
     pub(crate) fn load_error(key: &str, value: &str) -> String {
         load_with(&[(key, value)]).expect_err("must be refused").to_string()
+    }
+
+    #[test]
+    fn listen_alternate_needs_another_ip_and_port_than_the_primary() {
+        let ok = load_with(&[("listen.udp", "127.0.0.1:3478"), ("listen.alternate", "127.0.0.2:3479")]).unwrap();
+        let nd = ok.nat_discovery().expect("RFC 5780 on");
+        assert_eq!(nd.alternate, "127.0.0.2:3479".parse().unwrap());
+        assert!(load_with(&[]).unwrap().nat_discovery().is_none(), "off by default");
+        for (udp, alternate) in [
+            ("0.0.0.0:3478", "127.0.0.2:3479"),
+            ("127.0.0.1:3478", "127.0.0.1:3479"),
+            ("127.0.0.1:3478", "127.0.0.2:3478"),
+            ("127.0.0.1:0", "127.0.0.2:3479"),
+            ("127.0.0.1:3478", "[::1]:3479"),
+        ] {
+            let e = load_with(&[("listen.udp", udp), ("listen.alternate", alternate)])
+                .expect_err("must be refused")
+                .to_string();
+            assert!(
+                e.starts_with("config key `listen.alternate`: "),
+                "{udp} {alternate}: {e}"
+            );
+        }
+        let e = load_error("listen.alternate", "nonsense");
+        assert!(e.contains("listen.alternate"), "{e}");
     }
 
     #[test]

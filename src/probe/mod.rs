@@ -1,13 +1,15 @@
 //! `ternd probe URL...`: a STUN/TURN client that checks a server (ternd or
 //! any other, e.g. coturn) from where the user sits: Binding over each
 //! transport, Allocate with credentials, a relay round trip between two
-//! allocations, and the NAT's mapping behaviour. A one-line verdict first,
+//! allocations, and the NAT's mapping and filtering behaviour (filtering
+//! against an RFC 5780 server only). A one-line verdict first,
 //! one line per check, then diagnoses (what the results mean and what to
 //! change); exit code 0 when nothing failed, 1 otherwise.
 
 mod checks;
 mod conn;
 mod diagnosis;
+mod filtering;
 mod ice_servers;
 mod mapping;
 mod report;
@@ -77,10 +79,12 @@ pub struct ProbeArgs {
     /// API key for --ice-servers (sent as Authorization: Bearer KEY).
     #[arg(long, value_name = "KEY", env = "TERND_PROBE_KEY", hide_env_values = true)]
     pub key: Option<String>,
-    /// A second address of the same server (HOST[:PORT], default: the primary port) for the NAT mapping test.
+    /// A second address of the same server (HOST[:PORT], default: the primary port) for the NAT mapping test
+    /// (default: the server's RFC 5780 OTHER-ADDRESS IP, if it sends one).
     #[arg(long, value_name = "HOST[:PORT]")]
     pub alt_server: Option<String>,
-    /// A second port on the primary address for the NAT mapping test.
+    /// A second port on the primary address for the NAT mapping test (default: the
+    /// server's RFC 5780 OTHER-ADDRESS port, if it sends one).
     #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
     pub alt_port: Option<u16>,
     /// Local address to bind (default: the unspecified address of the server's family).
@@ -258,12 +262,24 @@ fn run_checks(args: &ProbeArgs) -> anyhow::Result<bool> {
                 ),
                 None => None,
             };
+            // Filtering first, on a socket of its own: it learns the RFC 5780
+            // OTHER-ADDRESS, which stands in for --alt-server/--alt-port.
+            let filtering = filtering::nat_filtering(primary, &opts);
+            let other: Option<SocketAddr> = filtering
+                .fields
+                .get("other_address")
+                .and_then(|v| v.as_str()?.parse().ok());
+            let (alt_server, alt_port) = match (alt_server, args.alt_port, other) {
+                (None, None, Some(o)) => (Some(SocketAddr::new(o.ip(), primary.port())), Some(o.port())),
+                (s, p, _) => (s, p),
+            };
             let probes = mapping::Probes {
                 primary,
                 alt_server,
-                alt_port: args.alt_port.map(|p| SocketAddr::new(primary.ip(), p)),
+                alt_port: alt_port.map(|p| SocketAddr::new(primary.ip(), p)),
             };
             report.add(mapping::nat_mapping(&probes, &opts));
+            report.add(filtering);
         }
         Some(_) => report.add(Check::new(
             Status::Skip,

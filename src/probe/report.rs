@@ -32,7 +32,7 @@ impl Status {
 pub struct Check {
     pub status: Status,
     /// The JSON `check` name: binding, fallback-binding, allocate,
-    /// relay-round-trip, cleanup, nat-mapping, ice-servers.
+    /// relay-round-trip, cleanup, nat-mapping, nat-filtering, ice-servers.
     pub kind: &'static str,
     /// The human label, e.g. "binding udp 127.0.0.1:3478".
     pub what: String,

@@ -79,6 +79,11 @@ impl Response {
             .map_err(|e| ProbeError::Malformed(format!("{}: {e}", attr_name(typ))))
     }
 
+    /// A plain address attribute (RFC 5780 OTHER-ADDRESS, RESPONSE-ORIGIN), if present.
+    pub fn address(&self, typ: u16) -> Option<std::net::SocketAddr> {
+        attr::decode_address(self.message().get(typ)?, None).ok()
+    }
+
     pub fn u32(&self, typ: u16) -> Result<u32, ProbeError> {
         match self.message().get(typ) {
             Some(v) if v.len() == 4 => Ok(u32::from_be_bytes([v[0], v[1], v[2], v[3]])),

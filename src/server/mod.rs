@@ -128,7 +128,15 @@ pub fn start(
         })
         .collect();
     let mut bound = BoundAddrs::default();
-    for &addr in &config.listen.udp {
+    // RFC 5780: the three other combinations of the primary and alternate
+    // IP and port are UDP listeners too.
+    let nat_discovery = config.nat_discovery().map(|n| n.addresses());
+    // Those already listed in listen.udp are bound once.
+    let extra = nat_discovery
+        .iter()
+        .flat_map(|a| a[1..].iter())
+        .filter(|a| !config.listen.udp.contains(a));
+    for &addr in config.listen.udp.iter().chain(extra) {
         sockets::ensure_free(addr, socket2::Type::DGRAM).with_context(|| format!("listen.udp {addr}"))?;
         let mut actual =
             sockets::resolve_port(addr, socket2::Type::DGRAM).with_context(|| format!("listen.udp {addr}"))?;

@@ -199,6 +199,7 @@ impl Shared {
             unauthenticated_rate_total: config.turn.unauthenticated_rate_total,
             // On once the fast path is attached (server::start, reload).
             offload: false,
+            nat_discovery: config.nat_discovery(),
             rng_seed: random_bytes()?,
         })
     }

@@ -290,7 +290,8 @@ where
                             start: s,
                             len,
                         } => shard.to_peer(relay, peer.0, &buf[base + s..base + s + len]),
-                        Output::Reply(n) => {
+                        // ReplyFrom is UDP-only (RFC 5780); on a stream it is this connection.
+                        Output::Reply(n) | Output::ReplyFrom { len: n, .. } => {
                             if !conn.push(&out[..n]) {
                                 shard.core.borrow_mut().count_drop(DropReason::ClientSendFailed);
                             }

@@ -60,6 +60,11 @@ fn handle_batch(shard: &Rc<Shard>, socket: &Rc<Udp>, local: ServerAddr, batch: &
                 None => shard.core.borrow_mut().count_drop(DropReason::RelaySendFailed),
             },
             Output::Reply(len) => batch.queue_reply(socket, r.from, r.dst, r.slot, len),
+            // RFC 5780 CHANGE-REQUEST: from the listener of another of our addresses.
+            Output::ReplyFrom { len, from } => match shard.listener_for(from) {
+                Some((other, src)) => batch.queue_reply(&other, r.from, src, r.slot, len),
+                None => shard.core.borrow_mut().count_drop(DropReason::ClientSendFailed),
+            },
             Output::Nothing => {}
             Output::Drop(reason) => tracing::trace!(%local, client = %r.from, reason = reason.label(), "dropped"),
         }

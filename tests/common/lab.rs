@@ -36,6 +36,14 @@ impl Nat {
     }
 }
 
+/// One client behind each NAT type that lets UDP through.
+pub const UDP_NATS: [(&str, Nat); 4] = [
+    ("full", Nat::FullCone),
+    ("restricted", Nat::RestrictedCone),
+    ("port", Nat::PortRestrictedCone),
+    ("symmetric", Nat::Symmetric),
+];
+
 /// One client node: its name, NAT, private address and its router's public address.
 #[derive(Clone, Debug)]
 pub struct Client {

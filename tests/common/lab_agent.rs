@@ -174,10 +174,18 @@ pub fn probe_checks(f: &Finished) -> Vec<Value> {
 
 /// The nat-mapping verdict of a probe run.
 pub fn mapping_verdict(f: &Finished) -> String {
+    verdict(f, "nat-mapping")
+}
+
+/// The nat-filtering verdict (RFC 5780 §4.4) of a probe run.
+pub fn filtering_verdict(f: &Finished) -> String {
+    verdict(f, "nat-filtering")
+}
+
+fn verdict(f: &Finished, check: &str) -> String {
     probe_checks(f)
         .iter()
-        .find(|e| e["check"] == "nat-mapping")
+        .find(|e| e["check"] == check)
         .and_then(|e| e["verdict"].as_str())
-        .unwrap_or("no nat-mapping check")
-        .to_string()
+        .map_or_else(|| format!("no {check} check"), str::to_string)
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::auth::Credentials;
 use crate::clock::Clock;
+use crate::nat_discovery::NatDiscovery;
 use crate::nonce::NonceKey;
 use crate::policy::PeerPolicy;
 use crate::quota::Quotas;
@@ -55,6 +56,10 @@ pub struct ServerConfig {
     /// Tell the driver which channels its kernel fast path may relay
     /// ([`crate::Command::Offload`]).
     pub offload: bool,
+    /// RFC 5780 NAT behaviour discovery: the primary and alternate UDP
+    /// addresses; None answers Binding as plain RFC 8489 (CHANGE-REQUEST
+    /// gets 420). Needs a restart.
+    pub nat_discovery: Option<NatDiscovery>,
     /// Seeds the core's CSPRNG (relay ports, tokens, transaction ids, the
     /// budget's hash key): 32 bytes from the OS in production, fixed in tests.
     pub rng_seed: [u8; 32],
@@ -91,6 +96,7 @@ impl Default for ServerConfig {
             unauthenticated_rate: 0,
             unauthenticated_rate_total: 0,
             offload: false,
+            nat_discovery: None,
             rng_seed: [0; 32],
         }
     }

@@ -21,6 +21,10 @@ pub const PEER_TAILROOM: usize = 4;
 pub enum Output {
     /// Send the first `n` bytes of the output buffer back to the client.
     Reply(usize),
+    /// Send the first `len` bytes of the output buffer to the client from
+    /// local UDP address `from` instead of the one the request reached
+    /// (RFC 5780 CHANGE-REQUEST; one of [`crate::nat_discovery::NatDiscovery::addresses`]).
+    ReplyFrom { len: usize, from: SocketAddr },
     /// Valid input that needs no answer now (a keepalive, or an Allocate
     /// whose answer follows once its relay socket is bound: see [`Command`]).
     Nothing,

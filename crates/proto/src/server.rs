@@ -11,7 +11,6 @@ use crate::addr::FiveTuple;
 use crate::allocation::{Allocation, RelayId};
 use crate::allocations::Allocations;
 use crate::auth_failure::AuthLogLimit;
-use crate::binding;
 use crate::budget::SourceBudget;
 use crate::config::{LiveConfig, ServerConfig};
 use crate::connection::Connections;
@@ -219,7 +218,13 @@ impl Server {
         }
         let message_type = msg.message_type();
         let mut unknown = [0u16; MAX_UNKNOWN_LISTED];
-        let n_unknown = unknown_comprehension_required(&msg, &mut unknown);
+        let mut n_unknown = unknown_comprehension_required(&msg, &mut unknown);
+        if let Some(i) = unknown[..n_unknown].iter().position(|&t| t == attr::CHANGE_REQUEST) {
+            if self.understands_change_request(&tuple, &msg) {
+                unknown.copy_within(i + 1..n_unknown, i);
+                n_unknown -= 1;
+            }
+        }
         match message_type.class {
             Class::Request => {
                 self.stats.requests.request(message_type.method);
@@ -240,14 +245,7 @@ impl Server {
                     );
                 }
                 match message_type.method {
-                    Method::BINDING => match binding::respond(&msg, tuple.client, self.config.software.as_deref(), out)
-                    {
-                        Ok(n) => {
-                            self.stats.requests.response(Method::BINDING, None);
-                            Output::Reply(n)
-                        }
-                        Err(_) => self.drop(DropReason::ReplyTooLarge),
-                    },
+                    Method::BINDING => self.binding(now, tuple, &msg, out),
                     Method::ALLOCATE => self.allocate(now, tuple, &msg, out),
                     Method::REFRESH | Method::CREATE_PERMISSION | Method::CHANNEL_BIND | Method::CONNECT => {
                         self.allocation_request(now, tuple, &msg, out)

@@ -281,7 +281,7 @@ fn unknown_comprehension_required_gets_420_listing_each_once() {
     let request = message(
         BINDING_REQUEST,
         &[
-            (0x0003, &[0, 0, 0, 4]), // CHANGE-REQUEST (RFC 5780), deliberately unsupported
+            (0x0003, &[0, 0, 0, 4]), // CHANGE-REQUEST: unknown without RFC 5780 configured
             (attr::SOFTWARE, b"client"),
             (0x7777, b"x"),
             (0x0003, &[0, 0, 0, 2]),

@@ -32,6 +32,10 @@ pub const RESERVATION_TOKEN: u16 = 0x0022;
 pub const CONNECTION_ID: u16 = 0x002A;
 // RFC 8445 (ICE) comprehension-required, accepted and ignored by a server.
 pub const PRIORITY: u16 = 0x0024;
+// RFC 5780 §7: NAT behaviour discovery.
+pub const CHANGE_REQUEST: u16 = 0x0003;
+pub const RESPONSE_ORIGIN: u16 = 0x802B;
+pub const OTHER_ADDRESS: u16 = 0x802C;
 pub const USE_CANDIDATE: u16 = 0x0025;
 // Comprehension-optional.
 pub const PASSWORD_ALGORITHMS: u16 = 0x8002;
@@ -50,8 +54,9 @@ pub const FINGERPRINT_XOR: u32 = 0x5354_554E;
 
 /// Comprehension-required attributes (0x0000–0x7FFF) that ternd understands.
 /// Any other one in a request gets 420 (RFC 8489 §6.3.1). CHANGE-REQUEST
-/// (0x0003) is deliberately absent until RFC 5780 support exists, so that
-/// clients probing for it learn that it is not there.
+/// (0x0003) is absent: it is understood only in a Binding request on a
+/// server configured for RFC 5780 (see `nat_discovery`), so that clients
+/// probing elsewhere learn that it is not there.
 pub fn is_comprehension_required_known(typ: u16) -> bool {
     matches!(
         typ,

@@ -488,6 +488,7 @@ impl Driver {
                 n => panic!("{n} deferred replies to one request"),
             },
             Output::Drop(r) => Out::Drop(r),
+            Output::ReplyFrom { from, .. } => panic!("a TURN harness has no RFC 5780 addresses, yet {from}"),
             Output::ToPeer {
                 relay,
                 peer,

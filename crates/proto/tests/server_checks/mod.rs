@@ -28,7 +28,7 @@ pub fn check_server(server: &mut Server, now: Instant, tuple: FiveTuple, data: &
             let m = Message::parse(data).expect("only a valid message needs no answer");
             assert_eq!(m.message_type(), MessageType::new(Method::BINDING, Class::Indication));
         }
-        Output::Reply(n) => {
+        Output::Reply(n) | Output::ReplyFrom { len: n, .. } => {
             assert!(n <= out.len());
             check_reply(tuple, data, &out[..n]);
         }
