@@ -545,6 +545,31 @@ fn dont_fragment_is_accepted_and_passed_to_the_bind() {
     assert!(d.binds[0].2);
 }
 
+/// RFC 8656 §14.2-14.4: across families, or from an IPv6 client, the
+/// relay ignores DONT-FRAGMENT ("MUST be ignored"); IPv4 to IPv4 keeps it.
+#[test]
+fn dont_fragment_is_ignored_unless_relaying_ipv4_to_ipv4() {
+    let mut d = Driver::default_setup();
+    let mut v4 = Client::udp("198.51.100.1:40000");
+    let df = || A::Bytes(attr::DONT_FRAGMENT, vec![]);
+    let v6_family = || A::Bytes(attr::REQUESTED_ADDRESS_FAMILY, vec![2, 0, 0, 0]);
+    d.allocate_with(&mut v4, &[df(), v6_family()])
+        .assert_ok(Method::ALLOCATE, &v4.key);
+    assert!(d.binds.last().unwrap().1.is_ipv6());
+    assert!(!d.binds.last().unwrap().2, "IPv4 to IPv6: ignored");
+    let mut v6 = Client::udp("[2001:db8:0:1::1]:40000");
+    d.allocate_with(&mut v6, &[df()]).assert_ok(Method::ALLOCATE, &v6.key);
+    assert!(d.binds.last().unwrap().1.is_ipv4());
+    assert!(!d.binds.last().unwrap().2, "IPv6 to IPv4: ignored");
+    let mut v6b = Client::udp("[2001:db8:0:1::2]:40000");
+    d.allocate_with(&mut v6b, &[df(), v6_family()])
+        .assert_ok(Method::ALLOCATE, &v6b.key);
+    assert!(!d.binds.last().unwrap().2, "IPv6 to IPv6: ignored");
+    let mut v4b = Client::udp("198.51.100.2:40000");
+    d.allocate_with(&mut v4b, &[df()]).assert_ok(Method::ALLOCATE, &v4b.key);
+    assert!(d.binds.last().unwrap().2, "IPv4 to IPv4: honoured");
+}
+
 /// RFC 8656 §7.2 wants relay ports hard to guess. The old SplitMix64 core
 /// generator gave its state away in one Data indication transaction id, and
 /// the next relay port followed: that prediction must now miss, every seed.

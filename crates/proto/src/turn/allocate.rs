@@ -253,10 +253,15 @@ impl Server {
         };
         let addr = SocketAddr::new(ip, port);
         let relay = self.allocations.new_relay_id();
+        // RFC 8656 §14.2-14.4: when relaying IPv4 to IPv6, IPv6 to IPv6 or
+        // IPv6 to IPv4, "the DONT-FRAGMENT attribute MUST be ignored"; it is
+        // honoured from IPv4 to IPv4 (§14.1) and from TCP (§15).
+        let same_v4 = p.tuple.client.0.is_ipv4() && addr.is_ipv4();
+        let dont_fragment = p.dont_fragment && (same_v4 || p.tuple.transport.is_stream());
         self.commands.push_back(Command::BindRelay {
             relay,
             addr,
-            dont_fragment: p.dont_fragment,
+            dont_fragment,
             transport: if p.tcp { Transport::Tcp } else { Transport::Udp },
         });
         self.pending.insert(relay, p);
