@@ -297,3 +297,27 @@ fn permissions_and_channels_per_allocation_are_capped_with_508() {
     d.channel_bind(&mut c, 0x4000 + MAX_CHANNELS as u16, addr("93.184.0.1:6000"))
         .assert_error(Method::CHANNEL_BIND, 508);
 }
+
+/// RFC 8656 §10.2: up to 8 peers in one CreatePermission are installed;
+/// more than this server takes at once is 508 (Insufficient Capacity), and
+/// nothing is installed.
+#[test]
+fn more_peers_than_one_request_may_install_is_508() {
+    let mut d = Driver::default_setup();
+    let mut c = v4(&mut d);
+    let peers = |n: u16| {
+        (0..n)
+            .map(|i| addr(&format!("93.184.216.{}:5000", 40 + i)))
+            .collect::<Vec<_>>()
+    };
+    d.create_permission(&mut c, &peers(8))
+        .assert_ok(Method::CREATE_PERMISSION, &c.key);
+    let nine = peers(9);
+    d.create_permission(&mut c, &nine)
+        .assert_error(Method::CREATE_PERMISSION, 508);
+    assert_eq!(
+        d.send_indication(&c, nine[8], b"x"),
+        Out::Drop(DropReason::NoPermission),
+        "all or nothing"
+    );
+}

@@ -113,8 +113,10 @@ impl Server {
         let mut n = 0;
         for v in msg.attributes().filter(|x| x.typ == attr::XOR_PEER_ADDRESS) {
             let peer = peer_address(v.value, &tid).ok_or(ErrorCode::BAD_REQUEST)?;
+            // More peers than one request may install here: "If the server
+            // is unable to fulfill the request", 508 (RFC 8656 §10.2).
             if n == out.len() {
-                return Err(ErrorCode::BAD_REQUEST);
+                return Err(ErrorCode::INSUFFICIENT_CAPACITY);
             }
             out[n] = peer;
             n += 1;
@@ -137,9 +139,10 @@ impl Server {
     /// (ChannelBind, Connect): 400 for more.
     pub(super) fn one_checked_peer(&self, slot: u32, msg: &Message<'_>) -> Result<PeerAddr, ErrorCode> {
         let mut peers = [PeerAddr(([0, 0, 0, 0], 0).into()); 8];
-        match self.checked_peers(slot, msg, &mut peers)? {
-            1 => Ok(peers[0]),
-            _ => Err(ErrorCode::BAD_REQUEST),
+        match self.checked_peers(slot, msg, &mut peers) {
+            Ok(1) => Ok(peers[0]),
+            Ok(_) | Err(ErrorCode::INSUFFICIENT_CAPACITY) => Err(ErrorCode::BAD_REQUEST),
+            Err(code) => Err(code),
         }
     }
 
