@@ -14,15 +14,6 @@ use common::redis_server::RedisServer;
 use common::turn::{Io, Relayed, TurnClient};
 use common::{rest_credentials_from, wait_for, EchoPeer};
 
-/// Runs the WebSocket side of a test.
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(f)
-}
-
 /// Joins `room` on `on` once its welcome lists exactly `peers` (the other
 /// nodes' seats arrive by pub/sub): leaves and tries again until `within`.
 async fn join_seeing(on: &Node, room: &str, peers: &[String], within: Duration) -> (common::ws::Ws, String, String) {
@@ -312,7 +303,7 @@ fn with_redis_gone_nodes_relay_alone_and_resynchronise_when_it_returns() {
 
     // Rooms span the nodes again.
     use common::ws::{connect, join, recv, send};
-    block_on(async {
+    common::block_on(async {
         let mut pa = connect(a.http()).await;
         let (ia, _, _) = join(&mut pa, "after-outage").await;
         let (mut pb, ib, _) = join_seeing(&b, "after-outage", std::slice::from_ref(&ia), Duration::from_secs(3)).await;
@@ -450,7 +441,7 @@ fn signaling_rooms_span_nodes_with_presence_resume_order_and_limits() {
     let b = node("b", 72, &redis.url(), &room_size);
     let c = node("c", 73, &redis.url(), &room_size);
     wait_for_cluster(&[&a, &b, &c]);
-    block_on(async {
+    common::block_on(async {
         let mut pa = connect(a.http()).await;
         let (ia, peers, _) = join(&mut pa, "spanning").await;
         assert!(peers.is_empty());

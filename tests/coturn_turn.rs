@@ -54,15 +54,7 @@ fn uclient_run(args: &[String]) -> Summary {
     }
     let out = child.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    let num_after = |key: &str| -> Option<u64> {
-        let line = text.lines().rev().find(|l| l.contains(key))?;
-        let rest = &line[line.find(key)? + key.len()..];
-        rest.trim_start_matches(['=', ' '])
-            .split(|c: char| !c.is_ascii_digit())
-            .next()?
-            .parse()
-            .ok()
-    };
+    let num_after = |key: &str| common::number_after(&text, key);
     Summary {
         sent: num_after("tot_send_msgs=").unwrap_or(0),
         recv: num_after("tot_recv_msgs=").unwrap_or(0),

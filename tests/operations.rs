@@ -35,14 +35,6 @@ fn reloaded(base: &Config, overrides: &[(&str, &str)]) -> Config {
     c
 }
 
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(f)
-}
-
 fn tls_cert_der(addr: SocketAddr, cert: &TestCert) -> Vec<u8> {
     // Trust anything: we only want to see which certificate is presented.
     let tcp = std::net::TcpStream::connect(addr).unwrap();
@@ -105,7 +97,7 @@ fn reload_rotates_secrets_swaps_the_certificate_and_changes_policy_without_dropp
             ("listen.tls", "127.0.0.1:0"),
         ],
     );
-    let report = block_on(handle.reload(&step1)).unwrap();
+    let report = common::block_on(handle.reload(&step1)).unwrap();
     assert!(
         !report.needs_restart.contains(&"relay.ipv4"),
         "{:?}",
@@ -130,7 +122,7 @@ fn reload_rotates_secrets_swaps_the_certificate_and_changes_policy_without_dropp
     // Drop A: new allocations with A-minted credentials fail; the live one relays on.
     let mut step2 = step1.clone();
     step2.turn.secrets = vec![SECRET_B.into()];
-    block_on(handle.reload(&step2)).unwrap();
+    common::block_on(handle.reload(&step2)).unwrap();
     assert_eq!(TurnClient::new(Io::udp(udp), &ua, &pa).allocate(), Err(401));
     relay_ok(&mut live, 4);
 
@@ -138,7 +130,7 @@ fn reload_rotates_secrets_swaps_the_certificate_and_changes_policy_without_dropp
     // the running one stays in force.
     let mut bad = step2.clone();
     bad.turn.secret_files = vec!["/nonexistent/ternd-secret".into()];
-    let e = block_on(handle.reload(&bad)).unwrap_err().to_string();
+    let e = common::block_on(handle.reload(&bad)).unwrap_err().to_string();
     assert!(e.contains("turn.secret_files"), "{e}");
     let (ub2, pb2) = rest_credentials_from(SECRET_B, "after-refusal");
     assert!(TurnClient::new(Io::udp(udp), &ub2, &pb2).allocate().is_ok());

@@ -258,15 +258,7 @@ fn uclient(args: &[String]) -> Option<(u64, u64, u64, String)> {
     let done = process::spawn(std::process::Command::new(bin).args(args)).finish(Duration::from_secs(40));
     let text = done.stdout + &done.stderr;
     done.status?;
-    let num_after = |key: &str| -> Option<u64> {
-        let line = text.lines().rev().find(|l| l.contains(key))?;
-        let rest = &line[line.find(key)? + key.len()..];
-        rest.trim_start_matches(['=', ' '])
-            .split(|c: char| !c.is_ascii_digit())
-            .next()?
-            .parse()
-            .ok()
-    };
+    let num_after = |key: &str| common::number_after(&text, key);
     let sent = num_after("tot_send_msgs=").unwrap_or(0);
     let recv = num_after("tot_recv_msgs=").unwrap_or(0);
     let lost = num_after("Total lost packets").unwrap_or(u64::MAX);

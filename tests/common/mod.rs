@@ -337,3 +337,25 @@ pub fn missing(what: &str) {
     }
     eprintln!("SKIPPED: missing {what}; run tests/run.sh to install it");
 }
+
+/// Runs a future to completion on a current-thread runtime (the async side
+/// of a blocking test).
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+/// The number after the last `key` in a tool's output (`key=123` or
+/// `key 123`), e.g. turnutils_uclient's `tot_send_msgs=`.
+pub fn number_after(text: &str, key: &str) -> Option<u64> {
+    let line = text.lines().rev().find(|l| l.contains(key))?;
+    let rest = &line[line.find(key)? + key.len()..];
+    rest.trim_start_matches(['=', ' '])
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
