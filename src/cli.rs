@@ -206,6 +206,9 @@ fn check_config(args: ServeArgs) -> ExitCode {
                 c.listen.tls.len(),
                 c.shard_count()
             );
+            for w in c.warnings() {
+                eprintln!("{}: warning: {w}", file.display());
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -324,6 +327,9 @@ fn mint_by_running_server(config: &Config, args: &CredentialArgs) -> anyhow::Res
 fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     let config = Config::load(&args.sources()?)?;
     let log = crate::logging::init(&config.log)?;
+    for w in config.warnings() {
+        tracing::warn!("{w}");
+    }
     // Signal handlers first, so a signal that arrives while starting up is
     // already handled rather than the default "terminate now".
     let rt = tokio::runtime::Builder::new_current_thread()

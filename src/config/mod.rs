@@ -43,6 +43,10 @@ pub use secret::Secret;
 /// (never before authentication), so it stays short.
 pub const MAX_SOFTWARE_LEN: usize = 32;
 
+/// The longest `turn.permission_lifetime` and `turn.channel_lifetime`: past
+/// an hour a stale permission would outlive most allocations it guards.
+pub const MAX_BINDING_LIFETIME: Duration = Duration::from_secs(3600);
+
 /// The reference config file, which is also the built-in default.
 pub const DEFAULT_TOML: &str = include_str!("../../config/ternd.toml");
 
@@ -175,6 +179,10 @@ pub struct TurnSection {
     pub nonce_lifetime: ConfigDuration,
     pub default_lifetime: ConfigDuration,
     pub max_lifetime: ConfigDuration,
+    /// RFC 8656 §9 permission lifetime; other than 5m for tests and labs only.
+    pub permission_lifetime: ConfigDuration,
+    /// RFC 8656 §12 channel binding lifetime; other than 10m for tests and labs only.
+    pub channel_lifetime: ConfigDuration,
     pub max_allocations: usize,
     pub max_allocations_per_user: usize,
     /// Allocations per source prefix (IPv4 /32, IPv6 /64).
@@ -667,6 +675,17 @@ impl Config {
         if self.turn.max_lifetime.0 < self.turn.default_lifetime.0 {
             invalid("turn.max_lifetime", "must not be shorter than turn.default_lifetime");
         }
+        for (key, lifetime) in [
+            ("turn.permission_lifetime", self.turn.permission_lifetime.0),
+            ("turn.channel_lifetime", self.turn.channel_lifetime.0),
+        ] {
+            if lifetime < Duration::from_secs(1) || lifetime > MAX_BINDING_LIFETIME {
+                invalid(
+                    key,
+                    "must be between 1s and 1h (RFC 8656: 5m for permissions, 10m for channels)",
+                );
+            }
+        }
         if self.turn.nonce_lifetime.0 < Duration::from_secs(10) || self.turn.nonce_lifetime.0 > MAX_NONCE_LIFETIME {
             invalid("turn.nonce_lifetime", "must be between 10s and 4h15m");
         }
@@ -781,6 +800,38 @@ impl Config {
 
     pub fn software(&self) -> Option<&str> {
         Some(self.server.software.as_str()).filter(|s| !s.is_empty())
+    }
+
+    /// Valid settings that break an RFC MUST, said at start (`ternd serve`
+    /// and `check-config`): lifetimes other than RFC 8656's, which coturn
+    /// also offers (`--permission-lifetime`, `--channel-lifetime`) and warns
+    /// are not for production.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (key, value, rfc, section) in [
+            (
+                "turn.permission_lifetime",
+                self.turn.permission_lifetime.0,
+                proto::allocation::PERMISSION_LIFETIME,
+                "§9",
+            ),
+            (
+                "turn.channel_lifetime",
+                self.turn.channel_lifetime.0,
+                proto::allocation::CHANNEL_LIFETIME,
+                "§12",
+            ),
+        ] {
+            if value != rfc {
+                out.push(format!(
+                    "config key `{key}` is {} where RFC 8656 {section} says {}: clients refresh on the RFC's \
+                     schedule, so a shorter value cuts their relaying; for tests and labs only, not production",
+                    format_duration(value),
+                    format_duration(rfc)
+                ));
+            }
+        }
+        out
     }
 }
 
@@ -897,6 +948,40 @@ pub(crate) mod tests {
         .unwrap();
         assert!(c.cluster.enabled());
         assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn permission_and_channel_lifetimes_default_to_the_rfc_and_warn_otherwise() {
+        let c = Config::default();
+        assert_eq!(c.turn.permission_lifetime.0, Duration::from_secs(300));
+        assert_eq!(c.turn.channel_lifetime.0, Duration::from_secs(600));
+        assert!(c.warnings().is_empty(), "{:?}", c.warnings());
+        for key in ["turn.permission_lifetime", "turn.channel_lifetime"] {
+            for value in ["0s", "500ms", "2h"] {
+                let e = load_error(key, value);
+                assert!(
+                    e.starts_with(&format!("config key `{key}`: ")) && e.contains("between 1s and 1h"),
+                    "{key}={value}: {e}"
+                );
+            }
+        }
+        let c = load_with(&[("turn.permission_lifetime", "3s"), ("turn.channel_lifetime", "1h")]).unwrap();
+        assert_eq!(c.turn.permission_lifetime.0, Duration::from_secs(3));
+        let w = c.warnings();
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(
+            w[0].contains("`turn.permission_lifetime` is 3s where RFC 8656 §9 says 5m"),
+            "{w:?}"
+        );
+        assert!(
+            w[1].contains("`turn.channel_lifetime` is 1h where RFC 8656 §12 says 10m"),
+            "{w:?}"
+        );
+        assert!(w.iter().all(|w| w.contains("not production")), "{w:?}");
+        // Live: a reload takes them (for permissions and channels made after it).
+        let plan = ReloadPlan::new(&Config::default(), &c);
+        assert!(plan.needs_restart.is_empty());
+        assert_eq!(plan.applied.turn.channel_lifetime, c.turn.channel_lifetime);
     }
 
     #[test]

@@ -182,6 +182,8 @@ impl Shared {
             clock: self.clock,
             default_lifetime: config.turn.default_lifetime.0,
             max_lifetime: config.turn.max_lifetime.0,
+            permission_lifetime: config.turn.permission_lifetime.0,
+            channel_lifetime: config.turn.channel_lifetime.0,
             relay_ipv4: self.relay_ipv4,
             relay_ipv6: self.relay_ipv6,
             external_ips: self.external_ips.clone(),

@@ -7,9 +7,12 @@ use std::time::{Duration, Instant};
 use crate::addr::{Family, FiveTuple, PeerAddr};
 use crate::wire::TransactionId;
 
-/// RFC 8656 §9: permissions last 300 s.
+/// RFC 8656 §9: "The permission lifetime MUST be 300 seconds (= 5
+/// minutes)." The default of [`crate::ServerConfig::permission_lifetime`],
+/// which only tests and labs change.
 pub const PERMISSION_LIFETIME: Duration = Duration::from_secs(300);
-/// RFC 8656 §12: channel bindings last 600 s.
+/// RFC 8656 §12: "A channel binding lasts for 10 minutes unless refreshed."
+/// The default of [`crate::ServerConfig::channel_lifetime`].
 pub const CHANNEL_LIFETIME: Duration = Duration::from_secs(600);
 /// RFC 8656 §12: after a binding expires, neither its number nor its peer may
 /// be bound to anything else for another 5 minutes.
@@ -223,9 +226,9 @@ impl Allocation {
         ips.filter(|ip| !self.permissions.iter().any(|p| p.ip == *ip)).count()
     }
 
-    /// Installs or refreshes the permission for `ip`.
-    pub fn permit(&mut self, ip: IpAddr, now: Instant) {
-        let expires = now + PERMISSION_LIFETIME;
+    /// Installs or refreshes the permission for `ip`, for `lifetime`.
+    pub fn permit(&mut self, ip: IpAddr, now: Instant, lifetime: Duration) {
+        let expires = now + lifetime;
         match self.permissions.iter_mut().find(|p| p.ip == ip) {
             Some(p) => p.expires = expires,
             None => self.permissions.push(Permission { ip, expires }),
@@ -252,9 +255,10 @@ impl Allocation {
         })
     }
 
-    /// Binds or refreshes `number` to `peer` (after `channel_conflict` said no).
-    pub fn bind_channel(&mut self, number: ChannelNumber, peer: PeerAddr, now: Instant) {
-        let expires = now + CHANNEL_LIFETIME;
+    /// Binds or refreshes `number` to `peer` for `lifetime` (after
+    /// `channel_conflict` said no).
+    pub fn bind_channel(&mut self, number: ChannelNumber, peer: PeerAddr, now: Instant, lifetime: Duration) {
+        let expires = now + lifetime;
         match self.channels.iter_mut().find(|c| c.number == number && c.peer == peer) {
             Some(c) => c.expires = expires,
             None => self.channels.push(Channel { number, peer, expires }),

@@ -25,6 +25,13 @@ pub struct ServerConfig {
     pub clock: Clock,
     pub default_lifetime: Duration,
     pub max_lifetime: Duration,
+    /// How long a permission lasts from its last CreatePermission or
+    /// ChannelBind (RFC 8656 §9: "MUST be 300 seconds"; shorter only for
+    /// tests and labs).
+    pub permission_lifetime: Duration,
+    /// How long a channel binding lasts from its last ChannelBind (RFC 8656
+    /// §12: "10 minutes unless refreshed"; shorter only for tests and labs).
+    pub channel_lifetime: Duration,
     /// Relay addresses per family; `None` disables that family.
     pub relay_ipv4: Option<IpAddr>,
     pub relay_ipv6: Option<IpAddr>,
@@ -80,6 +87,8 @@ impl Default for ServerConfig {
             },
             default_lifetime: Duration::from_secs(600),
             max_lifetime: Duration::from_secs(3600),
+            permission_lifetime: crate::allocation::PERMISSION_LIFETIME,
+            channel_lifetime: crate::allocation::CHANNEL_LIFETIME,
             relay_ipv4: None,
             relay_ipv6: None,
             external_ips: vec![],
@@ -113,6 +122,10 @@ pub struct LiveConfig {
     pub nonce_lifetime: Duration,
     pub default_lifetime: Duration,
     pub max_lifetime: Duration,
+    /// Applies to permissions and channels installed or refreshed after the
+    /// reload; the ones running keep their deadlines.
+    pub permission_lifetime: Duration,
+    pub channel_lifetime: Duration,
     pub policy: PeerPolicy,
     pub bandwidth_limit: u64,
     pub legacy_channel_numbers: bool,
@@ -131,6 +144,8 @@ impl ServerConfig {
             nonce_lifetime: self.nonce_lifetime,
             default_lifetime: self.default_lifetime,
             max_lifetime: self.max_lifetime,
+            permission_lifetime: self.permission_lifetime,
+            channel_lifetime: self.channel_lifetime,
             policy: self.policy.clone(),
             bandwidth_limit: self.bandwidth_limit,
             legacy_channel_numbers: self.legacy_channel_numbers,
@@ -149,6 +164,8 @@ impl ServerConfig {
             nonce_lifetime,
             default_lifetime,
             max_lifetime,
+            permission_lifetime,
+            channel_lifetime,
             policy,
             bandwidth_limit,
             legacy_channel_numbers,
@@ -162,6 +179,8 @@ impl ServerConfig {
         self.nonce_lifetime = nonce_lifetime;
         self.default_lifetime = default_lifetime;
         self.max_lifetime = max_lifetime;
+        self.permission_lifetime = permission_lifetime;
+        self.channel_lifetime = channel_lifetime;
         self.policy = policy;
         self.bandwidth_limit = bandwidth_limit;
         self.legacy_channel_numbers = legacy_channel_numbers;
@@ -193,6 +212,8 @@ mod tests {
         let new = ServerConfig {
             software: Some("ternd".into()),
             max_lifetime: Duration::from_secs(60),
+            permission_lifetime: Duration::from_secs(30),
+            channel_lifetime: Duration::from_secs(40),
             bandwidth_limit: 1000,
             legacy_channel_numbers: true,
             tcp_relay: false,
@@ -207,6 +228,10 @@ mod tests {
         running.apply(new.live());
         assert_eq!(running.software.as_deref(), Some("ternd"));
         assert_eq!(running.max_lifetime, Duration::from_secs(60));
+        assert_eq!(
+            (running.permission_lifetime, running.channel_lifetime),
+            (Duration::from_secs(30), Duration::from_secs(40))
+        );
         assert!(!running.tcp_relay, "turn.tcp_relay changes on reload");
         assert_eq!(
             (

@@ -24,6 +24,11 @@ impl Server {
         let Some(a) = self.allocations.get_mut(slot) else {
             return;
         };
+        // A capped allocation never enters the kernel, so there is no
+        // "bandwidth cap reached" command: the cap is a token bucket that
+        // only userspace can drain exactly, and an allocation's cap is fixed
+        // when it is created (a reload changing turn.bandwidth_limit applies
+        // to new allocations only), so an offloaded one cannot become capped.
         let eligible =
             a.tuple.transport == Transport::Udp && a.bucket.is_unlimited() && a.bucket_to_client.is_unlimited();
         let wanted: Vec<OffloadedChannel> = if eligible {

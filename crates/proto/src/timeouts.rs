@@ -144,7 +144,9 @@ mod tests {
 
     /// What CreatePermission does.
     fn permit(s: &mut Server, slot: SlotId, now: Instant, ip: IpAddr) {
-        s.allocations.live_mut(slot).permit(ip, now);
+        s.allocations
+            .live_mut(slot)
+            .permit(ip, now, crate::allocation::PERMISSION_LIFETIME);
         s.arm(slot, now);
     }
 

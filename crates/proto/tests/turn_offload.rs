@@ -126,6 +126,46 @@ fn expiry_and_operator_close_stop_the_kernel_too() {
     assert_eq!(kinds(&d, 1), [(0, "allocation gone")]);
 }
 
+/// `turn.permission_lifetime` / `turn.channel_lifetime` (labs and tests
+/// only): the kernel's deadline and the userspace path follow the
+/// configured lifetimes, to the second.
+#[test]
+fn configured_lifetimes_set_the_kernel_deadline_and_stop_both_paths_together() {
+    // A short permission under a longer channel: the permission decides.
+    let mut d = Driver::with(|c| {
+        c.offload = true;
+        c.permission_lifetime = Duration::from_secs(3);
+        c.channel_lifetime = Duration::from_secs(20);
+    });
+    let c = bound_client(&mut d);
+    match &d.offloads[..] {
+        [(_, Offload::ChannelBound { until, .. })] => assert_eq!(*until - d.t0, Duration::from_secs(3)),
+        other => panic!("expected one ChannelBound, got {other:?}"),
+    }
+    d.advance(2);
+    assert!(matches!(d.channel_data(&c, 0x4000, b"x"), Out::ToPeer { .. }));
+    assert!(matches!(d.send_indication(&c, addr(PEER_A), b"x"), Out::ToPeer { .. }));
+    d.advance(1);
+    assert_eq!(kinds(&d, 1), [(3, "permission lapsed")]);
+    assert!(matches!(d.channel_data(&c, 0x4000, b"x"), Out::Drop(_)));
+    assert!(matches!(d.send_indication(&c, addr(PEER_A), b"x"), Out::Drop(_)));
+
+    // A short channel under a longer permission: the channel decides, and
+    // a Send indication to the same peer still goes (its permission holds).
+    let mut d = Driver::with(|c| {
+        c.offload = true;
+        c.permission_lifetime = Duration::from_secs(20);
+        c.channel_lifetime = Duration::from_secs(4);
+    });
+    let c = bound_client(&mut d);
+    d.advance(3);
+    assert!(matches!(d.channel_data(&c, 0x4000, b"x"), Out::ToPeer { .. }));
+    d.advance(1);
+    assert_eq!(kinds(&d, 1), [(4, "channel expired")]);
+    assert!(matches!(d.channel_data(&c, 0x4000, b"x"), Out::Drop(_)));
+    assert!(matches!(d.send_indication(&c, addr(PEER_A), b"x"), Out::ToPeer { .. }));
+}
+
 #[test]
 fn capped_stream_and_disabled_allocations_are_never_offloaded() {
     let mut d = Driver::with(|c| {

@@ -159,9 +159,10 @@ impl Server {
         if a.permissions.len() + a.new_permissions(peers[..n].iter().map(|p| p.ip())) > MAX_PERMISSIONS {
             return self.error_with_key(msg, ErrorCode::INSUFFICIENT_CAPACITY, key, out);
         }
+        let lifetime = self.config.permission_lifetime;
         let a = self.allocations.live_mut(slot);
         for p in &peers[..n] {
-            a.permit(p.ip(), now);
+            a.permit(p.ip(), now, lifetime);
         }
         self.arm(slot, now);
         self.reply(msg, None, Some(key), out, |_| Ok(()))
@@ -205,12 +206,13 @@ impl Server {
         {
             return self.error_with_key(msg, ErrorCode::INSUFFICIENT_CAPACITY, key, out);
         }
+        let (channel_lifetime, permission_lifetime) = (self.config.channel_lifetime, self.config.permission_lifetime);
         let a = self.allocations.live_mut(slot);
         // "If the request is valid ... the server ... creates or refreshes the
         // channel binding ... also installs or refreshes a permission for the
         // IP address".
-        a.bind_channel(number, peer, now);
-        a.permit(peer.ip(), now);
+        a.bind_channel(number, peer, now, channel_lifetime);
+        a.permit(peer.ip(), now, permission_lifetime);
         self.arm(slot, now);
         self.reply(msg, None, Some(key), out, |_| Ok(()))
     }
