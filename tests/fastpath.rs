@@ -3,8 +3,11 @@
 //! XDP on veth and generic on loopback) with padding, odd and maximum
 //! lengths; the kernel's counters in /metrics and the close log; the
 //! stateless Binding responder; everything else still served by userspace;
-//! the kernel stopping when the core stops; the program gone after SIGTERM,
-//! SIGKILL and a reload that turns it off.
+//! the kernel stopping when the core stops (expiry of the allocation, a
+//! permission or a channel, Refresh(0), an operator's close, a revocation:
+//! at the moment the userspace path stops, checked round by round with
+//! tests/common/xdp_probe.rs); bandwidth caps enforced in userspace; the
+//! program gone after SIGTERM, SIGKILL and a reload that turns it off.
 //!
 //! Skipped with a printed reason where BPF cannot load; under CI=true a
 //! missing clang/libbpf at build time fails (tests/run.sh installs them).
@@ -12,10 +15,11 @@
 mod common;
 
 use std::net::{SocketAddr, UdpSocket};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::turn::{Io, Relayed, TurnClient};
 use common::xdp_lab::{prerequisites, Lab, Ternd, Topology};
+use common::xdp_probe::{Event, Path, Plan, Probe};
 
 /// ternd started with the fast path in `mode`, or None when the test is
 /// skipped (BPF cannot load here) or fails (not built, under CI).
@@ -251,18 +255,12 @@ fn indications_unbound_peers_and_closed_allocations_use_the_userspace_path() {
 
     // The admin view counts the kernel's share; an operator's close stops it.
     let client = c.io.local_addr().to_string();
-    let admin = move |method: &'static str, path: String| {
-        let headers: &[(&str, &str)] = &[("X-Ternd-Admin", "1")];
-        common::http::http(common::xdp_lab::HTTP.parse().unwrap(), method, &path, headers).json()
-    };
-    let list = common::xdp_lab::in_ns(&lab.server, move || admin("GET", "/admin/allocations".into()));
+    let list = ternd.admin("GET", "/admin/allocations".into());
     let mine = &list["allocations"][0];
     assert_eq!(mine["client"], client.as_str());
     let expected = b"warm-up".len() + 2 * b"by indication".len() + b"still fast".len();
     assert_eq!(mine["to_peer_bytes"], expected as u64, "{list}");
-    let closed = common::xdp_lab::in_ns(&lab.server, move || {
-        admin("POST", format!("/admin/close?client={client}"))
-    });
+    let closed = ternd.admin("POST", format!("/admin/close?client={client}"));
     assert_eq!(closed["closed"], 1);
     assert!(
         relay_stopped(&mut c, &bound, relay, 0x4001),
@@ -291,6 +289,60 @@ fn bandwidth_capped_allocations_stay_in_userspace() {
     let after = counters(&ternd);
     assert_eq!((after.kernel_to_peer, after.kernel_to_client), (0, 0));
     assert_eq!((after.bytes_to_peer, after.bytes_to_client), (111, 111));
+}
+
+/// The cap reached mid-flow. The core emits no "bandwidth cap reached"
+/// command for the kernel (crates/proto/src/offload.rs says why): a capped
+/// allocation never enters it, so the cap is a userspace token bucket that
+/// holds to the byte: a second's worth goes through, the rest is dropped
+/// and counted, and the next second's worth goes again, with the kernel's
+/// map empty and its counters still all along.
+#[test]
+fn a_bandwidth_cap_reached_mid_flow_holds_in_userspace_and_the_kernel_never_relays() {
+    if !prerequisites() {
+        return;
+    }
+    let lab = Lab::new(Topology::Veth);
+    let Some(ternd) = start(&lab, "xdp", "bandwidth_limit = \"2kB\"") else {
+        return;
+    };
+    let mut c = lab.client(false);
+    let relay = c.allocate().expect("allocate");
+    let peer = lab.peer_socket(false);
+    c.channel_bind(CHANNEL, peer.local_addr().unwrap()).unwrap();
+    let dropped = || ternd.metric("ternd_drops_total{reason=\"rate_limited\"}");
+    // 3 x 900 bytes back to back each way: 2000 bytes of tokens take two.
+    let burst = payload(900);
+    let mut through = (0, 0);
+    for _ in 0..3 {
+        c.send_channel(CHANNEL, &burst);
+        peer.send_to(&burst, relay).unwrap();
+    }
+    peer.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    set_timeout(&c, Duration::from_millis(500));
+    let mut buf = [0u8; 2048];
+    for _ in 0..3 {
+        if peer.recv_from(&mut buf).is_ok_and(|(n, _)| buf[..n] == burst[..]) {
+            through.0 += 1;
+        }
+        if c.recv_relayed() == Some(Relayed::Channel(CHANNEL, burst.clone())) {
+            through.1 += 1;
+        }
+    }
+    assert_eq!(through, (2, 2), "the cap lets two of three through each way");
+    assert_eq!(dropped(), 2, "one dropped each way, counted");
+    std::thread::sleep(Duration::from_millis(1100));
+    peer.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    set_timeout(&c, Duration::from_secs(3));
+    exchange(&mut c, &peer, relay, CHANNEL, &burst, 0);
+    let after = counters(&ternd);
+    assert_eq!(
+        (after.kernel_to_peer, after.kernel_to_client),
+        (0, 0),
+        "never in the kernel"
+    );
+    assert_eq!((after.bytes_to_peer, after.bytes_to_client), (2700, 2700));
+    assert_eq!(ternd.kernel_channels(), 0, "the kernel's map stays empty");
 }
 
 /// A Binding request with no attributes but FINGERPRINT, and one without
@@ -420,4 +472,239 @@ fn an_expiring_allocation_stops_the_kernel_when_the_core_stops() {
     assert!(ternd
         .log_text()
         .contains("to_peer_bytes=14 to_peer_packets=2 to_client_bytes=14"));
+}
+
+/// A client of the veth lab (IPv4) with channel 0x4000 bound to a peer and
+/// warmed up (the kernel knows both next hops), on a ternd started with
+/// `extra` in `[turn]`.
+struct Bound {
+    // Fields drop in order: ternd before its lab's namespaces.
+    ternd: Ternd,
+    c: TurnClient,
+    peer: UdpSocket,
+    relay: SocketAddr,
+    /// ChannelBind was sent and answered between these instants: the core
+    /// started the channel's and the permission's lifetimes in between.
+    bound: (Instant, Instant),
+    lab: Lab,
+}
+
+const CHANNEL: u16 = 0x4000;
+const STEP: Duration = Duration::from_millis(25);
+
+impl Bound {
+    fn new(extra: &str, user: (&str, &str)) -> Option<Bound> {
+        if !prerequisites() {
+            return None;
+        }
+        let lab = Lab::new(Topology::Veth);
+        let ternd = start(&lab, "xdp", extra)?;
+        let mut c = lab.client_as(false, user.0, user.1);
+        let relay = lab.allocate(&mut c, false);
+        let peer = lab.peer_socket(false);
+        let before = Instant::now();
+        c.channel_bind(CHANNEL, peer.local_addr().unwrap())
+            .expect("channel bind");
+        let bound = (before, Instant::now());
+        exchange(&mut c, &peer, relay, CHANNEL, b"warm-up", 0);
+        assert_eq!(ternd.kernel_channels(), 1, "the channel is in the kernel's map");
+        Some(Bound {
+            ternd,
+            c,
+            peer,
+            relay,
+            bound,
+            lab,
+        })
+    }
+
+    /// Runs `plan`, and checks that every ChannelData that arrived either
+    /// way went through the kernel.
+    fn probe(&mut self, plan: Plan<'_>) -> Probe {
+        let before = counters(&self.ternd);
+        let p = Path {
+            client: &mut self.c,
+            peer: &self.peer,
+            relay: self.relay,
+            channel: CHANNEL,
+        }
+        .probe(plan);
+        let after = counters(&self.ternd);
+        let count = |flow: &[bool]| flow.iter().filter(|x| **x).count() as u64;
+        assert_eq!(
+            (
+                after.kernel_to_peer - before.kernel_to_peer,
+                after.kernel_to_client - before.kernel_to_client
+            ),
+            (count(&p.arrived.channel_to_peer), count(&p.arrived.channel_to_client)),
+            "every ChannelData relayed, and only those, went through the kernel"
+        );
+        p
+    }
+
+    /// A probe around the moment something `lifetime` long, started by
+    /// the ChannelBind, expires; with that moment's bounds.
+    fn probe_expiry(&mut self, lifetime: Duration) -> (Probe, Instant, Instant) {
+        let (lo, hi) = (self.bound.0 + lifetime, self.bound.1 + lifetime);
+        let plan = Plan::covering(lo - Duration::from_millis(1000), hi + Duration::from_millis(700), STEP);
+        (self.probe(plan), lo, hi)
+    }
+
+    /// A probe around an event the test triggers after round 9 of 20.
+    fn probe_event(&mut self, event: Event<'_>) -> Probe {
+        let plan = Plan {
+            start: Instant::now(),
+            rounds: 20,
+            step: STEP,
+            event: Some((9, event)),
+        };
+        self.probe(plan)
+    }
+
+    /// Asserts that the allocation relays nothing any more, and that the
+    /// kernel's map holds nothing of it.
+    fn assert_gone(&mut self) {
+        assert!(
+            relay_stopped(&mut self.c, &self.peer, self.relay, CHANNEL),
+            "relaying after the allocation is gone"
+        );
+        assert_eq!(self.ternd.kernel_channels(), 0, "the kernel's map is empty");
+    }
+}
+
+/// Asserts that the kernel's path (ChannelData both ways) and the userspace
+/// path (Send indications to the same peer) stopped together, at a moment
+/// between `lo` and `hi`.
+fn assert_everything_stops(p: &Probe, lo: Instant, hi: Instant) {
+    let kernel = p.assert_stops(&p.arrived.channel_to_peer, "ChannelData to the peer (kernel)", lo, hi);
+    let user = p.assert_stops(
+        &p.arrived.indication_to_peer,
+        "Send indications to the peer (userspace)",
+        lo,
+        hi,
+    );
+    p.assert_stops(
+        &p.arrived.channel_to_client,
+        "ChannelData to the client (kernel)",
+        lo,
+        hi,
+    );
+    p.assert_none(&p.arrived.indication_to_client, "no Data indications either");
+    let apart = p.sent[kernel.max(user) - 1] - p.sent[kernel.min(user) - 1];
+    assert!(
+        apart <= common::xdp_probe::SLACK,
+        "the kernel and userspace stopped {apart:?} apart ({kernel} vs {user} rounds)"
+    );
+}
+
+/// RFC 8656 §9: a permission that is not refreshed expires, and with it
+/// the channel's relaying, though the binding (§12) lasts longer. The
+/// kernel relays up to that moment and stops with the userspace path; the
+/// core's timer takes the channel out of the kernel's map within a tick.
+#[test]
+fn an_expiring_permission_stops_the_kernel_when_the_core_stops() {
+    let Some(mut b) = Bound::new(
+        "permission_lifetime = \"4s\"\nchannel_lifetime = \"30s\"",
+        common::xdp_lab::USER,
+    ) else {
+        return;
+    };
+    let (p, lo, hi) = b.probe_expiry(Duration::from_secs(4));
+    assert_everything_stops(&p, lo, hi);
+    assert_eq!(b.ternd.kernel_channels(), 0, "the core's timer emptied the map");
+    // A new CreatePermission brings the channel (still bound) back into the kernel.
+    b.c.create_permission(&[b.peer.local_addr().unwrap()]).unwrap();
+    let before = counters(&b.ternd).kernel_to_peer;
+    exchange(&mut b.c, &b.peer, b.relay, CHANNEL, b"again", 0);
+    assert_eq!(counters(&b.ternd).kernel_to_peer, before + 1, "in the kernel again");
+    assert!(
+        b.ternd.log_text().contains("turn.permission_lifetime` is 4s"),
+        "warned at start"
+    );
+}
+
+/// RFC 8656 §12: a binding that is not refreshed expires. The kernel
+/// relays ChannelData up to that moment and stops with the userspace path
+/// (which refuses ChannelData on an unbound channel); the permission lives
+/// on, so Send indications still go and the peer's datagrams come back as
+/// Data indications from then on.
+#[test]
+fn an_expiring_channel_stops_the_kernel_when_the_core_stops() {
+    let Some(mut b) = Bound::new(
+        "permission_lifetime = \"30s\"\nchannel_lifetime = \"4s\"",
+        common::xdp_lab::USER,
+    ) else {
+        return;
+    };
+    let (p, lo, hi) = b.probe_expiry(Duration::from_secs(4));
+    p.assert_stops(&p.arrived.channel_to_peer, "ChannelData to the peer", lo, hi);
+    let kernel = p.assert_stops(&p.arrived.channel_to_client, "ChannelData to the client", lo, hi);
+    p.assert_all(&p.arrived.indication_to_peer, "Send indications (the permission holds)");
+    let data: Vec<bool> = p.arrived.indication_to_client[kernel..].to_vec();
+    assert!(
+        p.arrived.indication_to_client[..kernel].iter().all(|x| !x) && data.iter().all(|x| *x),
+        "the peer's datagrams come back as ChannelData until the moment and as Data indications after: {:?}",
+        p.arrived.indication_to_client
+    );
+    assert_eq!(b.ternd.kernel_channels(), 0, "the core's timer emptied the map");
+}
+
+/// RFC 8656 §7.2: Refresh with LIFETIME 0 deletes the allocation at once:
+/// the kernel stops with the userspace path, before the response leaves.
+#[test]
+fn refresh_zero_stops_the_kernel_and_the_userspace_path_together() {
+    let Some(mut b) = Bound::new("", common::xdp_lab::USER) else {
+        return;
+    };
+    let p = b.probe_event(&mut |c| assert_eq!(c.refresh(0), Ok(0)));
+    let (lo, hi) = p.event();
+    assert_everything_stops(&p, lo, hi);
+    b.assert_gone();
+}
+
+/// An operator's close (`POST /admin/close`): the kernel stops with the
+/// userspace path, before the admin answer.
+#[test]
+fn an_operators_close_stops_the_kernel_and_the_userspace_path_together() {
+    let Some(mut b) = Bound::new("", common::xdp_lab::USER) else {
+        return;
+    };
+    let client = b.c.io.local_addr();
+    let ns = b.lab.server.clone();
+    let mut close = |_: &mut TurnClient| {
+        let r = common::xdp_lab::admin(&ns, "POST", format!("/admin/close?client={client}"));
+        assert_eq!(r["closed"], 1, "{r}");
+    };
+    let p = b.probe_event(&mut close);
+    let (lo, hi) = p.event();
+    assert_everything_stops(&p, lo, hi);
+    b.assert_gone();
+}
+
+/// `POST /admin/revoke` of a REST username closes its live allocations:
+/// the kernel stops with the userspace path, before the admin answer, and
+/// the username is refused from then on.
+#[test]
+fn a_revocation_stops_the_kernel_and_the_userspace_path_together() {
+    const SECRET: &str = "fastpath-revocation-secret";
+    let expiry = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600;
+    let (user, pass) = proto::auth::rest_credentials(proto::auth::RestHmac::Sha1, SECRET.as_bytes(), "bob", expiry);
+    let Some(mut b) = Bound::new(&format!("secrets = [\"{SECRET}\"]"), (&user, &pass)) else {
+        return;
+    };
+    let ns = b.lab.server.clone();
+    let mut revoke = |_: &mut TurnClient| {
+        let r = common::xdp_lab::admin(&ns, "POST", format!("/admin/revoke?username={user}"));
+        assert_eq!(r["revoked"], user.as_str(), "{r}");
+    };
+    let p = b.probe_event(&mut revoke);
+    let (lo, hi) = p.event();
+    assert_everything_stops(&p, lo, hi);
+    b.assert_gone();
+    let mut again = b.lab.client_as(false, &user, &pass);
+    assert_eq!(again.allocate(), Err(401), "a revoked username is refused");
 }

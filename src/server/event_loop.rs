@@ -237,6 +237,9 @@ async fn run_control(shard: Rc<Shard>, index: usize, mut rx: mpsc::UnboundedRece
             }
             Control::Close(tuple, reply) => {
                 let closed = shard.core.borrow_mut().close_allocation(now, &tuple);
+                // Carry out the close (the kernel fast path's channels
+                // removed with it) before the operator hears it is done.
+                shard.pump();
                 let _ = reply.send(closed);
             }
             Control::Revoke(user, done) => {
@@ -251,6 +254,7 @@ async fn run_control(shard: Rc<Shard>, index: usize, mut rx: mpsc::UnboundedRece
                     core.close_allocation(now, &tuple);
                 }
                 drop(core);
+                shard.pump();
                 let _ = done.send(());
             }
         }

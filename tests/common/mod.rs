@@ -210,6 +210,7 @@ pub mod redis_server;
 pub mod turn;
 pub mod ws;
 pub mod xdp_lab;
+pub mod xdp_probe;
 
 /// A UDP peer on loopback that echoes every datagram back to its sender, on
 /// its own thread, until the returned guard is dropped. It stays off the

@@ -231,9 +231,14 @@ impl Lab {
 
     /// A TURN client on the client host, talking to the listener of the family.
     pub fn client(&self, v6: bool) -> TurnClient {
+        self.client_as(v6, USER.0, USER.1)
+    }
+
+    /// [`Lab::client`] with other credentials.
+    pub fn client_as(&self, v6: bool, user: &str, password: &str) -> TurnClient {
         let a = self.addrs(v6);
         let io = in_ns(&self.client, move || Io::udp_from(a.client, a.listen));
-        TurnClient::new(io, USER.0, USER.1)
+        TurnClient::new(io, user, password)
     }
 
     /// [`Lab::client`] with an allocation of the family (RFC 6156: IPv4
@@ -312,6 +317,15 @@ impl Drop for Lab {
     }
 }
 
+/// One admin request to the ternd of server namespace `ns` (from inside
+/// it: admin answers local callers only), as JSON.
+pub fn admin(ns: &str, method: &'static str, path: String) -> serde_json::Value {
+    in_ns(ns, move || {
+        let headers: &[(&str, &str)] = &[("X-Ternd-Admin", "1")];
+        super::http::http(HTTP.parse().unwrap(), method, &path, headers).json()
+    })
+}
+
 /// The real ternd binary inside a lab's server namespace.
 pub struct Ternd {
     pub child: Child,
@@ -371,6 +385,49 @@ impl Ternd {
         in_ns(&self.server_ns, move || {
             super::http::metric(HTTP.parse().unwrap(), &series)
         })
+    }
+
+    /// One admin request, as JSON (see [`admin`]).
+    pub fn admin(&self, method: &'static str, path: String) -> serde_json::Value {
+        admin(&self.server_ns, method, path)
+    }
+
+    /// The channels this ternd has in its kernel map (`to_peer`), as
+    /// bpftool sees them: the core's timer and commands, not the kernel's
+    /// own deadline, decide what is there.
+    pub fn kernel_channels(&self) -> usize {
+        let bpftool = |args: &[&str]| -> serde_json::Value {
+            let out = Command::new("bpftool")
+                .args(args)
+                .output()
+                .unwrap_or_else(|e| panic!("bpftool {args:?}: {e}"));
+            assert!(
+                out.status.success(),
+                "bpftool {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            serde_json::from_slice(&out.stdout).expect("bpftool -j prints JSON")
+        };
+        // The ids of the maps this process holds, from its descriptors' fdinfo.
+        let pid = self.child.id();
+        let fds = std::fs::read_dir(format!("/proc/{pid}/fdinfo")).expect("ternd's fdinfo");
+        let held: Vec<u64> = fds
+            .filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+            .filter_map(|info| {
+                let line = info.lines().find(|l| l.starts_with("map_id:"))?;
+                line["map_id:".len()..].trim().parse().ok()
+            })
+            .collect();
+        let maps = bpftool(&["-j", "map", "show"]);
+        let id = maps
+            .as_array()
+            .expect("a list of maps")
+            .iter()
+            .find(|m| m["name"] == "to_peer" && m["id"].as_u64().is_some_and(|id| held.contains(&id)))
+            .unwrap_or_else(|| panic!("no to_peer map among ternd's {held:?} in {maps}"))["id"]
+            .to_string();
+        let entries = bpftool(&["-j", "map", "dump", "id", &id]);
+        entries.as_array().expect("a list of entries").len()
     }
 
     pub fn signal(&self, sig: i32) {
