@@ -345,6 +345,104 @@ fn a_bandwidth_cap_reached_mid_flow_holds_in_userspace_and_the_kernel_never_rela
     assert_eq!(ternd.kernel_channels(), 0, "the kernel's map stays empty");
 }
 
+/// A relayed datagram is a new packet from the relay: the kernel gives it a
+/// fresh IPv4 identification (keeping DF as the sender set it) and no IPv6
+/// flow label, whatever the sender's datagram carried, both ways. Senders
+/// are raw sockets that pick those fields; the receivers' interfaces are
+/// captured.
+#[test]
+fn relayed_datagrams_carry_a_fresh_ipv4_id_and_no_ipv6_flow_label_of_the_sender() {
+    use common::raw_ip::{Capture, Marks, RawSender};
+
+    if !prerequisites() {
+        return;
+    }
+    let lab = Lab::new(Topology::Veth);
+    let Some(ternd) = start(&lab, "xdp", "") else {
+        return;
+    };
+    for v6 in [false, true] {
+        let mut c = lab.client(v6);
+        let relay = lab.allocate(&mut c, v6);
+        let peer = lab.peer_socket(v6);
+        c.channel_bind(CHANNEL, peer.local_addr().unwrap()).unwrap();
+        exchange(&mut c, &peer, relay, CHANNEL, b"warm-up", 0);
+        let (client, peer_addr, listen) = (c.io.local_addr(), peer.local_addr().unwrap(), lab.addrs(v6).listen);
+        let at_peer = Capture::new(&lab.peer, "p0");
+        let at_client = Capture::new(&lab.client, "c0");
+        let (from_client, from_peer) = (RawSender::new(&lab.client, v6), RawSender::new(&lab.peer, v6));
+        let sent = [
+            Marks {
+                id: 0xBEEF,
+                df: true,
+                flow_label: 0xABCDE,
+            },
+            Marks {
+                id: 0xBEEF,
+                df: false,
+                flow_label: 0xABCDE,
+            },
+            Marks {
+                id: 0x1234,
+                df: true,
+                flow_label: 0x12345,
+            },
+            Marks {
+                id: 0x1235,
+                df: false,
+                flow_label: 0xFFFFF,
+            },
+        ];
+        let before = counters(&ternd);
+        for (i, m) in sent.iter().enumerate() {
+            let data = [b'r', i as u8, 0, 0];
+            let mut frame = CHANNEL.to_be_bytes().to_vec();
+            frame.extend_from_slice(&(data.len() as u16).to_be_bytes());
+            frame.extend_from_slice(&data);
+            from_client.send(client, listen, *m, &frame);
+            from_peer.send(peer_addr, relay, *m, &data);
+        }
+        let to_peer = at_peer.datagrams_to(peer_addr, sent.len(), Duration::from_secs(3));
+        let to_client = at_client.datagrams_to(client, sent.len(), Duration::from_secs(3));
+        let after = counters(&ternd);
+        assert_eq!(
+            (
+                after.kernel_to_peer - before.kernel_to_peer,
+                after.kernel_to_client - before.kernel_to_client
+            ),
+            (sent.len() as u64, sent.len() as u64),
+            "all relayed in the kernel"
+        );
+        assert_eq!((to_peer.len(), to_client.len()), (sent.len(), sent.len()));
+        let mut ids = Vec::new();
+        for (d, from) in to_peer
+            .iter()
+            .map(|d| (d, relay))
+            .chain(to_client.iter().map(|d| (d, listen)))
+        {
+            assert_eq!(d.from, from, "{d:?}");
+            let i = usize::from(d.payload[d.payload.len() - 3]);
+            let m = sent[i];
+            if v6 {
+                assert_eq!(
+                    d.marks.flow_label, 0,
+                    "no flow label, not the sender's {:#x}: {d:?}",
+                    m.flow_label
+                );
+            } else {
+                assert_ne!(d.marks.id, m.id, "not the sender's IPv4 identification: {d:?}");
+                assert_eq!(d.marks.df, m.df, "DF as the sender set it: {d:?}");
+                ids.push(d.marks.id);
+            }
+        }
+        if !v6 {
+            ids.sort_unstable();
+            ids.dedup();
+            assert!(ids.len() > 1, "a fresh identification per datagram: {ids:?}");
+        }
+    }
+}
+
 /// A Binding request with no attributes but FINGERPRINT, and one without
 /// even that, answered by the kernel (checked by the independent `stun`
 /// crate), over IPv4 and IPv6.

@@ -206,6 +206,7 @@ pub mod lab_ternd;
 pub mod lab_verify;
 pub mod netns;
 pub mod process;
+pub mod raw_ip;
 pub mod redis_server;
 pub mod turn;
 pub mod ws;

@@ -287,7 +287,22 @@ static __always_inline __u64 pseudo_sum(int v6, const __u8 *src, const __u8 *dst
 	return (__u64)sum_words(src, n) + sum_words(dst, n) + 2 * (__u64)udp_len_be;
 }
 
-/* Writes new IP and UDP headers (and MACs) at the front of the packet. */
+/* Writes new IP and UDP headers (and MACs) at the front of the packet: a
+ * relayed datagram (or a Binding response) is a new packet from our own
+ * address, so it keeps only the sender's DSCP/ECN and, over IPv4, its DF
+ * bit (RFC 8656 §14: DONT-FRAGMENT semantics), and nothing that names the
+ * sender's flow:
+ * - IPv4 identification: a fresh random value per packet. Copying it would
+ *   hand the peer the client's ID sequence (fingerprinting, and counting
+ *   the client's traffic); a counter would leak our own packet rate (RFC
+ *   7739 §5) and, per CPU, collide across CPUs. Unique enough for
+ *   reassembly of non-atomic datagrams (RFC 6864 §4), like Linux's own
+ *   hashed per-destination counters; any value will do for atomic ones.
+ * - IPv6 flow label: zero, "not labelled" (RFC 6437 §3 lets a source leave
+ *   it so). A hash of the relay's flow, as Linux's auto flow labels give
+ *   the userspace path's socket, is keyed by a boot secret we cannot
+ *   reproduce here, so the two paths would differ anyway; zero needs no
+ *   state or key and cannot leak the sender's label. */
 static __always_inline int write_headers(struct xdp_md *ctx, int v6, struct ethhdr *eth, void *iph,
 					 const __u8 *src, const __u8 *dst, __u16 sport, __u16 dport,
 					 __u16 udp_len, __u16 check)
@@ -306,6 +321,10 @@ static __always_inline int write_headers(struct xdp_md *ctx, int v6, struct ethh
 		__builtin_memcpy(&ip6->daddr, dst, 16);
 		ip6->payload_len = bpf_htons(udp_len);
 		ip6->hop_limit = 64;
+		/* The low nibble of flow_lbl[0] and the rest are the label. */
+		ip6->flow_lbl[0] &= 0xf0;
+		ip6->flow_lbl[1] = 0;
+		ip6->flow_lbl[2] = 0;
 	} else {
 		struct iphdr *ip = data + sizeof(struct ethhdr);
 		__builtin_memcpy(ip, iph, sizeof(struct iphdr));
@@ -313,6 +332,7 @@ static __always_inline int write_headers(struct xdp_md *ctx, int v6, struct ethh
 		__builtin_memcpy(&ip->daddr, dst, 4);
 		ip->tot_len = bpf_htons(sizeof(struct iphdr) + udp_len);
 		ip->ttl = 64;
+		ip->id = (__u16)bpf_get_prandom_u32();
 		ip->check = ipv4_csum(ip);
 	}
 	udp->source = sport;
