@@ -572,9 +572,9 @@ fn an_expiring_allocation_stops_the_kernel_when_the_core_stops() {
         .contains("to_peer_bytes=14 to_peer_packets=2 to_client_bytes=14"));
 }
 
-/// A client of the veth lab (IPv4) with channel 0x4000 bound to a peer and
-/// warmed up (the kernel knows both next hops), on a ternd started with
-/// `extra` in `[turn]`.
+/// A client of a lab (IPv4; veth unless asked) with channel 0x4000 bound
+/// to a peer and warmed up (the kernel knows both next hops), on a ternd
+/// started with `extra` in `[turn]`.
 struct Bound {
     // Fields drop in order: ternd before its lab's namespaces.
     ternd: Ternd,
@@ -592,11 +592,15 @@ const STEP: Duration = Duration::from_millis(25);
 
 impl Bound {
     fn new(extra: &str, user: (&str, &str)) -> Option<Bound> {
+        Bound::on(Topology::Veth, extra, user)
+    }
+
+    fn on(topology: Topology, extra: &str, user: (&str, &str)) -> Option<Bound> {
         if !prerequisites() {
             return None;
         }
-        let lab = Lab::new(Topology::Veth);
-        let ternd = start(&lab, "xdp", extra)?;
+        let lab = Lab::new(topology);
+        let ternd = start(&lab, mode_of(topology), extra)?;
         let mut c = lab.client_as(false, user.0, user.1);
         let relay = lab.allocate(&mut c, false);
         let peer = lab.peer_socket(false);
@@ -699,9 +703,9 @@ fn assert_everything_stops(p: &Probe, lo: Instant, hi: Instant) {
 /// the channel's relaying, though the binding (§12) lasts longer. The
 /// kernel relays up to that moment and stops with the userspace path; the
 /// core's timer takes the channel out of the kernel's map within a tick.
-#[test]
-fn an_expiring_permission_stops_the_kernel_when_the_core_stops() {
-    let Some(mut b) = Bound::new(
+fn permission_expiry_stops_both_paths(topology: Topology) {
+    let Some(mut b) = Bound::on(
+        topology,
         "permission_lifetime = \"4s\"\nchannel_lifetime = \"30s\"",
         common::xdp_lab::USER,
     ) else {
@@ -719,6 +723,16 @@ fn an_expiring_permission_stops_the_kernel_when_the_core_stops() {
         b.ternd.log_text().contains("turn.permission_lifetime` is 4s"),
         "warned at start"
     );
+}
+
+#[test]
+fn an_expiring_permission_stops_the_kernel_when_the_core_stops() {
+    permission_expiry_stops_both_paths(Topology::Veth);
+}
+
+#[test]
+fn an_expiring_permission_stops_the_kernel_when_the_core_stops_in_generic_xdp_on_loopback() {
+    permission_expiry_stops_both_paths(Topology::Loopback);
 }
 
 /// RFC 8656 §12: a binding that is not refreshed expires. The kernel
@@ -749,15 +763,24 @@ fn an_expiring_channel_stops_the_kernel_when_the_core_stops() {
 
 /// RFC 8656 §7.2: Refresh with LIFETIME 0 deletes the allocation at once:
 /// the kernel stops with the userspace path, before the response leaves.
-#[test]
-fn refresh_zero_stops_the_kernel_and_the_userspace_path_together() {
-    let Some(mut b) = Bound::new("", common::xdp_lab::USER) else {
+fn refresh_zero_stops_both_paths(topology: Topology) {
+    let Some(mut b) = Bound::on(topology, "", common::xdp_lab::USER) else {
         return;
     };
     let p = b.probe_event(&mut |c| assert_eq!(c.refresh(0), Ok(0)));
     let (lo, hi) = p.event();
     assert_everything_stops(&p, lo, hi);
     b.assert_gone();
+}
+
+#[test]
+fn refresh_zero_stops_the_kernel_and_the_userspace_path_together() {
+    refresh_zero_stops_both_paths(Topology::Veth);
+}
+
+#[test]
+fn refresh_zero_stops_the_kernel_and_the_userspace_path_together_in_generic_xdp_on_loopback() {
+    refresh_zero_stops_both_paths(Topology::Loopback);
 }
 
 /// An operator's close (`POST /admin/close`): the kernel stops with the

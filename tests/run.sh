@@ -28,7 +28,7 @@ declare -A want=(
   [nginx]=/usr/sbin/nginx
   # The XDP fast path (src/fastpath, issue 14): build.rs compiles it with
   # clang against libbpf's headers; tests/fastpath.rs turns veth offloads
-  # off with ethtool, and bpftool helps when it fails.
+  # off with ethtool and reads ternd's channel map with bpftool.
   [clang]=/usr/bin/clang
   [libbpf-dev]=/usr/include/bpf/bpf_helpers.h
   [bpftool]=/usr/sbin/bpftool

@@ -27,7 +27,8 @@ pub enum Topology {
 }
 
 /// True when this process can make namespaces and attach XDP (root, `ip`,
-/// `ethtool`, `clang` for the far ends' XDP_PASS program); otherwise
+/// `ethtool`, `clang` for the far ends' XDP_PASS program, `bpftool` to read
+/// ternd's maps); otherwise
 /// SKIPPED, or a failure under CI.
 pub fn prerequisites() -> bool {
     // SAFETY: geteuid(2) has no preconditions.
@@ -39,6 +40,7 @@ pub fn prerequisites() -> bool {
         ("ip", "-V", "iproute2"),
         ("ethtool", "--version", "ethtool"),
         ("clang", "--version", "clang"),
+        ("bpftool", "version", "bpftool"),
     ];
     for (tool, flag, pkg) in tools {
         if !Command::new(tool).arg(flag).output().is_ok_and(|o| o.status.success()) {
