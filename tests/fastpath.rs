@@ -693,6 +693,20 @@ fn assert_everything_stops(p: &Probe, lo: Instant, hi: Instant) {
     );
     p.assert_none(&p.arrived.indication_to_client, "no Data indications either");
     let apart = p.sent[kernel.max(user) - 1] - p.sent[kernel.min(user) - 1];
+    // Send times in ms from the start of the window the moment lies in.
+    let ms = |round: usize| {
+        let t = p.sent[round];
+        (t.saturating_duration_since(lo).as_secs_f64() - lo.saturating_duration_since(t).as_secs_f64()) * 1e3
+    };
+    eprintln!(
+        "moment within {:.1} ms from 0; last through: kernel {:+.1} ms, userspace {:+.1} ms; \
+         first refused: kernel {:+.1} ms, userspace {:+.1} ms",
+        (hi - lo).as_secs_f64() * 1e3,
+        ms(kernel - 1),
+        ms(user - 1),
+        ms(kernel),
+        ms(user)
+    );
     assert!(
         apart <= common::xdp_probe::SLACK,
         "the kernel and userspace stopped {apart:?} apart ({kernel} vs {user} rounds)"
