@@ -357,6 +357,7 @@ impl Server {
                 id,
                 local,
                 public: self.public_addr(local),
+                expires: now + p.lifetime,
             })
             .collect();
         // RFC 8656 §7.2 success response: XOR-RELAYED-ADDRESS (one per
@@ -393,7 +394,6 @@ impl Server {
             username: p.username.clone(),
             relays: relays.clone(),
             created: now,
-            expires: now + p.lifetime,
             permissions: Vec::new(),
             channels: Vec::new(),
             allocate_response: CachedResponse {
