@@ -19,6 +19,14 @@ pub(crate) fn address_family(value: &[u8]) -> Option<Family> {
     }
 }
 
+/// The code of `family` in ADDRESS-ERROR-CODE.
+pub(crate) fn family_code(family: Family) -> u8 {
+    match family {
+        Family::V4 => FAMILY_IPV4,
+        Family::V6 => FAMILY_IPV6,
+    }
+}
+
 /// Reads an XOR-PEER-ADDRESS value.
 pub(crate) fn peer_address(value: &[u8], tid: &TransactionId) -> Option<PeerAddr> {
     attr::decode_address(value, Some(tid)).ok().map(PeerAddr)

@@ -5,7 +5,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use super::addresses::{address_family, FAMILY_IPV6};
+use super::addresses::{address_family, family_code};
 use crate::addr::{Family, FiveTuple, Transport};
 use crate::allocation::{Allocation, Bucket, CachedResponse, Relay, RelayId, Traffic};
 use crate::output::{BindError, Command, Event, Output};
@@ -160,16 +160,14 @@ impl Server {
         if let Some(r) = reserved {
             families = vec![Family::of(r.ip())];
         }
-        let have = |family| self.relay_ip(family).is_some();
-        if !have(families[0]) {
-            // "If the server does not support the address family requested by
-            // the client ... 440 (Address Family not Supported)".
+        // 7. "If the server does not support the address family requested by
+        // the client in REQUESTED-ADDRESS-FAMILY ... 440 (Address Family not
+        // Supported)", and likewise for IPv4 without the attribute -- with
+        // ADDITIONAL-ADDRESS-FAMILY too, as step 7 comes before step 9. An
+        // IPv6 family this server lacks in a dual Allocate is step 9's
+        // partial success, reported when its turn to bind comes.
+        if self.relay_ip(families[0]).is_none() {
             return self.error_with_key(msg, ErrorCode::ADDRESS_FAMILY_NOT_SUPPORTED, &key, out);
-        }
-        let mut additional_error = None;
-        if families.len() == 2 && !have(Family::V6) {
-            families.truncate(1);
-            additional_error = Some(ErrorCode::ADDRESS_FAMILY_NOT_SUPPORTED);
         }
         // 9. "At any point, the server MAY choose to reject the request with
         // a 486 (Allocation Quota Reached) error if it feels the client is
@@ -201,7 +199,7 @@ impl Server {
             reserved,
             dont_fragment,
             tries: 0,
-            additional_error,
+            address_error: None,
             token: None,
             tcp,
         };
@@ -239,7 +237,7 @@ impl Server {
             return;
         };
         let Some(ip) = self.relay_ip(family) else {
-            self.fail_allocate(p, ErrorCode::ADDRESS_FAMILY_NOT_SUPPORTED);
+            self.family_failed(now, p, ErrorCode::ADDRESS_FAMILY_NOT_SUPPORTED);
             return;
         };
         let port = match p.reserved {
@@ -248,7 +246,7 @@ impl Server {
             None => self.ports.pick(ip, p.even_port, p.reserve_next, &mut self.rng),
         };
         let Some(port) = port else {
-            self.fail_allocate(p, ErrorCode::INSUFFICIENT_CAPACITY);
+            self.family_failed(now, p, ErrorCode::INSUFFICIENT_CAPACITY);
             return;
         };
         let addr = SocketAddr::new(ip, port);
@@ -282,7 +280,6 @@ impl Server {
             self.abandon_allocate(&p);
             return;
         }
-        let family = p.families[0];
         match result {
             Ok(local) => {
                 self.ports.mark(local.ip(), local.port());
@@ -301,7 +298,7 @@ impl Server {
                 }
                 self.bind_next(now, p);
             }
-            // §7.2: no relayed transport address could be had, so 508
+            // §7.2 step 8: no relayed transport address could be had, so 508
             // (Insufficient Capacity). Only a taken port is worth trying
             // another port for.
             Err(e) => {
@@ -309,16 +306,38 @@ impl Server {
                 p.tries += 1;
                 if e.is_retryable() && p.reserved.is_none() && p.tries < BIND_TRIES {
                     self.bind_next(now, p);
-                } else if family == Family::V6 && !p.bound.is_empty() {
-                    // Dual-stack: the IPv4 relay stands; report the IPv6 failure.
-                    p.families.clear();
-                    p.additional_error = Some(ErrorCode::INSUFFICIENT_CAPACITY);
-                    self.finish_allocate(now, p);
                 } else {
-                    self.fail_allocate(p, ErrorCode::INSUFFICIENT_CAPACITY);
+                    self.family_failed(now, p, ErrorCode::INSUFFICIENT_CAPACITY);
                 }
             }
         }
+    }
+
+    /// The relay of `p`'s next family cannot be had, for `code`. RFC 8656
+    /// §7.2 step 9, for a dual Allocate: "If the server can partially meet
+    /// the request, i.e., if it can only allocate one relayed transport
+    /// address of a specific address type, then it includes
+    /// ADDRESS-ERROR-CODE attribute in the success response to inform the
+    /// client the reason for partial failure of the request. The error code
+    /// value signaled in the ADDRESS-ERROR-CODE attribute could be 440
+    /// (Address Family not Supported) or 508 (Insufficient Capacity)." So
+    /// the other family is bound (or kept) alone; with neither, "the server
+    /// rejects the request with a 508 (Insufficient Capacity) error", as a
+    /// single-family Allocate is rejected with `code`.
+    fn family_failed(&mut self, now: Instant, mut p: PendingAllocate, code: ErrorCode) {
+        let family = p.families.remove(0);
+        if p.bound.is_empty() && p.families.is_empty() {
+            let code = if p.address_error.is_some() {
+                ErrorCode::INSUFFICIENT_CAPACITY
+            } else {
+                code
+            };
+            self.fail_allocate(p, code);
+            return;
+        }
+        p.tries = 0;
+        p.address_error = Some((family, code));
+        self.bind_next(now, p);
     }
 
     /// Releases what `p` holds: its bound relays, its reservation, its quota.
@@ -373,10 +392,10 @@ impl Server {
                 b.add_bytes(attr::RESERVATION_TOKEN, &t)?;
             }
             b.add_xor_address(attr::XOR_MAPPED_ADDRESS, p.tuple.client.0)?;
-            if let Some(code) = p.additional_error {
+            if let Some((family, code)) = p.address_error {
                 let reason = code.reason();
                 let v = b.reserve(attr::ADDRESS_ERROR_CODE, 4 + reason.len())?;
-                v[0] = FAMILY_IPV6;
+                v[0] = family_code(family);
                 v[2] = (code.0 / 100) as u8;
                 v[3] = (code.0 % 100) as u8;
                 v[4..].copy_from_slice(reason.as_bytes());
