@@ -1,5 +1,5 @@
 //! One TURN allocation and the permissions and channels it holds
-//! (RFC 8656 §2.2, §9, §12). Plain data with time passed in.
+//! (RFC 8656 §6, §9, §12). Plain data with time passed in.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -17,7 +17,7 @@ pub const CHANNEL_COOLDOWN: Duration = Duration::from_secs(300);
 
 /// Permissions and channels one allocation may hold. Lookups on the packet
 /// path scan these lists, so they are capped: past the cap a request gets
-/// 508 (Insufficient Capacity), which RFC 8656 §9.2 and §11.2 allow. ICE uses
+/// 508 (Insufficient Capacity), which RFC 8656 §10.2 and §12.2 allow. ICE uses
 /// a few dozen at most.
 pub const MAX_PERMISSIONS: usize = 128;
 pub const MAX_CHANNELS: usize = 128;
@@ -60,7 +60,7 @@ impl ChannelNumber {
     /// RFC 5766 §11: the older, wider range (0x7FFF is reserved there too).
     pub const LEGACY_RANGE: std::ops::RangeInclusive<u16> = 0x4000..=0x7FFE;
 
-    /// `n` if a client may bind it: RFC 8656 §11.2 "the channel number is in
+    /// `n` if a client may bind it: RFC 8656 §12.2 "the channel number is in
     /// the range 0x4000 through 0x4FFF (inclusive)", or the RFC 5766 range
     /// with `legacy`.
     pub fn new(n: u16, legacy: bool) -> Option<ChannelNumber> {
@@ -219,7 +219,8 @@ impl Allocation {
         now >= self.expires()
     }
 
-    /// The relay of the peer's family (RFC 8656 §10.2, RFC 6156).
+    /// The relay of the peer's family: the relayed transport address data
+    /// to that peer leaves from (RFC 8656 §11.2, §12.6).
     pub fn relay_for(&self, peer: &PeerAddr) -> Option<&Relay> {
         self.relays.iter().find(|r| r.family() == peer.family())
     }
@@ -274,7 +275,7 @@ impl Allocation {
         self.channels.iter().find(|c| c.peer == *peer && now < c.expires)
     }
 
-    /// RFC 8656 §11.2 checks for binding `number` to `peer`: a number bound
+    /// RFC 8656 §12.2 checks for binding `number` to `peer`: a number bound
     /// (or cooling down) to another peer, or a peer bound (or cooling down)
     /// to another number, is refused.
     pub fn channel_conflict(&self, number: ChannelNumber, peer: &PeerAddr, now: Instant) -> bool {

@@ -1,4 +1,4 @@
-//! RFC 8656 §7.1–§7.2 (Allocate) and RFC 6156 / RFC 8656 §7.2 dual-stack,
+//! RFC 8656 §7.1–§7.2 (Allocate, with §7.2 steps 6-9's dual stack),
 //! on the pure core with a fake driver.
 
 mod common;
@@ -651,7 +651,7 @@ fn dont_fragment_is_accepted_and_passed_to_the_bind() {
     assert!(d.binds[0].2);
 }
 
-/// RFC 8656 §14.2-14.4: across families, or from an IPv6 client, the
+/// RFC 8656 §13.1-13.3: across families, or from an IPv6 client, the
 /// relay ignores DONT-FRAGMENT ("MUST be ignored"); IPv4 to IPv4 keeps it.
 #[test]
 fn dont_fragment_is_ignored_unless_relaying_ipv4_to_ipv4() {
@@ -676,7 +676,7 @@ fn dont_fragment_is_ignored_unless_relaying_ipv4_to_ipv4() {
     assert!(d.binds.last().unwrap().2, "IPv4 to IPv4: honoured");
 }
 
-/// RFC 8656 §7.2 wants relay ports hard to guess. The old SplitMix64 core
+/// RFC 8656 §21.1.7 wants relay ports hard to guess. The old SplitMix64 core
 /// generator gave its state away in one Data indication transaction id, and
 /// the next relay port followed: that prediction must now miss, every seed.
 #[test]

@@ -1,7 +1,7 @@
 //! The kernel fast path's view (issue 14): the core tells the driver which
 //! channels a kernel may relay on its own, and when to stop, at the moment
 //! the userspace path would stop (RFC 8656 §9 permissions, §12 channels,
-//! §7 allocation lifetime).
+//! §8 allocation lifetime).
 
 mod common;
 

@@ -62,7 +62,7 @@ fn refresh_zero_deletes_and_a_retransmission_gets_437() {
         }
         other => panic!("expected AllocationClosed, got {other:?}"),
     }
-    // RFC 8656 §7.4: a client that gets 437 to a Refresh with LIFETIME 0
+    // RFC 8656 §8.3: a client that gets 437 to a Refresh with LIFETIME 0
     // counts the allocation as deleted.
     let again = d.input(c.tuple, &req).resp();
     again.assert_error(Method::REFRESH, 437);

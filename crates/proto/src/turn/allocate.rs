@@ -16,7 +16,7 @@ use crate::server::Server;
 use crate::timers::Timer;
 use crate::wire::{attr, ErrorCode, Message};
 
-/// REQUESTED-TRANSPORT protocol numbers: UDP (RFC 8656 §18.6) and TCP
+/// REQUESTED-TRANSPORT protocol numbers: UDP (RFC 8656 §18.8) and TCP
 /// (RFC 6062 §5.1).
 const UDP: u8 = 17;
 const TCP: u8 = 6;
@@ -129,7 +129,7 @@ impl Server {
             }
             self.compact_timers();
         }
-        // 6. EVEN-PORT: one byte, R bit = reserve the next port too.
+        // EVEN-PORT (§18.7): one byte, R bit = reserve the next port too.
         let (even_port, reserve_next) = match even {
             None => (false, false),
             Some(v) if v.len() == 1 => (true, v[0] & 0x80 != 0),
@@ -142,9 +142,9 @@ impl Server {
         if reserve_next && aaf.is_some() {
             return self.error_with_key(msg, ErrorCode::BAD_REQUEST, &key, out);
         }
-        // 7-8. Address families (RFC 8656 §7.2 and RFC 6156): IPv4 unless
-        // REQUESTED-ADDRESS-FAMILY says otherwise; ADDITIONAL-ADDRESS-FAMILY
-        // (IPv6 only) asks for a second, IPv6 relay. Both at once: 400.
+        // 6, 7 and 9. Address families: IPv4 unless REQUESTED-ADDRESS-FAMILY
+        // says otherwise; ADDITIONAL-ADDRESS-FAMILY (IPv6 only, else 400)
+        // asks for a second, IPv6 relay. Both at once: 400 (step 6).
         let mut families = match (raf, aaf) {
             (Some(_), Some(_)) => return self.error_with_key(msg, ErrorCode::BAD_REQUEST, &key, out),
             (Some(v), None) => match address_family(v) {
@@ -169,7 +169,7 @@ impl Server {
         if self.relay_ip(families[0]).is_none() {
             return self.error_with_key(msg, ErrorCode::ADDRESS_FAMILY_NOT_SUPPORTED, &key, out);
         }
-        // 9. "At any point, the server MAY choose to reject the request with
+        // 10. "At any point, the server MAY choose to reject the request with
         // a 486 (Allocation Quota Reached) error if it feels the client is
         // trying to exceed some locally defined allocation quota". The RFC
         // asks for a quota "based on the username ... and not on the client's
@@ -209,7 +209,7 @@ impl Server {
     }
 
     /// RFC 8656 §7.2 step "computes how long it is willing to allow the
-    /// allocation to last" (the same rule as Refresh, §7.3): the requested
+    /// allocation to last" (the same rule as Refresh, §8.2): the requested
     /// value capped at the maximum, but never below the default.
     pub(crate) fn desired_lifetime(&self, requested: Option<&[u8]>) -> Duration {
         let default = self.config.default_lifetime;
@@ -251,9 +251,9 @@ impl Server {
         };
         let addr = SocketAddr::new(ip, port);
         let relay = self.allocations.new_relay_id();
-        // RFC 8656 §14.2-14.4: when relaying IPv4 to IPv6, IPv6 to IPv6 or
+        // RFC 8656 §13.1-13.3: when relaying IPv4 to IPv6, IPv6 to IPv6 or
         // IPv6 to IPv4, "the DONT-FRAGMENT attribute MUST be ignored"; it is
-        // honoured from IPv4 to IPv4 (§14.1) and from TCP (§15).
+        // honoured from IPv4 to IPv4 (§14) and from TCP (§15).
         let same_v4 = p.tuple.client.0.is_ipv4() && addr.is_ipv4();
         let dont_fragment = p.dont_fragment && (same_v4 || p.tuple.transport.is_stream());
         self.commands.push_back(Command::BindRelay {

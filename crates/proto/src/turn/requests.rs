@@ -160,7 +160,7 @@ impl Server {
         }
     }
 
-    /// RFC 8656 §9.2 "Receiving a CreatePermission Request": all peers are
+    /// RFC 8656 §10.2 "Receiving a CreatePermission Request": all peers are
     /// checked first, then all permissions installed (all or nothing).
     fn create_permission(&mut self, now: Instant, slot: u32, msg: &Message<'_>, key: &Key, out: &mut [u8]) -> Output {
         let mut peers = [PeerAddr(([0, 0, 0, 0], 0).into()); 8];
@@ -181,7 +181,7 @@ impl Server {
         self.reply(msg, None, Some(key), out, |_| Ok(()))
     }
 
-    /// RFC 8656 §11.2 "Receiving a ChannelBind Request".
+    /// RFC 8656 §12.2 "Receiving a ChannelBind Request".
     fn channel_bind(&mut self, now: Instant, slot: u32, msg: &Message<'_>, key: &Key, out: &mut [u8]) -> Output {
         // "The request contains both a CHANNEL-NUMBER and an XOR-PEER-ADDRESS
         // attribute" and "the channel number is in the range 0x4000 through
