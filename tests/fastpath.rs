@@ -532,7 +532,7 @@ fn the_program_is_detached_after_sigterm_sigkill_and_a_reload_that_turns_it_off(
     relay_works(&lab, &ternd, false);
 }
 
-/// RFC 8656 §7: an allocation that is not refreshed expires; the kernel
+/// RFC 8656 §8: an allocation that is not refreshed expires; the kernel
 /// relays until then and stops with the userspace path (the core's timer
 /// takes the channels back, and the kernel checks the same deadline).
 /// Takes a minute: the shortest lifetime ternd accepts.

@@ -654,7 +654,7 @@ enum AllocateSuccess {
     Unsigned,
     /// MESSAGE-INTEGRITY computed with another password.
     WrongKey,
-    /// Signed, but without XOR-MAPPED-ADDRESS (RFC 8656 §7.3 requires it).
+    /// Signed, but without XOR-MAPPED-ADDRESS (RFC 8656 §7.2 requires it).
     NoMapped,
     /// Signed, relay address 10.0.0.5 (relay.external_ip unset); every
     /// other request succeeds, but nothing is relayed.

@@ -7,7 +7,8 @@ mod common;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
-use common::turn::{Io, Relayed, TurnClient};
+use common::http::metric;
+use common::turn::{Dual, Io, Relayed, TurnClient, FAMILY_IPV4, FAMILY_IPV6};
 use common::*;
 
 fn exercise_relay(mut c: TurnClient, peer: SocketAddr, label: &str) {
@@ -396,4 +397,110 @@ fn each_allocation_s_traffic_reaches_its_own_shard_in_batches() {
         }
     }
     server.shutdown().unwrap();
+}
+
+/// ChannelData on `channel` goes out and comes back from the echo peer.
+fn channel_round_trip(c: &mut TurnClient, channel: u16, payload: &[u8]) {
+    c.send_channel(channel, payload);
+    assert_eq!(c.recv_relayed(), Some(Relayed::Channel(channel, payload.to_vec())));
+}
+
+/// The free relay ports of one family on `/metrics`.
+fn free_ports(http: SocketAddr, family: &str) -> u64 {
+    metric(http, &format!("ternd_relay_ports_free{{family=\"{family}\"}}"))
+}
+
+/// RFC 8656 §8.1: a dual allocation's IPv6 family deleted with a Refresh
+/// naming it; its relay socket closes and its port comes back, the IPv4
+/// family keeps relaying, and the IPv6 family is refused from then on.
+#[test]
+fn s8_1_deleting_one_family_of_a_dual_allocation_leaves_the_other_relaying() {
+    let server = start(&turn_config(
+        None,
+        &[("server.shards", "1"), ("http.listen", "127.0.0.1:0")],
+    ));
+    let http = server.bound().http[0];
+    let (peer4, peer6) = (EchoPeer::start(false), EchoPeer::start(true));
+    let mut c = TurnClient::new(Io::udp(server.bound().udp[0]), "alice", "alice-password");
+    let free = (free_ports(http, "ipv4"), free_ports(http, "ipv6"));
+    let Dual { relays, address_error } = c.allocate_dual().unwrap();
+    assert_eq!(address_error, None);
+    let [relay4, relay6] = relays[..] else {
+        panic!("two relayed addresses: {relays:?}")
+    };
+    assert!(relay4.is_ipv4() && relay6.is_ipv6(), "{relays:?}");
+    assert_eq!(
+        (free_ports(http, "ipv4"), free_ports(http, "ipv6")),
+        (free.0 - 1, free.1 - 1)
+    );
+    c.create_permission(&[peer4.addr, peer6.addr]).unwrap();
+    c.channel_bind(0x4000, peer4.addr).unwrap();
+    c.channel_bind(0x4001, peer6.addr).unwrap();
+    channel_round_trip(&mut c, 0x4000, b"four");
+    channel_round_trip(&mut c, 0x4001, b"six");
+    assert!(UdpSocket::bind(relay6).is_err(), "the IPv6 relay port is held");
+
+    assert_eq!(c.refresh_family(0, Some(FAMILY_IPV6)), Ok(0));
+    // The IPv6 relay socket is closed (the shard does it after answering)
+    // and its port is free again, by the metric and for anyone to bind.
+    assert!(
+        wait_for(Duration::from_secs(5), || UdpSocket::bind(relay6).is_ok()),
+        "the IPv6 relay socket closed"
+    );
+    assert_eq!(
+        (free_ports(http, "ipv4"), free_ports(http, "ipv6")),
+        (free.0 - 1, free.1)
+    );
+    // The IPv4 family relays as before, both ways.
+    channel_round_trip(&mut c, 0x4000, b"four again");
+    // (A Send indication's echo comes back on the channel bound to the peer.)
+    c.send_indication(peer4.addr, b"indication");
+    assert_eq!(c.recv_relayed(), Some(Relayed::Channel(0x4000, b"indication".to_vec())));
+    // The IPv6 family is gone: naming it is 443 (RFC 8656 §8.2), and so is
+    // an IPv6 peer.
+    assert_eq!(c.refresh_family(600, Some(FAMILY_IPV6)), Err(443));
+    assert_eq!(c.create_permission(&[peer6.addr]), Err(443));
+    assert_eq!(c.refresh_family(600, Some(FAMILY_IPV4)), Ok(600));
+    // The allocation ends with its last family.
+    assert_eq!(c.refresh(0), Ok(0));
+    assert!(wait_for(Duration::from_secs(5), || UdpSocket::bind(relay4).is_ok()));
+    assert_eq!((free_ports(http, "ipv4"), free_ports(http, "ipv6")), free);
+    let stats = server.shutdown().unwrap();
+    assert_eq!((stats.allocations_created, stats.allocations_closed), (1, 1));
+}
+
+/// RFC 8656 §7.2 step 9: a dual Allocate whose relay of one family cannot
+/// be bound (the configured address is not on this host, so the kernel
+/// refuses the bind) gets the other family alone and ADDRESS-ERROR-CODE 508
+/// for the failed one; that family relays.
+#[test]
+fn s7_2_step9_a_family_that_cannot_be_bound_leaves_the_other_with_address_error_code() {
+    for (v4_fails, relay_ipv4, relay_ipv6) in [(true, "192.0.2.7", "::1"), (false, "127.0.0.1", "2001:db8::7")] {
+        let server = start(&turn_config(
+            None,
+            &[
+                ("server.shards", "1"),
+                ("relay.ipv4", relay_ipv4),
+                ("relay.ipv6", relay_ipv6),
+            ],
+        ));
+        let peer = EchoPeer::start(v4_fails);
+        let mut c = TurnClient::new(Io::udp(server.bound().udp[0]), "alice", "alice-password");
+        let Dual { relays, address_error } = c.allocate_dual().unwrap();
+        let label = format!("IPv4 relay at {relay_ipv4}, IPv6 relay at {relay_ipv6}");
+        assert_eq!(relays.len(), 1, "{label}: {relays:?}");
+        assert_eq!(relays[0].is_ipv6(), v4_fails, "{label}: {relays:?}");
+        let failed = if v4_fails { FAMILY_IPV4 } else { FAMILY_IPV6 };
+        assert_eq!(address_error, Some((failed, 508)), "{label}");
+        c.create_permission(&[peer.addr]).unwrap();
+        c.send_indication(peer.addr, b"one family");
+        assert_eq!(
+            c.recv_relayed(),
+            Some(Relayed::Indication(peer.addr, b"one family".to_vec())),
+            "{label}"
+        );
+        assert_eq!(c.refresh_family(600, Some(failed)), Err(443), "{label}");
+        let stats = server.shutdown().unwrap();
+        assert_eq!(stats.allocations_created, 1, "{label}");
+    }
 }

@@ -271,7 +271,7 @@ fn round_trip(
     a.create_permission(relay_b).map_err(step("CreatePermission A→B"))?;
     b.create_permission(relay_a).map_err(step("CreatePermission B→A"))?;
     // Only B binds a channel, so every form is used once (RFC 8656 §11.3,
-    // §12.6): A's Send indication reaches B as ChannelData, and B's
+    // §12.6, §12.7): A's Send indication reaches B as ChannelData, and B's
     // ChannelData reaches A as a Data indication.
     b.channel_bind(CHANNEL, relay_a).map_err(step("ChannelBind B→A"))?;
     let mut payload: [u8; PAYLOAD] = random().map_err(step("payload"))?;

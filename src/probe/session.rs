@@ -230,7 +230,7 @@ impl Session {
                     self.nonce = nonce;
                     challenged = true;
                 }
-                // §9.2.5 / RFC 8656 §7.2: a stale nonce; retry once with the new one.
+                // §9.2.5 / RFC 8656 §7.4: a stale nonce; retry once with the new one.
                 438 if self.key.is_some() && !stale_retried => {
                     let Some(nonce) = nonce else {
                         return Err(ProbeError::Malformed("438 without NONCE".into()));

@@ -41,7 +41,7 @@ impl Session {
         self.allocated = true;
         Ok(Allocation {
             relay: r.xor_address(attr::XOR_RELAYED_ADDRESS)?,
-            // RFC 8656 §7.3: a success carries XOR-MAPPED-ADDRESS.
+            // RFC 8656 §7.2: a success carries XOR-MAPPED-ADDRESS.
             reflexive: r.xor_address(attr::XOR_MAPPED_ADDRESS)?,
             lifetime: r.u32(attr::LIFETIME)?,
             rtt: r.rtt,

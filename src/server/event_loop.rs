@@ -228,7 +228,7 @@ async fn run_control(shard: Rc<Shard>, index: usize, mut rx: mpsc::UnboundedRece
                         username: a.username.clone(),
                         relays: a.relays.iter().map(|r| r.public).collect(),
                         age: now.saturating_duration_since(a.created),
-                        expires_in: a.expires.saturating_duration_since(now),
+                        expires_in: a.expires().saturating_duration_since(now),
                         to_peer_bytes: a.traffic.to_peer_bytes,
                         to_client_bytes: a.traffic.to_client_bytes,
                     })

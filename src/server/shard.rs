@@ -340,6 +340,13 @@ fn log_event(e: &Event) {
             to_client_packets = traffic.to_client_packets,
             "allocation closed"
         ),
+        Event::RelayClosed { tuple, relay, reason } => tracing::info!(
+            client = %tuple.client,
+            transport = tuple.transport.name(),
+            relay = %relay,
+            reason = ?reason,
+            "one family of a dual allocation closed"
+        ),
         // Rate-limited by the core (one per reason per second and shard);
         // the USERNAME is quoted and escaped, it is the client's bytes.
         Event::AuthRefused {

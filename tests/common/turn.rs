@@ -156,6 +156,38 @@ pub fn xor_addr(m: &Message, t: AttrType) -> Option<SocketAddr> {
     Some(SocketAddr::new(a.ip, a.port))
 }
 
+/// Every XOR address attribute of type `t`, in order (a dual allocation has
+/// two XOR-RELAYED-ADDRESS), each decoded by the `stun` crate.
+pub fn xor_addrs(m: &Message, t: AttrType) -> Vec<SocketAddr> {
+    m.attributes
+        .0
+        .iter()
+        .filter(|a| a.typ == t)
+        .filter_map(|a| {
+            let mut one = m.clone();
+            one.attributes = Attributes(vec![a.clone()]);
+            xor_addr(&one, t)
+        })
+        .collect()
+}
+
+/// What a dual Allocate got.
+#[derive(Debug)]
+pub struct Dual {
+    /// One relayed address per family (two unless one failed).
+    pub relays: Vec<SocketAddr>,
+    /// ADDRESS-ERROR-CODE, as (family, code), for a family that failed.
+    pub address_error: Option<(u8, u16)>,
+}
+
+/// ADDITIONAL-ADDRESS-FAMILY and ADDRESS-ERROR-CODE (RFC 8656 §18.11,
+/// §18.12), which the `stun` crate does not name.
+pub const ATTR_ADDITIONAL_ADDRESS_FAMILY: AttrType = AttrType(0x8000);
+pub const ATTR_ADDRESS_ERROR_CODE: AttrType = AttrType(0x8001);
+/// Address family values of those attributes and REQUESTED-ADDRESS-FAMILY.
+pub const FAMILY_IPV4: u8 = 1;
+pub const FAMILY_IPV6: u8 = 2;
+
 impl TurnClient {
     pub fn new(io: Io, username: &str, password: &str) -> TurnClient {
         TurnClient {
@@ -261,6 +293,28 @@ impl TurnClient {
         self.allocate_with(&|_| {})
     }
 
+    /// A dual allocation (ADDITIONAL-ADDRESS-FAMILY IPv6, RFC 8656 §7.2), or
+    /// Err(error code).
+    pub fn allocate_dual(&mut self) -> Result<Dual, u16> {
+        let r = self.request(METHOD_ALLOCATE, &|m| {
+            m.add(ATTR_REQUESTED_TRANSPORT, &[17, 0, 0, 0]);
+            m.add(ATTR_ADDITIONAL_ADDRESS_FAMILY, &[FAMILY_IPV6, 0, 0, 0]);
+        });
+        if let Some(code) = error_code(&r) {
+            return Err(code);
+        }
+        self.check_integrity(&r);
+        let relays = xor_addrs(&r, ATTR_XOR_RELAYED_ADDRESS);
+        self.relayed = relays.first().copied();
+        self.mapped = xor_addr(&r, stun::attributes::ATTR_XORMAPPED_ADDRESS);
+        // Family, reserved, class, number, reason.
+        let address_error = r
+            .get(ATTR_ADDRESS_ERROR_CODE)
+            .ok()
+            .map(|v| (v[0], u16::from(v[2] & 7) * 100 + u16::from(v[3])));
+        Ok(Dual { relays, address_error })
+    }
+
     pub fn create_permission(&mut self, peers: &[SocketAddr]) -> Result<(), u16> {
         let peers = peers.to_vec();
         let r = self.request(METHOD_CREATE_PERMISSION, &|m| {
@@ -299,7 +353,18 @@ impl TurnClient {
     }
 
     pub fn refresh(&mut self, lifetime: u32) -> Result<u32, u16> {
-        let r = self.request(METHOD_REFRESH, &|m| m.add(ATTR_LIFETIME, &lifetime.to_be_bytes()));
+        self.refresh_family(lifetime, None)
+    }
+
+    /// A Refresh naming one family of a dual allocation with
+    /// REQUESTED-ADDRESS-FAMILY (RFC 8656 §8.1), or all without.
+    pub fn refresh_family(&mut self, lifetime: u32, family: Option<u8>) -> Result<u32, u16> {
+        let r = self.request(METHOD_REFRESH, &|m| {
+            m.add(ATTR_LIFETIME, &lifetime.to_be_bytes());
+            if let Some(f) = family {
+                m.add(ATTR_REQUESTED_ADDRESS_FAMILY, &[f, 0, 0, 0]);
+            }
+        });
         if let Some(c) = error_code(&r) {
             return Err(c);
         }

@@ -66,7 +66,7 @@ role_addr!(
     PeerAddr
 );
 
-/// An IP address family (RFC 8656 §14.1 REQUESTED-ADDRESS-FAMILY, RFC 6156).
+/// An IP address family (RFC 8656 §18.6 REQUESTED-ADDRESS-FAMILY).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Family {
     V4,

@@ -1,5 +1,5 @@
 //! One TURN allocation and the permissions and channels it holds
-//! (RFC 8656 §2.2, §9, §12). Plain data with time passed in.
+//! (RFC 8656 §6, §9, §12). Plain data with time passed in.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -20,7 +20,7 @@ pub const CHANNEL_COOLDOWN: Duration = Duration::from_secs(300);
 
 /// Permissions and channels one allocation may hold. Lookups on the packet
 /// path scan these lists, so they are capped: past the cap a request gets
-/// 508 (Insufficient Capacity), which RFC 8656 §9.2 and §11.2 allow. ICE uses
+/// 508 (Insufficient Capacity), which RFC 8656 §10.2 and §12.2 allow. ICE uses
 /// a few dozen at most.
 pub const MAX_PERMISSIONS: usize = 128;
 pub const MAX_CHANNELS: usize = 128;
@@ -36,6 +36,15 @@ pub struct Relay {
     pub local: SocketAddr,
     /// The address peers see (external_ip applied): what XOR-RELAYED-ADDRESS says.
     pub public: SocketAddr,
+    /// When this relay's family of the allocation ends: each family of a
+    /// dual allocation is refreshed and deleted on its own (RFC 8656 §8.1).
+    pub expires: Instant,
+}
+
+impl Relay {
+    pub fn family(&self) -> Family {
+        Family::of(self.local.ip())
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -54,7 +63,7 @@ impl ChannelNumber {
     /// RFC 5766 §11: the older, wider range (0x7FFF is reserved there too).
     pub const LEGACY_RANGE: std::ops::RangeInclusive<u16> = 0x4000..=0x7FFE;
 
-    /// `n` if a client may bind it: RFC 8656 §11.2 "the channel number is in
+    /// `n` if a client may bind it: RFC 8656 §12.2 "the channel number is in
     /// the range 0x4000 through 0x4FFF (inclusive)", or the RFC 5766 range
     /// with `legacy`.
     pub fn new(n: u16, legacy: bool) -> Option<ChannelNumber> {
@@ -167,9 +176,10 @@ impl CachedResponse {
 pub struct Allocation {
     pub tuple: FiveTuple,
     pub username: String,
+    /// One relay per family, each with its own expiry; the allocation ends
+    /// with the last of them.
     pub relays: Vec<Relay>,
     pub created: Instant,
-    pub expires: Instant,
     pub permissions: Vec<Permission>,
     pub channels: Vec<Channel>,
     /// The success response to the Allocate that created this allocation,
@@ -194,7 +204,7 @@ pub struct Allocation {
 }
 
 /// A channel the kernel may relay on its own until `until`: the earliest of
-/// the binding's, the permission's and the allocation's expiry.
+/// the binding's, the permission's and its relay's expiry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OffloadedChannel {
     pub number: ChannelNumber,
@@ -203,22 +213,45 @@ pub struct OffloadedChannel {
 }
 
 impl Allocation {
-    pub fn is_expired(&self, now: Instant) -> bool {
-        now >= self.expires
+    /// When the allocation ends: when its last family does (RFC 8656 §8.1).
+    pub fn expires(&self) -> Instant {
+        self.relays.iter().map(|r| r.expires).max().unwrap_or(self.created)
     }
 
-    /// The relay of the peer's family (RFC 8656 §10.2, RFC 6156).
+    pub fn is_expired(&self, now: Instant) -> bool {
+        now >= self.expires()
+    }
+
+    /// The relay of the peer's family: the relayed transport address data
+    /// to that peer leaves from (RFC 8656 §11.2, §12.6).
     pub fn relay_for(&self, peer: &PeerAddr) -> Option<&Relay> {
-        self.relays.iter().find(|r| Family::of(r.local.ip()) == peer.family())
+        self.relays.iter().find(|r| r.family() == peer.family())
     }
 
     pub fn has_family(&self, family: Family) -> bool {
-        self.relays.iter().any(|r| Family::of(r.local.ip()) == family)
+        self.relays.iter().any(|r| r.family() == family)
     }
 
-    /// RFC 8656 §9: permissions match on IP address only.
+    /// RFC 8656 §9: permissions match on IP address only. A permission
+    /// belongs to the relay of its family and lapses with it (§8.1).
     pub fn permits(&self, ip: IpAddr, now: Instant) -> bool {
-        self.permissions.iter().any(|p| p.ip == ip && now < p.expires)
+        let family = Family::of(ip);
+        self.relays.iter().any(|r| r.family() == family && now < r.expires)
+            && self.permissions.iter().any(|p| p.ip == ip && now < p.expires)
+    }
+
+    /// Takes the relay of `family` out of this allocation with the
+    /// permissions and channels to that family's peers: RFC 8656 §8.1,
+    /// "Deleting a single allocation destroys any permissions or channels
+    /// associated with that particular allocation; it MUST NOT affect any
+    /// permissions or channels associated with allocations for the other
+    /// address family." The caller frees the relay (id, port, socket).
+    pub fn remove_family(&mut self, family: Family) -> Option<Relay> {
+        let i = self.relays.iter().position(|r| r.family() == family)?;
+        self.permissions.retain(|p| Family::of(p.ip) != family);
+        self.channels.retain(|c| c.peer.family() != family);
+        self.offloaded.retain(|c| c.peer.family() != family);
+        Some(self.relays.remove(i))
     }
 
     /// How many of `ips` would be new permissions.
@@ -245,7 +278,7 @@ impl Allocation {
         self.channels.iter().find(|c| c.peer == *peer && now < c.expires)
     }
 
-    /// RFC 8656 §11.2 checks for binding `number` to `peer`: a number bound
+    /// RFC 8656 §12.2 checks for binding `number` to `peer`: a number bound
     /// (or cooling down) to another peer, or a peer bound (or cooling down)
     /// to another number, is refused.
     pub fn channel_conflict(&self, number: ChannelNumber, peer: &PeerAddr, now: Instant) -> bool {
@@ -272,10 +305,11 @@ impl Allocation {
     }
 
     /// When something about this allocation next changes by itself, after
-    /// `now`: a permission or binding expires, a cooldown ends, or the
-    /// allocation expires. Deadlines already past are skipped, so a channel
-    /// in its cooldown does not make the timer fire again at once.
+    /// `now`: a permission or binding expires, a cooldown ends, or a family
+    /// of the allocation expires. Deadlines already past are skipped, so a
+    /// channel in its cooldown does not make the timer fire again at once.
     pub fn next_deadline(&self, now: Instant) -> Instant {
+        let relays = self.relays.iter().map(|r| r.expires);
         let perms = self.permissions.iter().map(|p| p.expires);
         let chans = self.channels.iter().map(|c| {
             if now < c.expires {
@@ -284,10 +318,12 @@ impl Allocation {
                 c.expires + CHANNEL_COOLDOWN
             }
         });
-        perms
+        relays
+            .chain(perms)
             .chain(chans)
             .filter(|&t| now < t)
-            .fold(self.expires, |a, b| a.min(b))
+            .min()
+            .unwrap_or(now)
     }
 }
 

@@ -1,14 +1,15 @@
-//! Ending allocations: Refresh with LIFETIME 0 (RFC 8656 §7.3), expiry
-//! (§7), the client's TCP/TLS connection closing (§3.1), an operator's
-//! close; and giving relay sockets back.
+//! Ending allocations: Refresh with LIFETIME 0 (RFC 8656 §8.2), expiry
+//! (§8), the client's TCP/TLS connection closing (§3.1), an operator's
+//! close; ending one family of a dual allocation (§8.1); and giving relay
+//! sockets back.
 
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use crate::addr::FiveTuple;
+use crate::addr::{Family, FiveTuple};
 use crate::allocation::RelayId;
 use crate::allocations::SlotId;
-use crate::output::{CloseReason, Command, Event};
+use crate::output::{CloseReason, Command, Event, Offload};
 use crate::server::Server;
 
 impl Server {
@@ -44,7 +45,7 @@ impl Server {
         let Some(a) = self.allocations.remove(slot) else { return };
         self.offload_gone(&a);
         if a.tcp {
-            self.close_connections_of(&a.tuple);
+            self.close_connections_of(&a.tuple, None);
         }
         for r in &a.relays {
             self.release_socket(r.id, r.local);
@@ -60,6 +61,43 @@ impl Server {
             traffic: a.traffic,
         }));
         self.compact_timers();
+    }
+
+    /// Ends the `family` half of allocation `slot` (RFC 8656 §8.1: a Refresh
+    /// naming that family with LIFETIME 0, or that family's lifetime running
+    /// out): its relay, port and socket go, with the permissions, channels
+    /// and connections to that family's peers; the other family carries on.
+    /// The allocation ends with its last family.
+    pub(crate) fn end_family(&mut self, slot: SlotId, family: Family, now: Instant, reason: CloseReason) {
+        let a = self.allocations.live(slot);
+        if !a.has_family(family) {
+            return;
+        }
+        if a.relays.len() == 1 {
+            self.delete_allocation(slot, now, reason);
+            return;
+        }
+        let a = self.allocations.live_mut(slot);
+        let Some(relay) = a.remove_family(family) else { return };
+        let (tuple, tcp) = (a.tuple, a.tcp);
+        // The kernel stops this relay's channels and reports its last counts.
+        if self.config.offload {
+            self.commands.push_back(Command::Offload(Offload::AllocationGone {
+                tuple,
+                relays: vec![relay.id],
+            }));
+        }
+        if tcp {
+            self.close_connections_of(&tuple, Some(family));
+        }
+        self.allocations.free_relay_id(relay.id);
+        self.release_socket(relay.id, relay.local);
+        self.commands.push_back(Command::Event(Event::RelayClosed {
+            tuple,
+            relay: relay.public,
+            reason,
+        }));
+        self.arm(slot, now);
     }
 
     /// Frees a relay id; if it was bound, asks the driver to close the socket.

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use crate::addr::{FiveTuple, PeerAddr};
+use crate::addr::{Family, FiveTuple, PeerAddr};
 use crate::answering::Answering;
 use crate::wire::Key;
 
@@ -119,11 +119,12 @@ impl Connections {
         }
     }
 
-    /// The ids of the connections of the allocation on `control`.
-    pub fn of_allocation(&self, control: &FiveTuple) -> Vec<ConnectionId> {
+    /// The ids of the connections of the allocation on `control`, to peers
+    /// of `family` only if one is given.
+    pub fn of_allocation(&self, control: &FiveTuple, family: Option<Family>) -> Vec<ConnectionId> {
         self.by_id
             .iter()
-            .filter(|(_, c)| c.control == *control)
+            .filter(|(_, c)| c.control == *control && family.is_none_or(|f| c.peer.family() == f))
             .map(|(id, _)| *id)
             .collect()
     }

@@ -37,10 +37,11 @@ impl Server {
                 .filter(|c| now < c.expires && !policy.is_own(c.peer.ip()))
                 .filter_map(|c| {
                     let permission = a.permissions.iter().find(|p| p.ip == c.peer.ip() && now < p.expires)?;
+                    let relay = a.relay_for(&c.peer)?;
                     Some(OffloadedChannel {
                         number: c.number,
                         peer: c.peer,
-                        until: c.expires.min(permission.expires).min(a.expires),
+                        until: c.expires.min(permission.expires).min(relay.expires),
                     })
                 })
                 .collect()

@@ -143,7 +143,9 @@ pub enum Offload {
     PermissionLapsed(KernelChannel),
     /// The allocation is gone: stop every channel of these relays and
     /// report what the kernel relayed for them ([`crate::Server::kernel_traffic`])
-    /// before the [`Event::AllocationClosed`] that follows is logged.
+    /// before the [`Event::AllocationClosed`] that follows is logged. Also
+    /// sent with the one relay of a family that ended while the allocation
+    /// carries on over the other (RFC 8656 §8.1, [`Event::RelayClosed`]).
     AllocationGone { tuple: FiveTuple, relays: Vec<RelayId> },
 }
 
@@ -164,6 +166,16 @@ pub enum Event {
         reason: CloseReason,
         /// What the allocation relayed over its life.
         traffic: Traffic,
+    },
+    /// One family of a dual allocation ended (RFC 8656 §8.1: a Refresh
+    /// naming it with LIFETIME 0, or its lifetime ran out); the allocation
+    /// carries on over the other. Its traffic is told with the
+    /// [`Event::AllocationClosed`] at the end.
+    RelayClosed {
+        tuple: FiveTuple,
+        /// The relayed transport address that ended (as the client was told).
+        relay: SocketAddr,
+        reason: CloseReason,
     },
     /// A signed request failed authentication (rate-limited per reason:
     /// [`crate::auth_failure::AUTH_LOG_INTERVAL`]). Never carries the

@@ -28,8 +28,9 @@ pub(crate) struct PendingAllocate {
     pub reserved: Option<SocketAddr>,
     pub dont_fragment: bool,
     pub tries: u32,
-    /// For dual-stack: why the IPv6 relay could not be had (ADDRESS-ERROR-CODE).
-    pub additional_error: Option<ErrorCode>,
+    /// For a dual allocation: the family that could not be had and why
+    /// (ADDRESS-ERROR-CODE, RFC 8656 §7.2 step 9).
+    pub address_error: Option<(Family, ErrorCode)>,
     pub token: Option<[u8; 8]>,
     /// REQUESTED-TRANSPORT TCP (RFC 6062): the relays are TCP listeners.
     pub tcp: bool,

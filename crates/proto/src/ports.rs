@@ -4,7 +4,7 @@
 //!
 //! The ports in use are a bitmap per relay address (2 KiB for a whole
 //! 16 384-port range), searched from a random starting point: a pick is
-//! random while the block is mostly free (RFC 8656 §7.2 and RFC 6056 want
+//! random while the block is mostly free (RFC 8656 §21.1.7 and RFC 6056 want
 //! relay ports hard to guess) and still finds the last free port of a
 //! full range in at most one pass over the bitmap, where random probing
 //! alone would give up long before the range is full.
@@ -56,8 +56,8 @@ impl Ports {
     }
 
     /// A free port on `ip`, chosen at random: even if `even`, and with the
-    /// port above it free too if `pair` (EVEN-PORT with the R bit, RFC 8656
-    /// §7.2 step 5).
+    /// port above it free too if `pair` (EVEN-PORT with the R bit: "a pair of
+    /// port numbers N and N+1", RFC 8656 §7.2).
     pub fn pick(&mut self, ip: IpAddr, even: bool, pair: bool, rng: &mut Rng) -> Option<u16> {
         let span = self.span();
         let words = span.div_ceil(64);

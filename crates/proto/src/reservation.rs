@@ -1,4 +1,4 @@
-//! RESERVATION-TOKENs shared by every shard (RFC 8656 §7.2, §14.9): a client
+//! RESERVATION-TOKENs shared by every shard (RFC 8656 §7.2, §18.10): a client
 //! whose second Allocate lands on another shard (SO_REUSEPORT hashes each
 //! 5-tuple on its own) must still find the port reserved for it. Touched on
 //! Allocate only.
@@ -9,14 +9,15 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// A port held on this shard for a later Allocate by RESERVATION-TOKEN
-/// (RFC 8656 §7.2, §14.9).
+/// (RFC 8656 §7.2, §18.10).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Reservation {
     pub addr: SocketAddr,
     pub expires: Instant,
 }
 
-/// RFC 8656 §14.9: a reservation lasts about 30 s.
+/// RFC 8656 §7.2: "The server MUST hold this reservation for at least 30
+/// seconds".
 pub const RESERVATION_LIFETIME: Duration = Duration::from_secs(30);
 
 /// Every shard's RESERVATION-TOKENs.

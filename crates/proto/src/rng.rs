@@ -1,7 +1,7 @@
 //! The core's random numbers: relay ports, RESERVATION-TOKENs, Data
 //! indication transaction ids and the budget's hash key. A CSPRNG
 //! (ChaCha12), because each output goes on the wire and must not reveal the
-//! next (RFC 8656 §7.2 and RFC 6056 want relay ports hard to guess). The
+//! next (RFC 8656 §21.1.7 and RFC 6056 want relay ports hard to guess). The
 //! core never reads entropy itself: the driver passes a 32-byte seed from
 //! the OS, and tests pass a fixed one and get the same run every time.
 

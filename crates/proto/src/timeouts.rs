@@ -1,6 +1,7 @@
-//! Running the deadline queue: allocation expiry (RFC 8656 §7: "when the
-//! lifetime expires, the server deletes the allocation"), permissions (§9)
-//! and channel bindings (§12) running out, RESERVATION-TOKENs (§14.9) lapsing.
+//! Running the deadline queue: allocation expiry (RFC 8656 §8: an allocation
+//! not refreshed before it expires is deleted; each family of a dual
+//! allocation on its own, §8.1), permissions (§9) and channel bindings (§12)
+//! running out, RESERVATION-TOKENs (§7.2) lapsing.
 
 use std::time::{Duration, Instant};
 
@@ -27,10 +28,8 @@ impl Server {
                         continue;
                     }
                     a.armed = None;
-                    if a.is_expired(now) {
-                        self.delete_allocation(slot, now, CloseReason::Expired);
-                    } else {
-                        a.prune(now);
+                    if self.expire(slot, now) {
+                        self.allocations.live_mut(slot).prune(now);
                         self.arm(slot, now);
                     }
                 }
@@ -45,6 +44,28 @@ impl Server {
                 }
             }
         }
+    }
+
+    /// Ends what of allocation `slot` has run out at `now`: the whole
+    /// allocation once its last family has, else each family past its
+    /// lifetime (RFC 8656 §8.1). False if the allocation is gone.
+    pub(crate) fn expire(&mut self, slot: SlotId, now: Instant) -> bool {
+        if self.allocations.live(slot).is_expired(now) {
+            self.delete_allocation(slot, now, CloseReason::Expired);
+            return false;
+        }
+        // At most one relay per family, so this ends at most twice.
+        while let Some(family) = self
+            .allocations
+            .live(slot)
+            .relays
+            .iter()
+            .find(|r| r.expires <= now)
+            .map(|r| r.family())
+        {
+            self.end_family(slot, family, now, CloseReason::Expired);
+        }
+        true
     }
 
     /// Queues allocation `slot`'s timer for its next deadline unless an entry
@@ -94,7 +115,7 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use crate::addr::{ClientAddr, FiveTuple, ServerAddr, Transport};
-    use crate::allocation::{Allocation, Bucket, CachedResponse, Traffic};
+    use crate::allocation::{Allocation, Bucket, CachedResponse, Relay, Traffic};
     use crate::allocations::SlotId;
     use crate::output::CloseReason;
     use crate::rng::Rng;
@@ -112,12 +133,18 @@ mod tests {
 
     /// What the Allocate handler does once the relays are bound, minus the wire.
     fn create(s: &mut Server, i: u16, now: Instant, lifetime: Duration) -> SlotId {
+        let local = SocketAddr::from(([192, 0, 2, 1], 50000 + i));
+        let relay = Relay {
+            id: s.allocations.new_relay_id(),
+            local,
+            public: local,
+            expires: now + lifetime,
+        };
         let slot = s.allocations.insert(Allocation {
             tuple: tuple(i),
             username: "u".into(),
-            relays: vec![],
+            relays: vec![relay],
             created: now,
-            expires: now + lifetime,
             permissions: vec![],
             channels: vec![],
             allocate_response: CachedResponse {
@@ -138,7 +165,9 @@ mod tests {
 
     /// What Refresh does.
     fn refresh(s: &mut Server, slot: SlotId, now: Instant, lifetime: Duration) {
-        s.allocations.live_mut(slot).expires = now + lifetime;
+        for r in &mut s.allocations.live_mut(slot).relays {
+            r.expires = now + lifetime;
+        }
         s.arm(slot, now);
     }
 

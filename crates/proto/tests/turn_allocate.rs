@@ -1,4 +1,4 @@
-//! RFC 8656 §7.1–§7.2 (Allocate) and RFC 6156 / RFC 8656 §7.2 dual-stack,
+//! RFC 8656 §7.1–§7.2 (Allocate, with §7.2 steps 6-9's dual stack),
 //! on the pure core with a fake driver.
 
 mod common;
@@ -18,6 +18,13 @@ const EVEN_PORT: u16 = attr::EVEN_PORT;
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
+}
+
+/// A driver whose quota allows 10 allocations per user, and the quota.
+fn with_quotas() -> (Driver, Arc<Quotas>) {
+    let quotas = Arc::new(Quotas::new(10, 1));
+    let q = quotas.clone();
+    (Driver::with(|c| c.quotas = q), quotas)
 }
 
 fn relayed(r: &Resp) -> Vec<SocketAddr> {
@@ -316,6 +323,109 @@ fn dual_stack_ipv6_bind_failures_keep_the_ipv4_relay_and_report_508() {
     assert_eq!(dual_stack_with_ipv6_bind_failures(BindError::AddrInUse, 8), 9);
 }
 
+/// The ADDRESS-ERROR-CODE of an Allocate success (RFC 8656 §18.12:
+/// family, reserved, class, number, reason) as (family, code).
+fn address_error(r: &Resp) -> Option<(u8, u16)> {
+    let v = r.get(attr::ADDRESS_ERROR_CODE)?;
+    Some((v[0], (v[2] & 7) as u16 * 100 + v[3] as u16))
+}
+
+/// A dual-stack Allocate whose first `fails` binds (the IPv4 ones) fail with
+/// `error`: RFC 8656 §7.2 step 9's partial success, an IPv6 relay alone and
+/// ADDRESS-ERROR-CODE 508 for IPv4. Returns the binds asked for.
+fn dual_stack_with_ipv4_bind_failures(error: BindError, fails: u32) -> usize {
+    let (mut d, quotas) = with_quotas();
+    let mut c = Client::udp("198.51.100.1:40000");
+    d.bind_error = error;
+    d.fail_binds = fails;
+    let r = d.allocate_with(&mut c, &[additional(2)]);
+    r.assert_ok(Method::ALLOCATE, &c.key);
+    assert_eq!(relayed(&r).len(), 1);
+    assert!(relayed(&r)[0].is_ipv6(), "{:?}", relayed(&r));
+    assert_eq!(address_error(&r), Some((0x01, 508)), "about the IPv4 family");
+    // Only the IPv6 relay is held, and the allocation counts once.
+    assert_eq!(d.relays_of(&c.tuple).len(), 1);
+    assert_eq!(d.live_relay_addrs().len(), 1);
+    assert_eq!(quotas.total(), 1);
+    // The allocation has no IPv4 family to refresh (RFC 8656 §8.2) ...
+    d.request(&mut c, Method::REFRESH, &[family(1)])
+        .resp()
+        .assert_error(Method::REFRESH, 443);
+    // ... and relays to IPv6 peers only.
+    d.create_permission(&mut c, &[addr(PEER_A)])
+        .assert_error(Method::CREATE_PERMISSION, 443);
+    d.create_permission(&mut c, &[addr(PEER_V6)])
+        .assert_ok(Method::CREATE_PERMISSION, &c.key);
+    assert!(matches!(
+        d.send_indication(&c, addr(PEER_V6), b"six"),
+        Out::ToPeer { .. }
+    ));
+    d.binds.len()
+}
+
+#[test]
+fn s7_2_step9_ipv4_bind_failures_keep_the_ipv6_relay_and_report_508() {
+    // Eight taken IPv4 ports, then the IPv6 bind.
+    assert_eq!(dual_stack_with_ipv4_bind_failures(BindError::AddrInUse, 8), 9);
+}
+
+#[test]
+fn s7_2_step9_an_ipv4_bind_error_another_port_cannot_fix_keeps_the_ipv6_relay() {
+    assert_eq!(dual_stack_with_ipv4_bind_failures(BindError::AddrNotAvailable, 1), 2);
+}
+
+#[test]
+fn s7_2_step9_no_free_ipv4_port_gives_the_ipv6_relay_alone() {
+    // One port: the first allocation's IPv4 relay takes it.
+    let mut d = Driver::with(|c| {
+        c.port_min = 50000;
+        c.port_max = 50000;
+    });
+    let mut first = Client::udp("198.51.100.1:40000");
+    d.allocate(&mut first);
+    let mut c = Client::udp("198.51.100.1:40001");
+    let r = d.allocate_with(&mut c, &[additional(2)]);
+    r.assert_ok(Method::ALLOCATE, &c.key);
+    assert_eq!(relayed(&r), vec![SocketAddr::new(ip(RELAY_V6), 50000)]);
+    assert_eq!(address_error(&r), Some((0x01, 508)));
+    assert_eq!(d.binds.len(), 2, "no IPv4 bind asked for");
+}
+
+#[test]
+fn s7_2_step9_both_families_failing_is_508() {
+    let (mut d, quotas) = with_quotas();
+    let mut c = Client::udp("198.51.100.1:40000");
+    d.bind_error = BindError::AddrNotAvailable;
+    d.fail_binds = 2;
+    let r = d.allocate_with(&mut c, &[additional(2)]);
+    // "If the server cannot satisfy the request, then the server rejects
+    // the request with a 508 (Insufficient Capacity) error."
+    r.assert_error(Method::ALLOCATE, 508);
+    assert!(r.verifies(&c.key));
+    assert_eq!(d.binds.len(), 2);
+    assert!(d.live_relay_addrs().is_empty());
+    assert_eq!((quotas.total(), d.server.allocation_count()), (0, 0));
+    // The IPv4 relay failing and the IPv6 family missing: 508 as well.
+    let mut d = Driver::with(|c| c.relay_ipv6 = None);
+    let mut c = Client::udp("198.51.100.1:40001");
+    d.bind_error = BindError::AddrNotAvailable;
+    d.fail_binds = 1;
+    d.allocate_with(&mut c, &[additional(2)])
+        .assert_error(Method::ALLOCATE, 508);
+}
+
+#[test]
+fn s7_2_step7_a_dual_allocate_on_a_server_without_ipv4_is_440() {
+    // Step 7 ("If the REQUESTED-ADDRESS-FAMILY attribute is absent and the
+    // server does not support the IPv4 address family ... 440") comes
+    // before step 9's partial success.
+    let mut d = Driver::with(|c| c.relay_ipv4 = None);
+    let mut c = Client::udp("198.51.100.1:40000");
+    d.allocate_with(&mut c, &[additional(2)])
+        .assert_error(Method::ALLOCATE, 440);
+    assert!(d.binds.is_empty());
+}
+
 #[test]
 fn even_port_gets_an_even_port() {
     let mut d = Driver::default_setup();
@@ -412,9 +522,7 @@ fn expired_token_is_508() {
 
 #[test]
 fn eight_bind_failures_are_508_and_release_the_quota() {
-    let quotas = Arc::new(Quotas::new(10, 1));
-    let q = quotas.clone();
-    let mut d = Driver::with(|c| c.quotas = q);
+    let (mut d, quotas) = with_quotas();
     let mut c = Client::udp("198.51.100.1:40000");
     d.fail_binds = 8;
     let r = d.allocate_with(&mut c, &[]);
@@ -438,9 +546,7 @@ fn a_bind_error_another_port_cannot_fix_is_508_at_once() {
         BindError::PermissionDenied,
         BindError::Other,
     ] {
-        let quotas = Arc::new(Quotas::new(10, 1));
-        let q = quotas.clone();
-        let mut d = Driver::with(|c| c.quotas = q);
+        let (mut d, quotas) = with_quotas();
         let mut c = Client::udp("198.51.100.1:40000");
         d.bind_error = error;
         d.fail_binds = 1;
@@ -545,7 +651,7 @@ fn dont_fragment_is_accepted_and_passed_to_the_bind() {
     assert!(d.binds[0].2);
 }
 
-/// RFC 8656 §14.2-14.4: across families, or from an IPv6 client, the
+/// RFC 8656 §13.1-13.3: across families, or from an IPv6 client, the
 /// relay ignores DONT-FRAGMENT ("MUST be ignored"); IPv4 to IPv4 keeps it.
 #[test]
 fn dont_fragment_is_ignored_unless_relaying_ipv4_to_ipv4() {
@@ -570,7 +676,7 @@ fn dont_fragment_is_ignored_unless_relaying_ipv4_to_ipv4() {
     assert!(d.binds.last().unwrap().2, "IPv4 to IPv4: honoured");
 }
 
-/// RFC 8656 §7.2 wants relay ports hard to guess. The old SplitMix64 core
+/// RFC 8656 §21.1.7 wants relay ports hard to guess. The old SplitMix64 core
 /// generator gave its state away in one Data indication transaction id, and
 /// the next relay port followed: that prediction must now miss, every seed.
 #[test]

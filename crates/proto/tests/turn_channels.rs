@@ -1,4 +1,4 @@
-//! RFC 8656 §11 (ChannelBind) and §12 (ChannelData), the bandwidth cap, and
+//! RFC 8656 §12 (ChannelBind and ChannelData), the bandwidth cap, and
 //! the end of an allocation with its TCP connection (§3.1).
 
 mod common;

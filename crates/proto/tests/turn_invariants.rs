@@ -140,7 +140,12 @@ impl Fuzz {
             }
             12..=19 => {
                 let secs = *self.rng.pick(&[0, 1, 600, 1200, 3600, 99_999]);
-                self.request(i, Method::REFRESH, &[lifetime(secs)]);
+                let mut attrs = vec![lifetime(secs)];
+                // One family of a dual allocation (RFC 8656 §8.1), or a mismatch.
+                if self.rng.chance(3) {
+                    attrs.push(family(*self.rng.pick(&[1, 2])));
+                }
+                self.request(i, Method::REFRESH, &attrs);
             }
             20..=29 => {
                 let n = if self.rng.chance(4) { 1 + self.rng.below(3) } else { 1 };
@@ -268,6 +273,11 @@ impl Fuzz {
                 Event::AllocationClosed { tuple, .. } => {
                     self.model.closed += 1;
                     self.model.permissions.retain(|(t, _), _| *t != tuple);
+                }
+                // One family ended: its permissions went with it.
+                Event::RelayClosed { tuple, relay, .. } => {
+                    let gone = |ip: &IpAddr| ip.to_canonical().is_ipv4() == relay.is_ipv4();
+                    self.model.permissions.retain(|(t, ip), _| *t != tuple || !gone(ip));
                 }
             }
         }

@@ -1,7 +1,7 @@
 //! The kernel fast path's view (issue 14): the core tells the driver which
 //! channels a kernel may relay on its own, and when to stop, at the moment
 //! the userspace path would stop (RFC 8656 §9 permissions, §12 channels,
-//! §7 allocation lifetime).
+//! §8 allocation lifetime).
 
 mod common;
 
@@ -192,4 +192,59 @@ fn capped_stream_and_disabled_allocations_are_never_offloaded() {
     bound_client(&mut d);
     d.advance(700);
     assert!(d.offloads.is_empty(), "offload off: no commands");
+}
+
+/// The `until` of the last ChannelBound for `peer`, in seconds since start.
+fn last_until(d: &Driver, peer: &str) -> u64 {
+    d.offloads
+        .iter()
+        .rev()
+        .find_map(|(_, o)| match o {
+            Offload::ChannelBound { channel, until } if channel.peer.0 == addr(peer) => Some((*until - d.t0).as_secs()),
+            _ => None,
+        })
+        .expect("a ChannelBound for the peer")
+}
+
+#[test]
+fn s8_1_each_family_of_a_dual_allocation_leaves_the_kernel_on_its_own() {
+    let mut d = offloading();
+    let mut c = Client::new("198.51.100.1:40000", Transport::Udp, ALICE);
+    let additional = A::Bytes(proto::wire::attr::ADDITIONAL_ADDRESS_FAMILY, vec![2, 0, 0, 0]);
+    d.allocate_with(&mut c, &[additional])
+        .assert_ok(Method::ALLOCATE, &c.key);
+    let relays = d.relays_of(&c.tuple);
+    let v6 = relays[1].0;
+    d.advance(500);
+    for (number, peer) in [(0x4000, PEER_A), (0x4001, PEER_V6)] {
+        d.channel_bind(&mut c, number, addr(peer))
+            .assert_ok(Method::CHANNEL_BIND, &c.key);
+    }
+    d.request(&mut c, Method::REFRESH, &[family(1), lifetime(1200)])
+        .resp()
+        .assert_ok(Method::REFRESH, &c.key);
+    // Permissions to 800 s; the IPv6 family, not refreshed, ends at 600 s
+    // and its channel leaves the kernel then, the IPv4 one at 800 s.
+    assert_eq!((last_until(&d, PEER_A), last_until(&d, PEER_V6)), (800, 600));
+    let from = d.offloads.len();
+    d.advance(100);
+    assert_eq!(kinds(&d, from), [(600, "allocation gone")]);
+    match &d.offloads[from].1 {
+        Offload::AllocationGone { tuple, relays } => assert_eq!((tuple, &relays[..]), (&c.tuple, &[v6][..])),
+        other => panic!("{other:?}"),
+    }
+    // Kernel counts of the relay that ended still reach the totals.
+    let kernel = Traffic {
+        to_peer_bytes: 100,
+        to_peer_packets: 1,
+        ..Traffic::default()
+    };
+    d.server.kernel_traffic(v6, kernel);
+    assert_eq!(d.server.stats().traffic, kernel);
+    // The IPv4 channel stays in the kernel until its permission lapses.
+    d.advance(199);
+    assert_eq!(d.offloads.len(), from + 1);
+    d.advance(1);
+    assert_eq!(kinds(&d, from + 1), [(800, "permission lapsed")]);
+    assert_eq!(d.relays_of(&c.tuple), vec![relays[0]], "the IPv4 relay carries on");
 }

@@ -1,4 +1,5 @@
-//! RFC 8656 §9 (permissions), §10 (Send and Data indications) and the peer
+//! RFC 8656 §9 (permissions), §10 (CreatePermission), §11 (Send and Data
+//! indications) and the peer
 //! policy that refuses special-purpose addresses with 403.
 
 mod common;

@@ -1,13 +1,15 @@
-//! RFC 8656 §7.3 (Refresh) and allocation expiry, with the clock moved by
-//! the test.
+//! RFC 8656 §8 (Refresh, with §8.1's families of a dual allocation
+//! refreshed and deleted one at a time) and allocation expiry, with the
+//! clock moved by the test.
 
 mod common;
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::*;
 use proto::wire::{attr, Class, MessageType, Method};
-use proto::{CloseReason, DropReason, Event};
+use proto::{CloseReason, DropReason, Event, FiveTuple, RelayId};
 
 #[test]
 fn refresh_extends_the_lifetime() {
@@ -60,7 +62,7 @@ fn refresh_zero_deletes_and_a_retransmission_gets_437() {
         }
         other => panic!("expected AllocationClosed, got {other:?}"),
     }
-    // RFC 8656 §7.4: a client that gets 437 to a Refresh with LIFETIME 0
+    // RFC 8656 §8.3: a client that gets 437 to a Refresh with LIFETIME 0
     // counts the allocation as deleted.
     let again = d.input(c.tuple, &req).resp();
     again.assert_error(Method::REFRESH, 437);
@@ -170,4 +172,191 @@ fn allocation_churn_creates_and_closes_every_allocation() {
     assert_eq!(d.server.allocation_count(), 1);
     assert_eq!(d.created_events(), 5_001);
     assert_eq!(d.closed_events().len(), 5_000);
+}
+
+/// A dual allocation (ADDITIONAL-ADDRESS-FAMILY, RFC 8656 §7.2 step 9) of
+/// `lifetime` seconds: its (IPv4, IPv6) relays.
+fn dual(d: &mut Driver, c: &mut Client, lifetime_s: u32) -> ((RelayId, SocketAddr), (RelayId, SocketAddr)) {
+    let additional = A::Bytes(attr::ADDITIONAL_ADDRESS_FAMILY, vec![2, 0, 0, 0]);
+    d.allocate_with(c, &[additional, lifetime(lifetime_s)])
+        .assert_ok(Method::ALLOCATE, &c.key);
+    match d.relays_of(&c.tuple)[..] {
+        [v4, v6] if v4.1.is_ipv4() && v6.1.is_ipv6() => (v4, v6),
+        ref other => panic!("expected an IPv4 and an IPv6 relay, got {other:?}"),
+    }
+}
+
+/// A Refresh naming one family (REQUESTED-ADDRESS-FAMILY, 1 = IPv4, 2 = IPv6).
+fn refresh_family(d: &mut Driver, c: &mut Client, f: u8, secs: u32) -> Resp {
+    d.request(c, Method::REFRESH, &[family(f), lifetime(secs)]).resp()
+}
+
+/// The RelayClosed events: (tuple, relayed address, reason).
+fn relays_closed(d: &Driver) -> Vec<(FiveTuple, SocketAddr, CloseReason)> {
+    d.events
+        .iter()
+        .filter_map(|e| match e {
+            Event::RelayClosed { tuple, relay, reason } => Some((*tuple, *relay, *reason)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn s8_1_refresh_with_requested_address_family_refreshes_only_that_family() {
+    let mut d = Driver::default_setup();
+    let mut c = Client::udp("198.51.100.1:40000");
+    let ((v4, v4_local), (v6, v6_addr)) = dual(&mut d, &mut c, 600);
+    d.advance(500);
+    let r = refresh_family(&mut d, &mut c, 1, 1200);
+    r.assert_ok(Method::REFRESH, &c.key);
+    assert_eq!(r.lifetime(), Some(1200), "the IPv4 family's new time-to-expiry");
+    d.advance(99);
+    assert_eq!(d.relays_of(&c.tuple).len(), 2, "both families live at 599 s");
+    // The IPv6 family was not refreshed: it ends at 600 s, alone.
+    d.advance(1);
+    assert_eq!(d.relays_of(&c.tuple), vec![(v4, v4_local)]);
+    assert_eq!(d.releases, vec![v6]);
+    assert_eq!(relays_closed(&d), vec![(c.tuple, v6_addr, CloseReason::Expired)]);
+    assert_eq!(d.closed_events(), vec![], "the allocation carries on over IPv4");
+    // The IPv4 family lasts its 1200 s from the Refresh at 500 s.
+    d.advance(1099);
+    assert_eq!(d.server.allocation_count(), 1);
+    d.advance(1);
+    assert_eq!(d.server.allocation_count(), 0);
+    assert_eq!(d.closed_events(), vec![(c.tuple, CloseReason::Expired)]);
+    assert_eq!(d.releases, vec![v6, v4]);
+}
+
+#[test]
+fn s8_1_refresh_without_requested_address_family_refreshes_both() {
+    let mut d = Driver::default_setup();
+    let mut c = Client::udp("198.51.100.1:40000");
+    dual(&mut d, &mut c, 600);
+    d.advance(500);
+    assert_eq!(d.refresh(&mut c, Some(1200)).lifetime(), Some(1200));
+    d.advance(1199);
+    assert_eq!(d.relays_of(&c.tuple).len(), 2);
+    d.advance(1);
+    assert_eq!(d.server.allocation_count(), 0);
+    assert_eq!(relays_closed(&d), vec![], "both ended with the allocation");
+    assert_eq!(d.closed_events(), vec![(c.tuple, CloseReason::Expired)]);
+}
+
+#[test]
+fn s8_1_refresh_zero_with_requested_address_family_deletes_only_that_family() {
+    let mut d = Driver::default_setup();
+    let mut c = Client::udp("198.51.100.1:40000");
+    let ((v4, _), (v6, v6_local)) = dual(&mut d, &mut c, 600);
+    let (peer4, peer6) = (addr(PEER_A), addr(PEER_V6));
+    d.create_permission(&mut c, &[peer4, peer6])
+        .assert_ok(Method::CREATE_PERMISSION, &c.key);
+    d.channel_bind(&mut c, 0x4000, peer4)
+        .assert_ok(Method::CHANNEL_BIND, &c.key);
+    d.channel_bind(&mut c, 0x4001, peer6)
+        .assert_ok(Method::CHANNEL_BIND, &c.key);
+    let free_before = d.server.free_relay_ports();
+    d.advance(10);
+
+    let r = refresh_family(&mut d, &mut c, 2, 0);
+    r.assert_ok(Method::REFRESH, &c.key);
+    assert_eq!(r.lifetime(), Some(0));
+    // The IPv6 relay, its socket and its port are gone ...
+    assert_eq!(d.releases, vec![v6]);
+    assert_eq!(relays_closed(&d), vec![(c.tuple, v6_local, CloseReason::Deleted)]);
+    let free_after = d.server.free_relay_ports();
+    assert_eq!(free_after.0, free_before.0, "the IPv4 port is still held");
+    assert_eq!(
+        free_after.1.zip(free_before.1).map(|(a, b)| a - b),
+        Some(1),
+        "the IPv6 port is free again"
+    );
+    // ... with the permission and the channel to the IPv6 peer ...
+    assert_eq!(
+        d.send_indication(&c, peer6, b"six"),
+        Out::Drop(DropReason::NoPermission)
+    );
+    assert_eq!(d.channel_data(&c, 0x4001, b"six"), Out::Drop(DropReason::ChannelData));
+    assert_eq!(
+        d.peer_datagram(v6, peer6, b"six"),
+        PeerOut::Drop(DropReason::UnknownRelay)
+    );
+    // ... while the IPv4 family relays both ways as before (RFC 8656 §8.1:
+    // it "MUST NOT affect any permissions or channels associated with
+    // allocations for the other address family").
+    assert_eq!(d.server.allocation_count(), 1);
+    assert_eq!(d.closed_events(), vec![]);
+    assert!(matches!(d.send_indication(&c, peer4, b"four"), Out::ToPeer { relay, .. } if relay == v4));
+    assert!(matches!(d.channel_data(&c, 0x4000, b"four"), Out::ToPeer { relay, .. } if relay == v4));
+    assert!(matches!(d.peer_datagram(v4, peer4, b"four"), PeerOut::ToClient { tuple, .. } if tuple == c.tuple));
+    // The permission and the channel to the IPv4 peer keep their own
+    // lifetimes: both lapse at 300 s, the allocation lives on to 600 s.
+    d.advance(289);
+    assert!(matches!(d.channel_data(&c, 0x4000, b"four"), Out::ToPeer { .. }));
+    d.advance(1);
+    assert_eq!(
+        d.send_indication(&c, peer4, b"four"),
+        Out::Drop(DropReason::NoPermission)
+    );
+    assert_eq!(d.server.allocation_count(), 1);
+}
+
+#[test]
+fn s8_2_a_family_the_allocation_no_longer_has_is_443() {
+    let mut d = Driver::default_setup();
+    let mut c = Client::udp("198.51.100.1:40000");
+    dual(&mut d, &mut c, 600);
+    refresh_family(&mut d, &mut c, 2, 0).assert_ok(Method::REFRESH, &c.key);
+    // "If the server receives a Refresh Request with a
+    // REQUESTED-ADDRESS-FAMILY attribute and the attribute value does not
+    // match the address family of the allocation, the server MUST reply
+    // with a 443 (Peer Address Family Mismatch) error response."
+    for secs in [600, 0] {
+        let r = refresh_family(&mut d, &mut c, 2, secs);
+        r.assert_error(Method::REFRESH, 443);
+        assert!(r.verifies(&c.key));
+    }
+    // The IPv6 peer is refused too (§10.2, §12.2: no relay of its family).
+    d.create_permission(&mut c, &[addr(PEER_V6)])
+        .assert_error(Method::CREATE_PERMISSION, 443);
+    d.channel_bind(&mut c, 0x4001, addr(PEER_V6))
+        .assert_error(Method::CHANNEL_BIND, 443);
+    // A mismatch changes nothing: the IPv4 family is still there.
+    assert_eq!(d.relays_of(&c.tuple).len(), 1);
+    refresh_family(&mut d, &mut c, 1, 600).assert_ok(Method::REFRESH, &c.key);
+}
+
+#[test]
+fn s8_1_the_allocation_ends_with_its_last_family() {
+    let mut d = Driver::default_setup();
+    let mut c = Client::udp("198.51.100.1:40000");
+    let ((v4, _), (v6, _)) = dual(&mut d, &mut c, 600);
+    d.advance(3);
+    refresh_family(&mut d, &mut c, 2, 0).assert_ok(Method::REFRESH, &c.key);
+    assert_eq!(d.server.allocation_count(), 1);
+    refresh_family(&mut d, &mut c, 1, 0).assert_ok(Method::REFRESH, &c.key);
+    assert_eq!(d.server.allocation_count(), 0);
+    assert_eq!(d.releases, vec![v6, v4]);
+    assert_eq!(relays_closed(&d).len(), 1, "only the first family ends on its own");
+    assert_eq!(d.closed_events(), vec![(c.tuple, CloseReason::Deleted)]);
+    // The quota unit came back with the allocation: a new one fits.
+    d.refresh(&mut c, Some(600)).assert_error(Method::REFRESH, 437);
+    dual(&mut d, &mut c, 600);
+}
+
+#[test]
+fn s8_1_a_family_past_its_lifetime_is_gone_before_its_timer_runs() {
+    let mut d = Driver::default_setup();
+    let mut c = Client::udp("198.51.100.1:40000");
+    let (_, (v6, _)) = dual(&mut d, &mut c, 600);
+    refresh_family(&mut d, &mut c, 1, 1200).assert_ok(Method::REFRESH, &c.key);
+    // Move the clock without running the timer, as a late driver would.
+    d.now += Duration::from_secs(600);
+    refresh_family(&mut d, &mut c, 2, 600).assert_error(Method::REFRESH, 443);
+    assert_eq!(d.releases, vec![v6]);
+    refresh_family(&mut d, &mut c, 1, 600).assert_ok(Method::REFRESH, &c.key);
+    // The stale timer entry is harmless when it fires.
+    d.advance(1);
+    assert_eq!(d.releases, vec![v6]);
+    assert_eq!(d.server.allocation_count(), 1);
 }

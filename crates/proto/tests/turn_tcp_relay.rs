@@ -45,7 +45,12 @@ fn id_of(r: &Resp) -> ConnectionId {
 
 /// A Connect to PEER_A that the driver reports connected; returns its id.
 fn connected(d: &mut Driver, c: &mut Client) -> ConnectionId {
-    assert_eq!(connect(d, c, addr(PEER_A)), Out::Nothing, "answered once connected");
+    connected_to(d, c, addr(PEER_A))
+}
+
+/// A Connect to `p` that the driver reports connected; returns its id.
+fn connected_to(d: &mut Driver, c: &mut Client, p: SocketAddr) -> ConnectionId {
+    assert_eq!(connect(d, c, p), Out::Nothing, "answered once connected");
     let (id, _, _, _) = *d.connects.last().unwrap();
     assert!(d.server.peer_connected(d.now, id, true));
     d.pump();
@@ -465,4 +470,32 @@ fn connection_timers_run_out_and_leave_nothing_behind() {
     d.refresh(&mut c, Some(0)).assert_ok(Method::REFRESH, &c.key);
     d.advance(400);
     assert_eq!(d.server.poll_timeout(), None, "no timer left once all is gone");
+}
+
+#[test]
+fn s5_5_deleting_one_family_of_a_dual_allocation_closes_only_its_connections() {
+    // RFC 8656 §8.1: deleting one family "MUST NOT affect" the other's.
+    let mut d = Driver::default_setup();
+    let mut c = tcp_client("198.51.100.1:40000");
+    let additional = A::Bytes(attr::ADDITIONAL_ADDRESS_FAMILY, vec![2, 0, 0, 0]);
+    d.request(&mut c, Method::ALLOCATE, &[transport_tcp(), additional])
+        .resp()
+        .assert_ok(Method::ALLOCATE, &c.key);
+    d.create_permission(&mut c, &[addr(PEER_A), addr(PEER_V6)])
+        .assert_ok(Method::CREATE_PERMISSION, &c.key);
+    let v4 = connected_to(&mut d, &mut c, addr(PEER_A));
+    let v6 = connected_to(&mut d, &mut c, addr(PEER_V6));
+    assert_ne!(v4, v6);
+    d.request(&mut c, Method::REFRESH, &[family(2), lifetime(0)])
+        .resp()
+        .assert_ok(Method::REFRESH, &c.key);
+    assert_eq!(d.closed_peers, vec![v6]);
+    assert_eq!(d.relays_of(&c.tuple).len(), 1);
+    // A new IPv6 connection has no relay to come from.
+    connect(&mut d, &mut c, addr(PEER_V6))
+        .resp()
+        .assert_error(Method::CONNECT, 443);
+    // The IPv4 connection ends with the allocation.
+    d.refresh(&mut c, Some(0)).assert_ok(Method::REFRESH, &c.key);
+    assert_eq!(d.closed_peers, vec![v6, v4]);
 }

@@ -5,7 +5,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use super::addresses::{address_family, FAMILY_IPV6};
+use super::addresses::{address_family, family_code};
 use crate::addr::{Family, FiveTuple, Transport};
 use crate::allocation::{Allocation, Bucket, CachedResponse, Relay, RelayId, Traffic};
 use crate::output::{BindError, Command, Event, Output};
@@ -16,7 +16,7 @@ use crate::server::Server;
 use crate::timers::Timer;
 use crate::wire::{attr, ErrorCode, Message};
 
-/// REQUESTED-TRANSPORT protocol numbers: UDP (RFC 8656 §18.6) and TCP
+/// REQUESTED-TRANSPORT protocol numbers: UDP (RFC 8656 §18.8) and TCP
 /// (RFC 6062 §5.1).
 const UDP: u8 = 17;
 const TCP: u8 = 6;
@@ -129,7 +129,7 @@ impl Server {
             }
             self.compact_timers();
         }
-        // 6. EVEN-PORT: one byte, R bit = reserve the next port too.
+        // EVEN-PORT (§18.7): one byte, R bit = reserve the next port too.
         let (even_port, reserve_next) = match even {
             None => (false, false),
             Some(v) if v.len() == 1 => (true, v[0] & 0x80 != 0),
@@ -142,9 +142,9 @@ impl Server {
         if reserve_next && aaf.is_some() {
             return self.error_with_key(msg, ErrorCode::BAD_REQUEST, &key, out);
         }
-        // 7-8. Address families (RFC 8656 §7.2 and RFC 6156): IPv4 unless
-        // REQUESTED-ADDRESS-FAMILY says otherwise; ADDITIONAL-ADDRESS-FAMILY
-        // (IPv6 only) asks for a second, IPv6 relay. Both at once: 400.
+        // 6, 7 and 9. Address families: IPv4 unless REQUESTED-ADDRESS-FAMILY
+        // says otherwise; ADDITIONAL-ADDRESS-FAMILY (IPv6 only, else 400)
+        // asks for a second, IPv6 relay. Both at once: 400 (step 6).
         let mut families = match (raf, aaf) {
             (Some(_), Some(_)) => return self.error_with_key(msg, ErrorCode::BAD_REQUEST, &key, out),
             (Some(v), None) => match address_family(v) {
@@ -160,18 +160,16 @@ impl Server {
         if let Some(r) = reserved {
             families = vec![Family::of(r.ip())];
         }
-        let have = |family| self.relay_ip(family).is_some();
-        if !have(families[0]) {
-            // "If the server does not support the address family requested by
-            // the client ... 440 (Address Family not Supported)".
+        // 7. "If the server does not support the address family requested by
+        // the client in REQUESTED-ADDRESS-FAMILY ... 440 (Address Family not
+        // Supported)", and likewise for IPv4 without the attribute -- with
+        // ADDITIONAL-ADDRESS-FAMILY too, as step 7 comes before step 9. An
+        // IPv6 family this server lacks in a dual Allocate is step 9's
+        // partial success, reported when its turn to bind comes.
+        if self.relay_ip(families[0]).is_none() {
             return self.error_with_key(msg, ErrorCode::ADDRESS_FAMILY_NOT_SUPPORTED, &key, out);
         }
-        let mut additional_error = None;
-        if families.len() == 2 && !have(Family::V6) {
-            families.truncate(1);
-            additional_error = Some(ErrorCode::ADDRESS_FAMILY_NOT_SUPPORTED);
-        }
-        // 9. "At any point, the server MAY choose to reject the request with
+        // 10. "At any point, the server MAY choose to reject the request with
         // a 486 (Allocation Quota Reached) error if it feels the client is
         // trying to exceed some locally defined allocation quota". The RFC
         // asks for a quota "based on the username ... and not on the client's
@@ -201,7 +199,7 @@ impl Server {
             reserved,
             dont_fragment,
             tries: 0,
-            additional_error,
+            address_error: None,
             token: None,
             tcp,
         };
@@ -211,7 +209,7 @@ impl Server {
     }
 
     /// RFC 8656 §7.2 step "computes how long it is willing to allow the
-    /// allocation to last" (the same rule as Refresh, §7.3): the requested
+    /// allocation to last" (the same rule as Refresh, §8.2): the requested
     /// value capped at the maximum, but never below the default.
     pub(crate) fn desired_lifetime(&self, requested: Option<&[u8]>) -> Duration {
         let default = self.config.default_lifetime;
@@ -239,7 +237,7 @@ impl Server {
             return;
         };
         let Some(ip) = self.relay_ip(family) else {
-            self.fail_allocate(p, ErrorCode::ADDRESS_FAMILY_NOT_SUPPORTED);
+            self.family_failed(now, p, ErrorCode::ADDRESS_FAMILY_NOT_SUPPORTED);
             return;
         };
         let port = match p.reserved {
@@ -248,14 +246,14 @@ impl Server {
             None => self.ports.pick(ip, p.even_port, p.reserve_next, &mut self.rng),
         };
         let Some(port) = port else {
-            self.fail_allocate(p, ErrorCode::INSUFFICIENT_CAPACITY);
+            self.family_failed(now, p, ErrorCode::INSUFFICIENT_CAPACITY);
             return;
         };
         let addr = SocketAddr::new(ip, port);
         let relay = self.allocations.new_relay_id();
-        // RFC 8656 §14.2-14.4: when relaying IPv4 to IPv6, IPv6 to IPv6 or
+        // RFC 8656 §13.1-13.3: when relaying IPv4 to IPv6, IPv6 to IPv6 or
         // IPv6 to IPv4, "the DONT-FRAGMENT attribute MUST be ignored"; it is
-        // honoured from IPv4 to IPv4 (§14.1) and from TCP (§15).
+        // honoured from IPv4 to IPv4 (§14) and from TCP (§15).
         let same_v4 = p.tuple.client.0.is_ipv4() && addr.is_ipv4();
         let dont_fragment = p.dont_fragment && (same_v4 || p.tuple.transport.is_stream());
         self.commands.push_back(Command::BindRelay {
@@ -282,7 +280,6 @@ impl Server {
             self.abandon_allocate(&p);
             return;
         }
-        let family = p.families[0];
         match result {
             Ok(local) => {
                 self.ports.mark(local.ip(), local.port());
@@ -301,7 +298,7 @@ impl Server {
                 }
                 self.bind_next(now, p);
             }
-            // §7.2: no relayed transport address could be had, so 508
+            // §7.2 step 8: no relayed transport address could be had, so 508
             // (Insufficient Capacity). Only a taken port is worth trying
             // another port for.
             Err(e) => {
@@ -309,16 +306,38 @@ impl Server {
                 p.tries += 1;
                 if e.is_retryable() && p.reserved.is_none() && p.tries < BIND_TRIES {
                     self.bind_next(now, p);
-                } else if family == Family::V6 && !p.bound.is_empty() {
-                    // Dual-stack: the IPv4 relay stands; report the IPv6 failure.
-                    p.families.clear();
-                    p.additional_error = Some(ErrorCode::INSUFFICIENT_CAPACITY);
-                    self.finish_allocate(now, p);
                 } else {
-                    self.fail_allocate(p, ErrorCode::INSUFFICIENT_CAPACITY);
+                    self.family_failed(now, p, ErrorCode::INSUFFICIENT_CAPACITY);
                 }
             }
         }
+    }
+
+    /// The relay of `p`'s next family cannot be had, for `code`. RFC 8656
+    /// §7.2 step 9, for a dual Allocate: "If the server can partially meet
+    /// the request, i.e., if it can only allocate one relayed transport
+    /// address of a specific address type, then it includes
+    /// ADDRESS-ERROR-CODE attribute in the success response to inform the
+    /// client the reason for partial failure of the request. The error code
+    /// value signaled in the ADDRESS-ERROR-CODE attribute could be 440
+    /// (Address Family not Supported) or 508 (Insufficient Capacity)." So
+    /// the other family is bound (or kept) alone; with neither, "the server
+    /// rejects the request with a 508 (Insufficient Capacity) error", as a
+    /// single-family Allocate is rejected with `code`.
+    fn family_failed(&mut self, now: Instant, mut p: PendingAllocate, code: ErrorCode) {
+        let family = p.families.remove(0);
+        if p.bound.is_empty() && p.families.is_empty() {
+            let code = if p.address_error.is_some() {
+                ErrorCode::INSUFFICIENT_CAPACITY
+            } else {
+                code
+            };
+            self.fail_allocate(p, code);
+            return;
+        }
+        p.tries = 0;
+        p.address_error = Some((family, code));
+        self.bind_next(now, p);
     }
 
     /// Releases what `p` holds: its bound relays, its reservation, its quota.
@@ -357,6 +376,7 @@ impl Server {
                 id,
                 local,
                 public: self.public_addr(local),
+                expires: now + p.lifetime,
             })
             .collect();
         // RFC 8656 §7.2 success response: XOR-RELAYED-ADDRESS (one per
@@ -372,10 +392,10 @@ impl Server {
                 b.add_bytes(attr::RESERVATION_TOKEN, &t)?;
             }
             b.add_xor_address(attr::XOR_MAPPED_ADDRESS, p.tuple.client.0)?;
-            if let Some(code) = p.additional_error {
+            if let Some((family, code)) = p.address_error {
                 let reason = code.reason();
                 let v = b.reserve(attr::ADDRESS_ERROR_CODE, 4 + reason.len())?;
-                v[0] = FAMILY_IPV6;
+                v[0] = family_code(family);
                 v[2] = (code.0 / 100) as u8;
                 v[3] = (code.0 % 100) as u8;
                 v[4..].copy_from_slice(reason.as_bytes());
@@ -393,7 +413,6 @@ impl Server {
             username: p.username.clone(),
             relays: relays.clone(),
             created: now,
-            expires: now + p.lifetime,
             permissions: Vec::new(),
             channels: Vec::new(),
             allocate_response: CachedResponse {

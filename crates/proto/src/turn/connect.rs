@@ -6,7 +6,7 @@
 
 use std::time::Instant;
 
-use crate::addr::{FiveTuple, PeerAddr};
+use crate::addr::{Family, FiveTuple, PeerAddr};
 use crate::answering::Answering;
 use crate::connection::{ConnState, ConnectionId, PeerConnection, CONNECTION_TIMEOUT, MAX_CONNECTIONS};
 use crate::output::{Command, Output};
@@ -267,9 +267,10 @@ impl Server {
         self.connections.remove(id);
     }
 
-    /// RFC 6062 §5.5: the connections of an allocation end with it.
-    pub(crate) fn close_connections_of(&mut self, control: &FiveTuple) {
-        for id in self.connections.of_allocation(control) {
+    /// RFC 6062 §5.5: the connections of an allocation end with it (those
+    /// to peers of `family` with that family's relay, RFC 8656 §8.1).
+    pub(crate) fn close_connections_of(&mut self, control: &FiveTuple, family: Option<Family>) {
+        for id in self.connections.of_allocation(control, family) {
             self.connections.remove(id);
             self.commands.push_back(Command::ClosePeer { id });
         }

@@ -1,4 +1,4 @@
-//! The data path (RFC 8656 §10, §12): Send indications and ChannelData from
+//! The data path (RFC 8656 §11, §12): Send indications and ChannelData from
 //! clients to peers, and peer datagrams back as ChannelData or Data
 //! indications. Nothing here allocates: outputs are ranges of the caller's
 //! buffer, with headers written in place in front of the payload.
@@ -14,7 +14,7 @@ use crate::wire::{attr, pad4, Class, Message, MessageBuilder, MessageType, Metho
 use crate::DropReason;
 
 impl Server {
-    /// RFC 8656 §10.2 "Receiving a Send Indication".
+    /// RFC 8656 §11.2 "Receiving a Send Indication".
     pub(crate) fn send_indication(&mut self, now: Instant, tuple: FiveTuple, msg: &Message<'_>, data: &[u8]) -> Output {
         let Some(slot) = self.allocations.by_tuple(&tuple) else {
             return self.drop(DropReason::NoAllocation);
@@ -35,7 +35,7 @@ impl Server {
         self.relay_to_peer(now, slot, peer, start, value.len())
     }
 
-    /// RFC 8656 §12.4 "Receiving a ChannelData Message" (from a client).
+    /// RFC 8656 §12.6 "Receiving a ChannelData Message" (from a client).
     pub(crate) fn channel_data(&mut self, now: Instant, tuple: FiveTuple, data: &[u8]) -> Output {
         if data.len() < 4 {
             return self.drop(DropReason::ChannelData);
@@ -65,7 +65,7 @@ impl Server {
         if a.is_expired(now) {
             return self.drop(DropReason::NoAllocation);
         }
-        // §10.2: "If there is no permission ... the indication is silently discarded."
+        // §11.2: "If there is no permission ... the indication is silently discarded."
         if !a.permits(peer.ip(), now) {
             return self.drop(DropReason::NoPermission);
         }

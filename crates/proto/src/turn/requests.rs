@@ -1,5 +1,5 @@
-//! Requests on an existing allocation: Refresh (RFC 8656 §7.3),
-//! CreatePermission (§9.2) and ChannelBind (§11.2).
+//! Requests on an existing allocation: Refresh (RFC 8656 §8.2),
+//! CreatePermission (§10.2) and ChannelBind (§12.2).
 
 use std::time::{Duration, Instant};
 
@@ -45,11 +45,12 @@ impl Server {
             Some(slot) => slot,
             None => return self.error_with_key(msg, ErrorCode::ALLOCATION_MISMATCH, &key, out),
         };
-        let a = self.allocations.live(slot);
-        if a.is_expired(now) {
-            self.delete_allocation(slot, now, CloseReason::Expired);
+        // A family (or the whole allocation) past its lifetime whose timer
+        // has not run yet is gone all the same.
+        if !self.expire(slot, now) {
             return self.error_with_key(msg, ErrorCode::ALLOCATION_MISMATCH, &key, out);
         }
+        let a = self.allocations.live(slot);
         // RFC 8656 §5: requests on an allocation must use the credentials
         // that created it, else 441 (Wrong Credentials).
         if a.username != username {
@@ -73,18 +74,22 @@ impl Server {
         output
     }
 
-    /// RFC 8656 §7.3 "Receiving a Refresh Request".
+    /// RFC 8656 §8.2 "Receiving a Refresh Request", with §8.1's dual
+    /// allocations: REQUESTED-ADDRESS-FAMILY names the one family a Refresh
+    /// refreshes or deletes; without it, it acts on every family.
     fn refresh(&mut self, now: Instant, slot: u32, msg: &Message<'_>, key: &Key, out: &mut [u8]) -> Output {
-        // RFC 8656 §7.3: "If the server receives a Refresh Request with a
+        // "If the server receives a Refresh Request with a
         // REQUESTED-ADDRESS-FAMILY attribute and the attribute value does not
         // match the address family of the allocation, the server MUST reply
-        // with a 443 (Peer Address Family Mismatch) error response."
-        if let Some(v) = msg.get(attr::REQUESTED_ADDRESS_FAMILY) {
-            let ok = address_family(v).is_some_and(|family| self.allocations.live(slot).has_family(family));
-            if !ok {
-                return self.error_with_key(msg, ErrorCode::PEER_ADDRESS_FAMILY_MISMATCH, key, out);
-            }
-        }
+        // with a 443 (Peer Address Family Mismatch) error response." A family
+        // of a dual allocation that was deleted no longer matches.
+        let family = match msg.get(attr::REQUESTED_ADDRESS_FAMILY) {
+            None => None,
+            Some(v) => match address_family(v).filter(|f| self.allocations.live(slot).has_family(*f)) {
+                Some(family) => Some(family),
+                None => return self.error_with_key(msg, ErrorCode::PEER_ADDRESS_FAMILY_MISMATCH, key, out),
+            },
+        };
         // "If the request contains a LIFETIME attribute and the attribute
         // value is zero, then the 'desired lifetime' is zero" -> delete.
         let zero = msg.get(attr::LIFETIME).is_some_and(|v| v == [0, 0, 0, 0]);
@@ -93,12 +98,21 @@ impl Server {
         } else {
             self.desired_lifetime(msg.get(attr::LIFETIME))
         };
-        if zero {
-            self.delete_allocation(slot, now, CloseReason::Deleted);
-        } else {
-            let a = self.allocations.live_mut(slot);
-            a.expires = now + lifetime;
-            self.arm(slot, now);
+        match (zero, family) {
+            (true, None) => self.delete_allocation(slot, now, CloseReason::Deleted),
+            // §8.1: "This process can also be used to delete an allocation of
+            // a specific address family, by setting the lifetime of the
+            // Refresh request to zero."
+            (true, Some(family)) => self.end_family(slot, family, now, CloseReason::Deleted),
+            // "the allocation's time-to-expiry is set to the 'desired
+            // lifetime'": that family's, or every family's.
+            (false, _) => {
+                let a = self.allocations.live_mut(slot);
+                for r in a.relays.iter_mut().filter(|r| family.is_none_or(|f| r.family() == f)) {
+                    r.expires = now + lifetime;
+                }
+                self.arm(slot, now);
+            }
         }
         let secs = lifetime.as_secs() as u32;
         self.reply(msg, None, Some(key), out, |b| b.add_u32(attr::LIFETIME, secs))
@@ -146,7 +160,7 @@ impl Server {
         }
     }
 
-    /// RFC 8656 §9.2 "Receiving a CreatePermission Request": all peers are
+    /// RFC 8656 §10.2 "Receiving a CreatePermission Request": all peers are
     /// checked first, then all permissions installed (all or nothing).
     fn create_permission(&mut self, now: Instant, slot: u32, msg: &Message<'_>, key: &Key, out: &mut [u8]) -> Output {
         let mut peers = [PeerAddr(([0, 0, 0, 0], 0).into()); 8];
@@ -168,7 +182,7 @@ impl Server {
         self.reply(msg, None, Some(key), out, |_| Ok(()))
     }
 
-    /// RFC 8656 §11.2 "Receiving a ChannelBind Request".
+    /// RFC 8656 §12.2 "Receiving a ChannelBind Request".
     fn channel_bind(&mut self, now: Instant, slot: u32, msg: &Message<'_>, key: &Key, out: &mut [u8]) -> Output {
         // "The request contains both a CHANNEL-NUMBER and an XOR-PEER-ADDRESS
         // attribute" and "the channel number is in the range 0x4000 through
