@@ -69,8 +69,11 @@ impl Mirror {
                         }
                     }
                 }
+                // One family of a dual allocation may end before the other
+                // (RFC 8656 §8.1): its kernel share waits here, added to
+                // the rest, until the allocation's close event.
                 if total != Traffic::default() {
-                    self.gone.insert(tuple, total);
+                    self.gone.entry(tuple).or_default().add(&total);
                 }
             }
         }
