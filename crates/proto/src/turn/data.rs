@@ -152,11 +152,7 @@ impl Server {
         }
         // RFC 8656 §11.3: a Data indication with XOR-PEER-ADDRESS and DATA.
         let msg_start = start - header;
-        let tid: [u8; 12] = {
-            let r = self.rng.next_u64().to_be_bytes();
-            let s = self.rng.next_u64().to_be_bytes();
-            [r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], s[0], s[1], s[2], s[3]]
-        };
+        let tid = self.rng.tid();
         let end = start + pad4(len);
         let built = (|| {
             let mut b = MessageBuilder::new(

@@ -600,6 +600,22 @@ impl Driver {
         }
     }
 
+    /// An ICMP error about a datagram `relay` sent to `peer` (RFC 8656 §11.5).
+    pub fn peer_icmp(&mut self, relay: RelayId, peer: SocketAddr, icmp: proto::PeerIcmp) -> PeerOut {
+        let mut out = [0u8; proto::ICMP_INDICATION_LEN];
+        match self
+            .server
+            .handle_peer_icmp(self.now, relay, PeerAddr(peer), icmp, &mut out)
+        {
+            PeerOutput::ToClient { tuple, start, len } => PeerOut::ToClient {
+                tuple,
+                start,
+                bytes: out[start..start + len].to_vec(),
+            },
+            PeerOutput::Drop(r) => PeerOut::Drop(r),
+        }
+    }
+
     /// Moves the clock `d` forward, waking at every deadline on the way as a
     /// driver would, and carries out the commands that follow.
     pub fn advance_by(&mut self, d: Duration) {
