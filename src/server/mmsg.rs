@@ -342,6 +342,9 @@ impl UdpBatch {
             h.msg_controllen = controllen as _;
         }
         let mut at = 0;
+        // The message last tried again after an earlier ICMP error
+        // surfaced on it (once each).
+        let mut retried = usize::MAX;
         while at < msgs {
             // SAFETY: headers[at..msgs] were filled above and point at
             // buffers that stay alive and unmodified for the call.
@@ -358,10 +361,15 @@ impl UdpBatch {
                 continue;
             }
             // sendmmsg reports an error only for the first message of the
-            // call: that one is dropped (or, for a GSO message the kernel
-            // refused as such, sent datagram by datagram), the next call
-            // starts after it.
+            // call: that one is tried once more if the error may be an
+            // earlier ICMP error the socket held (IP_RECVERR), else dropped
+            // (or, for a GSO message the kernel refused as such, sent
+            // datagram by datagram); the next call starts after it.
             let err = io::Error::last_os_error();
+            if retried != at && sockets::is_pending_icmp(&err) {
+                retried = at;
+                continue;
+            }
             let (first, n) = spans[at];
             if n > 1 && matches!(err.raw_os_error(), Some(libc::EINVAL | libc::EIO | libc::EOPNOTSUPP)) {
                 // EIO: the device cannot checksum segments; EINVAL: a

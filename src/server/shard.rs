@@ -24,6 +24,7 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::task::JoinHandle;
 
 use super::conn_out::ConnOut;
+use super::errqueue;
 use super::mmsg::{self, Udp, UdpBatch};
 use super::sockets;
 use crate::fastpath::Mirror;
@@ -266,6 +267,8 @@ impl Shard {
     fn bind_relay(self: &Rc<Self>, relay: RelayId, addr: SocketAddr, df: bool) -> Result<SocketAddr, BindError> {
         let (rcv, snd) = self.relay_buffers;
         let std_sock = sockets::relay(addr, df, rcv, snd).map_err(|e| bind_error(addr, e))?;
+        // ICMP errors about what it sends go to its reader (RFC 8656 §11.5).
+        errqueue::enable(&std_sock, addr.is_ipv6()).map_err(|e| bind_error(addr, e))?;
         let local = std_sock.local_addr().map_err(|_| BindError::Other)?;
         let socket = Rc::new(mmsg::register(std_sock).map_err(|_| BindError::Other)?);
         let task = (self.spawn_relay_reader)(self.clone(), relay, socket.clone());
