@@ -366,21 +366,26 @@ impl UdpBatch {
             // (or, for a GSO message the kernel refused as such, sent
             // datagram by datagram); the next call starts after it.
             let err = io::Error::last_os_error();
-            if retried != at && sockets::is_pending_icmp(&err) {
-                retried = at;
-                continue;
-            }
             let (first, n) = spans[at];
-            if n > 1 && matches!(err.raw_os_error(), Some(libc::EINVAL | libc::EIO | libc::EOPNOTSUPP)) {
+            let gso_refused = matches!(
+                err.raw_os_error(),
+                Some(libc::EINVAL | libc::EIO | libc::EOPNOTSUPP | libc::EMSGSIZE)
+            );
+            if n > 1 && gso_refused {
                 // EIO: the device cannot checksum segments; EINVAL: a
-                // segment does not fit the path MTU. Stop merging on this
-                // batch after EIO; EINVAL depends on the route only.
+                // segment does not fit the path MTU; EMSGSIZE: nor with DF
+                // set (DONT-FRAGMENT), which drops only that datagram. Stop
+                // merging on this batch after EIO; the others depend on the
+                // route or the datagram only.
                 if err.raw_os_error() == Some(libc::EIO) {
                     self.gso = false;
                 }
                 for &(_, qi) in &run[first..first + n] {
                     self.send_one(qi, failed);
                 }
+            } else if retried != at && sockets::is_pending_icmp(&err) {
+                retried = at;
+                continue;
             } else {
                 for &(_, qi) in &run[first..first + n] {
                     let q = &self.queue[qi];

@@ -131,17 +131,20 @@ pub fn relay(
     s.set_nonblocking(true)?;
     set_buffers(&s, recv_buffer, send_buffer)?;
     if dont_fragment {
-        set_dont_fragment(&s, addr.is_ipv6())?;
+        set_dont_fragment(&s, addr.is_ipv6(), true)?;
     }
     s.bind(&SockAddr::from(addr))?;
     Ok(s.into())
 }
 
-fn set_dont_fragment(s: &Socket, v6: bool) -> io::Result<()> {
-    let (level, name, value) = if v6 {
-        (libc::IPPROTO_IPV6, libc::IPV6_DONTFRAG, 1)
-    } else {
-        (libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, libc::IP_PMTUDISC_DO)
+/// Turns DF on for a relay socket's datagrams (IPv4: IP_PMTUDISC_DO, the
+/// kernel refuses to fragment; IPv6: IPV6_DONTFRAG) or back to the kernel's
+/// default (IP_PMTUDISC_WANT: fragment a datagram larger than the path MTU).
+pub fn set_dont_fragment(s: &impl AsRawFd, v6: bool, on: bool) -> io::Result<()> {
+    let (level, name, value) = match (v6, on) {
+        (true, on) => (libc::IPPROTO_IPV6, libc::IPV6_DONTFRAG, libc::c_int::from(on)),
+        (false, true) => (libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, libc::IP_PMTUDISC_DO),
+        (false, false) => (libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, libc::IP_PMTUDISC_WANT),
     };
     setsockopt_int(s.as_raw_fd(), level, name, value)
 }
