@@ -1,12 +1,16 @@
 //! RFC 8656 §11.2 and §14 end to end: a Send indication with DONT-FRAGMENT
 //! leaves the relay with DF set, so a datagram above the path MTU is not
 //! fragmented (the kernel refuses it), while one without DONT-FRAGMENT, or
-//! ChannelData, is fragmented and arrives. Run in a network namespace of the
-//! test's own whose loopback has a 1300-byte MTU.
+//! ChannelData, is fragmented and arrives. Run in network namespaces of the
+//! test's own: one whose loopback has a 1300-byte MTU, and a three-node path
+//! whose router answers DF datagrams too big for its next link with ICMP
+//! "fragmentation needed", which reaches the client (§11.5, §18.13).
 
 mod common;
 
+use std::net::UdpSocket;
 use std::process::Command;
+use std::time::Duration;
 
 use common::turn::{Io, Relayed, TurnClient};
 use common::*;
@@ -17,14 +21,6 @@ struct SmallMtuNs(String);
 impl SmallMtuNs {
     fn new(mtu: u32) -> SmallMtuNs {
         let name = format!("ternd-df-{}", std::process::id());
-        let ip = |args: &[&str]| {
-            let out = Command::new("ip").args(args).output().expect("ip runs");
-            assert!(
-                out.status.success(),
-                "ip {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
         let _ = Command::new("ip").args(["netns", "del", &name]).output();
         ip(&["netns", "add", &name]);
         let ns = SmallMtuNs(name);
@@ -36,6 +32,74 @@ impl SmallMtuNs {
 impl Drop for SmallMtuNs {
     fn drop(&mut self) {
         let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
+    }
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("ip runs");
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Three namespaces in a row, deleted on drop: `server` (10.77.1.1) to
+/// `router` (10.77.1.2 | 10.77.2.1, forwarding) to `peer` (10.77.2.2), the
+/// router-peer link with a 1300-byte MTU and the other 1500.
+struct NarrowPath {
+    names: [String; 3],
+}
+
+impl NarrowPath {
+    fn new() -> NarrowPath {
+        let pid = std::process::id();
+        let names = ["s", "r", "p"].map(|n| format!("ternd-df{n}-{pid}"));
+        for n in &names {
+            let _ = Command::new("ip").args(["netns", "del", n]).output();
+            ip(&["netns", "add", n]);
+        }
+        let path = NarrowPath { names };
+        let [s, r, p] = &path.names;
+        // Two veth pairs, made in this namespace under unique names and
+        // moved: server-router at 1500, router-peer at 1300.
+        let link = |me: &str| (format!("tdf{me}{pid}"), format!("tdf{me}x{pid}"));
+        for ((here, there), (ns, other), mtu) in [(link("a"), (s, r), "1500"), (link("c"), (r, p), "1300")] {
+            ip(&[
+                "link", "add", &here, "mtu", mtu, "type", "veth", "peer", "name", &there, "mtu", mtu,
+            ]);
+            ip(&["link", "set", &here, "netns", ns]);
+            ip(&["link", "set", &there, "netns", other]);
+        }
+        let ((a, ax), (c, cx)) = (link("a"), link("c"));
+        for (ns, dev, addr) in [
+            (s, &a, "10.77.1.1/24"),
+            (r, &ax, "10.77.1.2/24"),
+            (r, &c, "10.77.2.1/24"),
+            (p, &cx, "10.77.2.2/24"),
+        ] {
+            ip(&["-n", ns, "addr", "add", addr, "dev", dev]);
+            ip(&["-n", ns, "link", "set", dev, "up"]);
+        }
+        for ns in &path.names {
+            ip(&["-n", ns, "link", "set", "lo", "up"]);
+        }
+        ip(&["-n", s, "route", "add", "default", "via", "10.77.1.2"]);
+        ip(&["-n", p, "route", "add", "default", "via", "10.77.2.1"]);
+        let fwd = Command::new("ip")
+            .args(["netns", "exec", r, "sysctl", "-qw", "net.ipv4.ip_forward=1"])
+            .output()
+            .expect("sysctl runs");
+        assert!(fwd.status.success(), "{}", String::from_utf8_lossy(&fwd.stderr));
+        path
+    }
+}
+
+impl Drop for NarrowPath {
+    fn drop(&mut self) {
+        for n in &self.names {
+            let _ = Command::new("ip").args(["netns", "del", n]).output();
+        }
     }
 }
 
@@ -107,5 +171,62 @@ fn s11_2_a_send_indication_with_dont_fragment_is_not_fragmented() {
         stats.drops.get(proto::DropReason::RelaySendFailed),
         1,
         "only the DONT-FRAGMENT datagram above the MTU was refused"
+    );
+}
+
+/// A DF datagram too big for a link beyond the first hop: the router drops
+/// it and answers ICMP 3/4 with the next-hop MTU, which the client gets as
+/// a Data indication whose ICMP attribute carries that MTU as error data
+/// (RFC 8656 §18.13); the datagram never reaches the peer, and one without
+/// DONT-FRAGMENT is fragmented and does.
+#[test]
+fn s18_13_fragmentation_needed_from_a_router_reaches_the_client_with_the_mtu() {
+    if !prerequisites() {
+        return;
+    }
+    let path = NarrowPath::new();
+    let peer = netns::in_ns(&path.names[2], || UdpSocket::bind("10.77.2.2:5000").unwrap());
+    peer.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    let peer_addr = peer.local_addr().unwrap();
+    let (icmp, relay) = netns::in_ns(&path.names[0], move || {
+        let server = start(&turn_config(
+            None,
+            &[
+                ("server.shards", "1"),
+                ("relay.ipv4", "10.77.1.1"),
+                ("peers.allow", "10.77.2.0/24"),
+            ],
+        ));
+        let udp = *server.bound().udp.iter().find(|a| a.is_ipv4()).unwrap();
+        let mut c = TurnClient::new(Io::udp(udp), "alice", "alice-password");
+        let relay = c.allocate().unwrap();
+        c.create_permission(&[peer_addr]).unwrap();
+        send_with_df(&mut c, peer_addr, &[0xD0; 1400]);
+        let icmp = c.next_unsolicited().expect("the ICMP Data indication");
+        // Without DONT-FRAGMENT the same size is fragmented and arrives.
+        c.send_indication(peer_addr, &[0xD1; 1400]);
+        std::thread::sleep(Duration::from_millis(300));
+        let stats = server.shutdown().unwrap();
+        assert_eq!(stats.peer_icmp.relayed, 1);
+        (icmp, relay)
+    });
+    let m = common::turn::decode(&icmp);
+    assert_eq!(
+        common::turn::xor_addr(&m, stun::attributes::ATTR_XOR_PEER_ADDRESS),
+        Some(peer_addr)
+    );
+    let value = m.get(stun::attributes::AttrType(0x8004)).expect("an ICMP attribute");
+    // 16 reserved bits, type 3 in 7 bits, code 4 in 9, then the MTU.
+    assert_eq!(
+        value,
+        [0, 0, 3 << 1, 4, 0, 0, 0x05, 0x14],
+        "type 3 code 4, error data 1300"
+    );
+    let mut buf = [0u8; 2000];
+    let (n, from) = peer.recv_from(&mut buf).expect("the datagram without DF");
+    assert_eq!(
+        (n, from, buf[0]),
+        (1400, relay, 0xD1),
+        "only the one without DONT-FRAGMENT arrived"
     );
 }
