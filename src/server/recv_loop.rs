@@ -33,8 +33,16 @@ pub async fn serve_with_errors(
             Ok(r) => r,
             Err(e) => return e,
         };
-        if ready.ready().is_error() && drain() {
-            ready.clear_ready_matching(Ready::ERROR);
+        if ready.ready().is_error() {
+            if drain() {
+                ready.clear_ready_matching(Ready::ERROR);
+            } else {
+                // More errors than one turn reads: let the shard's other
+                // tasks run first (readiness stays set, so this comes back).
+                drop(ready);
+                tokio::task::yield_now().await;
+                continue;
+            }
         }
         if !ready.ready().is_readable() {
             continue;
