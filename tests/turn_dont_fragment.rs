@@ -103,15 +103,15 @@ impl Drop for NarrowPath {
     }
 }
 
-/// Root and `ip`, or SKIPPED (a failure under CI).
+/// Root, `ip` and `sysctl`, or SKIPPED (a failure under CI).
 fn prerequisites() -> bool {
     // SAFETY: geteuid(2) has no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
-    let ip = Command::new("ip").arg("-V").output().is_ok_and(|o| o.status.success());
-    if root && ip {
+    let tool = |t: &str| Command::new(t).arg("-V").output().is_ok_and(|o| o.status.success());
+    if root && tool("ip") && tool("sysctl") {
         return true;
     }
-    missing("root and iproute2 (a network namespace with a small loopback MTU)");
+    missing("root, iproute2 and procps (network namespaces with small MTUs)");
     false
 }
 
