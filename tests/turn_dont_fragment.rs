@@ -44,9 +44,9 @@ fn ip(args: &[&str]) {
     );
 }
 
-/// Three namespaces in a row, deleted on drop: `server` (10.77.1.1) to
-/// `router` (10.77.1.2 | 10.77.2.1, forwarding) to `peer` (10.77.2.2), the
-/// router-peer link with a 1300-byte MTU and the other 1500.
+/// Three namespaces in a row, deleted on drop: `server` (10.77.1.1,
+/// fd77:1::1) to `router` (.1.2 | .2.1, forwarding) to `peer` (10.77.2.2,
+/// fd77:2::2), the router-peer link with a 1300-byte MTU and the other 1500.
 struct NarrowPath {
     names: [String; 3],
 }
@@ -72,13 +72,14 @@ impl NarrowPath {
             ip(&["link", "set", &there, "netns", other]);
         }
         let ((a, ax), (c, cx)) = (link("a"), link("c"));
-        for (ns, dev, addr) in [
-            (s, &a, "10.77.1.1/24"),
-            (r, &ax, "10.77.1.2/24"),
-            (r, &c, "10.77.2.1/24"),
-            (p, &cx, "10.77.2.2/24"),
+        for (ns, dev, v4, v6) in [
+            (s, &a, "10.77.1.1/24", "fd77:1::1/64"),
+            (r, &ax, "10.77.1.2/24", "fd77:1::2/64"),
+            (r, &c, "10.77.2.1/24", "fd77:2::1/64"),
+            (p, &cx, "10.77.2.2/24", "fd77:2::2/64"),
         ] {
-            ip(&["-n", ns, "addr", "add", addr, "dev", dev]);
+            ip(&["-n", ns, "addr", "add", v4, "dev", dev]);
+            ip(&["-n", ns, "addr", "add", v6, "dev", dev, "nodad"]);
             ip(&["-n", ns, "link", "set", dev, "up"]);
         }
         for ns in &path.names {
@@ -86,11 +87,15 @@ impl NarrowPath {
         }
         ip(&["-n", s, "route", "add", "default", "via", "10.77.1.2"]);
         ip(&["-n", p, "route", "add", "default", "via", "10.77.2.1"]);
-        let fwd = Command::new("ip")
-            .args(["netns", "exec", r, "sysctl", "-qw", "net.ipv4.ip_forward=1"])
-            .output()
-            .expect("sysctl runs");
-        assert!(fwd.status.success(), "{}", String::from_utf8_lossy(&fwd.stderr));
+        ip(&["-n", s, "-6", "route", "add", "default", "via", "fd77:1::2"]);
+        ip(&["-n", p, "-6", "route", "add", "default", "via", "fd77:2::1"]);
+        for key in ["net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"] {
+            let fwd = Command::new("ip")
+                .args(["netns", "exec", r, "sysctl", "-qw", key])
+                .output()
+                .expect("sysctl runs");
+            assert!(fwd.status.success(), "{}", String::from_utf8_lossy(&fwd.stderr));
+        }
         path
     }
 }
@@ -181,34 +186,55 @@ fn s11_2_a_send_indication_with_dont_fragment_is_not_fragmented() {
 /// DONT-FRAGMENT is fragmented and does.
 #[test]
 fn s18_13_fragmentation_needed_from_a_router_reaches_the_client_with_the_mtu() {
+    too_big_for_the_path(false);
+}
+
+/// The same over IPv6, where routers never fragment: the first big datagram
+/// (DONT-FRAGMENT or not: §14 ignores it there) gets ICMPv6 2/0 "packet too
+/// big" with the MTU; the relay's host fragments the next one itself.
+#[test]
+fn s18_13_packet_too_big_from_a_router_reaches_the_client_with_the_mtu() {
+    too_big_for_the_path(true);
+}
+
+fn too_big_for_the_path(v6: bool) {
     if !prerequisites() {
         return;
     }
     let path = NarrowPath::new();
-    let peer = netns::in_ns(&path.names[2], || UdpSocket::bind("10.77.2.2:5000").unwrap());
-    peer.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
-    let peer_addr = peer.local_addr().unwrap();
-    let (icmp, relay) = netns::in_ns(&path.names[0], move || {
+    let peer_addr: std::net::SocketAddr = if v6 { "[fd77:2::2]:5000" } else { "10.77.2.2:5000" }.parse().unwrap();
+    let peer = netns::in_ns(&path.names[2], move || UdpSocket::bind(peer_addr).unwrap());
+    // Generous: the router may still be resolving the peer's link address
+    // (IPv6 neighbour discovery on links a moment old).
+    peer.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let (icmp, relay, got) = netns::in_ns(&path.names[0], move || {
         let server = start(&turn_config(
             None,
             &[
                 ("server.shards", "1"),
                 ("relay.ipv4", "10.77.1.1"),
-                ("peers.allow", "10.77.2.0/24"),
+                ("relay.ipv6", "fd77:1::1"),
+                ("peers.allow", "10.77.2.0/24,fd77:2::/64"),
             ],
         ));
         let udp = *server.bound().udp.iter().find(|a| a.is_ipv4()).unwrap();
         let mut c = TurnClient::new(Io::udp(udp), "alice", "alice-password");
-        let relay = c.allocate().unwrap();
+        let family = |m: &mut stun::message::Message| {
+            if v6 {
+                m.add(stun::attributes::ATTR_REQUESTED_ADDRESS_FAMILY, &[2, 0, 0, 0]);
+            }
+        };
+        let relay = c.allocate_with(&family).unwrap();
         c.create_permission(&[peer_addr]).unwrap();
         send_with_df(&mut c, peer_addr, &[0xD0; 1400]);
         let icmp = c.next_unsolicited().expect("the ICMP Data indication");
         // Without DONT-FRAGMENT the same size is fragmented and arrives.
         c.send_indication(peer_addr, &[0xD1; 1400]);
-        std::thread::sleep(Duration::from_millis(300));
+        let mut buf = [0u8; 2000];
+        let got = peer.recv_from(&mut buf).map(|(n, from)| (n, from, buf[0]));
         let stats = server.shutdown().unwrap();
         assert_eq!(stats.peer_icmp.relayed, 1);
-        (icmp, relay)
+        (icmp, relay, got)
     });
     let m = common::turn::decode(&icmp);
     assert_eq!(
@@ -216,17 +242,13 @@ fn s18_13_fragmentation_needed_from_a_router_reaches_the_client_with_the_mtu() {
         Some(peer_addr)
     );
     let value = m.get(stun::attributes::AttrType(0x8004)).expect("an ICMP attribute");
-    // 16 reserved bits, type 3 in 7 bits, code 4 in 9, then the MTU.
+    // 16 reserved bits, the type in 7 bits, the code in 9, then the MTU:
+    // ICMPv4 3/4 or ICMPv6 2/0, error data 1300.
+    let (typ, code) = if v6 { (2, 0) } else { (3, 4) };
+    assert_eq!(value, [0, 0, typ << 1, code, 0, 0, 0x05, 0x14], "v6={v6}");
     assert_eq!(
-        value,
-        [0, 0, 3 << 1, 4, 0, 0, 0x05, 0x14],
-        "type 3 code 4, error data 1300"
-    );
-    let mut buf = [0u8; 2000];
-    let (n, from) = peer.recv_from(&mut buf).expect("the datagram without DF");
-    assert_eq!(
-        (n, from, buf[0]),
+        got.expect("the datagram without DF"),
         (1400, relay, 0xD1),
-        "only the one without DONT-FRAGMENT arrived"
+        "v6={v6}: the one without DONT-FRAGMENT arrived, and first"
     );
 }
