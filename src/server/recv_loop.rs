@@ -16,7 +16,7 @@ const ROUNDS: usize = 4;
 /// whenever `socket` is readable. Returns only when waiting for readiness
 /// fails (the socket is gone).
 pub async fn serve(socket: &Udp, round: impl FnMut() -> io::Result<usize>) -> io::Error {
-    serve_with_errors(socket, round, || true).await
+    serve_with_errors(socket, || true, round).await
 }
 
 /// [`serve`] for a socket that also queues errors (IP_RECVERR): when it
@@ -25,8 +25,8 @@ pub async fn serve(socket: &Udp, round: impl FnMut() -> io::Result<usize>) -> io
 /// and says whether it emptied it (if not, it runs again next turn).
 pub async fn serve_with_errors(
     socket: &Udp,
-    mut round: impl FnMut() -> io::Result<usize>,
     mut drain: impl FnMut() -> bool,
+    mut round: impl FnMut() -> io::Result<usize>,
 ) -> io::Error {
     loop {
         let mut ready = match socket.ready(Interest::READABLE | Interest::ERROR).await {

@@ -22,48 +22,42 @@ use super::shard::Shard;
 
 pub async fn read_peers(shard: Rc<Shard>, relay: RelayId, socket: Rc<Udp>) {
     let drain = || drain_errors(&shard, relay, &socket);
-    recv_loop::serve_with_errors(
-        &socket,
-        || {
-            let mut batch = shard.peer_batch.borrow_mut();
-            let n = batch.recv(&socket, false)?;
-            let now = Instant::now();
-            for i in 0..batch.received().len() {
-                let r = batch.received()[i];
-                let out = shard.core.borrow_mut().handle_peer(
-                    now,
-                    relay,
-                    PeerAddr(r.from),
-                    batch.slot_mut(r.slot),
-                    PEER_HEADROOM,
-                    r.len,
-                );
-                let PeerOutput::ToClient { tuple, start, len } = out else {
-                    continue;
-                };
-                match tuple.transport {
-                    Transport::Udp => match shard.listener_for(tuple.server.0) {
-                        Some((listener, src)) => batch.queue_slot(
-                            &listener,
-                            tuple.client.0,
-                            src,
-                            (r.slot, start, len),
-                            DropReason::ClientSendFailed,
-                        ),
-                        None => shard.core.borrow_mut().count_drop(DropReason::ClientSendFailed),
-                    },
-                    Transport::Tcp | Transport::Tls => {
-                        shard.to_client(&tuple, &batch.slot_mut(r.slot)[start..start + len])
-                    }
-                }
+    recv_loop::serve_with_errors(&socket, drain, || {
+        let mut batch = shard.peer_batch.borrow_mut();
+        let n = batch.recv(&socket, false)?;
+        let now = Instant::now();
+        for i in 0..batch.received().len() {
+            let r = batch.received()[i];
+            let out = shard.core.borrow_mut().handle_peer(
+                now,
+                relay,
+                PeerAddr(r.from),
+                batch.slot_mut(r.slot),
+                PEER_HEADROOM,
+                r.len,
+            );
+            let PeerOutput::ToClient { tuple, start, len } = out else {
+                continue;
+            };
+            match tuple.transport {
+                Transport::Udp => match shard.listener_for(tuple.server.0) {
+                    Some((listener, src)) => batch.queue_slot(
+                        &listener,
+                        tuple.client.0,
+                        src,
+                        (r.slot, start, len),
+                        DropReason::ClientSendFailed,
+                    ),
+                    None => shard.core.borrow_mut().count_drop(DropReason::ClientSendFailed),
+                },
+                Transport::Tcp | Transport::Tls => shard.to_client(&tuple, &batch.slot_mut(r.slot)[start..start + len]),
             }
-            // The drive rule (shard.rs), once for the whole batch.
-            shard.pump();
-            batch.flush(|reason| shard.core.borrow_mut().count_drop(reason));
-            Ok(n)
-        },
-        drain,
-    )
+        }
+        // The drive rule (shard.rs), once for the whole batch.
+        shard.pump();
+        batch.flush(|reason| shard.core.borrow_mut().count_drop(reason));
+        Ok(n)
+    })
     .await;
 }
 
