@@ -19,7 +19,8 @@ declare -A want=(
   [dpkg-dev]=/usr/bin/dpkg-shlibdeps
   [adduser]=/usr/sbin/adduser
   # The NAT lab (deploy/lab/ternd-lab): namespaces, routers, and Chromium's
-  # trust in the lab's test CA (an NSS database made with certutil).
+  # trust in the lab's test CA (an NSS database made with certutil); the
+  # small-MTU namespaces of tests/turn_dont_fragment.rs (ip, sysctl).
   [iproute2]=/usr/sbin/ip
   [nftables]=/usr/sbin/nft
   [procps]=/usr/sbin/sysctl

@@ -151,6 +151,16 @@ pub async fn metrics(State(app): State<Arc<AppState>>) -> impl IntoResponse {
         let _ = writeln!(o, "ternd_tcp_relay_connections_total{{event=\"{event}\"}} {n}");
     }
 
+    family(
+        &mut o,
+        "peer_icmp_total",
+        "counter",
+        "ICMP errors about datagrams relayed to peers (RFC 8656 §11.5): relayed to the client in a Data indication, or dropped (ignored_type, no_allocation, no_permission).",
+    );
+    for (outcome, n) in total.peer_icmp.labelled() {
+        let _ = writeln!(o, "ternd_peer_icmp_total{{outcome=\"{outcome}\"}} {n}");
+    }
+
     let t = &total.traffic;
     family(&mut o, "relayed_bytes_total", "counter", "Payload bytes relayed.");
     let _ = writeln!(

@@ -342,6 +342,9 @@ impl UdpBatch {
             h.msg_controllen = controllen as _;
         }
         let mut at = 0;
+        // The message last tried again after an earlier ICMP error
+        // surfaced on it (once each).
+        let mut retried = usize::MAX;
         while at < msgs {
             // SAFETY: headers[at..msgs] were filled above and point at
             // buffers that stay alive and unmodified for the call.
@@ -358,21 +361,31 @@ impl UdpBatch {
                 continue;
             }
             // sendmmsg reports an error only for the first message of the
-            // call: that one is dropped (or, for a GSO message the kernel
-            // refused as such, sent datagram by datagram), the next call
-            // starts after it.
+            // call: that one is tried once more if the error may be an
+            // earlier ICMP error the socket held (IP_RECVERR), else dropped
+            // (or, for a GSO message the kernel refused as such, sent
+            // datagram by datagram); the next call starts after it.
             let err = io::Error::last_os_error();
             let (first, n) = spans[at];
-            if n > 1 && matches!(err.raw_os_error(), Some(libc::EINVAL | libc::EIO | libc::EOPNOTSUPP)) {
+            let gso_refused = matches!(
+                err.raw_os_error(),
+                Some(libc::EINVAL | libc::EIO | libc::EOPNOTSUPP | libc::EMSGSIZE)
+            );
+            if n > 1 && gso_refused {
                 // EIO: the device cannot checksum segments; EINVAL: a
-                // segment does not fit the path MTU. Stop merging on this
-                // batch after EIO; EINVAL depends on the route only.
+                // segment does not fit the path MTU; EMSGSIZE: nor with DF
+                // set (DONT-FRAGMENT), which drops only that datagram. Stop
+                // merging on this batch after EIO; the others depend on the
+                // route or the datagram only.
                 if err.raw_os_error() == Some(libc::EIO) {
                     self.gso = false;
                 }
                 for &(_, qi) in &run[first..first + n] {
                     self.send_one(qi, failed);
                 }
+            } else if retried != at && sockets::is_pending_icmp(&err) {
+                retried = at;
+                continue;
             } else {
                 for &(_, qi) in &run[first..first + n] {
                     let q = &self.queue[qi];

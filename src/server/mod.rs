@@ -2,6 +2,7 @@
 //! their own threads, and stops them on request.
 
 mod conn_out;
+mod errqueue;
 mod event_loop;
 mod handle;
 mod interfaces;

@@ -1,7 +1,8 @@
 //! Relay sockets: batches of datagrams from peers, handed to the core and
 //! queued to the client with the ChannelData or Data-indication header
 //! written in place in front of the payload (zero-copy), then sent with one
-//! sendmmsg (equal datagrams as one GSO message) before the task yields.
+//! sendmmsg (equal datagrams as one GSO message) before the task yields;
+//! and the ICMP errors the socket queues about what it sent to peers.
 //!
 //! Every relay socket of a shard receives into one shared batch (the tasks
 //! run one at a time and each flushes before it yields). Holding the batch
@@ -12,14 +13,16 @@
 use std::rc::Rc;
 use std::time::Instant;
 
-use proto::{DropReason, PeerAddr, PeerOutput, RelayId, Transport, PEER_HEADROOM};
+use proto::{DropReason, PeerAddr, PeerOutput, RelayId, Transport, ICMP_INDICATION_LEN, PEER_HEADROOM};
 
+use super::errqueue;
 use super::mmsg::Udp;
 use super::recv_loop;
 use super::shard::Shard;
 
 pub async fn read_peers(shard: Rc<Shard>, relay: RelayId, socket: Rc<Udp>) {
-    recv_loop::serve(&socket, || {
+    let drain = || drain_errors(&shard, relay, &socket);
+    recv_loop::serve_with_errors(&socket, drain, || {
         let mut batch = shard.peer_batch.borrow_mut();
         let n = batch.recv(&socket, false)?;
         let now = Instant::now();
@@ -56,4 +59,36 @@ pub async fn read_peers(shard: Rc<Shard>, relay: RelayId, socket: Rc<Udp>) {
         Ok(n)
     })
     .await;
+}
+
+/// Reads up to [`errqueue::DRAIN_MAX`] ICMP errors about datagrams this
+/// relay sent and hands each to the core (RFC 8656 §11.5), which may answer
+/// with a Data indication for the client. True once the queue is empty.
+fn drain_errors(shard: &Rc<Shard>, relay: RelayId, socket: &Udp) -> bool {
+    let now = Instant::now();
+    let mut emptied = false;
+    for _ in 0..errqueue::DRAIN_MAX {
+        let e = match errqueue::recv(socket.get_ref()) {
+            Ok(Some(e)) => e,
+            Ok(None) => continue,
+            Err(e) => {
+                if e.kind() != std::io::ErrorKind::WouldBlock {
+                    tracing::trace!("relay error queue: {e}");
+                }
+                emptied = true;
+                break;
+            }
+        };
+        let mut out = [0u8; ICMP_INDICATION_LEN];
+        let o = shard
+            .core
+            .borrow_mut()
+            .handle_peer_icmp(now, relay, PeerAddr(e.peer), e.icmp, &mut out);
+        if let PeerOutput::ToClient { tuple, start, len } = o {
+            shard.to_client(&tuple, &out[start..start + len]);
+        }
+    }
+    // The drive rule (shard.rs).
+    shard.pump();
+    emptied
 }

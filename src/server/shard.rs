@@ -24,6 +24,7 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::task::JoinHandle;
 
 use super::conn_out::ConnOut;
+use super::errqueue;
 use super::mmsg::{self, Udp, UdpBatch};
 use super::sockets;
 use crate::fastpath::Mirror;
@@ -45,6 +46,16 @@ pub struct RelaySocket {
     /// The UDP socket; None for a TCP relay, whose listener its task owns.
     pub socket: Option<Rc<Udp>>,
     task: JoinHandle<()>,
+    /// DF as bound (Allocate's DONT-FRAGMENT), and as set now: a Send
+    /// indication with DONT-FRAGMENT turns it on for its datagram.
+    df: DontFragment,
+}
+
+/// A UDP relay socket's DF setting (RFC 8656 DONT-FRAGMENT).
+struct DontFragment {
+    v6: bool,
+    bound: bool,
+    now: Cell<bool>,
 }
 
 /// A peer data connection of a TCP relay allocation, as the driver holds it.
@@ -131,12 +142,26 @@ impl Shard {
         })
     }
 
-    /// The socket of relay `relay`, if it is still bound.
-    pub fn relay_socket(&self, relay: RelayId) -> Option<Rc<Udp>> {
-        match self.relays.borrow().get(relay.0 as usize) {
-            Some(Some(r)) => r.socket.clone(),
-            _ => None,
+    /// The socket of relay `relay`, if it is still bound, with DF set for
+    /// the next datagram if `dont_fragment` (else as bound). The socket
+    /// option changes only when the setting does (one comparison otherwise),
+    /// after `flush` has sent what was queued under the old setting. None
+    /// also when DF cannot be set: the datagram must then be dropped
+    /// (RFC 8656 §11.2).
+    pub fn relay_socket(&self, relay: RelayId, dont_fragment: bool, flush: impl FnOnce()) -> Option<Rc<Udp>> {
+        let relays = self.relays.borrow();
+        let r = relays.get(relay.0 as usize)?.as_ref()?;
+        let socket = r.socket.clone()?;
+        let want = r.df.bound || dont_fragment;
+        if want != r.df.now.get() {
+            flush();
+            if let Err(e) = sockets::set_dont_fragment(socket.get_ref(), r.df.v6, want) {
+                tracing::debug!("relay DF setting failed: {e}");
+                return None;
+            }
+            r.df.now.set(want);
         }
+        Some(socket)
     }
 
     /// Sends bytes to a client now: on UDP from the listener it wrote to, on
@@ -169,8 +194,9 @@ impl Shard {
     /// Sends relayed bytes to a peer now (from stream clients). Failures
     /// (unreachable networks, EPERM from a firewall, a full buffer) drop the
     /// datagram and are counted; the allocation is not affected.
-    pub fn to_peer(&self, relay: RelayId, peer: SocketAddr, data: &[u8]) {
-        let ok = match self.relay_socket(relay) {
+    pub fn to_peer(&self, relay: RelayId, peer: SocketAddr, data: &[u8], dont_fragment: bool) {
+        // Nothing is queued for a relay socket outside its batch's turn.
+        let ok = match self.relay_socket(relay, dont_fragment, || {}) {
             Some(s) => match sockets::send_now(s.get_ref(), data, peer) {
                 Ok(_) => true,
                 Err(e) => {
@@ -266,10 +292,17 @@ impl Shard {
     fn bind_relay(self: &Rc<Self>, relay: RelayId, addr: SocketAddr, df: bool) -> Result<SocketAddr, BindError> {
         let (rcv, snd) = self.relay_buffers;
         let std_sock = sockets::relay(addr, df, rcv, snd).map_err(|e| bind_error(addr, e))?;
+        // ICMP errors about what it sends go to its reader (RFC 8656 §11.5).
+        errqueue::enable(&std_sock, addr.is_ipv6()).map_err(|e| bind_error(addr, e))?;
         let local = std_sock.local_addr().map_err(|_| BindError::Other)?;
         let socket = Rc::new(mmsg::register(std_sock).map_err(|_| BindError::Other)?);
         let task = (self.spawn_relay_reader)(self.clone(), relay, socket.clone());
-        self.keep_relay(relay, Some(socket), task);
+        let df = DontFragment {
+            v6: addr.is_ipv6(),
+            bound: df,
+            now: Cell::new(df),
+        };
+        self.keep_relay(relay, Some(socket), task, df);
         Ok(local)
     }
 
@@ -280,17 +313,22 @@ impl Shard {
         let local = std_listener.local_addr().map_err(|_| BindError::Other)?;
         let listener = tokio::net::TcpListener::from_std(std_listener).map_err(|_| BindError::Other)?;
         let task = (self.spawn_tcp_relay.accept)(self.clone(), relay, listener);
-        self.keep_relay(relay, None, task);
+        let df = DontFragment {
+            v6: addr.is_ipv6(),
+            bound: false,
+            now: Cell::new(false),
+        };
+        self.keep_relay(relay, None, task, df);
         Ok(local)
     }
 
-    fn keep_relay(&self, relay: RelayId, socket: Option<Rc<Udp>>, task: JoinHandle<()>) {
+    fn keep_relay(&self, relay: RelayId, socket: Option<Rc<Udp>>, task: JoinHandle<()>, df: DontFragment) {
         let mut relays = self.relays.borrow_mut();
         let i = relay.0 as usize;
         if relays.len() <= i {
             relays.resize_with(i + 1, || None);
         }
-        if let Some(old) = relays[i].replace(RelaySocket { socket, task }) {
+        if let Some(old) = relays[i].replace(RelaySocket { socket, task, df }) {
             old.task.abort();
         }
     }

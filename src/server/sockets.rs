@@ -131,26 +131,58 @@ pub fn relay(
     s.set_nonblocking(true)?;
     set_buffers(&s, recv_buffer, send_buffer)?;
     if dont_fragment {
-        set_dont_fragment(&s, addr.is_ipv6())?;
+        set_dont_fragment(&s, addr.is_ipv6(), true)?;
     }
     s.bind(&SockAddr::from(addr))?;
     Ok(s.into())
 }
 
-fn set_dont_fragment(s: &Socket, v6: bool) -> io::Result<()> {
-    let (level, name, value) = if v6 {
-        (libc::IPPROTO_IPV6, libc::IPV6_DONTFRAG, 1)
-    } else {
-        (libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, libc::IP_PMTUDISC_DO)
+/// Turns DF on for a relay socket's datagrams (IPv4: IP_PMTUDISC_DO, the
+/// kernel refuses to fragment; IPv6: IPV6_DONTFRAG) or back to the kernel's
+/// default (IP_PMTUDISC_WANT: fragment a datagram larger than the path MTU).
+pub fn set_dont_fragment(s: &impl AsRawFd, v6: bool, on: bool) -> io::Result<()> {
+    let (level, name, value) = match (v6, on) {
+        (true, on) => (libc::IPPROTO_IPV6, libc::IPV6_DONTFRAG, libc::c_int::from(on)),
+        (false, true) => (libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, libc::IP_PMTUDISC_DO),
+        (false, false) => (libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, libc::IP_PMTUDISC_WANT),
     };
     setsockopt_int(s.as_raw_fd(), level, name, value)
 }
 
 /// Sends one datagram straight away (no readiness check: a UDP send never
 /// needs one; a full buffer fails with WouldBlock and the datagram is lost,
-/// as on any UDP path).
+/// as on any UDP path). A failure that may be an earlier ICMP error the
+/// socket was holding ([`is_pending_icmp`]) is tried once more.
 pub fn send_now(socket: &std::net::UdpSocket, data: &[u8], to: SocketAddr) -> io::Result<usize> {
-    socket2::SockRef::from(socket).send_to(data, &SockAddr::from(to))
+    let to = SockAddr::from(to);
+    let s = socket2::SockRef::from(socket);
+    match s.send_to(data, &to) {
+        Err(e) if is_pending_icmp(&e) => s.send_to(data, &to),
+        sent => sent,
+    }
+}
+
+/// True for the errors a UDP socket with IP_RECVERR reports once, on
+/// whatever send or receive comes next, for an ICMP error that arrived
+/// earlier (its pending error: port or host unreachable, fragmentation
+/// needed, ...). They say nothing of the datagram at hand, so a send that
+/// failed so is tried once more (the report cleared the pending error); a
+/// failure of that datagram's own fails again and is dropped.
+pub fn is_pending_icmp(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(
+            libc::ECONNREFUSED
+                | libc::EHOSTUNREACH
+                | libc::ENETUNREACH
+                | libc::EHOSTDOWN
+                | libc::ENONET
+                | libc::EMSGSIZE
+                | libc::EPROTO
+                | libc::EACCES
+                | libc::ENOPROTOOPT
+        )
+    )
 }
 
 /// For a listener bound to a wildcard address: ask the kernel for each
@@ -180,7 +212,7 @@ pub fn limit_unsent(socket: &impl AsRawFd, bytes: usize) -> io::Result<()> {
     setsockopt_int(socket.as_raw_fd(), libc::IPPROTO_TCP, libc::TCP_NOTSENT_LOWAT, bytes)
 }
 
-fn setsockopt_int(fd: i32, level: i32, name: i32, value: libc::c_int) -> io::Result<()> {
+pub(super) fn setsockopt_int(fd: i32, level: i32, name: i32, value: libc::c_int) -> io::Result<()> {
     // SAFETY: a plain setsockopt on a socket we own, with an int value.
     let rc = unsafe {
         libc::setsockopt(

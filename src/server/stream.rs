@@ -289,7 +289,8 @@ where
                             peer,
                             start: s,
                             len,
-                        } => shard.to_peer(relay, peer.0, &buf[base + s..base + s + len]),
+                            dont_fragment,
+                        } => shard.to_peer(relay, peer.0, &buf[base + s..base + s + len], dont_fragment),
                         // ReplyFrom is UDP-only (RFC 5780); on a stream it is this connection.
                         Output::Reply(n) | Output::ReplyFrom { len: n, .. } => {
                             if !conn.push(&out[..n]) {

@@ -49,7 +49,10 @@ fn handle_batch(shard: &Rc<Shard>, socket: &Rc<Udp>, local: ServerAddr, batch: &
                 peer,
                 start,
                 len,
-            } => match shard.relay_socket(relay) {
+                dont_fragment,
+            } => match shard.relay_socket(relay, dont_fragment, || {
+                batch.flush(|reason| shard.core.borrow_mut().count_drop(reason))
+            }) {
                 Some(relay_socket) => batch.queue_slot(
                     &relay_socket,
                     peer.0,

@@ -373,6 +373,11 @@ impl TurnClient {
     }
 
     pub fn send_indication(&mut self, peer: SocketAddr, data: &[u8]) {
+        self.send_indication_with(peer, data, &|_| {});
+    }
+
+    /// A Send indication with attributes `extra` adds after XOR-PEER-ADDRESS and DATA.
+    pub fn send_indication_with(&mut self, peer: SocketAddr, data: &[u8], extra: &dyn Fn(&mut Message)) {
         let mut m = Message::new();
         m.build(&[
             Box::new(TransactionId::new()),
@@ -386,6 +391,7 @@ impl TurnClient {
         .add_to_as(&mut m, ATTR_XOR_PEER_ADDRESS)
         .unwrap();
         m.add(ATTR_DATA, data);
+        extra(&mut m);
         self.io.send(&m.raw);
     }
 

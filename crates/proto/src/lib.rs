@@ -6,7 +6,7 @@
 //! A driver owns one [`Server`] per shard and follows one rule:
 //! 1. Feed an input (or the batch of inputs one system call brought, all
 //!    with the same `now`): [`Server::handle_client`], [`Server::handle_peer`],
-//!    [`Server::relay_bound`], [`Server::peer_connected`],
+//!    [`Server::handle_peer_icmp`], [`Server::relay_bound`], [`Server::peer_connected`],
 //!    [`Server::peer_accepted`], [`Server::handle_timeout`],
 //!    [`Server::connection_closed`], [`Server::close_allocation`],
 //!    [`Server::revoke`], [`Server::set_draining`] or [`Server::reload`].
@@ -71,4 +71,5 @@ pub use output::{
 };
 pub use rng::seed_from_u64;
 pub use server::Server;
-pub use stats::{Stats, TcpRelayCounters};
+pub use stats::{IcmpCounters, Stats, TcpRelayCounters};
+pub use turn::{PeerIcmp, ICMP_INDICATION_LEN};

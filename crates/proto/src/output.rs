@@ -31,11 +31,16 @@ pub enum Output {
     /// Invalid input, dropped silently and counted.
     Drop(DropReason),
     /// Send `input[start..start + len]` from relay socket `relay` to `peer`.
+    /// With `dont_fragment` it must leave with DF set (IPv6: not
+    /// fragmented), else be dropped: a Send indication asked so (RFC 8656
+    /// §11.2 DONT-FRAGMENT). Otherwise it leaves as the relay was bound
+    /// ([`Command::BindRelay`]'s `dont_fragment`).
     ToPeer {
         relay: RelayId,
         peer: PeerAddr,
         start: usize,
         len: usize,
+        dont_fragment: bool,
     },
 }
 

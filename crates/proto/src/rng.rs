@@ -20,6 +20,13 @@ impl Rng {
         self.0.next_u64()
     }
 
+    /// A fresh transaction id for an indication the server sends.
+    pub fn tid(&mut self) -> [u8; 12] {
+        let r = self.next_u64().to_be_bytes();
+        let s = self.next_u64().to_be_bytes();
+        [r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], s[0], s[1], s[2], s[3]]
+    }
+
     /// Uniform-enough value in `0..n` (n > 0): the bias of `% n` is below
     /// n / 2^64, far under anything an observer could measure.
     pub fn below(&mut self, n: u64) -> u64 {

@@ -19,6 +19,39 @@ pub struct Stats {
     pub auth_failures: AuthFailureCounters,
     pub logins: LoginCounters,
     pub tcp_relay: TcpRelayCounters,
+    pub peer_icmp: IcmpCounters,
+}
+
+/// What became of ICMP errors about datagrams relayed to peers (RFC 8656 §11.5).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IcmpCounters {
+    /// Sent to the client in a Data indication with an ICMP attribute.
+    pub relayed: u64,
+    /// A type the server does not relay (not ICMPv4 3 or 11, ICMPv6 1 to 3).
+    pub ignored_type: u64,
+    /// On a relay that serves no allocation any more.
+    pub no_allocation: u64,
+    /// About a peer IP the allocation holds no permission for.
+    pub no_permission: u64,
+}
+
+impl IcmpCounters {
+    /// (label, value) pairs for a metric.
+    pub fn labelled(&self) -> [(&'static str, u64); 4] {
+        [
+            ("relayed", self.relayed),
+            ("ignored_type", self.ignored_type),
+            ("no_allocation", self.no_allocation),
+            ("no_permission", self.no_permission),
+        ]
+    }
+
+    fn add(&mut self, o: &IcmpCounters) {
+        self.relayed += o.relayed;
+        self.ignored_type += o.ignored_type;
+        self.no_allocation += o.no_allocation;
+        self.no_permission += o.no_permission;
+    }
 }
 
 /// What became of RFC 6062 peer data connections.
@@ -78,5 +111,6 @@ impl Stats {
         self.allocations_closed += other.allocations_closed;
         self.traffic.add(&other.traffic);
         self.tcp_relay.add(&other.tcp_relay);
+        self.peer_icmp.add(&other.peer_icmp);
     }
 }

@@ -194,7 +194,19 @@ impl Fuzz {
                 };
                 let p = self.random_peer();
                 let len = self.rng.below(300) as usize;
-                if let PeerOut::ToClient { tuple, .. } = self.d.peer_datagram(relay, p, &vec![0x11; len]) {
+                // Now and then an ICMP error about a datagram to `p` instead
+                // (RFC 8656 §11.5), held to the same rules.
+                let out = if self.rng.chance(4) {
+                    let icmp = proto::PeerIcmp {
+                        typ: *self.rng.pick(&[1, 2, 3, 4, 11, 128]),
+                        code: self.rng.below(16) as u8,
+                        mtu: self.rng.below(2000) as u32,
+                    };
+                    self.d.peer_icmp(relay, p, icmp)
+                } else {
+                    self.d.peer_datagram(relay, p, &vec![0x11; len])
+                };
+                if let PeerOut::ToClient { tuple, .. } = out {
                     let owner = self.d.relays_of(&tuple);
                     assert!(
                         owner.iter().any(|(r, _)| *r == relay),

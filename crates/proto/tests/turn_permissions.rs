@@ -322,3 +322,65 @@ fn more_peers_than_one_request_may_install_is_508() {
         "all or nothing"
     );
 }
+
+/// Whether a relayed datagram must leave with DF set, or the drop reason.
+#[track_caller]
+fn df_of(o: Out) -> bool {
+    match o {
+        Out::ToPeer { dont_fragment, .. } => dont_fragment,
+        other => panic!("expected ToPeer, got {other:?}"),
+    }
+}
+
+/// RFC 8656 §11.2 and §14.1: a Send indication with DONT-FRAGMENT, relayed
+/// IPv4 to IPv4, leaves with DF set; the next one without it, and
+/// ChannelData, leave as the relay was bound (not asked at Allocate: no DF).
+#[test]
+fn s11_2_dont_fragment_in_a_send_indication_sets_df_for_that_datagram() {
+    let mut d = Driver::default_setup();
+    let mut c = v4(&mut d);
+    let peer = addr(PEER_A);
+    d.create_permission(&mut c, &[peer])
+        .assert_ok(Method::CREATE_PERMISSION, &c.key);
+    let df = [A::Bytes(attr::DONT_FRAGMENT, vec![])];
+    assert!(df_of(d.send_indication_with(&c, peer, b"df", &df)));
+    assert!(!df_of(d.send_indication(&c, peer, b"no df")));
+    d.channel_bind(&mut c, 0x4000, peer)
+        .assert_ok(Method::CHANNEL_BIND, &c.key);
+    assert!(!df_of(d.channel_data(&c, 0x4000, b"channel")));
+    assert!(df_of(d.send_indication_with(&c, peer, b"df again", &df)));
+    assert_eq!(
+        d.binds.last().map(|b| b.2),
+        Some(false),
+        "the relay was bound without DF"
+    );
+}
+
+/// RFC 8656 §14.2-14.4: across families and IPv6 to IPv6 "the DONT-FRAGMENT
+/// attribute MUST be ignored"; from a TCP client (§15) it is honoured.
+#[test]
+fn s14_dont_fragment_in_a_send_indication_is_ignored_unless_ipv4_to_ipv4_or_from_tcp() {
+    let mut d = Driver::default_setup();
+    let df = [A::Bytes(attr::DONT_FRAGMENT, vec![])];
+    // An IPv4 client with IPv4 and IPv6 relays.
+    let mut c = dual(&mut d);
+    let v6_peer = addr(PEER_V6);
+    d.create_permission(&mut c, &[addr(PEER_A), v6_peer])
+        .assert_ok(Method::CREATE_PERMISSION, &c.key);
+    assert!(df_of(d.send_indication_with(&c, addr(PEER_A), b"4 to 4", &df)));
+    assert!(!df_of(d.send_indication_with(&c, v6_peer, b"4 to 6", &df)));
+    // An IPv6 client relaying to IPv4 and to IPv6.
+    let mut c6 = Client::udp("[2001:db8:0:1::1]:40000");
+    let r = d.allocate_with(&mut c6, &[A::Bytes(attr::ADDITIONAL_ADDRESS_FAMILY, vec![2, 0, 0, 0])]);
+    r.assert_ok(Method::ALLOCATE, &c6.key);
+    d.create_permission(&mut c6, &[addr(PEER_A), v6_peer])
+        .assert_ok(Method::CREATE_PERMISSION, &c6.key);
+    assert!(!df_of(d.send_indication_with(&c6, addr(PEER_A), b"6 to 4", &df)));
+    assert!(!df_of(d.send_indication_with(&c6, v6_peer, b"6 to 6", &df)));
+    // A TCP client.
+    let mut t = Client::new("198.51.100.9:40000", proto::Transport::Tcp, ALICE);
+    d.allocate(&mut t);
+    d.create_permission(&mut t, &[addr(PEER_A)])
+        .assert_ok(Method::CREATE_PERMISSION, &t.key);
+    assert!(df_of(d.send_indication_with(&t, addr(PEER_A), b"tcp", &df)));
+}

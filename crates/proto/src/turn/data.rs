@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use super::addresses::peer_address;
-use crate::addr::{canonical, FiveTuple, PeerAddr};
+use crate::addr::{canonical, Family, FiveTuple, PeerAddr};
 use crate::allocation::{ChannelNumber, RelayId};
 use crate::output::{Output, PeerOutput};
 use crate::server::Server;
@@ -31,8 +31,16 @@ impl Server {
         ) else {
             return self.drop(DropReason::BadIndication);
         };
+        // "The Send indication may also contain the DONT-FRAGMENT attribute.
+        // If the server is unable to set the DF bit on outgoing UDP
+        // datagrams when this attribute is present, then the server acts as
+        // if the DONT-FRAGMENT attribute is an unknown comprehension-required
+        // attribute": the driver can, and drops the datagram when it cannot.
+        // "The handling of the DONT-FRAGMENT attribute (if present), is
+        // described in Sections 14 and 15."
+        let dont_fragment = msg.get(attr::DONT_FRAGMENT).is_some() && honours_dont_fragment(&tuple, peer.family());
         let start = value.as_ptr() as usize - data.as_ptr() as usize;
-        self.relay_to_peer(now, slot, peer, start, value.len())
+        self.relay_to_peer(now, slot, peer, (start, value.len()), dont_fragment)
     }
 
     /// RFC 8656 §12.6 "Receiving a ChannelData Message" (from a client).
@@ -54,11 +62,18 @@ impl Server {
         let Some(peer) = a.channel_by_number(number, now).map(|c| c.peer) else {
             return self.drop(DropReason::ChannelData);
         };
-        self.relay_to_peer(now, slot, peer, 4, len)
+        self.relay_to_peer(now, slot, peer, (4, len), false)
     }
 
     /// Common tail of client->peer relaying: permission, bandwidth, counters.
-    fn relay_to_peer(&mut self, now: Instant, slot: u32, peer: PeerAddr, start: usize, len: usize) -> Output {
+    fn relay_to_peer(
+        &mut self,
+        now: Instant,
+        slot: u32,
+        peer: PeerAddr,
+        (start, len): (usize, usize),
+        dont_fragment: bool,
+    ) -> Output {
         // Only our own addresses pay for the full policy check per packet.
         let own_blocked = self.config.policy.is_own(peer.ip()) && !self.config.policy.allows(peer);
         let a = self.allocations.live_mut(slot);
@@ -86,6 +101,7 @@ impl Server {
             peer,
             start,
             len,
+            dont_fragment,
         }
     }
 
@@ -152,11 +168,7 @@ impl Server {
         }
         // RFC 8656 §11.3: a Data indication with XOR-PEER-ADDRESS and DATA.
         let msg_start = start - header;
-        let tid: [u8; 12] = {
-            let r = self.rng.next_u64().to_be_bytes();
-            let s = self.rng.next_u64().to_be_bytes();
-            [r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], s[0], s[1], s[2], s[3]]
-        };
+        let tid = self.rng.tid();
         let end = start + pad4(len);
         let built = (|| {
             let mut b = MessageBuilder::new(
@@ -177,4 +189,15 @@ impl Server {
             Err(_) => self.drop_peer(DropReason::ReplyTooLarge),
         }
     }
+}
+
+/// RFC 8656 §14: DONT-FRAGMENT is honoured relaying IPv4 to IPv4 (§14.1:
+/// "When the server sends a packet to a peer in response to a Send
+/// indication containing the DONT-FRAGMENT attribute, then set the outgoing
+/// DF bit to 1"); across families and IPv6 to IPv6 "the DONT-FRAGMENT
+/// attribute MUST be ignored" (§14.2-14.4). From TCP/TLS clients (§15) it
+/// is honoured.
+pub(crate) fn honours_dont_fragment(tuple: &FiveTuple, relay: Family) -> bool {
+    let same_v4 = tuple.client.0.is_ipv4() && relay == Family::V4;
+    same_v4 || tuple.transport.is_stream()
 }

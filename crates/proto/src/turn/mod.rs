@@ -5,7 +5,10 @@ mod addresses;
 mod allocate;
 mod connect;
 mod data;
+mod icmp;
 mod requests;
+
+pub use icmp::{PeerIcmp, ICMP_INDICATION_LEN};
 
 use std::time::Instant;
 

@@ -21,12 +21,14 @@ pub mod attr;
 mod builder;
 mod crc32;
 pub mod error_code;
+pub mod icmp;
 mod integrity;
 mod message;
 mod method;
 
 pub use builder::{BufferTooSmall, MessageBuilder};
 pub use error_code::ErrorCode;
+pub use icmp::Icmp;
 pub use integrity::{ct_eq, long_term_key, long_term_key_sha256, userhash, Algorithm as Mac, Key};
 pub use message::{BodyError, HeaderError, Message, ParseError, RawAttr, MAX_ATTRIBUTES};
 pub use method::{Class, MessageType, Method};

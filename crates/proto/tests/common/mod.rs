@@ -244,6 +244,7 @@ pub enum Out {
         start: usize,
         len: usize,
         bytes: Vec<u8>,
+        dont_fragment: bool,
     },
 }
 
@@ -494,12 +495,14 @@ impl Driver {
                 peer,
                 start,
                 len,
+                dont_fragment,
             } => Out::ToPeer {
                 relay,
                 peer: peer.0,
                 start,
                 len,
                 bytes: data[start..start + len].to_vec(),
+                dont_fragment,
             },
         }
     }
@@ -559,13 +562,15 @@ impl Driver {
     }
 
     pub fn send_indication(&mut self, c: &Client, p: SocketAddr, payload: &[u8]) -> Out {
+        self.send_indication_with(c, p, payload, &[])
+    }
+
+    /// A Send indication with `extra` attributes after XOR-PEER-ADDRESS and DATA.
+    pub fn send_indication_with(&mut self, c: &Client, p: SocketAddr, payload: &[u8], extra: &[A]) -> Out {
         let tid = *b"send-indic-1";
-        let bytes = build(
-            MessageType::new(Method::SEND, Class::Indication),
-            &tid,
-            &[peer(p), A::Bytes(attr::DATA, payload.to_vec())],
-            None,
-        );
+        let mut attrs = vec![peer(p), A::Bytes(attr::DATA, payload.to_vec())];
+        attrs.extend_from_slice(extra);
+        let bytes = build(MessageType::new(Method::SEND, Class::Indication), &tid, &attrs, None);
         self.input(c.tuple, &bytes)
     }
 
@@ -595,6 +600,22 @@ impl Driver {
                 tuple,
                 start,
                 bytes: buf[start..start + len].to_vec(),
+            },
+            PeerOutput::Drop(r) => PeerOut::Drop(r),
+        }
+    }
+
+    /// An ICMP error about a datagram `relay` sent to `peer` (RFC 8656 §11.5).
+    pub fn peer_icmp(&mut self, relay: RelayId, peer: SocketAddr, icmp: proto::PeerIcmp) -> PeerOut {
+        let mut out = [0u8; proto::ICMP_INDICATION_LEN];
+        match self
+            .server
+            .handle_peer_icmp(self.now, relay, PeerAddr(peer), icmp, &mut out)
+        {
+            PeerOutput::ToClient { tuple, start, len } => PeerOut::ToClient {
+                tuple,
+                start,
+                bytes: out[start..start + len].to_vec(),
             },
             PeerOutput::Drop(r) => PeerOut::Drop(r),
         }
