@@ -57,6 +57,7 @@ pub const LIST_KEYS: &[&str] = &[
     "listen.udp",
     "listen.tcp",
     "listen.tls",
+    "listen.dtls",
     "listen.proxy_protocol",
     "listen.proxy_trusted",
     "turn.secrets",
@@ -240,6 +241,9 @@ pub struct ListenSection {
     pub tcp: Vec<SocketAddr>,
     #[serde(deserialize_with = "one_or_many")]
     pub tls: Vec<SocketAddr>,
+    /// TURN over DTLS (RFC 7350) listeners; empty = off.
+    #[serde(deserialize_with = "one_or_many")]
+    pub dtls: Vec<SocketAddr>,
     /// Stream listeners that expect a PROXY protocol header.
     #[serde(deserialize_with = "one_or_many")]
     pub proxy_protocol: Vec<ProxyListener>,
@@ -521,10 +525,14 @@ impl Config {
                 message: message.to_string(),
             })
         };
-        if self.listen.udp.is_empty() && self.listen.tcp.is_empty() && self.listen.tls.is_empty() {
+        if self.listen.udp.is_empty()
+            && self.listen.tcp.is_empty()
+            && self.listen.tls.is_empty()
+            && self.listen.dtls.is_empty()
+        {
             invalid(
                 "listen",
-                "no listener configured (listen.udp, listen.tcp and listen.tls are all empty)",
+                "no listener configured (listen.udp, listen.tcp, listen.tls and listen.dtls are all empty)",
             );
         }
         if let Some(alt) = self.listen.alternate {
@@ -547,6 +555,14 @@ impl Config {
                 ),
                 Some(_) => {}
             }
+        }
+        if !self.listen.dtls.is_empty()
+            && (self.tls.cert_file.as_os_str().is_empty() || self.tls.key_file.as_os_str().is_empty())
+        {
+            invalid(
+                "listen.dtls",
+                "needs tls.cert_file and tls.key_file (the DTLS certificate)",
+            );
         }
         if !self.listen.tls.is_empty() {
             if self.tls.cert_file.as_os_str().is_empty() {

@@ -86,6 +86,8 @@ fn mint(
             udp: node.udp_port,
             tcp: node.tcp_port,
             tls: node.tls_port,
+            // The node registry does not carry DTLS ports (yet).
+            dtls: None,
         };
         return Ok(crate::ice_servers::ice_servers_json(
             ports,
