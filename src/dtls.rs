@@ -12,6 +12,8 @@
 //! pure-Rust DTLS crates seen (dimpl, webrtc-dtls) serve WebRTC's
 //! self-signed ECDSA certificates and suites, not a web PKI chain.
 
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
 use std::path::Path;
 use std::sync::RwLock;
 
@@ -53,6 +55,38 @@ impl DtlsSetup {
     pub fn reload(&self, cert_file: &Path, key_file: &Path) -> anyhow::Result<()> {
         let ctx = build(cert_file, key_file, &self.alpn)?;
         *self.ctx.write().unwrap_or_else(|e| e.into_inner()) = ctx;
+        Ok(())
+    }
+}
+
+/// Whole datagrams in and out of OpenSSL, so a DTLS state machine never
+/// touches a socket: its BIO reads and writes one datagram per call. The
+/// owner pushes what arrived into `inbound` and sends what is in
+/// `outbound` (the shard's sessions; tests that watch every datagram).
+#[derive(Default)]
+pub struct Datagrams {
+    pub inbound: VecDeque<Vec<u8>>,
+    pub outbound: Vec<Vec<u8>>,
+}
+
+impl Read for Datagrams {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let d = self.inbound.pop_front().ok_or(io::ErrorKind::WouldBlock)?;
+        // OpenSSL reads with a buffer larger than any record; a longer
+        // datagram is cut and then fails its MAC.
+        let n = d.len().min(buf.len());
+        buf[..n].copy_from_slice(&d[..n]);
+        Ok(n)
+    }
+}
+
+impl Write for Datagrams {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.outbound.push(buf.to_vec());
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
 }

@@ -6,8 +6,6 @@
 //! once from the listener socket: nothing waits in a queue, so the only
 //! bytes a session holds are one flight while it is being written.
 
-use std::collections::VecDeque;
-use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::time::Instant;
@@ -18,6 +16,7 @@ use openssl::ssl::{ErrorCode, Ssl, SslContext, SslStream};
 use super::super::mmsg::Udp;
 use super::super::sockets;
 use crate::budget::ConnPermit;
+use crate::dtls::Datagrams;
 
 /// The path MTU assumed for handshake flights (a certificate chain is
 /// fragmented to fit): the IPv6 minimum less IP and UDP headers, so it
@@ -37,40 +36,6 @@ extern "C" {
 }
 /// `DTLSv1_handle_timeout` is a macro over SSL_ctrl with this command.
 const DTLS_CTRL_HANDLE_TIMEOUT: std::ffi::c_int = 74;
-
-/// Whole datagrams in and out of OpenSSL (its BIO reads and writes one
-/// datagram per call on DTLS).
-#[derive(Default)]
-pub struct Datagrams {
-    inbound: VecDeque<Vec<u8>>,
-    outbound: Vec<Vec<u8>>,
-}
-
-impl Read for Datagrams {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self.inbound.pop_front() {
-            Some(d) => {
-                // OpenSSL reads with a buffer larger than any record; a
-                // longer datagram is cut and then fails its MAC.
-                let n = d.len().min(buf.len());
-                buf[..n].copy_from_slice(&d[..n]);
-                Ok(n)
-            }
-            None => Err(io::ErrorKind::WouldBlock.into()),
-        }
-    }
-}
-
-impl Write for Datagrams {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.outbound.push(buf.to_vec());
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
 
 /// Why a session ended.
 #[derive(Debug, PartialEq, Eq)]

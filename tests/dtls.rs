@@ -1,0 +1,450 @@
+//! TURN over DTLS (RFC 7350) on `listen.dtls`, with independent clients:
+//! coturn's `turnutils_uclient -S` relaying through ternd to
+//! `turnutils_peer`, an OpenSSL DTLS client driven here datagram by
+//! datagram (Binding, ALPN, a handshake left half-done), raw ClientHellos
+//! from many source ports (the cookie exchange of RFC 6347 §4.2.1), the
+//! iceServers document and `ternd probe`. The OpenSSL client runs over
+//! ternd's `Datagrams` shim so the test sees every datagram.
+
+mod common;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::http::{http, metric};
+use common::*;
+use openssl::ssl::{ErrorCode, Ssl, SslContext, SslContextBuilder, SslMethod, SslOptions, SslStream, SslVerifyMode};
+use ternd::budget::Budget;
+use ternd::dtls::Datagrams;
+
+/// A DTLS 1.2 client trusting only the test certificate, offering `alpn`.
+fn client_context(cert: &TestCert, alpn: &[&str]) -> SslContext {
+    let mut b = SslContextBuilder::new(SslMethod::dtls_client()).unwrap();
+    b.set_ca_file(&cert.cert_file).unwrap();
+    b.set_verify(SslVerifyMode::PEER);
+    b.set_options(SslOptions::NO_QUERY_MTU);
+    if !alpn.is_empty() {
+        let mut wire = Vec::new();
+        for p in alpn {
+            wire.push(p.len() as u8);
+            wire.extend_from_slice(p.as_bytes());
+        }
+        b.set_alpn_protos(&wire).unwrap();
+    }
+    b.build()
+}
+
+struct Client {
+    sock: UdpSocket,
+    ssl: SslStream<Datagrams>,
+}
+
+impl Client {
+    fn new(server: SocketAddr, ctx: &SslContext) -> Client {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.connect(server).unwrap();
+        let mut ssl = Ssl::new(ctx).unwrap();
+        ssl.set_mtu(1200).unwrap();
+        ssl.param_mut().set_ip(server.ip()).unwrap();
+        let ssl = SslStream::new(ssl, Datagrams::default()).unwrap();
+        Client { sock, ssl }
+    }
+
+    /// Sends what OpenSSL wrote; returns the datagrams' sizes.
+    fn flush(&mut self) -> Vec<usize> {
+        let out: Vec<Vec<u8>> = self.ssl.get_mut().outbound.drain(..).collect();
+        for d in &out {
+            self.sock.send(d).unwrap();
+        }
+        out.iter().map(Vec::len).collect()
+    }
+
+    /// Waits up to `limit` for one datagram from the server.
+    fn receive(&mut self, limit: Duration) -> Option<Vec<u8>> {
+        self.sock.set_read_timeout(Some(limit)).unwrap();
+        let mut buf = vec![0u8; 65536];
+        let n = self.sock.recv(&mut buf).ok()?;
+        Some(buf[..n].to_vec())
+    }
+
+    /// One step of the handshake: Ok(true) when complete, Ok(false) when
+    /// OpenSSL waits for the server.
+    fn step(&mut self) -> Result<bool, String> {
+        let r = self.ssl.connect();
+        self.flush();
+        match r {
+            Ok(()) => Ok(true),
+            Err(e) if e.code() == ErrorCode::WANT_READ => Ok(false),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Completes the handshake (bounded: 5 s without an answer fails).
+    fn handshake(&mut self) -> Result<(), String> {
+        for _ in 0..50 {
+            if self.step()? {
+                return Ok(());
+            }
+            let d = self
+                .receive(Duration::from_secs(5))
+                .ok_or("no answer from the server")?;
+            self.ssl.get_mut().inbound.push_back(d);
+        }
+        Err("the handshake did not end".into())
+    }
+
+    fn send(&mut self, data: &[u8]) {
+        self.ssl.ssl_write(data).unwrap();
+        self.flush();
+    }
+
+    /// The next record from the server (5 s at most).
+    fn recv(&mut self) -> Vec<u8> {
+        let mut buf = vec![0u8; 65536];
+        for _ in 0..50 {
+            match self.ssl.ssl_read(&mut buf) {
+                Ok(n) => return buf[..n].to_vec(),
+                Err(e) if e.code() == ErrorCode::WANT_READ => {
+                    let d = self.receive(Duration::from_secs(5)).expect("a record from the server");
+                    self.ssl.get_mut().inbound.push_back(d);
+                }
+                Err(e) => panic!("dtls read: {e}"),
+            }
+        }
+        panic!("no record from the server");
+    }
+
+    /// A Binding over the session; returns XOR-MAPPED-ADDRESS.
+    fn binding(&mut self) -> SocketAddr {
+        let request = binding_request();
+        self.send(&request.raw);
+        mapped_address(&request, &self.recv())
+    }
+}
+
+/// A TURN test server with one DTLS listener (and HTTP when `http` is set).
+fn server(cert: &TestCert, http: bool, extra: &[(&str, &str)]) -> ternd::Running {
+    let mut all = vec![
+        ("listen.dtls", "127.0.0.1:0"),
+        // coturn's tools pick channel numbers from RFC 5766's range.
+        ("turn.legacy_channel_numbers", "true"),
+    ];
+    if http {
+        all.push(("http.listen", "127.0.0.1:0"));
+    }
+    all.extend_from_slice(extra);
+    start(&turn_config(Some(cert), &all))
+}
+
+/// `turnutils_peer` (a UDP echo peer) on 127.0.0.2, stopped by pid on drop.
+struct Peer {
+    child: Child,
+    port: u16,
+}
+
+impl Peer {
+    fn start(bin: &str) -> Peer {
+        let port = UdpSocket::bind("127.0.0.2:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new(bin)
+            .args(["-L", "127.0.0.2", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        Peer { child, port }
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        common::process::stop(&mut self.child);
+    }
+}
+
+/// Runs `turnutils_uclient -S` (DTLS) through `dtls` to `peer`: 3 clients,
+/// 40 messages each, ChannelData; returns (sent, received, lost, output).
+fn uclient_over_dtls(dtls: SocketAddr, peer: &Peer) -> (u64, u64, u64, String) {
+    let bin = tool("turnutils_uclient").expect("checked by the caller");
+    let args = [
+        "-S",
+        "-e",
+        "127.0.0.2",
+        "-r",
+        &peer.port.to_string(),
+        "-n",
+        "40",
+        "-m",
+        "3",
+        "-l",
+        "300",
+        "-u",
+        "alice",
+        "-w",
+        "alice-password",
+        "-p",
+        &dtls.port().to_string(),
+        "127.0.0.1",
+    ];
+    let f = common::process::spawn(Command::new(bin).args(args)).finish(Duration::from_secs(60));
+    let text = f.stdout + &f.stderr;
+    let n = |key: &str| number_after(&text, key);
+    (
+        n("tot_send_msgs=").unwrap_or(0),
+        n("tot_recv_msgs=").unwrap_or(0),
+        n("Total lost packets").unwrap_or(u64::MAX),
+        text,
+    )
+}
+
+/// RFC 7350 §4.3-4.5 (TURN over DTLS): an independent client allocates,
+/// binds channels and relays through ternd's DTLS listener with no loss.
+/// (uclient picks DTLS 1.0 for some connections; ternd refuses it, RFC
+/// 8996, and uclient tries again: that shows as "protocol version".)
+#[test]
+fn rfc7350_uclient_allocates_and_relays_over_dtls_with_no_loss() {
+    let Some(peer_bin) = tool("turnutils_peer") else { return };
+    if tool("turnutils_uclient").is_none() {
+        return;
+    }
+    let cert = TestCert::new();
+    let server = server(&cert, false, &[]);
+    let peer = Peer::start(&peer_bin);
+    let (sent, recv, lost, text) = uclient_over_dtls(server.bound().dtls[0], &peer);
+    assert!(sent >= 120, "uclient sent its messages\n{text}");
+    assert_eq!(recv, sent, "every message relayed back\n{text}");
+    assert_eq!(lost, 0, "{text}");
+    let stats = server.shutdown().unwrap();
+    assert!(stats.allocations_created >= 3, "{stats:?}");
+}
+
+/// RFC 7350 §4 with RFC 8489 Binding: a STUN request over DTLS is answered
+/// over the same session with the client's address.
+#[test]
+fn rfc7350_binding_over_dtls_from_an_openssl_client() {
+    let cert = TestCert::new();
+    let server = server(&cert, false, &[]);
+    let mut c = Client::new(server.bound().dtls[0], &client_context(&cert, &[]));
+    c.handshake().expect("handshake");
+    let local = c.sock.local_addr().unwrap();
+    assert_eq!(c.binding(), local);
+    // Twice over one session.
+    assert_eq!(c.binding(), local);
+    assert_eq!(server.handle().dtls_sessions(), 1);
+    server.shutdown().unwrap();
+}
+
+/// RFC 7443 §4 on DTLS: "stun.turn" and "stun.nat-discovery" are
+/// negotiated, an offer of only unknown protocols is refused in the
+/// handshake (RFC 7301 §3.2), no offer at all is accepted.
+#[test]
+fn rfc7443_alpn_on_dtls_listeners() {
+    let cert = TestCert::new();
+    let server = server(&cert, false, &[]);
+    let dtls = server.bound().dtls[0];
+    for p in ["stun.turn", "stun.nat-discovery"] {
+        let mut c = Client::new(dtls, &client_context(&cert, &["h2", p]));
+        c.handshake().unwrap_or_else(|e| panic!("{p}: {e}"));
+        assert_eq!(c.ssl.ssl().selected_alpn_protocol(), Some(p.as_bytes()));
+        assert_eq!(c.binding(), c.sock.local_addr().unwrap(), "{p}");
+    }
+    let mut unknown = Client::new(dtls, &client_context(&cert, &["h2", "webrtc"]));
+    let e = unknown.handshake().expect_err("an unknown protocol is refused");
+    assert!(e.contains("no application protocol"), "{e}");
+    let mut none = Client::new(dtls, &client_context(&cert, &[]));
+    none.handshake().expect("no ALPN is accepted");
+    assert_eq!(none.ssl.ssl().selected_alpn_protocol(), None);
+    assert_eq!(none.binding(), none.sock.local_addr().unwrap());
+    let stats = server.shutdown().unwrap();
+    assert_eq!(
+        stats.drops.get(proto::DropReason::DtlsHandshake),
+        1,
+        "the refused handshake is counted"
+    );
+}
+
+/// A real first ClientHello (no cookie) from OpenSSL.
+fn first_client_hello(cert: &TestCert, server: SocketAddr) -> Vec<u8> {
+    let mut c = Client::new(server, &client_context(cert, &["stun.turn"]));
+    assert_eq!(c.ssl.connect().unwrap_err().code(), ErrorCode::WANT_READ);
+    c.ssl.get_mut().outbound.remove(0)
+}
+
+/// Sends `hello` from each of `socks` and reads what comes back: the
+/// sizes of the answers (one each expected).
+fn flood(socks: &[UdpSocket], server: SocketAddr, hello: &[u8]) -> Vec<usize> {
+    for s in socks {
+        s.send_to(hello, server).unwrap();
+    }
+    let mut sizes = Vec::new();
+    let mut buf = [0u8; 2048];
+    for s in socks {
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        if let Ok((n, _)) = s.recv_from(&mut buf) {
+            // A HelloVerifyRequest: handshake record, message type 3.
+            assert_eq!((buf[0], buf[13]), (22, 3), "a HelloVerifyRequest");
+            sizes.push(n);
+        }
+    }
+    sizes
+}
+
+/// RFC 6347 §4.2.1: ClientHellos without a cookie (as from spoofed
+/// sources: many source ports that never answer) get a HelloVerifyRequest
+/// no larger than themselves and leave no session behind; an honest client
+/// relays through the same listener meanwhile with no loss.
+#[test]
+fn rfc6347_4_2_1_a_hello_flood_leaves_no_sessions_and_no_amplification() {
+    let cert = TestCert::new();
+    let server = server(&cert, true, &[]);
+    let dtls = server.bound().dtls[0];
+    let hello = first_client_hello(&cert, dtls);
+    let socks: Vec<UdpSocket> = (0..200).map(|_| UdpSocket::bind("127.0.0.1:0").unwrap()).collect();
+    let sizes = flood(&socks, dtls, &hello);
+    assert_eq!(sizes.len(), socks.len(), "every hello answered");
+    let largest = sizes.iter().max().copied().unwrap_or(0);
+    assert!(
+        largest <= hello.len(),
+        "HelloVerifyRequest {largest} B > ClientHello {} B",
+        hello.len()
+    );
+    assert_eq!(server.handle().dtls_sessions(), 0);
+    assert_eq!(metric(server.bound().http[0], "ternd_dtls_sessions"), 0);
+
+    let (Some(peer_bin), Some(_)) = (tool("turnutils_peer"), tool("turnutils_uclient")) else {
+        return;
+    };
+    let peer = Peer::start(&peer_bin);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        // The flood goes on while uclient runs (bounded: 100 rounds).
+        s.spawn(|| {
+            for _ in 0..100 {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                for sock in &socks {
+                    let _ = sock.send_to(&hello, dtls);
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
+        let (sent, recv, lost, text) = uclient_over_dtls(dtls, &peer);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(sent >= 120, "uclient sent its messages\n{text}");
+        assert_eq!((recv, lost), (sent, 0), "{text}");
+    });
+    // Only uclient's sessions were made (3 clients, a few tries each).
+    assert!(
+        server.handle().dtls_sessions() <= 12,
+        "{}",
+        server.handle().dtls_sessions()
+    );
+    server.shutdown().unwrap();
+}
+
+/// RFC 6347 §4.2.1 then `tls.handshake_timeout`: a client that proves its
+/// address and then stops mid-handshake holds a session only until the
+/// timeout; the drop is counted as an exhausted budget.
+#[test]
+fn rfc6347_a_client_that_stops_mid_handshake_is_dropped_after_the_timeout() {
+    let cert = TestCert::new();
+    let server = server(&cert, false, &[("tls.handshake_timeout", "300ms")]);
+    let mut c = Client::new(server.bound().dtls[0], &client_context(&cert, &[]));
+    // ClientHello -> HelloVerifyRequest -> ClientHello with the cookie ->
+    // the server's flight, which the client never answers.
+    assert!(!c.step().unwrap());
+    let verify = c.receive(Duration::from_secs(5)).expect("HelloVerifyRequest");
+    c.ssl.get_mut().inbound.push_back(verify);
+    assert!(!c.step().unwrap());
+    assert!(c.receive(Duration::from_secs(5)).is_some(), "ServerHello flight");
+    assert_eq!(server.handle().dtls_sessions(), 1);
+    let started = Instant::now();
+    assert!(
+        wait_for(Duration::from_secs(5), || server.handle().dtls_sessions() == 0),
+        "the half-open session is dropped"
+    );
+    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    assert_eq!(server.handle().exhaustions().get(Budget::DtlsHandshakeTime), 1);
+    server.shutdown().unwrap();
+}
+
+/// The iceServers document hands out `turns:…?transport=udp` only when a
+/// DTLS listener exists; the TLS URL stays as it was (Chromium takes any
+/// `turns:` URL as TLS over TCP).
+#[test]
+fn rfc7350_ice_servers_offer_turns_over_udp_only_with_a_dtls_listener() {
+    let cert = TestCert::new();
+    let urls = |server: &ternd::Running| {
+        let r = http(server.bound().http[0], "GET", "/api/ice-servers", &[]);
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.json()["iceServers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|s| s["urls"].as_array().unwrap().clone())
+            .map(|u| u.as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    let with = server(&cert, true, &[]);
+    let got = urls(&with);
+    let (tls, dtls) = (with.bound().tls[0].port(), with.bound().dtls[0].port());
+    assert!(
+        got.iter()
+            .any(|u| u.ends_with(&format!(":{tls}?transport=tcp")) && u.starts_with("turns:")),
+        "{got:?}"
+    );
+    assert!(
+        got.iter()
+            .any(|u| u.ends_with(&format!(":{dtls}?transport=udp")) && u.starts_with("turns:")),
+        "{got:?}"
+    );
+    with.shutdown().unwrap();
+    let without = start(&turn_config(Some(&cert), &[("http.listen", "127.0.0.1:0")]));
+    let got = urls(&without);
+    assert!(got.iter().any(|u| u.starts_with("turns:")), "{got:?}");
+    assert!(
+        !got.iter()
+            .any(|u| u.starts_with("turns:") && u.ends_with("?transport=udp")),
+        "{got:?}"
+    );
+    without.shutdown().unwrap();
+}
+
+/// `ternd probe turns:…?transport=udp`: Binding, Allocate and the relay
+/// round trip over DTLS, the certificate verified with --ca.
+#[test]
+fn rfc7350_probe_checks_a_dtls_listener() {
+    let cert = TestCert::new();
+    let server = server(&cert, false, &[]);
+    let url = format!("turns:127.0.0.1:{}?transport=udp", server.bound().dtls[0].port());
+    let out = common::process::output(
+        Command::new(env!("CARGO_BIN_EXE_ternd")).args([
+            "probe",
+            "--ca",
+            &cert.cert_file.display().to_string(),
+            "--user",
+            "alice",
+            "--password",
+            "alice-password",
+            &url,
+        ]),
+        Duration::from_secs(30),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for line in [
+        "PASS  binding dtls",
+        "PASS  allocate dtls",
+        "PASS  relay round trip dtls",
+    ] {
+        assert!(stdout.lines().any(|l| l.starts_with(line)), "`{line}`\n{stdout}");
+    }
+    assert!(stdout.contains("alpn stun.turn"), "{stdout}");
+    server.shutdown().unwrap();
+}
