@@ -8,9 +8,9 @@
 //! meets the same implementation; it serves an X.509 chain from PEM files
 //! with every suite OpenSSL 1.1/3 clients offer; and the DTLS state
 //! machine can still be driven sans-IO through an in-memory datagram BIO
-//! (`server::dtls::session`), so the shard keeps owning the socket. The
-//! pure-Rust DTLS crates seen (dimpl, webrtc-dtls) serve WebRTC's
-//! self-signed ECDSA certificates and suites, not a web PKI chain.
+//! (`Datagrams`), so the shard keeps owning the socket. The sans-IO crate
+//! dimpl has no RSA (ECDHE-ECDSA suites only): the RSA certificate most
+//! operators already have for `listen.tls` could not be served.
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
