@@ -3,8 +3,7 @@
 //! `turnutils_peer`, an OpenSSL DTLS client driven here datagram by
 //! datagram (Binding, ALPN, a handshake left half-done), raw ClientHellos
 //! from many source ports (the cookie exchange of RFC 6347 §4.2.1), the
-//! iceServers document and `ternd probe`. The OpenSSL client runs over
-//! ternd's `Datagrams` shim so the test sees every datagram.
+//! iceServers document and `ternd probe`.
 
 mod common;
 
@@ -12,116 +11,12 @@ use std::net::{SocketAddr, UdpSocket};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::dtls::{client_context, Client};
 use common::http::{http, metric};
+use common::turn::{Io, TurnClient};
 use common::*;
-use openssl::ssl::{ErrorCode, Ssl, SslContext, SslContextBuilder, SslMethod, SslOptions, SslStream, SslVerifyMode};
+use openssl::ssl::ErrorCode;
 use ternd::budget::Budget;
-use ternd::dtls::Datagrams;
-
-/// A DTLS 1.2 client trusting only the test certificate, offering `alpn`.
-fn client_context(cert: &TestCert, alpn: &[&str]) -> SslContext {
-    let mut b = SslContextBuilder::new(SslMethod::dtls_client()).unwrap();
-    b.set_ca_file(&cert.cert_file).unwrap();
-    b.set_verify(SslVerifyMode::PEER);
-    b.set_options(SslOptions::NO_QUERY_MTU);
-    if !alpn.is_empty() {
-        let mut wire = Vec::new();
-        for p in alpn {
-            wire.push(p.len() as u8);
-            wire.extend_from_slice(p.as_bytes());
-        }
-        b.set_alpn_protos(&wire).unwrap();
-    }
-    b.build()
-}
-
-struct Client {
-    sock: UdpSocket,
-    ssl: SslStream<Datagrams>,
-}
-
-impl Client {
-    fn new(server: SocketAddr, ctx: &SslContext) -> Client {
-        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-        sock.connect(server).unwrap();
-        let mut ssl = Ssl::new(ctx).unwrap();
-        ssl.set_mtu(1200).unwrap();
-        ssl.param_mut().set_ip(server.ip()).unwrap();
-        let ssl = SslStream::new(ssl, Datagrams::default()).unwrap();
-        Client { sock, ssl }
-    }
-
-    /// Sends what OpenSSL wrote; returns the datagrams' sizes.
-    fn flush(&mut self) -> Vec<usize> {
-        let out: Vec<Vec<u8>> = self.ssl.get_mut().outbound.drain(..).collect();
-        for d in &out {
-            self.sock.send(d).unwrap();
-        }
-        out.iter().map(Vec::len).collect()
-    }
-
-    /// Waits up to `limit` for one datagram from the server.
-    fn receive(&mut self, limit: Duration) -> Option<Vec<u8>> {
-        self.sock.set_read_timeout(Some(limit)).unwrap();
-        let mut buf = vec![0u8; 65536];
-        let n = self.sock.recv(&mut buf).ok()?;
-        Some(buf[..n].to_vec())
-    }
-
-    /// One step of the handshake: Ok(true) when complete, Ok(false) when
-    /// OpenSSL waits for the server.
-    fn step(&mut self) -> Result<bool, String> {
-        let r = self.ssl.connect();
-        self.flush();
-        match r {
-            Ok(()) => Ok(true),
-            Err(e) if e.code() == ErrorCode::WANT_READ => Ok(false),
-            Err(e) => Err(e.to_string()),
-        }
-    }
-
-    /// Completes the handshake (bounded: 5 s without an answer fails).
-    fn handshake(&mut self) -> Result<(), String> {
-        for _ in 0..50 {
-            if self.step()? {
-                return Ok(());
-            }
-            let d = self
-                .receive(Duration::from_secs(5))
-                .ok_or("no answer from the server")?;
-            self.ssl.get_mut().inbound.push_back(d);
-        }
-        Err("the handshake did not end".into())
-    }
-
-    fn send(&mut self, data: &[u8]) {
-        self.ssl.ssl_write(data).unwrap();
-        self.flush();
-    }
-
-    /// The next record from the server (5 s at most).
-    fn recv(&mut self) -> Vec<u8> {
-        let mut buf = vec![0u8; 65536];
-        for _ in 0..50 {
-            match self.ssl.ssl_read(&mut buf) {
-                Ok(n) => return buf[..n].to_vec(),
-                Err(e) if e.code() == ErrorCode::WANT_READ => {
-                    let d = self.receive(Duration::from_secs(5)).expect("a record from the server");
-                    self.ssl.get_mut().inbound.push_back(d);
-                }
-                Err(e) => panic!("dtls read: {e}"),
-            }
-        }
-        panic!("no record from the server");
-    }
-
-    /// A Binding over the session; returns XOR-MAPPED-ADDRESS.
-    fn binding(&mut self) -> SocketAddr {
-        let request = binding_request();
-        self.send(&request.raw);
-        mapped_address(&request, &self.recv())
-    }
-}
 
 /// A TURN test server with one DTLS listener (and HTTP when `http` is set).
 fn server(cert: &TestCert, http: bool, extra: &[(&str, &str)]) -> ternd::Running {
@@ -232,6 +127,46 @@ fn rfc7350_binding_over_dtls_from_an_openssl_client() {
     // Twice over one session.
     assert_eq!(c.binding(), local);
     assert_eq!(server.handle().dtls_sessions(), 1);
+    server.shutdown().unwrap();
+}
+
+/// A close_notify alert ends the session at once, and the allocation made
+/// over it goes with it (as with a TLS connection); a datagram that is no
+/// DTLS at all from a stranger is dropped and counted.
+#[test]
+fn rfc6347_close_notify_ends_the_session_and_its_allocation() {
+    let cert = TestCert::new();
+    let server = server(&cert, false, &[]);
+    let dtls = server.bound().dtls[0];
+    let mut c = Client::new(dtls, &client_context(&cert, &[]));
+    c.handshake().expect("handshake");
+    let mut turn = TurnClient::new(Io::Dtls(Box::new(c)), "alice", "alice-password");
+    let relay = turn.allocate().expect("Allocate over DTLS");
+    assert_eq!(relay.ip().to_string(), "127.0.0.1");
+    let handle = server.handle();
+    assert_eq!(block_on(handle.allocations()).len(), 1);
+    assert_eq!(handle.dtls_sessions(), 1);
+    let Io::Dtls(mut c) = turn.into_io() else {
+        unreachable!()
+    };
+    let _ = c.ssl.shutdown();
+    assert_eq!(c.flush().len(), 1, "one close_notify datagram");
+    assert!(
+        wait_for(Duration::from_secs(2), || handle.dtls_sessions() == 0),
+        "the session ends with close_notify"
+    );
+    assert!(block_on(handle.allocations()).is_empty(), "its allocation is gone");
+    let stranger = UdpSocket::bind("127.0.0.1:0").unwrap();
+    stranger.send_to(&binding_request().raw, dtls).unwrap();
+    stranger.send_to(&[0x17; 3], dtls).unwrap();
+    let counted = || -> u64 {
+        let snapshots = block_on(handle.snapshots());
+        snapshots
+            .iter()
+            .map(|s| s.stats.drops.get(proto::DropReason::DtlsRecord))
+            .sum()
+    };
+    assert!(wait_for(Duration::from_secs(2), || counted() == 2), "{}", counted());
     server.shutdown().unwrap();
 }
 
