@@ -818,6 +818,30 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn listen_dtls_is_off_by_default_and_needs_the_tls_certificate() {
+        assert!(load_with(&[]).unwrap().listen.dtls.is_empty());
+        let e = load_error("listen.dtls", "0.0.0.0:5349");
+        assert!(e.starts_with("config key `listen.dtls`: "), "{e}");
+        assert!(e.contains("tls.cert_file"), "{e}");
+        let ok = load_with(&[
+            ("listen.dtls", "0.0.0.0:5349,[::]:5349"),
+            ("tls.cert_file", "/etc/ternd/tls/cert.pem"),
+            ("tls.key_file", "/etc/ternd/tls/key.pem"),
+        ])
+        .unwrap();
+        assert_eq!(ok.listen.dtls.len(), 2);
+        // A DTLS listener alone is a listener.
+        let only = load_with(&[
+            ("listen.udp", ""),
+            ("listen.tcp", ""),
+            ("listen.dtls", "127.0.0.1:5349"),
+            ("tls.cert_file", "c.pem"),
+            ("tls.key_file", "k.pem"),
+        ]);
+        assert!(only.is_ok(), "{only:?}");
+    }
+
+    #[test]
     fn listen_alternate_needs_another_ip_and_port_than_the_primary() {
         let ok = load_with(&[("listen.udp", "127.0.0.1:3478"), ("listen.alternate", "127.0.0.2:3479")]).unwrap();
         let nd = ok.nat_discovery().expect("RFC 5780 on");

@@ -86,8 +86,7 @@ fn mint(
             udp: node.udp_port,
             tcp: node.tcp_port,
             tls: node.tls_port,
-            // The node registry does not carry DTLS ports (yet).
-            dtls: None,
+            dtls: node.dtls_port,
         };
         return Ok(crate::ice_servers::ice_servers_json(
             ports,
