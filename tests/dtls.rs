@@ -170,6 +170,64 @@ fn rfc6347_close_notify_ends_the_session_and_its_allocation() {
     server.shutdown().unwrap();
 }
 
+/// The session budgets of TLS apply: `stream.max_connections_per_ip`
+/// refuses a second session from one source (counted as
+/// `dtls_sessions_per_ip`), and `stream.auth_timeout` closes a session that
+/// holds no allocation (counted as `dtls_pre_auth_time`).
+#[test]
+fn dtls_sessions_are_budgeted_like_tls_connections() {
+    let cert = TestCert::new();
+    let server = server(
+        &cert,
+        false,
+        &[("stream.max_connections_per_ip", "1"), ("stream.auth_timeout", "1s")],
+    );
+    let dtls = server.bound().dtls[0];
+    let handle = server.handle();
+    let mut first = Client::new(dtls, &client_context(&cert, &[]));
+    first.handshake().expect("handshake");
+    assert_eq!(first.binding(), first.sock.local_addr().unwrap());
+    // Refused silently: the client hears nothing (its wait is bounded).
+    let mut second = Client::new(dtls, &client_context(&cert, &[]));
+    assert!(
+        second.handshake().is_err(),
+        "a second session from 127.0.0.1 is refused"
+    );
+    assert_eq!(handle.exhaustions().get(Budget::DtlsSessionsPerIp), 1);
+    assert!(
+        wait_for(Duration::from_secs(3), || handle.dtls_sessions() == 0),
+        "closed: no allocation within stream.auth_timeout"
+    );
+    assert_eq!(handle.exhaustions().get(Budget::DtlsPreAuthTime), 1);
+    server.shutdown().unwrap();
+}
+
+/// A reloaded certificate (SIGHUP) is presented by the sessions that start
+/// afterwards; an established session keeps working.
+#[test]
+fn a_reloaded_certificate_serves_new_dtls_sessions() {
+    let (cert1, cert2) = (TestCert::new(), TestCert::new());
+    let server = server(&cert1, false, &[]);
+    let dtls = server.bound().dtls[0];
+    let handle = server.handle();
+    let mut old = Client::new(dtls, &client_context(&cert1, &[]));
+    old.handshake().expect("handshake with the first certificate");
+    let mut config = handle.config();
+    config.tls.cert_file = cert2.cert_file.clone();
+    config.tls.key_file = cert2.key_file.clone();
+    block_on(handle.reload(&config)).expect("reload");
+    let mut new = Client::new(dtls, &client_context(&cert2, &[]));
+    new.handshake().expect("a new session presents the new certificate");
+    let mut stale = Client::new(dtls, &client_context(&cert1, &[]));
+    assert!(stale.handshake().is_err(), "the first certificate is no longer served");
+    assert_eq!(
+        old.binding(),
+        old.sock.local_addr().unwrap(),
+        "the old session lives on"
+    );
+    server.shutdown().unwrap();
+}
+
 /// RFC 7443 §4 on DTLS: "stun.turn" and "stun.nat-discovery" are
 /// negotiated, an offer of only unknown protocols is refused in the
 /// handshake (RFC 7301 §3.2), no offer at all is accepted.
