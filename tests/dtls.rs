@@ -170,6 +170,42 @@ fn rfc6347_close_notify_ends_the_session_and_its_allocation() {
     server.shutdown().unwrap();
 }
 
+/// RFC 6347 §4.2.8: a client that starts over on the same address and
+/// port gets a new session once it has passed the cookie exchange; the old
+/// session (and the allocation on it) ends then, not before.
+#[test]
+fn rfc6347_4_2_8_a_new_handshake_on_the_same_port_replaces_the_session() {
+    let cert = TestCert::new();
+    let server = server(&cert, false, &[]);
+    let dtls = server.bound().dtls[0];
+    let handle = server.handle();
+    let mut old = Client::new(dtls, &client_context(&cert, &[]));
+    old.handshake().expect("handshake");
+    let port = old.sock.local_addr().unwrap();
+    let mut turn = TurnClient::new(Io::Dtls(Box::new(old)), "alice", "alice-password");
+    turn.allocate().expect("Allocate over DTLS");
+    let Io::Dtls(old) = turn.into_io() else { unreachable!() };
+    // The new first ClientHello is only challenged: the old session and
+    // its allocation stay until the client proves its address.
+    let mut again = Client::over(old.sock.try_clone().unwrap(), dtls, &client_context(&cert, &[]));
+    assert!(!again.step().unwrap());
+    let verify = again
+        .receive(Duration::from_secs(5))
+        .expect("HelloVerifyRequest, the old session untouched");
+    assert_eq!((verify[0], verify[13]), (22, 3));
+    assert_eq!(block_on(handle.allocations()).len(), 1);
+    again.ssl.get_mut().inbound.push_back(verify);
+    again.handshake().expect("the new handshake completes");
+    assert_eq!(again.sock.local_addr().unwrap(), port);
+    assert_eq!(again.binding(), port);
+    assert_eq!(handle.dtls_sessions(), 1);
+    assert!(
+        block_on(handle.allocations()).is_empty(),
+        "the old session's allocation ended with it"
+    );
+    server.shutdown().unwrap();
+}
+
 /// The session budgets of TLS apply: `stream.max_connections_per_ip`
 /// refuses a second session from one source (counted as
 /// `dtls_sessions_per_ip`), and `stream.auth_timeout` closes a session that

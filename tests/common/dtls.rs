@@ -33,7 +33,11 @@ pub struct Client {
 
 impl Client {
     pub fn new(server: SocketAddr, ctx: &SslContext) -> Client {
-        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        Client::over(UdpSocket::bind("127.0.0.1:0").unwrap(), server, ctx)
+    }
+
+    /// A new session over `sock` (a client that restarts on the same port).
+    pub fn over(sock: UdpSocket, server: SocketAddr, ctx: &SslContext) -> Client {
         sock.connect(server).unwrap();
         let mut ssl = Ssl::new(ctx).unwrap();
         ssl.set_mtu(1200).unwrap();

@@ -120,6 +120,12 @@ impl CookieKeys {
     }
 }
 
+/// The client random of `datagram` if it is an unfragmented ClientHello in
+/// epoch 0: a retransmitted hello repeats it, a new handshake does not.
+pub fn client_random(datagram: &[u8]) -> Option<[u8; 32]> {
+    parse_client_hello(datagram).map(|h| h.random)
+}
+
 fn fresh() -> anyhow::Result<hmac::Key> {
     Ok(hmac::Key::new(hmac::HMAC_SHA256, &crate::random::random_bytes::<32>()?))
 }
@@ -139,6 +145,7 @@ fn cookie(key: &hmac::Key, client: SocketAddr) -> [u8; COOKIE_LEN] {
 
 struct ClientHello<'a> {
     record_seq: [u8; 6],
+    random: [u8; 32],
     cookie: &'a [u8],
 }
 
@@ -169,7 +176,13 @@ fn parse_client_hello(d: &[u8]) -> Option<ClientHello<'_>> {
     let cookie = body.get(cookie_at + 1..cookie_at + 1 + cookie_len)?;
     let mut record_seq = [0u8; 6];
     record_seq.copy_from_slice(&d[5..11]);
-    Some(ClientHello { record_seq, cookie })
+    let mut random = [0u8; 32];
+    random.copy_from_slice(&body[2..34]);
+    Some(ClientHello {
+        record_seq,
+        random,
+        cookie,
+    })
 }
 
 #[cfg(test)]

@@ -82,45 +82,26 @@ fn handle_datagram(
     out: &mut [u8],
     now: Instant,
 ) {
+    // RFC 6347 §4.2.8: a ClientHello in epoch 0 for an established
+    // association (a client that restarted behind the same address and
+    // port) starts a new handshake, but "MUST NOT destroy the existing
+    // association until the client has demonstrated reachability": the
+    // cookie exchange, done like a stranger's. A late copy of the hello
+    // that made the session (same client random) is no new handshake.
+    let session = shard.dtls.borrow().get(&tuple).map(|s| (s.open, s.hello_random));
+    let restart = match session {
+        None => true,
+        Some((true, made_by)) => cookie::client_random(data).is_some_and(|r| r != made_by),
+        Some((false, _)) => false,
+    };
+    if restart {
+        return handle_hello(shard, dtls, tuple, route, data, out, now);
+    }
     let mut records = Vec::new();
     let mut sessions = shard.dtls.borrow_mut();
     let result = match sessions.get_mut(&tuple) {
         Some(s) => s.receive(data, now, &mut records),
-        None => {
-            match dtls.keys.borrow().check(route.client, data, out) {
-                Hello::Garbage => {
-                    drop(sessions);
-                    shard.core.borrow_mut().count_drop(DropReason::DtlsRecord);
-                }
-                // RFC 6347 §4.2.1: answered and forgotten.
-                Hello::Challenge(n) => {
-                    let sent = match route.src {
-                        Some(ip) => super::sockets::send_from(route.socket.get_ref(), &out[..n], route.client, ip),
-                        None => super::sockets::send_now(route.socket.get_ref(), &out[..n], route.client),
-                    };
-                    if sent.is_err() {
-                        drop(sessions);
-                        shard.core.borrow_mut().count_drop(DropReason::ClientSendFailed);
-                    }
-                }
-                Hello::Verified => {
-                    // Over budget: refused (counted and logged by the limiter).
-                    let Some(permit) = dtls.sessions.acquire(tuple.client.ip()) else {
-                        return;
-                    };
-                    match DtlsSession::start(&dtls.setup.context(), data, route, permit, now) {
-                        Ok(s) => {
-                            sessions.insert(tuple, s);
-                        }
-                        Err(_) => {
-                            drop(sessions);
-                            shard.core.borrow_mut().count_drop(DropReason::DtlsHandshake);
-                        }
-                    }
-                }
-            }
-            return;
-        }
+        None => return,
     };
     drop(sessions);
     for record in &records {
@@ -139,6 +120,49 @@ fn handle_datagram(
     }
     if let Err(end) = result {
         end_session(shard, tuple, end, now);
+    }
+}
+
+/// A datagram that may start a session: the stateless cookie exchange,
+/// then a session for a verified ClientHello (replacing an older one of
+/// the same 5-tuple).
+fn handle_hello(
+    shard: &Rc<Shard>,
+    dtls: &DtlsShard,
+    tuple: FiveTuple,
+    route: Route,
+    data: &[u8],
+    out: &mut [u8],
+    now: Instant,
+) {
+    let hello = dtls.keys.borrow().check(route.client, data, out);
+    match hello {
+        Hello::Garbage => shard.core.borrow_mut().count_drop(DropReason::DtlsRecord),
+        // RFC 6347 §4.2.1: answered and forgotten.
+        Hello::Challenge(n) => {
+            let sent = match route.src {
+                Some(ip) => super::sockets::send_from(route.socket.get_ref(), &out[..n], route.client, ip),
+                None => super::sockets::send_now(route.socket.get_ref(), &out[..n], route.client),
+            };
+            if sent.is_err() {
+                shard.core.borrow_mut().count_drop(DropReason::ClientSendFailed);
+            }
+        }
+        Hello::Verified => {
+            if shard.dtls.borrow().contains_key(&tuple) {
+                end_session(shard, tuple, End::Replaced, now);
+            }
+            // Over budget: refused (counted and logged by the limiter).
+            let Some(permit) = dtls.sessions.acquire(tuple.client.ip()) else {
+                return;
+            };
+            match DtlsSession::start(&dtls.setup.context(), data, route, permit, now) {
+                Ok(s) => {
+                    shard.dtls.borrow_mut().insert(tuple, s);
+                }
+                Err(_) => shard.core.borrow_mut().count_drop(DropReason::DtlsHandshake),
+            }
+        }
     }
 }
 

@@ -44,8 +44,10 @@ pub enum End {
     Closed,
     /// The handshake failed (no shared cipher or ALPN protocol, ...).
     HandshakeFailed,
-    /// A fatal error after the handshake.
+    /// A fatal error after the handshake, or a time budget.
     Failed,
+    /// The client proved its address with a new ClientHello (RFC 6347 §4.2.8).
+    Replaced,
 }
 
 /// Where a session's datagrams go: the listener socket it came in on, the
@@ -64,6 +66,8 @@ pub struct DtlsSession {
     pub started: Instant,
     /// The last datagram from the client.
     pub last_seen: Instant,
+    /// The client random of the ClientHello that started it.
+    pub hello_random: [u8; 32],
     /// Counted against the session budgets while it lives.
     _permit: ConnPermit,
 }
@@ -104,6 +108,7 @@ impl DtlsSession {
             open: false,
             started: now,
             last_seen: now,
+            hello_random: super::cookie::client_random(hello).unwrap_or_default(),
             _permit: permit,
         };
         if listened != 1 {
