@@ -63,7 +63,14 @@ pub async fn serve(socket: Rc<Udp>, local: ServerAddr, shard: Rc<Shard>, dtls: R
                 src: r.dst,
             };
             let (data, out) = batch.datagram_and_reply(&r);
-            handle_datagram(&shard, &dtls, tuple, route, data, out, now);
+            let d = Incoming {
+                tuple,
+                route,
+                data,
+                out,
+                now,
+            };
+            handle_datagram(&shard, &dtls, d);
         }
         // The drive rule (shard.rs), once for the whole batch.
         shard.pump();
@@ -73,15 +80,17 @@ pub async fn serve(socket: Rc<Udp>, local: ServerAddr, shard: Rc<Shard>, dtls: R
     tracing::error!(%local, "dtls listener failed: {e}");
 }
 
-fn handle_datagram(
-    shard: &Rc<Shard>,
-    dtls: &DtlsShard,
+/// One received datagram, where it came from, and a reply buffer.
+struct Incoming<'a> {
     tuple: FiveTuple,
     route: Route,
-    data: &[u8],
-    out: &mut [u8],
+    data: &'a [u8],
+    out: &'a mut [u8],
     now: Instant,
-) {
+}
+
+fn handle_datagram(shard: &Rc<Shard>, dtls: &DtlsShard, d: Incoming<'_>) {
+    let Incoming { tuple, data, now, .. } = d;
     // RFC 6347 §4.2.8: a ClientHello in epoch 0 for an established
     // association (a client that restarted behind the same address and
     // port) starts a new handshake, but "MUST NOT destroy the existing
@@ -95,7 +104,7 @@ fn handle_datagram(
         Some((false, _)) => false,
     };
     if restart {
-        return handle_hello(shard, dtls, tuple, route, data, out, now);
+        return handle_hello(shard, dtls, d);
     }
     let mut records = Vec::new();
     let mut sessions = shard.dtls.borrow_mut();
@@ -105,7 +114,7 @@ fn handle_datagram(
     };
     drop(sessions);
     for record in &records {
-        let output = shard.core.borrow_mut().handle_client(now, tuple, record, out);
+        let output = shard.core.borrow_mut().handle_client(now, tuple, record, d.out);
         match output {
             Output::ToPeer {
                 relay,
@@ -114,7 +123,7 @@ fn handle_datagram(
                 len,
             } => shard.to_peer(relay, peer.0, &record[start..start + len]),
             // ReplyFrom is plain UDP only (RFC 5780); here it is this session.
-            Output::Reply(n) | Output::ReplyFrom { len: n, .. } => shard.to_client(&tuple, &out[..n]),
+            Output::Reply(n) | Output::ReplyFrom { len: n, .. } => shard.to_client(&tuple, &d.out[..n]),
             Output::Nothing | Output::Drop(_) => {}
         }
     }
@@ -126,15 +135,14 @@ fn handle_datagram(
 /// A datagram that may start a session: the stateless cookie exchange,
 /// then a session for a verified ClientHello (replacing an older one of
 /// the same 5-tuple).
-fn handle_hello(
-    shard: &Rc<Shard>,
-    dtls: &DtlsShard,
-    tuple: FiveTuple,
-    route: Route,
-    data: &[u8],
-    out: &mut [u8],
-    now: Instant,
-) {
+fn handle_hello(shard: &Rc<Shard>, dtls: &DtlsShard, d: Incoming<'_>) {
+    let Incoming {
+        tuple,
+        route,
+        data,
+        out,
+        now,
+    } = d;
     let hello = dtls.keys.borrow().check(route.client, data, out);
     match hello {
         Hello::Garbage => shard.core.borrow_mut().count_drop(DropReason::DtlsRecord),
