@@ -108,6 +108,7 @@ fn rfc7350_uclient_allocates_and_relays_over_dtls_with_no_loss() {
     let peer = Peer::start(&peer_bin);
     let (sent, recv, lost, text) = uclient_over_dtls(server.bound().dtls[0], &peer);
     assert!(sent >= 120, "uclient sent its messages\n{text}");
+    eprintln!("uclient -S: sent {sent}, received {recv}, lost {lost}");
     assert_eq!(recv, sent, "every message relayed back\n{text}");
     assert_eq!(lost, 0, "{text}");
     let stats = server.shutdown().unwrap();
@@ -336,6 +337,11 @@ fn rfc6347_4_2_1_a_hello_flood_leaves_no_sessions_and_no_amplification() {
     assert!(
         largest <= hello.len(),
         "HelloVerifyRequest {largest} B > ClientHello {} B",
+        hello.len()
+    );
+    eprintln!(
+        "{} ClientHellos of {} B answered by HelloVerifyRequests of at most {largest} B",
+        sizes.len(),
         hello.len()
     );
     assert_eq!(server.handle().dtls_sessions(), 0);
