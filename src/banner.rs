@@ -33,6 +33,7 @@ pub fn render(bound: &BoundAddrs, shards: usize, shared: &Shared) -> String {
         .iter()
         .chain(&bound.tcp)
         .chain(&bound.tls)
+        .chain(&bound.dtls)
         .any(|a| a.ip().is_unspecified());
     let mut lines = Vec::new();
     for a in &bound.udp {
@@ -52,6 +53,12 @@ pub fn render(bound: &BoundAddrs, shards: usize, shared: &Shared) -> String {
         lines.push((
             format!("turns:{}:{}?transport=tcp", host_of(a), a.port()),
             "TURN over TLS",
+        ));
+    }
+    for a in &bound.dtls {
+        lines.push((
+            format!("turns:{}:{}?transport=udp", host_of(a), a.port()),
+            "TURN over DTLS",
         ));
     }
     for (u, what) in lines {

@@ -43,10 +43,21 @@ pub enum Budget {
     /// `stream.auth_timeout`: a connection that holds no allocation that long
     /// after it was accepted is closed.
     StreamPreAuthTime,
+    /// `stream.max_connections`, for DTLS sessions (counted apart from
+    /// TCP/TLS connections).
+    DtlsSessions,
+    /// `stream.max_connections_per_ip`, for DTLS sessions.
+    DtlsSessionsPerIp,
+    /// `tls.handshake_timeout`: a DTLS session whose handshake did not
+    /// complete in time is dropped.
+    DtlsHandshakeTime,
+    /// `stream.auth_timeout`: a DTLS session that holds no allocation that
+    /// long after its handshake began is closed.
+    DtlsPreAuthTime,
 }
 
 impl Budget {
-    pub const ALL: [Budget; 10] = [
+    pub const ALL: [Budget; 14] = [
         Budget::HttpConnections,
         Budget::HttpConnectionsPerIp,
         Budget::HttpHeaderTimeout,
@@ -57,6 +68,10 @@ impl Budget {
         Budget::StreamQueuedBytesTotal,
         Budget::StreamWriteStall,
         Budget::StreamPreAuthTime,
+        Budget::DtlsSessions,
+        Budget::DtlsSessionsPerIp,
+        Budget::DtlsHandshakeTime,
+        Budget::DtlsPreAuthTime,
     ];
 
     pub fn label(self) -> &'static str {
@@ -71,6 +86,10 @@ impl Budget {
             Budget::StreamQueuedBytesTotal => "stream_queued_bytes_total",
             Budget::StreamWriteStall => "stream_write_stall",
             Budget::StreamPreAuthTime => "stream_pre_auth_time",
+            Budget::DtlsSessions => "dtls_sessions",
+            Budget::DtlsSessionsPerIp => "dtls_sessions_per_ip",
+            Budget::DtlsHandshakeTime => "dtls_handshake_time",
+            Budget::DtlsPreAuthTime => "dtls_pre_auth_time",
         }
     }
 }

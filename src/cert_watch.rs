@@ -79,7 +79,10 @@ pub fn start(handle: ServerHandle, resolver: Arc<CertResolver>, mut seen: Stamps
                 continue;
             }
             seen = now;
-            match resolver.reload(&cert, &key) {
+            match resolver
+                .reload(&cert, &key)
+                .and_then(|()| handle.reload_dtls(&cert, &key))
+            {
                 Ok(()) => tracing::info!(
                     cert_file = %cert.display(),
                     "TLS certificate reloaded: its files changed"

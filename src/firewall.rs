@@ -49,10 +49,11 @@ pub struct Opening {
 pub fn openings(config: &Config) -> (Vec<Opening>, Vec<String>) {
     let mut open: Vec<Opening> = Vec::new();
     let mut closed: Vec<String> = Vec::new();
-    let listeners: [(&'static str, Proto, &[SocketAddr]); 4] = [
+    let listeners: [(&'static str, Proto, &[SocketAddr]); 5] = [
         ("listen.udp", Proto::Udp, &config.listen.udp),
         ("listen.tcp", Proto::Tcp, &config.listen.tcp),
         ("listen.tls", Proto::Tcp, &config.listen.tls),
+        ("listen.dtls", Proto::Udp, &config.listen.dtls),
         ("http.listen", Proto::Tcp, &config.http.listen),
     ];
     let mut add = |proto, first, last, key| match open
@@ -193,6 +194,7 @@ mod tests {
         c.listen.udp = vec!["0.0.0.0:3478".parse().unwrap(), "[::]:3478".parse().unwrap()];
         c.listen.tcp = vec!["0.0.0.0:3478".parse().unwrap()];
         c.listen.tls = vec!["0.0.0.0:5349".parse().unwrap()];
+        c.listen.dtls = vec!["0.0.0.0:5349".parse().unwrap()];
         c.http.listen = vec!["127.0.0.1:8080".parse().unwrap()];
         c.relay.port_min = 49160;
         c.relay.port_max = 49259;
@@ -204,6 +206,7 @@ mod tests {
                 (Proto::Udp, 3478, 3478),
                 (Proto::Tcp, 3478, 3478),
                 (Proto::Tcp, 5349, 5349),
+                (Proto::Udp, 5349, 5349),
                 (Proto::Udp, 49160, 49259)
             ]
         );
@@ -212,5 +215,6 @@ mod tests {
         assert!(ufw.contains("ufw allow 49160:49259/udp comment 'ternd relay.port_min..relay.port_max'"));
         let xml = render(&c, Format::Firewalld, "test");
         assert!(xml.contains("<port protocol=\"tcp\" port=\"5349\"/> <!-- listen.tls -->"));
+        assert!(xml.contains("<port protocol=\"udp\" port=\"5349\"/> <!-- listen.dtls -->"));
     }
 }

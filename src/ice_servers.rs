@@ -12,27 +12,35 @@ pub struct IcePorts {
     pub udp: Option<u16>,
     pub tcp: Option<u16>,
     pub tls: Option<u16>,
+    /// TURN over DTLS (RFC 7350); None without a `listen.dtls`.
+    pub dtls: Option<u16>,
 }
 
 impl IcePorts {
     /// The first address of each transport's list.
-    fn first_of(udp: &[SocketAddr], tcp: &[SocketAddr], tls: &[SocketAddr]) -> Self {
+    fn first_of(udp: &[SocketAddr], tcp: &[SocketAddr], tls: &[SocketAddr], dtls: &[SocketAddr]) -> Self {
         let port = |v: &[SocketAddr]| v.first().map(|a| a.port());
         IcePorts {
             udp: port(udp),
             tcp: port(tcp),
             tls: port(tls),
+            dtls: port(dtls),
         }
     }
 
     /// The configured ports (for `ternd credentials`, which binds nothing).
     pub fn from_config(config: &Config) -> Self {
-        Self::first_of(&config.listen.udp, &config.listen.tcp, &config.listen.tls)
+        Self::first_of(
+            &config.listen.udp,
+            &config.listen.tcp,
+            &config.listen.tls,
+            &config.listen.dtls,
+        )
     }
 
     /// The ports actually bound (port 0 resolved).
     pub fn from_bound(bound: &BoundAddrs) -> Self {
-        Self::first_of(&bound.udp, &bound.tcp, &bound.tls)
+        Self::first_of(&bound.udp, &bound.tcp, &bound.tls, &bound.dtls)
     }
 }
 
@@ -55,6 +63,12 @@ pub fn ice_servers_json(ports: IcePorts, host: &str, username: &str, password: &
     }
     if let Some(p) = ports.tls {
         turn.push(format!("turns:{host}:{p}?transport=tcp"));
+    }
+    // Only with a DTLS listener: Chromium (156) turns any `turns:` URL into
+    // TLS over TCP whatever its transport says, so this form is for the
+    // clients that do speak DTLS (libwebrtc since 2026, coturn's tools).
+    if let Some(p) = ports.dtls {
+        turn.push(format!("turns:{host}:{p}?transport=udp"));
     }
     let mut servers = Vec::new();
     if !stun.is_empty() {
@@ -97,6 +111,7 @@ pub fn choose_host(
         .iter()
         .chain(&turn.tcp)
         .chain(&turn.tls)
+        .chain(&turn.dtls)
         .map(|a| a.ip())
         .collect();
     let Some(&first) = turn_ips.first() else {
@@ -135,6 +150,22 @@ mod tests {
             tcp: addrs(list),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn rfc7350_turns_over_udp_is_handed_out_only_with_a_dtls_listener() {
+        let mut ports = IcePorts {
+            udp: Some(3478),
+            tls: Some(5349),
+            ..Default::default()
+        };
+        let without = ice_servers_json(ports, "h", "u", "p", 60);
+        assert!(without.contains("turns:h:5349?transport=tcp"), "{without}");
+        assert!(!without.contains("turns:h:5349?transport=udp"), "{without}");
+        ports.dtls = Some(5349);
+        let with = ice_servers_json(ports, "h", "u", "p", 60);
+        assert!(with.contains("turns:h:5349?transport=tcp"), "{with}");
+        assert!(with.contains("turns:h:5349?transport=udp"), "{with}");
     }
 
     #[test]

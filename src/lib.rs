@@ -8,6 +8,7 @@ mod cert_watch;
 pub mod cli;
 pub mod cluster;
 pub mod config;
+pub mod dtls;
 pub mod fastpath;
 pub mod fd_limit;
 pub mod firewall;

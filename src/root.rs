@@ -27,12 +27,20 @@ pub struct Running {
 /// Starts ternd for `config`: one TLS setup for TURN over TLS and HTTPS,
 /// the shards (every listener bound first), then HTTP on the shards' handle.
 pub fn start(config: &Config) -> anyhow::Result<Running> {
-    let wants_tls = !config.listen.tls.is_empty() || (config.http.tls && !config.http.listen.is_empty());
+    let wants_tls = !config.listen.tls.is_empty()
+        || !config.listen.dtls.is_empty()
+        || (config.http.tls && !config.http.listen.is_empty());
     let cert_stamps = crate::cert_watch::stamps(&config.tls.cert_file, &config.tls.key_file);
     let tls = if wants_tls {
         Some(TlsSetup::load(&config.tls.cert_file, &config.tls.key_file)?)
     } else {
         None
+    };
+    let dtls = if config.listen.dtls.is_empty() {
+        None
+    } else {
+        let d = crate::dtls::DtlsSetup::load(&config.tls.cert_file, &config.tls.key_file, &config.tls.alpn)?;
+        Some(Arc::new(d))
     };
     let fds = crate::fd_limit::plan(config, crate::fd_limit::raise_soft_limit());
     if let Some(why) = &fds.lowered {
@@ -51,7 +59,7 @@ pub fn start(config: &Config) -> anyhow::Result<Running> {
     } else {
         (None, None)
     };
-    let server = crate::server::start(config, tls.as_ref(), &budgets, events)?;
+    let server = crate::server::start(config, tls.as_ref(), dtls, &budgets, events)?;
     let mut bound = server.bound().clone();
     let cert_watch = match &tls {
         Some(t) => Some(crate::cert_watch::start(

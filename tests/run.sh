@@ -34,6 +34,11 @@ declare -A want=(
   [libbpf-dev]=/usr/include/bpf/bpf_helpers.h
   [bpftool]=/usr/sbin/bpftool
   [ethtool]=/usr/sbin/ethtool
+  # TURN over DTLS (src/dtls.rs, issue 15): the openssl crate builds
+  # against the system's libssl (pkg-config finds it); tests/dtls.rs runs
+  # coturn's `turnutils_uclient -S` (above) against it.
+  [libssl-dev]=/usr/include/openssl/ssl.h
+  [pkg-config]=/usr/bin/pkg-config
   # tests/cluster.rs: a real Redis for the cluster (started per test).
   [redis-server]=/usr/bin/redis-server
 )

@@ -17,6 +17,9 @@ pub struct NodeRecord {
     pub udp_port: Option<u16>,
     pub tcp_port: Option<u16>,
     pub tls_port: Option<u16>,
+    /// TURN over DTLS; absent in records of nodes from before it.
+    #[serde(default)]
+    pub dtls_port: Option<u16>,
     pub allocations: usize,
     /// Relayed payload, both directions, over the last heartbeat.
     pub relayed_bps: u64,
@@ -114,6 +117,7 @@ mod tests {
             udp_port: Some(3478),
             tcp_port: None,
             tls_port: None,
+            dtls_port: None,
             allocations,
             relayed_bps: 0,
             cpu_percent: 0,

@@ -259,6 +259,7 @@ impl Task {
             udp_port: self.settings.ports.udp,
             tcp_port: self.settings.ports.tcp,
             tls_port: self.settings.ports.tls,
+            dtls_port: self.settings.ports.dtls,
             allocations: shards.iter().map(|s| s.allocations).sum(),
             relayed_bps,
             cpu_percent,

@@ -61,6 +61,7 @@ pub const LIST_KEYS: &[&str] = &[
     "listen.udp",
     "listen.tcp",
     "listen.tls",
+    "listen.dtls",
     "listen.proxy_protocol",
     "listen.proxy_trusted",
     "turn.secrets",
@@ -248,6 +249,9 @@ pub struct ListenSection {
     pub tcp: Vec<SocketAddr>,
     #[serde(deserialize_with = "one_or_many")]
     pub tls: Vec<SocketAddr>,
+    /// TURN over DTLS (RFC 7350) listeners; empty = off.
+    #[serde(deserialize_with = "one_or_many")]
+    pub dtls: Vec<SocketAddr>,
     /// Stream listeners that expect a PROXY protocol header.
     #[serde(deserialize_with = "one_or_many")]
     pub proxy_protocol: Vec<ProxyListener>,
@@ -529,10 +533,14 @@ impl Config {
                 message: message.to_string(),
             })
         };
-        if self.listen.udp.is_empty() && self.listen.tcp.is_empty() && self.listen.tls.is_empty() {
+        if self.listen.udp.is_empty()
+            && self.listen.tcp.is_empty()
+            && self.listen.tls.is_empty()
+            && self.listen.dtls.is_empty()
+        {
             invalid(
                 "listen",
-                "no listener configured (listen.udp, listen.tcp and listen.tls are all empty)",
+                "no listener configured (listen.udp, listen.tcp, listen.tls and listen.dtls are all empty)",
             );
         }
         if let Some(alt) = self.listen.alternate {
@@ -555,6 +563,14 @@ impl Config {
                 ),
                 Some(_) => {}
             }
+        }
+        if !self.listen.dtls.is_empty()
+            && (self.tls.cert_file.as_os_str().is_empty() || self.tls.key_file.as_os_str().is_empty())
+        {
+            invalid(
+                "listen.dtls",
+                "needs tls.cert_file and tls.key_file (the DTLS certificate)",
+            );
         }
         if !self.listen.tls.is_empty() {
             if self.tls.cert_file.as_os_str().is_empty() {
@@ -850,6 +866,30 @@ pub(crate) mod tests {
     /// The error for `--set key=value` on top of the defaults.
     pub(crate) fn load_error(key: &str, value: &str) -> String {
         load_with(&[(key, value)]).expect_err("must be refused").to_string()
+    }
+
+    #[test]
+    fn listen_dtls_is_off_by_default_and_needs_the_tls_certificate() {
+        assert!(load_with(&[]).unwrap().listen.dtls.is_empty());
+        let e = load_error("listen.dtls", "0.0.0.0:5349");
+        assert!(e.starts_with("config key `listen.dtls`: "), "{e}");
+        assert!(e.contains("tls.cert_file"), "{e}");
+        let ok = load_with(&[
+            ("listen.dtls", "0.0.0.0:5349,[::]:5349"),
+            ("tls.cert_file", "/etc/ternd/tls/cert.pem"),
+            ("tls.key_file", "/etc/ternd/tls/key.pem"),
+        ])
+        .unwrap();
+        assert_eq!(ok.listen.dtls.len(), 2);
+        // A DTLS listener alone is a listener.
+        let only = load_with(&[
+            ("listen.udp", ""),
+            ("listen.tcp", ""),
+            ("listen.dtls", "127.0.0.1:5349"),
+            ("tls.cert_file", "c.pem"),
+            ("tls.key_file", "k.pem"),
+        ]);
+        assert!(only.is_ok(), "{only:?}");
     }
 
     #[test]

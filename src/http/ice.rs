@@ -86,6 +86,7 @@ fn mint(
             udp: node.udp_port,
             tcp: node.tcp_port,
             tls: node.tls_port,
+            dtls: node.dtls_port,
         };
         return Ok(crate::ice_servers::ice_servers_json(
             ports,

@@ -295,6 +295,13 @@ pub async fn metrics(State(app): State<Arc<AppState>>) -> impl IntoResponse {
     let _ = writeln!(o, "ternd_stream_connections {}", app.server.open_connections());
     family(
         &mut o,
+        "dtls_sessions",
+        "gauge",
+        "Open TURN over DTLS sessions (handshaking or established).",
+    );
+    let _ = writeln!(o, "ternd_dtls_sessions {}", app.server.dtls_sessions());
+    family(
+        &mut o,
         "stream_queued_bytes",
         "gauge",
         "Bytes queued towards TCP and TLS clients that they have not read yet.",

@@ -18,6 +18,8 @@ pub struct Options {
     pub bind: Option<IpAddr>,
     pub timeout: Duration,
     pub tls: Arc<rustls::ClientConfig>,
+    /// The DTLS client settings (same trust as `tls`).
+    pub dtls: openssl::ssl::SslContext,
     /// `--ca` was given (named in TLS failures).
     pub extra_ca: bool,
 }
@@ -72,8 +74,10 @@ impl std::fmt::Display for OpenError {
 /// Opens a session to `t`.
 pub fn open(t: &Target, opts: &Options, creds: Option<Credentials>, deadline: Instant) -> Result<Session, OpenError> {
     let tls = match t.url.transport {
-        Transport::Tls => Some(TlsParams {
+        Transport::Tls | Transport::Dtls => Some(TlsParams {
             config: with_stun_alpn(&opts.tls),
+            dtls: opts.dtls.clone(),
+            host: t.url.host.clone(),
             name: rustls::pki_types::ServerName::try_from(t.url.host.clone()).map_err(|e| OpenError {
                 text: format!("`{}` is not a TLS server name: {e}", t.url.host),
                 unreachable: false,
@@ -83,7 +87,8 @@ pub fn open(t: &Target, opts: &Options, creds: Option<Credentials>, deadline: In
     };
     let conn = Conn::connect(t.url.transport, t.addr, opts.bind, tls.as_ref(), deadline).map_err(|e| {
         let text = e.to_string();
-        if t.url.transport == Transport::Tls && (text.contains("certificate") || text.contains("Certificate")) {
+        let secure = matches!(t.url.transport, Transport::Tls | Transport::Dtls);
+        if secure && (text.contains("certificate") || text.contains("Certificate")) {
             OpenError {
                 text: format!(
                     "TLS: {text} (system CA roots{}; give --ca FILE for a private CA or self-signed certificate, or --insecure)",

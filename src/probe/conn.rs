@@ -1,4 +1,4 @@
-//! One client connection to a STUN/TURN server over UDP, TCP or TLS, with
+//! One client connection to a STUN/TURN server over UDP, TCP, TLS or DTLS, with
 //! blocking sockets whose every read is bounded by a deadline. Stream
 //! transports are cut into messages with the core's framing (RFC 8489
 //! §6.2.2, RFC 8656 §12.5).
@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use proto::framing::{next_frame, Frame};
 
+pub use super::deadline::{is_timeout, remaining};
 use super::url::Transport;
 
 /// The largest message the probe accepts on a stream (a full ChannelData frame).
@@ -33,12 +34,18 @@ pub enum Conn {
         stream: Box<TlsStream>,
         buf: Vec<u8>,
     },
+    /// DTLS (RFC 7350): one record per message, like a datagram.
+    Dtls {
+        stream: Box<super::dtls::DtlsStream>,
+    },
 }
 
-/// What TLS needs: the client config and the name to verify.
+/// What TLS and DTLS need: the client configs and the name to verify.
 pub struct TlsParams {
     pub config: Arc<rustls::ClientConfig>,
     pub name: rustls::pki_types::ServerName<'static>,
+    pub dtls: openssl::ssl::SslContext,
+    pub host: String,
 }
 
 /// The unspecified address of `server`'s family, or `bind` if given.
@@ -65,6 +72,15 @@ impl Conn {
     ) -> io::Result<Conn> {
         if transport == Transport::Udp {
             return Ok(Conn::udp(Self::udp_socket(bind, server)?, server));
+        }
+        if transport == Transport::Dtls {
+            let tls = tls.ok_or_else(|| io::Error::other("no DTLS configuration"))?;
+            let sock = Self::udp_socket(bind, server)?;
+            sock.connect(server)?;
+            let stream = super::dtls::connect(&tls.dtls, sock, &tls.host, deadline)?;
+            return Ok(Conn::Dtls {
+                stream: Box::new(stream),
+            });
         }
         let stream = tcp_connect(server, bind, deadline)?;
         stream.set_nodelay(true)?;
@@ -112,12 +128,16 @@ impl Conn {
                 .conn
                 .alpn_protocol()
                 .map(|p| String::from_utf8_lossy(p).into_owned()),
+            Conn::Dtls { stream } => stream
+                .ssl()
+                .selected_alpn_protocol()
+                .map(|p| String::from_utf8_lossy(p).into_owned()),
             _ => None,
         }
     }
 
     pub fn is_stream(&self) -> bool {
-        !matches!(self, Conn::Udp { .. })
+        matches!(self, Conn::Tcp { .. } | Conn::Tls { .. })
     }
 
     /// The local transport address packets to the server leave from. For a
@@ -137,6 +157,7 @@ impl Conn {
             }
             Conn::Tcp { stream, .. } => stream.local_addr(),
             Conn::Tls { stream, .. } => stream.sock.local_addr(),
+            Conn::Dtls { stream } => stream.get_ref().0.local_addr(),
         }
     }
 
@@ -148,6 +169,7 @@ impl Conn {
                 stream.write_all(bytes)?;
                 stream.flush()
             }
+            Conn::Dtls { stream } => stream.ssl_write(bytes).map(|_| ()).map_err(io::Error::other),
         }
     }
 
@@ -185,6 +207,7 @@ impl Conn {
             }
             Conn::Tcp { stream, buf } => read_frame(stream, |s| s, buf, deadline),
             Conn::Tls { stream, buf } => read_frame(stream.as_mut(), |s| &s.sock, buf, deadline),
+            Conn::Dtls { stream } => super::dtls::recv(stream, deadline),
         }
     }
 }
@@ -194,7 +217,7 @@ impl Conn {
     /// framing once bound. Times out at `deadline`.
     pub fn read_raw(&mut self, n: usize, deadline: Instant) -> io::Result<Vec<u8>> {
         match self {
-            Conn::Udp { .. } => Err(io::Error::other("UDP carries no data connections")),
+            Conn::Udp { .. } | Conn::Dtls { .. } => Err(io::Error::other("UDP carries no data connections")),
             Conn::Tcp { stream, buf } => read_exact(stream, |s| s, buf, n, deadline),
             Conn::Tls { stream, buf } => read_exact(stream.as_mut(), |s| &s.sock, buf, n, deadline),
         }
@@ -323,15 +346,4 @@ fn set_timeouts(s: &TcpStream, deadline: Instant) -> io::Result<()> {
     let left = remaining(deadline).unwrap_or(Duration::from_millis(1));
     s.set_read_timeout(Some(left))?;
     s.set_write_timeout(Some(left))
-}
-
-/// Time left before `deadline`, or `None` once it has passed.
-pub fn remaining(deadline: Instant) -> Option<Duration> {
-    deadline
-        .checked_duration_since(Instant::now())
-        .filter(|d| *d >= Duration::from_millis(1))
-}
-
-pub fn is_timeout(e: &io::Error) -> bool {
-    matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
 }

@@ -8,7 +8,9 @@
 
 mod checks;
 mod conn;
+mod deadline;
 mod diagnosis;
+mod dtls;
 mod filtering;
 mod ice_servers;
 mod mapping;
@@ -152,6 +154,7 @@ fn run_checks(args: &ProbeArgs) -> anyhow::Result<bool> {
         bind: args.bind,
         timeout: args.timeout,
         tls: tls::client_config(args.ca.as_deref(), args.insecure)?,
+        dtls: dtls::client_context(args.ca.as_deref(), args.insecure)?,
         extra_ca: args.ca.is_some(),
     };
     let alt_server = args
@@ -238,7 +241,9 @@ fn run_checks(args: &ProbeArgs) -> anyhow::Result<bool> {
         for c in checks::turn(&target, &opts) {
             report.add(c);
         }
-        if target.url.transport != Transport::Udp {
+        // RFC 6062 TCP relays are asked for over TCP or TLS only (§5.1:
+        // anything else is 400).
+        if target.url.transport.is_stream() {
             report.add(tcp_relay::check(&target, &opts));
         }
     }

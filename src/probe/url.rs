@@ -28,7 +28,11 @@ impl fmt::Display for ServerUrl {
         };
         write!(f, "{}:{host}:{}", self.scheme, self.port)?;
         if self.turn {
-            let t = if self.transport == Transport::Udp { "udp" } else { "tcp" };
+            let t = if matches!(self.transport, Transport::Udp | Transport::Dtls) {
+                "udp"
+            } else {
+                "tcp"
+            };
             write!(f, "?transport={t}")?;
         }
         Ok(())
@@ -72,11 +76,8 @@ impl std::str::FromStr for ServerUrl {
                 return Err(format!("`{s}`: only turn:/turns: URIs take a query (RFC 7064 §3.1)"));
             }
             match q.to_ascii_lowercase().as_str() {
-                "transport=udp" if secure => {
-                    return Err(format!(
-                        "`{s}`: turns: over UDP (DTLS) is not supported; use ?transport=tcp"
-                    ))
-                }
+                // RFC 7350: TURN over DTLS.
+                "transport=udp" if secure => transport = Transport::Dtls,
                 "transport=udp" => transport = Transport::Udp,
                 "transport=tcp" if secure => transport = Transport::Tls,
                 "transport=tcp" => transport = Transport::Tcp,
@@ -197,6 +198,12 @@ mod tests {
             ("2001:db8::1", 5349, Transport::Tls)
         );
         assert_eq!(p("turns:h?transport=tcp").unwrap().transport, Transport::Tls);
+        // RFC 7350: turns: over UDP is DTLS, and prints back as written.
+        let dtls = p("turns:h:5349?transport=udp").unwrap();
+        assert_eq!(
+            (dtls.transport, dtls.to_string().as_str()),
+            (Transport::Dtls, "turns:h:5349?transport=udp")
+        );
         assert_eq!(p("TURN:h?transport=UDP").unwrap().transport, Transport::Udp);
         assert_eq!(p("stuns:h").unwrap().transport, Transport::Tls);
         assert_eq!(
@@ -214,7 +221,6 @@ mod tests {
             ("turn://x", "no `//`"),
             ("stun:x?transport=udp", "only turn:"),
             ("turn:x?transport=sctp", "unknown query"),
-            ("turns:x?transport=udp", "DTLS"),
             ("turn:::1", "brackets"),
             ("turn:x:0", "1 to 65535"),
             ("turn:x:99999", "1 to 65535"),

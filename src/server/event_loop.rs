@@ -20,7 +20,7 @@ use super::proxy_protocol::ProxyRules;
 use super::mmsg::{self, UdpBatch};
 use super::shard::Shard;
 use super::stream::{self, StreamLimits};
-use super::{relay, tcp_relay, udp};
+use super::{dtls, relay, tcp_relay, udp};
 use crate::fastpath::Mirror;
 
 /// The sockets a shard serves, already bound (so errors surface at startup).
@@ -29,6 +29,19 @@ pub struct ShardSockets {
     /// Stream listeners, each with the PROXY protocol rules it follows, if any.
     pub tcp: Vec<(std::net::TcpListener, Option<Arc<ProxyRules>>)>,
     pub tls: Vec<(std::net::TcpListener, Option<Arc<ProxyRules>>)>,
+    /// TURN over DTLS listeners (UDP).
+    pub dtls: Vec<std::net::UdpSocket>,
+}
+
+/// What every shard's DTLS listeners share (`server::dtls`).
+#[derive(Clone)]
+pub struct DtlsLimits {
+    pub setup: Arc<crate::dtls::DtlsSetup>,
+    pub sessions: Arc<crate::budget::ConnLimiter>,
+    pub handshake_timeout: Duration,
+    pub auth_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub exhaustions: Arc<crate::budget::Exhaustions>,
 }
 
 /// Requests from outside the shard (signals, HTTP), handled between packets.
@@ -81,6 +94,8 @@ pub struct ShardSetup {
     pub sockets: ShardSockets,
     pub core_config: proto::ServerConfig,
     pub tls: Option<TlsAcceptor>,
+    /// Set when there are DTLS listeners.
+    pub dtls: Option<DtlsLimits>,
     pub limits: StreamLimits,
     pub relay_buffers: (usize, usize),
     pub shutdown: watch::Receiver<bool>,
@@ -109,6 +124,7 @@ pub fn run(setup: ShardSetup) -> std::io::Result<proto::Stats> {
             udp: udp.clone(),
             relays: RefCell::new(Vec::new()),
             conns: RefCell::new(HashMap::new()),
+            dtls: RefCell::new(HashMap::new()),
             peer_batch: RefCell::new(UdpBatch::new(proto::PEER_HEADROOM, proto::PEER_TAILROOM, false)),
             relay_buffers: setup.relay_buffers,
             spawn_relay_reader: |shard, id, socket| tokio::task::spawn_local(relay::read_peers(shard, id, socket)),
@@ -145,6 +161,23 @@ pub fn run(setup: ShardSetup) -> std::io::Result<proto::Stats> {
                 proxy,
             };
             tokio::task::spawn_local(stream::accept_loop(listener, accepting, shard.clone(), limits.clone()));
+        }
+        if let Some(d) = setup.dtls.filter(|_| !setup.sockets.dtls.is_empty()) {
+            let dtls_shard = Rc::new(dtls::DtlsShard {
+                setup: d.setup,
+                sessions: d.sessions,
+                handshake_timeout: d.handshake_timeout,
+                auth_timeout: d.auth_timeout,
+                idle_timeout: d.idle_timeout,
+                keys: RefCell::new(dtls::cookie::CookieKeys::new(Instant::now()).map_err(std::io::Error::other)?),
+                exhaustions: d.exhaustions,
+            });
+            for sock in setup.sockets.dtls {
+                let addr = ServerAddr(sock.local_addr()?);
+                let sock = Rc::new(mmsg::register(sock)?);
+                tokio::task::spawn_local(dtls::serve(sock, addr, shard.clone(), dtls_shard.clone()));
+            }
+            tokio::task::spawn_local(dtls::sweep(shard.clone(), dtls_shard));
         }
         tokio::task::spawn_local(run_timers(shard.clone()));
         tokio::task::spawn_local(tcp_relay::serve_foreign_binds(shard.clone(), setup.foreign_inbox));

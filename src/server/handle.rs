@@ -25,6 +25,10 @@ pub struct Inner {
     pub stream_conns: Arc<ConnLimiter>,
     /// Bytes queued towards TCP/TLS clients, all shards.
     pub stream_queued: Arc<SharedBytes>,
+    /// Open DTLS sessions, all shards.
+    pub dtls_sessions: Arc<ConnLimiter>,
+    /// The DTLS context, reloaded with the TLS certificate.
+    pub dtls: Option<Arc<crate::dtls::DtlsSetup>>,
     /// Refusals by every budget of this server, for /metrics.
     pub exhaustions: Arc<Exhaustions>,
     pub shared: RwLock<Shared>,
@@ -86,6 +90,20 @@ impl ServerHandle {
 
     pub fn open_connections(&self) -> usize {
         self.0.stream_conns.open()
+    }
+
+    /// Open DTLS sessions (handshaking or established).
+    pub fn dtls_sessions(&self) -> usize {
+        self.0.dtls_sessions.open()
+    }
+
+    /// Loads the certificate files again for new DTLS sessions (the TLS
+    /// resolver reloads its own); Ok without DTLS listeners.
+    pub fn reload_dtls(&self, cert_file: &std::path::Path, key_file: &std::path::Path) -> anyhow::Result<()> {
+        match &self.0.dtls {
+            Some(d) => d.reload(cert_file, key_file),
+            None => Ok(()),
+        }
     }
 
     /// Bytes queued towards TCP/TLS clients that they have not read yet.
@@ -231,6 +249,7 @@ impl ServerHandle {
         if let Some(cert) = &self.0.cert {
             cert.reload(&applied.tls.cert_file, &applied.tls.key_file)?;
         }
+        self.reload_dtls(&applied.tls.cert_file, &applied.tls.key_file)?;
         shared.quotas.set_limits(quota_limits(&applied));
         let n = self.shard_count();
         let offload = applied.fastpath.mode != FastpathMode::Off

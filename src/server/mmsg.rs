@@ -16,7 +16,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 
-use proto::DropReason;
+use proto::{canonical, ClientAddr, DropReason, FiveTuple, ServerAddr, Transport};
 use socket2::SockAddr;
 use tokio::io::unix::AsyncFd;
 
@@ -68,6 +68,22 @@ pub struct Received {
     pub from: SocketAddr,
     /// The local address the datagram was sent to (wildcard sockets only).
     pub dst: Option<IpAddr>,
+}
+
+impl Received {
+    /// The 5-tuple of this datagram on listener `local` (the address the
+    /// client wrote to, for a wildcard listener).
+    pub fn tuple(&self, local: ServerAddr, transport: Transport) -> FiveTuple {
+        let server = match self.dst {
+            Some(ip) => ServerAddr(canonical(SocketAddr::new(ip, local.0.port()))),
+            None => local,
+        };
+        FiveTuple {
+            client: ClientAddr(canonical(self.from)),
+            server,
+            transport,
+        }
+    }
 }
 
 /// Where the bytes of a queued datagram are.

@@ -2,6 +2,7 @@
 //! their own threads, and stops them on request.
 
 mod conn_out;
+mod dtls;
 mod errqueue;
 mod event_loop;
 mod handle;
@@ -42,6 +43,7 @@ pub struct BoundAddrs {
     pub udp: Vec<SocketAddr>,
     pub tcp: Vec<SocketAddr>,
     pub tls: Vec<SocketAddr>,
+    pub dtls: Vec<SocketAddr>,
     pub http: Vec<SocketAddr>,
 }
 
@@ -52,6 +54,7 @@ impl std::fmt::Display for BoundAddrs {
             ("udp", &self.udp),
             ("tcp", &self.tcp),
             ("tls", &self.tls),
+            ("dtls", &self.dtls),
             ("http", &self.http),
         ];
         let mut sep = "";
@@ -108,10 +111,12 @@ impl RunningServer {
 /// All sockets are bound before any shard starts, so a bad address or a port
 /// in use fails here with the address in the message. With port 0, the first
 /// shard's socket picks the port and the other shards join it. `tls` serves
-/// `listen.tls` (and its certificate follows reloads).
+/// `listen.tls` and `dtls` serves `listen.dtls` (their certificates follow
+/// reloads).
 pub fn start(
     config: &Config,
     tls: Option<&crate::tls::TlsSetup>,
+    dtls: Option<Arc<crate::dtls::DtlsSetup>>,
     budgets: &Budgets,
     events: Option<EventTap>,
 ) -> anyhow::Result<RunningServer> {
@@ -126,6 +131,7 @@ pub fn start(
             udp: vec![],
             tcp: vec![],
             tls: vec![],
+            dtls: vec![],
         })
         .collect();
     let mut bound = BoundAddrs::default();
@@ -137,21 +143,25 @@ pub fn start(
         .iter()
         .flat_map(|a| a[1..].iter())
         .filter(|a| !config.listen.udp.contains(a));
+    let buffers = (
+        config.udp.recv_buffer_bytes.usize(),
+        config.udp.send_buffer_bytes.usize(),
+    );
     for &addr in config.listen.udp.iter().chain(extra) {
-        sockets::ensure_free(addr, socket2::Type::DGRAM).with_context(|| format!("listen.udp {addr}"))?;
-        let mut actual =
-            sockets::resolve_port(addr, socket2::Type::DGRAM).with_context(|| format!("listen.udp {addr}"))?;
-        for s in per_shard.iter_mut() {
-            let sock = sockets::udp(
-                actual,
-                config.udp.recv_buffer_bytes.usize(),
-                config.udp.send_buffer_bytes.usize(),
-            )
-            .with_context(|| format!("listen.udp: cannot bind {actual}"))?;
-            actual = sock.local_addr()?;
+        let socks = bind_udp_per_shard("listen.udp", addr, n, buffers)?;
+        bound.udp.push(socks[0].local_addr()?);
+        for (s, sock) in per_shard.iter_mut().zip(socks) {
             s.udp.push(sock);
         }
-        bound.udp.push(actual);
+    }
+    // TURN over DTLS: UDP sockets like the listeners above, one per shard.
+    let dtls = dtls.filter(|_| !config.listen.dtls.is_empty());
+    for &addr in &config.listen.dtls {
+        let socks = bind_udp_per_shard("listen.dtls", addr, n, buffers)?;
+        bound.dtls.push(socks[0].local_addr()?);
+        for (s, sock) in per_shard.iter_mut().zip(socks) {
+            s.dtls.push(sock);
+        }
     }
     let proxy_rules = Arc::new(proxy_protocol::ProxyRules {
         trusted: config.listen.proxy_trusted.clone(),
@@ -207,6 +217,20 @@ pub fn start(
             exhaustions: exhaustions.clone(),
         }),
     };
+    // DTLS sessions have budgets of their own, with the stream limits.
+    let dtls_sessions = ConnLimiter::new(
+        (Budget::DtlsSessions, budgets.stream_connections),
+        (Budget::DtlsSessionsPerIp, budgets.stream_connections_per_ip),
+        exhaustions.clone(),
+    );
+    let dtls_limits = dtls.clone().map(|setup| event_loop::DtlsLimits {
+        setup,
+        sessions: dtls_sessions.clone(),
+        handshake_timeout: config.tls.handshake_timeout.0,
+        auth_timeout: config.stream.auth_timeout.0,
+        idle_timeout: config.stream.idle_timeout.0,
+        exhaustions: exhaustions.clone(),
+    });
     let shared = setup::Shared::new(config)?;
     // After the listeners (it answers Binding on them), before the shards.
     let fastpath = crate::fastpath::FastPath::start(&config.fastpath, &bound.udp)?;
@@ -218,6 +242,8 @@ pub fn start(
         shards_alive: Default::default(),
         stream_conns: limits.conns.clone(),
         stream_queued: limits.queue.total.clone(),
+        dtls_sessions,
+        dtls,
         exhaustions,
         shared: std::sync::RwLock::new(shared.clone()),
         config: std::sync::Mutex::new(config.clone()),
@@ -241,6 +267,7 @@ pub fn start(
                 ..shared.core_config(config, index, n)?
             },
             tls: acceptor.clone(),
+            dtls: dtls_limits.clone(),
             limits: limits.clone(),
             relay_buffers: (
                 config.relay.recv_buffer_bytes.usize(),
@@ -283,6 +310,25 @@ pub fn start(
     })
 }
 
+/// One SO_REUSEPORT UDP socket per shard on `addr` (config key `key`, for
+/// errors); with port 0 the first picks the port and the others join it.
+fn bind_udp_per_shard(
+    key: &str,
+    addr: SocketAddr,
+    shards: usize,
+    (recv, send): (usize, usize),
+) -> anyhow::Result<Vec<std::net::UdpSocket>> {
+    sockets::ensure_free(addr, socket2::Type::DGRAM).with_context(|| format!("{key} {addr}"))?;
+    let mut actual = sockets::resolve_port(addr, socket2::Type::DGRAM).with_context(|| format!("{key} {addr}"))?;
+    let mut socks = Vec::with_capacity(shards);
+    for _ in 0..shards {
+        let sock = sockets::udp(actual, recv, send).with_context(|| format!("{key}: cannot bind {actual}"))?;
+        actual = sock.local_addr()?;
+        socks.push(sock);
+    }
+    Ok(socks)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -293,6 +339,7 @@ mod tests {
             udp: vec!["127.0.0.1:3478".parse().unwrap(), "[::]:3478".parse().unwrap()],
             tcp: vec![],
             tls: vec!["0.0.0.0:5349".parse().unwrap()],
+            dtls: vec![],
             http: vec!["127.0.0.1:8080".parse().unwrap()],
         };
         assert_eq!(

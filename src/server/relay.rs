@@ -50,7 +50,9 @@ pub async fn read_peers(shard: Rc<Shard>, relay: RelayId, socket: Rc<Udp>) {
                     ),
                     None => shard.core.borrow_mut().count_drop(DropReason::ClientSendFailed),
                 },
-                Transport::Tcp | Transport::Tls => shard.to_client(&tuple, &batch.slot_mut(r.slot)[start..start + len]),
+                Transport::Tcp | Transport::Tls | Transport::Dtls => {
+                    shard.to_client(&tuple, &batch.slot_mut(r.slot)[start..start + len])
+                }
             }
         }
         // The drive rule (shard.rs), once for the whole batch.

@@ -24,6 +24,7 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::task::JoinHandle;
 
 use super::conn_out::ConnOut;
+use super::dtls::session::DtlsSession;
 use super::errqueue;
 use super::mmsg::{self, Udp, UdpBatch};
 use super::sockets;
@@ -104,6 +105,8 @@ pub struct Shard {
     pub relays: RefCell<Vec<Option<RelaySocket>>>,
     /// Open TCP/TLS client connections.
     pub conns: RefCell<HashMap<FiveTuple, Rc<ConnOut>>>,
+    /// Open DTLS sessions (RFC 7350).
+    pub dtls: RefCell<HashMap<FiveTuple, DtlsSession>>,
     /// One receive batch for every relay socket of the shard: with
     /// PEER_HEADROOM in front of each datagram so headers are written in place.
     pub peer_batch: RefCell<UdpBatch>,
@@ -177,6 +180,7 @@ impl Shard {
                 sent.is_ok()
             }),
             Transport::Tcp | Transport::Tls => self.conns.borrow().get(tuple).is_some_and(|c| c.push(data)),
+            Transport::Dtls => self.dtls.borrow_mut().get_mut(tuple).is_some_and(|s| s.send(data)),
         };
         if !sent {
             self.core.borrow_mut().count_drop(DropReason::ClientSendFailed);
@@ -237,7 +241,7 @@ impl Shard {
                     transport,
                 } => {
                     let result = match transport {
-                        Transport::Udp => self.bind_relay(relay, addr, dont_fragment),
+                        Transport::Udp | Transport::Dtls => self.bind_relay(relay, addr, dont_fragment),
                         Transport::Tcp | Transport::Tls => self.bind_tcp_relay(relay, addr),
                     };
                     self.core.borrow_mut().relay_bound(Instant::now(), relay, result);

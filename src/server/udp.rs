@@ -3,11 +3,10 @@
 //! this socket, relayed data from relay sockets) is queued, and the queue
 //! leaves with one sendmmsg per socket before receiving again.
 
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Instant;
 
-use proto::{canonical, ClientAddr, DropReason, FiveTuple, Output, ServerAddr, Transport};
+use proto::{DropReason, Output, ServerAddr, Transport};
 
 use super::mmsg::{Udp, UdpBatch};
 use super::recv_loop;
@@ -32,15 +31,7 @@ fn handle_batch(shard: &Rc<Shard>, socket: &Rc<Udp>, local: ServerAddr, batch: &
     let now = Instant::now();
     for i in 0..batch.received().len() {
         let r = batch.received()[i];
-        let server = match r.dst {
-            Some(ip) => ServerAddr(canonical(SocketAddr::new(ip, local.0.port()))),
-            None => local,
-        };
-        let tuple = FiveTuple {
-            client: ClientAddr(canonical(r.from)),
-            server,
-            transport: Transport::Udp,
-        };
+        let tuple = r.tuple(local, Transport::Udp);
         let (data, out) = batch.datagram_and_reply(&r);
         let output = shard.core.borrow_mut().handle_client(now, tuple, data, out);
         match output {

@@ -198,6 +198,7 @@ pub mod binary;
 pub mod chromium;
 pub mod cluster;
 pub mod coturn;
+pub mod dtls;
 pub mod http;
 pub mod lab;
 pub mod lab_agent;

@@ -1,6 +1,6 @@
 //! A small blocking TURN client for tests, whose messages are encoded and
 //! decoded by the webrtc-rs `stun` crate (not by ternd's codec), over UDP,
-//! TCP or TLS.
+//! TCP, TLS or DTLS.
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
@@ -25,6 +25,8 @@ pub enum Io {
     Udp(UdpSocket, SocketAddr),
     Tcp(TcpStream),
     Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+    /// An established DTLS session (RFC 7350): one record per message.
+    Dtls(Box<super::dtls::Client>),
 }
 
 impl Io {
@@ -61,11 +63,12 @@ impl Io {
             Io::Udp(s, _) => s.local_addr().unwrap(),
             Io::Tcp(s) => s.local_addr().unwrap(),
             Io::Tls(s) => s.sock.local_addr().unwrap(),
+            Io::Dtls(c) => c.sock.local_addr().unwrap(),
         }
     }
 
     pub fn is_stream(&self) -> bool {
-        !matches!(self, Io::Udp(..))
+        matches!(self, Io::Tcp(..) | Io::Tls(..))
     }
 
     pub fn send(&mut self, b: &[u8]) {
@@ -78,6 +81,7 @@ impl Io {
                 s.write_all(b).unwrap();
                 s.flush().unwrap();
             }
+            Io::Dtls(c) => c.send(b),
         }
     }
 
@@ -109,6 +113,7 @@ impl Io {
             }
             Io::Tcp(s) => frame(s),
             Io::Tls(s) => frame(s),
+            Io::Dtls(c) => c.recv(),
         }
     }
 }

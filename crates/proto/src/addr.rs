@@ -10,6 +10,10 @@ pub enum Transport {
     Udp,
     Tcp,
     Tls,
+    /// DTLS over UDP (RFC 7350): TLS-like security with datagram framing,
+    /// so it is handled like UDP (no framing, no ChannelData padding, UDP
+    /// relays) and answered through the client's DTLS session.
+    Dtls,
 }
 
 impl Transport {
@@ -18,13 +22,14 @@ impl Transport {
             Transport::Udp => "udp",
             Transport::Tcp => "tcp",
             Transport::Tls => "tls",
+            Transport::Dtls => "dtls",
         }
     }
 
     /// TCP and TLS are byte streams: messages are framed (RFC 8489 §6.2.2)
     /// and ChannelData is padded (RFC 8656 §12.5).
     pub fn is_stream(self) -> bool {
-        !matches!(self, Transport::Udp)
+        matches!(self, Transport::Tcp | Transport::Tls)
     }
 }
 

@@ -1,0 +1,214 @@
+//! One DTLS session (RFC 7350) as the shard holds it: an OpenSSL `Ssl`
+//! driven through an in-memory datagram stream, so the state machine never
+//! touches a socket. The driver pushes each received datagram in, takes the
+//! plaintext records out (each one STUN message or ChannelData), and every
+//! datagram OpenSSL produced (handshake flights, alerts, records) leaves at
+//! once from the listener socket: nothing waits in a queue, so the only
+//! bytes a session holds are one flight while it is being written.
+
+use std::net::{IpAddr, SocketAddr};
+use std::rc::Rc;
+use std::time::Instant;
+
+use foreign_types::ForeignTypeRef;
+use openssl::ssl::{ErrorCode, Ssl, SslContext, SslStream};
+
+use super::super::mmsg::Udp;
+use super::super::sockets;
+use crate::budget::ConnPermit;
+use crate::dtls::Datagrams;
+
+/// The path MTU assumed for handshake flights (a certificate chain is
+/// fragmented to fit): the IPv6 minimum less IP and UDP headers, so it
+/// passes every path. Records of relayed data are sent whole.
+const MTU: u32 = 1232;
+/// Datagrams waiting to be read by OpenSSL. Each is pushed and read at once,
+/// so more than one means OpenSSL stopped reading: a bound, not a buffer.
+const MAX_INBOUND: usize = 4;
+/// The largest plaintext record taken (RFC 6347 §4.1: 2^14).
+const MAX_RECORD: usize = 16384;
+
+extern "C" {
+    // Exported by libssl (ssl.h) but not bound by openssl-sys.
+    fn DTLSv1_listen(s: *mut openssl_sys::SSL, client: *mut std::ffi::c_void) -> std::ffi::c_int;
+    fn BIO_ADDR_new() -> *mut std::ffi::c_void;
+    fn BIO_ADDR_free(a: *mut std::ffi::c_void);
+}
+/// `DTLSv1_handle_timeout` is a macro over SSL_ctrl with this command.
+const DTLS_CTRL_HANDLE_TIMEOUT: std::ffi::c_int = 74;
+
+/// Why a session ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum End {
+    /// The client sent close_notify (or a fatal alert).
+    Closed,
+    /// The handshake failed (no shared cipher or ALPN protocol, ...).
+    HandshakeFailed,
+    /// A fatal error after the handshake, or a time budget.
+    Failed,
+    /// The client proved its address with a new ClientHello (RFC 6347 §4.2.8).
+    Replaced,
+}
+
+/// Where a session's datagrams go: the listener socket it came in on, the
+/// client, and the source address to send from on a wildcard listener.
+pub struct Route {
+    pub socket: Rc<Udp>,
+    pub client: SocketAddr,
+    pub src: Option<IpAddr>,
+}
+
+pub struct DtlsSession {
+    stream: SslStream<Datagrams>,
+    route: Route,
+    /// The handshake is complete.
+    pub open: bool,
+    pub started: Instant,
+    /// The last datagram from the client.
+    pub last_seen: Instant,
+    /// The client random of the ClientHello that started it.
+    pub hello_random: [u8; 32],
+    /// Counted against the session budgets while it lives.
+    _permit: ConnPermit,
+}
+
+impl DtlsSession {
+    /// Starts a session from a ClientHello whose cookie the driver verified
+    /// (`cookie::Hello::Verified`) and answers it (ServerHello flight).
+    pub fn start(
+        ctx: &SslContext,
+        hello: &[u8],
+        route: Route,
+        permit: ConnPermit,
+        now: Instant,
+    ) -> Result<DtlsSession, End> {
+        let mut ssl = Ssl::new(ctx).map_err(|_| End::HandshakeFailed)?;
+        ssl.set_mtu(MTU).map_err(|_| End::HandshakeFailed)?;
+        let mut io = Datagrams::default();
+        io.inbound.push_back(hello.to_vec());
+        let stream = SslStream::new(ssl, io).map_err(|_| End::HandshakeFailed)?;
+        // DTLSv1_listen takes the verified hello (its cookie callback says
+        // yes), and sets the handshake and record sequence numbers a
+        // session needs after a HelloVerifyRequest (RFC 6347 §4.2.2) that
+        // a fresh SSL_accept would not expect.
+        // SAFETY: the SSL pointer is live for the call (owned by `stream`);
+        // the BIO_ADDR is allocated here, only written by OpenSSL, freed here.
+        let listened = unsafe {
+            let addr = BIO_ADDR_new();
+            if addr.is_null() {
+                return Err(End::HandshakeFailed);
+            }
+            let rc = DTLSv1_listen(stream.ssl().as_ptr(), addr);
+            BIO_ADDR_free(addr);
+            rc
+        };
+        let mut s = DtlsSession {
+            stream,
+            route,
+            open: false,
+            started: now,
+            last_seen: now,
+            hello_random: super::cookie::client_random(hello).unwrap_or_default(),
+            _permit: permit,
+        };
+        if listened != 1 {
+            return Err(End::HandshakeFailed);
+        }
+        let mut records = Vec::new();
+        s.advance(&mut records)?;
+        Ok(s)
+    }
+
+    /// Takes one datagram from the client; complete plaintext records are
+    /// appended to `records`. Garbage (a bad MAC, a replay) is dropped by
+    /// OpenSSL without an error.
+    pub fn receive(&mut self, datagram: &[u8], now: Instant, records: &mut Vec<Vec<u8>>) -> Result<(), End> {
+        self.last_seen = now;
+        let io = self.stream.get_mut();
+        if io.inbound.len() < MAX_INBOUND {
+            io.inbound.push_back(datagram.to_vec());
+        }
+        self.advance(records)
+    }
+
+    fn advance(&mut self, records: &mut Vec<Vec<u8>>) -> Result<(), End> {
+        let result = self.step(records);
+        self.flush();
+        result
+    }
+
+    fn step(&mut self, records: &mut Vec<Vec<u8>>) -> Result<(), End> {
+        if !self.open {
+            match self.stream.accept() {
+                Ok(()) => self.open = true,
+                Err(e) if e.code() == ErrorCode::WANT_READ => return Ok(()),
+                Err(e) => {
+                    tracing::debug!(client = %self.route.client, "dtls handshake failed: {e}");
+                    return Err(End::HandshakeFailed);
+                }
+            }
+        }
+        let mut buf = vec![0u8; MAX_RECORD];
+        loop {
+            match self.stream.ssl_read(&mut buf) {
+                Ok(n) => records.push(buf[..n].to_vec()),
+                Err(e) if e.code() == ErrorCode::WANT_READ => return Ok(()),
+                Err(e) if e.code() == ErrorCode::ZERO_RETURN => return Err(End::Closed),
+                Err(e) => {
+                    tracing::debug!(client = %self.route.client, "dtls session failed: {e}");
+                    return Err(End::Failed);
+                }
+            }
+        }
+    }
+
+    /// Sends one STUN message or ChannelData to the client as one record;
+    /// false if it could not leave (no session yet, full socket buffer).
+    pub fn send(&mut self, data: &[u8]) -> bool {
+        if !self.open {
+            return false;
+        }
+        let written = self.stream.ssl_write(data).is_ok();
+        self.flush() && written
+    }
+
+    /// Retransmits the last handshake flight if OpenSSL's timer says so
+    /// (RFC 6347 §4.2.4); called by the driver's sweep.
+    pub fn handle_timeout(&mut self) {
+        if self.open {
+            return;
+        }
+        // SAFETY: a plain SSL_ctrl on the live SSL of `stream`.
+        unsafe {
+            openssl_sys::SSL_ctrl(
+                self.stream.ssl().as_ptr(),
+                DTLS_CTRL_HANDLE_TIMEOUT,
+                0,
+                std::ptr::null_mut(),
+            );
+        }
+        self.flush();
+    }
+
+    /// Sends close_notify (an open session being closed by the server).
+    pub fn close(&mut self) {
+        if self.open {
+            let _ = self.stream.shutdown();
+            self.flush();
+        }
+    }
+
+    /// Sends what OpenSSL wrote; false if any datagram could not leave.
+    fn flush(&mut self) -> bool {
+        let Route { socket, client, src } = &self.route;
+        let mut ok = true;
+        for d in self.stream.get_mut().outbound.drain(..) {
+            let sent = match src {
+                Some(ip) => sockets::send_from(socket.get_ref(), &d, *client, *ip),
+                None => sockets::send_now(socket.get_ref(), &d, *client),
+            };
+            ok &= sent.is_ok();
+        }
+        ok
+    }
+}
