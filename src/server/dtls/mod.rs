@@ -121,7 +121,8 @@ fn handle_datagram(shard: &Rc<Shard>, dtls: &DtlsShard, d: Incoming<'_>) {
                 peer,
                 start,
                 len,
-            } => shard.to_peer(relay, peer.0, &record[start..start + len]),
+                dont_fragment,
+            } => shard.to_peer(relay, peer.0, &record[start..start + len], dont_fragment),
             // ReplyFrom is plain UDP only (RFC 5780); here it is this session.
             Output::Reply(n) | Output::ReplyFrom { len: n, .. } => shard.to_client(&tuple, &d.out[..n]),
             Output::Nothing | Output::Drop(_) => {}
