@@ -215,6 +215,7 @@ fn too_big_for_the_path(v6: bool) {
                 ("relay.ipv4", "10.77.1.1"),
                 ("relay.ipv6", "fd77:1::1"),
                 ("peers.allow", "10.77.2.0/24,fd77:2::/64"),
+                ("turn.relay_icmp", "true"),
             ],
         ));
         let udp = *server.bound().udp.iter().find(|a| a.is_ipv4()).unwrap();

@@ -109,7 +109,11 @@ fn port_unreachable(v6: bool) -> (u8, u16) {
 fn s11_5_port_unreachable_reaches_the_client_over_udp_and_tcp_ipv4_and_ipv6() {
     let server = start(&turn_config(
         None,
-        &[("server.shards", "1"), ("http.listen", "127.0.0.1:0")],
+        &[
+            ("server.shards", "1"),
+            ("http.listen", "127.0.0.1:0"),
+            ("turn.relay_icmp", "true"),
+        ],
     ));
     let mut relayed = 0;
     for v6 in [false, true] {
@@ -153,7 +157,10 @@ fn s11_5_port_unreachable_reaches_the_client_over_udp_and_tcp_ipv4_and_ipv6() {
 /// interleaved without waiting, all arrive, and every ICMP error is relayed.
 #[test]
 fn an_icmp_error_costs_no_other_datagram() {
-    let server = start(&turn_config(None, &[("server.shards", "1")]));
+    let server = start(&turn_config(
+        None,
+        &[("server.shards", "1"), ("turn.relay_icmp", "true")],
+    ));
     for v6 in [false, true] {
         // The kernel sends at most 50 ICMP errors in a burst (1000/s after,
         // net.ipv4.icmp_msgs_burst): let the bucket fill between families.
@@ -184,7 +191,10 @@ fn an_icmp_error_costs_no_other_datagram() {
 /// is a core scenario test: crates/proto/tests/turn_icmp.rs.)
 #[test]
 fn s11_5_without_a_permission_the_client_gets_nothing() {
-    let server = start(&turn_config(None, &[("server.shards", "1")]));
+    let server = start(&turn_config(
+        None,
+        &[("server.shards", "1"), ("turn.relay_icmp", "true")],
+    ));
     let closed = closed_port("127.0.0.3".parse().unwrap());
     let mut c = client(&server, false, false);
     c.send_indication(closed, b"no permission");
@@ -192,4 +202,28 @@ fn s11_5_without_a_permission_the_client_gets_nothing() {
     let stats = server.shutdown().unwrap();
     assert_eq!(stats.drops.get(proto::DropReason::NoPermission), 1);
     assert_eq!(stats.peer_icmp, proto::IcmpCounters::default());
+}
+
+/// With `turn.relay_icmp` off (the default, for RFC 5766 clients that
+/// expect DATA in every Data indication) the error is read, counted and not
+/// sent; nothing else changes: the live peer still gets through, and no
+/// honest datagram is lost to the socket's pending error.
+#[test]
+fn with_relay_icmp_off_the_error_is_counted_and_not_sent() {
+    let server = start(&turn_config(None, &[("server.shards", "1")]));
+    let live = EchoPeer::start(false);
+    let closed = closed_port(live.addr.ip());
+    let mut c = client(&server, false, false);
+    c.create_permission(&[live.addr]).unwrap();
+    for i in 0..5u8 {
+        c.send_indication(closed, &[i; 20]);
+        c.send_indication(live.addr, &[i; 20]);
+    }
+    let got = collect(&mut c, |g| g.echoes == 5);
+    assert_eq!((got.echoes, got.icmp.len()), (5, 0));
+    // The errors came back before the echoes; give the reader a moment.
+    std::thread::sleep(Duration::from_millis(300));
+    let stats = server.shutdown().unwrap();
+    assert_eq!((stats.peer_icmp.disabled, stats.peer_icmp.relayed), (5, 0));
+    assert_eq!(stats.drops.get(proto::DropReason::RelaySendFailed), 0);
 }

@@ -194,6 +194,8 @@ pub struct TurnSection {
     pub legacy_channel_numbers: bool,
     /// RFC 6062 TCP relay allocations.
     pub tcp_relay: bool,
+    /// RFC 8656 §11.5: ICMP errors about relayed datagrams go to the client.
+    pub relay_icmp: bool,
     pub unauthenticated_rate: u32,
     /// Unauthenticated requests per second from all sources together.
     pub unauthenticated_rate_total: u32,

@@ -155,7 +155,7 @@ pub async fn metrics(State(app): State<Arc<AppState>>) -> impl IntoResponse {
         &mut o,
         "peer_icmp_total",
         "counter",
-        "ICMP errors about datagrams relayed to peers (RFC 8656 §11.5): relayed to the client in a Data indication, or dropped (ignored_type, no_allocation, no_permission).",
+        "ICMP errors about datagrams relayed to peers (RFC 8656 §11.5): relayed to the client in a Data indication, or dropped (disabled: turn.relay_icmp off; ignored_type, no_allocation, no_permission).",
     );
     for (outcome, n) in total.peer_icmp.labelled() {
         let _ = writeln!(o, "ternd_peer_icmp_total{{outcome=\"{outcome}\"}} {n}");

@@ -197,6 +197,7 @@ impl Shared {
             bandwidth_limit: config.turn.bandwidth_limit.bytes(),
             legacy_channel_numbers: config.turn.legacy_channel_numbers,
             tcp_relay: config.turn.tcp_relay,
+            relay_icmp: config.turn.relay_icmp,
             unauthenticated_rate: config.turn.unauthenticated_rate,
             unauthenticated_rate_total: config.turn.unauthenticated_rate_total,
             // On once the fast path is attached (server::start, reload).

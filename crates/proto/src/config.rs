@@ -54,6 +54,9 @@ pub struct ServerConfig {
     /// RFC 6062 TCP relay allocations (REQUESTED-TRANSPORT TCP, Connect,
     /// ConnectionBind); off: such an Allocate gets 442.
     pub tcp_relay: bool,
+    /// RFC 8656 §11.5: ICMP errors about relayed datagrams reach the client
+    /// as Data indications ([`crate::Server::handle_peer_icmp`]); off: dropped.
+    pub relay_icmp: bool,
     /// Requests per second one source prefix (IPv4 /32, IPv6 /64) may make
     /// without authenticating; 0 = no limit.
     pub unauthenticated_rate: u32,
@@ -102,6 +105,7 @@ impl Default for ServerConfig {
             bandwidth_limit: 0,
             legacy_channel_numbers: false,
             tcp_relay: true,
+            relay_icmp: false,
             unauthenticated_rate: 0,
             unauthenticated_rate_total: 0,
             offload: false,
@@ -130,6 +134,7 @@ pub struct LiveConfig {
     pub bandwidth_limit: u64,
     pub legacy_channel_numbers: bool,
     pub tcp_relay: bool,
+    pub relay_icmp: bool,
     pub unauthenticated_rate: u32,
     pub unauthenticated_rate_total: u32,
     pub offload: bool,
@@ -150,6 +155,7 @@ impl ServerConfig {
             bandwidth_limit: self.bandwidth_limit,
             legacy_channel_numbers: self.legacy_channel_numbers,
             tcp_relay: self.tcp_relay,
+            relay_icmp: self.relay_icmp,
             unauthenticated_rate: self.unauthenticated_rate,
             unauthenticated_rate_total: self.unauthenticated_rate_total,
             offload: self.offload,
@@ -170,6 +176,7 @@ impl ServerConfig {
             bandwidth_limit,
             legacy_channel_numbers,
             tcp_relay,
+            relay_icmp,
             unauthenticated_rate,
             unauthenticated_rate_total,
             offload,
@@ -185,6 +192,7 @@ impl ServerConfig {
         self.bandwidth_limit = bandwidth_limit;
         self.legacy_channel_numbers = legacy_channel_numbers;
         self.tcp_relay = tcp_relay;
+        self.relay_icmp = relay_icmp;
         self.unauthenticated_rate = unauthenticated_rate;
         self.unauthenticated_rate_total = unauthenticated_rate_total;
         self.offload = offload;
@@ -217,6 +225,7 @@ mod tests {
             bandwidth_limit: 1000,
             legacy_channel_numbers: true,
             tcp_relay: false,
+            relay_icmp: true,
             unauthenticated_rate: 5,
             unauthenticated_rate_total: 50,
             relay_ipv4: Some([192, 0, 2, 9].into()),
@@ -233,6 +242,7 @@ mod tests {
             (Duration::from_secs(30), Duration::from_secs(40))
         );
         assert!(!running.tcp_relay, "turn.tcp_relay changes on reload");
+        assert!(running.relay_icmp, "turn.relay_icmp changes on reload");
         assert_eq!(
             (
                 running.bandwidth_limit,

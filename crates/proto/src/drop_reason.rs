@@ -40,6 +40,7 @@ drop_reasons! {
     NoPermission => "no_permission", "Data to or from a peer with no permission installed (RFC 8656 §9).";
     BadIndication => "bad_indication", "A Send indication without a valid XOR-PEER-ADDRESS or DATA.";
     UnknownRelay => "unknown_relay", "A peer datagram on a relay that no longer serves an allocation.";
+    IcmpOff => "icmp_off", "An ICMP error about a relayed datagram while `turn.relay_icmp` is off.";
     IcmpType => "icmp_type", "An ICMP error from a peer's path of a type RFC 8656 §11.5 does not relay to clients.";
     RelaySendFailed => "relay_send_failed", "The kernel refused to send a relayed datagram (unreachable, EPERM, full buffer); the allocation lives on.";
     ClientSendFailed => "client_send_failed", "A reply or relayed datagram to a client could not be sent or queued (full buffer, slow reader).";

@@ -27,6 +27,8 @@ pub struct Stats {
 pub struct IcmpCounters {
     /// Sent to the client in a Data indication with an ICMP attribute.
     pub relayed: u64,
+    /// Not sent: `turn.relay_icmp` is off.
+    pub disabled: u64,
     /// A type the server does not relay (not ICMPv4 3 or 11, ICMPv6 1 to 3).
     pub ignored_type: u64,
     /// On a relay that serves no allocation any more.
@@ -37,9 +39,10 @@ pub struct IcmpCounters {
 
 impl IcmpCounters {
     /// (label, value) pairs for a metric.
-    pub fn labelled(&self) -> [(&'static str, u64); 4] {
+    pub fn labelled(&self) -> [(&'static str, u64); 5] {
         [
             ("relayed", self.relayed),
+            ("disabled", self.disabled),
             ("ignored_type", self.ignored_type),
             ("no_allocation", self.no_allocation),
             ("no_permission", self.no_permission),
@@ -48,6 +51,7 @@ impl IcmpCounters {
 
     fn add(&mut self, o: &IcmpCounters) {
         self.relayed += o.relayed;
+        self.disabled += o.disabled;
         self.ignored_type += o.ignored_type;
         self.no_allocation += o.no_allocation;
         self.no_permission += o.no_permission;

@@ -16,6 +16,11 @@ const PORT_UNREACHABLE: PeerIcmp = PeerIcmp {
     mtu: 0,
 };
 
+/// A driver with ICMP relaying on (`turn.relay_icmp`; off by default).
+fn icmp_on() -> Driver {
+    Driver::with(|c| c.relay_icmp = true)
+}
+
 fn dual(d: &mut Driver) -> Client {
     let mut c = Client::udp("198.51.100.1:40000");
     let r = d.allocate_with(&mut c, &[A::Bytes(attr::ADDITIONAL_ADDRESS_FAMILY, vec![2, 0, 0, 0])]);
@@ -51,7 +56,7 @@ fn icmp_indication(o: PeerOut) -> (FiveTuple, SocketAddr, Icmp) {
 
 #[test]
 fn s11_5_port_unreachable_reaches_the_client_as_a_data_indication() {
-    let mut d = Driver::default_setup();
+    let mut d = icmp_on();
     let mut c = dual(&mut d);
     for p in [addr(PEER_A), addr(PEER_V6)] {
         d.create_permission(&mut c, &[p])
@@ -81,7 +86,7 @@ fn s11_5_port_unreachable_reaches_the_client_as_a_data_indication() {
 /// and "MUST be set to zero" for every other type and code.
 #[test]
 fn s18_13_error_data_is_the_mtu_only_for_fragmentation_needed_and_packet_too_big() {
-    let mut d = Driver::default_setup();
+    let mut d = icmp_on();
     let mut c = dual(&mut d);
     for p in [addr(PEER_A), addr(PEER_V6)] {
         d.create_permission(&mut c, &[p])
@@ -111,7 +116,7 @@ fn s18_13_error_data_is_the_mtu_only_for_fragmentation_needed_and_packet_too_big
 /// relayed; anything else is "silently dropped", and counted.
 #[test]
 fn s11_5_other_icmp_types_are_dropped() {
-    let mut d = Driver::default_setup();
+    let mut d = icmp_on();
     let mut c = dual(&mut d);
     for p in [addr(PEER_A), addr(PEER_V6)] {
         d.create_permission(&mut c, &[p])
@@ -143,7 +148,7 @@ fn s11_5_other_icmp_types_are_dropped() {
 /// port numbers are not considered"); without one nothing reaches the client.
 #[test]
 fn s11_5_needs_a_permission_for_the_destination_ip() {
-    let mut d = Driver::default_setup();
+    let mut d = icmp_on();
     let mut c = dual(&mut d);
     let relay = relay_for(&d, &c, addr(PEER_A));
     assert_eq!(
@@ -172,7 +177,7 @@ fn s11_5_needs_a_permission_for_the_destination_ip() {
 /// §11.5: "If no such allocation exists, the packet is silently dropped."
 #[test]
 fn s11_5_without_an_allocation_it_is_dropped() {
-    let mut d = Driver::default_setup();
+    let mut d = icmp_on();
     let mut c = dual(&mut d);
     let relay = relay_for(&d, &c, addr(PEER_A));
     d.create_permission(&mut c, &[addr(PEER_A)])
@@ -194,7 +199,7 @@ fn s11_5_without_an_allocation_it_is_dropped() {
 /// room for it), and peer datagrams still go as ChannelData after it.
 #[test]
 fn s11_5_a_bound_channel_still_gets_a_data_indication() {
-    let mut d = Driver::default_setup();
+    let mut d = icmp_on();
     let mut c = dual(&mut d);
     d.channel_bind(&mut c, 0x4000, addr(PEER_A))
         .assert_ok(Method::CHANNEL_BIND, &c.key);
@@ -210,7 +215,7 @@ fn s11_5_a_bound_channel_still_gets_a_data_indication() {
 /// Over TCP the indication goes on the client's stream (its 5-tuple).
 #[test]
 fn s11_5_a_stream_client_gets_it_on_its_connection() {
-    let mut d = Driver::default_setup();
+    let mut d = icmp_on();
     let mut c = Client::new("198.51.100.7:40000", proto::Transport::Tcp, ALICE);
     d.allocate(&mut c);
     d.create_permission(&mut c, &[addr(PEER_A)])
@@ -218,4 +223,25 @@ fn s11_5_a_stream_client_gets_it_on_its_connection() {
     let relay = d.relay_of(&c.tuple);
     let (tuple, _, _) = icmp_indication(d.peer_icmp(relay, addr(PEER_A), PORT_UNREACHABLE));
     assert_eq!(tuple, c.tuple);
+}
+
+/// Off by config (`turn.relay_icmp`, the default): dropped and counted,
+/// nothing for the client; a reload turns it on.
+#[test]
+fn s11_5_off_by_config_nothing_reaches_the_client() {
+    let mut d = Driver::default_setup();
+    let mut c = dual(&mut d);
+    d.create_permission(&mut c, &[addr(PEER_A)])
+        .assert_ok(Method::CREATE_PERMISSION, &c.key);
+    let relay = relay_for(&d, &c, addr(PEER_A));
+    assert_eq!(
+        d.peer_icmp(relay, addr(PEER_A), PORT_UNREACHABLE),
+        PeerOut::Drop(DropReason::IcmpOff)
+    );
+    assert_eq!(d.server.stats().peer_icmp.disabled, 1);
+    let mut live = d.server.config().live();
+    live.relay_icmp = true;
+    d.server.reload(live);
+    let (_, peer, _) = icmp_indication(d.peer_icmp(relay, addr(PEER_A), PORT_UNREACHABLE));
+    assert_eq!(peer, addr(PEER_A));
 }

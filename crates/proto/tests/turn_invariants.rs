@@ -61,6 +61,7 @@ impl Fuzz {
             c.bandwidth_limit = 20_000;
             c.unauthenticated_rate = 50;
             c.rng_seed = proto::seed_from_u64(seed);
+            c.relay_icmp = seed % 2 == 0;
         });
         let clients = vec![
             Client::new("198.51.100.1:40000", Transport::Udp, ALICE),

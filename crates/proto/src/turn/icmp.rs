@@ -73,6 +73,12 @@ impl Server {
         out: &mut [u8],
     ) -> PeerOutput {
         let peer = PeerAddr(canonical(peer.0));
+        // Off by config: RFC 5766 clients expect DATA in every Data
+        // indication (see `turn.relay_icmp` in config/ternd.toml).
+        if !self.config.relay_icmp {
+            self.stats.peer_icmp.disabled += 1;
+            return self.drop_peer(DropReason::IcmpOff);
+        }
         // "the server verifies that the type is either 3 or 11 for an ICMPv4
         // ... or either 1, 2, or 3 for an ICMPv6 packet. It also verifies
         // that the IP packet in the ICMP packet payload contains a UDP
