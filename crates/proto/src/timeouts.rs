@@ -144,6 +144,7 @@ mod tests {
             tuple: tuple(i),
             username: "u".into(),
             relays: vec![relay],
+            ended_relays: Vec::new(),
             created: now,
             permissions: vec![],
             channels: vec![],

@@ -360,3 +360,33 @@ fn s8_1_a_family_past_its_lifetime_is_gone_before_its_timer_runs() {
     assert_eq!(d.releases, vec![v6]);
     assert_eq!(d.server.allocation_count(), 1);
 }
+
+/// The close event (and with it the close log and the usage record) names
+/// every relayed address the allocation had, the one of a family that ended
+/// first too: the bytes relayed through it are in that event's counts.
+#[test]
+fn s8_1_the_close_event_names_the_relay_of_a_family_that_ended_first() {
+    let mut d = Driver::default_setup();
+    let mut c = Client::udp("198.51.100.1:40000");
+    let (_, (v6, _)) = dual(&mut d, &mut c, 600);
+    let told = d.events.iter().find_map(|e| match e {
+        Event::AllocationCreated { relays, .. } => Some(relays.clone()),
+        _ => None,
+    });
+    assert_eq!(told.as_ref().map(Vec::len), Some(2), "{told:?}");
+    d.create_permission(&mut c, &[addr(PEER_V6)])
+        .assert_ok(Method::CREATE_PERMISSION, &c.key);
+    assert!(matches!(d.send_indication(&c, addr(PEER_V6), b"six"), Out::ToPeer { relay, .. } if relay == v6));
+    refresh_family(&mut d, &mut c, 2, 0).assert_ok(Method::REFRESH, &c.key);
+    d.advance(5);
+    d.refresh(&mut c, Some(0)).assert_ok(Method::REFRESH, &c.key);
+    let closed: Vec<_> = d
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::AllocationClosed { relays, traffic, .. } => Some((relays.clone(), traffic.to_peer_bytes)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(closed, vec![(told.unwrap(), 3)]);
+}
