@@ -891,4 +891,19 @@ fn the_admin_view_keeps_the_kernel_share_of_a_dual_allocation_s_ended_family() {
         (&bytes.into(), &bytes.into()),
         "{list}"
     );
+    // A reload that turns the fast path off keeps that share too.
+    std::fs::write(&ternd.config, lab.config("off", "")).unwrap();
+    ternd.signal(libc::SIGHUP);
+    assert!(
+        common::wait_for(Duration::from_secs(10), || lab.attached() == 0),
+        "still attached after a reload to mode = \"off\":\n{}",
+        ternd.log_text()
+    );
+    let list = ternd.admin("GET", "/admin/allocations".into());
+    let mine = &list["allocations"][0];
+    assert_eq!(
+        (&mine["to_peer_bytes"], &mine["to_client_bytes"]),
+        (&bytes.into(), &bytes.into()),
+        "after the fast path was turned off: {list}"
+    );
 }

@@ -171,5 +171,10 @@ impl Mirror {
         for relay in std::mem::take(&mut self.reported).into_keys() {
             let _ = self.maps.drop_counter(self.counter(relay));
         }
+        // The share of families that ended first goes to their allocations
+        // now: no close event will find it here.
+        for (tuple, traffic) in self.gone.drain() {
+            core.ended_relay_traffic(&tuple, traffic);
+        }
     }
 }
