@@ -522,6 +522,12 @@ fn the_program_is_detached_after_sigterm_sigkill_and_a_reload_that_turns_it_off(
         return;
     };
     relay_works(&lab, &ternd, true);
+    turn_off_by_reload(&lab, &ternd);
+    relay_works(&lab, &ternd, false);
+}
+
+/// Reloads `ternd` with the fast path off and waits for the program to go.
+fn turn_off_by_reload(lab: &Lab, ternd: &Ternd) {
     std::fs::write(&ternd.config, lab.config("off", "")).unwrap();
     ternd.signal(libc::SIGHUP);
     assert!(
@@ -529,7 +535,6 @@ fn the_program_is_detached_after_sigterm_sigkill_and_a_reload_that_turns_it_off(
         "still attached after a reload to mode = \"off\":\n{}",
         ternd.log_text()
     );
-    relay_works(&lab, &ternd, false);
 }
 
 /// RFC 8656 §8: an allocation that is not refreshed expires; the kernel
@@ -892,13 +897,7 @@ fn the_admin_view_keeps_the_kernel_share_of_a_dual_allocation_s_ended_family() {
         "{list}"
     );
     // A reload that turns the fast path off keeps that share too.
-    std::fs::write(&ternd.config, lab.config("off", "")).unwrap();
-    ternd.signal(libc::SIGHUP);
-    assert!(
-        common::wait_for(Duration::from_secs(10), || lab.attached() == 0),
-        "still attached after a reload to mode = \"off\":\n{}",
-        ternd.log_text()
-    );
+    turn_off_by_reload(&lab, &ternd);
     let list = ternd.admin("GET", "/admin/allocations".into());
     let mine = &list["allocations"][0];
     assert_eq!(
