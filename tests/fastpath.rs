@@ -522,6 +522,12 @@ fn the_program_is_detached_after_sigterm_sigkill_and_a_reload_that_turns_it_off(
         return;
     };
     relay_works(&lab, &ternd, true);
+    turn_off_by_reload(&lab, &ternd);
+    relay_works(&lab, &ternd, false);
+}
+
+/// Reloads `ternd` with the fast path off and waits for the program to go.
+fn turn_off_by_reload(lab: &Lab, ternd: &Ternd) {
     std::fs::write(&ternd.config, lab.config("off", "")).unwrap();
     ternd.signal(libc::SIGHUP);
     assert!(
@@ -529,7 +535,6 @@ fn the_program_is_detached_after_sigterm_sigkill_and_a_reload_that_turns_it_off(
         "still attached after a reload to mode = \"off\":\n{}",
         ternd.log_text()
     );
-    relay_works(&lab, &ternd, false);
 }
 
 /// RFC 8656 §8: an allocation that is not refreshed expires; the kernel
@@ -842,4 +847,62 @@ fn a_revocation_stops_the_kernel_and_the_userspace_path_together() {
     b.assert_gone();
     let mut again = b.lab.client_as(false, &user, &pass);
     assert_eq!(again.allocate(), Err(401), "a revoked username is refused");
+}
+
+/// RFC 8656 §8.1: a dual allocation's IPv4 family, relayed in the kernel,
+/// deleted by a Refresh naming it while the IPv6 family carries on. What
+/// the kernel relayed for it since the last read of its counters stays in
+/// the allocation's counts on the admin view, not only in its close event.
+#[test]
+fn the_admin_view_keeps_the_kernel_share_of_a_dual_allocation_s_ended_family() {
+    use common::turn::FAMILY_IPV4;
+
+    if !prerequisites() {
+        return;
+    }
+    let lab = Lab::new(Topology::Veth);
+    let Some(ternd) = start(&lab, "xdp", "") else {
+        return;
+    };
+    let mut c = lab.client(false);
+    let dual = c.allocate_dual().expect("a dual allocation");
+    let [relay4, relay6] = dual.relays[..] else {
+        panic!("two relayed addresses: {dual:?}")
+    };
+    assert!(relay4.is_ipv4() && relay6.is_ipv6(), "{dual:?}");
+    let peer = lab.peer_socket(false);
+    c.channel_bind(CHANNEL, peer.local_addr().unwrap()).unwrap();
+    exchange(&mut c, &peer, relay4, CHANNEL, b"warm-up", 0);
+    // Reads the kernel's counters into the core (so the next datagram is
+    // the kernel's unread share).
+    let before = counters(&ternd);
+    exchange(&mut c, &peer, relay4, CHANNEL, b"in the kernel", 0);
+    assert_eq!(c.refresh_family(0, Some(FAMILY_IPV4)), Ok(0));
+    let after = counters(&ternd);
+    assert_eq!(
+        (
+            after.kernel_to_peer - before.kernel_to_peer,
+            after.kernel_to_client - before.kernel_to_client
+        ),
+        (1, 1),
+        "relayed in the kernel"
+    );
+    let list = ternd.admin("GET", "/admin/allocations".into());
+    let mine = &list["allocations"][0];
+    assert_eq!(mine["relays"].as_array().map(Vec::len), Some(1), "{list}");
+    let bytes = (b"warm-up".len() + b"in the kernel".len()) as u64;
+    assert_eq!(
+        (&mine["to_peer_bytes"], &mine["to_client_bytes"]),
+        (&bytes.into(), &bytes.into()),
+        "{list}"
+    );
+    // A reload that turns the fast path off keeps that share too.
+    turn_off_by_reload(&lab, &ternd);
+    let list = ternd.admin("GET", "/admin/allocations".into());
+    let mine = &list["allocations"][0];
+    assert_eq!(
+        (&mine["to_peer_bytes"], &mine["to_client_bytes"]),
+        (&bytes.into(), &bytes.into()),
+        "after the fast path was turned off: {list}"
+    );
 }

@@ -128,6 +128,14 @@ impl Mirror {
             .ok()
     }
 
+    /// The kernel's share of `tuple`'s relays already gone while its
+    /// allocation lives on (a family of a dual allocation that ended first,
+    /// RFC 8656 §8.1): not in the core's counts until the close event, so
+    /// the admin view adds it.
+    pub fn gone_share(&self, tuple: &FiveTuple) -> Traffic {
+        self.gone.get(tuple).copied().unwrap_or_default()
+    }
+
     /// Adds the kernel's share to the traffic of a closing allocation.
     pub fn closing(&mut self, tuple: &FiveTuple, traffic: &mut Traffic) {
         if let Some(t) = self.gone.remove(tuple) {
@@ -162,6 +170,11 @@ impl Mirror {
         }
         for relay in std::mem::take(&mut self.reported).into_keys() {
             let _ = self.maps.drop_counter(self.counter(relay));
+        }
+        // The share of families that ended first goes to their allocations
+        // now: no close event will find it here.
+        for (tuple, traffic) in self.gone.drain() {
+            core.ended_relay_traffic(&tuple, traffic);
         }
     }
 }

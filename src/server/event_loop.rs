@@ -253,17 +253,24 @@ async fn run_control(shard: Rc<Shard>, index: usize, mut rx: mpsc::UnboundedRece
             Control::List(reply) => {
                 shard.flush_kernel_traffic();
                 let core = shard.core.borrow();
+                let fastpath = shard.fastpath.borrow();
                 let list = core
                     .allocations()
-                    .map(|a| AllocationInfo {
-                        shard: index,
-                        tuple: a.tuple,
-                        username: a.username.clone(),
-                        relays: a.relays.iter().map(|r| r.public).collect(),
-                        age: now.saturating_duration_since(a.created),
-                        expires_in: a.expires().saturating_duration_since(now),
-                        to_peer_bytes: a.traffic.to_peer_bytes,
-                        to_client_bytes: a.traffic.to_client_bytes,
+                    .map(|a| {
+                        let mut traffic = a.traffic;
+                        if let Some(m) = fastpath.as_ref() {
+                            traffic.add(&m.gone_share(&a.tuple));
+                        }
+                        AllocationInfo {
+                            shard: index,
+                            tuple: a.tuple,
+                            username: a.username.clone(),
+                            relays: a.relays.iter().map(|r| r.public).collect(),
+                            age: now.saturating_duration_since(a.created),
+                            expires_in: a.expires().saturating_duration_since(now),
+                            to_peer_bytes: traffic.to_peer_bytes,
+                            to_client_bytes: traffic.to_client_bytes,
+                        }
                     })
                     .collect();
                 let _ = reply.send(list);

@@ -179,6 +179,10 @@ pub struct Allocation {
     /// One relay per family, each with its own expiry; the allocation ends
     /// with the last of them.
     pub relays: Vec<Relay>,
+    /// The relayed addresses (as the client was told) of families that
+    /// ended before the allocation (RFC 8656 §8.1): its close event names
+    /// them with the rest, since its traffic counts theirs.
+    pub ended_relays: Vec<SocketAddr>,
     pub created: Instant,
     pub permissions: Vec<Permission>,
     pub channels: Vec<Channel>,

@@ -52,9 +52,17 @@ impl Server {
         }
         self.config.quotas.release(&a.username, a.tuple.client.0.ip());
         self.stats.allocations_closed += 1;
+        // Every relayed address it had, IPv4 first as in its Allocate response.
+        let mut relays: Vec<SocketAddr> = a
+            .ended_relays
+            .iter()
+            .copied()
+            .chain(a.relays.iter().map(|r| r.public))
+            .collect();
+        relays.sort_by_key(SocketAddr::is_ipv6);
         self.commands.push_back(Command::Event(Event::AllocationClosed {
             tuple: a.tuple,
-            relays: a.relays.iter().map(|r| r.public).collect(),
+            relays,
             username: a.username,
             age: now.saturating_duration_since(a.created),
             reason,
@@ -79,6 +87,7 @@ impl Server {
         }
         let a = self.allocations.live_mut(slot);
         let Some(relay) = a.remove_family(family) else { return };
+        a.ended_relays.push(relay.public);
         let (tuple, tcp) = (a.tuple, a.tcp);
         // The kernel stops this relay's channels and reports its last counts.
         if self.config.offload {

@@ -7,7 +7,7 @@
 
 use std::time::Instant;
 
-use crate::addr::Transport;
+use crate::addr::{FiveTuple, Transport};
 use crate::allocation::{OffloadedChannel, RelayId, Traffic};
 use crate::allocations::SlotId;
 use crate::output::{Command, KernelChannel, Offload};
@@ -105,6 +105,19 @@ impl Server {
                 a.traffic.add(&traffic);
             }
         }
+    }
+
+    /// Traffic the kernel relayed for a relay that is already gone while
+    /// allocation `tuple` lives on (a family of a dual allocation that ended
+    /// first, RFC 8656 §8.1), handed back by a driver that stops
+    /// offloading: already in the totals through [`Server::kernel_traffic`],
+    /// now in the allocation's own counters. False if `tuple` has none.
+    pub fn ended_relay_traffic(&mut self, tuple: &FiveTuple, traffic: Traffic) -> bool {
+        let Some(slot) = self.allocations.by_tuple(tuple) else {
+            return false;
+        };
+        self.allocations.live_mut(slot).traffic.add(&traffic);
+        true
     }
 
     /// Forgets what was offloaded when a reload turns the fast path off

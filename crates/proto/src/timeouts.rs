@@ -144,6 +144,7 @@ mod tests {
             tuple: tuple(i),
             username: "u".into(),
             relays: vec![relay],
+            ended_relays: Vec::new(),
             created: now,
             permissions: vec![],
             channels: vec![],
@@ -201,6 +202,49 @@ mod tests {
             assert!(s.timers.len() < 10, "{} entries after {i} refreshes", s.timers.len());
         }
         assert_eq!(s.allocations.len(), 1);
+    }
+
+    /// RFC 8656 §8.1: each family of a dual allocation refreshed on its
+    /// own, with different lifetimes, many times over: still a handful of
+    /// queue entries, and one family ending leaves the other's timer armed.
+    #[test]
+    fn per_family_refreshes_of_a_dual_allocation_keep_the_timer_queue_small() {
+        let mut s = Server::new(ServerConfig::default());
+        let mut now = start();
+        let slot = create(&mut s, 0, now, Duration::from_secs(600));
+        let local = SocketAddr::from((IpAddr::from([0x2001, 0xdb8, 0, 0, 0, 0, 0, 1]), 50000));
+        let relay = Relay {
+            id: s.allocations.new_relay_id(),
+            local,
+            public: local,
+            expires: now + Duration::from_secs(600),
+        };
+        s.allocations.activate(relay.id, slot);
+        s.allocations.live_mut(slot).relays.push(relay);
+        for i in 0..10_000u64 {
+            let a = s.allocations.live_mut(slot);
+            let r = &mut a.relays[(i % 2) as usize];
+            r.expires = now + Duration::from_secs([600, 3600, 1200][i as usize % 3]);
+            s.arm(slot, now);
+            if i % 10 == 0 {
+                now += Duration::from_secs(1);
+                s.handle_timeout(now);
+            }
+            assert!(s.timers.len() < 10, "{} entries after {i} refreshes", s.timers.len());
+        }
+        assert_eq!(s.allocations.live(slot).relays.len(), 2);
+        // The IPv6 family lapses; the IPv4 one carries on to its own end.
+        s.allocations.live_mut(slot).relays[1].expires = now + Duration::from_secs(10);
+        s.allocations.live_mut(slot).relays[0].expires = now + Duration::from_secs(100);
+        s.arm(slot, now);
+        s.handle_timeout(now + Duration::from_secs(10));
+        assert_eq!(s.allocations.live(slot).relays.len(), 1);
+        assert_eq!(s.poll_timeout(), Some(now + Duration::from_secs(100)));
+        s.handle_timeout(now + Duration::from_secs(100));
+        assert_eq!(s.allocations.len(), 0);
+        // Superseded entries go when they come due (or at compaction).
+        s.handle_timeout(now + Duration::from_secs(3600));
+        assert_eq!((s.timers.len(), s.poll_timeout()), (0, None));
     }
 
     #[test]

@@ -479,6 +479,29 @@ fn even_port_r_bit_with_additional_family_is_400() {
     assert!(relayed(&r).iter().all(|a| a.port() % 2 == 0));
 }
 
+/// RFC 8656 §7.2 step 9 with EVEN-PORT: no even IPv4 port left is the
+/// IPv4 family's partial failure; the IPv6 relay still gets an even port.
+#[test]
+fn s7_2_step9_even_port_with_no_even_ipv4_port_left_gives_an_even_ipv6_relay_alone() {
+    let mut d = Driver::with(|c| {
+        c.port_min = 50000;
+        c.port_max = 50001;
+    });
+    let mut first = Client::udp("198.51.100.1:40000");
+    let r = d.allocate_with(&mut first, &[A::Bytes(EVEN_PORT, vec![0x00])]);
+    assert_eq!(relayed(&r), vec![SocketAddr::new(ip(RELAY_V4_PUBLIC), 50000)]);
+    let mut c = Client::udp("198.51.100.1:40001");
+    let r = d.allocate_with(&mut c, &[A::Bytes(EVEN_PORT, vec![0x00]), additional(2)]);
+    r.assert_ok(Method::ALLOCATE, &c.key);
+    assert_eq!(relayed(&r), vec![SocketAddr::new(ip(RELAY_V6), 50000)]);
+    assert_eq!(address_error(&r), Some((0x01, 508)));
+    assert_eq!(r.get(attr::RESERVATION_TOKEN), None);
+    // The odd IPv4 port is still free for an Allocate without EVEN-PORT.
+    let mut other = Client::udp("198.51.100.1:40002");
+    let r = d.allocate(&mut other);
+    assert_eq!(relayed(&r), vec![SocketAddr::new(ip(RELAY_V4_PUBLIC), 50001)]);
+}
+
 #[test]
 fn token_with_even_port_is_400() {
     let mut d = Driver::default_setup();

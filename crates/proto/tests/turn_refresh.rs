@@ -5,9 +5,11 @@
 mod common;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
+use proto::quota::Quotas;
 use proto::wire::{attr, Class, MessageType, Method};
 use proto::{CloseReason, DropReason, Event, FiveTuple, RelayId};
 
@@ -328,20 +330,29 @@ fn s8_2_a_family_the_allocation_no_longer_has_is_443() {
 
 #[test]
 fn s8_1_the_allocation_ends_with_its_last_family() {
-    let mut d = Driver::default_setup();
+    // One allocation per user, so the quota unit is seen to stay and return.
+    let quotas = Arc::new(Quotas::new(10, 1));
+    let q = quotas.clone();
+    let mut d = Driver::with(|c| c.quotas = q);
     let mut c = Client::udp("198.51.100.1:40000");
     let ((v4, _), (v6, _)) = dual(&mut d, &mut c, 600);
     d.advance(3);
     refresh_family(&mut d, &mut c, 2, 0).assert_ok(Method::REFRESH, &c.key);
     assert_eq!(d.server.allocation_count(), 1);
+    // The allocation still counts once against the user while IPv4 lives.
+    assert_eq!(quotas.total(), 1);
+    let mut other = Client::udp("198.51.100.1:40001");
+    d.allocate_with(&mut other, &[]).assert_error(Method::ALLOCATE, 486);
     refresh_family(&mut d, &mut c, 1, 0).assert_ok(Method::REFRESH, &c.key);
     assert_eq!(d.server.allocation_count(), 0);
     assert_eq!(d.releases, vec![v6, v4]);
     assert_eq!(relays_closed(&d).len(), 1, "only the first family ends on its own");
     assert_eq!(d.closed_events(), vec![(c.tuple, CloseReason::Deleted)]);
     // The quota unit came back with the allocation: a new one fits.
+    assert_eq!(quotas.total(), 0);
     d.refresh(&mut c, Some(600)).assert_error(Method::REFRESH, 437);
     dual(&mut d, &mut c, 600);
+    assert_eq!(quotas.total(), 1);
 }
 
 #[test]
@@ -359,4 +370,34 @@ fn s8_1_a_family_past_its_lifetime_is_gone_before_its_timer_runs() {
     d.advance(1);
     assert_eq!(d.releases, vec![v6]);
     assert_eq!(d.server.allocation_count(), 1);
+}
+
+/// The close event (and with it the close log and the usage record) names
+/// every relayed address the allocation had, the one of a family that ended
+/// first too: the bytes relayed through it are in that event's counts.
+#[test]
+fn s8_1_the_close_event_names_the_relay_of_a_family_that_ended_first() {
+    let mut d = Driver::default_setup();
+    let mut c = Client::udp("198.51.100.1:40000");
+    let (_, (v6, _)) = dual(&mut d, &mut c, 600);
+    let told = d.events.iter().find_map(|e| match e {
+        Event::AllocationCreated { relays, .. } => Some(relays.clone()),
+        _ => None,
+    });
+    assert_eq!(told.as_ref().map(Vec::len), Some(2), "{told:?}");
+    d.create_permission(&mut c, &[addr(PEER_V6)])
+        .assert_ok(Method::CREATE_PERMISSION, &c.key);
+    assert!(matches!(d.send_indication(&c, addr(PEER_V6), b"six"), Out::ToPeer { relay, .. } if relay == v6));
+    refresh_family(&mut d, &mut c, 2, 0).assert_ok(Method::REFRESH, &c.key);
+    d.advance(5);
+    d.refresh(&mut c, Some(0)).assert_ok(Method::REFRESH, &c.key);
+    let closed: Vec<_> = d
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::AllocationClosed { relays, traffic, .. } => Some((relays.clone(), traffic.to_peer_bytes)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(closed, vec![(told.unwrap(), 3)]);
 }

@@ -412,6 +412,7 @@ impl Server {
             tuple: p.tuple,
             username: p.username.clone(),
             relays: relays.clone(),
+            ended_relays: Vec::new(),
             created: now,
             permissions: Vec::new(),
             channels: Vec::new(),
