@@ -209,11 +209,14 @@ pub async fn sweep(shard: Rc<Shard>, dtls: Rc<DtlsShard>) {
             for (tuple, s) in sessions.iter_mut() {
                 s.handle_timeout();
                 let age = now.saturating_duration_since(s.started);
+                // Like a stream connection: no allocation by auth_timeout
+                // closes it; once one was held, only the idle rule applies.
                 let budget = if !s.open {
                     (age >= dtls.handshake_timeout).then_some(Some(Budget::DtlsHandshakeTime))
                 } else if core.has_allocation(tuple) {
+                    s.authenticated = true;
                     None
-                } else if age >= dtls.auth_timeout {
+                } else if !s.authenticated && age >= dtls.auth_timeout {
                     Some(Some(Budget::DtlsPreAuthTime))
                 } else {
                     (now.saturating_duration_since(s.last_seen) >= dtls.idle_timeout).then_some(None)

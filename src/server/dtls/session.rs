@@ -89,6 +89,8 @@ pub struct DtlsSession {
     pub last_seen: Instant,
     /// The client random of the ClientHello that started it.
     pub hello_random: [u8; 32],
+    /// It has held an allocation (seen by the sweep).
+    pub authenticated: bool,
     /// Counted against the session budgets while it lives.
     _permit: ConnPermit,
 }
@@ -130,6 +132,7 @@ impl DtlsSession {
             started: now,
             last_seen: now,
             hello_random: super::cookie::client_random(hello).unwrap_or_default(),
+            authenticated: false,
             _permit: permit,
         };
         if listened != 1 {
