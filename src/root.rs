@@ -61,6 +61,16 @@ pub fn start(config: &Config) -> anyhow::Result<Running> {
     };
     let server = crate::server::start(config, tls.as_ref(), dtls, &budgets, events)?;
     let mut bound = server.bound().clone();
+    // Chromium opens TLS over TCP for `turns:…?transport=udp` too: on the
+    // DTLS port, that only works when a TLS listener shares the number.
+    if let Some(d) = bound.dtls.first() {
+        if !bound.tls.iter().any(|t| t.port() == d.port()) {
+            tracing::warn!(
+                dtls_port = d.port(),
+                "no TLS listener on the DTLS port: browsers that take turns:…?transport=udp as TLS over TCP (Chromium) will not reach it; give listen.tls and listen.dtls the same port (5349)"
+            );
+        }
+    }
     let cert_watch = match &tls {
         Some(t) => Some(crate::cert_watch::start(
             server.handle(),

@@ -447,6 +447,32 @@ fn rfc7350_ice_servers_offer_turns_over_udp_only_with_a_dtls_listener() {
     without.shutdown().unwrap();
 }
 
+/// TLS (TCP) and DTLS (UDP) on one port number, as coturn's 5349: a
+/// browser that takes `turns:…?transport=udp` as TLS over TCP (Chromium)
+/// reaches the TLS listener on the port the DTLS URL names.
+#[test]
+fn rfc7350_tls_and_dtls_share_one_port_number() {
+    let cert = TestCert::new();
+    let port = common::coturn::free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let server = start(&turn_config(
+        Some(&cert),
+        &[("listen.tls", addr.as_str()), ("listen.dtls", addr.as_str())],
+    ));
+    assert_eq!(server.bound().tls[0].port(), port);
+    assert_eq!(server.bound().dtls[0].port(), port);
+    let mut dtls = Client::new(server.bound().dtls[0], &client_context(&cert, &[]));
+    dtls.handshake().expect("DTLS on the shared port");
+    assert_eq!(dtls.binding(), dtls.sock.local_addr().unwrap());
+    let mut tls = TurnClient::new(
+        Io::tls(server.bound().tls[0], cert.client_config()),
+        "alice",
+        "alice-password",
+    );
+    tls.allocate().expect("TLS on the shared port");
+    server.shutdown().unwrap();
+}
+
 /// `ternd probe turns:…?transport=udp`: Binding, Allocate and the relay
 /// round trip over DTLS, the certificate verified with --ca.
 #[test]

@@ -171,6 +171,7 @@ pub fn run(setup: ShardSetup) -> std::io::Result<proto::Stats> {
                 idle_timeout: d.idle_timeout,
                 keys: RefCell::new(dtls::cookie::CookieKeys::new(Instant::now()).map_err(std::io::Error::other)?),
                 exhaustions: d.exhaustions,
+                records: Default::default(),
             });
             for sock in setup.sockets.dtls {
                 let addr = ServerAddr(sock.local_addr()?);

@@ -29,7 +29,7 @@ use super::shard::Shard;
 use crate::budget::{Budget, ConnLimiter, Exhaustions};
 use crate::dtls::DtlsSetup;
 use cookie::{CookieKeys, Hello};
-use session::{DtlsSession, End, Route};
+use session::{DtlsSession, End, Records, Route};
 
 /// How often the sweep looks at every session of a shard.
 const SWEEP: Duration = Duration::from_millis(100);
@@ -45,6 +45,8 @@ pub struct DtlsShard {
     pub keys: RefCell<CookieKeys>,
     /// Where exhausted time budgets are counted.
     pub exhaustions: Arc<Exhaustions>,
+    /// The records of the datagram being handled (reused).
+    pub records: RefCell<Records>,
 }
 
 /// Serves one DTLS listener socket for as long as the shard runs.
@@ -106,14 +108,15 @@ fn handle_datagram(shard: &Rc<Shard>, dtls: &DtlsShard, d: Incoming<'_>) {
     if restart {
         return handle_hello(shard, dtls, d);
     }
-    let mut records = Vec::new();
+    let mut records = dtls.records.borrow_mut();
+    records.clear();
     let mut sessions = shard.dtls.borrow_mut();
     let result = match sessions.get_mut(&tuple) {
         Some(s) => s.receive(data, now, &mut records),
         None => return,
     };
     drop(sessions);
-    for record in &records {
+    for record in records.iter() {
         let output = shard.core.borrow_mut().handle_client(now, tuple, record, d.out);
         match output {
             Output::ToPeer {
@@ -207,11 +210,14 @@ pub async fn sweep(shard: Rc<Shard>, dtls: Rc<DtlsShard>) {
             for (tuple, s) in sessions.iter_mut() {
                 s.handle_timeout();
                 let age = now.saturating_duration_since(s.started);
+                // Like a stream connection: no allocation by auth_timeout
+                // closes it; once one was held, only the idle rule applies.
                 let budget = if !s.open {
                     (age >= dtls.handshake_timeout).then_some(Some(Budget::DtlsHandshakeTime))
                 } else if core.has_allocation(tuple) {
+                    s.authenticated = true;
                     None
-                } else if age >= dtls.auth_timeout {
+                } else if !s.authenticated && age >= dtls.auth_timeout {
                     Some(Some(Budget::DtlsPreAuthTime))
                 } else {
                     (now.saturating_duration_since(s.last_seen) >= dtls.idle_timeout).then_some(None)

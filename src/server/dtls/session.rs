@@ -37,6 +37,27 @@ extern "C" {
 /// `DTLSv1_handle_timeout` is a macro over SSL_ctrl with this command.
 const DTLS_CTRL_HANDLE_TIMEOUT: std::ffi::c_int = 74;
 
+/// Plaintext records taken from a session, back to back in one buffer
+/// that is kept and reused, so taking records allocates nothing once it
+/// has grown.
+#[derive(Default)]
+pub struct Records {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl Records {
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.ends.clear();
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &[u8]> {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts.zip(self.ends.iter()).map(|(a, &b)| &self.bytes[a..b])
+    }
+}
+
 /// Why a session ended.
 #[derive(Debug, PartialEq, Eq)]
 pub enum End {
@@ -68,6 +89,8 @@ pub struct DtlsSession {
     pub last_seen: Instant,
     /// The client random of the ClientHello that started it.
     pub hello_random: [u8; 32],
+    /// It has held an allocation (seen by the sweep).
+    pub authenticated: bool,
     /// Counted against the session budgets while it lives.
     _permit: ConnPermit,
 }
@@ -109,20 +132,20 @@ impl DtlsSession {
             started: now,
             last_seen: now,
             hello_random: super::cookie::client_random(hello).unwrap_or_default(),
+            authenticated: false,
             _permit: permit,
         };
         if listened != 1 {
             return Err(End::HandshakeFailed);
         }
-        let mut records = Vec::new();
-        s.advance(&mut records)?;
+        s.advance(&mut Records::default())?;
         Ok(s)
     }
 
     /// Takes one datagram from the client; complete plaintext records are
     /// appended to `records`. Garbage (a bad MAC, a replay) is dropped by
     /// OpenSSL without an error.
-    pub fn receive(&mut self, datagram: &[u8], now: Instant, records: &mut Vec<Vec<u8>>) -> Result<(), End> {
+    pub fn receive(&mut self, datagram: &[u8], now: Instant, records: &mut Records) -> Result<(), End> {
         self.last_seen = now;
         let io = self.stream.get_mut();
         if io.inbound.len() < MAX_INBOUND {
@@ -131,13 +154,13 @@ impl DtlsSession {
         self.advance(records)
     }
 
-    fn advance(&mut self, records: &mut Vec<Vec<u8>>) -> Result<(), End> {
+    fn advance(&mut self, records: &mut Records) -> Result<(), End> {
         let result = self.step(records);
         self.flush();
         result
     }
 
-    fn step(&mut self, records: &mut Vec<Vec<u8>>) -> Result<(), End> {
+    fn step(&mut self, records: &mut Records) -> Result<(), End> {
         if !self.open {
             match self.stream.accept() {
                 Ok(()) => self.open = true,
@@ -148,10 +171,14 @@ impl DtlsSession {
                 }
             }
         }
-        let mut buf = vec![0u8; MAX_RECORD];
         loop {
-            match self.stream.ssl_read(&mut buf) {
-                Ok(n) => records.push(buf[..n].to_vec()),
+            let start = records.bytes.len();
+            records.bytes.resize(start + MAX_RECORD, 0);
+            let read = self.stream.ssl_read(&mut records.bytes[start..]);
+            let n = *read.as_ref().unwrap_or(&0);
+            records.bytes.truncate(start + n);
+            match read {
+                Ok(n) => records.ends.push(start + n),
                 Err(e) if e.code() == ErrorCode::WANT_READ => return Ok(()),
                 Err(e) if e.code() == ErrorCode::ZERO_RETURN => return Err(End::Closed),
                 Err(e) => {
@@ -210,5 +237,25 @@ impl DtlsSession {
             ok &= sent.is_ok();
         }
         ok
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_come_out_as_they_went_in_and_the_buffer_is_reused() {
+        let mut r = Records::default();
+        for (i, rec) in [&b"stun"[..], b"", b"channel data"].iter().enumerate() {
+            r.bytes.extend_from_slice(rec);
+            r.ends.push(r.bytes.len());
+            assert_eq!(r.iter().count(), i + 1);
+        }
+        let got: Vec<&[u8]> = r.iter().collect();
+        assert_eq!(got, [&b"stun"[..], b"", b"channel data"]);
+        let capacity = r.bytes.capacity();
+        r.clear();
+        assert_eq!((r.iter().count(), r.bytes.capacity()), (0, capacity));
     }
 }
