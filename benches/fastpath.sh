@@ -15,7 +15,10 @@
 # (COTURN_BIN, see benches/build-coturn.sh; column left out when unset) with
 # its fastest standard-compliant flags (COTURN_FAST_ARGS).
 #
-# Figures, per topology, medians over ROUNDS: Binding requests/s; relay
+# Figures, per topology, medians over ROUNDS: Binding requests/s from the
+# userspace load generator and (veth) from an in-kernel closed loop, the XDP
+# reflector of benches/reflector.sh; whole-machine CPU per Binding at a
+# fixed offered rate and the capacity per core it implies; relay
 # packets/s at saturation (closed loop) with loss and p50/p99 RTT; CPU per
 # echoed message at a fixed offered rate, for the whole machine from
 # /proc/stat (every CPU, softirq included: XDP work is charged to no
@@ -40,6 +43,9 @@ BINDING_SHAPE=${BINDING_SHAPE:-16x32}        # sockets x requests in flight
 # one UDP GSO message per socket and pass, which loopback delivers unsplit
 # to generic XDP, so the kernel passes it up instead of answering)
 BINDING_GSO=${BINDING_GSO:-false}
+REFLECT=${REFLECT:-1}                        # 1: Binding/s from the in-kernel reflector too (veth only)
+REFLECT_SHAPE=${REFLECT_SHAPE:-16x8}         # reflector: seeding sockets x requests each (all in flight, closed loop)
+BINDING_RATE=${BINDING_RATE:-100000}         # Binding CPU figure: offered requests/s (0 skips it)
 RELAY_SHAPE=${RELAY_SHAPE:-100:100}          # saturation: allocations:payload, closed loop
 RELAY_INFLIGHT=${RELAY_INFLIGHT:-256}
 CPU_LOAD=${CPU_LOAD:-100:100:50000}          # cpu figure: allocations:payload:offered msgs/s
@@ -64,9 +70,12 @@ die() { echo "[fastpath] error: $*" >&2; exit 1; }
 # kill_pid, field, median, wait_quiet
 # shellcheck source=benches/common.sh
 . "$ROOT/benches/common.sh"
+# reflect_binding (the in-kernel Binding load)
+# shellcheck source=benches/reflector.sh
+. "$ROOT/benches/reflector.sh"
 
 [[ $(id -u) -eq 0 ]] || die "needs root (namespaces, XDP)"
-for t in ip ethtool clang taskset; do command -v "$t" >/dev/null || die "$t not found"; done
+for t in ip ethtool clang taskset bpftool jq; do command -v "$t" >/dev/null || die "$t not found"; done
 [[ -x $COTURN_DEBIAN_BIN ]] || COLUMNS=${COLUMNS//coturn-debian/}
 [[ -n $COTURN_BIN ]] || COLUMNS=$(echo "$COLUMNS" | tr ' ' '\n' | grep -vx coturn | tr '\n' ' ')
 if [[ -n $COTURN_BIN && $COTURN_FAST_ARGS == auto ]]; then
@@ -83,8 +92,9 @@ fi
 PREFIX=tfp$$
 WORK=$(mktemp -d /tmp/ternd-fastpath.XXXXXX)
 SERVER_PID=
+SEED_PID=
 NAMESPACES=()
-stop_server() { kill_pid "$SERVER_PID"; SERVER_PID=; }
+stop_server() { kill_pid "$SEED_PID"; SEED_PID=; kill_pid "$SERVER_PID"; SERVER_PID=; }
 del_namespaces() {
     local ns
     for ns in "${NAMESPACES[@]}"; do ip netns del "$ns" 2>/dev/null || true; done
@@ -207,8 +217,9 @@ relay_args() { # relay_args ALLOCS PAYLOAD RATE
         --batch "$BATCH" --duration "$DURATION" --warmup "$WARMUP" --user "$TURN_USER" --password "$TURN_PASS" \
         --peer-ip "$PEER_IP" --server-pid "$SERVER_PID" ${PNS:+--peer-netns "$PNS"}
 }
-# us_per_msg PCT LINE: percent of one core over the interval -> microseconds per echoed message
-us_per_msg() { awk -v c="$1" -v e="$(field echoed_per_sec "$2")" 'BEGIN { if (e + 0 > 0 && c != "?") printf "%.2f", c * 1e4 / e; else print "?" }'; }
+# us_per PCT RATE_KEY LINE: percent of one core over the interval -> microseconds per event
+us_per() { awk -v c="$1" -v e="$(field "$2" "$3")" 'BEGIN { if (e + 0 > 0 && c != "?") printf "%.3f", c * 1e4 / e; else print "?" }'; }
+us_per_msg() { us_per "$1" echoed_per_sec "$2"; } # us_per_msg PCT LINE: per echoed message
 # other_pct LINE: busy % (of one core) outside the server, the load
 # generator and softirq (binding lines: all CPUs' busy %, no softirq part)
 other_pct() {
@@ -249,6 +260,30 @@ measure_column() { # TOPO COL ROUND
     record "$topo" binding "$col" "$(field answered_per_sec "$line")"
     check_disturbed "$topo" binding "$col" "$line"
     RAWS[$topo]+="round $r $col binding ($NOTE): $line"$'\n'
+    # Binding requests/s from the in-kernel closed loop
+    if [[ $REFLECT == 1 && $topo == veth ]]; then
+        line=$(reflect_binding "$col")
+        record "$topo" reflect "$col" "$(field reflected_per_sec "$line")"
+        check_disturbed "$topo" reflect "$col" "$line"
+        RAWS[$topo]+="round $r $col reflector ($NOTE): $line"$'\n'
+    fi
+    # CPU per Binding at a fixed offered rate
+    if ((BINDING_RATE > 0)); then
+        line=$(loadgen binding --server "$LISTEN:$PORT" --duration "$DURATION" --warmup "$WARMUP" --rate "$BINDING_RATE" \
+            --sockets "${BINDING_SHAPE%x*}" --window "${BINDING_SHAPE#*x}" --batch "$BATCH" --gso "$BINDING_GSO" --server-pid "$SERVER_PID") \
+            || die "binding cpu load failed against $col"
+        local m g side
+        m=$(echo "$line" | tr ' ' '\n' | awk -F= '$1 ~ /^cpu[0-9]+_busy_pct$/ { s += $2 } END { print s + 0 }')
+        g=$(field gen_cpu_pct "$line")
+        record "$topo" bcpu_machine "$col" "$(us_per "$m" answered_per_sec "$line")"
+        record "$topo" bcpu_gen "$col" "$(us_per "$g" answered_per_sec "$line")"
+        side=$(us_per "$(awk -v m="$m" -v g="$g" 'BEGIN { print m - g }')" answered_per_sec "$line")
+        record "$topo" bcpu_side "$col" "$side"
+        record "$topo" bcpu_cap "$col" "$(awk -v u="$side" 'BEGIN { if (u + 0 > 0) printf "%.0f", 1e6 / u; else print "?" }')"
+        record "$topo" bcpu_rate "$col" "$(field answered_per_sec "$line")"
+        check_disturbed "$topo" bcpu "$col" "$line"
+        RAWS[$topo]+="round $r $col binding cpu ($NOTE): $line"$'\n'
+    fi
     # Relay at saturation
     IFS=: read -r a p <<<"$RELAY_SHAPE"
     # shellcheck disable=SC2046
@@ -321,6 +356,12 @@ echo "ternd fast path vs coturn: $ROUNDS round(s) x ${DURATION}s, server on CPU 
 for col in $COLUMNS; do printf '  %-18s %s\n' "$col" "$(version_of "$col")"; done
 FIGURES=(
     "binding|Binding requests/s ($BINDING_SHAPE)|higher|0"
+    "reflect|Binding/s, in-kernel loop ($REFLECT_SHAPE)|higher|0"
+    "bcpu_machine|CPU us/Binding, whole machine (@${BINDING_RATE}/s)|lower|3"
+    "bcpu_gen|  load generator process|lower|3"
+    "bcpu_side|  all but the load generator|lower|3"
+    "bcpu_cap|  Binding/s per core (1/line above)|higher|0"
+    "bcpu_rate|  answered/s (below the rate: CPU-bound)|higher|0"
     "pps|relay pkt/s at saturation (${RELAY_SHAPE/:/ alloc x } B)|higher|0"
     "sat_loss|  loss % at saturation|lower|3"
     "sat_p50|  RTT p50 us at saturation|lower|0"
@@ -348,7 +389,7 @@ for topo in $TOPOLOGIES; do
         for col in $cols; do
             v=$(med "$topo" "$key" "$col" "$dec")
             kind=cpu
-            case $key in binding) kind=binding ;; pps | sat_*) kind=sat ;; esac
+            case $key in binding) kind=binding ;; reflect) kind=reflect ;; bcpu_*) kind=bcpu ;; pps | sat_*) kind=sat ;; esac
             [[ -n ${VAL[$topo|disturbed_$kind|$col]:-} ]] && v="$v*"
             printf ' %17s' "$v"
         done
