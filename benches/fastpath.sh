@@ -46,6 +46,7 @@ BINDING_GSO=${BINDING_GSO:-false}
 REFLECT=${REFLECT:-1}                        # 1: Binding/s from the in-kernel reflector too (veth only)
 REFLECT_SHAPE=${REFLECT_SHAPE:-16x8}         # reflector: seeding sockets x requests each (all in flight, closed loop)
 BINDING_RATE=${BINDING_RATE:-100000}         # Binding CPU figure: offered requests/s (0 skips it)
+RELAY=${RELAY:-1}                            # 0 skips the relay figures (Binding figures only)
 RELAY_SHAPE=${RELAY_SHAPE:-100:100}          # saturation: allocations:payload, closed loop
 RELAY_INFLIGHT=${RELAY_INFLIGHT:-256}
 CPU_LOAD=${CPU_LOAD:-100:100:50000}          # cpu figure: allocations:payload:offered msgs/s
@@ -238,8 +239,8 @@ other_pct() {
 check_disturbed() {
     local o
     o=$(other_pct "$4")
-    NOTE="other ${o}%"
-    if [[ $o != "?" ]] && ((o > OTHER_MAX)); then
+    NOTE="other ${o}%, $BEFORE"
+    if { [[ $o != "?" ]] && ((o > OTHER_MAX)); } || ((QUIET_BUSY > OTHER_MAX)); then
         VAL[$1|disturbed_$2|$3]=1
         NOTE+=" DISTURBED"
     fi
@@ -252,6 +253,9 @@ record() { VAL[$1|$2|$3]+="$4 "; }
 measure_column() { # TOPO COL ROUND
     local topo=$1 col=$2 r=$3 line a p q
     wait_quiet
+    # Cores busy with other processes just before the column: its figures
+    # are DISTURBED, whatever the runs' own accounting says.
+    BEFORE="before: cores ${QUIET_BUSY}% busy, load average $(cut -d' ' -f1 /proc/loadavg)"
     start_server "$col"
     # Binding requests/s
     line=$(loadgen binding --server "$LISTEN:$PORT" --duration "$DURATION" --warmup "$WARMUP" \
@@ -272,42 +276,45 @@ measure_column() { # TOPO COL ROUND
         line=$(loadgen binding --server "$LISTEN:$PORT" --duration "$DURATION" --warmup "$WARMUP" --rate "$BINDING_RATE" \
             --sockets "${BINDING_SHAPE%x*}" --window "${BINDING_SHAPE#*x}" --batch "$BATCH" --gso "$BINDING_GSO" --server-pid "$SERVER_PID") \
             || die "binding cpu load failed against $col"
-        local m g side
-        m=$(echo "$line" | tr ' ' '\n' | awk -F= '$1 ~ /^cpu[0-9]+_busy_pct$/ { s += $2 } END { print s + 0 }')
-        g=$(field gen_cpu_pct "$line")
-        record "$topo" bcpu_machine "$col" "$(us_per "$m" answered_per_sec "$line")"
-        record "$topo" bcpu_gen "$col" "$(us_per "$g" answered_per_sec "$line")"
-        side=$(us_per "$(awk -v m="$m" -v g="$g" 'BEGIN { print m - g }')" answered_per_sec "$line")
-        record "$topo" bcpu_side "$col" "$side"
-        record "$topo" bcpu_cap "$col" "$(awk -v u="$side" 'BEGIN { if (u + 0 > 0) printf "%.0f", 1e6 / u; else print "?" }')"
+        local us
+        us=$(us_per "$(field machine_busy_pct "$line")" answered_per_sec "$line")
+        record "$topo" bcpu_machine "$col" "$us"
+        record "$topo" bcpu_cap "$col" "$(awk -v u="$us" 'BEGIN { if (u + 0 > 0) printf "%.0f", 1e6 / u; else print "?" }')"
+        us=$(us_per "$(awk -v s="$(field server_cpu_pct "$line")" -v g="$(field gen_cpu_pct "$line")" \
+            -v q="$(field machine_softirq_pct "$line")" 'BEGIN { print s + g + q }')" answered_per_sec "$line")
+        record "$topo" bcpu_own "$col" "$us"
+        record "$topo" bcpu_owncap "$col" "$(awk -v u="$us" 'BEGIN { if (u + 0 > 0) printf "%.0f", 1e6 / u; else print "?" }')"
+        record "$topo" bcpu_gen "$col" "$(us_per "$(field gen_cpu_pct "$line")" answered_per_sec "$line")"
         record "$topo" bcpu_rate "$col" "$(field answered_per_sec "$line")"
         check_disturbed "$topo" bcpu "$col" "$line"
         RAWS[$topo]+="round $r $col binding cpu ($NOTE): $line"$'\n'
     fi
-    # Relay at saturation
-    IFS=: read -r a p <<<"$RELAY_SHAPE"
-    # shellcheck disable=SC2046
-    line=$(loadgen $(relay_args "$a" "$p" 0)) || { tail -n 20 "$WORK/$col.log" >&2; die "relay load failed against $col"; }
-    record "$topo" pps "$col" "$(field echoed_per_sec "$line")"
-    record "$topo" sat_loss "$col" "$(field loss_pct "$line")"
-    record "$topo" sat_p50 "$col" "$(field rtt_p50_us "$line")"
-    record "$topo" sat_p99 "$col" "$(field rtt_p99_us "$line")"
-    check_disturbed "$topo" sat "$col" "$line"
-    RAWS[$topo]+="round $r $col saturation ($NOTE): $line"$'\n'
-    # CPU per message at a fixed offered rate
-    IFS=: read -r a p q <<<"$CPU_LOAD"
-    # shellcheck disable=SC2046
-    line=$(loadgen $(relay_args "$a" "$p" "$q")) || { tail -n 20 "$WORK/$col.log" >&2; die "cpu load failed against $col"; }
-    record "$topo" cpu_machine "$col" "$(us_per_msg "$(field machine_busy_pct "$line")" "$line")"
-    record "$topo" cpu_softirq "$col" "$(us_per_msg "$(field machine_softirq_pct "$line")" "$line")"
-    record "$topo" cpu_server "$col" "$(us_per_msg "$(field server_cpu_pct "$line")" "$line")"
-    record "$topo" cpu_loadgen "$col" "$(us_per_msg "$(field gen_cpu_pct "$line")" "$line")"
-    record "$topo" cpu_rate "$col" "$(field echoed_per_sec "$line")"
-    record "$topo" cpu_loss "$col" "$(field loss_pct "$line")"
-    record "$topo" cpu_p50 "$col" "$(field rtt_p50_us "$line")"
-    record "$topo" cpu_p99 "$col" "$(field rtt_p99_us "$line")"
-    check_disturbed "$topo" cpu "$col" "$line"
-    RAWS[$topo]+="round $r $col cpu ($NOTE): $line"$'\n'
+    if [[ $RELAY == 1 ]]; then
+        # Relay at saturation
+        IFS=: read -r a p <<<"$RELAY_SHAPE"
+        # shellcheck disable=SC2046
+        line=$(loadgen $(relay_args "$a" "$p" 0)) || { tail -n 20 "$WORK/$col.log" >&2; die "relay load failed against $col"; }
+        record "$topo" pps "$col" "$(field echoed_per_sec "$line")"
+        record "$topo" sat_loss "$col" "$(field loss_pct "$line")"
+        record "$topo" sat_p50 "$col" "$(field rtt_p50_us "$line")"
+        record "$topo" sat_p99 "$col" "$(field rtt_p99_us "$line")"
+        check_disturbed "$topo" sat "$col" "$line"
+        RAWS[$topo]+="round $r $col saturation ($NOTE): $line"$'\n'
+        # CPU per message at a fixed offered rate
+        IFS=: read -r a p q <<<"$CPU_LOAD"
+        # shellcheck disable=SC2046
+        line=$(loadgen $(relay_args "$a" "$p" "$q")) || { tail -n 20 "$WORK/$col.log" >&2; die "cpu load failed against $col"; }
+        record "$topo" cpu_machine "$col" "$(us_per_msg "$(field machine_busy_pct "$line")" "$line")"
+        record "$topo" cpu_softirq "$col" "$(us_per_msg "$(field machine_softirq_pct "$line")" "$line")"
+        record "$topo" cpu_server "$col" "$(us_per_msg "$(field server_cpu_pct "$line")" "$line")"
+        record "$topo" cpu_loadgen "$col" "$(us_per_msg "$(field gen_cpu_pct "$line")" "$line")"
+        record "$topo" cpu_rate "$col" "$(field echoed_per_sec "$line")"
+        record "$topo" cpu_loss "$col" "$(field loss_pct "$line")"
+        record "$topo" cpu_p50 "$col" "$(field rtt_p50_us "$line")"
+        record "$topo" cpu_p99 "$col" "$(field rtt_p99_us "$line")"
+        check_disturbed "$topo" cpu "$col" "$line"
+        RAWS[$topo]+="round $r $col cpu ($NOTE): $line"$'\n'
+    fi
     kill -0 "$SERVER_PID" 2>/dev/null || { tail -n 20 "$WORK/$col.log" >&2; die "$col exited during the run"; }
     stop_server
     log "$topo round $r $col done"
@@ -358,9 +365,10 @@ FIGURES=(
     "binding|Binding requests/s ($BINDING_SHAPE)|higher|0"
     "reflect|Binding/s, in-kernel loop ($REFLECT_SHAPE)|higher|0"
     "bcpu_machine|CPU us/Binding, whole machine (@${BINDING_RATE}/s)|lower|3"
-    "bcpu_gen|  load generator process|lower|3"
-    "bcpu_side|  all but the load generator|lower|3"
-    "bcpu_cap|  Binding/s per core (1/line above)|higher|0"
+    "bcpu_cap|  Binding/s per core (1e6 / line above)|higher|0"
+    "bcpu_own|  server + load generator + softirq|lower|3"
+    "bcpu_owncap|  Binding/s per core (1e6 / line above)|higher|0"
+    "bcpu_gen|  load generator process (see README)|lower|3"
     "bcpu_rate|  answered/s (below the rate: CPU-bound)|higher|0"
     "pps|relay pkt/s at saturation (${RELAY_SHAPE/:/ alloc x } B)|higher|0"
     "sat_loss|  loss % at saturation|lower|3"
@@ -385,6 +393,9 @@ for topo in $TOPOLOGIES; do
     echo
     for f in "${FIGURES[@]}"; do
         IFS='|' read -r key label better dec <<<"$f"
+        any=
+        for col in $cols; do [[ -n ${VAL[$topo|$key|$col]:-} ]] && any=1; done
+        [[ -n $any ]] || continue # figure not measured (RELAY=0, REFLECT=0, loopback)
         printf '%-44s' "$label"
         for col in $cols; do
             v=$(med "$topo" "$key" "$col" "$dec")
@@ -399,7 +410,9 @@ for topo in $TOPOLOGIES; do
     done
 done
 echo
-echo "* a run behind this figure had more than $OTHER_MAX% of a core busy outside server, load generator and softirq: DISTURBED (rerun on a quiet machine)"
+echo "* a run behind this figure had more than $OTHER_MAX% of a core busy outside server, load generator and softirq, or the two cores were more than $OTHER_MAX% busy with other processes just before: DISTURBED (rerun on a quiet machine; ratios within one interleaved run still compare)"
+[[ $REFLECT == 1 ]] && echo "Binding/s, in-kernel loop: $REFLECT_SHAPE (sockets x requests) Binding requests seeded once and kept in flight by the XDP reflector on the client veth (benches/xdp/binding_reflector.c): a closed loop with no syscall on the load side. The whole loop (server, its softirq, the reflector) runs on the server's core (CPU $SERVER_CPUS), the reflector's cost included in every column"
+((BINDING_RATE > 0)) && echo "CPU us/Binding: the userspace load generator offering $BINDING_RATE Binding requests/s ($BINDING_SHAPE); every CPU's busy time in /proc/stat (softirq and the load generator included) per answered request; per core = 1e6 / that. 'server + load generator + softirq' counts only the two processes and softirq (robust to other processes on a busy machine; softirq that interrupted one of the two may count twice, so an upper bound). Valid only where answered/s reached the offered rate"
 echo "CPU us/msg is only a cost where \"echoed/s\" reached the offered ${CPU_LOAD##*:}/s; below it, the machine was saturated"
 echo "whole machine = every CPU's busy time in /proc/stat over the measured interval (user, system, irq, softirq, all processes, the load generator included), per echoed message (4 datagrams through the server)"
 echo
