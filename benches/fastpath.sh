@@ -249,6 +249,12 @@ check_disturbed() {
 declare -A VAL RAWS
 # record TOPO FIG COL VALUE: one round's figure
 record() { VAL[$1|$2|$3]+="$4 "; }
+# record_fields TOPO COL LINE FIG=KEY...: each FIG from the raw line's KEY
+record_fields() {
+    local topo=$1 col=$2 line=$3 fk
+    shift 3
+    for fk in "$@"; do record "$topo" "${fk%%=*}" "$col" "$(field "${fk#*=}" "$line")"; done
+}
 
 measure_column() { # TOPO COL ROUND
     local topo=$1 col=$2 r=$3 line a p q
@@ -294,10 +300,7 @@ measure_column() { # TOPO COL ROUND
         IFS=: read -r a p <<<"$RELAY_SHAPE"
         # shellcheck disable=SC2046
         line=$(loadgen $(relay_args "$a" "$p" 0)) || { tail -n 20 "$WORK/$col.log" >&2; die "relay load failed against $col"; }
-        record "$topo" pps "$col" "$(field echoed_per_sec "$line")"
-        record "$topo" sat_loss "$col" "$(field loss_pct "$line")"
-        record "$topo" sat_p50 "$col" "$(field rtt_p50_us "$line")"
-        record "$topo" sat_p99 "$col" "$(field rtt_p99_us "$line")"
+        record_fields "$topo" "$col" "$line" pps=echoed_per_sec sat_loss=loss_pct sat_p50=rtt_p50_us sat_p99=rtt_p99_us
         check_disturbed "$topo" sat "$col" "$line"
         RAWS[$topo]+="round $r $col saturation ($NOTE): $line"$'\n'
         # CPU per message at a fixed offered rate
@@ -308,10 +311,7 @@ measure_column() { # TOPO COL ROUND
         record "$topo" cpu_softirq "$col" "$(us_per_msg "$(field machine_softirq_pct "$line")" "$line")"
         record "$topo" cpu_server "$col" "$(us_per_msg "$(field server_cpu_pct "$line")" "$line")"
         record "$topo" cpu_loadgen "$col" "$(us_per_msg "$(field gen_cpu_pct "$line")" "$line")"
-        record "$topo" cpu_rate "$col" "$(field echoed_per_sec "$line")"
-        record "$topo" cpu_loss "$col" "$(field loss_pct "$line")"
-        record "$topo" cpu_p50 "$col" "$(field rtt_p50_us "$line")"
-        record "$topo" cpu_p99 "$col" "$(field rtt_p99_us "$line")"
+        record_fields "$topo" "$col" "$line" cpu_rate=echoed_per_sec cpu_loss=loss_pct cpu_p50=rtt_p50_us cpu_p99=rtt_p99_us
         check_disturbed "$topo" cpu "$col" "$line"
         RAWS[$topo]+="round $r $col cpu ($NOTE): $line"$'\n'
     fi
