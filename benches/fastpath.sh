@@ -274,6 +274,7 @@ measure_column() { # TOPO COL ROUND
     if [[ $REFLECT == 1 && $topo == veth ]]; then
         line=$(reflect_binding "$col")
         record "$topo" reflect "$col" "$(field reflected_per_sec "$line")"
+        [[ $(field lost "$line") == 0 ]] || VAL[$topo|lossy_reflect|$col]=1
         check_disturbed "$topo" reflect "$col" "$line"
         RAWS[$topo]+="round $r $col reflector ($NOTE): $line"$'\n'
     fi
@@ -402,6 +403,7 @@ for topo in $TOPOLOGIES; do
             kind=cpu
             case $key in binding) kind=binding ;; reflect) kind=reflect ;; bcpu_*) kind=bcpu ;; pps | sat_*) kind=sat ;; esac
             [[ -n ${VAL[$topo|disturbed_$kind|$col]:-} ]] && v="$v*"
+            [[ $key == reflect && -n ${VAL[$topo|lossy_reflect|$col]:-} ]] && v="$v!"
             printf ' %17s' "$v"
         done
         b=$(best_coturn "$topo" "$key" "$better" "$dec")
@@ -411,6 +413,7 @@ for topo in $TOPOLOGIES; do
 done
 echo
 echo "* a run behind this figure had more than $OTHER_MAX% of a core busy outside server, load generator and softirq, or the two cores were more than $OTHER_MAX% busy with other processes just before: DISTURBED (rerun on a quiet machine; ratios within one interleaved run still compare)"
+[[ $REFLECT == 1 ]] && echo "! the in-kernel loop lost requests in a run behind this figure (lost= in its raw line): the loop ran with fewer than $REFLECT_SHAPE in flight for part of the window"
 [[ $REFLECT == 1 ]] && echo "Binding/s, in-kernel loop: $REFLECT_SHAPE (sockets x requests) Binding requests seeded once and kept in flight by the XDP reflector on the client veth (benches/xdp/binding_reflector.c): a closed loop with no syscall on the load side. The whole loop (server, its softirq, the reflector) runs on the server's core (CPU $SERVER_CPUS), the reflector's cost included in every column"
 ((BINDING_RATE > 0)) && echo "CPU us/Binding: the userspace load generator offering $BINDING_RATE Binding requests/s ($BINDING_SHAPE); every CPU's busy time in /proc/stat (softirq and the load generator included) per answered request; per core = 1e6 / that. 'server + load generator + softirq' counts only the two processes and softirq (robust to other processes on a busy machine; softirq that interrupted one of the two may count twice, so an upper bound). Valid only where answered/s reached the offered rate"
 echo "CPU us/msg is only a cost where \"echoed/s\" reached the offered ${CPU_LOAD##*:}/s; below it, the machine was saturated"
