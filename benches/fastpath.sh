@@ -44,7 +44,7 @@ BINDING_SHAPE=${BINDING_SHAPE:-16x32}        # sockets x requests in flight
 # to generic XDP, so the kernel passes it up instead of answering)
 BINDING_GSO=${BINDING_GSO:-false}
 REFLECT=${REFLECT:-1}                        # 1: Binding/s from the in-kernel reflector too (veth only)
-REFLECT_SHAPE=${REFLECT_SHAPE:-16x8}         # reflector: seeding sockets x requests each (all in flight, closed loop)
+REFLECT_SHAPE=${REFLECT_SHAPE:-64x4}         # reflector: seeding sockets x requests each (all in flight, closed loop; coturn did best at 256)
 BINDING_RATE=${BINDING_RATE:-100000}         # Binding CPU figure: offered requests/s (0 skips it)
 RELAY=${RELAY:-1}                            # 0 skips the relay figures (Binding figures only)
 RELAY_SHAPE=${RELAY_SHAPE:-100:100}          # saturation: allocations:payload, closed loop
