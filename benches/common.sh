@@ -29,15 +29,22 @@ cores_busy() { # busy % of the server core + the load core over 1 s (nothing of 
         if (NR <= 2) { T[$1] = t; I[$1] = idle } else { s += 100 * (1 - (idle - I[$1]) / (t - T[$1] + 1e-9)) } }
         END { printf "%.0f", s }'
 }
-wait_quiet() { # wait (bounded by QUIET_WAIT) until other processes leave the two cores alone
+# wait_quiet: wait (bounded by QUIET_WAIT) until other processes leave the
+# two cores alone; leaves the last busy % seen in QUIET_BUSY
+wait_quiet() {
+    QUIET_BUSY=0
     single_cpu "$SERVER_CPUS" && single_cpu "$LOAD_CPUS" || return 0
-    local busy=0 waited=0
+    local busy waited=0
+    busy=$(cores_busy)
+    QUIET_BUSY=$busy
+    (( busy <= OTHER_MAX )) && return 0
+    log "the cores are ${busy}% busy with other processes: waiting up to ${QUIET_WAIT}s"
     while (( waited < QUIET_WAIT )); do
-        busy=$(cores_busy)
-        (( busy <= OTHER_MAX )) && return 0
-        (( waited == 0 )) && log "the cores are ${busy}% busy with other processes: waiting up to ${QUIET_WAIT}s"
         sleep 4
         waited=$((waited + 5))
+        busy=$(cores_busy)
+        QUIET_BUSY=$busy
+        (( busy <= OTHER_MAX )) && return 0
     done
     log "still ${busy}% busy after ${QUIET_WAIT}s: measuring anyway"
 }

@@ -15,7 +15,10 @@
 # (COTURN_BIN, see benches/build-coturn.sh; column left out when unset) with
 # its fastest standard-compliant flags (COTURN_FAST_ARGS).
 #
-# Figures, per topology, medians over ROUNDS: Binding requests/s; relay
+# Figures, per topology, medians over ROUNDS: Binding requests/s from the
+# userspace load generator and (veth) from an in-kernel closed loop, the XDP
+# reflector of benches/reflector.sh; whole-machine CPU per Binding at a
+# fixed offered rate and the capacity per core it implies; relay
 # packets/s at saturation (closed loop) with loss and p50/p99 RTT; CPU per
 # echoed message at a fixed offered rate, for the whole machine from
 # /proc/stat (every CPU, softirq included: XDP work is charged to no
@@ -40,6 +43,10 @@ BINDING_SHAPE=${BINDING_SHAPE:-16x32}        # sockets x requests in flight
 # one UDP GSO message per socket and pass, which loopback delivers unsplit
 # to generic XDP, so the kernel passes it up instead of answering)
 BINDING_GSO=${BINDING_GSO:-false}
+REFLECT=${REFLECT:-1}                        # 1: Binding/s from the in-kernel reflector too (veth only)
+REFLECT_SHAPE=${REFLECT_SHAPE:-64x4}         # reflector: seeding sockets x requests each (all in flight, closed loop; coturn did best at 256)
+BINDING_RATE=${BINDING_RATE:-100000}         # Binding CPU figure: offered requests/s (0 skips it)
+RELAY=${RELAY:-1}                            # 0 skips the relay figures (Binding figures only)
 RELAY_SHAPE=${RELAY_SHAPE:-100:100}          # saturation: allocations:payload, closed loop
 RELAY_INFLIGHT=${RELAY_INFLIGHT:-256}
 CPU_LOAD=${CPU_LOAD:-100:100:50000}          # cpu figure: allocations:payload:offered msgs/s
@@ -64,9 +71,12 @@ die() { echo "[fastpath] error: $*" >&2; exit 1; }
 # kill_pid, field, median, wait_quiet
 # shellcheck source=benches/common.sh
 . "$ROOT/benches/common.sh"
+# reflect_binding (the in-kernel Binding load)
+# shellcheck source=benches/reflector.sh
+. "$ROOT/benches/reflector.sh"
 
 [[ $(id -u) -eq 0 ]] || die "needs root (namespaces, XDP)"
-for t in ip ethtool clang taskset; do command -v "$t" >/dev/null || die "$t not found"; done
+for t in ip ethtool clang taskset bpftool jq; do command -v "$t" >/dev/null || die "$t not found"; done
 [[ -x $COTURN_DEBIAN_BIN ]] || COLUMNS=${COLUMNS//coturn-debian/}
 [[ -n $COTURN_BIN ]] || COLUMNS=$(echo "$COLUMNS" | tr ' ' '\n' | grep -vx coturn | tr '\n' ' ')
 if [[ -n $COTURN_BIN && $COTURN_FAST_ARGS == auto ]]; then
@@ -83,8 +93,9 @@ fi
 PREFIX=tfp$$
 WORK=$(mktemp -d /tmp/ternd-fastpath.XXXXXX)
 SERVER_PID=
+SEED_PID=
 NAMESPACES=()
-stop_server() { kill_pid "$SERVER_PID"; SERVER_PID=; }
+stop_server() { kill_pid "$SEED_PID"; SEED_PID=; kill_pid "$SERVER_PID"; SERVER_PID=; }
 del_namespaces() {
     local ns
     for ns in "${NAMESPACES[@]}"; do ip netns del "$ns" 2>/dev/null || true; done
@@ -207,8 +218,9 @@ relay_args() { # relay_args ALLOCS PAYLOAD RATE
         --batch "$BATCH" --duration "$DURATION" --warmup "$WARMUP" --user "$TURN_USER" --password "$TURN_PASS" \
         --peer-ip "$PEER_IP" --server-pid "$SERVER_PID" ${PNS:+--peer-netns "$PNS"}
 }
-# us_per_msg PCT LINE: percent of one core over the interval -> microseconds per echoed message
-us_per_msg() { awk -v c="$1" -v e="$(field echoed_per_sec "$2")" 'BEGIN { if (e + 0 > 0 && c != "?") printf "%.2f", c * 1e4 / e; else print "?" }'; }
+# us_per PCT RATE_KEY LINE: percent of one core over the interval -> microseconds per event
+us_per() { awk -v c="$1" -v e="$(field "$2" "$3")" 'BEGIN { if (e + 0 > 0 && c != "?") printf "%.3f", c * 1e4 / e; else print "?" }'; }
+us_per_msg() { us_per "$1" echoed_per_sec "$2"; } # us_per_msg PCT LINE: per echoed message
 # other_pct LINE: busy % (of one core) outside the server, the load
 # generator and softirq (binding lines: all CPUs' busy %, no softirq part)
 other_pct() {
@@ -227,8 +239,8 @@ other_pct() {
 check_disturbed() {
     local o
     o=$(other_pct "$4")
-    NOTE="other ${o}%"
-    if [[ $o != "?" ]] && ((o > OTHER_MAX)); then
+    NOTE="other ${o}%, $BEFORE"
+    if { [[ $o != "?" ]] && ((o > OTHER_MAX)); } || ((QUIET_BUSY > OTHER_MAX)); then
         VAL[$1|disturbed_$2|$3]=1
         NOTE+=" DISTURBED"
     fi
@@ -237,10 +249,19 @@ check_disturbed() {
 declare -A VAL RAWS
 # record TOPO FIG COL VALUE: one round's figure
 record() { VAL[$1|$2|$3]+="$4 "; }
+# record_fields TOPO COL LINE FIG=KEY...: each FIG from the raw line's KEY
+record_fields() {
+    local topo=$1 col=$2 line=$3 fk
+    shift 3
+    for fk in "$@"; do record "$topo" "${fk%%=*}" "$col" "$(field "${fk#*=}" "$line")"; done
+}
 
 measure_column() { # TOPO COL ROUND
     local topo=$1 col=$2 r=$3 line a p q
     wait_quiet
+    # Cores busy with other processes just before the column: its figures
+    # are DISTURBED, whatever the runs' own accounting says.
+    BEFORE="before: cores ${QUIET_BUSY}% busy, load average $(cut -d' ' -f1 /proc/loadavg)"
     start_server "$col"
     # Binding requests/s
     line=$(loadgen binding --server "$LISTEN:$PORT" --duration "$DURATION" --warmup "$WARMUP" \
@@ -249,30 +270,52 @@ measure_column() { # TOPO COL ROUND
     record "$topo" binding "$col" "$(field answered_per_sec "$line")"
     check_disturbed "$topo" binding "$col" "$line"
     RAWS[$topo]+="round $r $col binding ($NOTE): $line"$'\n'
-    # Relay at saturation
-    IFS=: read -r a p <<<"$RELAY_SHAPE"
-    # shellcheck disable=SC2046
-    line=$(loadgen $(relay_args "$a" "$p" 0)) || { tail -n 20 "$WORK/$col.log" >&2; die "relay load failed against $col"; }
-    record "$topo" pps "$col" "$(field echoed_per_sec "$line")"
-    record "$topo" sat_loss "$col" "$(field loss_pct "$line")"
-    record "$topo" sat_p50 "$col" "$(field rtt_p50_us "$line")"
-    record "$topo" sat_p99 "$col" "$(field rtt_p99_us "$line")"
-    check_disturbed "$topo" sat "$col" "$line"
-    RAWS[$topo]+="round $r $col saturation ($NOTE): $line"$'\n'
-    # CPU per message at a fixed offered rate
-    IFS=: read -r a p q <<<"$CPU_LOAD"
-    # shellcheck disable=SC2046
-    line=$(loadgen $(relay_args "$a" "$p" "$q")) || { tail -n 20 "$WORK/$col.log" >&2; die "cpu load failed against $col"; }
-    record "$topo" cpu_machine "$col" "$(us_per_msg "$(field machine_busy_pct "$line")" "$line")"
-    record "$topo" cpu_softirq "$col" "$(us_per_msg "$(field machine_softirq_pct "$line")" "$line")"
-    record "$topo" cpu_server "$col" "$(us_per_msg "$(field server_cpu_pct "$line")" "$line")"
-    record "$topo" cpu_loadgen "$col" "$(us_per_msg "$(field gen_cpu_pct "$line")" "$line")"
-    record "$topo" cpu_rate "$col" "$(field echoed_per_sec "$line")"
-    record "$topo" cpu_loss "$col" "$(field loss_pct "$line")"
-    record "$topo" cpu_p50 "$col" "$(field rtt_p50_us "$line")"
-    record "$topo" cpu_p99 "$col" "$(field rtt_p99_us "$line")"
-    check_disturbed "$topo" cpu "$col" "$line"
-    RAWS[$topo]+="round $r $col cpu ($NOTE): $line"$'\n'
+    # Binding requests/s from the in-kernel closed loop
+    if [[ $REFLECT == 1 && $topo == veth ]]; then
+        line=$(reflect_binding "$col")
+        record "$topo" reflect "$col" "$(field reflected_per_sec "$line")"
+        [[ $(field lost "$line") == 0 ]] || VAL[$topo|lossy_reflect|$col]=1
+        check_disturbed "$topo" reflect "$col" "$line"
+        RAWS[$topo]+="round $r $col reflector ($NOTE): $line"$'\n'
+    fi
+    # CPU per Binding at a fixed offered rate
+    if ((BINDING_RATE > 0)); then
+        line=$(loadgen binding --server "$LISTEN:$PORT" --duration "$DURATION" --warmup "$WARMUP" --rate "$BINDING_RATE" \
+            --sockets "${BINDING_SHAPE%x*}" --window "${BINDING_SHAPE#*x}" --batch "$BATCH" --gso "$BINDING_GSO" --server-pid "$SERVER_PID") \
+            || die "binding cpu load failed against $col"
+        local us
+        us=$(us_per "$(field machine_busy_pct "$line")" answered_per_sec "$line")
+        record "$topo" bcpu_machine "$col" "$us"
+        record "$topo" bcpu_cap "$col" "$(awk -v u="$us" 'BEGIN { if (u + 0 > 0) printf "%.0f", 1e6 / u; else print "?" }')"
+        us=$(us_per "$(awk -v s="$(field server_cpu_pct "$line")" -v g="$(field gen_cpu_pct "$line")" \
+            -v q="$(field machine_softirq_pct "$line")" 'BEGIN { print s + g + q }')" answered_per_sec "$line")
+        record "$topo" bcpu_own "$col" "$us"
+        record "$topo" bcpu_owncap "$col" "$(awk -v u="$us" 'BEGIN { if (u + 0 > 0) printf "%.0f", 1e6 / u; else print "?" }')"
+        record "$topo" bcpu_gen "$col" "$(us_per "$(field gen_cpu_pct "$line")" answered_per_sec "$line")"
+        record "$topo" bcpu_rate "$col" "$(field answered_per_sec "$line")"
+        check_disturbed "$topo" bcpu "$col" "$line"
+        RAWS[$topo]+="round $r $col binding cpu ($NOTE): $line"$'\n'
+    fi
+    if [[ $RELAY == 1 ]]; then
+        # Relay at saturation
+        IFS=: read -r a p <<<"$RELAY_SHAPE"
+        # shellcheck disable=SC2046
+        line=$(loadgen $(relay_args "$a" "$p" 0)) || { tail -n 20 "$WORK/$col.log" >&2; die "relay load failed against $col"; }
+        record_fields "$topo" "$col" "$line" pps=echoed_per_sec sat_loss=loss_pct sat_p50=rtt_p50_us sat_p99=rtt_p99_us
+        check_disturbed "$topo" sat "$col" "$line"
+        RAWS[$topo]+="round $r $col saturation ($NOTE): $line"$'\n'
+        # CPU per message at a fixed offered rate
+        IFS=: read -r a p q <<<"$CPU_LOAD"
+        # shellcheck disable=SC2046
+        line=$(loadgen $(relay_args "$a" "$p" "$q")) || { tail -n 20 "$WORK/$col.log" >&2; die "cpu load failed against $col"; }
+        record "$topo" cpu_machine "$col" "$(us_per_msg "$(field machine_busy_pct "$line")" "$line")"
+        record "$topo" cpu_softirq "$col" "$(us_per_msg "$(field machine_softirq_pct "$line")" "$line")"
+        record "$topo" cpu_server "$col" "$(us_per_msg "$(field server_cpu_pct "$line")" "$line")"
+        record "$topo" cpu_loadgen "$col" "$(us_per_msg "$(field gen_cpu_pct "$line")" "$line")"
+        record_fields "$topo" "$col" "$line" cpu_rate=echoed_per_sec cpu_loss=loss_pct cpu_p50=rtt_p50_us cpu_p99=rtt_p99_us
+        check_disturbed "$topo" cpu "$col" "$line"
+        RAWS[$topo]+="round $r $col cpu ($NOTE): $line"$'\n'
+    fi
     kill -0 "$SERVER_PID" 2>/dev/null || { tail -n 20 "$WORK/$col.log" >&2; die "$col exited during the run"; }
     stop_server
     log "$topo round $r $col done"
@@ -321,6 +364,13 @@ echo "ternd fast path vs coturn: $ROUNDS round(s) x ${DURATION}s, server on CPU 
 for col in $COLUMNS; do printf '  %-18s %s\n' "$col" "$(version_of "$col")"; done
 FIGURES=(
     "binding|Binding requests/s ($BINDING_SHAPE)|higher|0"
+    "reflect|Binding/s, in-kernel loop ($REFLECT_SHAPE)|higher|0"
+    "bcpu_machine|CPU us/Binding, whole machine (@${BINDING_RATE}/s)|lower|3"
+    "bcpu_cap|  Binding/s per core (1e6 / line above)|higher|0"
+    "bcpu_own|  server + load generator + softirq|lower|3"
+    "bcpu_owncap|  Binding/s per core (1e6 / line above)|higher|0"
+    "bcpu_gen|  load generator process (see README)|lower|3"
+    "bcpu_rate|  answered/s (below the rate: CPU-bound)|higher|0"
     "pps|relay pkt/s at saturation (${RELAY_SHAPE/:/ alloc x } B)|higher|0"
     "sat_loss|  loss % at saturation|lower|3"
     "sat_p50|  RTT p50 us at saturation|lower|0"
@@ -344,12 +394,16 @@ for topo in $TOPOLOGIES; do
     echo
     for f in "${FIGURES[@]}"; do
         IFS='|' read -r key label better dec <<<"$f"
+        any=
+        for col in $cols; do [[ -n ${VAL[$topo|$key|$col]:-} ]] && any=1; done
+        [[ -n $any ]] || continue # figure not measured (RELAY=0, REFLECT=0, loopback)
         printf '%-44s' "$label"
         for col in $cols; do
             v=$(med "$topo" "$key" "$col" "$dec")
             kind=cpu
-            case $key in binding) kind=binding ;; pps | sat_*) kind=sat ;; esac
+            case $key in binding) kind=binding ;; reflect) kind=reflect ;; bcpu_*) kind=bcpu ;; pps | sat_*) kind=sat ;; esac
             [[ -n ${VAL[$topo|disturbed_$kind|$col]:-} ]] && v="$v*"
+            [[ $key == reflect && -n ${VAL[$topo|lossy_reflect|$col]:-} ]] && v="$v!"
             printf ' %17s' "$v"
         done
         b=$(best_coturn "$topo" "$key" "$better" "$dec")
@@ -358,7 +412,10 @@ for topo in $TOPOLOGIES; do
     done
 done
 echo
-echo "* a run behind this figure had more than $OTHER_MAX% of a core busy outside server, load generator and softirq: DISTURBED (rerun on a quiet machine)"
+echo "* a run behind this figure had more than $OTHER_MAX% of a core busy outside server, load generator and softirq, or the two cores were more than $OTHER_MAX% busy with other processes just before: DISTURBED (rerun on a quiet machine; ratios within one interleaved run still compare)"
+[[ $REFLECT == 1 ]] && echo "! the in-kernel loop lost requests in a run behind this figure (lost= in its raw line): the loop ran with fewer than $REFLECT_SHAPE in flight for part of the window"
+[[ $REFLECT == 1 ]] && echo "Binding/s, in-kernel loop: $REFLECT_SHAPE (sockets x requests) Binding requests seeded once and kept in flight by the XDP reflector on the client veth (benches/xdp/binding_reflector.c): a closed loop with no syscall on the load side. The whole loop (server, its softirq, the reflector) runs on the server's core (CPU $SERVER_CPUS), the reflector's cost included in every column"
+((BINDING_RATE > 0)) && echo "CPU us/Binding: the userspace load generator offering $BINDING_RATE Binding requests/s ($BINDING_SHAPE); every CPU's busy time in /proc/stat (softirq and the load generator included) per answered request; per core = 1e6 / that. 'server + load generator + softirq' counts only the two processes and softirq (robust to other processes on a busy machine; softirq that interrupted one of the two may count twice, so an upper bound). Valid only where answered/s reached the offered rate"
 echo "CPU us/msg is only a cost where \"echoed/s\" reached the offered ${CPU_LOAD##*:}/s; below it, the machine was saturated"
 echo "whole machine = every CPU's busy time in /proc/stat over the measured interval (user, system, irq, softirq, all processes, the load generator included), per echoed message (4 datagrams through the server)"
 echo

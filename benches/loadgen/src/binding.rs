@@ -28,6 +28,9 @@ pub struct Config {
     /// request and can drive a faster server harder.
     pub gso: bool,
     pub timeout: Duration,
+    /// Offered requests/s (token bucket over the refills); 0 = the window
+    /// alone limits the load (closed loop).
+    pub rate: f64,
     /// Print answered/s for every second of the run on stderr.
     pub progress: bool,
     /// Also report the CPU use of this process (the server under test).
@@ -64,6 +67,9 @@ pub struct Report {
     cfg: (usize, usize, usize),
     /// Per-CPU busy share over the measured interval (all processes).
     cpus: Vec<f64>,
+    /// Whole machine (busy, softirq) in percent of one core: softirq is
+    /// where XDP and the receive path land, charged to no process.
+    machine: (f64, f64),
     rcvbuf_errors: u64,
     server_cpu: Option<Duration>,
 }
@@ -73,6 +79,7 @@ struct Snapshot {
     at: Instant,
     cpu: Duration,
     jiffies: Vec<(u64, u64)>,
+    machine: (u64, u64, u64),
     rcvbuf_errors: u64,
     server_cpu: Option<Duration>,
 }
@@ -85,6 +92,7 @@ impl Snapshot {
             at: Instant::now(),
             cpu: net::cpu_time(),
             jiffies: net::cpu_jiffies(),
+            machine: net::machine_jiffies(),
             rcvbuf_errors: net::udp_rcvbuf_errors(),
         }
     }
@@ -117,7 +125,7 @@ impl fmt::Display for Report {
         for (i, b) in self.cpus.iter().enumerate() {
             write!(f, " cpu{i}_busy_pct={b:.1}")?;
         }
-        Ok(())
+        write!(f, " machine_busy_pct={:.1} machine_softirq_pct={:.1}", self.machine.0, self.machine.1)
     }
 }
 
@@ -184,6 +192,9 @@ pub fn run(cfg: &Config) -> io::Result<Report> {
     let mut base: Option<Snapshot> = None;
     let mut last_scan = start;
     let (mut tick, mut tick_answered) = (start, 0u64);
+    // Requests the rate still allows (unbounded in closed loop); at most
+    // 1 ms worth plus a batch may pile up.
+    let (mut tokens, mut last_fill) = (0.0f64, start);
 
     loop {
         let now = Instant::now();
@@ -192,6 +203,13 @@ pub fn run(cfg: &Config) -> io::Result<Report> {
         }
         if now >= end {
             break;
+        }
+        if cfg.rate > 0.0 {
+            let dt = now.duration_since(last_fill).as_secs_f64();
+            tokens = (tokens + dt * cfg.rate).min(cfg.rate / 1000.0 + b as f64);
+            last_fill = now;
+        } else {
+            tokens = f64::MAX;
         }
         let mut got = 0usize;
         for s in socks.iter_mut() {
@@ -218,8 +236,8 @@ pub fn run(cfg: &Config) -> io::Result<Report> {
                 }
             }
             // Refill every free slot.
-            while !s.free.is_empty() {
-                let k = s.free.len().min(b);
+            while !s.free.is_empty() && tokens >= 1.0 {
+                let k = s.free.len().min(b).min(tokens as usize);
                 let top = s.free.len() - 1;
                 for j in 0..k {
                     let tag = s.free[top - j];
@@ -240,6 +258,7 @@ pub fn run(cfg: &Config) -> io::Result<Report> {
                     slot.sent_at = now;
                 }
                 c.sent += sent as u64;
+                tokens -= sent as f64;
                 if sent < k {
                     break; // socket buffer full: retry next pass
                 }
@@ -273,13 +292,14 @@ pub fn run(cfg: &Config) -> io::Result<Report> {
     }
     let b = base.unwrap_or_else(|| Snapshot::take(c, cfg.server_pid));
     let e = Snapshot::take(c, cfg.server_pid);
-    let cpus = e
-        .jiffies
-        .iter()
-        .zip(b.jiffies.iter())
-        .map(|(&(b1, t1), &(b0, t0))| 100.0 * b1.saturating_sub(b0) as f64 / (t1.saturating_sub(t0).max(1)) as f64)
-        .collect();
+    let cpus = net::busy_pcts(&b.jiffies, &e.jiffies);
+    let per_cpu = (e.machine.2.saturating_sub(b.machine.2) as f64 / e.jiffies.len().max(1) as f64).max(1.0);
+    let machine = (
+        100.0 * e.machine.0.saturating_sub(b.machine.0) as f64 / per_cpu,
+        100.0 * e.machine.1.saturating_sub(b.machine.1) as f64 / per_cpu,
+    );
     Ok(Report {
+        machine,
         c: e.c.minus(b.c),
         elapsed: e.at.duration_since(b.at),
         cpu: e.cpu.saturating_sub(b.cpu),

@@ -5,6 +5,10 @@
 //!             [--batch B] [--timeout-ms MS] [--progress true] [--server-pid PID]
 //!             STUN Binding requests over UDP; prints one line
 //!             `answered_per_sec=.. sent=.. received=.. ...`
+//!   seed      --server ADDR [--sockets 16] [--window 4] [--hold SECS]
+//!             send WINDOW Binding requests per socket once, then count the
+//!             answers that come back within SECS (the in-kernel reflector's seeder);
+//!             prints `seeded=.. drained=.. bad=..`
 //!   probe     --server ADDR [--timeout SECS]
 //!             exit 0 as soon as ADDR answers a Binding request, 1 after SECS
 //!   reflect   --listen ADDR [--duration SECS]
@@ -24,6 +28,7 @@ mod binding;
 mod net;
 mod reflect;
 mod relay;
+mod seed;
 mod stun;
 mod turn;
 
@@ -33,8 +38,10 @@ use std::process::exit;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
-const USAGE: &str = "usage: ternd-loadgen <binding|relay|alloc|hold|probe|reflect|free-port> [--key value ...]
-  binding   --server ADDR [--duration 5] [--warmup 1] [--sockets 8] [--window 64] [--batch 32] [--gso true] [--timeout-ms 200] [--progress true] [--server-pid PID]
+const USAGE: &str = "usage: ternd-loadgen <binding|seed|relay|alloc|hold|probe|reflect|free-port> [--key value ...]
+  binding   --server ADDR [--duration 5] [--warmup 1] [--sockets 8] [--window 64] [--batch 32] [--gso true] [--timeout-ms 200]
+            [--rate 0 (requests/s, 0 = window only)] [--progress true] [--server-pid PID]
+  seed      --server ADDR [--sockets 16] [--window 4] [--hold 10]  (send once, count what comes back: the XDP reflector's seeder)
   relay     --server ADDR|none [--allocations 1] [--payload 100] [--inflight 256] [--rate 0 (msgs/s, 0 = window only)]
             [--duration 5] [--warmup 1] [--batch 32] [--timeout-ms 200] [--peers 4] [--parallel 64] [--setup-timeout 60]
             [--user bench] [--password benchpass] [--progress true] [--server-pid PID]
@@ -80,7 +87,7 @@ impl Opts {
 
     fn secs(&self, key: &str, default: f64) -> Duration {
         let s: f64 = self.get(key, Some(default));
-        if !(s >= 0.0 && s < 1e6) {
+        if !(0.0..1e6).contains(&s) {
             die(&format!("bad value for --{key}"));
         }
         Duration::from_secs_f64(s)
@@ -98,7 +105,7 @@ fn main() {
     let rest = &args[1..];
     match cmd.as_str() {
         "binding" => {
-            let o = Opts::parse(rest, &["server", "duration", "warmup", "sockets", "window", "batch", "gso", "timeout-ms", "progress", "server-pid"]);
+            let o = Opts::parse(rest, &["server", "duration", "warmup", "sockets", "window", "batch", "gso", "timeout-ms", "rate", "progress", "server-pid"]);
             let cfg = binding::Config {
                 server: o.get("server", None),
                 duration: o.secs("duration", 5.0),
@@ -108,6 +115,7 @@ fn main() {
                 batch: o.get("batch", Some(32usize)).clamp(1, 1024),
                 gso: o.get("gso", Some(true)),
                 timeout: Duration::from_millis(o.get("timeout-ms", Some(200u64)).max(1)),
+                rate: o.get("rate", Some(0.0f64)).max(0.0),
                 progress: o.get("progress", Some(false)),
                 server_pid: o.map.contains_key("server-pid").then(|| o.get("server-pid", None)),
             };
@@ -199,6 +207,22 @@ fn main() {
             if let Err(e) = alloc::hold(&cfg) {
                 eprintln!("ternd-loadgen hold: {e}");
                 exit(1)
+            }
+        }
+        "seed" => {
+            let o = Opts::parse(rest, &["server", "sockets", "window", "hold"]);
+            let cfg = seed::Config {
+                server: o.get("server", None),
+                sockets: o.get("sockets", Some(16usize)).clamp(1, 4096),
+                window: o.get("window", Some(4usize)).clamp(1, 4096),
+                hold: o.secs("hold", 10.0),
+            };
+            match seed::run(&cfg) {
+                Ok(r) => println!("{r}"),
+                Err(e) => {
+                    eprintln!("ternd-loadgen seed: {e}");
+                    exit(1)
+                }
             }
         }
         "probe" => {

@@ -27,7 +27,7 @@ pub fn parse_header(msg: &[u8], msg_type: u16) -> Option<(u32, u64)> {
     let ty = u16::from_be_bytes([msg[0], msg[1]]);
     let len = u16::from_be_bytes([msg[2], msg[3]]) as usize;
     let cookie = u32::from_be_bytes([msg[4], msg[5], msg[6], msg[7]]);
-    if ty != msg_type || cookie != MAGIC_COOKIE || len % 4 != 0 || len + HEADER_LEN != msg.len() {
+    if ty != msg_type || cookie != MAGIC_COOKIE || !len.is_multiple_of(4) || len + HEADER_LEN != msg.len() {
         return None;
     }
     let tag = u32::from_be_bytes(msg[8..12].try_into().unwrap());
