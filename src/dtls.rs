@@ -91,6 +91,11 @@ impl Write for Datagrams {
     }
 }
 
+/// `SSL_CTRL_SET_MAX_CERT_LIST` of OpenSSL's ssl.h (not in openssl-sys).
+const SSL_CTRL_SET_MAX_CERT_LIST: std::ffi::c_int = 51;
+/// The largest handshake message a DTLS client may send us.
+const MAX_HANDSHAKE_MESSAGE: std::ffi::c_long = 4096;
+
 fn build(cert_file: &Path, key_file: &Path, alpn: &[u8]) -> anyhow::Result<SslContext> {
     let mut b = SslContextBuilder::new(SslMethod::dtls()).context("dtls: cannot create an OpenSSL context")?;
     // DTLS 1.0 is TLS 1.1 era (RFC 6347 obsoletes it); every client that
@@ -111,6 +116,23 @@ fn build(cert_file: &Path, key_file: &Path, alpn: &[u8]) -> anyhow::Result<SslCo
     // the driver has verified reaches DTLSv1_listen, which needs these
     // callbacks set to move the session past HelloVerifyRequest.
     b.set_cookie_verify_cb(|_, _| true);
+    // Before the handshake ends, OpenSSL buffers each handshake message up
+    // to `max_cert_list` bytes (100 KB by default) as announced by its
+    // fragments, so a client past the cookie could pin ~1 MB per session
+    // with ~8 KB of fragments. We never ask for a client certificate, so
+    // no message a client sends needs more than a few hundred bytes.
+    // SAFETY: SSL_CTX_ctrl on the context this builder owns; the command
+    // takes a length and no pointer. The openssl crate has no wrapper.
+    unsafe {
+        openssl_sys::SSL_CTX_ctrl(
+            b.as_ptr(),
+            SSL_CTRL_SET_MAX_CERT_LIST,
+            MAX_HANDSHAKE_MESSAGE,
+            std::ptr::null_mut(),
+        );
+    }
+    // OpenSSL 3 refuses client renegotiation already; say so for 1.1.1.
+    b.set_options(SslOptions::NO_RENEGOTIATION);
     b.set_cookie_generate_cb(|_, _| Err(openssl::error::ErrorStack::get()));
     if !alpn.is_empty() {
         let ours = alpn.to_vec();

@@ -207,6 +207,101 @@ fn rfc6347_4_2_8_a_new_handshake_on_the_same_port_replaces_the_session() {
     server.shutdown().unwrap();
 }
 
+/// RFC 6347 §4.2.1: the second ClientHello repeats the first one's random,
+/// and the cookie is bound to it. An exact late copy of a client's verified
+/// hello leaves its session alone; the same hello with another random (an
+/// on-path attacker reusing the cookie from the client's address) gets no
+/// new handshake, so it cannot end the client's session and allocation.
+#[test]
+fn rfc6347_4_2_1_a_cookie_reused_with_another_random_does_not_replace_the_session() {
+    let cert = TestCert::new();
+    let server = server(&cert, false, &[]);
+    let dtls = server.bound().dtls[0];
+    let handle = server.handle();
+    let mut c = Client::new(dtls, &client_context(&cert, &[]));
+    assert!(!c.step().unwrap());
+    let verify = c.receive(Duration::from_secs(5)).expect("HelloVerifyRequest");
+    c.ssl.get_mut().inbound.push_back(verify);
+    let _ = c.ssl.connect();
+    let hello = c.ssl.get_mut().outbound[0].clone();
+    c.flush();
+    let flight = c.receive(Duration::from_secs(5)).expect("the server's flight");
+    c.ssl.get_mut().inbound.push_back(flight);
+    c.handshake().expect("handshake");
+    let sock = c.sock.try_clone().unwrap();
+    let mut turn = TurnClient::new(Io::Dtls(Box::new(c)), "alice", "alice-password");
+    turn.allocate().expect("Allocate over DTLS");
+    assert_eq!(block_on(handle.allocations()).len(), 1);
+
+    sock.send(&hello).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        block_on(handle.allocations()).len(),
+        1,
+        "a late copy is no new handshake"
+    );
+
+    // Record header 13, handshake header 12, client_version 2: the random.
+    let mut forged = hello.clone();
+    for b in &mut forged[27..27 + 32] {
+        *b ^= 0x5a;
+    }
+    sock.send(&forged).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(handle.dtls_sessions(), 1);
+    assert_eq!(
+        block_on(handle.allocations()).len(),
+        1,
+        "a reused cookie with a new random replaced the session"
+    );
+    turn.refresh(600).expect("the session still carries the allocation");
+    server.shutdown().unwrap();
+}
+
+/// A client past the cookie exchange sends handshake fragments announcing
+/// ~96 KB messages. OpenSSL would reserve each announced message in full
+/// (up to its 100 KB default limit) and hold it until the handshake times
+/// out; ternd caps handshake messages at 4 KB, so such a session ends at
+/// once instead of pinning memory.
+#[test]
+fn handshake_fragments_announcing_huge_messages_end_the_session() {
+    let cert = TestCert::new();
+    let server = server(&cert, false, &[("tls.handshake_timeout", "60s")]);
+    let dtls = server.bound().dtls[0];
+    let mut clients = Vec::new();
+    for _ in 0..10 {
+        let mut c = Client::new(dtls, &client_context(&cert, &[]));
+        assert!(!c.step().unwrap());
+        let verify = c.receive(Duration::from_secs(5)).expect("HelloVerifyRequest");
+        c.ssl.get_mut().inbound.push_back(verify);
+        assert!(!c.step().unwrap());
+        assert!(c.receive(Duration::from_secs(5)).is_some(), "the server's flight");
+        clients.push(c);
+    }
+    assert_eq!(server.handle().dtls_sessions(), 10);
+    for c in &clients {
+        for i in 0..20u64 {
+            // A ClientKeyExchange fragment: msg_len 98304, msg_seq 2..11,
+            // 16 bytes at offset 0, in an epoch-0 handshake record.
+            let mut h = vec![16u8, 0x01, 0x80, 0x00];
+            h.extend_from_slice(&(2 + (i % 10) as u16).to_be_bytes());
+            h.extend_from_slice(&[0, 0, 0, 0, 0, 16]);
+            h.extend_from_slice(&[0xaa; 16]);
+            let mut d = vec![22, 0xfe, 0xfd, 0, 0];
+            d.extend_from_slice(&(1000 + i).to_be_bytes()[2..]);
+            d.extend_from_slice(&(h.len() as u16).to_be_bytes());
+            d.extend_from_slice(&h);
+            c.sock.send(&d).unwrap();
+        }
+    }
+    assert!(
+        wait_for(Duration::from_secs(5), || server.handle().dtls_sessions() == 0),
+        "sessions announcing oversized handshake messages still open: {}",
+        server.handle().dtls_sessions()
+    );
+    server.shutdown().unwrap();
+}
+
 /// The session budgets of TLS apply: `stream.max_connections_per_ip`
 /// refuses a second session from one source (counted as
 /// `dtls_sessions_per_ip`), and `stream.auth_timeout` closes a session that

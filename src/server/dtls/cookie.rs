@@ -84,7 +84,7 @@ impl CookieKeys {
         };
         if hello.cookie.len() == COOKIE_LEN {
             for key in [&self.current, &self.previous] {
-                if proto::wire::ct_eq(&cookie(key, client), hello.cookie) {
+                if proto::wire::ct_eq(&cookie(key, client, &hello.random), hello.cookie) {
                     return Hello::Verified;
                 }
             }
@@ -93,7 +93,7 @@ impl CookieKeys {
         if datagram.len() < HELLO_VERIFY_LEN || out.len() < HELLO_VERIFY_LEN {
             return Hello::Garbage;
         }
-        let c = cookie(&self.current, client);
+        let c = cookie(&self.current, client, &hello.random);
         let out = &mut out[..HELLO_VERIFY_LEN];
         out[0] = CONTENT_HANDSHAKE;
         out[1..3].copy_from_slice(&DTLS1_0);
@@ -130,13 +130,19 @@ fn fresh() -> anyhow::Result<hmac::Key> {
     Ok(hmac::Key::new(hmac::HMAC_SHA256, &crate::random::random_bytes::<32>()?))
 }
 
-fn cookie(key: &hmac::Key, client: SocketAddr) -> [u8; COOKIE_LEN] {
+/// RFC 6347 §4.2.1: the second ClientHello repeats the first one's
+/// random, so binding the cookie to it costs honest clients nothing, while a
+/// cookie copied from another client's hello cannot open a handshake with a
+/// random of the copier's choosing (and so cannot replace that client's
+/// session under §4.2.8).
+fn cookie(key: &hmac::Key, client: SocketAddr, random: &[u8; 32]) -> [u8; COOKIE_LEN] {
     let mut ctx = hmac::Context::with_key(key);
     match client.ip() {
         std::net::IpAddr::V4(v4) => ctx.update(&v4.octets()),
         std::net::IpAddr::V6(v6) => ctx.update(&v6.octets()),
     }
     ctx.update(&client.port().to_be_bytes());
+    ctx.update(random);
     let tag = ctx.sign();
     let mut c = [0u8; COOKIE_LEN];
     c.copy_from_slice(&tag.as_ref()[..COOKIE_LEN]);

@@ -102,8 +102,11 @@ fn handle_datagram(shard: &Rc<Shard>, dtls: &DtlsShard, d: Incoming<'_>) {
     let session = shard.dtls.borrow().get(&tuple).map(|s| (s.open, s.hello_random));
     let restart = match session {
         None => true,
-        Some((true, made_by)) => cookie::client_random(data).is_some_and(|r| r != made_by),
-        Some((false, _)) => false,
+        // The same for a handshake still under way: a client that gave up
+        // on it and starts over is answered at once (a cookie-less hello
+        // only gets a HelloVerifyRequest; a verified one replaces it)
+        // instead of waiting out `tls.handshake_timeout`.
+        Some((_, made_by)) => cookie::client_random(data).is_some_and(|r| r != made_by),
     };
     if restart {
         return handle_hello(shard, dtls, d);
