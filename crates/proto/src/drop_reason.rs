@@ -48,7 +48,7 @@ drop_reasons! {
     TcpAllocation => "tcp_allocation", "A Send indication on a TCP relay allocation (RFC 6062: data goes over data connections).";
     StreamFraming => "stream_framing", "A TCP/TLS stream carried bytes that are neither STUN nor ChannelData; the connection is closed.";
     ProxyUntrusted => "proxy_untrusted", "A connection to a PROXY-protocol listener from a source outside `listen.proxy_trusted`; closed unread.";
-    DtlsRecord => "dtls_record", "A datagram on a DTLS listener that is not a DTLS record the session can take (garbage, a bad MAC, a hello that is not a ClientHello); dropped.";
+    DtlsRecord => "dtls_record", "A datagram from an address without a DTLS session that is not an unfragmented ClientHello; dropped. (Records OpenSSL discards inside a session, such as a bad MAC or a replay, are not counted.)";
     DtlsHandshake => "dtls_handshake", "A DTLS handshake failed (no common cipher or ALPN protocol, a bad certificate answer); the session is gone.";
     ProxyHeader => "proxy_header", "A PROXY-protocol listener got no valid v1/v2 header in time; the connection is closed.";
 }
