@@ -234,7 +234,8 @@ fn chromium_behind_a_udp_blocking_firewall_connects_over_turn_tcp_and_tls() {
 /// 156) given that URL, unfirewalled (where it could use DTLS) and behind the
 /// UDP-blocking firewall, speaks TLS over TCP to the TLS listener (its
 /// `relayProtocol` says "tls", and ternd logged each allocation as "tls"),
-/// gets its relay candidates and connects. Should a later Chromium speak
+/// gets its relay candidates and connects, while `ternd probe` given the
+/// same URL allocates over DTLS on UDP 443. Should a later Chromium speak
 /// DTLS, this test fails at the relayProtocol check and is to be updated.
 #[test]
 fn chromium_given_turns_transport_udp_relays_through_the_shared_port() {
@@ -282,6 +283,40 @@ fn chromium_given_turns_transport_udp_relays_through_the_shared_port() {
     assert!(
         !ternd.log_text().contains("transport=\"dtls\""),
         "Chromium 156 opened no DTLS allocation:\n{}",
+        ternd.log_text()
+    );
+
+    // The same URL does reach the DTLS listener on UDP 443 for a client that
+    // speaks DTLS: `ternd probe` from the unfirewalled node allocates over it.
+    let ca = ternd.cert.ca_file.display().to_string();
+    let args = common::lab_agent::strings(&[
+        "probe",
+        "--json",
+        "--timeout",
+        "3s",
+        "--ca",
+        &ca,
+        "--user",
+        USER,
+        "--password",
+        PASSWORD,
+        &dtls_url,
+    ]);
+    let probe = common::lab_agent::spawn(&lab, "open", env!("CARGO_BIN_EXE_ternd"), &args)
+        .finish(std::time::Duration::from_secs(20));
+    let checks = common::lab_agent::probe_checks(&probe);
+    let passed = |check: &str| {
+        checks
+            .iter()
+            .find(|c| c["check"] == check && c["transport"] == "dtls" && c["status"] == "pass")
+            .unwrap_or_else(|| panic!("probe's {check} over DTLS on UDP 443 passes: {}", probe.report()))
+    };
+    passed("relay-round-trip");
+    let relay = passed("allocate")["relay"].as_str().unwrap().to_string();
+    assert_eq!(
+        ternd.allocation_transports(&relay),
+        ["dtls"],
+        "ternd logged the probe's allocation on {relay} as DTLS:\n{}",
         ternd.log_text()
     );
 }
