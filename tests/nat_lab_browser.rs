@@ -8,7 +8,10 @@
 //!   signaling endpoint, relay-only, and exchange data-channel messages;
 //! - behind the UDP-blocked firewall, Chromium connects through TURN over TCP
 //!   and over TLS (the lab CA trusted through NSS), and completes the sample
-//!   call with a browser behind a symmetric NAT.
+//!   call with a browser behind a symmetric NAT;
+//! - given `turns:…:443?transport=udp` (ternd serves TLS and DTLS on port
+//!   443), Chromium 156 speaks TLS over TCP to it and connects, unfirewalled
+//!   and behind the firewall (issue 15).
 //!
 //! Every test checks the routers first and reads ternd's relayed-bytes
 //! counters. Needs root, ip, nft, Chromium, node, playwright-core and
@@ -224,4 +227,96 @@ fn chromium_behind_a_udp_blocking_firewall_connects_over_turn_tcp_and_tls() {
     );
     assert_eq!(sym["pair"]["local"]["type"], "relay", "{sym}");
     ternd.assert_relayed_since(&lab, after, "the call");
+}
+
+/// Issue 15: ternd serves TLS and DTLS on port 443 (TCP and UDP), and
+/// /api/ice-servers hands out `turns:…:443?transport=udp`. Chromium (Debian's
+/// 156) given that URL, unfirewalled (where it could use DTLS) and behind the
+/// UDP-blocking firewall, speaks TLS over TCP to the TLS listener (its
+/// `relayProtocol` says "tls", and ternd logged each allocation as "tls"),
+/// gets its relay candidates and connects, while `ternd probe` given the
+/// same URL allocates over DTLS on UDP 443. Should a later Chromium speak
+/// DTLS, this test fails at the relayProtocol check and is to be updated.
+#[test]
+fn chromium_given_turns_transport_udp_relays_through_the_shared_port() {
+    if !prerequisites() {
+        return;
+    }
+    let (lab, ternd) = verified_lab_with_ternd(&[("open", Nat::FullCone), ("blocked", Nat::UdpBlocked)], false);
+    let dtls_url = format!("turns:{PUBLIC}:443?transport=udp");
+    let urls = ternd.ice_server_urls(&lab);
+    assert!(urls.contains(&dtls_url), "/api/ice-servers offers {dtls_url}: {urls:?}");
+    assert!(
+        urls.contains(&format!("turns:{PUBLIC}:443?transport=tcp")),
+        "and TLS on the same port number: {urls:?}"
+    );
+    let home = home_trusting(&ternd, "dtls");
+    for node in ["open", "blocked"] {
+        let before = ternd.relayed_bytes(&lab);
+        let config = json!({"iceServers": [{"urls": [&dtls_url], "username": USER, "credential": PASSWORD}], "iceTransportPolicy": "relay"}).to_string();
+        let r = run(&lab, node, &home, &["pair", &config, &config]);
+        assert_eq!(r["message"], "hello through the lab", "{node}: {r}");
+        for side in ["a", "b"] {
+            let pair = &r[side];
+            assert_eq!(pair["local"]["type"], "relay", "{node} {side}: {pair}");
+            assert_eq!(pair["remote"]["type"], "relay", "{node} {side}: {pair}");
+            assert_relay(&pair["local"]);
+            assert_eq!(
+                pair["local"]["relayProtocol"], "tls",
+                "{node} {side}: Chromium's transport to ternd for {dtls_url}: {pair}"
+            );
+            // ternd's side: the allocation behind that relay address came over TLS.
+            let relay = format!(
+                "{}:{}",
+                pair["local"]["address"].as_str().unwrap(),
+                pair["local"]["port"]
+            );
+            assert_eq!(
+                ternd.allocation_transports(&relay),
+                ["tls"],
+                "{node} {side}: ternd's log of the allocation on {relay}:\n{}",
+                ternd.log_text()
+            );
+        }
+        ternd.assert_relayed_since(&lab, before, &format!("{node}'s data"));
+    }
+    assert!(
+        !ternd.log_text().contains("transport=\"dtls\""),
+        "Chromium 156 opened no DTLS allocation:\n{}",
+        ternd.log_text()
+    );
+
+    // The same URL does reach the DTLS listener on UDP 443 for a client that
+    // speaks DTLS: `ternd probe` from the unfirewalled node allocates over it.
+    let ca = ternd.cert.ca_file.display().to_string();
+    let args = common::lab_agent::strings(&[
+        "probe",
+        "--json",
+        "--timeout",
+        "3s",
+        "--ca",
+        &ca,
+        "--user",
+        USER,
+        "--password",
+        PASSWORD,
+        &dtls_url,
+    ]);
+    let probe = common::lab_agent::spawn(&lab, "open", env!("CARGO_BIN_EXE_ternd"), &args)
+        .finish(std::time::Duration::from_secs(20));
+    let checks = common::lab_agent::probe_checks(&probe);
+    let passed = |check: &str| {
+        checks
+            .iter()
+            .find(|c| c["check"] == check && c["transport"] == "dtls" && c["status"] == "pass")
+            .unwrap_or_else(|| panic!("probe's {check} over DTLS on UDP 443 passes: {}", probe.report()))
+    };
+    passed("relay-round-trip");
+    let relay = passed("allocate")["relay"].as_str().unwrap().to_string();
+    assert_eq!(
+        ternd.allocation_transports(&relay),
+        ["dtls"],
+        "ternd logged the probe's allocation on {relay} as DTLS:\n{}",
+        ternd.log_text()
+    );
 }

@@ -113,9 +113,11 @@ impl LabTernd {
             ("inet", PUBLIC)
         };
         let mut cmd = lab.command(node, env!("CARGO_BIN_EXE_ternd"));
-        // The shipped config plus TLS on 443, which the UDP-blocked firewall lets through.
+        // The shipped config plus TLS on 443, which the UDP-blocked firewall lets through,
+        // and DTLS on the same port number (RFC 7350 §4.2: `turns:…:443?transport=udp`).
         cmd.arg("serve").arg("--config").arg(config_file(lab.server_nat));
         cmd.args(["--set", &format!("listen.tls={bind}:443")]);
+        cmd.args(["--set", &format!("listen.dtls={bind}:443")]);
         cmd.args(["--set", &format!("tls.cert_file={}", cert.cert_file.display())]);
         cmd.args(["--set", &format!("tls.key_file={}", cert.key_file.display())]);
         cmd.stdout(std::fs::File::create(dir.join("ternd.out")).unwrap());
@@ -156,8 +158,13 @@ impl LabTernd {
 
     /// `GET path` on ternd's HTTP listener, from ternd's node: (status, body).
     pub fn get(&self, lab: &Lab, path: &str) -> Option<(u16, String)> {
+        self.get_with(lab, path, "")
+    }
+
+    /// `GET path` with extra header lines (each ending in `\r\n`).
+    pub fn get_with(&self, lab: &Lab, path: &str, headers: &str) -> Option<(u16, String)> {
         let addr = self.http_addr();
-        let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}Connection: close\r\n\r\n");
         lab.in_node(self.node, move || {
             let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
             s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
@@ -172,15 +179,8 @@ impl LabTernd {
 
     /// Relayed payload bytes so far: (to peers, to clients), from /metrics.
     pub fn relayed_bytes(&self, lab: &Lab) -> (u64, u64) {
-        let (code, body) = self.get(lab, "/metrics").expect("/metrics answers");
-        assert_eq!(code, 200, "/metrics: {body}");
-        let value = |direction: &str| {
-            let key = format!("ternd_relayed_bytes_total{{direction=\"{direction}\"}} ");
-            body.lines()
-                .find_map(|l| l.strip_prefix(key.as_str()))
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or_else(|| panic!("no {key} in /metrics"))
-        };
+        let value =
+            |direction: &str| self.metric(lab, &format!("ternd_relayed_bytes_total{{direction=\"{direction}\"}}"));
         (value("to_peer"), value("to_client"))
     }
 
@@ -193,6 +193,44 @@ impl LabTernd {
             "ternd relayed {what} both ways: {before:?} -> {after:?}"
         );
         after
+    }
+
+    /// The value of the sample `name` (with its labels, if any) in /metrics.
+    pub fn metric(&self, lab: &Lab, name: &str) -> u64 {
+        let (code, body) = self.get(lab, "/metrics").expect("/metrics answers");
+        assert_eq!(code, 200, "/metrics: {body}");
+        let key = format!("{name} ");
+        body.lines()
+            .find_map(|l| l.strip_prefix(key.as_str()))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in /metrics"))
+    }
+
+    /// The transports of the allocations ternd logged as created on the
+    /// relayed address `relay` (IP:PORT), from its info log.
+    pub fn allocation_transports(&self, relay: &str) -> Vec<String> {
+        let relays = format!("relays=[{relay}]");
+        self.log_text()
+            .lines()
+            .filter(|l| l.contains("allocation created") && l.contains(&relays))
+            .filter_map(|l| l.split("transport=\"").nth(1)?.split('"').next().map(str::to_string))
+            .collect()
+    }
+
+    /// `/api/ice-servers` with the lab API key: the TURN URLs it hands out.
+    pub fn ice_server_urls(&self, lab: &Lab) -> Vec<String> {
+        let auth = format!("Authorization: Bearer {API_KEY}\r\n");
+        let (code, body) = self
+            .get_with(lab, "/api/ice-servers", &auth)
+            .expect("/api/ice-servers answers");
+        assert_eq!(code, 200, "/api/ice-servers: {body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let servers = v["iceServers"].as_array().cloned().unwrap_or_default();
+        servers
+            .iter()
+            .flat_map(|s| s["urls"].as_array().cloned().unwrap_or_default())
+            .filter_map(|u| u.as_str().map(str::to_string))
+            .collect()
     }
 
     /// The sample page URL with the API key, as a client in the lab opens it.
