@@ -207,6 +207,19 @@ fn rfc6347_4_2_8_a_new_handshake_on_the_same_port_replaces_the_session() {
     server.shutdown().unwrap();
 }
 
+/// A client left mid-handshake: ClientHello -> HelloVerifyRequest ->
+/// ClientHello with the cookie -> the server's flight, which the client
+/// never answers.
+fn half_open(dtls: SocketAddr, cert: &TestCert) -> Client {
+    let mut c = Client::new(dtls, &client_context(cert, &[]));
+    assert!(!c.step().unwrap());
+    let verify = c.receive(Duration::from_secs(5)).expect("HelloVerifyRequest");
+    c.ssl.get_mut().inbound.push_back(verify);
+    assert!(!c.step().unwrap());
+    assert!(c.receive(Duration::from_secs(5)).is_some(), "the server's flight");
+    c
+}
+
 /// RFC 6347 §4.2.1: the second ClientHello repeats the first one's random,
 /// and the cookie is bound to it. An exact late copy of a client's verified
 /// hello leaves its session alone; the same hello with another random (an
@@ -270,13 +283,7 @@ fn handshake_fragments_announcing_huge_messages_end_the_session() {
     let dtls = server.bound().dtls[0];
     let mut clients = Vec::new();
     for _ in 0..10 {
-        let mut c = Client::new(dtls, &client_context(&cert, &[]));
-        assert!(!c.step().unwrap());
-        let verify = c.receive(Duration::from_secs(5)).expect("HelloVerifyRequest");
-        c.ssl.get_mut().inbound.push_back(verify);
-        assert!(!c.step().unwrap());
-        assert!(c.receive(Duration::from_secs(5)).is_some(), "the server's flight");
-        clients.push(c);
+        clients.push(half_open(dtls, &cert));
     }
     assert_eq!(server.handle().dtls_sessions(), 10);
     for c in &clients {
@@ -481,14 +488,7 @@ fn rfc6347_4_2_1_a_hello_flood_leaves_no_sessions_and_no_amplification() {
 fn rfc6347_a_client_that_stops_mid_handshake_is_dropped_after_the_timeout() {
     let cert = TestCert::new();
     let server = server(&cert, false, &[("tls.handshake_timeout", "300ms")]);
-    let mut c = Client::new(server.bound().dtls[0], &client_context(&cert, &[]));
-    // ClientHello -> HelloVerifyRequest -> ClientHello with the cookie ->
-    // the server's flight, which the client never answers.
-    assert!(!c.step().unwrap());
-    let verify = c.receive(Duration::from_secs(5)).expect("HelloVerifyRequest");
-    c.ssl.get_mut().inbound.push_back(verify);
-    assert!(!c.step().unwrap());
-    assert!(c.receive(Duration::from_secs(5)).is_some(), "ServerHello flight");
+    let _c = half_open(server.bound().dtls[0], &cert);
     assert_eq!(server.handle().dtls_sessions(), 1);
     let started = Instant::now();
     assert!(
