@@ -54,10 +54,13 @@ pub enum Budget {
     /// `stream.auth_timeout`: a DTLS session that holds no allocation that
     /// long after its handshake began is closed.
     DtlsPreAuthTime,
+    /// `stream.idle_timeout`: a DTLS session without an allocation from
+    /// which no record decrypted for that long is closed.
+    DtlsIdleTime,
 }
 
 impl Budget {
-    pub const ALL: [Budget; 14] = [
+    pub const ALL: [Budget; 15] = [
         Budget::HttpConnections,
         Budget::HttpConnectionsPerIp,
         Budget::HttpHeaderTimeout,
@@ -72,6 +75,7 @@ impl Budget {
         Budget::DtlsSessionsPerIp,
         Budget::DtlsHandshakeTime,
         Budget::DtlsPreAuthTime,
+        Budget::DtlsIdleTime,
     ];
 
     pub fn label(self) -> &'static str {
@@ -90,6 +94,7 @@ impl Budget {
             Budget::DtlsSessionsPerIp => "dtls_sessions_per_ip",
             Budget::DtlsHandshakeTime => "dtls_handshake_time",
             Budget::DtlsPreAuthTime => "dtls_pre_auth_time",
+            Budget::DtlsIdleTime => "dtls_idle_time",
         }
     }
 }

@@ -341,6 +341,83 @@ fn dtls_sessions_are_budgeted_like_tls_connections() {
     server.shutdown().unwrap();
 }
 
+/// A server with `stream.auth_timeout` = 1s and `stream.idle_timeout` =
+/// 2s, and a session on it that held an allocation (now deleted) past
+/// `stream.auth_timeout`.
+fn session_that_held_an_allocation(cert: &TestCert) -> (ternd::Running, Client) {
+    let server = server(
+        cert,
+        false,
+        &[("stream.auth_timeout", "1s"), ("stream.idle_timeout", "2s")],
+    );
+    let handle = server.handle();
+    let mut c = Client::new(server.bound().dtls[0], &client_context(cert, &[]));
+    c.handshake().expect("handshake");
+    let mut turn = TurnClient::new(Io::Dtls(Box::new(c)), "alice", "alice-password");
+    turn.allocate().expect("Allocate over DTLS");
+    // Held past stream.auth_timeout, so the sweep has seen it.
+    std::thread::sleep(Duration::from_millis(1500));
+    turn.refresh(0).expect("the allocation deleted");
+    assert!(block_on(handle.allocations()).is_empty());
+    let Io::Dtls(c) = turn.into_io() else { unreachable!() };
+    (server, *c)
+}
+
+/// `stream.idle_timeout` for DTLS: a session that has held an allocation
+/// is no longer under `stream.auth_timeout` (its Bindings keep it open past
+/// that), and closes once it sends nothing for `stream.idle_timeout`,
+/// counted as `dtls_idle_time`.
+#[test]
+fn a_dtls_session_that_held_an_allocation_lives_until_idle() {
+    let cert = TestCert::new();
+    let (server, mut c) = session_that_held_an_allocation(&cert);
+    let handle = server.handle();
+    for _ in 0..8 {
+        assert_eq!(c.binding(), c.sock.local_addr().unwrap());
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert_eq!(handle.dtls_sessions(), 1, "open while it talks, past auth_timeout");
+    let quiet = Instant::now();
+    assert!(
+        wait_for(Duration::from_secs(5), || handle.dtls_sessions() == 0),
+        "closed when idle"
+    );
+    assert!(quiet.elapsed() >= Duration::from_millis(1500), "{:?}", quiet.elapsed());
+    assert_eq!(handle.exhaustions().get(Budget::DtlsIdleTime), 1);
+    assert_eq!(handle.exhaustions().get(Budget::DtlsPreAuthTime), 0);
+    server.shutdown().unwrap();
+}
+
+/// An off-path spoofer who knows the 5-tuple sends records that fail the
+/// MAC: they do not keep an idle session open past `stream.idle_timeout`
+/// (sent here from the client's own socket, as a spoofer would appear).
+#[test]
+fn records_that_fail_the_mac_do_not_keep_a_dtls_session_alive() {
+    let cert = TestCert::new();
+    let (server, c) = session_that_held_an_allocation(&cert);
+    let handle = server.handle();
+    let quiet = Instant::now();
+    // Application data records in epoch 1 with garbage for ciphertext,
+    // every 100 ms for at most 6 s.
+    let mut closed = false;
+    for i in 0..60u64 {
+        let mut d = vec![23, 0xfe, 0xfd, 0, 1];
+        d.extend_from_slice(&(1000 + i).to_be_bytes()[2..]);
+        d.extend_from_slice(&48u16.to_be_bytes());
+        d.extend_from_slice(&[0x5a; 48]);
+        c.sock.send(&d).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        if handle.dtls_sessions() == 0 {
+            closed = true;
+            break;
+        }
+    }
+    assert!(closed, "junk records kept the session open for {:?}", quiet.elapsed());
+    assert!(quiet.elapsed() >= Duration::from_millis(1500), "{:?}", quiet.elapsed());
+    assert_eq!(handle.exhaustions().get(Budget::DtlsIdleTime), 1);
+    server.shutdown().unwrap();
+}
+
 /// A reloaded certificate (SIGHUP) is presented by the sessions that start
 /// afterwards; an established session keeps working.
 #[test]

@@ -216,14 +216,15 @@ pub async fn sweep(shard: Rc<Shard>, dtls: Rc<DtlsShard>) {
                 // Like a stream connection: no allocation by auth_timeout
                 // closes it; once one was held, only the idle rule applies.
                 let budget = if !s.open {
-                    (age >= dtls.handshake_timeout).then_some(Some(Budget::DtlsHandshakeTime))
+                    (age >= dtls.handshake_timeout).then_some(Budget::DtlsHandshakeTime)
                 } else if core.has_allocation(tuple) {
                     s.authenticated = true;
                     None
                 } else if !s.authenticated && age >= dtls.auth_timeout {
-                    Some(Some(Budget::DtlsPreAuthTime))
+                    Some(Budget::DtlsPreAuthTime)
                 } else {
-                    (now.saturating_duration_since(s.last_seen) >= dtls.idle_timeout).then_some(None)
+                    let idle = now.saturating_duration_since(s.last_seen);
+                    (idle >= dtls.idle_timeout).then_some(Budget::DtlsIdleTime)
                 };
                 if let Some(b) = budget {
                     over.push((*tuple, b));
@@ -231,9 +232,7 @@ pub async fn sweep(shard: Rc<Shard>, dtls: Rc<DtlsShard>) {
             }
         }
         for (tuple, budget) in over {
-            if let Some(b) = budget {
-                dtls.exhaustions.exhausted(b, Some(tuple.client.ip()));
-            }
+            dtls.exhaustions.exhausted(budget, Some(tuple.client.ip()));
             end_session(&shard, tuple, End::Failed, now);
         }
         shard.pump();

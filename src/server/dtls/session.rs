@@ -85,7 +85,10 @@ pub struct DtlsSession {
     /// The handshake is complete.
     pub open: bool,
     pub started: Instant,
-    /// The last datagram from the client.
+    /// When a record from the client last decrypted (or the handshake
+    /// completed): what `stream.idle_timeout` counts from. A datagram
+    /// that fails the MAC proves nothing (anyone who knows the 5-tuple can
+    /// send one), so it does not count.
     pub last_seen: Instant,
     /// The client random of the ClientHello that started it.
     pub hello_random: [u8; 32],
@@ -144,14 +147,20 @@ impl DtlsSession {
 
     /// Takes one datagram from the client; complete plaintext records are
     /// appended to `records`. Garbage (a bad MAC, a replay) is dropped by
-    /// OpenSSL without an error.
+    /// OpenSSL without an error, and leaves `last_seen` as it was.
     pub fn receive(&mut self, datagram: &[u8], now: Instant, records: &mut Records) -> Result<(), End> {
-        self.last_seen = now;
         let io = self.stream.get_mut();
         if io.inbound.len() < MAX_INBOUND {
             io.inbound.push_back(datagram.to_vec());
         }
-        self.advance(records)
+        let (before, was_open) = (records.ends.len(), self.open);
+        let result = self.advance(records);
+        // Only the idle rule reads it, and only once the handshake is done
+        // (`tls.handshake_timeout` bounds the handshake from `started`).
+        if records.ends.len() > before || self.open != was_open {
+            self.last_seen = now;
+        }
+        result
     }
 
     fn advance(&mut self, records: &mut Records) -> Result<(), End> {
