@@ -39,22 +39,39 @@ const DTLS_CTRL_HANDLE_TIMEOUT: std::ffi::c_int = 74;
 
 /// Plaintext records taken from a session, back to back in one buffer
 /// that is kept and reused, so taking records allocates nothing once it
-/// has grown.
+/// has grown. The buffer only grows (zeroed once): `bytes[..used]` holds
+/// the records, the rest is room for the next read.
 #[derive(Default)]
 pub struct Records {
     bytes: Vec<u8>,
+    used: usize,
     ends: Vec<usize>,
 }
 
 impl Records {
     pub fn clear(&mut self) {
-        self.bytes.clear();
+        self.used = 0;
         self.ends.clear();
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &[u8]> {
         let starts = std::iter::once(0).chain(self.ends.iter().copied());
         starts.zip(self.ends.iter()).map(|(a, &b)| &self.bytes[a..b])
+    }
+
+    /// Room for one more record of at most `MAX_RECORD` bytes.
+    fn room(&mut self) -> &mut [u8] {
+        let end = self.used + MAX_RECORD;
+        if self.bytes.len() < end {
+            self.bytes.resize(end, 0);
+        }
+        &mut self.bytes[self.used..end]
+    }
+
+    /// Keeps the `n` bytes just read into `room()` as one record.
+    fn push(&mut self, n: usize) {
+        self.used += n;
+        self.ends.push(self.used);
     }
 }
 
@@ -181,13 +198,8 @@ impl DtlsSession {
             }
         }
         loop {
-            let start = records.bytes.len();
-            records.bytes.resize(start + MAX_RECORD, 0);
-            let read = self.stream.ssl_read(&mut records.bytes[start..]);
-            let n = *read.as_ref().unwrap_or(&0);
-            records.bytes.truncate(start + n);
-            match read {
-                Ok(n) => records.ends.push(start + n),
+            match self.stream.ssl_read(records.room()) {
+                Ok(n) => records.push(n),
                 Err(e) if e.code() == ErrorCode::WANT_READ => return Ok(()),
                 Err(e) if e.code() == ErrorCode::ZERO_RETURN => return Err(End::Closed),
                 Err(e) => {
@@ -257,14 +269,22 @@ mod tests {
     fn records_come_out_as_they_went_in_and_the_buffer_is_reused() {
         let mut r = Records::default();
         for (i, rec) in [&b"stun"[..], b"", b"channel data"].iter().enumerate() {
-            r.bytes.extend_from_slice(rec);
-            r.ends.push(r.bytes.len());
+            r.room()[..rec.len()].copy_from_slice(rec);
+            r.push(rec.len());
             assert_eq!(r.iter().count(), i + 1);
         }
         let got: Vec<&[u8]> = r.iter().collect();
         assert_eq!(got, [&b"stun"[..], b"", b"channel data"]);
-        let capacity = r.bytes.capacity();
+        let (len, ptr) = (r.bytes.len(), r.bytes.as_ptr());
+        // Room for one record past the last read: grown by what records
+        // took, not by MAX_RECORD per read.
+        assert_eq!(len, 4 + MAX_RECORD);
         r.clear();
-        assert_eq!((r.iter().count(), r.bytes.capacity()), (0, capacity));
+        assert_eq!(r.iter().count(), 0);
+        // The next datagram's records reuse the buffer as it is.
+        r.room()[..4].copy_from_slice(b"next");
+        r.push(4);
+        assert_eq!((r.bytes.len(), r.bytes.as_ptr()), (len, ptr));
+        assert_eq!(r.iter().collect::<Vec<_>>(), [&b"next"[..]]);
     }
 }
