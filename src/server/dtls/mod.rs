@@ -31,8 +31,12 @@ use crate::dtls::DtlsSetup;
 use cookie::{CookieKeys, Hello};
 use session::{DtlsSession, End, Records, Route};
 
-/// How often the sweep looks at every session of a shard.
+/// How often the sweep looks at the sessions still in their handshake
+/// (flight retransmits, `tls.handshake_timeout`).
 const SWEEP: Duration = Duration::from_millis(100);
+/// Every this many sweeps it also looks at the open ones (`stream.auth_timeout`,
+/// `stream.idle_timeout`: an allocation lookup each), once a second.
+const OPEN_SWEEP_EVERY: u32 = 10;
 
 /// What the DTLS listeners of one shard share.
 pub struct DtlsShard {
@@ -198,12 +202,14 @@ fn end_session(shard: &Rc<Shard>, tuple: FiveTuple, end: End, now: Instant) {
 }
 
 /// Every [`SWEEP`]: rotates the cookie key, retransmits handshake flights
-/// that are due, and ends the sessions over a time budget.
+/// that are due, and ends the sessions over a time budget (the open ones
+/// every [`OPEN_SWEEP_EVERY`] sweeps).
 pub async fn sweep(shard: Rc<Shard>, dtls: Rc<DtlsShard>) {
     let mut tick = tokio::time::interval(SWEEP);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
+    for round in (0..OPEN_SWEEP_EVERY).cycle() {
         tick.tick().await;
+        let open_too = round == 0;
         let now = Instant::now();
         dtls.keys.borrow_mut().rotate(now);
         let mut over = Vec::new();
@@ -211,6 +217,9 @@ pub async fn sweep(shard: Rc<Shard>, dtls: Rc<DtlsShard>) {
             let core = shard.core.borrow();
             let mut sessions = shard.dtls.borrow_mut();
             for (tuple, s) in sessions.iter_mut() {
+                if s.open && !open_too {
+                    continue;
+                }
                 s.handle_timeout();
                 let age = now.saturating_duration_since(s.started);
                 // Like a stream connection: no allocation by auth_timeout
