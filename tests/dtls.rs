@@ -311,7 +311,7 @@ fn handshake_fragments_announcing_huge_messages_end_the_session() {
 
 /// The session budgets of TLS apply: `stream.max_connections_per_ip`
 /// refuses a second session from one source (counted as
-/// `dtls_sessions_per_ip`), and `stream.auth_timeout` closes a session that
+/// `dtls_sessions_per_ip`, and told with a fatal alert), and `stream.auth_timeout` closes a session that
 /// holds no allocation (counted as `dtls_pre_auth_time`).
 #[test]
 fn dtls_sessions_are_budgeted_like_tls_connections() {
@@ -326,12 +326,26 @@ fn dtls_sessions_are_budgeted_like_tls_connections() {
     let mut first = Client::new(dtls, &client_context(&cert, &[]));
     first.handshake().expect("handshake");
     assert_eq!(first.binding(), first.sock.local_addr().unwrap());
-    // Refused silently: the client hears nothing (its wait is bounded).
+    // Refused past the cookie exchange with a fatal internal_error alert in
+    // epoch 0 (15 bytes), so the client stops at once instead of
+    // retransmitting until its own timeout.
     let mut second = Client::new(dtls, &client_context(&cert, &[]));
-    assert!(
-        second.handshake().is_err(),
-        "a second session from 127.0.0.1 is refused"
+    assert!(!second.step().unwrap());
+    let verify = second.receive(Duration::from_secs(5)).expect("HelloVerifyRequest");
+    second.ssl.get_mut().inbound.push_back(verify);
+    assert!(!second.step().unwrap());
+    let alert = second
+        .receive(Duration::from_secs(2))
+        .expect("an alert refusing the second session from 127.0.0.1");
+    assert_eq!(alert.len(), 15, "{alert:?}");
+    assert_eq!(
+        (alert[0], &alert[3..5], &alert[11..]),
+        (21, &[0, 0][..], &[0, 2, 2, 80][..]),
+        "alert record, epoch 0, fatal internal_error: {alert:?}"
     );
+    second.ssl.get_mut().inbound.push_back(alert);
+    let e = second.step().expect_err("the client gives up on the alert");
+    assert!(e.contains("internal error"), "{e}");
     assert_eq!(handle.exhaustions().get(Budget::DtlsSessionsPerIp), 1);
     assert!(
         wait_for(Duration::from_secs(3), || handle.dtls_sessions() == 0),

@@ -120,6 +120,36 @@ impl CookieKeys {
     }
 }
 
+/// The alert [`refusal`] writes, in bytes: a record header and an alert.
+pub const REFUSAL_LEN: usize = RECORD_HEADER + 2;
+const CONTENT_ALERT: u8 = 21;
+/// RFC 5246 §7.2: AlertLevel fatal, AlertDescription internal_error(80).
+/// internal_error ("an internal error unrelated to the peer or the
+/// correctness of the protocol ... makes it impossible to continue") is
+/// what a full server is; user_canceled is a warning that expects the
+/// handshake to be ended by close_notify, which a client past its hello
+/// cannot get in plaintext.
+const FATAL_INTERNAL_ERROR: [u8; 2] = [2, 80];
+
+/// Writes into `out` a plaintext fatal alert answering the verified
+/// ClientHello `hello` when no session can be made for it (a session
+/// budget): epoch 0, the hello's record version and sequence number (as
+/// for a HelloVerifyRequest), so the client stops at once instead of
+/// retransmitting until its own timeout. None if either is shorter than
+/// the alert: no answer larger than the hello.
+pub fn refusal(hello: &[u8], out: &mut [u8]) -> Option<usize> {
+    if hello.len() < REFUSAL_LEN || out.len() < REFUSAL_LEN {
+        return None;
+    }
+    out[0] = CONTENT_ALERT;
+    out[1..3].copy_from_slice(&hello[1..3]);
+    out[3..5].copy_from_slice(&[0, 0]);
+    out[5..11].copy_from_slice(&hello[5..11]);
+    out[11..13].copy_from_slice(&2u16.to_be_bytes());
+    out[13..15].copy_from_slice(&FATAL_INTERNAL_ERROR);
+    Some(REFUSAL_LEN)
+}
+
 /// The client random of `datagram` if it is an unfragmented ClientHello in
 /// epoch 0: a retransmitted hello repeats it, a new handshake does not.
 pub fn client_random(datagram: &[u8]) -> Option<[u8; 32]> {
@@ -278,5 +308,20 @@ mod tests {
         let mut application = good;
         application[0] = 23;
         assert_eq!(keys.check(client, &application, &mut out), Hello::Garbage);
+    }
+
+    #[test]
+    fn a_refused_hello_gets_a_fatal_alert_no_larger_than_itself() {
+        let h = hello(&[7; COOKIE_LEN], 9);
+        let mut out = [0u8; 64];
+        let n = refusal(&h, &mut out).expect("an alert");
+        assert_eq!(n, 15);
+        // Alert record, the hello's version, epoch 0, its sequence number,
+        // length 2, fatal internal_error.
+        assert_eq!(out[..3], [21, h[1], h[2]]);
+        assert_eq!(out[3..11], [0, 0, h[5], h[6], h[7], h[8], h[9], h[10]]);
+        assert_eq!(out[11..15], [0, 2, 2, 80]);
+        assert_eq!(refusal(&h[..14], &mut out), None, "no answer larger than the hello");
+        assert_eq!(refusal(&h, &mut out[..14]), None);
     }
 }

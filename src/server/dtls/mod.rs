@@ -158,21 +158,17 @@ fn handle_hello(shard: &Rc<Shard>, dtls: &DtlsShard, d: Incoming<'_>) {
     match hello {
         Hello::Garbage => shard.core.borrow_mut().count_drop(DropReason::DtlsRecord),
         // RFC 6347 §4.2.1: answered and forgotten.
-        Hello::Challenge(n) => {
-            let sent = match route.src {
-                Some(ip) => super::sockets::send_from(route.socket.get_ref(), &out[..n], route.client, ip),
-                None => super::sockets::send_now(route.socket.get_ref(), &out[..n], route.client),
-            };
-            if sent.is_err() {
-                shard.core.borrow_mut().count_drop(DropReason::ClientSendFailed);
-            }
-        }
+        Hello::Challenge(n) => send_plain(shard, &route, &out[..n]),
         Hello::Verified => {
             if shard.dtls.borrow().contains_key(&tuple) {
                 end_session(shard, tuple, End::Replaced, now);
             }
-            // Over budget: refused (counted and logged by the limiter).
+            // Over budget: refused (counted and logged by the limiter) and
+            // told so, once per hello.
             let Some(permit) = dtls.sessions.acquire(tuple.client.ip()) else {
+                if let Some(n) = cookie::refusal(data, out) {
+                    send_plain(shard, &route, &out[..n]);
+                }
                 return;
             };
             match DtlsSession::start(&dtls.setup.context(), data, route, permit, now) {
@@ -182,6 +178,14 @@ fn handle_hello(shard: &Rc<Shard>, dtls: &DtlsShard, d: Incoming<'_>) {
                 Err(_) => shard.core.borrow_mut().count_drop(DropReason::DtlsHandshake),
             }
         }
+    }
+}
+
+/// Sends a datagram made outside any session (a HelloVerifyRequest, a
+/// refusal) back where `route` says.
+fn send_plain(shard: &Shard, route: &Route, bytes: &[u8]) {
+    if route.send(bytes).is_err() {
+        shard.core.borrow_mut().count_drop(DropReason::ClientSendFailed);
     }
 }
 

@@ -96,6 +96,17 @@ pub struct Route {
     pub src: Option<IpAddr>,
 }
 
+impl Route {
+    /// Sends one datagram to the client, at once.
+    pub fn send(&self, datagram: &[u8]) -> std::io::Result<()> {
+        match self.src {
+            Some(ip) => sockets::send_from(self.socket.get_ref(), datagram, self.client, ip),
+            None => sockets::send_now(self.socket.get_ref(), datagram, self.client),
+        }
+        .map(drop)
+    }
+}
+
 pub struct DtlsSession {
     stream: SslStream<Datagrams>,
     route: Route,
@@ -248,14 +259,9 @@ impl DtlsSession {
 
     /// Sends what OpenSSL wrote; false if any datagram could not leave.
     fn flush(&mut self) -> bool {
-        let Route { socket, client, src } = &self.route;
         let mut ok = true;
         for d in self.stream.get_mut().outbound.drain(..) {
-            let sent = match src {
-                Some(ip) => sockets::send_from(socket.get_ref(), &d, *client, *ip),
-                None => sockets::send_now(socket.get_ref(), &d, *client),
-            };
-            ok &= sent.is_ok();
+            ok &= self.route.send(&d).is_ok();
         }
         ok
     }
