@@ -103,25 +103,21 @@ fn handle_datagram(shard: &Rc<Shard>, dtls: &DtlsShard, d: Incoming<'_>) {
     // association until the client has demonstrated reachability": the
     // cookie exchange, done like a stranger's. A late copy of the hello
     // that made the session (same client random) is no new handshake.
-    let session = shard.dtls.borrow().get(&tuple).map(|s| (s.open, s.hello_random));
-    let restart = match session {
-        None => true,
-        // The same for a handshake still under way: a client that gave up
-        // on it and starts over is answered at once (a cookie-less hello
-        // only gets a HelloVerifyRequest; a verified one replaces it)
-        // instead of waiting out `tls.handshake_timeout`.
-        Some((_, made_by)) => cookie::client_random(data).is_some_and(|r| r != made_by),
-    };
-    if restart {
+    // The same for a handshake still under way: a client that gave up on
+    // it and starts over is answered at once (a cookie-less hello only
+    // gets a HelloVerifyRequest; a verified one replaces it) instead of
+    // waiting out `tls.handshake_timeout`. One map lookup either way.
+    let mut sessions = shard.dtls.borrow_mut();
+    let session = sessions
+        .get_mut(&tuple)
+        .filter(|s| cookie::client_random(data).is_none_or(|r| r == s.hello_random));
+    let Some(session) = session else {
+        drop(sessions);
         return handle_hello(shard, dtls, d);
-    }
+    };
     let mut records = dtls.records.borrow_mut();
     records.clear();
-    let mut sessions = shard.dtls.borrow_mut();
-    let result = match sessions.get_mut(&tuple) {
-        Some(s) => s.receive(data, now, &mut records),
-        None => return,
-    };
+    let result = session.receive(data, now, &mut records);
     drop(sessions);
     for record in records.iter() {
         let output = shard.core.borrow_mut().handle_client(now, tuple, record, d.out);
