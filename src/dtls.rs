@@ -12,6 +12,7 @@
 //! dimpl has no RSA (ECDHE-ECDSA suites only): the RSA certificate most
 //! operators already have for `listen.tls` could not be served.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::path::Path;
@@ -61,12 +62,51 @@ impl DtlsSetup {
 
 /// Whole datagrams in and out of OpenSSL, so a DTLS state machine never
 /// touches a socket: its BIO reads and writes one datagram per call. The
-/// owner pushes what arrived into `inbound` and sends what is in
-/// `outbound` (the shard's sessions; tests that watch every datagram).
+/// owner pushes what arrived into `inbound` (`push_inbound`) and sends
+/// what is in `outbound`, handing each sent buffer back (`recycle`) (the
+/// shard's sessions; tests that watch every datagram).
 #[derive(Default)]
 pub struct Datagrams {
     pub inbound: VecDeque<Vec<u8>>,
     pub outbound: Vec<Vec<u8>>,
+}
+
+thread_local! {
+    /// Spent datagram buffers of this thread (a shard runs on one thread,
+    /// so its sessions share them): relaying a record allocates nothing
+    /// once the list has filled, and no lock is taken.
+    static SPARE: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+}
+/// Buffers kept in [`SPARE`]: enough for a batch of relayed records and a
+/// handshake flight.
+const MAX_SPARE: usize = 64;
+/// A buffer grown past this (a jumbo record) is freed, not kept.
+const MAX_SPARE_CAPACITY: usize = 18 * 1024;
+
+impl Datagrams {
+    /// Queues a copy of `datagram` for OpenSSL to read.
+    pub fn push_inbound(&mut self, datagram: &[u8]) {
+        let mut d = spare_buffer();
+        d.extend_from_slice(datagram);
+        self.inbound.push_back(d);
+    }
+}
+
+/// Hands a datagram buffer (one taken from `outbound`) back for reuse.
+pub fn recycle(mut d: Vec<u8>) {
+    if d.capacity() > MAX_SPARE_CAPACITY {
+        return;
+    }
+    d.clear();
+    SPARE.with_borrow_mut(|spare| {
+        if spare.len() < MAX_SPARE {
+            spare.push(d);
+        }
+    });
+}
+
+fn spare_buffer() -> Vec<u8> {
+    SPARE.with_borrow_mut(Vec::pop).unwrap_or_default()
 }
 
 impl Read for Datagrams {
@@ -76,13 +116,16 @@ impl Read for Datagrams {
         // datagram is cut and then fails its MAC.
         let n = d.len().min(buf.len());
         buf[..n].copy_from_slice(&d[..n]);
+        recycle(d);
         Ok(n)
     }
 }
 
 impl Write for Datagrams {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.outbound.push(buf.to_vec());
+        let mut d = spare_buffer();
+        d.extend_from_slice(buf);
+        self.outbound.push(d);
         Ok(buf.len())
     }
 
@@ -176,5 +219,25 @@ mod tests {
         assert_eq!(first_shared(ours, b"\x02h2"), None);
         // A truncated list from the client ends the search, no panic.
         assert_eq!(first_shared(ours, b"\x20stun"), None);
+    }
+
+    #[test]
+    fn datagram_buffers_are_reused_through_the_spare_list() {
+        // Each test runs on its own thread, so SPARE starts empty here.
+        let mut io = Datagrams::default();
+        io.push_inbound(b"first");
+        let mut buf = [0u8; 16];
+        assert_eq!(io.read(&mut buf).unwrap(), 5);
+        assert_eq!(SPARE.with_borrow(Vec::len), 1, "the read buffer went back");
+        let ptr = SPARE.with_borrow(|s| s[0].as_ptr());
+        io.write_all(b"out").unwrap();
+        assert_eq!((io.outbound[0].as_ptr(), &io.outbound[0][..]), (ptr, &b"out"[..]));
+        recycle(io.outbound.pop().unwrap());
+        io.push_inbound(b"again");
+        assert_eq!(io.inbound[0].as_ptr(), ptr, "the same buffer, no allocation");
+        assert_eq!(io.read(&mut buf).unwrap(), 5);
+        assert_eq!(&buf[..5], b"again");
+        recycle(Vec::with_capacity(MAX_SPARE_CAPACITY + 1));
+        assert_eq!(SPARE.with_borrow(Vec::len), 1, "an oversized buffer is freed");
     }
 }

@@ -139,7 +139,7 @@ impl DtlsSession {
         let mut ssl = Ssl::new(ctx).map_err(|_| End::HandshakeFailed)?;
         ssl.set_mtu(MTU).map_err(|_| End::HandshakeFailed)?;
         let mut io = Datagrams::default();
-        io.inbound.push_back(hello.to_vec());
+        io.push_inbound(hello);
         let stream = SslStream::new(ssl, io).map_err(|_| End::HandshakeFailed)?;
         // DTLSv1_listen takes the verified hello (its cookie callback says
         // yes), and sets the handshake and record sequence numbers a
@@ -179,7 +179,7 @@ impl DtlsSession {
     pub fn receive(&mut self, datagram: &[u8], now: Instant, records: &mut Records) -> Result<(), End> {
         let io = self.stream.get_mut();
         if io.inbound.len() < MAX_INBOUND {
-            io.inbound.push_back(datagram.to_vec());
+            io.push_inbound(datagram);
         }
         let (before, was_open) = (records.ends.len(), self.open);
         let result = self.advance(records);
@@ -262,6 +262,7 @@ impl DtlsSession {
         let mut ok = true;
         for d in self.stream.get_mut().outbound.drain(..) {
             ok &= self.route.send(&d).is_ok();
+            crate::dtls::recycle(d);
         }
         ok
     }
