@@ -311,8 +311,9 @@ fn handshake_fragments_announcing_huge_messages_end_the_session() {
 
 /// The session budgets of TLS apply: `stream.max_connections_per_ip`
 /// refuses a second session from one source (counted as
-/// `dtls_sessions_per_ip`, and told with a fatal alert), and `stream.auth_timeout` closes a session that
-/// holds no allocation (counted as `dtls_pre_auth_time`).
+/// `dtls_sessions_per_ip`, and told with a fatal alert), and
+/// `stream.auth_timeout` closes a session that holds no allocation
+/// (counted as `dtls_pre_auth_time`).
 #[test]
 fn dtls_sessions_are_budgeted_like_tls_connections() {
     let cert = TestCert::new();
