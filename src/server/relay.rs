@@ -69,6 +69,7 @@ pub async fn read_peers(shard: Rc<Shard>, relay: RelayId, socket: Rc<Udp>) {
 fn drain_errors(shard: &Rc<Shard>, relay: RelayId, socket: &Udp) -> bool {
     let now = Instant::now();
     let mut emptied = false;
+    let mut fed = false;
     for _ in 0..errqueue::DRAIN_MAX {
         let e = match errqueue::recv(socket.get_ref()) {
             Ok(Some(e)) => e,
@@ -81,6 +82,7 @@ fn drain_errors(shard: &Rc<Shard>, relay: RelayId, socket: &Udp) -> bool {
                 break;
             }
         };
+        fed = true;
         let mut out = [0u8; ICMP_INDICATION_LEN];
         let o = shard
             .core
@@ -90,7 +92,9 @@ fn drain_errors(shard: &Rc<Shard>, relay: RelayId, socket: &Udp) -> bool {
             shard.to_client(&tuple, &out[start..start + len]);
         }
     }
-    // The drive rule (shard.rs).
-    shard.pump();
+    // The drive rule (shard.rs), when the core was given something.
+    if fed {
+        shard.pump();
+    }
     emptied
 }

@@ -17,7 +17,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::time::Instant;
 
-use proto::{BindError, Command, ConnectionId, DropReason, Event, FiveTuple, PeerAddr, RelayId, Transport};
+use proto::{BindError, Command, ConnectionId, DropReason, Event, FiveTuple, Output, PeerAddr, RelayId, Transport};
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot, Notify};
@@ -171,7 +171,15 @@ impl Shard {
     /// a stream through that connection's write buffer. (The UDP packet
     /// paths queue into their batch instead; this serves everything else.)
     pub fn to_client(&self, tuple: &FiveTuple, data: &[u8]) {
-        let sent = match tuple.transport {
+        if !self.deliver(tuple, data) {
+            self.core.borrow_mut().count_drop(DropReason::ClientSendFailed);
+        }
+    }
+
+    /// [`Shard::to_client`] without the count: true if the bytes left or
+    /// were queued.
+    pub fn deliver(&self, tuple: &FiveTuple, data: &[u8]) -> bool {
+        match tuple.transport {
             Transport::Udp => self.listener_for(tuple.server.0).is_some_and(|(s, src)| {
                 let sent = match src {
                     Some(ip) => sockets::send_from(s.get_ref(), data, tuple.client.0, ip),
@@ -181,9 +189,29 @@ impl Shard {
             }),
             Transport::Tcp | Transport::Tls => self.conns.borrow().get(tuple).is_some_and(|c| c.push(data)),
             Transport::Dtls => self.dtls.borrow_mut().get_mut(tuple).is_some_and(|s| s.send(data)),
-        };
-        if !sent {
-            self.core.borrow_mut().count_drop(DropReason::ClientSendFailed);
+        }
+    }
+
+    /// Carries out the core's answer to one message a client sent outside a
+    /// UDP batch (a stream frame, a DTLS record): relayed bytes
+    /// (`msg[start..start + len]`) leave now; a reply (`out[..n]`) goes to
+    /// `reply`, which says whether it was queued (a failure is counted).
+    /// ReplyFrom is plain UDP only (RFC 5780): here it is the same client.
+    pub fn carry_out(&self, output: Output, msg: &[u8], out: &[u8], reply: impl FnOnce(&[u8]) -> bool) {
+        match output {
+            Output::ToPeer {
+                relay,
+                peer,
+                start,
+                len,
+                dont_fragment,
+            } => self.to_peer(relay, peer.0, &msg[start..start + len], dont_fragment),
+            Output::Reply(n) | Output::ReplyFrom { len: n, .. } => {
+                if !reply(&out[..n]) {
+                    self.core.borrow_mut().count_drop(DropReason::ClientSendFailed);
+                }
+            }
+            Output::Nothing | Output::Drop(_) => {}
         }
     }
 

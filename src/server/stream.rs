@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use proto::framing::next_frame;
-use proto::{canonical, ClientAddr, DropReason, FiveTuple, Output, ServerAddr, Transport};
+use proto::{canonical, ClientAddr, DropReason, FiveTuple, ServerAddr, Transport};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
@@ -283,22 +283,7 @@ where
                         .core
                         .borrow_mut()
                         .handle_client(now.into_std(), tuple, msg, &mut out);
-                    match output {
-                        Output::ToPeer {
-                            relay,
-                            peer,
-                            start: s,
-                            len,
-                            dont_fragment,
-                        } => shard.to_peer(relay, peer.0, &buf[base + s..base + s + len], dont_fragment),
-                        // ReplyFrom is UDP-only (RFC 5780); on a stream it is this connection.
-                        Output::Reply(n) | Output::ReplyFrom { len: n, .. } => {
-                            if !conn.push(&out[..n]) {
-                                shard.core.borrow_mut().count_drop(DropReason::ClientSendFailed);
-                            }
-                        }
-                        Output::Nothing | Output::Drop(_) => {}
-                    }
+                    shard.carry_out(output, &buf[base..start], &out, |reply| conn.push(reply));
                 }
             }
         }

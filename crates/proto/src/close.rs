@@ -9,7 +9,7 @@ use std::time::Instant;
 use crate::addr::{Family, FiveTuple};
 use crate::allocation::RelayId;
 use crate::allocations::SlotId;
-use crate::output::{CloseReason, Command, Event, Offload};
+use crate::output::{CloseReason, Command, Event};
 use crate::server::Server;
 
 impl Server {
@@ -43,7 +43,7 @@ impl Server {
     /// Deletes allocation `slot`: releases its relays, ports and quota.
     pub(crate) fn delete_allocation(&mut self, slot: SlotId, now: Instant, reason: CloseReason) {
         let Some(a) = self.allocations.remove(slot) else { return };
-        self.offload_gone(&a);
+        self.offload_gone(a.tuple, a.relays.iter().map(|r| r.id));
         if a.tcp {
             self.close_connections_of(&a.tuple, None);
         }
@@ -90,17 +90,11 @@ impl Server {
         a.ended_relays.push(relay.public);
         let (tuple, tcp) = (a.tuple, a.tcp);
         // The kernel stops this relay's channels and reports its last counts.
-        if self.config.offload {
-            self.commands.push_back(Command::Offload(Offload::AllocationGone {
-                tuple,
-                relays: vec![relay.id],
-            }));
-        }
+        self.offload_gone(tuple, [relay.id]);
         if tcp {
             self.close_connections_of(&tuple, Some(family));
         }
-        self.allocations.free_relay_id(relay.id);
-        self.release_socket(relay.id, relay.local);
+        self.release_relay(relay.id, Some(relay.local));
         self.commands.push_back(Command::Event(Event::RelayClosed {
             tuple,
             relay: relay.public,

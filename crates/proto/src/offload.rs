@@ -84,13 +84,14 @@ impl Server {
         a.offloaded = wanted;
     }
 
-    /// Tells the driver that allocation `tuple`'s relays are gone, before
-    /// its close event, so the kernel's last counts reach that event.
-    pub(crate) fn offload_gone(&mut self, a: &crate::allocation::Allocation) {
+    /// Tells the driver that `relays` of allocation `tuple` are gone (all of
+    /// them, or one family's), before its close event, so the kernel's last
+    /// counts reach that event.
+    pub(crate) fn offload_gone(&mut self, tuple: FiveTuple, relays: impl IntoIterator<Item = RelayId>) {
         if self.config.offload {
             self.commands.push_back(Command::Offload(Offload::AllocationGone {
-                tuple: a.tuple,
-                relays: a.relays.iter().map(|r| r.id).collect(),
+                tuple,
+                relays: relays.into_iter().collect(),
             }));
         }
     }

@@ -21,7 +21,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use proto::{DropReason, FiveTuple, Output, ServerAddr, Transport};
+use proto::{DropReason, FiveTuple, ServerAddr, Transport};
 
 use super::mmsg::{Udp, UdpBatch};
 use super::recv_loop;
@@ -121,18 +121,7 @@ fn handle_datagram(shard: &Rc<Shard>, dtls: &DtlsShard, d: Incoming<'_>) {
     drop(sessions);
     for record in records.iter() {
         let output = shard.core.borrow_mut().handle_client(now, tuple, record, d.out);
-        match output {
-            Output::ToPeer {
-                relay,
-                peer,
-                start,
-                len,
-                dont_fragment,
-            } => shard.to_peer(relay, peer.0, &record[start..start + len], dont_fragment),
-            // ReplyFrom is plain UDP only (RFC 5780); here it is this session.
-            Output::Reply(n) | Output::ReplyFrom { len: n, .. } => shard.to_client(&tuple, &d.out[..n]),
-            Output::Nothing | Output::Drop(_) => {}
-        }
+        shard.carry_out(output, record, d.out, |reply| shard.deliver(&tuple, reply));
     }
     if let Err(end) = result {
         end_session(shard, tuple, end, now);

@@ -254,8 +254,7 @@ impl Server {
         // RFC 8656 §13.1-13.3: when relaying IPv4 to IPv6, IPv6 to IPv6 or
         // IPv6 to IPv4, "the DONT-FRAGMENT attribute MUST be ignored"; it is
         // honoured from IPv4 to IPv4 (§14) and from TCP (§15).
-        let same_v4 = p.tuple.client.0.is_ipv4() && addr.is_ipv4();
-        let dont_fragment = p.dont_fragment && (same_v4 || p.tuple.transport.is_stream());
+        let dont_fragment = p.dont_fragment && super::data::honours_dont_fragment(&p.tuple, Family::of(ip));
         self.commands.push_back(Command::BindRelay {
             relay,
             addr,
